@@ -1,0 +1,5 @@
+import sys
+
+from migfw.cli import main
+
+sys.exit(main())

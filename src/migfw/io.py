@@ -1,0 +1,40 @@
+"""Small I/O helpers shared by every stage: atomic writes so a crash never leaves a half file."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
+    """Write to a temporary file beside `path` and rename it into place only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        with open(tmp, mode, **kwargs) as handle:
+            yield handle
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    with atomic_write(path) as handle:
+        json.dump(data, handle, indent=2, sort_keys=False, default=str)
+        handle.write("\n")
+
+
+def write_csv(path: str | os.PathLike, frame: Any, **kwargs: Any) -> None:
+    """Write a pandas DataFrame atomically (index off unless asked)."""
+    kwargs.setdefault("index", False)
+    with atomic_write(path, newline="") as handle:
+        frame.to_csv(handle, **kwargs)

@@ -1,0 +1,1 @@
+"""The systematic-literature-review branch: import, deduplicate, screen, score, tabulate."""

@@ -1,0 +1,1 @@
+"""The migration testbed: hosts, guest image, firewall ruleset, prober and trials."""
