@@ -19,6 +19,7 @@ _STAGES = [
     "migfw.analysis",
     "migfw.paper",
     "migfw.figures",
+    "migfw.synth",
     "migfw.testbed.cli",
     "migfw.slr.cli",
     "migfw.report",

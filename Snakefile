@@ -1,0 +1,24 @@
+# migfw: does a firewall inside a VM keep protecting it during live migration?
+# `snakemake --cores 1` regenerates every artifact from config/ (see README.md).
+
+from snakemake.utils import min_version
+
+min_version("8.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/paper.smk"
+include: "workflow/rules/trials.smk"
+include: "workflow/rules/analysis.smk"
+include: "workflow/rules/figures.smk"
+include: "workflow/rules/slr.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

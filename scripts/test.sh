@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, runs the linters and the whole test suite.
+# Tests that need root, QEMU and libvirt (a real live migration) run when those are available.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh --test
+. .venv/bin/activate
+echo "== lint: ruff, snakefmt, snakemake --lint"
+ruff check src tests scripts
+ruff format --check src tests scripts
+snakefmt --check Snakefile workflow/rules
+snakemake --lint --cores 1 --config trials_source=crafted trials_dir=results/crafted_trials
+echo "== tests"
+set +e
+python -m pytest -ra "$@"
+status=$?
+set -e
+# pytest's 5 means no test was collected: that is a failure here, not a success.
+exit $status

@@ -1,0 +1,257 @@
+"""From trial folders to per-trial metrics, trials.csv and summary.csv.
+
+A trial folder (`<trials_dir>/<trial_id>/`) holds `probe.pcap` and `trial.json` (schema:
+migfw/data/trial.schema.json). Nothing here touches libvirt, QEMU or the network, so an
+analysis-only rerun needs none of those installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from migfw.errors import MigfwError
+from migfw.io import write_csv, write_json
+from migfw.stats import summarize
+
+# Stable column order of results/analysis/trials.csv.
+TRIAL_COLUMNS = [
+    "trial_id",
+    "interval_s",
+    "status",
+    "failure",
+    "repetition",
+    "direction",
+    "accelerator",
+    "ps",
+    "pr",
+    "pl",
+    "tmt_s",
+    "dt_s",
+    "ut_s",
+    "ut_pct",
+    "dt_gap_s",
+    "dt_gap_lo_s",
+    "dt_gap_hi_s",
+    "dt_rxgap_s",
+    "max_run",
+    "outages",
+    "rtt_median_ms",
+    "rtt_p99_ms",
+    "rtt_max_ms",
+    "late_replies",
+    "dup_requests",
+    "dup_replies",
+    "ps_total",
+    "pl_total",
+    "pl_outside",
+    "tmt_meta_s",
+    "ut_meta_s",
+    "ut_meta_pct",
+    "hv_downtime_ms",
+    "hv_total_ms",
+    "hv_setup_ms",
+    "capture_dropped",
+    "breaches",
+    "ruleset_intact",
+]
+
+# Metrics summarised across trials (summary.csv).
+SUMMARY_METRICS = [
+    "ps",
+    "pl",
+    "tmt_s",
+    "dt_s",
+    "ut_s",
+    "ut_pct",
+    "dt_gap_s",
+    "dt_rxgap_s",
+    "max_run",
+    "outages",
+    "rtt_median_ms",
+    "rtt_max_ms",
+    "tmt_meta_s",
+    "ut_meta_s",
+    "ut_meta_pct",
+    "hv_downtime_ms",
+    "hv_total_ms",
+]
+
+
+@cache
+def _trial_schema() -> dict:
+    text = resources.files("migfw.data").joinpath("trial.schema.json").read_text()
+    return json.loads(text)
+
+
+def load_trial(trial_dir: str | Path) -> dict[str, Any]:
+    """Read and validate `trial.json`; errors name the file and the offending key."""
+    import jsonschema
+
+    path = Path(trial_dir) / "trial.json"
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise MigfwError(f"{path}: missing (every trial folder needs trial.json)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MigfwError(f"{path}: not valid JSON ({exc})") from None
+    errors = sorted(jsonschema.Draft202012Validator(_trial_schema()).iter_errors(meta), key=str)
+    if errors:
+        err = errors[0]
+        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise MigfwError(f"{path}: {where}: {err.message}")
+    return meta
+
+
+def probe_metrics_for(
+    pcap: Path, target: str, interval_s: float, window: tuple[float, float] | None
+) -> dict[str, Any]:
+    """The probe metrics of one capture (see migfw.probes)."""
+    from migfw.probes import analyze_capture
+
+    return analyze_capture(pcap, target=target, interval_s=interval_s, window=window)
+
+
+def trial_metrics(trial_dir: str | Path) -> dict[str, Any]:
+    """One row of trials.csv for a trial folder."""
+    trial_dir = Path(trial_dir)
+    meta = load_trial(trial_dir)
+    migration = meta.get("migration") or {}
+    hypervisor = meta.get("hypervisor") or {}
+    capture = meta.get("capture") or {}
+    ruleset = meta.get("ruleset") or {}
+    row: dict[str, Any] = {
+        "trial_id": meta["trial_id"],
+        "interval_s": meta["interval_s"],
+        "status": meta["status"],
+        "failure": meta.get("failure"),
+        "repetition": meta.get("repetition"),
+        "direction": meta.get("direction"),
+        "accelerator": meta.get("accelerator"),
+        "hv_downtime_ms": hypervisor.get("downtime_ms"),
+        "hv_total_ms": hypervisor.get("total_ms"),
+        "hv_setup_ms": hypervisor.get("setup_ms"),
+        "capture_dropped": capture.get("dropped"),
+        "breaches": len(meta.get("breaches") or []),
+        "ruleset_intact": ruleset.get("identical_before_after"),
+    }
+    start, end = migration.get("start"), migration.get("end")
+    window = (float(start), float(end)) if start is not None and end is not None else None
+    if window:
+        row["tmt_meta_s"] = window[1] - window[0]
+    if meta["status"] != "ok":
+        return row
+    pcap = trial_dir / "probe.pcap"
+    if not pcap.exists():
+        raise MigfwError(f"{pcap}: missing although {trial_dir / 'trial.json'} says status ok")
+    row.update(probe_metrics_for(pcap, meta["target"], float(meta["interval_s"]), window))
+    if window and row.get("dt_gap_s") is not None:
+        row["ut_meta_s"] = row["tmt_meta_s"] - row["dt_gap_s"]
+        row["ut_meta_pct"] = 100 * row["ut_meta_s"] / row["tmt_meta_s"]
+    return row
+
+
+def discover_trials(trials_dir: str | Path) -> list[Path]:
+    """Trial folders (those with a trial.json) under `trials_dir`, sorted by name."""
+    root = Path(trials_dir)
+    if not root.is_dir():
+        raise MigfwError(f"{root}: trials directory not found")
+    return sorted(p.parent for p in root.glob("*/trial.json") if not p.parent.name.startswith("."))
+
+
+def collect(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """trials.csv: known columns first in a stable order, extra metrics after them."""
+    frame = pd.DataFrame(rows)
+    for column in TRIAL_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = pd.NA
+    extra = sorted(c for c in frame.columns if c not in TRIAL_COLUMNS)
+    frame = frame[TRIAL_COLUMNS + extra]
+    return frame.sort_values(["interval_s", "trial_id"], ascending=[False, True])
+
+
+def summary_table(
+    trials: pd.DataFrame,
+    factors: list[str],
+    confidence: float,
+    resamples: int,
+    seed: int,
+) -> pd.DataFrame:
+    """summary.csv: statistics over the successful trials only."""
+    ok = trials[trials["status"] == "ok"]
+    return summarize(ok, SUMMARY_METRICS, factors, confidence, resamples, seed)
+
+
+def _json_safe(row: dict[str, Any]) -> dict[str, Any]:
+    def fix(v: Any) -> Any:
+        if isinstance(v, float) and math.isnan(v):
+            return None
+        if hasattr(v, "item"):
+            return v.item()
+        return v
+
+    return {k: fix(v) for k, v in row.items()}
+
+
+def _cli_trial(args: argparse.Namespace) -> int:
+    row = trial_metrics(args.trial_dir)
+    write_json(args.out, _json_safe(row))
+    return 0
+
+
+def _cli_collect(args: argparse.Namespace) -> int:
+    rows = []
+    for path in args.metrics:
+        try:
+            rows.append(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise MigfwError(f"{path}: cannot read per-trial metrics ({exc})") from None
+    if args.trials_dir:
+        rows += [trial_metrics(d) for d in discover_trials(args.trials_dir)]
+    if not rows:
+        raise MigfwError("no trials to collect")
+    trials = collect(rows)
+    write_csv(args.out, trials)
+    failed = int((trials["status"] != "ok").sum())
+    print(f"{len(trials)} trials ({failed} failed) -> {args.out}")
+    return 0
+
+
+def _cli_summary(args: argparse.Namespace) -> int:
+    try:
+        trials = pd.read_csv(args.trials)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise MigfwError(f"{args.trials}: cannot read trials table ({exc})") from None
+    summary = summary_table(trials, args.factors, args.confidence, args.resamples, args.seed)
+    write_csv(args.out, summary)
+    print(f"{len(summary)} summary rows -> {args.out}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("trial-metrics", help="metrics of one trial folder (JSON)")
+    p.add_argument("trial_dir")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_cli_trial)
+
+    p = subparsers.add_parser("collect", help="per-trial metrics -> trials.csv")
+    p.add_argument("metrics", nargs="*", help="per-trial metrics JSON files")
+    p.add_argument("--trials-dir", help="also analyse every trial folder in this directory")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_cli_collect)
+
+    p = subparsers.add_parser("summarize", help="trials.csv -> summary.csv (per factor level)")
+    p.add_argument("trials")
+    p.add_argument("--out", required=True)
+    p.add_argument("--factors", nargs="*", default=["interval_s"])
+    p.add_argument("--confidence", type=float, default=0.95)
+    p.add_argument("--resamples", type=int, default=9999)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cli_summary)

@@ -1,0 +1,224 @@
+"""Figures (seaborn/matplotlib, PNG + SVG): uptime per trial, probe timelines, DT by estimator."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are files; never open a window
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from migfw.errors import MigfwError  # noqa: E402
+from migfw.stats import describe  # noqa: E402
+
+os.environ.setdefault("MPLCONFIGDIR", str(Path.home() / ".cache" / "matplotlib"))
+sns.set_theme(style="whitegrid", context="paper")
+
+
+def _save(fig: plt.Figure, out_png: str | Path) -> None:
+    """Save PNG and an SVG twin (same stem) via temporary names, then rename."""
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    for path in (out_png, out_png.with_suffix(".svg")):
+        tmp = path.with_name(f".{path.name}.part{path.suffix}")
+        fig.savefig(tmp, dpi=150, bbox_inches="tight")
+        os.replace(tmp, path)
+    plt.close(fig)
+
+
+def uptime_figure(
+    trials: pd.DataFrame, out_png: str | Path, title: str, label: str = "trial_id"
+) -> None:
+    """The thesis's Figure 7, with more: TMT and UT per trial, mean UT with 95 % CIs.
+
+    One panel per probe interval; bars are TMT (light) with UT (dark) inside, so the thin
+    light cap is the downtime; the band is the mean UT's Student-t CI, the dashed lines the
+    thesis's normal CI.
+    """
+    ok = trials[trials.get("status", "ok") == "ok"] if "status" in trials else trials
+    ok = ok.dropna(subset=["tmt_s", "ut_s"])
+    if ok.empty:
+        raise MigfwError("no successful trial with TMT and UT to plot")
+    intervals = sorted(ok["interval_s"].unique(), reverse=True)
+    fig, axes = plt.subplots(
+        1, len(intervals), figsize=(4.2 * len(intervals), 3.6), squeeze=False, sharey=False
+    )
+    for ax, interval in zip(axes[0], intervals, strict=True):
+        group = ok[ok["interval_s"] == interval].sort_values(label)
+        x = np.arange(len(group))
+        ax.bar(x, group["tmt_s"], color="#c6dbef", label="TMT = PS·I")
+        ax.bar(x, group["ut_s"], color="#2171b5", width=0.6, label="UT = TMT − DT")
+        for xi, (ut, pct) in enumerate(zip(group["ut_s"], group["ut_pct"], strict=True)):
+            ax.text(xi, ut, f"{pct:.1f}%", ha="center", va="bottom", fontsize=7)
+        s = describe(group["ut_s"], seed=0, resamples=2000)
+        m = len(group) + 0.5  # the mean stands apart, right of the trials
+        ax.bar(m, s["mean"], color="#fd8d3c", width=0.6, label="mean UT")
+        if s["n"] >= 2:
+            for dx, low, high, style, name in (
+                (-0.12, s["ci_z_low"], s["ci_z_high"], "--", "95% CI as in thesis (z)"),
+                (0.12, s["ci_t_low"], s["ci_t_high"], "-", "95% CI, Student t"),
+            ):
+                bars = ax.errorbar(
+                    m + dx,
+                    s["mean"],
+                    yerr=[[s["mean"] - low], [high - s["mean"]]],
+                    fmt="none",
+                    ecolor="k",
+                    capsize=3,
+                    lw=1,
+                    label=name,
+                )
+                bars[-1][0].set_linestyle(style)
+        ax.set_xticks([*x, m], [*group[label], "mean"], rotation=45, ha="right", fontsize=7)
+        ax.set_title(f"I = {interval:g} s (n = {len(group)})")
+        ax.set_ylabel("seconds")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(
+        handles, labels, fontsize=7, loc="lower center", ncols=5, bbox_to_anchor=(0.5, -0.08)
+    )
+    fig.suptitle(title)
+    _save(fig, out_png)
+
+
+def estimators_figure(trials: pd.DataFrame, out_png: str | Path) -> None:
+    """Downtime per trial by estimator: count-based, gap-based (with bounds), hypervisor."""
+    ok = trials[trials["status"] == "ok"].copy()
+    if ok.empty:
+        raise MigfwError("no successful trial to plot")
+    ok["hv_downtime_s"] = pd.to_numeric(ok["hv_downtime_ms"], errors="coerce") / 1000
+    columns = {
+        "dt_s": "PL·I (thesis)",
+        "dt_gap_s": "longest lost run (send times)",
+        "dt_rxgap_s": "longest reply silence",
+        "hv_downtime_s": "hypervisor reported",
+    }
+    present = {k: v for k, v in columns.items() if k in ok and ok[k].notna().any()}
+    long = ok.melt(
+        id_vars=["trial_id", "interval_s"],
+        value_vars=list(present),
+        var_name="estimator",
+        value_name="downtime_s",
+    )
+    long["estimator"] = long["estimator"].map(present)
+    long["downtime_ms"] = long["downtime_s"] * 1000
+    intervals = sorted(ok["interval_s"].unique(), reverse=True)
+    fig, axes = plt.subplots(len(intervals), 1, figsize=(8, 2.8 * len(intervals)), squeeze=False)
+    for ax, interval in zip(axes[:, 0], intervals, strict=True):
+        part = long[long["interval_s"] == interval]
+        sns.barplot(
+            data=part,
+            x="trial_id",
+            y="downtime_ms",
+            hue="estimator",
+            ax=ax,
+            palette="Set2",
+            errorbar=None,
+        )
+        sub = ok[ok["interval_s"] == interval].sort_values("trial_id")
+        if {"dt_gap_lo_s", "dt_gap_hi_s"} <= set(sub.columns):
+            order = [t.get_text() for t in ax.get_xticklabels()]
+            sub = sub.set_index("trial_id").loc[order]
+            n_est = len(present)
+            width = 0.8 / n_est
+            idx = list(present).index("dt_gap_s") if "dt_gap_s" in present else None
+            if idx is not None:
+                xs = np.arange(len(order)) - 0.4 + width * (idx + 0.5)
+                mid = sub["dt_gap_s"].to_numpy(float) * 1000
+                lo = mid - sub["dt_gap_lo_s"].to_numpy(float) * 1000
+                hi = sub["dt_gap_hi_s"].to_numpy(float) * 1000 - mid
+                ax.errorbar(xs, mid, yerr=[lo, hi], fmt="none", ecolor="k", lw=0.8, capsize=2)
+        ax.set_title(f"I = {interval:g} s")
+        ax.set_xlabel("")
+        ax.set_ylabel("downtime (ms)")
+        ax.tick_params(axis="x", rotation=45, labelsize=7)
+        ax.legend(fontsize=7, ncols=2)
+    fig.tight_layout()
+    _save(fig, out_png)
+
+
+def timeline_figure(trial_dir: str | Path, out_png: str | Path) -> None:
+    """One trial: every probe as answered/lost against time, RTT, migration window shaded."""
+    from migfw.analysis import load_trial
+    from migfw.probes import probe_table
+
+    trial_dir = Path(trial_dir)
+    meta = load_trial(trial_dir)
+    fig, (ax_raster, ax_rtt) = plt.subplots(
+        2, 1, figsize=(9, 4), sharex=True, gridspec_kw={"height_ratios": [1, 3]}
+    )
+    migration = meta.get("migration") or {}
+    if meta["status"] != "ok":
+        ax_rtt.text(
+            0.5,
+            0.5,
+            f"failed trial: {meta.get('failure')}",
+            ha="center",
+            transform=ax_rtt.transAxes,
+        )
+        _save(fig, out_png)
+        return
+    table = probe_table(trial_dir / "probe.pcap", target=meta["target"])
+    start = migration.get("start") or float(table["send_s"].min())
+    t = table["send_s"].to_numpy(float) - start
+    answered = table["answered"].to_numpy(bool)
+    ax_raster.vlines(t[answered], 0, 1, color="#2171b5", lw=0.3, label="answered")
+    ax_raster.vlines(t[~answered], 0, 1, color="#cb181d", lw=0.8, label="lost")
+    ax_raster.set_yticks([])
+    ax_raster.legend(fontsize=7, loc="upper left", ncols=2)
+    rtt_ms = table["rtt_s"].to_numpy(float) * 1000
+    ax_rtt.scatter(t[answered], rtt_ms[answered], s=2, color="#2171b5")
+    ax_rtt.set_yscale("log")
+    ax_rtt.set_ylabel("RTT (ms)")
+    ax_rtt.set_xlabel("seconds since migration start")
+    if migration.get("end") is not None:
+        for ax in (ax_raster, ax_rtt):
+            ax.axvspan(0, migration["end"] - start, color="#fdae6b", alpha=0.3, lw=0)
+    hv = (meta.get("hypervisor") or {}).get("downtime_ms")
+    title = f"{meta['trial_id']}: I = {meta['interval_s']:g} s, {int((~answered).sum())} lost"
+    if hv is not None:
+        title += f", hypervisor downtime {hv:.0f} ms"
+    fig.suptitle(title + " (shaded: migration)")
+    _save(fig, out_png)
+
+
+def _cli_uptime(args: argparse.Namespace) -> int:
+    trials = pd.read_csv(args.trials)
+    if args.paper:  # the thesis's Table 11 recomputed: rows are VMs
+        trials = trials.rename(columns={"vm": "trial_id"})
+    uptime_figure(trials, args.out, args.title)
+    return 0
+
+
+def _cli_estimators(args: argparse.Namespace) -> int:
+    estimators_figure(pd.read_csv(args.trials), args.out)
+    return 0
+
+
+def _cli_timeline(args: argparse.Namespace) -> int:
+    timeline_figure(args.trial_dir, args.out)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("fig-uptime", help="uptime per trial with CIs (thesis Figure 7)")
+    p.add_argument("trials", help="trials.csv, or results/paper/table11.csv with --paper")
+    p.add_argument("--out", required=True, help="PNG path; an SVG is written beside it")
+    p.add_argument("--title", default="Firewall uptime during live migration")
+    p.add_argument("--paper", action="store_true")
+    p.set_defaults(func=_cli_uptime)
+
+    p = subparsers.add_parser("fig-estimators", help="downtime per trial by estimator")
+    p.add_argument("trials")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_cli_estimators)
+
+    p = subparsers.add_parser("fig-timeline", help="probe timeline of one trial")
+    p.add_argument("trial_dir")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_cli_timeline)

@@ -1,0 +1,361 @@
+"""Match ICMP echo requests to replies and compute the thesis's per-trial probe metrics.
+
+`migfw probes PCAP --target IP --interval S [--window START END] [--json]` runs the whole
+analysis of one capture: read (migfw.capture), match, metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numba import njit, types
+from numba.typed import Dict
+
+from migfw import capture  # noqa: F401  (settles NUMBA_CACHE_DIR before the kernels below)
+from migfw.capture import Echoes, echo_destinations, read_echoes
+from migfw.errors import MigfwError
+
+_USEQ_BIAS = np.int64(1) << 43  # keeps (ident, unwrapped seq) keys positive
+
+
+@njit(cache=True)
+def _match_kernel(ts, kind, ident, seq):
+    """Walk echoes in time order: unwrap request sequences per identifier, drop duplicates,
+    link each reply to the closest preceding request with the same (ident, seq mod 2^16).
+
+    Returns per-request arrays (send, ident, useq, reply) and the three counters.
+    """
+    n = ts.shape[0]
+    last_seq = np.full(65536, -1, np.int64)  # per identifier: last request seq (16-bit)
+    last_useq = np.zeros(65536, np.int64)
+    latest = Dict.empty(key_type=types.int64, value_type=types.int64)  # ident<<16|seq -> useq
+    index = Dict.empty(key_type=types.int64, value_type=types.int64)  # (ident,useq) -> row
+    send = np.empty(n, np.int64)
+    r_ident = np.empty(n, np.uint16)
+    r_useq = np.empty(n, np.int64)
+    reply = np.full(n, -1, np.int64)
+    nreq = 0
+    dup_req = 0
+    dup_rep = 0
+    orphan = 0
+    for i in range(n):
+        idt = np.int64(ident[i])
+        s = np.int64(seq[i])
+        k16 = (idt << 16) | s
+        if kind[i] == 0:
+            if last_seq[idt] < 0:
+                u = s
+            else:
+                d = (s - last_seq[idt]) & 0xFFFF
+                if d >= 32768:  # a step backwards (reordered or duplicate), not a wrap
+                    d -= 65536
+                u = last_useq[idt] + d
+            last_seq[idt] = s
+            last_useq[idt] = u
+            latest[k16] = u
+            key = (idt << 44) + u + _USEQ_BIAS
+            if key in index:
+                dup_req += 1
+                continue
+            index[key] = nreq
+            send[nreq] = ts[i]
+            r_ident[nreq] = idt
+            r_useq[nreq] = u
+            nreq += 1
+        else:
+            if k16 not in latest:
+                orphan += 1
+                continue
+            row = index[(idt << 44) + latest[k16] + _USEQ_BIAS]
+            if reply[row] >= 0:
+                dup_rep += 1
+                continue
+            reply[row] = ts[i]
+    return send[:nreq], r_ident[:nreq], r_useq[:nreq], reply[:nreq], dup_req, dup_rep, orphan
+
+
+@dataclass
+class ProbeTable:
+    """One row per distinct request, in send order."""
+
+    send_ns: np.ndarray  # int64 epoch ns of the (earliest copy of the) request
+    ident: np.ndarray  # uint16
+    useq: np.ndarray  # int64 unwrapped sequence number
+    answered: np.ndarray  # bool
+    rtt_ns: np.ndarray  # int64, -1 when unanswered
+    reply_ns: np.ndarray  # int64 epoch ns of the earliest reply, -1 when unanswered
+    dup_requests: int = 0
+    dup_replies: int = 0
+    orphan_replies: int = 0
+
+    def __len__(self) -> int:
+        return len(self.send_ns)
+
+    def to_frame(self):  # -> pandas.DataFrame (imported lazily: pandas is slow to import)
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "send_ns": self.send_ns,
+                "ident": self.ident,
+                "useq": self.useq,
+                "answered": self.answered,
+                "rtt_ns": self.rtt_ns,
+                "reply_ns": self.reply_ns,
+            }
+        )
+
+
+def match_probes(echoes: Echoes) -> ProbeTable:
+    """Match echo requests to replies by (identifier, unwrapped sequence).
+
+    Sequence numbers are unwrapped per identifier in send order (+65536 per wrap); a reply
+    maps to the closest preceding request with the same seq mod 65536, so trials longer
+    than 65,536 probes and late replies both match. Duplicate captures of one packet are
+    counted once (the earliest copy is kept); replies with no request are counted as
+    orphans and otherwise ignored.
+    """
+    order = np.argsort(echoes.ts_ns, kind="stable")
+    send, ident, useq, reply, dup_req, dup_rep, orphan = _match_kernel(
+        echoes.ts_ns[order], echoes.kind[order], echoes.ident[order], echoes.seq[order]
+    )
+    answered = reply >= 0
+    rtt = np.where(answered, reply - send, -1)
+    return ProbeTable(send, ident, useq, answered, rtt, reply, dup_req, dup_rep, orphan)
+
+
+def _runs(lost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (inclusive) indices of each run of True in `lost`."""
+    edges = np.diff(np.concatenate(([0], lost.astype(np.int8), [0])))
+    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+
+
+def probe_metrics(
+    table: ProbeTable,
+    interval_s: float,
+    window: tuple[float, float] | None = None,
+    late_after_s: float | None = None,
+) -> dict[str, Any]:
+    """Per-trial probe metrics.
+
+    Thesis estimators (over requests SENT inside `window`, or all requests without one):
+      PS = requests sent, PR = requests answered, PL = PS - PR, TMT = PS*I, DT = PL*I,
+      UT = TMT - DT, UT% = 100*UT/TMT.
+    Gap estimator: the longest run of consecutive unanswered requests (send order) gives
+      `max_run`; its downtime from the real send times is
+      midpoint(t[last answered before], t[first lost]) .. midpoint(t[last lost],
+      t[first answered after]), bounded below by t[last lost] - t[first lost] and above by
+      t[first answered after] - t[last answered before]. A run at the edge of the window
+      (or capture) is bounded by its own first/last request.
+    `dt_rxgap_s`: the longest silence between consecutive reply arrivals minus I (catches
+      replies that came, but late). `late_replies`: answered requests whose RTT exceeds
+      `late_after_s` (default: I + the median RTT, i.e. the reply came after the next
+      probe's reply would normally have come).
+    """
+    if not interval_s > 0:
+        raise MigfwError(f"interval {interval_s!r}: must be a positive number of seconds")
+    send = table.send_ns
+    if window is not None:
+        start, end = window
+        if not end >= start:
+            raise MigfwError(f"window {start}..{end}: end is before start")
+        sel = (send >= round(start * 1e9)) & (send <= round(end * 1e9))
+    else:
+        sel = np.ones(len(send), bool)
+    t = send[sel]
+    ans = table.answered[sel]
+    rtt = table.rtt_ns[sel][ans] / 1e6  # ms
+    ps, pr = int(len(t)), int(ans.sum())
+    pl = ps - pr
+    tmt, dt = ps * interval_s, pl * interval_s
+    ut = tmt - dt
+
+    lost = ~ans
+    starts, ends = _runs(lost)
+    max_run, gap, gap_lo, gap_hi = 0, 0.0, 0.0, 0.0
+    for a, b in zip(starts, ends, strict=True):
+        before = t[a - 1] if a > 0 else t[a]
+        after = t[b + 1] if b + 1 < len(t) else t[b]
+        est = ((t[b] + after) / 2 - (before + t[a]) / 2) / 1e9
+        length = int(b - a + 1)
+        if (length, est) > (max_run, gap):
+            max_run, gap = length, est
+            gap_lo, gap_hi = (t[b] - t[a]) / 1e9, (after - before) / 1e9
+
+    rx = np.sort(table.reply_ns[sel][ans])
+    rxgap = float(np.max(np.diff(rx)) / 1e9 - interval_s) if len(rx) >= 2 else None
+    median = float(np.median(rtt)) if len(rtt) else None
+    if late_after_s is None:
+        late_after_s = interval_s + (median or 0.0) / 1e3
+    pl_total = int((~table.answered).sum())
+
+    def _s(ns: Any) -> float:
+        return float(ns) / 1e9
+
+    return {
+        "ps": ps,
+        "pr": pr,
+        "pl": pl,
+        "tmt_s": tmt,
+        "dt_s": dt,
+        "ut_s": ut,
+        "ut_pct": 100.0 * ut / tmt if ps else None,
+        "dt_gap_s": float(gap),
+        "dt_gap_lo_s": float(gap_lo),
+        "dt_gap_hi_s": float(gap_hi),
+        "dt_rxgap_s": rxgap,
+        "max_run": max_run,
+        "outages": int(len(starts)),
+        "rtt_median_ms": median,
+        "rtt_p99_ms": float(np.percentile(rtt, 99)) if len(rtt) else None,
+        "rtt_max_ms": float(rtt.max()) if len(rtt) else None,
+        "late_replies": int((rtt > late_after_s * 1e3).sum()),
+        "dup_requests": table.dup_requests,
+        "dup_replies": table.dup_replies,
+        "orphan_replies": table.orphan_replies,
+        "first_send": _s(t[0]) if ps else None,
+        "last_send": _s(t[-1]) if ps else None,
+        "window_start": float(window[0]) if window else None,
+        "window_end": float(window[1]) if window else None,
+        "ps_total": int(len(send)),
+        "pl_total": pl_total,
+        "pl_outside": pl_total - pl,
+    }
+
+
+def choose_target(path: str | Path) -> str:
+    """The only echo destination in the capture; MigfwError when there are none or several."""
+    dests = echo_destinations(path)
+    if len(dests) == 1:
+        return next(iter(dests))
+    if not dests:
+        raise MigfwError(f"{path}: no ICMP echo requests in the capture")
+    listed = ", ".join(f"{a} ({n})" for a, n in list(dests.items())[:5])
+    more = ", …" if len(dests) > 5 else ""
+    raise MigfwError(
+        f"{path}: capture has echo traffic to {len(dests)} addresses: {listed}{more}; pass --target"
+    )
+
+
+def analyse_capture(
+    path: str | Path,
+    target: str | None,
+    interval_s: float,
+    window: tuple[float, float] | None = None,
+) -> dict[str, Any]:
+    """The whole `migfw probes` analysis of one capture: read, match, metrics."""
+    if not (isinstance(interval_s, int | float) and math.isfinite(interval_s) and interval_s > 0):
+        raise MigfwError(f"--interval {interval_s!r}: must be a positive number of seconds")
+    if target is None:
+        target = choose_target(path)
+    else:
+        try:
+            target = str(ipaddress.ip_address(target))
+        except ValueError as exc:
+            raise MigfwError(f"--target {target!r}: not an IPv4/IPv6 address") from exc
+    echoes = read_echoes(path, target)
+    if not (echoes.kind == 0).any():
+        raise MigfwError(f"{path}: no ICMP echo requests to {target}")
+    table = match_probes(echoes)
+    result: dict[str, Any] = {"file": str(path), "target": target, "interval_s": interval_s}
+    result.update(probe_metrics(table, interval_s, window))
+    result["packets"] = echoes.packets
+    result["format"] = echoes.fmt
+    return result
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def _run(args: argparse.Namespace) -> int:
+    window = tuple(args.window) if args.window else None
+    result = analyse_capture(args.pcap, args.target, args.interval, window)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{result['file']}  target {result['target']}  interval {args.interval} s")
+    rows = [
+        ("PS / PR / PL", f"{result['ps']} / {result['pr']} / {result['pl']}"),
+        (
+            "TMT / DT / UT (s)",
+            f"{result['tmt_s']:.6g} / {result['dt_s']:.6g} / {result['ut_s']:.6g}",
+        ),  # fmt: skip
+        ("UT %", _fmt(result["ut_pct"])),
+        (
+            "DT gap (s) [lo, hi]",
+            f"{result['dt_gap_s']:.6g} [{result['dt_gap_lo_s']:.6g}, {result['dt_gap_hi_s']:.6g}]",
+        ),  # fmt: skip
+        ("max run / outages", f"{result['max_run']} / {result['outages']}"),
+        ("reply silence - I (s)", _fmt(result["dt_rxgap_s"])),
+        (
+            "RTT median/p99/max (ms)",
+            f"{_fmt(result['rtt_median_ms'])} / "
+            f"{_fmt(result['rtt_p99_ms'])} / "
+            f"{_fmt(result['rtt_max_ms'])}",
+        ),  # fmt: skip
+        (
+            "late / dup req / dup rep / orphan",
+            f"{result['late_replies']} / {result['dup_requests']} / {result['dup_replies']} / "
+            f"{result['orphan_replies']}",
+        ),  # fmt: skip
+        (
+            "whole capture PS / PL / PL outside",
+            f"{result['ps_total']} / {result['pl_total']} / {result['pl_outside']}",
+        ),  # fmt: skip
+    ]
+    for name, value in rows:
+        print(f"  {name:<36} {value}")
+    return 0
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from exc
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from exc
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "probes",
+        help="loss, downtime and RTT of the ICMP echo probes in one capture",
+        description="Match ICMP echo requests to replies in a pcap/pcapng capture and print "
+        "the thesis's probe metrics (PS, PR, PL, TMT, DT, UT) and the gap estimate.",
+    )
+    p.add_argument("pcap", help="pcap or pcapng capture of the probe traffic")
+    p.add_argument("--target", help="probed address (optional if only one is pinged)")
+    p.add_argument("--interval", type=_positive_float, required=True, help="probe interval (s)")
+    p.add_argument(
+        "--window",
+        nargs=2,
+        type=_finite_float,
+        metavar=("START", "END"),
+        help="count only requests sent in [START, END] (epoch seconds, e.g. the migration)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_run)

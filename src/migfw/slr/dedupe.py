@@ -1,0 +1,665 @@
+"""Deduplicate bibliographic records into linked clusters (`migfw slr dedupe`).
+
+Nothing is deleted: every imported record keeps its provenance and is assigned to a
+cluster; each cluster gets one merged record; every compared pair is written out with
+the rule that decided it and the per-field evidence, so a reviewer can audit each merge.
+
+Precision comes first (a false merge silently loses a study):
+  * equal DOIs merge only when the titles agree too (a proceedings-volume DOI or a
+    book DOI shared by chapters with different titles never merges them);
+  * without a shared DOI, the titles must be near-identical and the authors must agree;
+  * contradicting evidence blocks a merge: different DOIs, years more than one apart
+    (one apart only for journal online-first vs issue versions), different start
+    pages, different volume/issue, journal vs conference venue;
+  * clusters are grown link by link and every new member is checked against every
+    member already in the cluster, so a chain A~B~C cannot join contradicting A and C.
+
+Candidate pairs come from blocking, never from all pairs: shared DOI, and sorted
+neighbourhoods on the title key, the reversed title key and first author + year.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rapidfuzz import fuzz
+from rapidfuzz.process import cpdist
+
+from migfw.errors import MigfwError
+from migfw.io import write_csv
+from migfw.slr.normalise import author_keys, normalise_doi, strip_accents, title_key
+
+__all__ = ["CANONICAL_COLUMNS", "DedupeResult", "deduplicate", "register_cli"]
+
+CANONICAL_COLUMNS = [
+    "record_id", "source_file", "source_index", "database", "format", "entry_type", "title",
+    "authors", "year", "doi", "venue", "volume", "issue", "pages", "abstract", "keywords",
+    "publisher", "issn", "isbn", "url", "language",
+]  # fmt: skip
+
+LINK_COLUMNS = [
+    "record_a", "record_b", "decision", "score", "evidence", "rule", "title_sim", "author_sim",
+    "venue_sim", "doi", "year", "pages", "volume", "issue", "venue_type",
+]  # fmt: skip
+
+# Decisions written to links.csv.
+DUPLICATE = "duplicate"  # link accepted: both records are in one cluster
+DISTINCT = "distinct"  # evidence says these are different works
+MAYBE = "maybe"  # similar, not merged: too little evidence either way (manual check)
+BLOCKED = "blocked"  # pair looked like a duplicate, but joining would put contradicting
+#                      records in one cluster
+
+WINDOW = 10  # sorted-neighbourhood window (records compared with the next WINDOW-1)
+DOI_GROUP_ALL_PAIRS = 60  # larger DOI groups are linked along their title order only
+PREFILTER_TITLE = 80.0  # candidate pairs below this title ratio are not scored further
+TITLE_SAME = 95.0  # fuzzy-title threshold for a duplicate without a shared DOI
+TITLE_EXACTISH = 98.0  # stricter threshold used when a field is missing on one side
+TITLE_DOI_AGREE = 80.0  # title agreement needed to accept an equal DOI
+AUTHOR_SAME = 0.8  # share of the shorter author list matched in the longer one
+
+_STOP = frozenset(
+    "a an and the of for in on at to with by from as or its is are be via into using use "
+    "der die das und le la les des et".split()
+)
+# Titles that name a kind of item rather than a work: never enough to merge on.
+_GENERIC_TITLES = frozenset(
+    {
+        "unknown", "untitled", "no title", "book review", "book reviews", "review",
+        "editorial", "editorials", "introduction", "preface", "foreword", "index", "erratum",
+        "errata", "corrigendum", "corrigenda", "retraction", "letter", "letters",
+        "letter to the editor", "reply", "response", "commentary", "comment", "contents",
+        "table of contents", "front matter", "back matter", "frontmatter", "in this issue",
+        "editor s note", "editors note", "guest editorial", "announcement", "announcements",
+        "obituary", "news", "abstracts", "acknowledgments", "acknowledgements",
+        "list of reviewers", "title page", "cover", "masthead",
+    }
+)  # fmt: skip
+_NO_AUTHOR = frozenset({"unknown", "anonymous", "anon", "na", "none", "etal"})
+
+_CONF_RE = re.compile(
+    r"\b(conf|conference|proceedings|proc|symposium|workshop|congress|colloquium|meeting|"
+    r"amcis|icis|ecis|pacis|hicss|summit|forum)\b"
+)
+_JOUR_RE = re.compile(
+    r"\b(journal|jnl|j|transactions|trans|letters|lett|magazine|mag|quarterly|annals|ann|"
+    r"bulletin|bull|review|reviews|rev|acta|archives|arch|communications|comm|research)\b"
+)
+# Series that publish both proceedings and journals/books: type unknowable from the name.
+_MIXED_RE = re.compile(r"\b(lecture notes|procedia|conference series|ceur|advances in)\b")
+_CONF_TYPES = frozenset({"inproceedings", "conference", "proceedings", "conf", "cpaper"})
+_JOUR_TYPES = frozenset({"article", "jour", "journal", "journal article", "ejour"})
+_COCHRANE_RE = re.compile(r"^(10\.1002/14651858\.[a-z]{2}\d+)(?:\.pub\d+)?$")
+
+
+@dataclass
+class DedupeResult:
+    """Output of `deduplicate`: nothing is dropped, everything is traceable."""
+
+    clusters: pd.DataFrame  # record_id, cluster_id (one row per input record)
+    links: pd.DataFrame  # one row per scored candidate pair (LINK_COLUMNS)
+    merged: pd.DataFrame  # one row per cluster
+    stats: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- per-record features
+
+
+def _fold(text: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"[^a-z0-9]+", " ", strip_accents(text).lower())).strip()
+
+
+def _first_number(text: str) -> str:
+    match = re.match(r"\s*0*(\d+)", text)
+    return match.group(1) if match else ""
+
+
+def _start_page(pages: str) -> str:
+    first = re.split(r"\s*[-–—]+\s*", pages.strip(), maxsplit=1)[0].strip().lower()
+    return first.lstrip("0") or first
+
+
+_PART_RE = re.compile(
+    r"\b(?:part|vol|volume|no|chapter|phase|study) ([ivx]+|\d+|one|two|three|four)\b"
+)
+
+
+def _title_numbers(title: str) -> frozenset:
+    """Numbers that tell sibling works apart ('part ii', 'covid 19', '2nd edition')."""
+    return frozenset(re.findall(r"\b\d+\w*\b", title)) | frozenset(_PART_RE.findall(title))
+
+
+def _doi_base(doi: str) -> str:
+    """Cochrane review versions (…CD002273.pub2/.pub3) are one review: share a base."""
+    match = _COCHRANE_RE.match(doi)
+    return match.group(1) if match else doi
+
+
+def _venue_type(venue: str, entry_type: str) -> str:
+    """'journal', 'conference' or '' (unknown): from the venue name, then the entry type."""
+    if venue:
+        if _MIXED_RE.search(venue):
+            return ""
+        conf, jour = bool(_CONF_RE.search(venue)), bool(_JOUR_RE.search(venue))
+        if conf != jour:
+            return "conference" if conf else "journal"
+        if conf and jour:
+            return ""
+    etype = entry_type.lower()
+    if etype in _CONF_TYPES:
+        return "conference"
+    if etype in _JOUR_TYPES and venue:
+        return "journal"
+    return ""
+
+
+@dataclass
+class _Features:
+    ids: list[str]
+    title: list[str]  # folded title (matching)
+    numbers: list[frozenset]  # numbers in the title
+    generic: list[bool]  # title names a kind of item or the venue: no merge on it
+    doi: list[str]
+    doi_base: list[str]
+    authors: list[list[str]]  # surname keys in order
+    tokens: list[frozenset]  # all name tokens (surnames and given names)
+    year: list[int]  # 0 = unknown
+    venue: list[str]
+    vtype: list[str]
+    volume: list[str]
+    issue: list[str]
+    page: list[str]  # start page
+
+
+def _text(frame: pd.DataFrame, column: str) -> list[str]:
+    if column not in frame.columns:
+        return [""] * len(frame)
+    return ["" if pd.isna(v) else str(v) for v in frame[column].tolist()]
+
+
+def _features(records: pd.DataFrame) -> _Features:
+    titles = [title_key(t) for t in _text(records, "title")]
+    venues = [_fold(v) for v in _text(records, "venue")]
+    etypes = _text(records, "entry_type")
+    dois = []
+    for raw in _text(records, "doi"):
+        doi = normalise_doi(raw) if raw else ""
+        # "10.17705/1cais" style stubs (a journal's prefix, not an article) are no DOI.
+        if doi and len(doi.split("/", 1)[1]) < 5:
+            doi = ""
+        dois.append(doi)
+    years = []
+    for value in records["year"].tolist() if "year" in records.columns else [None] * len(titles):
+        try:
+            years.append(0 if pd.isna(value) else int(value))
+        except (TypeError, ValueError):
+            match = re.search(r"\d{4}", str(value))
+            years.append(int(match.group(0)) if match else 0)
+    authors, tokens = [], []
+    for raw in _text(records, "authors"):
+        keys = [k for k in author_keys(raw) if k not in _NO_AUTHOR] if raw else []
+        authors.append(keys)
+        toks = {t for t in _fold(raw).split() if len(t) > 1 and t not in _NO_AUTHOR}
+        tokens.append(frozenset(toks - {"and", "et", "al"}))
+    generic = []
+    for title, venue in zip(titles, venues, strict=True):
+        words = title.split()
+        generic.append(
+            not title
+            or title in _GENERIC_TITLES
+            or len(words) < 2
+            or bool(venue and (title == venue or (title.startswith(venue) and len(venue) > 15)))
+        )
+    return _Features(
+        ids=_text(records, "record_id"),
+        title=titles,
+        numbers=[_title_numbers(t) for t in titles],
+        generic=generic,
+        doi=dois,
+        doi_base=[_doi_base(d) for d in dois],
+        authors=authors,
+        tokens=tokens,
+        year=years,
+        venue=venues,
+        vtype=[_venue_type(v, e) for v, e in zip(venues, etypes, strict=True)],
+        volume=[_first_number(v) for v in _text(records, "volume")],
+        issue=[_first_number(v) for v in _text(records, "issue")],
+        page=[_start_page(p) for p in _text(records, "pages")],
+    )
+
+
+# ---------------------------------------------------------------- blocking
+
+
+def _neighbour_pairs(order: np.ndarray, window: int) -> np.ndarray:
+    """Pairs (order[k], order[k+d]) for d < window, as a (n, 2) array."""
+    chunks = []
+    for d in range(1, min(window, len(order))):
+        chunks.append(np.stack([order[:-d], order[d:]], axis=1))
+    return np.concatenate(chunks) if chunks else np.empty((0, 2), dtype=np.int64)
+
+
+def _candidate_pairs(feat: _Features) -> np.ndarray:
+    n = len(feat.ids)
+    sort_title = [" ".join(w for w in t.split() if w not in _STOP) for t in feat.title]
+    keys: list[list] = [
+        sort_title,
+        [t[::-1] for t in sort_title],  # catches typos at the start of a title
+        [
+            f"{a[0] if a else '~'} {y:04d} {t}"
+            for a, y, t in zip(feat.authors, feat.year, sort_title, strict=True)
+        ],
+    ]
+    blocks = []
+    for key in keys:
+        order = np.array(sorted(range(n), key=key.__getitem__), dtype=np.int64)
+        blocks.append(_neighbour_pairs(order, WINDOW))
+    by_doi: dict[str, list[int]] = {}
+    for i, doi in enumerate(feat.doi_base):
+        if doi:
+            by_doi.setdefault(doi, []).append(i)
+    doi_pairs = []
+    for members in by_doi.values():
+        if len(members) < 2:
+            continue
+        if len(members) <= DOI_GROUP_ALL_PAIRS:
+            doi_pairs.extend((a, b) for k, a in enumerate(members) for b in members[k + 1 :])
+        else:  # a DOI shared by a whole volume: neighbours in title order suffice
+            ordered = sorted(members, key=sort_title.__getitem__)
+            doi_pairs.extend(zip(ordered, ordered[1:], strict=False))
+    if doi_pairs:
+        blocks.append(np.array(doi_pairs, dtype=np.int64))
+    if not blocks:
+        return np.empty((0, 2), dtype=np.int64)
+    pairs = np.concatenate(blocks)
+    pairs = np.sort(pairs, axis=1)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    return np.unique(pairs, axis=0)
+
+
+# ---------------------------------------------------------------- pair scoring
+
+
+def _author_sim(feat: _Features, i: int, j: int) -> float:
+    """Share of the shorter name-token set found (fuzzily) in the longer one."""
+    a, b = feat.tokens[i], feat.tokens[j]
+    if not a or not b:
+        return -1.0
+    small, big = (a, b) if len(a) <= len(b) else (b, a)
+    hits = sum(1 for t in small if t in big or any(fuzz.ratio(t, u) >= 85 for u in big))
+    return hits / len(small)
+
+
+def _first_author_agrees(feat: _Features, i: int, j: int) -> bool:
+    a, b = feat.authors[i], feat.authors[j]
+    if not a or not b:
+        return True
+    if fuzz.ratio(a[0], b[0]) >= 85:
+        return True
+    # Name order mixed up by one database ("Reynoso, Gómez" vs "Gómez Reynoso").
+    return a[0] in feat.tokens[j] or b[0] in feat.tokens[i]
+
+
+def _title_sim(feat: _Features, i: int, j: int) -> tuple[float, bool]:
+    """(ratio 0-100, is_prefix): is_prefix when one title is the other truncated."""
+    a, b = feat.title[i], feat.title[j]
+    if not a or not b:
+        return 0.0, False
+    ratio = fuzz.ratio(a, b)
+    short, long_ = (a, b) if len(a) <= len(b) else (b, a)
+    prefix = (
+        ratio < TITLE_SAME
+        and len(short) >= 30
+        and len(short.split()) >= 5
+        and fuzz.ratio(short, long_[: len(short)]) >= TITLE_SAME
+    )
+    return ratio, prefix
+
+
+def _conflicts(feat: _Features, i: int, j: int) -> list[str]:
+    """Hard contradictions between two records (used for pairs and for cluster checks)."""
+    out = []
+    same_doi = bool(feat.doi_base[i]) and feat.doi_base[i] == feat.doi_base[j]
+    if feat.doi_base[i] and feat.doi_base[j] and not same_doi:
+        out.append("doi")
+    if same_doi:
+        return out  # the DOI identifies the work; field disagreements are export noise
+    yi, yj = feat.year[i], feat.year[j]
+    vi, vj = feat.vtype[i], feat.vtype[j]
+    # "Part I"/"Part II", "... 2019"/"... 2020": one differing number, two works.
+    # (A number present on one side only may just be a truncated subtitle.)
+    if feat.numbers[i] - feat.numbers[j] and feat.numbers[j] - feat.numbers[i]:
+        out.append("title_numbers")
+    if vi and vj and vi != vj:
+        out.append("venue_type")
+    conference = "conference" in (vi, vj)
+    if yi and yj and (abs(yi - yj) > 1 or (abs(yi - yj) == 1 and conference)):
+        out.append("year")
+    # Online-first versions have no volume and pages "1-n": not a contradiction.
+    online_first = (feat.page[i] == "1" and not feat.volume[i]) or (
+        feat.page[j] == "1" and not feat.volume[j]
+    )
+    if feat.page[i] and feat.page[j] and feat.page[i] != feat.page[j] and not online_first:
+        out.append("pages")
+    if not conference:
+        if feat.volume[i] and feat.volume[j] and feat.volume[i] != feat.volume[j]:
+            out.append("volume")
+        if feat.issue[i] and feat.issue[j] and feat.issue[i] != feat.issue[j]:
+            out.append("issue")
+    return out
+
+
+def _state(a: str, b: str) -> str:
+    if not a and not b:
+        return "missing"
+    if not a or not b:
+        return "one-missing"
+    return "equal" if a == b else "differ"
+
+
+def _score_pair(feat: _Features, i: int, j: int) -> dict:
+    """Decide one candidate pair; return the link row (without record ids)."""
+    t_sim, t_prefix = _title_sim(feat, i, j)
+    a_sim = _author_sim(feat, i, j)
+    v_sim = (
+        fuzz.token_set_ratio(feat.venue[i], feat.venue[j]) / 100
+        if feat.venue[i] and feat.venue[j]
+        else -1.0
+    )
+    yi, yj = feat.year[i], feat.year[j]
+    doi_state = _state(feat.doi[i], feat.doi[j])
+    same_doi = bool(feat.doi_base[i]) and feat.doi_base[i] == feat.doi_base[j]
+    if doi_state == "differ" and same_doi:
+        doi_state = "same-base"  # Cochrane review versions
+    conflicts = _conflicts(feat, i, j)
+    generic = feat.generic[i] or feat.generic[j]
+    first_ok = _first_author_agrees(feat, i, j)
+
+    decision, rule = DISTINCT, ""
+    if same_doi:
+        if feat.title[i] == feat.title[j] and feat.title[i]:
+            decision, rule = DUPLICATE, "doi+title-equal"
+        elif generic:
+            decision, rule = MAYBE, "doi-equal-title-uninformative"
+        elif t_sim >= TITLE_DOI_AGREE or t_prefix:
+            decision, rule = DUPLICATE, "doi+title"
+        else:
+            decision, rule = DISTINCT, "doi-shared-titles-differ"
+    elif conflicts:
+        decision, rule = DISTINCT, "conflict:" + "+".join(conflicts)
+    elif generic:
+        decision, rule = DISTINCT, "title-uninformative"
+    elif t_sim < TITLE_SAME and not t_prefix:
+        decision, rule = DISTINCT, "title-differs"
+    elif a_sim >= 0 and (a_sim < AUTHOR_SAME or not first_ok):
+        decision, rule = DISTINCT, "authors-differ"
+    else:
+        exact = t_sim >= TITLE_EXACTISH
+        corroborated = (
+            (v_sim >= 0.8)
+            or (feat.page[i] and feat.page[i] == feat.page[j])
+            or (feat.volume[i] and feat.volume[i] == feat.volume[j])
+        )
+        if t_prefix and not (yi and yi == yj and a_sim >= 0.9):
+            decision, rule = MAYBE, "title-truncated-weak-support"
+        elif a_sim < 0:
+            if exact and yi and yi == yj and corroborated:
+                decision, rule = DUPLICATE, "title+year+venue(no authors)"
+            else:
+                decision, rule = MAYBE, "authors-missing"
+        elif not (yi and yj):
+            if exact and a_sim >= 0.9:
+                decision, rule = DUPLICATE, "title+authors(no year)"
+            else:
+                decision, rule = MAYBE, "year-missing"
+        elif yi != yj:
+            # One year apart only reaches here for journals: online-first vs issue.
+            if exact and a_sim >= 0.9:
+                decision, rule = DUPLICATE, "title+authors+year±1"
+            else:
+                decision, rule = MAYBE, "year-differs-by-1"
+        else:
+            decision = DUPLICATE
+            rule = "title-prefix+authors+year" if t_prefix else "title+authors+year"
+
+    parts = [t_sim / 100, a_sim if a_sim >= 0 else 0.5]
+    if yi and yj:
+        parts.append(1.0 if yi == yj else 0.5 if abs(yi - yj) == 1 else 0.0)
+    if v_sim >= 0:
+        parts.append(v_sim)
+    score = sum(parts) / len(parts)
+    if same_doi:
+        score = max(score, 0.99 if decision == DUPLICATE else score)
+    row = {
+        "decision": decision,
+        "score": round(score, 4),
+        "rule": rule,
+        "title_sim": round(t_sim / 100, 4),
+        "author_sim": round(a_sim, 4) if a_sim >= 0 else "",
+        "venue_sim": round(v_sim, 4) if v_sim >= 0 else "",
+        "doi": doi_state,
+        "year": f"{yi or ''}|{yj or ''}",
+        "pages": _state(feat.page[i], feat.page[j]),
+        "volume": _state(feat.volume[i], feat.volume[j]),
+        "issue": _state(feat.issue[i], feat.issue[j]),
+        "venue_type": f"{feat.vtype[i]}|{feat.vtype[j]}",
+    }
+    row["evidence"] = "; ".join(
+        f"{k}={row[k]}"
+        for k in ("title_sim", "author_sim", "venue_sim", "doi", "year", "pages", "volume")
+        if row[k] != ""
+    ) + (f"; conflicts={'+'.join(conflicts)}" if conflicts else "")
+    return row
+
+
+# ---------------------------------------------------------------- clustering
+
+
+class _Clusters:
+    """Union-find whose unions are vetoed when any cross-pair contradicts."""
+
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+        self.members: dict[int, list[int]] = {i: [i] for i in range(n)}
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def try_union(self, feat: _Features, i: int, j: int) -> str:
+        """Join the clusters of i and j; return '' or the reason it was refused."""
+        ri, rj = self.find(i), self.find(j)
+        if ri == rj:
+            return ""
+        for a in self.members[ri]:
+            for b in self.members[rj]:
+                conflicts = _conflicts(feat, a, b)
+                if not conflicts and not (feat.generic[a] or feat.generic[b]):
+                    t_sim, prefix = _title_sim(feat, a, b)
+                    if t_sim < TITLE_DOI_AGREE and not prefix:
+                        conflicts = ["title"]
+                if conflicts:
+                    return f"cluster-conflict:{feat.ids[a]}~{feat.ids[b]}:" + "+".join(conflicts)
+        if len(self.members[ri]) < len(self.members[rj]):
+            ri, rj = rj, ri
+        self.parent[rj] = ri
+        self.members[ri].extend(self.members.pop(rj))
+        return ""
+
+
+# ---------------------------------------------------------------- merged records
+
+
+def _best(values: list[str], prefer_longest: bool = False) -> str:
+    present = [v for v in values if v]
+    if not present:
+        return ""
+    if prefer_longest:
+        return max(present, key=len)
+    counts = Counter(present)
+    # Most common value; ties go to the longest (most complete) spelling.
+    return max(counts, key=lambda v: (counts[v], len(v)))
+
+
+def _merge_cluster(rows: pd.DataFrame) -> dict:
+    out: dict = {}
+    for column in CANONICAL_COLUMNS:
+        if column not in rows.columns or column in ("source_index",):
+            continue
+        values = ["" if pd.isna(v) else str(v) for v in rows[column].tolist()]
+        if column in ("title", "abstract", "authors", "keywords"):
+            out[column] = _best(values, prefer_longest=True)
+        elif column in ("database", "source_file", "format"):
+            out[column] = "; ".join(sorted({v for v in values if v}))
+        elif column == "year":
+            years = [int(v) for v in rows[column].dropna().tolist()]
+            out[column] = Counter(years).most_common(1)[0][0] if years else pd.NA
+        else:
+            out[column] = _best(values)
+    out["record_id"] = str(rows["record_id"].iloc[0])
+    out["n_records"] = len(rows)
+    out["members"] = "; ".join(rows["record_id"].astype(str))
+    return out
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def deduplicate(records: pd.DataFrame, progress: bool = False) -> DedupeResult:
+    """Cluster duplicate records; see the module docstring for the rules."""
+    if "record_id" not in records.columns:
+        raise MigfwError("records: no record_id column (expected the canonical record table)")
+    records = records.reset_index(drop=True)
+    ids = records["record_id"].astype(str)
+    if ids.duplicated().any():
+        dup = ids[ids.duplicated()].iloc[0]
+        raise MigfwError(f"records: record_id {dup!r} occurs twice; record ids must be unique")
+    t0 = time.perf_counter()
+    feat = _features(records)
+    n = len(records)
+    pairs = _candidate_pairs(feat)
+    n_candidates = len(pairs)
+    # Cheap vectorised title filter before the per-pair rules.
+    if len(pairs):
+        left = [feat.title[i] for i in pairs[:, 0]]
+        right = [feat.title[j] for j in pairs[:, 1]]
+        ratio = cpdist(left, right, scorer=fuzz.ratio, workers=-1)
+        keep = ratio >= PREFILTER_TITLE
+        same_doi = np.array(
+            [bool(feat.doi_base[i]) and feat.doi_base[i] == feat.doi_base[j] for i, j in pairs]
+        )
+        keep |= same_doi
+        # Truncated titles: shorter one is (nearly) a prefix of the longer one.
+        for k in np.flatnonzero(~keep & (ratio >= 40)):
+            i, j = pairs[k]
+            keep[k] = _title_sim(feat, int(i), int(j))[1]
+        pairs = pairs[keep]
+
+    rows = []
+    for i, j in pairs.tolist():
+        row = _score_pair(feat, i, j)
+        row["_i"], row["_j"] = i, j
+        rows.append(row)
+    # Strongest links first, so a weak link cannot pre-empt a DOI-backed one.
+    rows.sort(key=lambda r: (not r["rule"].startswith("doi"), -r["score"]))
+    groups = _Clusters(n)
+    for row in rows:
+        if row["decision"] != DUPLICATE:
+            continue
+        refused = groups.try_union(feat, row["_i"], row["_j"])
+        if refused:
+            row["decision"], row["rule"] = BLOCKED, f"{row['rule']}; {refused}"
+
+    # Cluster ids in order of first appearance of a member.
+    root_to_cluster: dict[int, str] = {}
+    cluster_of = []
+    for i in range(n):
+        root = groups.find(i)
+        if root not in root_to_cluster:
+            root_to_cluster[root] = f"C{len(root_to_cluster) + 1:06d}"
+        cluster_of.append(root_to_cluster[root])
+    clusters = pd.DataFrame({"record_id": ids, "cluster_id": cluster_of})
+
+    link_rows = [
+        {"record_a": feat.ids[r.pop("_i")], "record_b": feat.ids[r.pop("_j")], **r} for r in rows
+    ]
+    links = pd.DataFrame(link_rows, columns=LINK_COLUMNS)
+    links = links.sort_values(["record_a", "record_b"], kind="stable").reset_index(drop=True)
+
+    merged = _merged_records(records, cluster_of)
+    stats = {
+        "records": n,
+        "candidate_pairs": int(n_candidates),
+        "scored_pairs": len(rows),
+        "links": int((links["decision"] == DUPLICATE).sum()),
+        "clusters": len(root_to_cluster),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    return DedupeResult(clusters=clusters, links=links, merged=merged, stats=stats)
+
+
+def _merged_records(records: pd.DataFrame, cluster_of: list[str]) -> pd.DataFrame:
+    cluster_series = pd.Series(cluster_of, index=records.index)
+    counts = cluster_series.value_counts()
+    singles = cluster_series.map(counts) == 1
+    # Singletons (the vast majority) are copied as they are: merging is only for groups.
+    single = records[singles.to_numpy()].copy()
+    single.insert(0, "cluster_id", cluster_series[singles].to_numpy())
+    single["n_records"] = 1
+    single["members"] = single["record_id"].astype(str)
+    multi_rows = []
+    multi = records[~singles.to_numpy()]
+    for cid, rows in multi.groupby(cluster_series[~singles], sort=False):
+        multi_rows.append({"cluster_id": cid, **_merge_cluster(rows)})
+    merged = pd.concat([single, pd.DataFrame(multi_rows)], ignore_index=True)
+    columns = ["cluster_id"] + [c for c in CANONICAL_COLUMNS if c in merged.columns]
+    columns += ["n_records", "members"]
+    merged = merged[columns].drop(columns=["source_index"], errors="ignore")
+    if "year" in merged.columns:
+        merged["year"] = merged["year"].astype("Int64")
+    return merged.sort_values("cluster_id", kind="stable").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def _run(args: argparse.Namespace) -> int:
+    from migfw.slr.imports import read_exports  # S1's reader (raises MigfwError)
+
+    records = read_exports([str(p) for p in args.files])
+    print(f"records imported: {len(records)}", file=sys.stderr)
+    result = deduplicate(records)
+    out = Path(args.out)
+    write_csv(out / "clusters.csv", result.clusters)
+    write_csv(out / "records.csv", result.merged)
+    write_csv(out / "links.csv", result.links)
+    s = result.stats
+    print(
+        f"candidate pairs: {s['candidate_pairs']} (scored {s['scored_pairs']}); "
+        f"links: {s['links']}; clusters: {s['clusters']} "
+        f"({s['records'] - s['clusters']} duplicates); {s['seconds']} s",
+        file=sys.stderr,
+    )
+    print(f"wrote {out / 'clusters.csv'}, {out / 'records.csv'}, {out / 'links.csv'}")
+    return 0
+
+
+def register_cli(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "dedupe",
+        help="link duplicate records into clusters (nothing is deleted)",
+        description="Read exports, cluster duplicates, write clusters.csv, records.csv "
+        "(one merged record per cluster) and links.csv (evidence for every compared pair).",
+    )
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="export files")
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.set_defaults(func=_run)

@@ -1,0 +1,566 @@
+"""`migfw slr review`: the whole SLR branch, from database exports to audited tables.
+
+import -> dedupe -> key-term screening -> human decisions -> Tables 3, 6, 10 ->
+sensitivity -> audit against the printed thesis -> PRISMA 2020 counts, checks and
+diagram -> database-overlap figure. Everything is computed before anything is written,
+and every file is written atomically, so a bad input never leaves a partial result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from migfw.errors import MigfwError
+from migfw.io import atomic_write, write_csv
+from migfw.slr import audit as auditmod
+from migfw.slr import prisma, screening, tables
+from migfw.slr.normalise import title_key
+
+OTHER_SOURCES = "Other sources"
+CONFIG_KEYS = (
+    "sources",
+    "keyterms",
+    "decisions",
+    "other_sources",
+    "quality",
+    "quasi_gold",
+    "printed",
+)
+OPTIONAL_KEYS = ("decisions", "other_sources", "quality", "quasi_gold", "printed")
+
+Log = Callable[[str], None]
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@dataclass
+class ReviewConfig:
+    sources: Path
+    keyterms: Path
+    decisions: Path | None = None
+    other_sources: Path | None = None
+    quality: Path | None = None
+    quasi_gold: Path | None = None
+    printed: Path | None = None
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ReviewConfig:
+        """The `slr` section of config.yaml; paths are relative to the working directory."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise MigfwError(f"{path}: config file not found") from None
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise MigfwError(f"{path}: cannot read config ({str(exc).splitlines()[0]})") from None
+        slr = (data or {}).get("slr") if isinstance(data, dict) else None
+        if not isinstance(slr, dict):
+            raise MigfwError(f"{path}: missing 'slr' section")
+        values: dict[str, Path | None] = {}
+        for key in CONFIG_KEYS:
+            value = slr.get(key)
+            if value in (None, ""):
+                if key not in OPTIONAL_KEYS:
+                    raise MigfwError(f"{path}: slr.{key} is required")
+                values[key] = None
+                continue
+            if not isinstance(value, str):
+                raise MigfwError(f"{path}: slr.{key} must be a file path")
+            values[key] = Path(value)
+            if key != "decisions" and not values[key].exists():
+                raise MigfwError(f"{path}: slr.{key}: file {value} not found")
+        return cls(**values)
+
+
+# ------------------------------------------------------------------ sources
+
+
+def load_sources(path: Path) -> pd.DataFrame:
+    """sources.csv: database, file (relative to sources.csv; empty = searched, no hits)."""
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, comment="#")
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise MigfwError(f"{path}: cannot read sources ({str(exc).splitlines()[0]})") from None
+    for col in ("database", "file"):
+        if col not in frame.columns:
+            raise MigfwError(f"{path}: missing column {col}")
+    frame = frame.apply(lambda s: s.str.strip())
+    for n, row in enumerate(frame.itertuples(index=False), 2):
+        if not row.database:
+            raise MigfwError(f"{path}: line {n}: empty database")
+        if row.database == OTHER_SOURCES:
+            raise MigfwError(
+                f"{path}: line {n}: {OTHER_SOURCES!r} is reserved for slr.other_sources"
+            )
+        if row.file and not (path.parent / row.file).exists():
+            raise MigfwError(f"{path}: line {n}: export {row.file} not found")
+    frame["path"] = [str(path.parent / f) if f else "" for f in frame["file"]]
+    return frame
+
+
+def _databases(sources: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(sources["database"]))
+
+
+# ------------------------------------------------------------------ the pipeline
+
+
+@dataclass
+class ReviewResult:
+    query: screening.Query
+    databases: list[str]
+    records: pd.DataFrame
+    clusters: pd.DataFrame
+    links: pd.DataFrame
+    merged: pd.DataFrame
+    screened: pd.DataFrame
+    studies: pd.DataFrame
+    table3: pd.DataFrame
+    table6: pd.DataFrame
+    table10: pd.DataFrame | None
+    quality_summary: pd.DataFrame | None
+    sensitivity: pd.DataFrame | None
+    sensitivity_detail: pd.DataFrame | None
+    audit: pd.DataFrame | None
+    prisma: pd.DataFrame
+    prisma_checks: pd.DataFrame
+
+
+def import_records(cfg: ReviewConfig, sources: pd.DataFrame, log: Log) -> pd.DataFrame:
+    from migfw.slr.imports import read_exports
+
+    files = sources[sources["path"] != ""]
+    paths = list(files["path"])
+    dbs = list(files["database"])
+    if cfg.other_sources is not None:
+        paths.append(str(cfg.other_sources))
+        dbs.append(OTHER_SOURCES)
+    if not paths:
+        raise MigfwError(f"{cfg.sources}: lists no export file")
+    records = read_exports(paths, databases=dbs)
+    # Trust the file -> database mapping of sources.csv over content inference.
+    db_of = dict(zip(paths, dbs, strict=True))
+    records["database"] = records["source_file"].map(db_of).fillna(records["database"])
+    for path, db in zip(paths, dbs, strict=True):
+        mine = records[records["source_file"] == path]
+        fmt = mine["format"].iloc[0] if len(mine) else "?"
+        log(f"import: {path}: {len(mine)} records ({fmt}, {db})")
+    for db in sources.loc[sources["path"] == "", "database"]:
+        log(f"import: {db}: searched, no export (0 records)")
+    log(f"import: {len(records)} records from {len(paths)} files")
+    return records
+
+
+def _cluster_year(years: pd.Series) -> Any:
+    """Most common year among a study's records (earliest on ties)."""
+    known = [int(y) for y in years.dropna()]
+    if not known:
+        return pd.NA
+    counts = Counter(known)
+    best = max(counts.values())
+    return min(y for y, c in counts.items() if c == best)
+
+
+def build_studies(
+    records: pd.DataFrame, screened: pd.DataFrame, decided: pd.DataFrame
+) -> pd.DataFrame:
+    """One row per cluster: origin (database/other/none), year, title, decision, included."""
+    rows = []
+    merged = screened.merge(records[["record_id", "title"]], on="record_id", how="left")
+    for cid, grp in merged.groupby("cluster_id", sort=False):
+        rel = grp[grp["relevant"]]
+        other = grp[grp["origin"] == "other"]
+        if len(rel):
+            origin, basis = "database", rel
+        elif len(other):
+            origin, basis = "other", other
+        else:
+            origin, basis = "none", grp
+        rows.append(
+            {
+                "cluster_id": cid,
+                "origin": origin,
+                "year": _cluster_year(basis["year"]),
+                "title": max(basis["title"], key=len),
+                "databases": "; ".join(sorted(set(rel["database"]))),
+                "relevant_records": len(rel),
+                "records": len(grp),
+            }
+        )
+    studies = pd.DataFrame(rows)
+    studies["year"] = studies["year"].astype("Int64")
+    studies = studies.merge(decided, on="cluster_id", how="left")
+    for col in ("decision", "reason", "stage"):
+        studies[col] = studies[col].fillna("")
+    studies["included"] = (studies["decision"] == "include") & (studies["origin"] != "none")
+    return studies
+
+
+def prisma_counts(
+    sources: pd.DataFrame, screened: pd.DataFrame, studies: pd.DataFrame
+) -> dict[str, object]:
+    """PRISMA 2020 numbers. Key-term screening is PRISMA's 'automation tool' exclusion;
+    duplicates are counted among the records that passed it (the thesis's order)."""
+    db = screened[screened["origin"] == "database"]
+    rel = db[db["relevant"]]
+    per_db = Counter(db["database"])
+    dbs = studies[studies["origin"] == "database"]
+    oth = studies[studies["origin"] == "other"]
+
+    def excluded(frame: pd.DataFrame, stage: str) -> pd.DataFrame:
+        return frame[(frame["decision"] == "exclude") & (frame["stage"] == stage)]
+
+    def reasons(frame: pd.DataFrame) -> str:
+        return prisma.reason_text(dict(Counter(frame["reason"])))
+
+    screened_n = len(dbs)
+    rec_excl = len(excluded(dbs, "screening"))
+    notret = len(excluded(dbs, "retrieval"))
+    oth_screen = excluded(oth, "screening")
+    oth_notret = len(excluded(oth, "retrieval"))
+    oth_elig = pd.concat([oth_screen, excluded(oth, "eligibility")])
+    new = int(studies["included"].sum())
+    return {
+        "previous_studies": 0,
+        "previous_reports": 0,
+        "database_results": len(db),
+        "database_specific_results": prisma.reason_text(
+            {d: per_db.get(d, 0) for d in _databases(sources)}
+        ),
+        "register_results": 0,
+        "website_results": 0,
+        "organisation_results": 0,
+        "citations_results": int((screened["origin"] == "other").sum()),
+        "duplicates": len(rel) - rel["cluster_id"].nunique(),
+        "excluded_automatic": int((~db["relevant"]).sum()),
+        "excluded_other": 0,
+        "records_screened": screened_n,
+        "records_excluded": rec_excl,
+        "dbr_sought_reports": screened_n - rec_excl,
+        "dbr_notretrieved_reports": notret,
+        "other_sought_reports": len(oth),
+        "other_notretrieved_reports": oth_notret,
+        "dbr_assessed": screened_n - rec_excl - notret,
+        "dbr_excluded": reasons(excluded(dbs, "eligibility")),
+        "other_assessed": len(oth) - oth_notret,
+        "other_excluded": reasons(oth_elig),
+        "new_studies": new,
+        "new_reports": new,
+        "total_studies": new,
+        "total_reports": new,
+    }
+
+
+def _resolve_quality(
+    quality: pd.DataFrame,
+    records: pd.DataFrame,
+    clusters: pd.DataFrame,
+    studies: pd.DataFrame,
+    source: Path,
+) -> pd.DataFrame:
+    cluster_of = dict(zip(clusters["record_id"], clusters["cluster_id"], strict=True))
+    title_of = dict(zip(studies["cluster_id"], studies["title"], strict=True))
+    out = quality.copy()
+    found = []
+    for n, ref in enumerate(out["ref"], 2):
+        ids = screening.resolve_ref(ref, records)
+        cids = {cluster_of[i] for i in ids}
+        if len(cids) != 1:
+            what = "matches no imported record" if not cids else "matches several studies"
+            raise MigfwError(f"{source}: line {n}: ref {ref!r} {what}")
+        found.append(cids.pop())
+    out.insert(2, "cluster_id", found)
+    out.insert(3, "title", [title_of.get(c, "") for c in found])
+    return out
+
+
+def run_review(cfg: ReviewConfig, log: Log = _stderr) -> ReviewResult:
+    from migfw.slr.dedupe import deduplicate
+
+    sources = load_sources(cfg.sources)
+    databases = _databases(sources)
+    query = screening.load_keyterms(cfg.keyterms)
+    decisions = screening.load_decisions(cfg.decisions)
+    records = import_records(cfg, sources, log)
+
+    # Stage 1: key-term query on database records; other sources were found by hand.
+    hits = screening.screen(records, query)
+    screened = records[["record_id", "source_file", "database", "year"]].merge(hits, on="record_id")
+    screened.insert(
+        3, "origin", ["other" if d == OTHER_SOURCES else "database" for d in screened["database"]]
+    )
+    screened["relevant"] = screened["passes_query"] & (screened["origin"] == "database")
+    n_db = int((screened["origin"] == "database").sum())
+    log(f"screen: {int(screened['relevant'].sum())} of {n_db} database records match the query")
+
+    result = deduplicate(records)
+    clusters = result.clusters[["record_id", "cluster_id"]]
+    missing = set(records["record_id"]) - set(clusters["record_id"])
+    if missing:
+        raise MigfwError(f"dedupe: {len(missing)} records have no cluster (e.g. {min(missing)})")
+    screened = screened.merge(clusters, on="record_id", how="left")
+    rel = screened[screened["relevant"]]
+    log(
+        f"dedupe: {len(records)} records -> {clusters['cluster_id'].nunique()} studies, "
+        f"{len(result.links)} links; relevant: {len(rel)} records -> "
+        f"{rel['cluster_id'].nunique()} studies"
+    )
+
+    decided = screening.apply_decisions(decisions, records, clusters, str(cfg.decisions))
+    studies = build_studies(records, screened, decided)
+    screened = screened.merge(
+        studies[["cluster_id", "decision", "reason", "stage", "included"]],
+        on="cluster_id",
+        how="left",
+    )
+    in_review = studies[studies["origin"] != "none"]
+    undecided = int((in_review["decision"] == "").sum())
+    log(
+        f"decisions: {int(in_review['included'].sum())} included, "
+        f"{int((in_review['decision'] == 'exclude').sum())} excluded, {undecided} undecided "
+        f"(of {len(in_review)} studies in the review)"
+    )
+    if undecided:
+        log(
+            f"decisions: warning: {undecided} studies have no decision yet "
+            f"(listed in screened.csv with an empty decision)"
+        )
+
+    t3 = tables.table3(screened, studies)
+    t6 = tables.table6(screened, studies, databases)
+    t10 = qsum = sens = sens_detail = None
+    if cfg.quality is not None:
+        t10 = _resolve_quality(
+            tables.load_quality(cfg.quality), records, clusters, studies, cfg.quality
+        )
+        qsum = tables.quality_summary(t10)
+        not_final = set(t10["cluster_id"]) - set(studies.loc[studies["included"], "cluster_id"])
+        if not_final:
+            log(f"quality: warning: {len(not_final)} assessed studies are not in the final set")
+    if cfg.quasi_gold is not None:
+        sens, sens_detail = tables.sensitivity(
+            tables.load_quasi_gold(cfg.quasi_gold), records, screened
+        )
+
+    counts = prisma_counts(sources, screened, studies)
+    ptable = prisma.counts_table(counts)
+    pchecks = prisma.checks(ptable)
+    log(f"prisma: {int(pchecks['ok'].sum())} of {len(pchecks)} consistency checks pass")
+
+    audit = None
+    if cfg.printed is not None:
+        audit = build_audit(cfg.printed, query, t3, t6, t10, qsum, sens, screened, studies)
+        bad = audit[audit["ok"] == False]  # noqa: E712 (None = not comparable)
+        log(f"audit: {int(audit['ok'].notna().sum())} printed values checked, {len(bad)} disagree")
+
+    return ReviewResult(
+        query,
+        databases,
+        records,
+        clusters,
+        result.links,
+        result.merged,
+        screened,
+        studies,
+        t3,
+        t6,
+        t10,
+        qsum,
+        sens,
+        sens_detail,
+        audit,
+        ptable,
+        pchecks,
+    )
+
+
+def build_audit(
+    printed_path: Path,
+    query: screening.Query,
+    t3: pd.DataFrame,
+    t6: pd.DataFrame,
+    t10: pd.DataFrame | None,
+    qsum: pd.DataFrame | None,
+    sens: pd.DataFrame | None,
+    screened: pd.DataFrame,
+    studies: pd.DataFrame,
+) -> pd.DataFrame:
+    printed = auditmod.load_printed(printed_path)
+    audit = auditmod.Audit()
+    if "table3" in printed:
+        auditmod.audit_table3(audit, printed["table3"], t3)
+    if "table6" in printed:
+        auditmod.audit_table6(audit, printed["table6"], t6)
+    if "table10" in printed and t10 is not None:
+        auditmod.audit_table10(audit, printed["table10"], t10)
+        audit.add("Table 10", "studies assessed", "recomputed", len(printed["table10"]), len(t10))
+    inc = studies[studies["included"]]
+    dbs = studies[studies["origin"] == "database"]
+    rel = screened[screened["relevant"]]
+    nan = float("nan")
+    q = qsum.iloc[0] if qsum is not None else {}
+    s = sens.iloc[0] if sens is not None else {}
+    n_excl = int((dbs["decision"] == "exclude").sum())
+    values: dict[str, Any] = {
+        "search_strings": query.n_search_strings(),
+        "sensitivity_retrieved": s.get("retrieved", nan),
+        "sensitivity_qgs_size": s.get("quasi_gold_studies", nan),
+        "sensitivity_percent": s.get("sensitivity_percent", nan),
+        "relevant_records": len(rel),
+        "selected_from_databases": int(dbs["included"].sum()),
+        "added_other_sources": int((inc["origin"] == "other").sum()),
+        "final_selected": len(inc),
+        "final_share_percent": lambda row: (
+            100.0
+            * int(inc["year"].isin([int(y) for y in row.get("years", [])]).sum())
+            / max(len(inc), 1)
+        ),
+        "selected_records": lambda row: int(
+            (rel["included"] & rel["database"].isin(row.get("databases", []))).sum()
+        ),
+        "not_selected": n_excl,
+        "not_selected_percent": 100.0 * n_excl / len(dbs) if len(dbs) else nan,
+        "quality_min": q.get("min_study_score", nan),
+        "quality_max": q.get("max_study_score", nan),
+        "mean_quality": q.get("mean_score", nan),
+        "mean_quality_percent": q.get("mean_percent", nan),
+    }
+    auditmod.audit_headline(audit, printed.get("headline", []), values)
+    return audit.frame()
+
+
+def write_outputs(res: ReviewResult, out: Path, log: Log = _stderr) -> list[Path]:
+    from migfw.slr.slrfigures import overlap_figure
+
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    def csv(name: str, frame: pd.DataFrame | None) -> None:
+        if frame is not None:
+            write_csv(out / name, frame)
+            written.append(out / name)
+
+    screened = res.screened.merge(res.records[["record_id", "title"]], on="record_id", how="left")
+    csv("records.csv", res.records)
+    csv("clusters.csv", res.clusters)
+    csv("links.csv", res.links)
+    csv("merged.csv", res.merged)
+    csv("screened.csv", screened)
+    csv("studies.csv", res.studies)
+    csv("table3.csv", res.table3)
+    csv("table6.csv", res.table6)
+    csv("table10.csv", res.table10)
+    csv("quality_summary.csv", res.quality_summary)
+    csv("sensitivity.csv", res.sensitivity)
+    csv("sensitivity_detail.csv", res.sensitivity_detail)
+    csv("audit.csv", res.audit)
+    csv("prisma.csv", res.prisma)
+    csv("prisma_checks.csv", res.prisma_checks)
+    with atomic_write(out / "query.txt") as handle:
+        handle.write(res.query.render() + "\n")
+        handle.write(
+            f"# {len(res.query.columns)} columns, {res.query.n_search_strings()} "
+            f"single-term search strings; from {res.query.source}\n"
+        )
+    written.append(out / "query.txt")
+    prisma.flow_figure(res.prisma, out / "prisma_flow.png", out / "prisma_flow.svg")
+    overlap_figure(res.screened, res.databases, out / "db_overlap.png", out / "db_overlap.svg")
+    written += [out / f"{n}.{e}" for n in ("prisma_flow", "db_overlap") for e in ("png", "svg")]
+    log(f"review: wrote {len(written)} files to {out}")
+    return written
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def _cmd_review(args: argparse.Namespace) -> int:
+    cfg = ReviewConfig.from_file(args.config)
+    res = run_review(cfg)
+    write_outputs(res, Path(args.out))
+    return 0
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    query = screening.load_keyterms(args.keyterms)
+    print(query.render())
+    print(f"# {query.n_search_strings()} single-term search strings")
+    return 0
+
+
+def _cmd_screen(args: argparse.Namespace) -> int:
+    from migfw.slr.imports import read_exports
+
+    query = screening.load_keyterms(args.keyterms)
+    records = read_exports(args.files, databases=None)
+    hits = screening.screen(records, query)
+    frame = records[["record_id", "source_file", "database", "year", "title"]].merge(
+        hits, on="record_id"
+    )
+    write_csv(args.out, frame)
+    print(
+        f"screen: {int(frame['passes_query'].sum())} of {len(frame)} records match", file=sys.stderr
+    )
+    return 0
+
+
+def _cmd_prisma_check(args: argparse.Namespace) -> int:
+    path = Path(args.table)
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise MigfwError(f"{path}: cannot read ({str(exc).splitlines()[0]})") from None
+    if not {"data", "n"} <= set(table.columns):
+        raise MigfwError(f"{path}: expected PRISMA2020 columns 'data' and 'n'")
+    try:
+        result = prisma.checks(table)
+    except (ValueError, IndexError) as exc:
+        raise MigfwError(f"{path}: a count is not a number ({exc})") from None
+    if args.out:
+        write_csv(args.out, result)
+    for row in result.itertuples(index=False):
+        mark = "ok  " if row.ok else "FAIL"
+        print(f"{mark} {row.check}: expected {row.expected}, actual {row.actual}")
+    return 0 if result["ok"].all() else 1
+
+
+def register_cli(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("review", help="run the whole SLR branch and write tables, audit, figures")
+    p.add_argument("--config", default="config/config.yaml", help="config with an slr section")
+    p.add_argument("--out", default="results/slr", help="output folder")
+    p.set_defaults(func=_cmd_review)
+
+    p = sub.add_parser("query", help="print the key-term query as a Boolean string")
+    p.add_argument("--keyterms", default="config/slr/keyterms.yaml")
+    p.set_defaults(func=_cmd_query)
+
+    p = sub.add_parser("screen", help="apply the key-term query to export files")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--keyterms", default="config/slr/keyterms.yaml")
+    p.add_argument("--out", required=True, help="CSV: one row per record with the matches")
+    p.set_defaults(func=_cmd_screen)
+
+    p = sub.add_parser("prisma-check", help="check a PRISMA2020 count table's arithmetic")
+    p.add_argument("table", help="CSV with PRISMA2020 'data' and 'n' columns")
+    p.add_argument("--out", help="write the checks as CSV")
+    p.set_defaults(func=_cmd_prisma_check)
+
+
+__all__ = [
+    "ReviewConfig",
+    "ReviewResult",
+    "register_cli",
+    "run_review",
+    "title_key",
+    "write_outputs",
+]

@@ -1,0 +1,442 @@
+"""The embedded local testbed: two "hypervisor hosts" as network namespaces on this machine.
+
+Topology (names start with `testbed.local.prefix`, default `mfw`):
+
+    mfw-remote: eth0 10.231.0.2 ──┐
+    mfw-hostA: br0 (.251) + tap ──┼── mfw-switch: br0 (pR, pA, pB)
+    mfw-hostB: br0 (.252) + tap ──┘
+    mfw-hostA mig0 10.231.1.1/30 ─── mfw-hostB mig0 10.231.1.2/30   (migration stream)
+
+Each host runs its own libvirtd inside its namespace and a private mount namespace, so the
+two daemons have separate /etc/libvirt, /run/libvirt, /var/lib/libvirt ... and host UUIDs
+and can migrate to each other. Every pid and name is recorded in state.json so that
+`down` and `cleanup` remove exactly what was made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from migfw.errors import MigfwError
+from migfw.io import write_json
+from migfw.testbed.hosts import HostInfo, Testbed, cfg_get, read_state, state_dir
+
+RUN_ROOT = Path("/run/migfw")
+PRIVATE_DIRS = ["etc/libvirt", "run/libvirt", "var/lib/libvirt", "var/cache/libvirt",
+                "var/log/libvirt"]  # fmt: skip
+BRIDGE = "br0"
+TAP = "mfwtap0"  # same name on both hosts, so the domain XML migrates unchanged
+VM_MAC = "52:54:00:e7:00:0a"
+
+
+def sh(cmd: list[str], check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+    """Run a command; a failure is one line naming the command and its last stderr line."""
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError as exc:
+        raise MigfwError(f"command not found: {cmd[0]}") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise MigfwError(f"`{' '.join(cmd)}` timed out after {timeout} s") from exc
+    if check and proc.returncode != 0:
+        last = (proc.stderr or proc.stdout).strip().splitlines()
+        raise MigfwError(f"`{' '.join(cmd)}` failed: {last[-1] if last else proc.returncode}")
+    return proc
+
+
+def netns_exists(name: str) -> bool:
+    return Path("/run/netns", name).exists()
+
+
+def list_netns(prefix: str) -> list[str]:
+    try:
+        names = os.listdir("/run/netns")
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if n.startswith(f"{prefix}-"))
+
+
+def netns_inode(name: str) -> int | None:
+    try:
+        return os.stat(Path("/run/netns", name)).st_ino
+    except OSError:
+        return None
+
+
+def pids_in_netns(names: list[str]) -> list[int]:
+    """Processes whose network namespace is one of `names` (precise, by namespace inode)."""
+    inodes = {i for i in (netns_inode(n) for n in names) if i is not None}
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}/ns/net").st_ino in inodes:
+                found.append(int(entry))
+        except OSError:
+            continue
+    return sorted(found)
+
+
+def pid_alive(pid: int | None, needle: str | None = None) -> bool:
+    if not pid:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    if stat.rsplit(")", 1)[1].split()[0] == "Z":
+        return False
+    return needle is None or needle in cmdline
+
+
+def kill_pid(pid: int, grace: float = 3.0) -> None:
+    """SIGTERM, wait, then SIGKILL one process by id."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and pid_alive(pid):
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)
+    if pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM/SIGHUP raise KeyboardInterrupt, so `finally` blocks clean up on kill too."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = {}
+    try:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            old[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: leave handlers alone
+        old = {}
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+
+class LocalTestbed:
+    """Creates, reports and removes the embedded testbed described in the module doc."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.cfg = cfg
+        self.prefix = str(cfg_get(cfg, "testbed.local.prefix", "mfw"))
+        subnet = ipaddress.ip_network(cfg_get(cfg, "testbed.local.subnet", "10.231.0.0/24"))
+        mig = ipaddress.ip_network(cfg_get(cfg, "testbed.local.migration_subnet", "10.231.1.0/30"))
+        base = subnet.network_address
+        self.plen = subnet.prefixlen
+        self.subnet = subnet
+        self.prober_address = str(base + 2)
+        self.vm_address = str(base + 10)
+        self.host_address = {"A": str(base + 251), "B": str(base + 252)}
+        mig_hosts = list(mig.hosts())
+        self.mig_address = {"A": str(mig_hosts[0]), "B": str(mig_hosts[1])}
+        self.mig_plen = mig.prefixlen
+        self.state_dir = state_dir(cfg).resolve()
+        self.run_root = RUN_ROOT / self.prefix
+        self.ns = {
+            "A": f"{self.prefix}-hostA",
+            "B": f"{self.prefix}-hostB",
+            "remote": f"{self.prefix}-remote",
+            "switch": f"{self.prefix}-switch",
+        }
+        self.vm_name = f"{self.prefix}-target"
+
+    # ------------------------------------------------------------------ paths
+    def host_root(self, host: str) -> Path:
+        return self.run_root / f"host{host}"
+
+    def socket_path(self, host: str) -> Path:
+        return self.host_root(host) / "sock" / "libvirt-sock"
+
+    def uri(self, host: str) -> str:
+        return f"qemu+unix:///system?socket={self.socket_path(host)}"
+
+    # ------------------------------------------------------------------ state
+    def _write_state(self, state: dict[str, Any]) -> None:
+        write_json(self.state_dir / "state.json", state)
+
+    def status(self) -> dict[str, Any]:
+        state = read_state(self.state_dir) or {}
+        report: dict[str, Any] = {"up": False, "state_file": str(self.state_dir / "state.json")}
+        if not state:
+            report["reason"] = "no testbed recorded"
+            return report
+        missing = [n for n in state.get("namespaces", []) if not netns_exists(n)]
+        dead = [k for k, p in state.get("pids", {}).items() if not pid_alive(p, "libvirtd")]
+        report.update(namespaces_missing=missing, daemons_dead=dead)
+        if missing or dead or state.get("phase") != "up":
+            report["reason"] = "incomplete testbed (run `migfw testbed down` or `up`)"
+            return report
+        from migfw.testbed.provision import find_vm
+
+        bed = Testbed.from_dict(state["testbed"])
+        where = find_vm(bed)
+        report.update(vm_host=where, accelerator=bed.accelerator, up=True)
+        return report
+
+    # ------------------------------------------------------------------ up
+    def up(self) -> Testbed:
+        from migfw.testbed.provision import ensure_vm
+
+        state = read_state(self.state_dir)
+        if state and state.get("phase") == "up":
+            status = self.status()
+            if status["up"]:
+                bed = Testbed.from_dict(state["testbed"])
+                ensure_vm(bed)
+                return bed
+        # Anything half-made by an earlier (killed) run goes first.
+        self.down(quiet=True)
+        from migfw.testbed.preflight import require_local
+
+        require_local(self.cfg)
+        state = {"provider": "local", "prefix": self.prefix, "phase": "starting",
+                 "namespaces": [], "pids": {}, "created_at": time.time()}  # fmt: skip
+        self._write_state(state)
+        try:
+            with terminate_as_interrupt():
+                bed = self._up(state)
+                ensure_vm(bed)
+        except BaseException:
+            self.down(quiet=True)
+            raise
+        return bed
+
+    def _up(self, state: dict[str, Any]) -> Testbed:
+        from migfw.testbed.accel import detect_accelerator
+        from migfw.testbed.guest import build_image
+
+        guest_dir = self.state_dir / "guest"
+        manifest = build_image(
+            guest_dir,
+            self.state_dir / "cache",
+            str(cfg_get(self.cfg, "testbed.guest.kernel_package", "linux-image-cloud-amd64")),
+            [self.vm_address],
+        )
+        accel = detect_accelerator(
+            str(cfg_get(self.cfg, "testbed.accelerator", "auto")),
+            guest_dir / "vmlinuz",
+            guest_dir / "initramfs.img",
+            self.state_dir,
+            manifest["input_hash"],
+        )
+        state["accelerator"] = accel
+        self._make_network(state)
+        for host in ("A", "B"):
+            self._start_libvirtd(host, state)
+        for host in ("A", "B"):
+            self._wait_socket(host, state)
+        bed = Testbed(
+            provider="local",
+            hosts={
+                h: HostInfo(name=h, uri=self.uri(h), migration_uri=f"tcp://{self.mig_address[h]}")
+                for h in ("A", "B")
+            },
+            vm_name=self.vm_name,
+            vm_address=self.vm_address,
+            prober_netns=self.ns["remote"],
+            prober_iface="eth0",
+            prober_address=self.prober_address,
+            ssh_user="root",
+            ssh_key=str(guest_dir / "id_ed25519"),
+            ssh_known_hosts=str(guest_dir / "known_hosts"),
+            ssh_netns=self.ns["remote"],
+            accelerator=accel["used"],
+            state_dir=str(self.state_dir),
+            extra={
+                "kernel": str(guest_dir / "vmlinuz"),
+                "initrd": str(guest_dir / "initramfs.img"),
+                "guest_manifest": str(guest_dir / "manifest.json"),
+                "cmdline": f"console=ttyS0 migfw.ip={self.vm_address}/{self.plen}",
+                "memory_mib": int(cfg_get(self.cfg, "testbed.guest.memory_mib", 128)),
+                "vcpus": int(cfg_get(self.cfg, "testbed.guest.vcpus", 1)),
+                "bridge": BRIDGE,
+                "tap": TAP,
+                "mac": VM_MAC,
+                "serial_log": "/var/log/libvirt/qemu/migfw-serial.log",
+                "host_roots": {h: str(self.host_root(h)) for h in ("A", "B")},
+                "subnet": str(self.subnet),
+                "other_address": str(self.subnet.network_address + 99),
+                "accelerator_detection": accel,
+            },
+        )
+        state["testbed"] = bed.to_dict()
+        state["phase"] = "up"
+        self._write_state(state)
+        return bed
+
+    def _make_network(self, state: dict[str, Any]) -> None:
+        ns = self.ns
+        for name in ns.values():
+            sh(["ip", "netns", "add", name])
+            state["namespaces"].append(name)
+            self._write_state(state)
+            sh(["ip", "-n", name, "link", "set", "lo", "up"])
+            # IPv6 off: no router solicitations or DAD noise in the captures.
+            for key in ("all", "default"):
+                sh(["ip", "netns", "exec", name, "sysctl", "-qw",
+                    f"net.ipv6.conf.{key}.disable_ipv6=1"])  # fmt: skip
+        sw = ns["switch"]
+        sh(["ip", "-n", sw, "link", "add", BRIDGE, "type", "bridge", "stp_state", "0",
+            "forward_delay", "0"])  # fmt: skip
+        sh(["ip", "-n", sw, "link", "set", BRIDGE, "up"])
+        links = {"A": ("up0", "pA"), "B": ("up0", "pB"), "remote": ("eth0", "pR")}
+        for side, (inner, port) in links.items():
+            sh(["ip", "link", "add", inner, "netns", ns[side], "type", "veth", "peer", "name",
+                port, "netns", sw])  # fmt: skip
+            sh(["ip", "-n", sw, "link", "set", port, "master", BRIDGE, "up"])
+            sh(["ip", "-n", ns[side], "link", "set", inner, "up"])
+        sh(["ip", "-n", ns["remote"], "addr", "add", f"{self.prober_address}/{self.plen}",
+            "dev", "eth0"])  # fmt: skip
+        for host in ("A", "B"):
+            n = ns[host]
+            sh(["ip", "-n", n, "link", "add", BRIDGE, "type", "bridge", "stp_state", "0",
+                "forward_delay", "0"])  # fmt: skip
+            sh(["ip", "-n", n, "link", "set", "up0", "master", BRIDGE])
+            sh(["ip", "-n", n, "addr", "add", f"{self.host_address[host]}/{self.plen}",
+                "dev", BRIDGE])  # fmt: skip
+            sh(["ip", "-n", n, "link", "set", BRIDGE, "up"])
+        sh(["ip", "link", "add", "mig0", "netns", ns["A"], "type", "veth", "peer", "name", "mig0",
+            "netns", ns["B"]])  # fmt: skip
+        for host in ("A", "B"):
+            sh(["ip", "-n", ns[host], "addr", "add",
+                f"{self.mig_address[host]}/{self.mig_plen}", "dev", "mig0"])  # fmt: skip
+            sh(["ip", "-n", ns[host], "link", "set", "mig0", "up"])
+
+    def _write_libvirt_config(self, host: str) -> Path:
+        root = self.host_root(host)
+        for rel in PRIVATE_DIRS:
+            (root / rel).mkdir(parents=True, exist_ok=True)
+            Path("/", rel).mkdir(parents=True, exist_ok=True)  # bind-mount targets
+        (root / "sock").mkdir(parents=True, exist_ok=True)
+        (root / "var/log/libvirt/qemu").mkdir(parents=True, exist_ok=True)
+        host_uuid = uuid.uuid5(uuid.NAMESPACE_DNS, f"migfw.{self.prefix}.host{host}")
+        etc = root / "etc/libvirt"
+        (etc / "libvirtd.conf").write_text(
+            f'unix_sock_dir = "{root / "sock"}"\n'
+            'unix_sock_group = "root"\nunix_sock_rw_perms = "0700"\nauth_unix_rw = "none"\n'
+            f'host_uuid = "{host_uuid}"\n'
+            'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"\n'
+        )
+        mig = self.mig_address[host]
+        (etc / "qemu.conf").write_text(
+            'user = "root"\ngroup = "root"\ndynamic_ownership = 0\nremember_owner = 0\n'
+            'security_driver = "none"\ncgroup_controllers = [ ]\nnamespaces = [ ]\n'
+            'stdio_handler = "file"\n'
+            f'migration_address = "{mig}"\nmigration_host = "{mig}"\n'
+        )
+        (etc / "libvirt.conf").write_text("")
+        return root
+
+    def _start_libvirtd(self, host: str, state: dict[str, Any]) -> None:
+        root = self._write_libvirt_config(host)
+        binds = " ".join(f"mount --bind {root / rel} /{rel} &&" for rel in PRIVATE_DIRS)
+        script = (
+            f"{binds} exec libvirtd --config /etc/libvirt/libvirtd.conf "
+            f"--pid-file {root / 'libvirtd.pid'}"
+        )
+        log = open(root / "libvirtd.stderr", "ab")  # noqa: SIM115 - handed to the daemon
+        proc = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.ns[host],
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                script,
+            ],  # fmt: skip
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        log.close()
+        # ip, unshare and sh all exec, so this pid is libvirtd's.
+        state["pids"][f"libvirtd_{host}"] = proc.pid
+        self._write_state(state)
+
+    def _wait_socket(self, host: str, state: dict[str, Any], timeout: float = 20) -> None:
+        import libvirt
+
+        deadline = time.monotonic() + timeout
+        pid = state["pids"][f"libvirtd_{host}"]
+        last = ""
+        while time.monotonic() < deadline:
+            if not pid_alive(pid):
+                err = (self.host_root(host) / "libvirtd.stderr").read_text().strip()
+                raise MigfwError(
+                    f"libvirtd for host {host} exited: {err.splitlines()[-1] if err else '?'}"
+                )
+            if self.socket_path(host).exists():
+                try:
+                    conn = libvirt.open(self.uri(host))
+                    conn.close()
+                    return
+                except libvirt.libvirtError as exc:
+                    last = str(exc)
+            time.sleep(0.2)
+        raise MigfwError(f"libvirtd for host {host} not answering after {timeout} s: {last}")
+
+    # ------------------------------------------------------------------ down
+    def down(self, quiet: bool = False) -> list[str]:
+        """Remove everything recorded in state.json plus anything named with our prefix."""
+        removed: list[str] = []
+        state = read_state(self.state_dir) or {}
+        if state.get("testbed"):
+            with contextlib.suppress(Exception):
+                from migfw.testbed.provision import destroy_vm
+
+                removed += destroy_vm(Testbed.from_dict(state["testbed"]))
+        names = sorted(set(state.get("namespaces", [])) | set(list_netns(self.prefix)))
+        pids = set(state.get("pids", {}).values()) | set(pids_in_netns(names))
+        for pid in sorted(pids):
+            if pid_alive(pid):
+                kill_pid(pid)
+                removed.append(f"pid {pid}")
+        for name in names:
+            # A namespace may still be pinned by a process that just died; retry briefly.
+            for _ in range(20):
+                if sh(["ip", "netns", "delete", name], check=False).returncode == 0:
+                    removed.append(f"netns {name}")
+                    break
+                if not netns_exists(name):
+                    break
+                time.sleep(0.1)
+        if self.run_root.exists():
+            shutil.rmtree(self.run_root, ignore_errors=True)
+            removed.append(str(self.run_root))
+        path = self.state_dir / "state.json"
+        if path.exists():
+            path.unlink()
+            removed.append(str(path))
+        if not quiet:
+            for item in removed:
+                print(f"removed {item}")
+        return removed

@@ -1,0 +1,62 @@
+# Analysis: per-trial probe metrics -> trials.csv -> summary.csv. Touches no VM or network.
+
+
+def trial_inputs(wildcards):
+    folder = f"{TRIALS_DIR}/{wildcards.trial}"
+    inputs = {"meta": f"{folder}/trial.json"}
+    # A failed trial found on disk may have no capture; one we produce always has one.
+    if SOURCE != "directory" or Path(f"{folder}/probe.pcap").exists():
+        inputs["pcap"] = f"{folder}/probe.pcap"
+    return inputs
+
+
+rule trial_metrics:
+    input:
+        unpack(trial_inputs),
+    output:
+        "results/analysis/metrics/{trial}.json",
+    log:
+        f"{LOGS}/analysis/{{trial}}.log",
+    shell:
+        "migfw trial-metrics {TRIALS_DIR}/{wildcards.trial} --out {output} > {log} 2>&1"
+
+
+rule trials_table:
+    input:
+        expand("results/analysis/metrics/{trial}.json", trial=TRIALS),
+    output:
+        report(
+            "results/analysis/trials.csv",
+            caption="../report/trials.rst",
+            category="Measurement",
+        ),
+    log:
+        f"{LOGS}/trials_table.log",
+    benchmark:
+        f"{BENCH}/trials_table.tsv"
+    shell:
+        "migfw collect {input} --out {output} > {log} 2>&1"
+
+
+rule summary_table:
+    input:
+        "results/analysis/trials.csv",
+    output:
+        report(
+            "results/analysis/summary.csv",
+            caption="../report/summary.rst",
+            category="Measurement",
+        ),
+    params:
+        factors=" ".join(config["analysis"]["factors"]),
+        confidence=config["analysis"]["confidence"],
+        resamples=config["analysis"]["bootstrap_resamples"],
+        seed=config["analysis"]["seed"],
+    log:
+        f"{LOGS}/summary_table.log",
+    benchmark:
+        f"{BENCH}/summary_table.tsv"
+    shell:
+        "migfw summarize {input} --out {output} --factors {params.factors}"
+        " --confidence {params.confidence} --resamples {params.resamples}"
+        " --seed {params.seed} > {log} 2>&1"

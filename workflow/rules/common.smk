@@ -1,0 +1,73 @@
+# Shared set-up: config validation, the trial list, and what `all` builds.
+
+import json
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from migfw.config import config_problems
+
+# A readable one-line-per-problem message first; then Snakemake's own validation.
+_problems = config_problems(config, workflow.source_path("../schemas/config.schema.yaml"))
+if _problems:
+    raise WorkflowError("invalid configuration:\n  " + "\n  ".join(_problems))
+validate(config, schema="../schemas/config.schema.yaml")
+
+TRIALS_DIR = config["trials_dir"].rstrip("/")
+SOURCE = config["trials_source"]
+LOGS = "results/logs"
+# The config file this run was started with (rules pass it to the migfw CLI).
+CONFIGFILE = (workflow.overwrite_configfiles or ["config/config.yaml"])[-1]
+BENCH = "results/benchmarks"
+
+
+def trial_name(interval, repetition):
+    # Same naming as migfw.synth.trial_name: i<interval>-r<rep>, e.g. i0.01-r03.
+    return f"i{interval:g}-r{repetition:02d}"
+
+
+def planned_trials():
+    """Trial ids: from the config's intervals × repetitions, or found on disk."""
+    if SOURCE == "directory":
+        found = sorted(p.parent.name for p in Path(TRIALS_DIR).glob("*/trial.json"))
+        found = [t for t in found if not t.startswith(".")]
+        if not found:
+            raise WorkflowError(
+                f"trials_source is 'directory' but {TRIALS_DIR} has no <trial>/trial.json"
+            )
+        return found
+    return [
+        trial_name(interval, rep)
+        for interval in config["trials"]["intervals_s"]
+        for rep in range(1, config["trials"]["repetitions"] + 1)
+    ]
+
+
+TRIALS = planned_trials()
+
+
+def trial_interval(trial):
+    return float(trial.split("-r")[0][1:])
+
+
+def trial_repetition(trial):
+    return int(trial.split("-r")[1])
+
+
+def all_outputs():
+    outputs = [
+        "results/paper/table11.csv",
+        "results/paper/audit.csv",
+        "results/figures/paper_uptime.png",
+        "results/analysis/trials.csv",
+        "results/analysis/summary.csv",
+        "results/figures/uptime.png",
+        "results/figures/dt_estimators.png",
+        expand("results/figures/timelines/{trial}.png", trial=TRIALS),
+        "results/paper_vs_reproduction.md",
+    ]
+    if SOURCE == "testbed":
+        outputs += ["results/testbed/ruleset.nft", "results/testbed/pf.conf"]
+    if config["slr"]["enabled"]:
+        outputs += SLR_OUTPUTS
+    return outputs

@@ -1,0 +1,50 @@
+# Figures: PNG (in the report) with an SVG twin beside each.
+
+
+rule uptime_figure:
+    input:
+        "results/analysis/trials.csv",
+    output:
+        png=report(
+            "results/figures/uptime.png",
+            caption="../report/uptime.rst",
+            category="Measurement",
+        ),
+        svg="results/figures/uptime.svg",
+    log:
+        f"{LOGS}/uptime_figure.log",
+    shell:
+        "migfw fig-uptime {input} --out {output.png} > {log} 2>&1"
+
+
+rule estimators_figure:
+    input:
+        "results/analysis/trials.csv",
+    output:
+        png=report(
+            "results/figures/dt_estimators.png",
+            caption="../report/dt_estimators.rst",
+            category="Measurement",
+        ),
+        svg="results/figures/dt_estimators.svg",
+    log:
+        f"{LOGS}/estimators_figure.log",
+    shell:
+        "migfw fig-estimators {input} --out {output.png} > {log} 2>&1"
+
+
+rule timeline_figure:
+    input:
+        unpack(trial_inputs),
+    output:
+        png=report(
+            "results/figures/timelines/{trial}.png",
+            caption="../report/timeline.rst",
+            category="Probe timelines",
+            labels={"trial": "{trial}"},
+        ),
+        svg="results/figures/timelines/{trial}.svg",
+    log:
+        f"{LOGS}/timelines/{{trial}}.log",
+    shell:
+        "migfw fig-timeline {TRIALS_DIR}/{wildcards.trial} --out {output.png} > {log} 2>&1"

@@ -1,0 +1,78 @@
+# Trials: real live migrations on the testbed, or crafted trials with known losses.
+# A trial folder is the contract with the analysis: <trials_dir>/<trial>/probe.pcap + trial.json.
+
+
+
+if SOURCE == "testbed":
+
+    rule guest_image:
+        input:
+            init="resources/guest/init",
+            domain="resources/domain.xml",
+        output:
+            manifest="results/testbed/guest/manifest.json",
+        params:
+            config=CONFIGFILE,
+        log:
+            f"{LOGS}/guest_image.log",
+        benchmark:
+            f"{BENCH}/guest_image.tsv"
+        shell:
+            "migfw testbed image --config {params.config} --out results/testbed/guest"
+            " > {log} 2>&1"
+
+    rule render_ruleset:
+        input:
+            config["ruleset"],
+        output:
+            nft="results/testbed/ruleset.nft",
+            pf="results/testbed/pf.conf",
+        log:
+            f"{LOGS}/render_ruleset.log",
+        shell:
+            "(migfw testbed ruleset --ruleset {input} --format nft --out {output.nft} &&"
+            " migfw testbed ruleset --ruleset {input} --format pf --out {output.pf}) > {log} 2>&1"
+
+    rule trial:
+        # One migration at a time (global resource), never rerun because code or the
+        # image changed: captures are the raw data and are write-protected.
+        input:
+            image=ancient("results/testbed/guest/manifest.json"),
+            ruleset=ancient(config["ruleset"]),
+        output:
+            pcap=protected(f"{TRIALS_DIR}/{{trial}}/probe.pcap"),
+            meta=protected(f"{TRIALS_DIR}/{{trial}}/trial.json"),
+        params:
+            config=CONFIGFILE,
+            interval=lambda w: trial_interval(w.trial),
+            repetition=lambda w: trial_repetition(w.trial),
+            total=len(TRIALS),
+        resources:
+            migration=1,
+        log:
+            f"{LOGS}/trials/{{trial}}.log",
+        benchmark:
+            f"{BENCH}/trials/{{trial}}.tsv"
+        shell:
+            "migfw testbed trial --config {params.config} --trial-id {wildcards.trial}"
+            " --interval {params.interval} --repetition {params.repetition}"
+            " --of {params.total} --out {TRIALS_DIR}/{wildcards.trial} 2>&1 | tee {log}"
+
+    onsuccess:
+        shell("migfw testbed down --config {CONFIGFILE} || true")
+
+    onerror:
+        shell("migfw testbed down --config {CONFIGFILE} || true")
+
+
+elif SOURCE == "crafted":
+
+    rule crafted_trial:
+        output:
+            pcap=f"{TRIALS_DIR}/{{trial}}/probe.pcap",
+            meta=f"{TRIALS_DIR}/{{trial}}/trial.json",
+        log:
+            f"{LOGS}/trials/{{trial}}.log",
+        shell:
+            "migfw craft --trial {wildcards.trial} --out {TRIALS_DIR}/{wildcards.trial}"
+            " > {log} 2>&1"
