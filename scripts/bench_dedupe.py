@@ -442,17 +442,23 @@ def labelled_sets() -> list[dict]:
             continue
         records = read_exports([folder / "records_pre_merged.csv"])
         truth = truth_from_merged_ids(list(records["record_id"]), folder / "merged_record_ids.csv")
-        sets.append({"name": name, "records": [records], "truth": truth})
+        # bib-dedupe reads its own files as they are (its home ground).
+        native = pd.read_csv(folder / "records_pre_merged.csv", dtype=str, keep_default_na=False)
+        native = [native[native["ID"] != ""]]
+        sets.append({"name": name, "records": [records], "truth": truth, "native": native})
         if name == "bibdedupe_small_testset":
             # merged_record_ids.csv leaves out id_0000728B although it carries the same DOI,
             # title and fields; bib-dedupe's own later pair labels (test_cases.json) call
             # 728/728B and 728B/728NEW duplicates. Score against the amended truth too.
             amended = dict(truth)
             amended["id_0000728B"] = truth["id_0000728"]
-            sets.append({"name": name + " (amended)", "records": [records], "truth": amended})
+            sets.append(
+                {"name": name + " (amended)", "records": [records], "truth": amended,
+                 "native": native}
+            )  # fmt: skip
     cases_file = DEDUP_DATA / "bibdedupe_pair_cases" / "test_cases.json"
     if cases_file.exists():
-        frames, labels = [], []
+        frames, labels, native = [], [], []
         tmp = Path(tempfile.mkdtemp(prefix="bench_pairs_"))
         for case in json.loads(cases_file.read_text())["cases"]:
             path = tmp / f"{case['id']}.csv"
@@ -462,7 +468,12 @@ def labelled_sets() -> list[dict]:
             labels.append(
                 (frame["record_id"][0], frame["record_id"][1], case["expected_duplicate"])
             )
-        sets.append({"name": "bibdedupe_pair_cases (25 pairs)", "records": frames, "pairs": labels})
+            pair = [case["record_a"], case["record_b"]]
+            native.append(pd.DataFrame(pair).replace({None: "", "None": ""}).fillna(""))
+        sets.append(
+            {"name": "bibdedupe_pair_cases (25 pairs)", "records": frames, "pairs": labels,
+             "native": native}
+        )  # fmt: skip
     silver = DEDUP_DATA / "citesource_benchmark_silver"
     if silver.is_dir():
         names = ["benchmark_15", "search1_166", "search2_278", "search3_302", "search4_460",
@@ -498,11 +509,14 @@ def write_pair_case_csv(case: dict, path: Path) -> None:
 # ---------------------------------------------------------------- main
 
 
-def run_tool(tool: str, python: str, frames: list[pd.DataFrame], workdir: Path) -> tuple:
+def run_tool(tool: str, python: str, dataset: dict, workdir: Path) -> tuple:
     jobs = []
+    frames = dataset["records"]
+    if tool == "bib-dedupe":
+        frames = dataset.get("native") or [to_bibdedupe(f) for f in frames]
     for k, frame in enumerate(frames):
         src, dst = workdir / f"{tool}_in_{k}.csv", workdir / f"{tool}_out_{k}.csv"
-        (to_bibdedupe(frame) if tool == "bib-dedupe" else frame).to_csv(src, index=False)
+        frame.to_csv(src, index=False)
         jobs.append((str(src), str(dst)))
     runner = BIBDEDUPE_RUNNER if tool == "bib-dedupe" else MIGFW_RUNNER
     info = run_measured(python, runner, jobs, workdir)
@@ -524,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synthetic", type=int, default=50_000, help="records (0 = skip)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-bibdedupe", action="store_true", help="run migfw only")
+    parser.add_argument("--only", default="", help="run only sets whose name contains this")
     args = parser.parse_args(argv)
 
     tools = {"migfw": sys.executable}
@@ -538,12 +553,13 @@ def main(argv: list[str] | None = None) -> int:
               f"(generated in {time.perf_counter() - t0:.1f} s)")  # fmt: skip
         sets.append({"name": f"synthetic_{args.synthetic}", "records": [records], "truth": truth})
 
+    sets = [d for d in sets if args.only in d["name"]]
     with tempfile.TemporaryDirectory(prefix="bench_dedupe_") as tmp:
         for dataset in sets:
             for tool, python in tools.items():
                 workdir = Path(tmp) / f"{len(os.listdir(tmp))}"
                 workdir.mkdir()
-                info, preds = run_tool(tool, python, dataset["records"], workdir)
+                info, preds = run_tool(tool, python, dataset, workdir)
                 if "pairs" in dataset:
                     counts = labelled_pair_counts(dataset["pairs"], preds)
                 else:

@@ -334,7 +334,7 @@ def gap_truth(send_ns: list[int], answered: list[bool]) -> dict[str, float | int
         outages += 1
         before = send_ns[i - 1] if i > 0 else send_ns[i]
         after = send_ns[j + 1] if j + 1 < m else send_ns[j]
-        est = ((send_ns[j] + after) / 2 - (before + send_ns[i]) / 2) / 1e9
+        est = ((send_ns[j] + after) - (before + send_ns[i])) / 2e9  # exact ints, then float
         run = j - i + 1
         if (run, est) > (best["max_run"], best["dt_gap_s"]):
             best = {

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 RULESET = REPO / "config" / "ruleset.yaml"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 ADDR = default_addresses("10.231.0.10", "10.231.0.2", "10.231.0.0/24")
-T, R, O = ADDR["target"], ADDR["remote"], ADDR["other"]
+T, R, OTH = ADDR["target"], ADDR["remote"], ADDR["other"]
 NEIGHBOUR = "10.231.0.77"  # in net, none of the named hosts
 OUTSIDER = "10.231.5.5"  # outside net
 
@@ -69,19 +69,19 @@ HAND = [
     (tcp(R, 22), "pass", "D5"),
     (tcp(R, 22, "A"), "block", "D1"),  # no state, not a SYN: D5's flags S/SA do not match
     (tcp(R, 23), "block", "S4"),  # S3 would pass it but S4 comes later
-    (tcp(O, 23), "block", "S4"),
+    (tcp(OTH, 23), "block", "S4"),
     (tcp(R, 80), "block", "S2"),
-    (tcp(O, 80), "pass", "S1"),
+    (tcp(OTH, 80), "pass", "S1"),
     (tcp(OUTSIDER, 80), "block", "D1"),
     (tcp(R, 21), "pass", "S7"),
-    (tcp(O, 21), "pass", "S1"),
+    (tcp(OTH, 21), "pass", "S1"),
     (tcp(R, 25), "block", "D1"),
     (tcp(T, 22), "block", "D4"),  # spoofed own address: quick D4 beats quick D5 (earlier)
     (tcp(T, 22, iface="lo"), "pass", "D2"),
     (udp(R, 5000), "pass", "S5"),
     (udp(R, 5007), "block", "S6"),
-    (udp(O, 5007), "pass", "S5"),
-    (udp(O, 5015), "block", "D1"),
+    (udp(OTH, 5007), "pass", "S5"),
+    (udp(OTH, 5015), "block", "D1"),
     (udp(R, 5015), "block", "S6"),
     (Packet("in", "icmp", R, T, icmp_type="echo-request"), "pass", "P1"),
     (Packet("in", "icmp", R, T, icmp_type="echo-reply"), "block", "D1"),
@@ -97,7 +97,7 @@ def test_decide_matches_hand_worked_verdicts(rs, pkt, verdict, rule_id) -> None:
 
 
 def grid() -> list[Packet]:
-    hosts = [T, R, O, NEIGHBOUR, OUTSIDER, "127.0.0.1"]
+    hosts = [T, R, OTH, NEIGHBOUR, OUTSIDER, "127.0.0.1"]
     ports = [20, 21, 22, 23, 24, 79, 80, 81, 4999, 5000, 5004, 5005, 5010, 5011, 5020, 5021]
     out = []
     for direction, iface, src, dst in itertools.product(
@@ -184,7 +184,8 @@ def test_render_pf_golden(rs: Ruleset) -> None:
 
 BAD = [
     ({"rules": [{"id": "X1", "action": "allow"}]}, "rule X1 field action"),
-    ({"rules": [{"id": "X1", "action": "pass", "proto": "tcp", "dport": "80:70"}]}, "rule X1 field dport"),
+    ({"rules": [{"id": "X1", "action": "pass", "proto": "tcp", "dport": "80:70"}]},
+     "rule X1 field dport"),
     ({"rules": [{"id": "X1", "action": "pass", "dport": 80}]}, "rule X1 field dport"),
     ({"rules": [{"id": "X1", "action": "pass", "src": "8.8.8.8"}]}, "rule X1 field src"),
     ({"rules": [{"id": "X1", "action": "pass", "src": "targte"}]}, "rule X1 field src"),

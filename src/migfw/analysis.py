@@ -114,9 +114,12 @@ def probe_metrics_for(
     pcap: Path, target: str, interval_s: float, window: tuple[float, float] | None
 ) -> dict[str, Any]:
     """The probe metrics of one capture (see migfw.probes)."""
-    from migfw.probes import analyze_capture
+    from migfw.probes import analyse_capture
 
-    return analyze_capture(pcap, target=target, interval_s=interval_s, window=window)
+    metrics = analyse_capture(pcap, target=target, interval_s=interval_s, window=window)
+    for key in ("file", "target", "interval_s"):  # already in the row, from trial.json
+        metrics.pop(key, None)
+    return metrics
 
 
 def trial_metrics(trial_dir: str | Path) -> dict[str, Any]:

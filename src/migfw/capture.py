@@ -336,14 +336,16 @@ def _scan_pcapng(
             elif m == 1:
                 ts = raw // f
             else:  # resolution 2^-f seconds
+                # frac * 10^9 / 2^f, exact: 10^9 = 5^9 * 2^9, and frac * 5^9 fits for f <= 42
                 whole = raw >> f
                 frac = raw & ((np.int64(1) << f) - 1)
-                if f > 32:
-                    frac >>= f - 32
-                    sh = 32
-                else:
-                    sh = f
-                ts = whole * 1_000_000_000 + ((frac * 1_000_000_000) >> sh)
+                e = f
+                if e > 42:
+                    frac >>= e - 42
+                    e = 42
+                frac *= 1953125
+                frac = frac >> (e - 9) if e >= 9 else frac << (9 - e)
+                ts = whole * 1_000_000_000 + frac
             ts += if_off[ifid]
             lt = if_lt[ifid]
             lt_cnt[ifid] += 1
@@ -457,7 +459,7 @@ class _Reader:
         self.tgt_len = (4 if len(ipaddress.ip_address(target).packed) == 4 else 16) if target else 0
         self.cnt = np.zeros(8, np.int64)
         self.linktypes: dict[int, int] = {}
-        self.out = _Out(CHUNK_BYTES // 16 + 1, mode)
+        self.out = _Out(1, mode)  # sized to the read buffer once it exists
 
     def fail(self, problem: str, offset: int) -> MigfwError:
         return MigfwError(f"{self.name}: {problem} at byte {offset}")
@@ -518,6 +520,8 @@ class _Reader:
             raise self.fail(f"link-type field 0x{ltf:08x} has reserved bits set", 20)
         lt = ltf & 0xFFFF
         buf = np.empty(CHUNK_BYTES + 16 + MAX_CAPLEN, np.uint8)
+        # Every record is >= 16 bytes: one output slot per 16 buffer bytes never overflows.
+        self.out = _Out(len(buf) // 16 + 1, self.mode)
         base, end, pos = 24, 0, 0
         while True:
             buf, end, eof = self._fill(buf, pos, end)
@@ -560,6 +564,7 @@ class _Reader:
 
     def _pcapng(self) -> str:
         self.buf = np.empty(CHUNK_BYTES, np.uint8)
+        self.out = _Out(len(self.buf) // 16 + 1, self.mode)  # blocks are >= 16 bytes
         self.base, self.end, self.pos, self.eof = 0, 0, 0, False
         be = False
         n_if = 0

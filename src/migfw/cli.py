@@ -20,16 +20,38 @@ _STAGES = [
     "migfw.paper",
     "migfw.figures",
     "migfw.synth",
+    "migfw.compare",
     "migfw.testbed.cli",
     "migfw.slr.cli",
     "migfw.report",
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Which module provides each command, so `migfw X` imports only what X needs (numba,
+# scipy and matplotlib together take seconds to import; the pipeline runs many commands).
+_COMMAND_MODULES = {
+    "probes": "migfw.probes",
+    "trial-metrics": "migfw.analysis",
+    "collect": "migfw.analysis",
+    "summarize": "migfw.analysis",
+    "paper": "migfw.paper",
+    "fig-uptime": "migfw.figures",
+    "fig-estimators": "migfw.figures",
+    "fig-timeline": "migfw.figures",
+    "craft": "migfw.synth",
+    "compare": "migfw.compare",
+    "testbed": "migfw.testbed.cli",
+    "slr": "migfw.slr.cli",
+    "report-check": "migfw.report",
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser for one command (fast), or for all of them (help, unknown command)."""
     parser = argparse.ArgumentParser(prog="migfw", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in _STAGES:
+    stages = [_COMMAND_MODULES[command]] if command in _COMMAND_MODULES else _STAGES
+    for name in stages:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -42,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

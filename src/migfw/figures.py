@@ -145,7 +145,8 @@ def estimators_figure(trials: pd.DataFrame, out_png: str | Path) -> None:
 def timeline_figure(trial_dir: str | Path, out_png: str | Path) -> None:
     """One trial: every probe as answered/lost against time, RTT, migration window shaded."""
     from migfw.analysis import load_trial
-    from migfw.probes import probe_table
+    from migfw.capture import read_echoes
+    from migfw.probes import match_probes
 
     trial_dir = Path(trial_dir)
     meta = load_trial(trial_dir)
@@ -163,15 +164,16 @@ def timeline_figure(trial_dir: str | Path, out_png: str | Path) -> None:
         )
         _save(fig, out_png)
         return
-    table = probe_table(trial_dir / "probe.pcap", target=meta["target"])
-    start = migration.get("start") or float(table["send_s"].min())
-    t = table["send_s"].to_numpy(float) - start
-    answered = table["answered"].to_numpy(bool)
+    table = match_probes(read_echoes(trial_dir / "probe.pcap", meta["target"]))
+    send_s = table.send_ns / 1e9
+    start = migration.get("start") or float(send_s.min())
+    t = send_s - start
+    answered = table.answered
     ax_raster.vlines(t[answered], 0, 1, color="#2171b5", lw=0.3, label="answered")
     ax_raster.vlines(t[~answered], 0, 1, color="#cb181d", lw=0.8, label="lost")
     ax_raster.set_yticks([])
     ax_raster.legend(fontsize=7, loc="upper left", ncols=2)
-    rtt_ms = table["rtt_s"].to_numpy(float) * 1000
+    rtt_ms = table.rtt_ns / 1e6
     ax_rtt.scatter(t[answered], rtt_ms[answered], s=2, color="#2171b5")
     ax_rtt.set_yscale("log")
     ax_rtt.set_ylabel("RTT (ms)")

@@ -183,14 +183,16 @@ def probe_metrics(
     for a, b in zip(starts, ends, strict=True):
         before = t[a - 1] if a > 0 else t[a]
         after = t[b + 1] if b + 1 < len(t) else t[b]
-        est = ((t[b] + after) / 2 - (before + t[a]) / 2) / 1e9
+        # midpoint(t[b], after) - midpoint(before, t[a]), in exact int64 ns differences
+        est = (int(t[b] - before) + int(after - t[a])) / 2e9
         length = int(b - a + 1)
         if (length, est) > (max_run, gap):
             max_run, gap = length, est
-            gap_lo, gap_hi = (t[b] - t[a]) / 1e9, (after - before) / 1e9
+            gap_lo, gap_hi = int(t[b] - t[a]) / 1e9, int(after - before) / 1e9
 
     rx = np.sort(table.reply_ns[sel][ans])
-    rxgap = float(np.max(np.diff(rx)) / 1e9 - interval_s) if len(rx) >= 2 else None
+    # A silence shorter than one interval is no downtime: clamp at 0.
+    rxgap = max(0.0, float(np.max(np.diff(rx)) / 1e9 - interval_s)) if len(rx) >= 2 else None
     median = float(np.median(rtt)) if len(rtt) else None
     if late_after_s is None:
         late_after_s = interval_s + (median or 0.0) / 1e3
@@ -266,6 +268,12 @@ def analyse_capture(
     table = match_probes(echoes)
     result: dict[str, Any] = {"file": str(path), "target": target, "interval_s": interval_s}
     result.update(probe_metrics(table, interval_s, window))
+    if window is not None and result["ps"] == 0:
+        first, last = table.send_ns[0] / 1e9, table.send_ns[-1] / 1e9
+        raise MigfwError(
+            f"{path}: none of the {len(table)} echo requests to {target} (sent "
+            f"{first:.3f}..{last:.3f}) falls inside the window {window[0]}..{window[1]}"
+        )
     result["packets"] = echoes.packets
     result["format"] = echoes.fmt
     return result

@@ -12,7 +12,6 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 SUMMARY_COLUMNS = [
     "n",
@@ -40,6 +39,8 @@ def describe(
     degrees of freedom; ci_boot: percentile bootstrap of the mean (fixed seed, so reruns
     give the same numbers). NaN where n is too small for the quantity.
     """
+    from scipy import stats as sps  # slow to import; only needed here
+
     x = np.asarray([v for v in values if v is not None and not _isnan(v)], dtype=float)
     n = int(x.size)
     out = dict.fromkeys(SUMMARY_COLUMNS, math.nan)

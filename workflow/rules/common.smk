@@ -5,10 +5,13 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from migfw.config import config_problems
+from migfw.config import coerce_config, config_problems
 
-# A readable one-line-per-problem message first; then Snakemake's own validation.
-_problems = config_problems(config, workflow.source_path("../schemas/config.schema.yaml"))
+# Nested --config values arrive as text; then a readable one-line-per-problem message
+# comes first, and Snakemake's own validation after it.
+_SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
+config.update(coerce_config(config, _SCHEMA))
+_problems = config_problems(config, _SCHEMA)
 if _problems:
     raise WorkflowError("invalid configuration:\n  " + "\n  ".join(_problems))
 validate(config, schema="../schemas/config.schema.yaml")

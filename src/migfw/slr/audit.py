@@ -78,14 +78,23 @@ def compare(printed: Any, recomputed: Any) -> tuple[bool | None, str]:
     return abs(p - r) <= 0.5 * 10**-digits + 1e-9, f"rounded to {digits} decimal(s)"
 
 
+def _tidy(value: Any) -> Any:
+    """Integers without ".0" and long floats rounded, so audit.csv reads like the thesis."""
+    if isinstance(value, bool) or value is None:
+        return value
+    number = _number(value)
+    if number is None or math.isnan(number):
+        return "" if number is not None else value
+    return str(int(number)) if number.is_integer() else f"{number:.4g}"
+
+
 class Audit:
     def __init__(self) -> None:
         self.rows: list[dict] = []
 
     def add(self, table: str, item: str, kind: str, printed: Any, recomputed: Any, note=""):
         ok, precision = compare(printed, recomputed)
-        if isinstance(recomputed, float) and recomputed.is_integer():
-            recomputed = int(recomputed)
+        recomputed = _tidy(recomputed)
         self.rows.append(
             {
                 "table": table,

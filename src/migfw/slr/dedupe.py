@@ -25,6 +25,7 @@ import re
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -190,11 +191,9 @@ def _features(records: pd.DataFrame) -> _Features:
     etypes = _text(records, "entry_type")
     dois = []
     for raw in _text(records, "doi"):
-        doi = normalise_doi(raw) if raw else ""
-        # "10.17705/1cais" style stubs (a journal's prefix, not an article) are no DOI.
-        if doi and len(doi.split("/", 1)[1]) < 5:
-            doi = ""
-        dois.append(doi)
+        # A stub DOI ("10.17705/1cais", a journal's prefix) simply differs from the article
+        # DOI and so blocks the merge: the safe outcome.
+        dois.append(normalise_doi(raw) if raw else "")
     years = []
     for value in records["year"].tolist() if "year" in records.columns else [None] * len(titles):
         try:
@@ -204,7 +203,12 @@ def _features(records: pd.DataFrame) -> _Features:
             years.append(int(match.group(0)) if match else 0)
     authors, tokens = [], []
     for raw in _text(records, "authors"):
-        keys = [k for k in author_keys(raw) if k not in _NO_AUTHOR] if raw else []
+        names = raw.split("; ")
+        if raw and all("," in name for name in names):  # canonical "Last, F.; ..." (fast path)
+            keys = [re.sub(r"[^a-z]", "", _fold(name.split(",", 1)[0])) for name in names]
+        else:
+            keys = author_keys(raw) if raw else []
+        keys = [k for k in keys if k and k not in _NO_AUTHOR]
         authors.append(keys)
         toks = {t for t in _fold(raw).split() if len(t) > 1 and t not in _NO_AUTHOR}
         tokens.append(frozenset(toks - {"and", "et", "al"}))
@@ -287,14 +291,27 @@ def _candidate_pairs(feat: _Features) -> np.ndarray:
 # ---------------------------------------------------------------- pair scoring
 
 
-def _author_sim(feat: _Features, i: int, j: int) -> float:
-    """Share of the shorter name-token set found (fuzzily) in the longer one."""
-    a, b = feat.tokens[i], feat.tokens[j]
-    if not a or not b:
-        return -1.0
+def _containment(a: Iterable[str], b: Iterable[str]) -> float:
+    """Share of the smaller name set found (exactly or fuzzily) in the larger one."""
+    a, b = set(a), set(b)
     small, big = (a, b) if len(a) <= len(b) else (b, a)
     hits = sum(1 for t in small if t in big or any(fuzz.ratio(t, u) >= 85 for u in big))
     return hits / len(small)
+
+
+def _author_sim(feat: _Features, i: int, j: int) -> float:
+    """-1 when a side has no authors. Surnames first (robust to author lists cut to 3 by
+    a database), then all name tokens (robust to names split the wrong way round)."""
+    if not feat.tokens[i] or not feat.tokens[j]:
+        return -1.0
+    by_surname = (
+        _containment(feat.authors[i], feat.authors[j])
+        if feat.authors[i] and feat.authors[j]
+        else 0.0
+    )
+    if by_surname == 1.0:
+        return 1.0
+    return max(by_surname, _containment(feat.tokens[i], feat.tokens[j]))
 
 
 def _first_author_agrees(feat: _Features, i: int, j: int) -> bool:
@@ -314,11 +331,14 @@ def _title_sim(feat: _Features, i: int, j: int) -> tuple[float, bool]:
         return 0.0, False
     ratio = fuzz.ratio(a, b)
     short, long_ = (a, b) if len(a) <= len(b) else (b, a)
+    # A dropped subtitle or a cut-off title: the shorter (>= 4 words) must match the
+    # longer up to a word boundary.
     prefix = (
         ratio < TITLE_SAME
-        and len(short) >= 30
-        and len(short.split()) >= 5
+        and len(short) >= 20
+        and len(short.split()) >= 4
         and fuzz.ratio(short, long_[: len(short)]) >= TITLE_SAME
+        and (long_[len(short) : len(short) + 1] in (" ", "") or long_.startswith(short + " "))
     )
     return ratio, prefix
 
@@ -407,7 +427,7 @@ def _score_pair(feat: _Features, i: int, j: int) -> dict:
             or (feat.page[i] and feat.page[i] == feat.page[j])
             or (feat.volume[i] and feat.volume[i] == feat.volume[j])
         )
-        if t_prefix and not (yi and yi == yj and a_sim >= 0.9):
+        if t_prefix and not (yi and yi == yj and a_sim >= 0.9 and corroborated):
             decision, rule = MAYBE, "title-truncated-weak-support"
         elif a_sim < 0:
             if exact and yi and yi == yj and corroborated:
@@ -510,24 +530,19 @@ def _best(values: list[str], prefer_longest: bool = False) -> str:
     return max(counts, key=lambda v: (counts[v], len(v)))
 
 
-def _merge_cluster(rows: pd.DataFrame) -> dict:
+def _merge_cluster(columns: dict[str, list], members: list[int]) -> dict:
     out: dict = {}
-    for column in CANONICAL_COLUMNS:
-        if column not in rows.columns or column in ("source_index",):
-            continue
-        values = ["" if pd.isna(v) else str(v) for v in rows[column].tolist()]
+    for column, values in columns.items():
+        picked = [values[m] for m in members]
         if column in ("title", "abstract", "authors", "keywords"):
-            out[column] = _best(values, prefer_longest=True)
+            out[column] = _best(picked, prefer_longest=True)
         elif column in ("database", "source_file", "format"):
-            out[column] = "; ".join(sorted({v for v in values if v}))
+            out[column] = "; ".join(sorted({v for v in picked if v}))
         elif column == "year":
-            years = [int(v) for v in rows[column].dropna().tolist()]
-            out[column] = Counter(years).most_common(1)[0][0] if years else pd.NA
+            years = [v for v in picked if v is not None]
+            out[column] = Counter(years).most_common(1)[0][0] if years else None
         else:
-            out[column] = _best(values)
-    out["record_id"] = str(rows["record_id"].iloc[0])
-    out["n_records"] = len(rows)
-    out["members"] = "; ".join(rows["record_id"].astype(str))
+            out[column] = _best(picked)
     return out
 
 
@@ -554,14 +569,23 @@ def deduplicate(records: pd.DataFrame, progress: bool = False) -> DedupeResult:
         right = [feat.title[j] for j in pairs[:, 1]]
         ratio = cpdist(left, right, scorer=fuzz.ratio, workers=-1)
         keep = ratio >= PREFILTER_TITLE
-        same_doi = np.array(
-            [bool(feat.doi_base[i]) and feat.doi_base[i] == feat.doi_base[j] for i, j in pairs]
-        )
-        keep |= same_doi
-        # Truncated titles: shorter one is (nearly) a prefix of the longer one.
-        for k in np.flatnonzero(~keep & (ratio >= 40)):
-            i, j = pairs[k]
-            keep[k] = _title_sim(feat, int(i), int(j))[1]
+        codes, _ = pd.factorize(pd.Series(feat.doi_base).replace("", None))
+        keep |= (codes[pairs[:, 0]] >= 0) & (codes[pairs[:, 0]] == codes[pairs[:, 1]])
+        # Truncated titles: compare the shorter title with the same-length head of the
+        # longer one (vectorised), then confirm the few hits with the exact rule.
+        rest = np.flatnonzero(~keep)
+        heads_a, heads_b = [], []
+        for k in rest.tolist():
+            a, b = left[k], right[k]
+            if len(a) > len(b):
+                a, b = b, a
+            heads_a.append(a)
+            heads_b.append(b[: len(a)])
+        if rest.size:
+            head_ratio = cpdist(heads_a, heads_b, scorer=fuzz.ratio, workers=-1)
+            for k in rest[head_ratio >= TITLE_SAME].tolist():
+                i, j = pairs[k]
+                keep[k] = _title_sim(feat, int(i), int(j))[1]
         pairs = pairs[keep]
 
     rows = []
@@ -595,7 +619,7 @@ def deduplicate(records: pd.DataFrame, progress: bool = False) -> DedupeResult:
     links = pd.DataFrame(link_rows, columns=LINK_COLUMNS)
     links = links.sort_values(["record_a", "record_b"], kind="stable").reset_index(drop=True)
 
-    merged = _merged_records(records, cluster_of)
+    merged = _merged_records(records, cluster_of, feat.year)
     stats = {
         "records": n,
         "candidate_pairs": int(n_candidates),
@@ -607,26 +631,33 @@ def deduplicate(records: pd.DataFrame, progress: bool = False) -> DedupeResult:
     return DedupeResult(clusters=clusters, links=links, merged=merged, stats=stats)
 
 
-def _merged_records(records: pd.DataFrame, cluster_of: list[str]) -> pd.DataFrame:
-    cluster_series = pd.Series(cluster_of, index=records.index)
-    counts = cluster_series.value_counts()
-    singles = cluster_series.map(counts) == 1
-    # Singletons (the vast majority) are copied as they are: merging is only for groups.
-    single = records[singles.to_numpy()].copy()
-    single.insert(0, "cluster_id", cluster_series[singles].to_numpy())
-    single["n_records"] = 1
-    single["members"] = single["record_id"].astype(str)
-    multi_rows = []
-    multi = records[~singles.to_numpy()]
-    for cid, rows in multi.groupby(cluster_series[~singles], sort=False):
-        multi_rows.append({"cluster_id": cid, **_merge_cluster(rows)})
-    merged = pd.concat([single, pd.DataFrame(multi_rows)], ignore_index=True)
-    columns = ["cluster_id"] + [c for c in CANONICAL_COLUMNS if c in merged.columns]
-    columns += ["n_records", "members"]
-    merged = merged[columns].drop(columns=["source_index"], errors="ignore")
+def _merged_records(records: pd.DataFrame, cluster_of: list[str], years: list[int]) -> pd.DataFrame:
+    """One row per cluster: field-wise best value, union of provenance, member list."""
+    names = [c for c in CANONICAL_COLUMNS if c in records.columns and c != "source_index"]
+    columns = {c: _text(records, c) for c in names if c != "year"}
+    if "year" in records.columns:
+        columns["year"] = [y or None for y in years]
+    groups: dict[str, list[int]] = {}
+    for index, cid in enumerate(cluster_of):
+        groups.setdefault(cid, []).append(index)
+    ids = columns.get("record_id") or _text(records, "record_id")
+    rows = []
+    for cid, members in groups.items():
+        if len(members) == 1:  # most clusters: copy, don't merge
+            row = {c: values[members[0]] for c, values in columns.items()}
+        else:
+            row = _merge_cluster(columns, members)
+        # The cluster is named after its first member, so a record id stays citable.
+        row["record_id"] = ids[members[0]]
+        row["cluster_id"] = cid
+        row["n_records"] = len(members)
+        row["members"] = "; ".join(ids[m] for m in members)
+        rows.append(row)
+    order = ["cluster_id"] + [c for c in names if c in columns] + ["n_records", "members"]
+    merged = pd.DataFrame(rows, columns=order)
     if "year" in merged.columns:
         merged["year"] = merged["year"].astype("Int64")
-    return merged.sort_values("cluster_id", kind="stable").reset_index(drop=True)
+    return merged
 
 
 # ---------------------------------------------------------------- CLI

@@ -38,6 +38,7 @@ __all__ = [
     "detect_format",
     "read_export",
     "read_exports",
+    "read_records",
     "register_cli",
 ]
 
@@ -113,8 +114,6 @@ def _read_text(path: Path) -> str:
 # ------------------------------------------------------------------ detection
 
 _RIS_TAG = re.compile(r"^([A-Z][A-Z0-9])\s{1,2}-(?:[ \t](.*))?$")
-_NBIB_TAG = re.compile(r"^([A-Z][A-Z0-9]{1,3})\s*- (.*)$")
-_WOS_TAG = re.compile(r"^([A-Z][A-Z0-9]) (.*)$")
 _BIB_ENTRY = re.compile(r"^[ \t]*@[A-Za-z]+[ \t]*[{(]", re.M)
 
 
@@ -123,6 +122,8 @@ def _sniff(text: str) -> str | None:
     first = head.split("\n", 1)[0].strip()
     if head.startswith("<"):
         return _sniff_xml(head[:4000])
+    if re.match(r"%[0-9A-Z@] ", first) and len(re.findall(r"^%[0-9A-Z@] ", text, re.M)) >= 2:
+        return "enw"  # EndNote/Refer tagged text ("%0 Journal Article", "%A ...")
     if head.startswith(("{", "[")):
         return "json"
     if first.startswith("PMID-"):
@@ -149,6 +150,8 @@ def _sniff(text: str) -> str | None:
 
 
 def _sniff_xml(head: str) -> str:
+    if re.match(r"<!doctype html|<html", head, re.I):
+        return "html"
     if re.search(r"<PubmedArticleSet|<PubmedArticle\b|<PubmedBookArticle", head):
         return "pubmed_xml"
     if re.search(r"<records>\s*<record>|<xml>\s*<records>", head) or re.search(
@@ -186,6 +189,7 @@ _UNSUPPORTED = {
     "zotero_rdf": "Zotero RDF is not supported; export RIS or BibTeX from Zotero instead",
     "mods": "MODS XML is not supported; export RIS or BibTeX instead",
     "xml": "XML that is neither PubMed XML nor EndNote XML",
+    "html": "an HTML page, not an export (did the download fail or need a login?)",
     "json": "JSON (CSL-JSON) is not supported; export RIS or BibTeX instead",
 }
 
@@ -193,7 +197,7 @@ _UNSUPPORTED = {
 def detect_format(path: str | Path) -> str:
     """Name of the export format of `path`, judged from its content.
 
-    One of: ris, bibtex, csv, tsv, wos, nbib, endnote_xml, pubmed_xml.
+    One of: ris, bibtex, csv, tsv, wos, nbib, enw, endnote_xml, pubmed_xml.
     Raises MigfwError for unreadable or unsupported files.
     """
     path = Path(path)
@@ -503,14 +507,15 @@ _CSV_FIELDS: dict[str, tuple[str, ...]] = {
                    "type", "ty", "document identifier", "pt"),
     "title": ("title", "document title", "item title", "article title", "display_name",
               "ti", "t1", "primary title"),
-    "authors": ("author", "authors", "author/s", "author full names",
+    # bib-dedupe's "author_full" holds BibTeX names beside a lower-cased "author".
+    "authors": ("author_full", "author", "authors", "author/s", "author full names",
                 "authorships.author.display_name", "au", "a1", "author(s)"),
     "year": ("year", "publication year", "publication_year", "py", "date published",
              "publication_date", "publication date", "date", "da"),
     "doi": ("doi", "item doi", "do", "di", "doi link", "doi_url", "external url"),
     "venue": ("journal", "booktitle", "source title", "source_title", "publication title",
               "venue", "primary_location.source.display_name", "jo", "jf", "t2", "so",
-              "journal title", "conference title", "book series title"),
+              "journal title", "conference title", "book series title", "container_title"),
     "volume": ("volume", "journal volume", "biblio.volume", "vl"),
     "issue": ("number", "issue", "journal issue", "issue number", "biblio.issue", "is"),
     "pages": ("pages", "page", "sp", "bp"),
@@ -533,6 +538,8 @@ def _csv_database(header: list[str], rows: list[dict[str, str]]) -> str:
     sample = rows[:20]
     if "consensus link" in cols:
         return "Consensus"
+    if any(re.search(r"compendex|inspec|geobase", r.get("Database", ""), re.I) for r in sample):
+        return "Engineering Village"
     if "lens id" in cols:
         return "Lens.org"
     if any(c.startswith("authorships.") for c in cols) or any(
@@ -563,8 +570,12 @@ def _read_csv(text: str, path: Path, delimiter: str) -> tuple[list[dict], str]:
     # StringIO keeps newlines inside quoted fields (str.splitlines would cut at \x1c etc.).
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
-        header = [h.strip().lstrip("\ufeff") for h in next(reader)]
+        header: list[str] = []
+        while not any(h.strip() for h in header):  # skip blank lines above the header
+            header = [h.strip().lstrip("\ufeff") for h in next(reader)]
         raw_rows = list(reader)
+    except StopIteration:
+        raise MigfwError(f"{path}: CSV without a header line") from None
     except csv.Error as exc:
         raise MigfwError(f"{path}: malformed CSV ({exc})") from None
     lower = {}
@@ -586,7 +597,7 @@ def _read_csv(text: str, path: Path, delimiter: str) -> tuple[list[dict], str]:
             ragged += 1
         # Short rows: missing trailing fields are empty.
         fields = fields + [""] * (len(header) - len(fields))
-        rows.append(dict(zip(header, fields)))
+        rows.append(dict(zip(header, fields, strict=False)))
     if ragged:
         _warn(f"{path}: {ragged} rows do not have {len(header)} fields; aligned from the left")
 
@@ -828,7 +839,7 @@ def _read_bibtex(text: str, path: Path) -> tuple[list[dict], str]:
         raw.append((key, fields))
         get = fields.get
 
-        def one(*names: str) -> str:
+        def one(*names: str, fields: dict[str, list[str]] = fields) -> str:
             for name in names:
                 for value in fields.get(name, []):
                     if clean_text(value):
@@ -910,13 +921,364 @@ def _bib_database(raw: list[tuple[str, dict[str, list[str]]]]) -> str:
 _EXTRA_READERS["bibtex"] = _read_bibtex
 
 
+# ------------------------------------------------------------------ WoS tagged text
+
+# WoS tags whose continuation lines are separate items rather than wrapped text.
+_WOS_LIST_TAGS = {"AU", "AF", "BA", "BF", "CA", "GP", "ED", "CR", "C1", "C3", "RP", "EM"}
+
+
+def _parse_tagged(
+    text: str,
+    tag_re: re.Pattern,
+    cont_indent: int,
+    list_tags: set[str],
+    start_tag: str | None,
+    end_tag: str | None,
+) -> list[dict[str, list[str]]]:
+    """Shared tokenizer for WoS (2-char tags, 3-space continuation, ER ends a record)
+    and MEDLINE nbib (4-char tags + '- ', 6-space continuation, blank line ends it)."""
+    records: list[dict[str, list[str]]] = []
+    current: dict[str, list[str]] | None = None
+    last = ""
+    for line in text.split("\n"):
+        if not line.strip():
+            if end_tag is None and current:
+                records.append(current)
+                current = None
+            continue
+        if line.startswith(" " * cont_indent) or (line[:1] == " " and last):
+            if current is None or not last:
+                continue
+            value = line.strip()
+            if last in list_tags:
+                current[last].append(value)
+            else:
+                current[last][-1] = f"{current[last][-1]} {value}".strip()
+            continue
+        match = tag_re.match(line)
+        if not match:
+            continue
+        tag, value = match.group(1).strip(), (match.group(2) or "").strip()
+        if end_tag is not None and tag == end_tag:
+            if current:
+                records.append(current)
+            current, last = None, ""
+            continue
+        if tag in ("FN", "VR", "EF") and end_tag is not None:
+            continue
+        if start_tag is not None and tag == start_tag and current:
+            records.append(current)
+            current = None
+        if current is None:
+            current = {}
+        current.setdefault(tag, []).append(value)
+        last = tag
+    if current:
+        records.append(current)
+    return records
+
+
+def _read_wos(text: str, path: Path) -> tuple[list[dict], str]:
+    raw = _parse_tagged(
+        text, re.compile(r"^([A-Z][A-Z0-9])(?: (.*))?$"), 3, _WOS_LIST_TAGS, "PT", "ER"
+    )
+    out = []
+    for rec in raw:
+        get = rec.get
+        issn, isbn = _split_issn_isbn(get("SN", []) + get("EI", []) + get("BN", []))
+        out.append(
+            _record(
+                record_id=_first(get("UT")),
+                entry_type=_first(get("DT"), get("PT")),
+                title=_first(get("TI")),
+                authors=get("AF") or get("AU") or get("CA") or [],
+                year=_first(get("PY"), get("PD"), get("EA")),
+                doi=_first(get("DI"), get("D2")),
+                venue=_first(get("SO"), get("SE"), get("CT")),
+                volume=_first(get("VL")),
+                issue=_first(get("IS")),
+                pages=_first(get("BP")) or re.sub(r"^UNSP\s+", "", _first(get("AR"))),
+                end_page=_first(get("EP")),
+                abstract=_first(get("AB")),
+                keywords=_split_semicolons(get("DE") or get("ID") or []),
+                publisher=_first(get("PU")),
+                issn=issn,
+                isbn=isbn,
+                url="",
+                language=_first(get("LA")),
+            )
+        )
+    return out, "Web of Science"
+
+
+def _split_semicolons(values: list[str]) -> list[str]:
+    return [w.strip() for v in values for w in v.split(";") if w.strip()]
+
+
+_EXTRA_READERS["wos"] = _read_wos
+
+
+# ------------------------------------------------------------------ PubMed / MEDLINE nbib
+
+
+def _read_nbib(text: str, path: Path) -> tuple[list[dict], str]:
+    raw = _parse_tagged(text, re.compile(r"^([A-Z][A-Z0-9 ]{1,3})- ?(.*)$"), 6, set(), "PMID", None)
+    out = []
+    for rec in raw:
+        get = rec.get
+        doi = ""
+        for value in get("LID", []) + get("AID", []):
+            if "[doi]" in value:
+                doi = value.replace("[doi]", "")
+                break
+        issn, isbn = _split_issn_isbn(get("IS", []) + get("ISBN", []))
+        pmid = _first(get("PMID"))
+        out.append(
+            _record(
+                record_id=pmid,
+                entry_type=_first(get("PT")),
+                title=_first(get("TI"), get("BTI")),
+                authors=get("FAU") or get("AU") or [],
+                year=_first(get("DP"), get("DEP")),
+                doi=doi,
+                venue=_first(get("JT"), get("TA")),
+                volume=_first(get("VI")),
+                issue=_first(get("IP")),
+                pages=_first(get("PG")),
+                abstract=_first(get("AB")),
+                keywords=get("OT") or get("MH") or [],
+                publisher=_first(get("PB")),
+                issn=issn,
+                isbn=isbn,
+                url=f"https://pubmed.ncbi.nlm.nih.gov/{pmid}/" if pmid else "",
+                language=_first(get("LA")),
+            )
+        )
+    return out, "PubMed"
+
+
+_EXTRA_READERS["nbib"] = _read_nbib
+
+
+# ------------------------------------------------------------------ EndNote/Refer tagged
+
+_ENW_TYPES = {"journal article": "article", "conference proceedings": "inproceedings",
+              "conference paper": "inproceedings", "book section": "incollection",
+              "thesis": "phdthesis", "report": "techreport", "generic": "misc"}  # fmt: skip
+
+
+def _read_enw(text: str, path: Path) -> tuple[list[dict], str]:
+    """EndNote tagged export (.enw, ACM/IEEE 'EndNote'): '%X value', blank line between."""
+    raw: list[dict[str, list[str]]] = []
+    current: dict[str, list[str]] = {}
+    last = ""
+    for line in text.split("\n"):
+        match = re.match(r"^%([0-9A-Z@!#$&()*+^~>])\s?(.*)$", line)
+        if match:
+            if match.group(1) == "0" and current:
+                raw.append(current)
+                current = {}
+            last = match.group(1)
+            current.setdefault(last, []).append(match.group(2).strip())
+        elif not line.strip():
+            if current:
+                raw.append(current)
+            current, last = {}, ""
+        elif current and last:
+            current[last][-1] = f"{current[last][-1]} {line.strip()}"
+    if current:
+        raw.append(current)
+    out = []
+    for rec in raw:
+        get = rec.get
+        issn, isbn = _split_issn_isbn(get("@", []))
+        kind = _first(get("0")).lower()
+        out.append(
+            _record(
+                record_id=_first(get("F"), get("M")),
+                entry_type=_ENW_TYPES.get(kind, kind),
+                title=_first(get("T")),
+                authors=get("A", []),
+                year=_first(get("D"), get("8")),
+                doi=_first(get("R")) or next((u for u in get("U", []) if normalise_doi(u)), ""),
+                venue=_first(get("J"), get("B"), get("S")),
+                volume=_first(get("V")),
+                issue=_first(get("N")),
+                pages=_first(get("P")),
+                abstract=_first(get("X")),
+                keywords=[w for k in get("K", []) for w in re.split(r"[;,]\s*|\s{2,}", k)],
+                publisher=_first(get("I")),
+                issn=issn,
+                isbn=isbn,
+                url=_first(get("U")),
+                language=_first(get("G")),
+            )
+        )
+    names = " ".join(v for rec in raw for v in rec.get("~", []) + rec.get("W", [])).lower()
+    urls = " ".join(v for rec in raw for v in rec.get("U", [])).lower()
+    database = next((name for needle, name in _DB_NAMES if needle in names), "") or next(
+        (name for needle, name in _DB_URLS if needle in urls), ""
+    )
+    return out, database
+
+
+_EXTRA_READERS["enw"] = _read_enw
+
+
+# ------------------------------------------------------------------ XML (PubMed, EndNote)
+
+
+def _xml_root(text: str, path: Path) -> ET.Element:
+    # The DOCTYPE names an external DTD we must not fetch; expat ignores it.
+    try:
+        return ET.fromstring(text.encode("utf-8"))
+    except ET.ParseError as exc:
+        raise MigfwError(f"{path}: malformed XML ({exc})") from None
+
+
+def _itertext(elem: ET.Element | None) -> str:
+    return clean_text("".join(elem.itertext())) if elem is not None else ""
+
+
+def _read_pubmed_xml(text: str, path: Path) -> tuple[list[dict], str]:
+    root = _xml_root(text, path)
+    out = []
+    for art in root.iter():
+        if art.tag not in ("PubmedArticle", "PubmedBookArticle"):
+            continue
+        cit = art.find("MedlineCitation")
+        book = art.find("BookDocument")
+        base = cit if cit is not None else book
+        if base is None:
+            continue
+        article = base.find("Article") if cit is not None else base
+        article = article if article is not None else base
+        journal = article.find("Journal")
+        authors = []
+        for author in article.iterfind(".//AuthorList/Author"):
+            last = _itertext(author.find("LastName"))
+            first = _itertext(author.find("ForeName")) or _itertext(author.find("Initials"))
+            collective = _itertext(author.find("CollectiveName"))
+            if last:
+                authors.append(f"{last}, {first}" if first else last)
+            elif collective:
+                authors.append(collective)
+        doi = ""
+        for elem in list(article.iterfind("ELocationID")) + list(
+            art.iterfind(".//ArticleIdList/ArticleId")
+        ):
+            if (elem.get("EIdType") or elem.get("IdType")) == "doi":
+                doi = _itertext(elem)
+                break
+        pubdate = journal.find("JournalIssue/PubDate") if journal is not None else None
+        year = ""
+        if pubdate is not None:
+            year = _itertext(pubdate.find("Year")) or _itertext(pubdate.find("MedlineDate"))
+        if not year:
+            year = _itertext(base.find(".//ArticleDate/Year")) or _itertext(
+                base.find(".//PubDate/Year")
+            )
+        abstract = " ".join(
+            (f"{p.get('Label')}: " if p.get("Label") else "") + _itertext(p)
+            for p in article.iterfind("Abstract/AbstractText")
+        )
+        pmid = _itertext(base.find("PMID"))
+        issns = [_itertext(e) for e in (journal.iterfind("ISSN") if journal is not None else [])]
+        issn, isbn = _split_issn_isbn(issns + [_itertext(e) for e in base.iterfind(".//Isbn")])
+        out.append(
+            _record(
+                record_id=pmid,
+                entry_type=_itertext(article.find(".//PublicationTypeList/PublicationType"))
+                or ("book" if book is not None else "article"),
+                title=_itertext(article.find("ArticleTitle"))
+                or _itertext(article.find("BookTitle")),
+                authors=authors,
+                year=year,
+                doi=doi,
+                venue=_itertext(journal.find("Title")) if journal is not None else "",
+                volume=_itertext(journal.find("JournalIssue/Volume"))
+                if journal is not None
+                else "",
+                issue=_itertext(journal.find("JournalIssue/Issue")) if journal is not None else "",
+                pages=_itertext(article.find("Pagination/MedlinePgn")),
+                abstract=abstract,
+                keywords=[_itertext(k) for k in base.iterfind(".//KeywordList/Keyword")],
+                publisher=_itertext(base.find(".//Publisher/PublisherName")),
+                issn=issn,
+                isbn=isbn,
+                url=f"https://pubmed.ncbi.nlm.nih.gov/{pmid}/" if pmid else "",
+                language=_itertext(article.find("Language")),
+            )
+        )
+    return out, "PubMed"
+
+
+_EXTRA_READERS["pubmed_xml"] = _read_pubmed_xml
+
+
+def _read_endnote_xml(text: str, path: Path) -> tuple[list[dict], str]:
+    root = _xml_root(text, path)
+    out = []
+    databases = set()
+    for rec in root.iter("record"):
+
+        def t(xpath: str, rec: ET.Element = rec) -> str:
+            return _itertext(rec.find(xpath))
+
+        ref_type = rec.find("ref-type")
+        kind = ref_type.get("name", "") if ref_type is not None else ""
+        authors = [_itertext(a) for a in rec.iterfind("contributors/authors/author")]
+        urls = [_itertext(u) for u in rec.iterfind("urls/related-urls/url")]
+        issn, isbn = _split_issn_isbn([t("isbn")])
+        databases.add(t("remote-database-name") or t("remote-database-provider"))
+        out.append(
+            _record(
+                record_id=t("accession-num") or t("rec-number"),
+                entry_type={
+                    "journal article": "article",
+                    "conference proceedings": "inproceedings",
+                    "conference paper": "inproceedings",
+                    "book section": "incollection",
+                }.get(kind.lower(), kind),
+                title=t("titles/title"),
+                authors=authors,
+                year=t("dates/year") or t("dates/pub-dates/date"),
+                doi=t("electronic-resource-num"),
+                venue=t("titles/secondary-title")
+                or t("periodical/full-title")
+                or t("titles/alt-title"),
+                volume=t("volume"),
+                issue=t("number") or t("issue"),
+                pages=t("pages"),
+                abstract=t("abstract"),
+                keywords=[_itertext(k) for k in rec.iterfind("keywords/keyword")],
+                publisher=t("publisher"),
+                issn=issn,
+                isbn=isbn,
+                url=urls[0] if urls else "",
+                language=t("language"),
+            )
+        )
+    names = " ".join(sorted(d for d in databases if d)).lower()
+    database = next((name for needle, name in _DB_NAMES if needle in names), "")
+    return out, database
+
+
+_EXTRA_READERS["endnote_xml"] = _read_endnote_xml
+
+
 # ------------------------------------------------------------------ dispatch
+
+
+def _header_delimiter(text: str) -> str | None:
+    return _csv_delimiter(text.lstrip().split("\n", 1)[0])
 
 
 def _reader_for(fmt: str) -> Callable[[str, Path], tuple[list[dict], str]]:
     readers: dict[str, Callable[[str, Path], tuple[list[dict], str]]] = {
         "ris": _read_ris,
-        "csv": lambda text, path: _read_csv(text, path, ","),
+        # The delimiter (",", ";", "|" or tab) is re-sniffed from the header line.
+        "csv": lambda text, path: _read_csv(text, path, _header_delimiter(text) or ","),
         "tsv": lambda text, path: _read_csv(text, path, "\t"),
     }
     for name, func in _EXTRA_READERS.items():
@@ -929,15 +1291,14 @@ def _reader_for(fmt: str) -> Callable[[str, Path], tuple[list[dict], str]]:
 def read_export(path: str | Path, database: str | None = None) -> pd.DataFrame:
     """Read one export file into the canonical record table (file order).
 
-    `database` overrides the database inferred from the content ("" when unknown).
+    `database` overrides the database inferred from the content; None or "" means
+    infer it (the column is "" when nothing in the file names a database).
     Raises MigfwError (one line naming the file) for unreadable/unsupported files;
     a valid file without records gives an empty table and a SlrImportWarning.
     """
     path = Path(path)
     text = _read_text(path)
     fmt = _detect(path, text)
-    if fmt == "csv" and _csv_delimiter(text.lstrip().split("\n", 1)[0]) == "\t":
-        fmt = "tsv"
     try:
         reader = _reader_for(fmt)
     except KeyError:
@@ -948,9 +1309,53 @@ def read_export(path: str | Path, database: str | None = None) -> pd.DataFrame:
         raise
     except (ValueError, ET.ParseError, csv.Error) as exc:
         raise MigfwError(f"{path}: cannot parse as {fmt} ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - a reader bug must still give one line
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise MigfwError(
+            f"{path}: cannot parse as {fmt} (unexpected {type(exc).__name__}: {first})"
+        ) from None
     if not records:
         _warn(f"{path}: no records found ({fmt})")
-    return _frame(records, path, fmt, database if database is not None else inferred)
+    empty = sum(1 for r in records if not (r["title"] or r["doi"] or r["authors"]))
+    if empty:
+        _warn(f"{path}: {empty} records have no title, authors or DOI")
+    if not database and not inferred:
+        inferred = _doi_prefix_database(records)
+    # None or "" from the caller both mean "not given": fall back to the content.
+    return _frame(records, path, fmt, database or inferred)
+
+
+# Publishers whose DOI prefix names the digital library that holds all their papers.
+_DOI_LIBRARIES = {"10.1145": "ACM", "10.1109": "IEEE Xplore"}
+# Sites that are both publisher and searched database: when (nearly) every record of a
+# file links there, the file came from that site. One link proves nothing (Scopus and
+# Ovid records link to publishers too), hence the 80% rule.
+_LIBRARY_HOSTS = {
+    "sciencedirect.com": "ScienceDirect", "link.springer.com": "SpringerLink",
+    "onlinelibrary.wiley.com": "Wiley", "ieeexplore.ieee.org": "IEEE Xplore",
+    "dl.acm.org": "ACM", "citeseerx": "CiteSeer", "engineeringvillage.com":
+    "Engineering Village",
+}  # fmt: skip
+
+
+def _doi_prefix_database(records: list[dict]) -> str:
+    """Last resort: 80%+ of a file's record URLs on one library's site, or 80%+ of its
+    DOIs with ACM's/IEEE's prefix, name the database."""
+    if len(records) >= 3:
+        for host, name in _LIBRARY_HOSTS.items():
+            if sum(host in r["url"].lower() for r in records) >= 0.8 * len(records):
+                return name
+    prefixes = [r["doi"].split("/", 1)[0] for r in records if r["doi"]]
+    if len(prefixes) < 3:
+        return ""
+    for prefix, name in _DOI_LIBRARIES.items():
+        if prefixes.count(prefix) >= 0.8 * len(prefixes):
+            return name
+    return ""
+    for prefix, name in _DOI_LIBRARIES.items():
+        if prefixes.count(prefix) >= 0.8 * len(prefixes):
+            return name
+    return ""
 
 
 def read_exports(
@@ -970,19 +1375,42 @@ def read_exports(
     ]
     if not frames:
         return _frame([], Path("."), "", "")
-    table = pd.concat(frames, ignore_index=True)
+    return _unique_ids(pd.concat(frames, ignore_index=True))
+
+
+def _unique_ids(table: pd.DataFrame) -> pd.DataFrame:
+    """Suffix a record_id already used by an earlier file with the next free '#n'."""
     used: set[str] = set()
     ids = []
     for rid in table["record_id"]:
         new, n = rid, 1
+        # "12345#2" from one file collides as "12345#n", never "12345#2#2".
+        base = re.sub(r"#\d+$", "", rid)
         while new in used:
             n += 1
-            new = f"{rid}#{n}"
+            new = f"{base}#{n}"
         used.add(new)
         ids.append(new)
     table["record_id"] = ids
     table["year"] = table["year"].astype("Int64")
     return table
+
+
+def read_records(path: str | Path) -> pd.DataFrame:
+    """Load a records CSV written by `migfw slr import` back with canonical dtypes."""
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except FileNotFoundError:
+        raise MigfwError(f"{path}: file not found") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise MigfwError(f"{path}: not a records CSV ({str(exc).splitlines()[0]})") from None
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise MigfwError(f"{path}: not a records CSV (missing columns: {', '.join(missing)})")
+    frame["source_index"] = pd.to_numeric(frame["source_index"]).astype("int64")
+    frame["year"] = pd.to_numeric(frame["year"].replace("", None)).astype("Int64")
+    return frame
 
 
 # ------------------------------------------------------------------ CLI
@@ -1005,17 +1433,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
     table = pd.concat(frames, ignore_index=True) if frames else _frame([], Path("."), "", "")
-    # Re-run the cross-file id uniqueness of read_exports on the already-read frames.
-    used: set[str] = set()
-    ids = []
-    for rid in table["record_id"]:
-        new, n = rid, 1
-        while new in used:
-            n += 1
-            new = f"{rid}#{n}"
-        used.add(new)
-        ids.append(new)
-    table["record_id"] = ids
+    table = _unique_ids(table)
     write_csv(args.out, table)
     print(f"total: {len(table)} records from {len(frames)} files -> {args.out}")
     return 0

@@ -253,7 +253,8 @@ def _dotted(initials: str) -> str:
 
 def format_author(name: str) -> str:
     """One personal name in any order -> 'Last, First' (or 'Last, F.')."""
-    name = clean_text(name).strip(" ,;")
+    # Parenthesised extras are never part of the name: WoS e-mails, Scopus author IDs.
+    name = re.sub(r"\s*\([^()]*\)", "", clean_text(name)).strip(" ,;")
     if not name.strip("."):
         return ""
     if "," in name:
@@ -305,7 +306,17 @@ def _split_glued(text: str) -> list[str]:
         pieces.append(text[prev:pos])
         prev = pos
     pieces.append(text[prev:])
-    return [p.strip() for p in pieces if p.strip()]
+    # Every real name has a space ("First Last" / "Last I."): a one-word piece is the
+    # tail of an inner-capital surname ("VanderBilt", "FitzGerald"), so glue it back.
+    names: list[str] = []
+    for piece in (p.strip() for p in pieces):
+        if not piece:
+            continue
+        if names and (" " not in piece or " " not in names[-1]):
+            names[-1] += piece
+        else:
+            names.append(piece)
+    return names
 
 
 def _looks_like_surname_initials(piece: str) -> bool:
@@ -377,9 +388,10 @@ def parse_authors(value: object) -> list[str]:
 
 def author_keys(value: object) -> list[str]:
     """Normalised surnames (accents stripped, casefolded, letters only) in author order."""
-    names = value if isinstance(value, list) else parse_authors(value)
     if isinstance(value, str) and "; " in value and all("," in n for n in value.split("; ")):
-        names = value.split("; ")  # already canonical: don't re-split
+        names = value.split("; ")  # already canonical ("Last, F.; ..."): don't re-parse
+    else:
+        names = parse_authors(value)
     keys = []
     for name in names:
         last = name.split(",", 1)[0]

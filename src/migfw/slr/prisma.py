@@ -177,8 +177,10 @@ def _box(ax, x: float, y: float, w: float, h: float, text: str, colour: str) -> 
             linewidth=0.8,
         )
     )
+    # Non-breaking spaces keep "(n = 11)" on one line when the text wraps.
+    text = text.replace("n = ", "n\u00a0=\u00a0")
     wrapped = "\n".join(
-        textwrap.fill(line, width=int(w * 95)) if line else "" for line in text.split("\n")
+        textwrap.fill(line, width=int(w * 150)) if line else "" for line in text.split("\n")
     )
     ax.text(x + w / 2, y + h / 2, wrapped, ha="center", va="center", fontsize=7.2, wrap=True)
 
@@ -192,6 +194,7 @@ def _arrow(ax, x0: float, y0: float, x1: float, y1: float) -> None:
     )
 
 
+@plt.style.context("default")  # independent of a global (seaborn) theme set elsewhere
 def flow_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike) -> None:
     """PRISMA 2020 flow diagram (databases on the left, other methods on the right)."""
     n = {k: _n(table, k) for k in FIELDS}

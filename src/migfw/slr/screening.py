@@ -6,6 +6,7 @@ searched in its own fields (abstract for columns 1-2, any field for 3-4).
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass
 from math import prod
@@ -165,6 +166,16 @@ def screen(records: pd.DataFrame, query: Query) -> pd.DataFrame:
 # ------------------------------------------------------------------ human decisions
 
 
+def read_csv_text(path: str | Path) -> pd.DataFrame:
+    """A small hand-kept CSV: all strings; lines starting with # are comments.
+
+    Only whole-line comments: a '#' inside a title ("C# runtimes") is data.
+    """
+    text = Path(path).read_text(encoding="utf-8-sig")
+    kept = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    return pd.read_csv(io.StringIO(kept), dtype=str, keep_default_na=False)
+
+
 def load_decisions(path: str | Path | None) -> pd.DataFrame:
     """decisions.csv: ref, decision (include/exclude), reason, stage. Missing file = none."""
     cols = ["ref", "decision", "reason", "stage"]
@@ -172,8 +183,8 @@ def load_decisions(path: str | Path | None) -> pd.DataFrame:
         return pd.DataFrame(columns=cols)
     path = Path(path)
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, comment="#")
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        frame = read_csv_text(path)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise MigfwError(f"{path}: cannot read decisions ({str(exc).splitlines()[0]})") from None
     missing = [c for c in ("ref", "decision") if c not in frame.columns]
     if missing:

@@ -13,6 +13,8 @@ import pandas as pd  # noqa: E402
 
 from migfw.slr.prisma import _save  # noqa: E402
 
+MAX_COMBINATIONS = 25
+
 
 def overlap_matrix(screened: pd.DataFrame, databases: list[str]) -> pd.DataFrame:
     """Studies (clusters) shared by each pair of databases; the diagonal is each one's total.
@@ -37,6 +39,7 @@ def combinations(screened: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+@plt.style.context("default")  # independent of a global (seaborn) theme set elsewhere
 def overlap_figure(
     screened: pd.DataFrame, databases: list[str], png: str | os.PathLike, svg: str | os.PathLike
 ) -> None:
@@ -46,7 +49,9 @@ def overlap_figure(
     ]
     matrix = overlap_matrix(screened, present)
     combos = combinations(screened)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5.8), gridspec_kw={"width_ratios": [1, 1.25]})
+    n_combos = len(combos)
+    combos = combos.head(MAX_COMBINATIONS)  # readable bars; the rest are the smallest
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 6.2), gridspec_kw={"width_ratios": [1, 1.25]})
     if present:
         values = matrix.to_numpy()
         ax1.imshow(values, cmap="Blues", vmin=0)
@@ -78,7 +83,10 @@ def overlap_figure(
             inner.text(xi, v, str(v), ha="center", va="bottom", fontsize=7)
         inner.set_ylabel("studies")
         inner.tick_params(labelbottom=False)
-        inner.set_title("Studies per exact combination of databases", fontsize=10)
+        shown = (
+            "" if n_combos <= MAX_COMBINATIONS else f" (largest {MAX_COMBINATIONS} of {n_combos})"
+        )
+        inner.set_title(f"Studies per exact combination of databases{shown}", fontsize=10)
         for yi, db in enumerate(present):
             dots.scatter(x, [yi] * len(x), color="#dddddd", s=25)
             members = [xi for xi, c in zip(x, combos["databases"], strict=True) if db in c]
@@ -93,6 +101,7 @@ def overlap_figure(
         dots.invert_yaxis()
         for spine in ("top", "right", "bottom"):
             dots.spines[spine].set_visible(False)
-            inner.spines[spine].set_visible(False) if spine != "bottom" else None
+        for spine in ("top", "right"):
+            inner.spines[spine].set_visible(False)
     fig.tight_layout()
     _save(fig, png, svg)

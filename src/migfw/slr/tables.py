@@ -14,6 +14,7 @@ import pandas as pd
 
 from migfw.errors import MigfwError
 from migfw.slr.normalise import normalise_doi, title_key
+from migfw.slr.screening import read_csv_text
 
 QA_COLUMNS = ["QA1", "QA2", "QA3", "QA4", "QA5"]
 QA_VALUES = {0.0, 0.5, 1.0}  # thesis 3.4.1: no (0), somewhat (0.5), yes (1)
@@ -92,10 +93,10 @@ def load_quality(path: str | Path) -> pd.DataFrame:
     """quality.csv: id, ref, QA1..QA5 with answers 0, 0.5 or 1; totals are recomputed."""
     path = Path(path)
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, comment="#")
+        frame = read_csv_text(path)
     except FileNotFoundError:
         raise MigfwError(f"{path}: quality file not found") from None
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise MigfwError(f"{path}: cannot read ({str(exc).splitlines()[0]})") from None
     missing = [c for c in ["id", "ref", *QA_COLUMNS] if c not in frame.columns]
     if missing:
@@ -140,10 +141,10 @@ def quality_summary(quality: pd.DataFrame) -> pd.DataFrame:
 def load_quasi_gold(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, comment="#")
+        frame = read_csv_text(path)
     except FileNotFoundError:
         raise MigfwError(f"{path}: quasi-gold file not found") from None
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise MigfwError(f"{path}: cannot read ({str(exc).splitlines()[0]})") from None
     if "title" not in frame.columns:
         raise MigfwError(f"{path}: missing column title")

@@ -27,7 +27,7 @@ from migfw.io import atomic_write, write_json
 
 RESOURCES = Path(__file__).resolve().parents[3] / "resources"
 GUEST_RESOURCES = RESOURCES / "guest"
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 READY_MARKER = "MIGFW-READY"
 
 # Debian packages the guest is made of (the kernel meta-package is resolved to its image).
@@ -262,6 +262,8 @@ def build_image(out: Path, cache: Path, kernel_meta: str, vm_addresses: list[str
                 else:
                     _copy(Path(lib), root, lib)
                     libs[lib] = host_lib_owner(lib)
+        # Debian's dropbear looks for the SFTP subsystem at /usr/lib/sftp-server.
+        (root / "usr/lib/sftp-server").symlink_to("/usr/lib/openssh/sftp-server")
         _copy(tree / "bin" / "busybox", root, "/bin/busybox")
         applets = _run([str(tree / "bin" / "busybox"), "--list-full"]).split()
         for applet in applets:

@@ -105,8 +105,11 @@ def ensure_up(cfg: dict[str, Any]) -> Testbed:
     provider = cfg_get(cfg, "testbed.provider", "local")
     if provider == "external":
         from migfw.testbed.external import external_testbed
+        from migfw.testbed.provision import ensure_vm
 
-        return external_testbed(cfg)
+        bed = external_testbed(cfg)
+        ensure_vm(bed)  # the domain must run on exactly one of the two hosts
+        return bed
     if provider != "local":
         raise MigfwError(f"config testbed.provider: unknown provider {provider!r} (local|external)")
     from migfw.testbed.local import LocalTestbed

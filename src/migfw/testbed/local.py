@@ -154,6 +154,10 @@ class LocalTestbed:
         self.mig_address = {"A": str(mig_hosts[0]), "B": str(mig_hosts[1])}
         self.mig_plen = mig.prefixlen
         self.state_dir = state_dir(cfg).resolve()
+        # The image and the package cache are content-addressed, so several testbeds (a test's
+        # and the user's) can share them; state.json is per testbed.
+        self.guest_dir = Path(cfg_get(cfg, "testbed.guest_dir", str(self.state_dir / "guest")))
+        self.guest_dir = self.guest_dir.resolve()
         self.run_root = RUN_ROOT / self.prefix
         self.ns = {
             "A": f"{self.prefix}-hostA",
@@ -228,10 +232,10 @@ class LocalTestbed:
         from migfw.testbed.accel import detect_accelerator
         from migfw.testbed.guest import build_image
 
-        guest_dir = self.state_dir / "guest"
+        guest_dir = self.guest_dir
         manifest = build_image(
             guest_dir,
-            self.state_dir / "cache",
+            guest_dir.parent / "cache",
             str(cfg_get(self.cfg, "testbed.guest.kernel_package", "linux-image-cloud-amd64")),
             [self.vm_address],
         )
@@ -239,7 +243,7 @@ class LocalTestbed:
             str(cfg_get(self.cfg, "testbed.accelerator", "auto")),
             guest_dir / "vmlinuz",
             guest_dir / "initramfs.img",
-            self.state_dir,
+            guest_dir,
             manifest["input_hash"],
         )
         state["accelerator"] = accel

@@ -48,7 +48,7 @@ class Rule:
     action: str
     direction: str = "any"
     quick: bool = False
-    on: str = "any"  # any | lo | !lo
+    iface: str = "any"  # any | lo | !lo
     proto: str = "any"
     src: tuple[str, ...] = ()  # empty = any
     dst: tuple[str, ...] = ()
@@ -164,7 +164,7 @@ def parse_rule(raw: Any, where: str) -> Rule:
     action = _choice(raw, "action", ACTIONS, "pass", where)
     direction = _choice(raw, "direction", DIRECTIONS, "any", where)
     proto = _choice(raw, "proto", PROTOS, "any", where)
-    on = _choice(raw, "iface", ("any", "lo", "!lo"), "any", where)
+    iface = _choice(raw, "iface", ("any", "lo", "!lo"), "any", where)
     sport = _ports(raw.get("sport"), f"{where} field sport")
     dport = _ports(raw.get("dport"), f"{where} field dport")
     if (sport or dport) and proto not in ("tcp", "udp"):
@@ -197,7 +197,7 @@ def parse_rule(raw: Any, where: str) -> Rule:
         action=action,
         direction=direction,
         quick=_bool(raw, "quick", where),
-        on=on,
+        iface=iface,
         proto=proto,
         src=_addrs(raw.get("src"), f"{where} field src"),
         dst=_addrs(raw.get("dst"), f"{where} field dst"),
@@ -316,7 +316,7 @@ def matches(rule: Rule, pkt: Packet, addresses: dict[str, str]) -> bool:
 def _matches(rule: Rule, pkt: Packet, nets: dict[str, ipaddress.IPv4Network]) -> bool:
     if rule.direction not in ("any", pkt.direction):
         return False
-    if rule.on == "lo" and pkt.iface != "lo" or rule.on == "!lo" and pkt.iface == "lo":
+    if rule.iface == "lo" and pkt.iface != "lo" or rule.iface == "!lo" and pkt.iface == "lo":
         return False
     if rule.proto not in ("any", pkt.proto):
         return False
@@ -383,9 +383,9 @@ def _nft_set(values: list[str]) -> str:
 
 def _nft_rule(rule: Rule, hook: str, addresses: dict[str, str]) -> str:
     parts = []
-    if rule.on != "any":
+    if rule.iface != "any":
         name = "iifname" if hook == "input" else "oifname"
-        parts.append(f'{name} {"!= " if rule.on == "!lo" else ""}"lo"')
+        parts.append(f'{name} {"!= " if rule.iface == "!lo" else ""}"lo"')
     if rule.src:
         parts.append("ip saddr " + _nft_set([_plain(_resolve(a, addresses)) for a in rule.src]))
     if rule.dst:
@@ -454,9 +454,9 @@ def _pf_rule(rule: Rule, addresses: dict[str, str]) -> str:
         parts.append("log")
     if rule.quick:
         parts.append("quick")
-    if rule.on == "lo":
+    if rule.iface == "lo":
         parts.append("on lo0")
-    elif rule.on == "!lo":
+    elif rule.iface == "!lo":
         parts.append("on ! lo0")
     if rule.proto == "icmp" or rule.src or rule.dst:
         parts.append("inet")

@@ -1,0 +1,55 @@
+"""`migfw testbed cleanup`: remove leftovers of a killed run (also without state.json).
+
+Finds everything by the configured name prefix: network namespaces `<prefix>-*`, every
+process living in one of them (QEMU, libvirtd, tcpdump, prober; matched by namespace
+inode, never by process name), and the runtime directory /run/migfw/<prefix>.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from migfw.testbed.hosts import load_config
+
+
+def leftovers(cfg: dict[str, Any]) -> dict[str, list]:
+    """What `cleanup` would remove: namespaces and pids (a dry run)."""
+    from migfw.testbed.local import LocalTestbed, list_netns, pids_in_netns
+
+    bed = LocalTestbed(cfg)
+    names = list_netns(bed.prefix)
+    return {
+        "namespaces": names,
+        "pids": pids_in_netns(names),
+        "run_dir": [str(bed.run_root)] if bed.run_root.exists() else [],
+    }
+
+
+def cleanup(cfg: dict[str, Any], quiet: bool = False) -> list[str]:
+    from migfw.testbed.local import LocalTestbed
+
+    return LocalTestbed(cfg).down(quiet=quiet)
+
+
+def _cmd_cleanup(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    if args.dry_run:
+        found = leftovers(cfg)
+        labels = {"namespaces": "namespace", "pids": "pid", "run_dir": "directory"}
+        for kind, items in found.items():
+            for item in items:
+                print(f"would remove {labels[kind]} {item}")
+        if not any(found.values()):
+            print("cleanup: nothing left over")
+        return 0
+    removed = cleanup(cfg)
+    print(f"cleanup: removed {len(removed)} items")
+    return 0
+
+
+def register_cli(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("cleanup", help="remove leftovers of a killed testbed run")
+    parser.add_argument("--config", default="config/config.yaml")
+    parser.add_argument("--dry-run", action="store_true", help="only list what would go")
+    parser.set_defaults(func=_cmd_cleanup)

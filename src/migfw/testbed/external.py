@@ -1,0 +1,88 @@
+"""The external provider: real hypervisor hosts named in config `testbed.external.*`.
+
+Nothing is created or torn down: the two libvirt URIs (e.g. qemu+ssh://root@hv-a/system),
+the migration URIs (tcp://<host on the migration network>), the running domain and the SSH
+parameters of the VM are taken as given. Probing runs from this machine (`prober_host:
+null`); the prober interface is the one that routes to the VM.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from migfw.errors import MigfwError
+from migfw.testbed.hosts import HostInfo, Testbed, cfg_get, state_dir
+
+REQUIRED = [
+    "source_uri",
+    "destination_uri",
+    "source_migration_uri",
+    "destination_migration_uri",
+    "domain",
+    "vm_address",
+    "ssh_key",
+    "ssh_known_hosts",
+]
+
+
+def route_to(address: str) -> tuple[str | None, str | None]:
+    """(interface, source address) the kernel would use to reach `address`."""
+    try:
+        out = subprocess.run(["ip", "route", "get", address], capture_output=True, text=True)
+    except FileNotFoundError:
+        return None, None
+    words = out.stdout.split()
+
+    def after(key: str) -> str | None:
+        return words[words.index(key) + 1] if key in words[:-1] else None
+
+    return after("dev"), after("src")
+
+
+def external_testbed(cfg: dict[str, Any]) -> Testbed:
+    """Build the Testbed from config; each missing or bad key is one error line."""
+    ext = cfg_get(cfg, "testbed.external", {}) or {}
+    for key in REQUIRED:
+        if not ext.get(key):
+            raise MigfwError(f"config testbed.external.{key}: required when provider is external")
+    try:
+        ipaddress.ip_address(str(ext["vm_address"]))
+    except ValueError:
+        raise MigfwError(
+            f"config testbed.external.vm_address: {ext['vm_address']!r} is not an IP address"
+        ) from None
+    for key in ("ssh_key", "ssh_known_hosts"):
+        if not Path(str(ext[key])).expanduser().exists():
+            raise MigfwError(f"config testbed.external.{key}: file {ext[key]} does not exist")
+    if ext.get("prober_host"):
+        raise MigfwError(
+            "config testbed.external.prober_host: probing from another host is not supported "
+            "yet; leave it null to probe from this machine"
+        )
+    for key in ("source_migration_uri", "destination_migration_uri"):
+        if not str(ext[key]).startswith("tcp://"):
+            raise MigfwError(f"config testbed.external.{key}: {ext[key]!r} must be tcp://HOST")
+    vm = str(ext["vm_address"])
+    iface, source = route_to(vm)
+    return Testbed(
+        provider="external",
+        hosts={
+            "A": HostInfo("A", str(ext["source_uri"]), str(ext["source_migration_uri"])),
+            "B": HostInfo("B", str(ext["destination_uri"]), str(ext["destination_migration_uri"])),
+        },
+        vm_name=str(ext["domain"]),
+        vm_address=vm,
+        prober_netns=None,
+        prober_iface=iface,
+        prober_address=source,
+        ssh_user=str(ext.get("ssh_user") or "root"),
+        ssh_key=str(Path(str(ext["ssh_key"])).expanduser()),
+        ssh_known_hosts=str(Path(str(ext["ssh_known_hosts"])).expanduser()),
+        ssh_netns=None,
+        accelerator=str(cfg_get(cfg, "testbed.accelerator", "auto")),
+        state_dir=str(state_dir(cfg).resolve()),
+        extra={},
+    )

@@ -1,0 +1,198 @@
+"""Provision the target VM with libvirt-python (no virsh) from resources/domain.xml."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from string import Template
+from typing import Any
+from xml.sax.saxutils import escape
+
+from migfw.errors import MigfwError
+from migfw.testbed.guest import READY_MARKER, RESOURCES
+from migfw.testbed.hosts import Testbed
+
+DOMAIN_TEMPLATE = RESOURCES / "domain.xml"
+EMULATOR = "/usr/bin/qemu-system-x86_64"
+
+
+def render_domain_xml(params: dict[str, Any], template: Path = DOMAIN_TEMPLATE) -> str:
+    """Fill the template; values are XML-escaped, a missing placeholder is one error line."""
+    accel = params.get("accelerator", "tcg")
+    if accel not in ("kvm", "tcg"):
+        raise MigfwError(f"domain XML: accelerator {accel!r} is not kvm or tcg")
+    memory = int(params["memory_mib"])
+    vcpus = int(params["vcpus"])
+    if memory < 96:
+        raise MigfwError(
+            f"config testbed.guest.memory_mib: {memory} MiB is below the 96 MiB the guest needs"
+        )
+    if vcpus < 1:
+        raise MigfwError(f"config testbed.guest.vcpus: {vcpus} must be at least 1")
+    values = {
+        "domain_type": "kvm" if accel == "kvm" else "qemu",
+        "memory_mib": str(memory),
+        "vcpus": str(vcpus),
+        "emulator": params.get("emulator", EMULATOR),
+    }
+    for key in ("name", "kernel", "initrd", "cmdline", "bridge", "tap", "mac", "serial_log"):
+        values[key] = str(params[key])
+    escaped = {k: escape(v, {"'": "&apos;", '"': "&quot;"}) for k, v in values.items()}
+    try:
+        return Template(template.read_text()).substitute(escaped)
+    except KeyError as exc:
+        raise MigfwError(f"{template}: placeholder ${exc.args[0]} has no value") from exc
+
+
+def domain_params(bed: Testbed) -> dict[str, Any]:
+    return {"name": bed.vm_name, "accelerator": bed.accelerator, **bed.extra}
+
+
+def _quiet_libvirt() -> None:
+    """libvirt prints every error to stderr by default; we report them ourselves."""
+    import libvirt
+
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+
+def connect(bed: Testbed, host: str):  # -> libvirt.virConnect
+    import libvirt
+
+    _quiet_libvirt()
+
+    uri = bed.hosts[host].uri
+    try:
+        return libvirt.open(uri)
+    except libvirt.libvirtError as exc:
+        raise MigfwError(f"host {host}: cannot connect to libvirt at {uri}: {exc}") from exc
+
+
+def _state(dom) -> int:
+    return dom.state()[0]
+
+
+def vm_locations(bed: Testbed) -> dict[str, str]:
+    """host → 'running' | 'paused' | other state name, for hosts where the domain is active."""
+    import libvirt
+
+    names = {libvirt.VIR_DOMAIN_RUNNING: "running", libvirt.VIR_DOMAIN_PAUSED: "paused"}
+    found = {}
+    for host in bed.hosts:
+        conn = connect(bed, host)
+        try:
+            dom = conn.lookupByName(bed.vm_name)
+            if dom.isActive():
+                found[host] = names.get(_state(dom), f"state{_state(dom)}")
+        except libvirt.libvirtError:
+            pass
+        finally:
+            conn.close()
+    return found
+
+
+def find_vm(bed: Testbed) -> str | None:
+    """The host where the VM runs (a paused copy elsewhere does not count)."""
+    locations = vm_locations(bed)
+    running = [h for h, s in locations.items() if s == "running"]
+    return running[0] if len(running) == 1 else None
+
+
+def serial_log(bed: Testbed, host: str) -> Path | None:
+    roots = bed.extra.get("host_roots")
+    if not roots:
+        return None
+    return Path(roots[host]) / bed.extra["serial_log"].lstrip("/")
+
+
+def wait_ready(bed: Testbed, host: str, timeout: float = 90.0) -> float:
+    """Seconds until the guest printed its ready marker on the serial console."""
+    log = serial_log(bed, host)
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if log and log.exists() and READY_MARKER in log.read_text(errors="replace"):
+            return time.monotonic() - started
+        time.sleep(0.1)
+    tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log and log.exists() else []
+    raise MigfwError(
+        f"VM {bed.vm_name} on host {host}: no ready marker after {timeout:.0f} s "
+        f"(serial log {log}: {tail[0] if tail else 'empty'})"
+    )
+
+
+def destroy_vm(bed: Testbed) -> list[str]:
+    """Destroy the VM wherever it is active (local provider only)."""
+    import libvirt
+
+    removed = []
+    for host in bed.hosts:
+        try:
+            conn = connect(bed, host)
+        except MigfwError:
+            continue
+        try:
+            dom = conn.lookupByName(bed.vm_name)
+            if dom.isActive():
+                dom.destroy()
+                removed.append(f"domain {bed.vm_name} on host {host}")
+            with contextlib.suppress(libvirt.libvirtError):
+                dom.undefine()
+        except libvirt.libvirtError:
+            pass
+        finally:
+            conn.close()
+    return removed
+
+
+def start_vm(bed: Testbed, host: str = "A") -> float:
+    """Create the (transient) domain on `host` and wait until it is ready; returns boot s."""
+    import libvirt
+
+    xml = render_domain_xml(domain_params(bed))
+    log = serial_log(bed, host)
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("")
+    conn = connect(bed, host)
+    try:
+        started = time.monotonic()
+        conn.createXML(xml, 0)
+    except libvirt.libvirtError as exc:
+        raise MigfwError(f"host {host}: cannot start VM {bed.vm_name}: {exc}") from exc
+    finally:
+        conn.close()
+    wait_ready(bed, host)
+    return time.monotonic() - started
+
+
+def ensure_vm(bed: Testbed) -> str:
+    """Make sure exactly one running VM exists; (re)provision it on host A if not.
+
+    Used after a failed migration too: a VM left paused or on both hosts is replaced.
+    """
+    locations = vm_locations(bed)
+    running = [h for h, s in locations.items() if s == "running"]
+    if len(running) == 1 and len(locations) == 1:
+        return running[0]
+    if bed.provider != "local":
+        if len(running) == 1:
+            return running[0]
+        raise MigfwError(
+            f"external testbed: domain {bed.vm_name} is not running on exactly one host "
+            f"({locations or 'nowhere'})"
+        )
+    if len(running) == 1:
+        # A paused leftover on the other host (aborted migration): remove only that copy.
+        import libvirt
+
+        for host, state in locations.items():
+            if state != "running":
+                conn = connect(bed, host)
+                with contextlib.suppress(libvirt.libvirtError):
+                    conn.lookupByName(bed.vm_name).destroy()
+                conn.close()
+        return running[0]
+    destroy_vm(bed)
+    boot = start_vm(bed, "A")
+    bed.extra["last_boot_s"] = round(boot, 2)
+    return "A"

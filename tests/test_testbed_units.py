@@ -1,0 +1,362 @@
+"""Unit tests of the testbed's pure logic: domain XML, config → Testbed, state, trial folder
+handling, job statistics, accelerator choice, and the guest's FTP server (run for real with
+busybox on loopback)."""
+
+from __future__ import annotations
+
+import ftplib
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from migfw.errors import MigfwError
+from migfw.testbed.hosts import HostInfo, ensure_up, load_config, read_state
+from migfw.testbed.hosts import Testbed as Bed  # not collected as a test class
+
+REPO = Path(__file__).resolve().parents[1]
+
+XML_PARAMS = {
+    "name": "mfw-target",
+    "accelerator": "tcg",
+    "memory_mib": 128,
+    "vcpus": 1,
+    "kernel": "/images/a&b/vmlinuz",
+    "initrd": "/images/initramfs.img",
+    "cmdline": "console=ttyS0 migfw.ip=10.231.0.10/24",
+    "bridge": "br0",
+    "tap": "mfwtap0",
+    "mac": "52:54:00:e7:00:0a",
+    "serial_log": "/var/log/libvirt/qemu/migfw-serial.log",
+}
+
+
+# ------------------------------------------------------------------ domain XML
+
+
+def test_domain_xml_tcg_values_and_escaping() -> None:
+    from migfw.testbed.provision import render_domain_xml
+
+    root = ET.fromstring(render_domain_xml(XML_PARAMS))
+    assert root.get("type") == "qemu"  # TCG
+    assert root.findtext("name") == "mfw-target"
+    assert root.find("memory").text == "128" and root.find("memory").get("unit") == "MiB"
+    assert root.findtext("vcpu") == "1"
+    assert root.findtext("os/kernel") == "/images/a&b/vmlinuz"  # escaped, parsed back
+    assert root.findtext("os/cmdline") == XML_PARAMS["cmdline"]
+    nic = root.find("devices/interface")
+    assert nic.get("type") == "bridge"
+    assert nic.find("source").get("bridge") == "br0"
+    assert nic.find("target").get("dev") == "mfwtap0"
+    assert nic.find("model").get("type") == "virtio"
+    assert root.find("devices/serial/source").get("path") == XML_PARAMS["serial_log"]
+
+
+def test_domain_xml_kvm_and_bad_values(tmp_path: Path) -> None:
+    from migfw.testbed.provision import render_domain_xml
+
+    params = dict(XML_PARAMS, accelerator="kvm", memory_mib=512, vcpus=2)
+    root = ET.fromstring(render_domain_xml(params))
+    assert root.get("type") == "kvm"
+    assert root.findtext("memory") == "512" and root.findtext("vcpu") == "2"
+    with pytest.raises(MigfwError, match="memory_mib: 64 MiB is below"):
+        render_domain_xml(dict(XML_PARAMS, memory_mib=64))
+    with pytest.raises(MigfwError, match="accelerator 'xen'"):
+        render_domain_xml(dict(XML_PARAMS, accelerator="xen"))
+    template = tmp_path / "domain.xml"
+    template.write_text("<domain><name>$name</name><uuid>$uuid</uuid></domain>")
+    with pytest.raises(MigfwError, match=r"placeholder \$uuid has no value"):
+        render_domain_xml(XML_PARAMS, template)
+
+
+# ------------------------------------------------------------------ config and providers
+
+
+def test_load_config_errors_are_one_line(tmp_path: Path) -> None:
+    with pytest.raises(MigfwError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("testbed: [unclosed\n")
+    with pytest.raises(MigfwError) as info:
+        load_config(bad)
+    assert "\n" not in str(info.value) and "not valid YAML" in str(info.value)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- a\n- b\n")
+    with pytest.raises(MigfwError, match="mapping"):
+        load_config(listy)
+
+
+def test_unknown_provider_is_refused() -> None:
+    with pytest.raises(MigfwError, match="testbed.provider: unknown provider 'cloud'"):
+        ensure_up({"testbed": {"provider": "cloud"}})
+
+
+def test_local_addresses_follow_the_configured_subnet(tmp_path: Path) -> None:
+    from migfw.testbed.local import LocalTestbed
+
+    cfg = {"testbed": {"local": {"prefix": "zz", "subnet": "10.231.5.0/24",
+                                 "migration_subnet": "10.231.6.4/30"},
+                       "state_dir": str(tmp_path)}}  # fmt: skip
+    bed = LocalTestbed(cfg)
+    assert (bed.prober_address, bed.vm_address) == ("10.231.5.2", "10.231.5.10")
+    assert bed.host_address == {"A": "10.231.5.251", "B": "10.231.5.252"}
+    assert bed.mig_address == {"A": "10.231.6.5", "B": "10.231.6.6"}
+    assert bed.ns == {"A": "zz-hostA", "B": "zz-hostB", "remote": "zz-remote",
+                      "switch": "zz-switch"}  # fmt: skip
+    assert bed.uri("B") == "qemu+unix:///system?socket=/run/migfw/zz/hostB/sock/libvirt-sock"
+
+
+def _external_cfg(tmp_path: Path, **over: object) -> dict:
+    key = tmp_path / "key"
+    key.write_text("k")
+    known = tmp_path / "known_hosts"
+    known.write_text("h")
+    ext = {
+        "source_uri": "qemu+ssh://root@hv-a.example/system",
+        "destination_uri": "qemu+ssh://root@hv-b.example/system",
+        "source_migration_uri": "tcp://10.0.0.1",
+        "destination_migration_uri": "tcp://10.0.0.2",
+        "domain": "fw-vm",
+        "vm_address": "127.0.0.1",
+        "ssh_user": "admin",
+        "ssh_key": str(key),
+        "ssh_known_hosts": str(known),
+        "prober_host": None,
+    }
+    ext.update(over)
+    return {"testbed": {"provider": "external", "accelerator": "kvm", "external": ext,
+                        "state_dir": str(tmp_path)}}  # fmt: skip
+
+
+def test_external_testbed_from_config(tmp_path: Path) -> None:
+    from migfw.testbed.external import external_testbed
+
+    bed = external_testbed(_external_cfg(tmp_path))
+    assert bed.provider == "external"
+    assert bed.hosts["A"].uri == "qemu+ssh://root@hv-a.example/system"
+    assert bed.hosts["B"].migration_uri == "tcp://10.0.0.2"
+    assert (bed.vm_name, bed.vm_address, bed.ssh_user) == ("fw-vm", "127.0.0.1", "admin")
+    assert bed.prober_netns is None and bed.ssh_netns is None
+    assert bed.prober_iface == "lo"  # the route to 127.0.0.1
+    # Round trip through state.json's representation.
+    again = Bed.from_dict(json.loads(json.dumps(bed.to_dict())))
+    assert again == bed and isinstance(again.hosts["A"], HostInfo)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"domain": None}, "testbed.external.domain: required"),
+        ({"vm_address": "vm.example"}, "vm_address: 'vm.example' is not an IP address"),
+        ({"ssh_key": "/nonexistent/key"}, "ssh_key: file /nonexistent/key does not exist"),
+        ({"destination_migration_uri": "10.0.0.2"}, "must be tcp://HOST"),
+        ({"prober_host": "root@p.example"}, "prober_host: probing from another host"),
+    ],
+)
+def test_external_config_errors(tmp_path: Path, override: dict, message: str) -> None:
+    from migfw.testbed.external import external_testbed
+
+    with pytest.raises(MigfwError, match=message):
+        external_testbed(_external_cfg(tmp_path, **override))
+
+
+def test_state_file_errors_and_empty_status(tmp_path: Path) -> None:
+    from migfw.testbed.local import LocalTestbed
+
+    assert read_state(tmp_path) is None
+    cfg = {"testbed": {"state_dir": str(tmp_path), "local": {"prefix": "zzq"}}}
+    assert LocalTestbed(cfg).status() == {
+        "up": False,
+        "state_file": str(tmp_path.resolve() / "state.json"),
+        "reason": "no testbed recorded",
+    }
+    (tmp_path / "state.json").write_text("{broken")
+    with pytest.raises(MigfwError, match="state.json: not valid JSON"):
+        read_state(tmp_path)
+
+
+# ------------------------------------------------------------------ processes
+
+
+def test_pid_alive_and_kill_pid_on_a_process_we_start() -> None:
+    from migfw.testbed.local import kill_pid, pid_alive
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        deadline = time.monotonic() + 5  # /proc/PID/cmdline is empty until exec completes
+        while not pid_alive(proc.pid, "time.sleep") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pid_alive(proc.pid, "time.sleep")
+        assert not pid_alive(proc.pid, "libvirtd")  # another program's pid is not ours
+        kill_pid(proc.pid, grace=2)
+        assert not pid_alive(proc.pid)
+        assert proc.poll() is not None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not pid_alive(None)
+
+
+# ------------------------------------------------------------------ trial folder
+
+
+def test_trial_out_dir_rules(tmp_path: Path) -> None:
+    from migfw.testbed.trial import check_out_dir, finish_out_dir
+
+    out = tmp_path / "t1"
+    partial = check_out_dir(out)
+    assert partial == tmp_path / "t1.partial" and partial.is_dir()
+    (partial / "probe.pcap").write_bytes(b"x")
+    finish_out_dir(partial, out)
+    assert (out / "probe.pcap").read_bytes() == b"x" and not partial.exists()
+    with pytest.raises(MigfwError, match="never overwritten"):
+        check_out_dir(out)
+    # Snakemake makes the (empty) output dir before the job: that is allowed.
+    empty = tmp_path / "t2"
+    empty.mkdir()
+    partial = check_out_dir(empty)
+    finish_out_dir(partial, empty)
+    assert empty.is_dir()
+    # A stale partial dir of a killed run is discarded, never taken as a trial.
+    stale = tmp_path / "t3.partial"
+    stale.mkdir()
+    (stale / "probe.pcap").write_bytes(b"half")
+    partial = check_out_dir(tmp_path / "t3")
+    assert list(partial.iterdir()) == []
+
+
+def test_trial_json_validation_names_the_field() -> None:
+    from migfw.testbed.trial import validate_trial
+
+    good = {"trial_id": "a", "interval_s": 0.01, "target": "10.231.0.10", "status": "ok",
+            "failure": None, "migration": {"start": 1.0, "end": 2.0, "source": "A",
+                                           "destination": "B"}}  # fmt: skip
+    validate_trial(good)
+    with pytest.raises(MigfwError, match="trial.json status"):
+        validate_trial(dict(good, status="maybe"))
+    with pytest.raises(MigfwError, match="trial.json interval_s"):
+        validate_trial(dict(good, interval_s=0))
+
+
+def test_job_stats_summary_and_settings() -> None:
+    from migfw.testbed.migrate import summarize_job_stats, validate_settings
+
+    # Values as libvirt 9.0 reported them for one of our migrations.
+    stats = {"type": 3, "time_elapsed": 5189, "downtime": 324, "setup_time": 0,
+             "data_total": 135012352, "data_processed": 105953527,
+             "memory_processed": 105953527, "memory_iteration": 3}  # fmt: skip
+    out = summarize_job_stats(stats)
+    assert out["downtime_ms"] == 324.0 and out["total_ms"] == 5189.0 and out["setup_ms"] == 0.0
+    assert out["data_total_bytes"] == 135012352 and out["memory_iterations"] == 3
+    assert summarize_job_stats({})["downtime_ms"] is None
+    validate_settings("p2p", 100, 20)
+    with pytest.raises(MigfwError, match="migration.mode: 'ssh'"):
+        validate_settings("ssh", 0, 0)
+    with pytest.raises(MigfwError, match="bandwidth_mibps: -1"):
+        validate_settings("client", -1, 0)
+
+
+# ------------------------------------------------------------------ accelerator
+
+
+def test_accelerator_choice_uses_cache_and_refuses_broken_kvm(tmp_path, monkeypatch) -> None:
+    import platform
+
+    from migfw.testbed import accel
+
+    def no_probe(*_a, **_k):
+        raise AssertionError("KVM probed although the result is cached")
+
+    assert accel.detect_accelerator("tcg", Path("k"), Path("i"), tmp_path, "h")["used"] == "tcg"
+    with pytest.raises(MigfwError, match="testbed.accelerator: 'hvf'"):
+        accel.detect_accelerator("hvf", Path("k"), Path("i"), tmp_path, "h")
+    monkeypatch.setattr(accel, "try_kvm", no_probe)
+    key = {"qemu": accel.qemu_version(), "host_kernel": platform.release(), "image": "h"}
+    result = {"kvm_ok": False, "reason": "guest did not boot under KVM within 10 s"}
+    (tmp_path / "accel.json").write_text(json.dumps({"key": key, "result": result}))
+    chosen = accel.detect_accelerator("auto", Path("k"), Path("i"), tmp_path, "h")
+    assert chosen["used"] == "tcg" and chosen["reason"] == result["reason"]
+    with pytest.raises(MigfwError, match="accelerator is kvm but KVM does not work"):
+        accel.detect_accelerator("kvm", Path("k"), Path("i"), tmp_path, "h")
+    # A different image invalidates the cache: the (here forbidden) probe would run.
+    with pytest.raises(AssertionError, match="probed"):
+        accel.detect_accelerator("auto", Path("k"), Path("i"), tmp_path, "other")
+
+
+# ------------------------------------------------------------------ guest FTP server
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def guest_ftpd(tmp_path: Path):
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("busybox not installed")
+    root = tmp_path / "ftp"
+    root.mkdir()
+    payload = bytes(range(256)) * 40 + b"end\n"  # binary, 10244 bytes
+    (root / "blob.bin").write_bytes(payload)
+    port = _free_port()
+    script = REPO / "resources" / "guest" / "ftpd"
+    proc = subprocess.Popen(
+        [busybox, "nc", "-ll", "-p", str(port), "-e", busybox, "sh", str(script)],
+        env={**os.environ, "MIGFW_FTP_ROOT": str(root)},
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        yield port, payload
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait()
+
+
+@pytest.mark.parametrize("passive", [True, False])
+def test_guest_ftpd_serves_files_anonymously(guest_ftpd, passive: bool) -> None:
+    port, payload = guest_ftpd
+    ftp = ftplib.FTP()
+    ftp.connect("127.0.0.1", port, timeout=5)
+    try:
+        assert ftp.login().startswith("230")
+        ftp.set_pasv(passive)
+        buf = io.BytesIO()
+        assert ftp.retrbinary("RETR blob.bin", buf.write).startswith("226")
+        assert buf.getvalue() == payload
+        assert ftp.nlst() == ["blob.bin"]
+        assert ftp.size("blob.bin") == len(payload)
+        with pytest.raises(ftplib.error_perm, match="550"):
+            ftp.retrbinary("RETR missing.txt", buf.write)
+        with pytest.raises(ftplib.error_perm, match="550 Read-only"):
+            ftp.storbinary("STOR x.txt", io.BytesIO(b"x"))
+    finally:
+        ftp.close()
+
+
+def test_guest_ftpd_refuses_named_users(guest_ftpd) -> None:
+    port, _ = guest_ftpd
+    ftp = ftplib.FTP()
+    ftp.connect("127.0.0.1", port, timeout=5)
+    try:
+        with pytest.raises(ftplib.error_perm, match="530"):
+            ftp.login("root", "secret")
+    finally:
+        ftp.close()
