@@ -187,6 +187,7 @@ def test_deploy_read_back_verify_and_catch_a_broken_rule(lab) -> None:
         with pytest.raises(RulesetMisbehaves) as info:
             require_rules_ok(broken)
         msg = str(info.value)
+        print(msg)
         assert "\n" not in msg and "S4 tcp SYN" in msg and ":23: expected silence" in msg
         # S3 (pass telnet from remote) is no longer shadowed: that is the breach.
         assert sum(not c["ok"] for c in broken if c["ok"] is not None) == 2

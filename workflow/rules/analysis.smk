@@ -1,15 +1,6 @@
 # Analysis: per-trial probe metrics -> trials.csv -> summary.csv. Touches no VM or network.
 
 
-def trial_inputs(wildcards):
-    folder = f"{TRIALS_DIR}/{wildcards.trial}"
-    inputs = {"meta": f"{folder}/trial.json"}
-    # A failed trial found on disk may have no capture; one we produce always has one.
-    if SOURCE != "directory" or Path(f"{folder}/probe.pcap").exists():
-        inputs["pcap"] = f"{folder}/probe.pcap"
-    return inputs
-
-
 rule trial_metrics:
     input:
         unpack(trial_inputs),
@@ -17,8 +8,12 @@ rule trial_metrics:
         "results/analysis/metrics/{trial}.json",
     log:
         f"{LOGS}/analysis/{{trial}}.log",
+    conda:
+        "../envs/migfw.yaml"
+    params:
+        folder=trial_folder,
     shell:
-        "migfw trial-metrics {TRIALS_DIR}/{wildcards.trial} --out {output} > {log} 2>&1"
+        "migfw trial-metrics {params.folder} --out {output} > {log} 2>&1"
 
 
 rule trials_table:
@@ -34,6 +29,8 @@ rule trials_table:
         f"{LOGS}/trials_table.log",
     benchmark:
         f"{BENCH}/trials_table.tsv"
+    conda:
+        "../envs/migfw.yaml"
     shell:
         "migfw collect {input} --out {output} > {log} 2>&1"
 
@@ -47,15 +44,17 @@ rule summary_table:
             caption="../report/summary.rst",
             category="Measurement",
         ),
+    log:
+        f"{LOGS}/summary_table.log",
+    benchmark:
+        f"{BENCH}/summary_table.tsv"
+    conda:
+        "../envs/migfw.yaml"
     params:
         factors=" ".join(config["analysis"]["factors"]),
         confidence=config["analysis"]["confidence"],
         resamples=config["analysis"]["bootstrap_resamples"],
         seed=config["analysis"]["seed"],
-    log:
-        f"{LOGS}/summary_table.log",
-    benchmark:
-        f"{BENCH}/summary_table.tsv"
     shell:
         "migfw summarize {input} --out {output} --factors {params.factors}"
         " --confidence {params.confidence} --resamples {params.resamples}"

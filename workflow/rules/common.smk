@@ -57,6 +57,45 @@ def trial_repetition(trial):
     return int(trial.split("-r")[1])
 
 
+def trial_folder(wildcards):
+    return f"{TRIALS_DIR}/{wildcards.trial}"
+
+
+def trial_inputs(wildcards):
+    folder = f"{TRIALS_DIR}/{wildcards.trial}"
+    inputs = {"meta": f"{folder}/trial.json"}
+    # A failed trial found on disk may have no capture; one we produce always has one.
+    if SOURCE != "directory" or Path(f"{folder}/probe.pcap").exists():
+        inputs["pcap"] = f"{folder}/probe.pcap"
+    return inputs
+
+
+def slr_inputs(wildcards):
+    slr = config["slr"]
+    keys = [
+        "sources",
+        "keyterms",
+        "decisions",
+        "other_sources",
+        "quality",
+        "quasi_gold",
+        "printed",
+    ]
+    files = [slr[k] for k in keys if k in slr]
+    sources = slr.get("sources")
+    if sources and Path(sources).exists():
+        # Every export listed in the sources sheet is an input too.
+        import csv
+
+        with open(sources, newline="") as handle:
+            rows = [
+                r for r in csv.DictReader(l for l in handle if not l.startswith("#"))
+            ]
+        base = Path(sources).parent
+        files += [str(base / r["file"]) for r in rows if r.get("file")]
+    return files
+
+
 def all_outputs():
     outputs = [
         "results/paper/table11.csv",

@@ -13,6 +13,8 @@ rule uptime_figure:
         svg="results/figures/uptime.svg",
     log:
         f"{LOGS}/uptime_figure.log",
+    conda:
+        "../envs/migfw.yaml"
     shell:
         "migfw fig-uptime {input} --out {output.png} > {log} 2>&1"
 
@@ -29,6 +31,8 @@ rule estimators_figure:
         svg="results/figures/dt_estimators.svg",
     log:
         f"{LOGS}/estimators_figure.log",
+    conda:
+        "../envs/migfw.yaml"
     shell:
         "migfw fig-estimators {input} --out {output.png} > {log} 2>&1"
 
@@ -46,5 +50,9 @@ rule timeline_figure:
         svg="results/figures/timelines/{trial}.svg",
     log:
         f"{LOGS}/timelines/{{trial}}.log",
+    conda:
+        "../envs/migfw.yaml"
+    params:
+        folder=trial_folder,
     shell:
-        "migfw fig-timeline {TRIALS_DIR}/{wildcards.trial} --out {output.png} > {log} 2>&1"
+        "migfw fig-timeline {params.folder} --out {output.png} > {log} 2>&1"

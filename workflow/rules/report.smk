@@ -14,10 +14,12 @@ rule paper_vs_reproduction:
             caption="../report/paper_vs_reproduction.rst",
             category="Paper vs reproduction",
         ),
-    params:
-        slr_dir="results/slr" if config["slr"]["enabled"] else "",
     log:
         f"{LOGS}/paper_vs_reproduction.log",
+    conda:
+        "../envs/migfw.yaml"
+    params:
+        slr_dir="results/slr" if config["slr"]["enabled"] else "",
     shell:
         "migfw compare --paper-dir results/paper --analysis-dir results/analysis"
         " --slr-dir '{params.slr_dir}' --out {output} > {log} 2>&1"

@@ -29,22 +29,6 @@ SLR_REPORTED = {
 }
 
 
-def slr_inputs(wildcards):
-    slr = config["slr"]
-    keys = ["sources", "keyterms", "decisions", "other_sources", "quality", "quasi_gold", "printed"]
-    files = [slr[k] for k in keys if k in slr]
-    sources = slr.get("sources")
-    if sources and Path(sources).exists():
-        # Every export listed in the sources sheet is an input too.
-        import csv
-
-        with open(sources, newline="") as handle:
-            rows = [r for r in csv.DictReader(l for l in handle if not l.startswith("#"))]
-        base = Path(sources).parent
-        files += [str(base / r["file"]) for r in rows if r.get("file")]
-    return files
-
-
 rule slr_review:
     input:
         slr_inputs,
@@ -71,11 +55,13 @@ rule slr_review:
             caption="../report/slr_db_overlap.rst",
             category="SLR (Tables 3, 6, 10)",
         ),
-    params:
-        config=CONFIGFILE,
     log:
         f"{LOGS}/slr_review.log",
     benchmark:
         f"{BENCH}/slr_review.tsv"
+    conda:
+        "../envs/migfw.yaml"
+    params:
+        config=CONFIGFILE,
     shell:
-        "migfw slr review --config {params.config} --out {SLR_DIR} 2>&1 | tee {log}"
+        "migfw slr review --config {params.config} --out {params.out} 2>&1 | tee {log}"

@@ -2,7 +2,6 @@
 # A trial folder is the contract with the analysis: <trials_dir>/<trial>/probe.pcap + trial.json.
 
 
-
 if SOURCE == "testbed":
 
     rule guest_image:
@@ -11,12 +10,14 @@ if SOURCE == "testbed":
             domain="resources/domain.xml",
         output:
             manifest="results/testbed/guest/manifest.json",
-        params:
-            config=CONFIGFILE,
         log:
             f"{LOGS}/guest_image.log",
         benchmark:
             f"{BENCH}/guest_image.tsv"
+        conda:
+            "../envs/migfw.yaml"
+        params:
+            config=CONFIGFILE,
         shell:
             "migfw testbed image --config {params.config} --out results/testbed/guest"
             " > {log} 2>&1"
@@ -29,6 +30,8 @@ if SOURCE == "testbed":
             pf="results/testbed/pf.conf",
         log:
             f"{LOGS}/render_ruleset.log",
+        conda:
+            "../envs/migfw.yaml"
         shell:
             "(migfw testbed ruleset --ruleset {input} --format nft --out {output.nft} &&"
             " migfw testbed ruleset --ruleset {input} --format pf --out {output.pf}) > {log} 2>&1"
@@ -42,28 +45,30 @@ if SOURCE == "testbed":
         output:
             pcap=protected(f"{TRIALS_DIR}/{{trial}}/probe.pcap"),
             meta=protected(f"{TRIALS_DIR}/{{trial}}/trial.json"),
+        log:
+            f"{LOGS}/trials/{{trial}}.log",
+        benchmark:
+            f"{BENCH}/trials/{{trial}}.tsv"
+        conda:
+            "../envs/migfw.yaml"
+        resources:
+            migration=1,
         params:
             config=CONFIGFILE,
             interval=lambda w: trial_interval(w.trial),
             repetition=lambda w: trial_repetition(w.trial),
             total=len(TRIALS),
-        resources:
-            migration=1,
-        log:
-            f"{LOGS}/trials/{{trial}}.log",
-        benchmark:
-            f"{BENCH}/trials/{{trial}}.tsv"
+            folder=trial_folder,
         shell:
             "migfw testbed trial --config {params.config} --trial-id {wildcards.trial}"
             " --interval {params.interval} --repetition {params.repetition}"
-            " --of {params.total} --out {TRIALS_DIR}/{wildcards.trial} 2>&1 | tee {log}"
+            " --of {params.total} --out {params.folder} 2>&1 | tee {log}"
 
     onsuccess:
         shell("migfw testbed down --config {CONFIGFILE} || true")
 
     onerror:
         shell("migfw testbed down --config {CONFIGFILE} || true")
-
 
 elif SOURCE == "crafted":
 
@@ -73,6 +78,10 @@ elif SOURCE == "crafted":
             meta=f"{TRIALS_DIR}/{{trial}}/trial.json",
         log:
             f"{LOGS}/trials/{{trial}}.log",
+        conda:
+            "../envs/migfw.yaml"
+        params:
+            folder=trial_folder,
         shell:
-            "migfw craft --trial {wildcards.trial} --out {TRIALS_DIR}/{wildcards.trial}"
+            "migfw craft --trial {wildcards.trial} --out {params.folder}"
             " > {log} 2>&1"

@@ -338,7 +338,8 @@ def _title_sim(feat: _Features, i: int, j: int) -> tuple[float, bool]:
         and len(short) >= 20
         and len(short.split()) >= 4
         and fuzz.ratio(short, long_[: len(short)]) >= TITLE_SAME
-        and (long_[len(short) : len(short) + 1] in (" ", "") or long_.startswith(short + " "))
+        # (+-1 character: a typo may have added or dropped a letter near the cut)
+        and " " in long_[len(short) - 1 : len(short) + 2]
     )
     return ratio, prefix
 

@@ -72,13 +72,19 @@ def _run(cmd: list[str], **kwargs: Any) -> str:
     return proc.stdout
 
 
-def candidate_version(package: str) -> str:
-    """The version apt would download (from the local package lists, no network)."""
-    out = _run(["apt-cache", "show", "--no-all-versions", package])
-    match = re.search(r"^Version: (\S+)", out, re.M)
-    if not match:
-        raise MigfwError(f"guest image: apt knows no version of package {package}")
-    return match.group(1)
+def candidate_versions(packages: list[str]) -> dict[str, str]:
+    """The versions apt would download (local package lists, no network), in one call."""
+    out = _run(["apt-cache", "show", "--no-all-versions", *packages])
+    found = {}
+    for stanza in out.split("\n\n"):
+        name = re.search(r"^Package: (\S+)", stanza, re.M)
+        version = re.search(r"^Version: (\S+)", stanza, re.M)
+        if name and version:
+            found[name.group(1)] = version.group(1)
+    missing = [p for p in packages if p not in found]
+    if missing:
+        raise MigfwError(f"guest image: apt knows no version of package {', '.join(missing)}")
+    return {p: found[p] for p in packages}
 
 
 def resolve_kernel_package(meta: str) -> str:
@@ -105,16 +111,31 @@ def download(packages: dict[str, str], cache: Path) -> dict[str, Path]:
     return paths
 
 
-def host_lib_owner(path: str) -> str:
-    """'package=version' of the host package that ships a shared library."""
-    real = os.path.realpath(path)
-    for candidate in (path, real, real.replace("/usr/lib/", "/lib/", 1)):
-        proc = subprocess.run(["dpkg", "-S", candidate], capture_output=True, text=True)
-        if proc.returncode == 0:
-            package = proc.stdout.split(":", 1)[0].strip()
-            version = _run(["dpkg-query", "-W", "-f=${Version}", package]).strip()
-            return f"{package}={version}"
-    return "unknown"
+def host_lib_owners(paths: list[str]) -> dict[str, str]:
+    """'package=version' of the host packages that ship these shared libraries."""
+    if not paths:
+        return {}
+    # usrmerge: dpkg may know a library under /lib although ldd reports /usr/lib or vice versa.
+    variants = {}
+    for path in paths:
+        real = os.path.realpath(path)
+        for v in (
+            path,
+            real,
+            real.replace("/usr/lib/", "/lib/", 1),
+            path.replace("/lib/", "/usr/lib/", 1),
+        ):
+            variants.setdefault(v, path)
+    proc = subprocess.run(["dpkg", "-S", *variants], capture_output=True, text=True)
+    owners: dict[str, str] = {}
+    for line in proc.stdout.splitlines():
+        package, _, where = line.partition(": ")
+        if where in variants:
+            owners.setdefault(variants[where], package.split(":")[0].strip())
+    versions = {}
+    for package in sorted(set(owners.values())):
+        versions[package] = _run(["dpkg-query", "-W", "-f=${Version}", package]).strip()
+    return {p: f"{owners[p]}={versions[owners[p]]}" if p in owners else "unknown" for p in paths}
 
 
 def shared_libs(binary: Path, extra_libdir: Path) -> list[str]:
@@ -183,7 +204,7 @@ def sha256_file(path: Path) -> str:
 def plan(kernel_meta: str) -> dict[str, str]:
     """package → version for everything the image is built from."""
     kernel = resolve_kernel_package(kernel_meta)
-    return {name: candidate_version(name) for name in [kernel, *USER_PACKAGES]}
+    return candidate_versions([kernel, *USER_PACKAGES])
 
 
 def input_hash(packages: dict[str, str], keys: dict[str, str]) -> str:
@@ -251,6 +272,7 @@ def build_image(out: Path, cache: Path, kernel_meta: str, vm_addresses: list[str
         for mod in modules:
             _copy(tree / mod.lstrip("/"), root, mod)
         libs: dict[str, str] = {}
+        host_libs: list[str] = []
         extra = tree / "usr" / "lib" / "x86_64-linux-gnu"
         for src, dest in BINARIES.items():
             _copy(tree / src, root, dest)
@@ -261,7 +283,8 @@ def build_image(out: Path, cache: Path, kernel_meta: str, vm_addresses: list[str
                     libs[rel] = "from packages"
                 else:
                     _copy(Path(lib), root, lib)
-                    libs[lib] = host_lib_owner(lib)
+                    host_libs.append(lib)
+        libs.update(host_lib_owners(sorted(set(host_libs))))
         # Debian's dropbear looks for the SFTP subsystem at /usr/lib/sftp-server.
         (root / "usr/lib/sftp-server").symlink_to("/usr/lib/openssh/sftp-server")
         _copy(tree / "bin" / "busybox", root, "/bin/busybox")
