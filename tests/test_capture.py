@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -472,3 +473,28 @@ def test_real_capture_refused(name):
     path = TESTDATA / name
     words, offset = REFUSED[name]
     _refused(path, words, f"at byte {offset}")
+
+
+@pytest.mark.slow
+def test_numba_cache_with_read_only_package(tmp_path):
+    """Bind-mount the package read-only in a private mount namespace: the reader must
+    still import, compile into ~/.cache/migfw/numba and read a capture."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare for a private read-only bind mount")
+    pkg = Path(capture.__file__).resolve().parent
+    f = pc.write_pcap(tmp_path / "x.pcap", [(T0, pc.frame(1, pc.echo(0, 1, 1)))])
+    code = (
+        "from migfw.probes import analyse_capture; import os;"
+        f"print(analyse_capture({str(f)!r}, None, 1.0)['ps'], os.environ['NUMBA_CACHE_DIR'])"
+    )
+    script = f'mount --bind -o ro {pkg} {pkg} && {sys.executable} -c "{code}"'
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["HOME"] = str(tmp_path / "home")
+    res = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    if res.returncode and "mount" in res.stderr and "denied" in res.stderr.lower():
+        pytest.skip(f"cannot bind-mount here: {res.stderr.strip()}")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["1", str(tmp_path / "home" / ".cache" / "migfw" / "numba")]
+    assert any((tmp_path / "home" / ".cache" / "migfw" / "numba").iterdir())

@@ -164,6 +164,13 @@ def test_timed_outage_and_breaches_are_measured(pair, tmp_path: Path) -> None:
     assert shortest - 2 <= len(lost) <= longest + 2
     assert abs(len(lost) - outage_s / interval) <= 20
     assert lost == list(range(lost[0], lost[0] + len(lost)))  # one contiguous gap
+    if shutil.which("tshark"):  # a peer tool's request/response matching agrees
+        out = subprocess.run(
+            ["tshark", "-2", "-r", str(pcap), "-Y", "icmp.type==8 && !icmp.resp_in",
+             "-T", "fields", "-e", "icmp.seq"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert [int(x) for x in out.split()] == lost
     assert add_begin - 2_000_000 <= requests[lost[0]] <= add_end + 2_000_000
     # Breaches: every SYN to the blocked port after the drop rule went away was answered.
     times = [b["time"] * 1e9 for b in res["breaches"]]

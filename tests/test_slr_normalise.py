@@ -88,6 +88,12 @@ def test_strip_accents() -> None:
             ["Müller, Jérôme", "Østergaard, Jan"],
         ),
         ("Toto, A and Titi, B", ["Toto, A.", "Titi, B."]),
+        # braces protect corporate names, and "and" inside them
+        ("{World Health Organization}", ["World Health Organization"]),
+        ("{Barnes and Noble} and Smith, J.", ["Barnes and Noble", "Smith, J."]),
+        # one "Last, First" with a multi-word surname is one person
+        ("Van Kleek, Max", ["Van Kleek, Max"]),
+        ("De Roure, David J.", ["De Roure, David J."]),
         # RIS AU lines (list)
         (["Marx, Karl", "Lindgren, Astrid"], ["Marx, Karl", "Lindgren, Astrid"]),
         (["Shannon,Claude E."], ["Shannon, Claude E."]),

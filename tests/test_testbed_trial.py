@@ -10,6 +10,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import jsonschema
@@ -57,9 +61,11 @@ def testbed_cfg(tmp_path: Path):
         LocalTestbed(cfg).down(quiet=True)  # whatever happened in the test
 
 
-def test_one_migration_trial_matches_hypervisor_downtime(testbed_cfg, tmp_path: Path) -> None:
+def test_one_migration_trial_matches_hypervisor_downtime(
+    testbed_cfg, tmp_path: Path, monkeypatch
+) -> None:
     from migfw.probes import analyse_capture
-    from migfw.testbed.local import LocalTestbed, list_netns, pids_in_netns
+    from migfw.testbed.local import LocalTestbed, list_netns, pid_alive, pids_in_netns
     from migfw.testbed.trial import SCHEMA, run_trial
 
     interval = 0.01
@@ -104,11 +110,57 @@ def test_one_migration_trial_matches_hypervisor_downtime(testbed_cfg, tmp_path: 
     with pytest.raises(MigfwError, match="never overwritten"):
         run_trial(testbed_cfg, "t1", interval, out)
 
-    # Tear down: no namespace, no process, no runtime dir is left.
+    # A migration that fails (here: a destination migration address nobody has, inside
+    # the namespaces) is a failed trial with libvirt's reason, and the VM stays usable.
+    import migfw.testbed.trial as trial_mod
+    from migfw.testbed.hosts import ensure_up
+
+    def broken_ensure_up(cfg):
+        bed = ensure_up(cfg)
+        bed.hosts["A"].migration_uri = "tcp://10.231.1.99"  # unreachable from host B
+        return bed
+
+    monkeypatch.setattr(trial_mod, "ensure_up", broken_ensure_up)
+    failed = run_trial(testbed_cfg, "t2", interval, tmp_path / "trials" / "t2")
+    monkeypatch.undo()
+    assert failed["status"] == "failed" and "B→A failed" in failed["failure"]
+    assert failed["direction"] == "B->A" and failed["hypervisor"] is None
+    assert (tmp_path / "trials" / "t2" / "probe.pcap").stat().st_size > 0
+    from migfw.testbed.hosts import Testbed, read_state
+    from migfw.testbed.provision import vm_locations
+
+    bed = Testbed.from_dict(read_state(Path(testbed_cfg["testbed"]["state_dir"]))["testbed"])
+    assert vm_locations(bed) == {"B": "running"}
+
+    # Ctrl-C in the middle of a migration: exit 130, no partial trial, and (local
+    # provider) no namespace, process or runtime dir left behind.
+    pids: list[int] = []
+    cfg_file = tmp_path / "config.yaml"
+    cfg_file.write_text(yaml.safe_dump(testbed_cfg))
+    out3 = tmp_path / "trials" / "t3"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "migfw", "testbed", "trial", "--config", str(cfg_file),
+         "--trial-id", "t3", "--interval", "0.01", "--out", str(out3)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        for line in proc.stdout:
+            if "migrating" in line:
+                time.sleep(0.5)
+                # libvirtd x2, QEMU, tcpdump and the prober live in our namespaces now.
+                pids = pids_in_netns(list_netns(PREFIX))
+                proc.send_signal(signal.SIGINT)
+                break
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert not out3.exists() and not out3.with_name("t3.partial").exists()
     bed = LocalTestbed(testbed_cfg)
-    names = list_netns(PREFIX)
-    bed.down(quiet=True)
     assert list_netns(PREFIX) == []
-    assert pids_in_netns(names) == []
+    assert len(pids) >= 5, pids
+    assert [p for p in pids if pid_alive(p)] == []
     assert not bed.run_root.exists()
     assert not (bed.state_dir / "state.json").exists()

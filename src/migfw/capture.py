@@ -82,14 +82,14 @@ LINKTYPE_NAMES = {
 # --------------------------------------------------------------------------- numba kernels
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _u16(b, p, be):
     if be:
         return (np.int64(b[p]) << 8) | np.int64(b[p + 1])
     return (np.int64(b[p + 1]) << 8) | np.int64(b[p])
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _u32(b, p, be):
     if be:
         return (
@@ -233,7 +233,7 @@ def _parse_echo(b, p, n, lt):
     return -1, 0, 0, 0, 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _emit(b, p, n, lt, ts, mode, tgt, tgt_len, o_ts, o_kind, o_id, o_seq, o_addr, o_alen, k, cnt):
     """Classify one frame and append it to the outputs; returns the new output count."""
     cnt[C_PACKETS] += 1

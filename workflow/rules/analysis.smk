@@ -8,12 +8,10 @@ rule trial_metrics:
         "results/analysis/metrics/{trial}.json",
     log:
         f"{LOGS}/analysis/{{trial}}.log",
-    conda:
-        "../envs/migfw.yaml"
     params:
         folder=trial_folder,
-    shell:
-        "migfw trial-metrics {params.folder} --out {output} > {log} 2>&1"
+    run:
+        shell("migfw trial-metrics {params.folder} --out {output} > {log} 2>&1")
 
 
 rule trials_table:
@@ -29,10 +27,8 @@ rule trials_table:
         f"{LOGS}/trials_table.log",
     benchmark:
         f"{BENCH}/trials_table.tsv"
-    conda:
-        "../envs/migfw.yaml"
-    shell:
-        "migfw collect {input} --out {output} > {log} 2>&1"
+    run:
+        shell("migfw collect {input} --out {output} > {log} 2>&1")
 
 
 rule summary_table:
@@ -48,14 +44,14 @@ rule summary_table:
         f"{LOGS}/summary_table.log",
     benchmark:
         f"{BENCH}/summary_table.tsv"
-    conda:
-        "../envs/migfw.yaml"
     params:
         factors=" ".join(config["analysis"]["factors"]),
         confidence=config["analysis"]["confidence"],
         resamples=config["analysis"]["bootstrap_resamples"],
         seed=config["analysis"]["seed"],
-    shell:
-        "migfw summarize {input} --out {output} --factors {params.factors}"
-        " --confidence {params.confidence} --resamples {params.resamples}"
-        " --seed {params.seed} > {log} 2>&1"
+    run:
+        shell(
+            "migfw summarize {input} --out {output} --factors {params.factors}"
+            " --confidence {params.confidence} --resamples {params.resamples}"
+            " --seed {params.seed} > {log} 2>&1"
+        )

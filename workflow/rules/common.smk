@@ -19,8 +19,22 @@ validate(config, schema="../schemas/config.schema.yaml")
 TRIALS_DIR = config["trials_dir"].rstrip("/")
 SOURCE = config["trials_source"]
 LOGS = "results/logs"
-# The config file this run was started with (rules pass it to the migfw CLI).
-CONFIGFILE = (workflow.overwrite_configfiles or ["config/config.yaml"])[-1]
+
+
+def effective_config(log):
+    """Write the config in force (files plus --config overrides) beside a rule's log.
+
+    Rules that hand a whole config to the migfw CLI pass this file, so command-line
+    overrides reach it too.
+    """
+    import yaml
+
+    path = Path(str(log)).with_suffix(".config.yaml")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False))
+    return path
+
+
 BENCH = "results/benchmarks"
 
 

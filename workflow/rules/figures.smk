@@ -13,10 +13,8 @@ rule uptime_figure:
         svg="results/figures/uptime.svg",
     log:
         f"{LOGS}/uptime_figure.log",
-    conda:
-        "../envs/migfw.yaml"
-    shell:
-        "migfw fig-uptime {input} --out {output.png} > {log} 2>&1"
+    run:
+        shell("migfw fig-uptime {input} --out {output.png} > {log} 2>&1")
 
 
 rule estimators_figure:
@@ -31,10 +29,8 @@ rule estimators_figure:
         svg="results/figures/dt_estimators.svg",
     log:
         f"{LOGS}/estimators_figure.log",
-    conda:
-        "../envs/migfw.yaml"
-    shell:
-        "migfw fig-estimators {input} --out {output.png} > {log} 2>&1"
+    run:
+        shell("migfw fig-estimators {input} --out {output.png} > {log} 2>&1")
 
 
 rule timeline_figure:
@@ -50,9 +46,7 @@ rule timeline_figure:
         svg="results/figures/timelines/{trial}.svg",
     log:
         f"{LOGS}/timelines/{{trial}}.log",
-    conda:
-        "../envs/migfw.yaml"
     params:
         folder=trial_folder,
-    shell:
-        "migfw fig-timeline {params.folder} --out {output.png} > {log} 2>&1"
+    run:
+        shell("migfw fig-timeline {params.folder} --out {output.png} > {log} 2>&1")

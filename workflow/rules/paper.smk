@@ -21,16 +21,16 @@ rule paper_table11:
         f"{LOGS}/paper_table11.log",
     benchmark:
         f"{BENCH}/paper_table11.tsv"
-    conda:
-        "../envs/migfw.yaml"
     params:
         confidence=config["analysis"]["confidence"],
         resamples=config["analysis"]["bootstrap_resamples"],
         seed=config["analysis"]["seed"],
-    shell:
-        "migfw paper --table {input.table} --summary {input.summary}"
-        " --out results/paper --confidence {params.confidence}"
-        " --resamples {params.resamples} --seed {params.seed} > {log} 2>&1"
+    run:
+        shell(
+            "migfw paper --table {input.table} --summary {input.summary}"
+            " --out results/paper --confidence {params.confidence}"
+            " --resamples {params.resamples} --seed {params.seed} > {log} 2>&1"
+        )
 
 
 rule paper_uptime_figure:
@@ -45,8 +45,8 @@ rule paper_uptime_figure:
         svg="results/figures/paper_uptime.svg",
     log:
         f"{LOGS}/paper_uptime_figure.log",
-    conda:
-        "../envs/migfw.yaml"
-    shell:
-        "migfw fig-uptime {input} --paper --out {output.png}"
-        " --title 'Thesis Table 11, recomputed from its PS and PR' > {log} 2>&1"
+    run:
+        shell(
+            "migfw fig-uptime {input} --paper --out {output.png}"
+            " --title 'Thesis Table 11, recomputed from its PS and PR' > {log} 2>&1"
+        )

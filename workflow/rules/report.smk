@@ -16,10 +16,12 @@ rule paper_vs_reproduction:
         ),
     log:
         f"{LOGS}/paper_vs_reproduction.log",
-    conda:
-        "../envs/migfw.yaml"
     params:
-        slr_dir="results/slr" if config["slr"]["enabled"] else "",
-    shell:
-        "migfw compare --paper-dir results/paper --analysis-dir results/analysis"
-        " --slr-dir '{params.slr_dir}' --out {output} > {log} 2>&1"
+        paper_dir=lambda w, input: Path(input.paper_summary).parent,
+        analysis_dir=lambda w, input: Path(input.summary).parent,
+        slr_dir=lambda w, input: Path(input.slr[0]).parent if input.slr else "",
+    run:
+        shell(
+            "migfw compare --paper-dir {params.paper_dir} --analysis-dir {params.analysis_dir}"
+            " --slr-dir '{params.slr_dir}' --out {output} > {log} 2>&1"
+        )

@@ -3,6 +3,7 @@
 SLR_DIR = "results/slr"
 SLR_TABLES = [
     "records",
+    "merged",
     "clusters",
     "links",
     "screened",
@@ -59,9 +60,8 @@ rule slr_review:
         f"{LOGS}/slr_review.log",
     benchmark:
         f"{BENCH}/slr_review.tsv"
-    conda:
-        "../envs/migfw.yaml"
     params:
-        config=CONFIGFILE,
-    shell:
-        "migfw slr review --config {params.config} --out {params.out} 2>&1 | tee {log}"
+        out=lambda w, output: Path(output.table3).parent,
+    run:
+        cfg = effective_config(log)
+        shell("migfw slr review --config {cfg} --out {params.out} 2>&1 | tee {log}")

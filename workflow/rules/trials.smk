@@ -14,13 +14,12 @@ if SOURCE == "testbed":
             f"{LOGS}/guest_image.log",
         benchmark:
             f"{BENCH}/guest_image.tsv"
-        conda:
-            "../envs/migfw.yaml"
-        params:
-            config=CONFIGFILE,
-        shell:
-            "migfw testbed image --config {params.config} --out results/testbed/guest"
-            " > {log} 2>&1"
+        run:
+            cfg = effective_config(log)
+            shell(
+                "migfw testbed image --config {cfg} --out results/testbed/guest"
+                " > {log} 2>&1"
+            )
 
     rule render_ruleset:
         input:
@@ -30,11 +29,11 @@ if SOURCE == "testbed":
             pf="results/testbed/pf.conf",
         log:
             f"{LOGS}/render_ruleset.log",
-        conda:
-            "../envs/migfw.yaml"
-        shell:
-            "(migfw testbed ruleset --ruleset {input} --format nft --out {output.nft} &&"
-            " migfw testbed ruleset --ruleset {input} --format pf --out {output.pf}) > {log} 2>&1"
+        run:
+            shell(
+                "(migfw testbed ruleset --ruleset {input} --format nft --out {output.nft} &&"
+                " migfw testbed ruleset --ruleset {input} --format pf --out {output.pf}) > {log} 2>&1"
+            )
 
     rule trial:
         # One migration at a time (global resource), never rerun because code or the
@@ -49,26 +48,30 @@ if SOURCE == "testbed":
             f"{LOGS}/trials/{{trial}}.log",
         benchmark:
             f"{BENCH}/trials/{{trial}}.tsv"
-        conda:
-            "../envs/migfw.yaml"
         resources:
             migration=1,
         params:
-            config=CONFIGFILE,
             interval=lambda w: trial_interval(w.trial),
             repetition=lambda w: trial_repetition(w.trial),
             total=len(TRIALS),
             folder=trial_folder,
-        shell:
-            "migfw testbed trial --config {params.config} --trial-id {wildcards.trial}"
-            " --interval {params.interval} --repetition {params.repetition}"
-            " --of {params.total} --out {params.folder} 2>&1 | tee {log}"
+        run:
+            cfg = effective_config(log)
+            shell(
+                "migfw testbed trial --config {cfg} --trial-id {wildcards.trial}"
+                " --interval {params.interval} --repetition {params.repetition}"
+                " --of {params.total} --out {params.folder} 2>&1 | tee {log}"
+            )
 
     onsuccess:
-        shell("migfw testbed down --config {CONFIGFILE} || true")
+        shell(
+            f"migfw testbed down --config {effective_config(f'{LOGS}/testbed_down')} || true"
+        )
 
     onerror:
-        shell("migfw testbed down --config {CONFIGFILE} || true")
+        shell(
+            f"migfw testbed down --config {effective_config(f'{LOGS}/testbed_down')} || true"
+        )
 
 elif SOURCE == "crafted":
 
@@ -78,10 +81,10 @@ elif SOURCE == "crafted":
             meta=f"{TRIALS_DIR}/{{trial}}/trial.json",
         log:
             f"{LOGS}/trials/{{trial}}.log",
-        conda:
-            "../envs/migfw.yaml"
         params:
             folder=trial_folder,
-        shell:
-            "migfw craft --trial {wildcards.trial} --out {params.folder}"
-            " > {log} 2>&1"
+        run:
+            shell(
+                "migfw craft --trial {wildcards.trial} --out {params.folder}"
+                " > {log} 2>&1"
+            )

@@ -290,11 +290,13 @@ def _int_text(value: str) -> str:
 
 def _join_keywords(*values: object) -> str:
     words: list[str] = []
+    seen: set[str] = set()
     for value in values:
         items = value if isinstance(value, list) else [value]
         for item in items:
             for word in re.split(r"\s*;\s*", clean_text(item)):
-                if word and word.lower() not in {w.lower() for w in words}:
+                if word and word.lower() not in seen:  # case-insensitive de-duplication
+                    seen.add(word.lower())
                     words.append(word)
     return "; ".join(words)
 
@@ -662,52 +664,58 @@ class _BibSyntaxError(ValueError):
     pass
 
 
+_BIB_HEAD = re.compile(r"@[ \t]*([A-Za-z][\w-]*)[ \t]*([{(])")
+_BIB_NEXT_ENTRY = re.compile(r"\n[ \t]*@[ \t]*[A-Za-z]+[ \t]*[{(]")
+# Only these characters matter for brace matching; "\\." swallows escapes like "\{".
+_BIB_SPECIAL = re.compile(r'\\.|[{}()"]', re.S)
+_BIB_BRACES = re.compile(r"\\.|[{}]", re.S)
+_BIB_QUOTED = re.compile(r'\\.|[{}"]', re.S)
+
+
 def _bib_chunks(text: str) -> Iterable[tuple[int, str, str]]:
     """Split BibTeX into (line, type, body) by brace matching.
 
     An entry whose braces never close is cut at the next line starting with '@type{'
-    and yielded with body None-like marker '' so the caller can report its line.
+    and yielded with its body prefixed by NUL so the caller can report its line.
     """
     pos = 0
+    line = 1  # counted incrementally: re-counting from the start is quadratic
     n = len(text)
-    head_re = re.compile(r"@[ \t]*([A-Za-z][\w-]*)[ \t]*([{(])")
     while True:
-        match = head_re.search(text, pos)
+        match = _BIB_HEAD.search(text, pos)
         if not match:
             return
-        line = text.count("\n", 0, match.start()) + 1
+        line += text.count("\n", pos, match.start())
         kind = match.group(1).lower()
-        opener = match.group(2)
-        closer = "}" if opener == "{" else ")"
+        closer = "}" if match.group(2) == "{" else ")"
         depth = 1
-        i = match.end()
         in_quote = False
-        next_entry = re.compile(r"\n[ \t]*@[ \t]*[A-Za-z]+[ \t]*[{(]")
-        stop = next_entry.search(text, i)
+        stop = _BIB_NEXT_ENTRY.search(text, match.end())
         limit = stop.start() if stop else n
-        while i < limit:
-            ch = text[i]
-            if ch == "\\":
-                i += 2
-                continue
+        i = limit  # stays at limit when the entry never closes
+        for tok in _BIB_SPECIAL.finditer(text, match.end(), limit):
+            ch = tok.group(0)
+            if ch[0] == "\\":
+                continue  # escaped brace/quote ("\{", '\"') is text
             if ch == "{":
                 depth += 1
             elif ch == "}":
                 depth -= 1
                 if depth == 0 and closer == "}":
+                    i = tok.start()
                     break
             elif ch == ")" and closer == ")" and depth == 1 and not in_quote:
+                i = tok.start()
                 break
             elif ch == '"' and depth == 1:
                 in_quote = not in_quote
-            i += 1
-        if i >= limit:
-            # Unbalanced: the entry runs into the next '@' line (or EOF).
-            yield line, kind, "\x00" + text[match.end() : limit]
-            pos = limit
-            continue
-        yield line, kind, text[match.end() : i]
-        pos = i + 1
+        end = min(i, limit)
+        body = text[match.end() : end]
+        # Unbalanced: the entry runs into the next '@' line (or EOF).
+        yield line, kind, ("\x00" + body) if i >= limit else body
+        next_pos = limit if i >= limit else i + 1
+        line += text.count("\n", match.start(), next_pos)
+        pos = next_pos
 
 
 # Field names are loose in real exports: Scopus writes "funding_text\xa01".
@@ -725,26 +733,30 @@ def _bib_value(body: str, i: int, strings: dict[str, str]) -> tuple[str, int]:
             raise _BibSyntaxError("value missing")
         ch = body[i]
         if ch == "{":
-            depth, j = 1, i + 1
-            while j < n and depth:
-                if body[j] == "\\":
-                    j += 2
-                    continue
-                depth += {"{": 1, "}": -1}.get(body[j], 0)
-                j += 1
-            if depth:
+            depth, j = 1, -1
+            for tok in _BIB_BRACES.finditer(body, i + 1):
+                if tok.group(0) == "{":
+                    depth += 1
+                elif tok.group(0) == "}":
+                    depth -= 1
+                    if depth == 0:
+                        j = tok.end()
+                        break
+            if j < 0:
                 raise _BibSyntaxError("unbalanced braces")
             parts.append(body[i + 1 : j - 1])
             i = j
         elif ch == '"':
-            depth, j = 0, i + 1
-            while j < n and not (body[j] == '"' and depth == 0):
-                if body[j] == "\\":
-                    j += 2
-                    continue
-                depth += {"{": 1, "}": -1}.get(body[j], 0)
-                j += 1
-            if j >= n:
+            depth, j = 0, -1
+            for tok in _BIB_QUOTED.finditer(body, i + 1):
+                if tok.group(0) == "{":
+                    depth += 1
+                elif tok.group(0) == "}":
+                    depth -= 1
+                elif tok.group(0) == '"' and depth == 0:
+                    j = tok.start()
+                    break
+            if j < 0:
                 raise _BibSyntaxError("unterminated quoted value")
             parts.append(body[i + 1 : j])
             i = j + 1

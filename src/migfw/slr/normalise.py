@@ -328,6 +328,44 @@ def _looks_like_surname_initials(piece: str) -> bool:
     )
 
 
+def _fully_braced(text: str) -> bool:
+    """'{Acme Corp}' -> True; '{A} and {B}' -> False (the first brace closes early)."""
+    text = text.strip()
+    if not (text.startswith("{") and text.endswith("}")):
+        return False
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if depth == 0 and i < len(text) - 1:
+            return False
+    return depth == 0
+
+
+def _split_bibtex_and(text: str) -> list[str]:
+    pieces, depth, start = [], 0, 0
+    for match in re.finditer(r"[{}]|\s+and\s+", text):
+        token = match.group(0)
+        if token == "{":
+            depth += 1
+        elif token == "}":
+            depth -= 1
+        elif depth == 0:
+            pieces.append(text[start : match.start()])
+            start = match.end()
+    pieces.append(text[start:])
+    return [p.strip() for p in pieces if p.strip()]
+
+
+def _two_names(first: str, second: str) -> bool:
+    """Is 'A, B' two people ('Phillips J.C., Braun R.' / 'Tam Nguyen, Zhao Ren') rather
+    than one 'Last, First' ('Van Kleek, Max' / 'Zhang, GQ' / 'De Roure, David J.')?"""
+    if _looks_like_surname_initials(first) and _looks_like_surname_initials(second):
+        return True
+    tokens = second.split()
+    # a second "First Last" name ends in a real word, a given-name part in initials
+    return len(first.split()) >= 2 and len(tokens) >= 2 and not _is_initials(tokens[-1])
+
+
 def parse_authors(value: object) -> list[str]:
     """Split an author field of any database into a list of 'Last, First' names.
 
@@ -346,12 +384,20 @@ def parse_authors(value: object) -> list[str]:
                 else [format_author(str(item))]
             )
         return [n for n in names if n]
+    raw = str(value)
+    if _fully_braced(raw):
+        return [clean_text(raw)]  # BibTeX "{World Health Organization}": keep as is
+    if re.search(r"\s+and\s+", raw) and ";" not in raw:
+        # BibTeX: split on "and" outside braces; a braced piece is a corporate name.
+        return [
+            clean_text(piece) if _fully_braced(piece) else format_author(piece)
+            for piece in _split_bibtex_and(raw)
+            if clean_text(piece)
+        ]
     text = clean_text(value)
     if not text:
         return []
-    if re.search(r"\s+and\s+", text) and not re.search(r";", text):
-        pieces = re.split(r"\s+and\s+", text)
-    elif ";" in text:
+    if ";" in text:
         pieces = text.split(";")
     elif "|" in text:
         pieces = text.split("|")
@@ -359,9 +405,7 @@ def parse_authors(value: object) -> list[str]:
         pieces = [p.strip() for p in text.split(",")]
         # "Zhang, GQ" / "Smith, John" is one name; a list needs 3+ commas-pieces or
         # pieces that are each a full name ("Last I." or "First Last").
-        if len(pieces) == 2 and not (
-            _looks_like_surname_initials(pieces[0]) or len(pieces[0].split()) >= 2
-        ):
+        if len(pieces) == 2 and not _two_names(pieces[0], pieces[1]):
             pieces = [text]
         elif all(_looks_like_surname_initials(p) or len(p.split()) >= 2 for p in pieces if p):
             pass

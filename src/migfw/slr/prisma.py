@@ -388,7 +388,7 @@ def flow_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathL
 
 
 def _save(fig, png: str | os.PathLike, svg: str | os.PathLike) -> None:
-    """Both files or neither: each goes through a temporary file first."""
+    """Each file goes through a temporary file, so neither is ever left half-written."""
     try:
         for path, fmt in ((png, "png"), (svg, "svg")):
             mode = "wb" if fmt == "png" else "w"

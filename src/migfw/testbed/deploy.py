@@ -56,6 +56,7 @@ class GuestShell:
         self.key_path, self.known_hosts_path = Path(key_path), Path(known_hosts_path)
         self.timeout_s = timeout_s
         self.conn: Any = None
+        self.last_result: Any = None  # the last run()'s invoke Result (exit code, stderr)
 
     def __enter__(self) -> GuestShell:
         self.open()
@@ -129,6 +130,7 @@ class GuestShell:
         """Run `cmd` in the guest, return stdout; non-zero exit -> one-line MigfwError."""
         if self.conn is None:
             raise MigfwError(f"ssh {self.address}: not connected")
+        import paramiko
         from invoke.exceptions import CommandTimedOut
 
         try:
@@ -137,13 +139,17 @@ class GuestShell:
             raise MigfwError(
                 f"ssh {self.address}: `{cmd}` timed out after {timeout:.0f} s"
             ) from None
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise MigfwError(
+                f"ssh {self.address}: connection lost running `{cmd}`: {exc}"
+            ) from None
+        self.last_result = result
         if check and result.exited != 0:
             reason = (result.stderr.strip() or result.stdout.strip()).splitlines()
             raise MigfwError(
                 f"ssh {self.address}: `{cmd}` exited {result.exited}: "
                 f"{reason[0] if reason else 'no output'}"
             )
-        self.last_result = result
         return result.stdout
 
     def upload(self, text: str, remote_path: str) -> None:

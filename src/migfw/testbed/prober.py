@@ -390,7 +390,7 @@ class ProbeSession:
         self.sendlog_path.parent.mkdir(parents=True, exist_ok=True)
         self._pcap_part = self.pcap_path.with_name(f".{self.pcap_path.name}.part")
         dump = [
-            "tcpdump", "-n", "-i", self.iface, "-s", "192", "-B", "16384", "-U",
+            "tcpdump", "-n", "-Z", "root", "-i", self.iface, "-s", "192", "-B", "16384", "-U",
             "--time-stamp-precision=nano", "-w", str(self._pcap_part),
             f"host {self.target} and (icmp or icmp6 or tcp)",
         ]  # fmt: skip

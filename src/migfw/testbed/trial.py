@@ -329,8 +329,17 @@ def _cmd_trial(args: argparse.Namespace) -> int:
     from migfw.testbed.local import terminate_as_interrupt
 
     cfg = load_config(args.config)
-    with terminate_as_interrupt():
-        meta = run_trial(cfg, args.trial_id, args.interval, args.out, args.repetition, args.of)
+    try:
+        with terminate_as_interrupt():
+            meta = run_trial(cfg, args.trial_id, args.interval, args.out, args.repetition, args.of)
+    except KeyboardInterrupt:
+        # An interrupted run leaves nothing behind: no partial trial (run_trial removed it),
+        # no prober (ProbeSession killed it) and, on the local provider, no testbed.
+        if cfg_get(cfg, "testbed.provider", "local") == "local":
+            from migfw.testbed.local import LocalTestbed
+
+            LocalTestbed(cfg).down(quiet=True)
+        raise
     # A failed migration is a result (status failed in trial.json), not a command error.
     return 0 if meta else 1
 
