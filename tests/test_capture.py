@@ -498,3 +498,39 @@ def test_numba_cache_with_read_only_package(tmp_path):
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["1", str(tmp_path / "home" / ".cache" / "migfw" / "numba")]
     assert any((tmp_path / "home" / ".cache" / "migfw" / "numba").iterdir())
+
+
+@pytest.mark.parametrize("kind", ["pcap", "pcapng"])
+def test_fuzzed_files_parse_or_refuse_cleanly(tmp_path, kind):
+    """Random byte corruption and truncation: every result is either a read or one
+    MigfwError line; never another exception or a crash (the kernels do no bounds checks,
+    so every length they trust must be checked first)."""
+    import random
+
+    trial = pc.make_trial(40, 0.01, lost={3}, v6=False, noise_every=7)
+    pkts = [(t, pc.frame(1, p, vlans=(0x8100,))) for t, p in trial.packets]
+    if kind == "pcap":
+        good = pc.pcap_bytes(pkts, nano=True)
+    else:
+        ifaces = [pc.Iface(1, tsresol=9), pc.Iface(229, tsresol=0x88, tsoffset=5)]
+        sec = pc.Section(ifaces=ifaces, packets=[(0, t, d, "epb") for t, d in pkts])
+        sec.packets.append((1, T0, pc.echo(0, 1, 1, v6=True), "spb"))
+        good = pc.pcapng_bytes([sec, pc.Section(be=True, packets=sec.packets[:5])])
+    rng = random.Random(20130107)
+    f = tmp_path / "fuzz"
+    outcomes = {"read": 0, "refused": 0}
+    for _ in range(400):
+        data = bytearray(good)
+        for _ in range(rng.choice((1, 2, 8))):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        if rng.random() < 0.2:
+            data = data[: rng.randrange(len(data))]
+        f.write_bytes(bytes(data))
+        for call in (lambda: read_echoes(f, pc.TARGET4), lambda: echo_destinations(f)):
+            try:
+                call()
+                outcomes["read"] += 1
+            except MigfwError as exc:
+                assert "\n" not in str(exc) and str(exc).startswith(str(f))
+                outcomes["refused"] += 1
+    assert outcomes["read"] > 50 and outcomes["refused"] > 50, outcomes

@@ -8,6 +8,7 @@ from migfw.slr.normalise import (
     author_keys,
     clean_text,
     normalise_doi,
+    normalise_language,
     normalise_pages,
     parse_authors,
     parse_year,
@@ -101,6 +102,7 @@ def test_strip_accents() -> None:
         ("Liu F.; Li C.; Liu Y.", ["Liu, F.", "Li, C.", "Liu, Y."]),
         ("P. Kogge; J. Shalf", ["Kogge, P.", "Shalf, J."]),
         ("S. Raj Paul; V. Sarkar", ["Paul, S. Raj", "Sarkar, V."]),
+        ("Mansi; G.Kumaravelan", ["Mansi", "Kumaravelan, G."]),  # mononym, glued initial
         # old Scopus: comma-separated "Last I."
         ("Phillips J.C., Braun R., Wang W.", ["Phillips, J.C.", "Braun, R.", "Wang, W."]),
         # WoS "Last, F" / "Last, FM"
@@ -193,3 +195,20 @@ def test_normalise_pages(pages: str, end: str, expected: str) -> None:
 )
 def test_parse_year(raw: object, expected: int | None) -> None:
     assert parse_year(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("eng", "English"),  # PubMed
+        ("ENG", "English"),  # PubMed XML
+        ("en", "English"),  # OpenAlex
+        ("English", "English"),  # Scopus / WoS
+        ("English; Spanish", "English; Spanish"),
+        ("ger", "German"),
+        ("Klingon", "Klingon"),
+        ("", ""),
+    ],
+)
+def test_normalise_language(raw: str, expected: str) -> None:
+    assert normalise_language(raw) == expected

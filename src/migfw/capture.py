@@ -62,21 +62,8 @@ C_PACKETS, C_ECHO, C_OTHER, C_SPB_ECHO = 0, 1, 2, 3
 ST_NEED_MORE, ST_SHB, ST_IDB = 0, 1, 2
 # Kernel error codes (reported with the byte offset of the offending record).
 E_OK, E_CAPLEN, E_USEC, E_NSEC, E_BLOCKLEN, E_TRAILER, E_NOIDB, E_BODY = 0, 1, 2, 3, 4, 5, 6, 7
-
-LINKTYPE_NAMES = {
-    0: "NULL",
-    1: "ETHERNET",
-    12: "RAW(12)",
-    14: "RAW(14)",
-    101: "RAW",
-    104: "C_HDLC",
-    108: "LOOP",
-    113: "LINUX_SLL",
-    226: "IPNET",
-    228: "IPV4",
-    229: "IPV6",
-    276: "LINUX_SLL2",
-}
+E_TSRANGE = 8
+INT64_MAX = np.int64(0x7FFFFFFFFFFFFFFF)
 
 
 # --------------------------------------------------------------------------- numba kernels
@@ -331,6 +318,13 @@ def _scan_pcapng(
             raw = (_u32(b, pos + 12, be) << 32) | _u32(b, pos + 16, be)
             m = if_mode[ifid]
             f = if_fac[ifid]
+            # A corrupt timestamp must not wrap around silently: refuse what int64 ns can't hold.
+            if (
+                raw < 0
+                or (m == 0 and raw > INT64_MAX // f)
+                or (m == 2 and (raw >> f) > INT64_MAX // 1_000_000_000 - 1)
+            ):
+                return pos, k, ST_NEED_MORE, E_TSRANGE, pos, 0
             if m == 0:
                 ts = raw * f
             elif m == 1:
@@ -354,6 +348,8 @@ def _scan_pcapng(
                 o_ts, o_kind, o_id, o_seq, o_addr, o_alen, k, cnt,
             )  # fmt: skip
         elif btype == 3:  # simple packet block: interface 0, no timestamp
+            if blen < 16:
+                return pos, k, ST_NEED_MORE, E_BLOCKLEN, pos, blen
             if n_if < 1:
                 return pos, k, ST_NEED_MORE, E_NOIDB, pos, 0
             caplen = _u32(b, pos + 8, be)
@@ -727,14 +723,18 @@ class _Reader:
         if_mode[i], if_fac[i] = mode, fac
         off = 0
         if 14 in opts and len(opts[14]) >= 8:
-            off = struct.unpack(e + "q", opts[14][:8])[0] * 1_000_000_000
-        if_off[i] = off
+            off = struct.unpack(e + "q", opts[14][:8])[0]
+            if abs(off) > 1 << 32:  # > 136 years: corrupt, and ns would overflow int64
+                raise self.fail(f"if_tsoffset {off} s is out of range", at)
+        if_off[i] = off * 1_000_000_000
 
     def _pcapng_error(self, err: int, at: int, extra: int) -> None:
         if err == E_BLOCKLEN:
             raise self.fail(f"block has bad total length {extra}", at)
         if err == E_TRAILER:
             raise self.fail("block length in header and trailer don't match", at)
+        if err == E_TSRANGE:
+            raise self.fail("packet timestamp out of range (corrupt block?)", at)
         if err == E_NOIDB:
             raise self.fail(f"packet on interface {extra}, which has no interface block", at)
         raise self.fail(f"packet block claims {extra} captured bytes, more than the block", at)
@@ -752,6 +752,8 @@ def read_echoes(path: str | os.PathLike, target: str) -> Echoes:
     Raises MigfwError (one line naming the file, the problem and the byte offset) for a file
     that is not a capture, an unsupported version, or a corrupt/truncated record.
     """
+    if not target:
+        raise MigfwError(f"{path}: no target address given (see echo_destinations)")
     return _Reader(path, 0, target).run()
 
 
@@ -761,15 +763,20 @@ def echo_destinations(path: str | os.PathLike) -> dict[str, int]:
     reader.run()
     if not reader.out.parts:
         return {}
-    addr = np.concatenate([p[0] for p in reader.out.parts])
-    alen = np.concatenate([p[1] for p in reader.out.parts])
-    # One row per distinct (length, address) pair.
-    keyed = np.concatenate([alen[:, None], addr], axis=1)
-    uniq, counts = np.unique(keyed, axis=0, return_counts=True)
+    addr = np.ascontiguousarray(np.concatenate([p[0] for p in reader.out.parts]))
+    alen = np.concatenate([p[1] for p in reader.out.parts]).astype(np.uint64)
+    # Distinct (length, address) pairs: sort three integer keys (np.unique(axis=0) on the
+    # byte rows is ~20x slower), then count the runs.
+    words = addr.view(np.uint64)  # (n, 2): the 16 address bytes as two integers
+    order = np.lexsort((words[:, 1], words[:, 0], alen))
+    keys = np.column_stack((alen[order], words[order, 0], words[order, 1]))
+    starts = np.flatnonzero(np.r_[True, np.any(keys[1:] != keys[:-1], axis=1)])
+    counts = np.diff(np.r_[starts, len(keys)])
     out = {}
-    for row, c in sorted(zip(uniq, counts, strict=True), key=lambda rc: -int(rc[1])):
-        n = int(row[0])
-        out[str(ipaddress.ip_address(bytes(row[1 : 1 + n])))] = int(c)
+    for i in np.argsort(-counts, kind="stable"):
+        row = order[starts[i]]
+        n = int(alen[row])
+        out[str(ipaddress.ip_address(bytes(addr[row, :n])))] = int(counts[i])
     return out
 
 

@@ -24,6 +24,7 @@ _STAGES = [
     "migfw.testbed.cli",
     "migfw.slr.cli",
     "migfw.report",
+    "migfw.runinfo",
 ]
 
 
@@ -43,6 +44,7 @@ _COMMAND_MODULES = {
     "testbed": "migfw.testbed.cli",
     "slr": "migfw.slr.cli",
     "report-check": "migfw.report",
+    "run-info": "migfw.runinfo",
 }
 
 

@@ -127,69 +127,64 @@ def measurement_headlines(paper_dir: Path, analysis_dir: Path) -> list[Headline]
 
 
 def slr_headlines(slr_dir: Path) -> list[Headline]:
-    out: list[Headline] = []
+    """SLR headlines from the SLR branch's audit (printed vs recomputed) and its outputs."""
     audit = _read(slr_dir / "audit.csv")
     quality = _read(slr_dir / "quality_summary.csv")
     sensitivity = _read(slr_dir / "sensitivity.csv")
     table6 = _read(slr_dir / "table6.csv")
 
-    def audit_value(pattern: str) -> tuple[str, str] | None:
+    def audited(item: str) -> tuple[str, str] | None:
         if audit is None:
             return None
-        text = audit.astype(str).agg(" ".join, axis=1)
-        hit = audit[text.str.contains(pattern, case=False, regex=True)]
+        hit = audit[audit["item"].astype(str) == item]
         if hit.empty:
             return None
-        row = hit.iloc[0]
-        return str(row.get("printed", "—")), str(row.get("recomputed", "—"))
+        return str(hit.iloc[0]["printed"]), str(hit.iloc[0]["recomputed"])
 
-    totals = audit_value(r"total.*selected.*with.*dup")
-    measured_t6 = "—"
-    if table6 is not None:
-        measured_t6 = f"{len(table6)} rows regenerated (results/slr/table6.csv)"
+    def value(frame: pd.DataFrame | None, column: str) -> float | None:
+        if frame is None or column not in frame.columns or frame.empty:
+            return None
+        return float(frame[column].iloc[0])
+
+    out = []
+    sel = audited("Total Selected (with duplicates) / selected_with_duplicates / Total")
+    rel = None
+    if table6 is not None and {"database", "measure"} <= set(table6.columns):
+        total = table6[(table6["database"] == "Total") & (table6["measure"] == "relevant")]
+        rel = total.iloc[0].get("Total") if not total.empty else None
     out.append(
         Headline(
-            "Table 6 totals: relevant / selected with duplicates / without / final",
-            "36 / 20 / 12 / 18",
-            f"selected with duplicates: printed {totals[0]}, rows sum to {totals[1]}"
-            if totals
-            else "see results/slr/audit.csv",
-            measured_t6,
-            "The per-database rows of Table 6 sum to 19 selected-with-duplicates (2012: 10, "
-            "printed 11); the other totals agree with the rows.",
+            "Table 6 totals: selected with duplicates",
+            sel[0] if sel else "20",
+            f"{sel[1]} (the per-database rows' sum)" if sel else "—",
+            f"{sel[1]} from the reconstructed exports; {rel} relevant" if sel else "—",
+            "The thesis's 2012 total (11) is one more than its per-database cells (10); the "
+            "other totals (36 relevant, 12 without duplicates, 6 other, 18 final) agree.",
         )
     )
-    q = None
-    if quality is not None and "mean" in quality.columns:
-        q = float(quality["mean"].iloc[0])
+    mean_q = audited("mean_quality")
     out.append(
         Headline(
             "Mean quality score",
             "3.6 (68 %)",
-            "3.69 (73.9 %) from the printed totals and from the QA1–QA5 rows alike",
-            _fmt(q, "", 2) if q is not None else "see results/slr/quality_summary.csv",
-            "Four rows' printed totals disagree with their QA1–QA5 sums (studies 2, 3, 8, 9) "
-            "but the errors cancel: both sum to 66.5 over 18 studies = 3.69; 3.6 is truncated "
-            "and 68 % matches neither (3.69/5 = 73.9 %).",
+            f"{mean_q[1]} ({value(quality, 'mean_percent') or float('nan'):.1f} %)"
+            if mean_q
+            else "—",
+            _fmt(value(quality, "mean_score"), "", 2),
+            "Four printed totals (studies 2, 3, 8, 9) disagree with their QA1–QA5 sums, but "
+            "the errors cancel: both sum to 66.5 over 18 studies = 3.69, i.e. 73.9 %; 3.6 is "
+            "truncated and 68 % matches neither.",
         )
     )
-    s = None
-    if sensitivity is not None:
-        numeric = sensitivity.select_dtypes("number")
-        for column in ("sensitivity_pct", "sensitivity"):
-            if column in sensitivity.columns:
-                s = float(sensitivity[column].iloc[0])
-                break
-        if s is None and not numeric.empty:
-            s = float(numeric.iloc[0, -1])
     out.append(
         Headline(
             "Search sensitivity against the quasi-gold standard",
             "72.2 % (26/36)",
-            "72.2 % (26/36)",
-            _fmt(s, "", 1) if s is not None else "see results/slr/sensitivity.csv",
-            "The arithmetic is right; which 26 of the 36 were retrieved is not printed, so the "
-            "measured value comes from the reconstructed exports and quasi-gold list.",
+            "72.2 % (26/36: the arithmetic is right)",
+            _fmt(value(sensitivity, "sensitivity_percent"), " %", 1),
+            "The thesis never names its 36-study quasi-gold set nor which 26 were retrieved; "
+            "this run uses the 31 studies it does name as a stand-in, so the figure differs "
+            "by construction.",
         )
     )
     return out

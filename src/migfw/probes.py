@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit, types
 from numba.typed import Dict
 
-from migfw import capture  # noqa: F401  (settles NUMBA_CACHE_DIR before the kernels below)
+# Importing migfw.capture first also settles NUMBA_CACHE_DIR for the kernel below.
 from migfw.capture import Echoes, echo_destinations, read_echoes
 from migfw.errors import MigfwError
 
@@ -126,6 +126,8 @@ def match_probes(echoes: Echoes) -> ProbeTable:
     send, ident, useq, reply, dup_req, dup_rep, orphan = _match_kernel(
         echoes.ts_ns[order], echoes.kind[order], echoes.ident[order], echoes.seq[order]
     )
+    # The kernel's arrays are sized for every echo; copy so the oversized bases are freed.
+    send, ident, useq, reply = (a.copy() for a in (send, ident, useq, reply))
     answered = reply >= 0
     rtt = np.where(answered, reply - send, -1)
     return ProbeTable(send, ident, useq, answered, rtt, reply, dup_req, dup_rep, orphan)

@@ -177,25 +177,32 @@ def craft_trial(spec: CraftedTrial, out_dir: str | Path) -> dict:
     return truth
 
 
+def crafted_spec(trial_id: str, seed: int = 1) -> CraftedTrial:
+    """The crafted trial for an id like i0.01-r03: migration and pause lengths drawn from a
+    generator seeded by the id, so each trial differs and reruns give the same file."""
+    interval = float(trial_id.split("-r")[0][1:])
+    rep = int(trial_id.split("-r")[1])
+    rng = np.random.default_rng([seed, rep, round(interval * 1e6)])
+    return CraftedTrial(
+        trial_id=trial_id,
+        interval_s=interval,
+        migration_s=float(rng.uniform(6, 14)),
+        downtime_s=float(rng.uniform(0.2, 0.6)),
+        seed=int(rng.integers(0, 2**31)),
+        start_epoch=1_700_000_000.0 + 1000 * rep + round(interval * 1e4),
+    )
+
+
 def craft_demo_set(
     out_dir: str | Path, intervals: list[float], repetitions: int, seed: int = 1
 ) -> list[str]:
     """A set of crafted trials (one folder each) with varied migration and pause lengths."""
-    rng = np.random.default_rng(seed)
     ids = []
     for interval in intervals:
         for rep in range(1, repetitions + 1):
-            trial_id = trial_name(interval, rep)
-            spec = CraftedTrial(
-                trial_id=trial_id,
-                interval_s=interval,
-                migration_s=float(rng.uniform(6, 14)),
-                downtime_s=float(rng.uniform(0.2, 0.6)),
-                seed=int(rng.integers(0, 2**31)),
-                start_epoch=1_700_000_000.0 + 100 * len(ids),
-            )
-            craft_trial(spec, Path(out_dir) / trial_id)
-            ids.append(trial_id)
+            spec = crafted_spec(trial_name(interval, rep), seed)
+            craft_trial(spec, Path(out_dir) / spec.trial_id)
+            ids.append(spec.trial_id)
     return ids
 
 
@@ -206,10 +213,7 @@ def trial_name(interval_s: float, repetition: int) -> str:
 
 def _cli(args: argparse.Namespace) -> int:
     if args.trial:
-        interval = float(args.trial.split("-r")[0][1:])
-        rep = int(args.trial.split("-r")[1])
-        spec = CraftedTrial(trial_id=args.trial, interval_s=interval, seed=args.seed + rep)
-        craft_trial(spec, Path(args.out))
+        craft_trial(crafted_spec(args.trial, args.seed), Path(args.out))
         print(f"crafted {args.trial} in {args.out}")
         return 0
     ids = craft_demo_set(args.out, args.intervals, args.repetitions, args.seed)

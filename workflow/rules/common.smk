@@ -110,6 +110,14 @@ def slr_inputs(wildcards):
     return files
 
 
+def flatten(items):
+    for item in items:
+        if isinstance(item, (list, tuple)):
+            yield from flatten(item)
+        else:
+            yield item
+
+
 def all_outputs():
     outputs = [
         "results/paper/table11.csv",
@@ -121,6 +129,7 @@ def all_outputs():
         "results/figures/dt_estimators.png",
         expand("results/figures/timelines/{trial}.png", trial=TRIALS),
         "results/paper_vs_reproduction.md",
+        "results/run_info.md",
     ]
     if SOURCE == "testbed":
         outputs += ["results/testbed/ruleset.nft", "results/testbed/pf.conf"]

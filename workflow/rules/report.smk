@@ -25,3 +25,29 @@ rule paper_vs_reproduction:
             "migfw compare --paper-dir {params.paper_dir} --analysis-dir {params.analysis_dir}"
             " --slr-dir '{params.slr_dir}' --out {output} > {log} 2>&1"
         )
+
+
+rule run_info:
+    # Last step: everything else is done, so every benchmark file exists.
+    input:
+        done=[f for f in flatten(all_outputs()) if not f.startswith("results/run_info")],
+        trials="results/analysis/trials.csv",
+    output:
+        info=report(
+            "results/run_info.md",
+            caption="../report/run_info.rst",
+            category="Run parameters",
+        ),
+        bench=report(
+            "results/benchmarks.csv",
+            caption="../report/benchmarks.rst",
+            category="Run parameters",
+        ),
+    log:
+        f"{LOGS}/run_info.log",
+    run:
+        cfg = effective_config(log)
+        shell(
+            "migfw run-info --config {cfg} --trials {input.trials} --benchmarks {BENCH}"
+            " --out {output.info} --out-benchmarks {output.bench} > {log} 2>&1"
+        )

@@ -27,6 +27,7 @@ from migfw.io import write_csv
 from migfw.slr.normalise import (
     clean_text,
     normalise_doi,
+    normalise_language,
     normalise_pages,
     parse_authors,
     parse_year,
@@ -343,7 +344,7 @@ def _record(
         "issn": clean_text(issn),
         "isbn": clean_text(isbn),
         "url": clean_text(url).split(" ")[0],
-        "language": clean_text(language),
+        "language": normalise_language(language),
     }
 
 
@@ -1332,7 +1333,7 @@ def read_export(path: str | Path, database: str | None = None) -> pd.DataFrame:
     if empty:
         _warn(f"{path}: {empty} records have no title, authors or DOI")
     if not database and not inferred:
-        inferred = _doi_prefix_database(records)
+        inferred = _fallback_database(records)
     # None or "" from the caller both mean "not given": fall back to the content.
     return _frame(records, path, fmt, database or inferred)
 
@@ -1350,7 +1351,7 @@ _LIBRARY_HOSTS = {
 }  # fmt: skip
 
 
-def _doi_prefix_database(records: list[dict]) -> str:
+def _fallback_database(records: list[dict]) -> str:
     """Last resort: 80%+ of a file's record URLs on one library's site, or 80%+ of its
     DOIs with ACM's/IEEE's prefix, name the database."""
     if len(records) >= 3:
@@ -1360,10 +1361,6 @@ def _doi_prefix_database(records: list[dict]) -> str:
     prefixes = [r["doi"].split("/", 1)[0] for r in records if r["doi"]]
     if len(prefixes) < 3:
         return ""
-    for prefix, name in _DOI_LIBRARIES.items():
-        if prefixes.count(prefix) >= 0.8 * len(prefixes):
-            return name
-    return ""
     for prefix, name in _DOI_LIBRARIES.items():
         if prefixes.count(prefix) >= 0.8 * len(prefixes):
             return name
@@ -1420,8 +1417,11 @@ def read_records(path: str | Path) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise MigfwError(f"{path}: not a records CSV (missing columns: {', '.join(missing)})")
-    frame["source_index"] = pd.to_numeric(frame["source_index"]).astype("int64")
-    frame["year"] = pd.to_numeric(frame["year"].replace("", None)).astype("Int64")
+    try:
+        frame["source_index"] = pd.to_numeric(frame["source_index"]).astype("int64")
+        frame["year"] = pd.to_numeric(frame["year"].replace("", None)).astype("Int64")
+    except (ValueError, TypeError) as exc:
+        raise MigfwError(f"{path}: not a records CSV (bad source_index/year: {exc})") from None
     return frame
 
 
@@ -1429,23 +1429,21 @@ def read_records(path: str | Path) -> pd.DataFrame:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", SlrImportWarning)
-        frames = []
-        for path in args.files:
-            frame = read_export(path, args.database)
-            fmt = (
-                frame["format"].iloc[0]
-                if len(frame)
-                else _detect(Path(path), _read_text(Path(path)))
-            )
-            db = (frame["database"].iloc[0] if len(frame) else args.database) or "unknown database"
-            print(f"{path}: {len(frame)} records ({fmt}, {db})")
-            frames.append(frame)
-    for warning in caught:
-        print(f"warning: {warning.message}", file=sys.stderr)
-    table = pd.concat(frames, ignore_index=True) if frames else _frame([], Path("."), "", "")
-    table = _unique_ids(table)
+    frames = []
+    for path in args.files:
+        # Each file's warnings go out right after its line, even if a later file fails.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SlrImportWarning)
+            try:
+                frame = read_export(path, args.database)
+            finally:
+                for warning in caught:
+                    print(f"warning: {warning.message}", file=sys.stderr)
+        fmt = frame["format"].iloc[0] if len(frame) else _detect(Path(path), _read_text(Path(path)))
+        db = (frame["database"].iloc[0] if len(frame) else args.database) or "unknown database"
+        print(f"{path}: {len(frame)} records ({fmt}, {db})")
+        frames.append(frame)
+    table = _unique_ids(pd.concat(frames, ignore_index=True))
     write_csv(args.out, table)
     print(f"total: {len(table)} records from {len(frames)} files -> {args.out}")
     return 0
@@ -1455,8 +1453,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "import",
         help="read native bibliographic exports into one canonical records CSV",
-        description="Read RIS, BibTeX, CSV/TSV, WoS, nbib, EndNote XML or PubMed XML exports "
-        "(format detected from content) and write the canonical record table.",
+        description="Read RIS, BibTeX, CSV/TSV, WoS, nbib, EndNote (tagged or XML) or PubMed "
+        "XML exports (format detected from content) and write the canonical record table.",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="export files")
     parser.add_argument(

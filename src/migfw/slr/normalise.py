@@ -17,6 +17,7 @@ __all__ = [
     "clean_text",
     "format_author",
     "normalise_doi",
+    "normalise_language",
     "normalise_pages",
     "parse_authors",
     "parse_year",
@@ -223,6 +224,31 @@ def parse_year(value: object) -> int | None:
     return int(match.group(1)) if match else None
 
 
+_LANGUAGES = {
+    "en": "English", "eng": "English", "ger": "German", "deu": "German", "de": "German",
+    "fre": "French", "fra": "French", "fr": "French", "spa": "Spanish", "es": "Spanish",
+    "por": "Portuguese", "pt": "Portuguese", "ita": "Italian", "it": "Italian",
+    "chi": "Chinese", "zho": "Chinese", "zh": "Chinese", "jpn": "Japanese", "ja": "Japanese",
+    "rus": "Russian", "ru": "Russian", "kor": "Korean", "ko": "Korean", "dut": "Dutch",
+    "nld": "Dutch", "nl": "Dutch", "pol": "Polish", "pl": "Polish", "tur": "Turkish",
+    "tr": "Turkish", "swe": "Swedish", "sv": "Swedish", "ara": "Arabic", "ar": "Arabic",
+    "per": "Persian", "fas": "Persian", "fa": "Persian", "cze": "Czech", "ces": "Czech",
+    "cs": "Czech", "gre": "Greek", "ell": "Greek", "el": "Greek",
+}  # fmt: skip
+
+
+def normalise_language(value: object) -> str:
+    """'eng'/'EN'/'english' -> 'English' (ISO 639 codes and names; '; ' between several)."""
+    names: list[str] = []
+    for part in re.split(r"\s*[;,/|]\s*", clean_text(value)):
+        if not part:
+            continue
+        name = _LANGUAGES.get(part.lower(), part[:1].upper() + part[1:].lower())
+        if name not in names:
+            names.append(name)
+    return "; ".join(names)
+
+
 # ---------------------------------------------------------------- authors
 
 _PARTICLES = {
@@ -264,7 +290,8 @@ def format_author(name: str) -> str:
         if not first:
             return last
         return f"{last}, {_dotted(first) if _is_initials(first) else first}"
-    tokens = name.split()
+    # "G.Kumaravelan" (IEEE): an initial glued to the surname.
+    tokens = re.sub(r"\b([A-Z]\.)(?=[A-Z][a-z])", r"\1 ", name).split()
     if len(tokens) == 1:
         return tokens[0]
     # "Liu F." / "Phillips J.C." / "O'Donnell C. P." (Scopus, PubMed): surname first.
