@@ -76,7 +76,10 @@ def icmp6(
     `ext`: extension headers before ICMPv6 (0 hop-by-hop, 43 routing, 60 dest-opts), each
     16 bytes long; `frag_offset`: add a fragment header with this offset (8-byte units).
     """
-    body = struct.pack("!BBHHH", icmp_type, 0, 0, ident, seq) + payload  # checksum left 0
+    body = struct.pack("!BBHHH", icmp_type, 0, 0, ident, seq) + payload
+    s_, d_ = ipaddress.IPv6Address(src).packed, ipaddress.IPv6Address(dst).packed
+    pseudo = s_ + d_ + struct.pack("!I3xB", len(body), 58)
+    body = body[:2] + struct.pack("!H", _csum(pseudo + body)) + body[4:]
     nh = 58
     if frag_offset is not None:
         body = struct.pack("!BBHI", nh, 0, (frag_offset << 3) | 1, 0xABCD) + body
@@ -111,7 +114,7 @@ LINKTYPES = [0, 1, 12, 14, 101, 104, 108, 113, 226, 228, 229, 276]
 def frame(linktype: int, ip: bytes, vlans: tuple[int, ...] = (), be: bool = False) -> bytes:
     """Wrap an IP packet in the link-layer header of `linktype`.
 
-    `vlans`: TPIDs (0x8100, 0x88a8, 0x9100) of stacked tags, outermost first (Ethernet only).
+    `vlans`: TPIDs (0x8100, 0x88a8, 0x9100) of stacked tags, outermost first (Ethernet, SLL).
     `be`: byte order of the NULL (0) header, which is the capturing host's.
     """
     ver = ip[0] >> 4
@@ -122,7 +125,9 @@ def frame(linktype: int, ip: bytes, vlans: tuple[int, ...] = (), be: bool = Fals
     if linktype in (12, 14, 101) or (linktype, ver) in ((228, 4), (229, 6)):
         return ip
     if linktype == 113:
-        return struct.pack("!HHH8sH", 0, 1, 6, b"\x02\0\0\0\0\x01\0\0", et) + ip
+        tags = b"".join(struct.pack("!HH", tpid, 100 + i) for i, tpid in enumerate(vlans))
+        hdr = struct.pack("!HHH8s", 0, 1, 6, b"\x02\0\0\0\0\x01\0\0")
+        return hdr + tags + struct.pack("!H", et) + ip
     if linktype == 276:
         return struct.pack("!HHIHBB8s", et, 0, 3, 1, 0, 6, b"\x02\0\0\0\0\x01\0\0") + ip
     if linktype in (0, 108):

@@ -93,11 +93,11 @@ def test_ipv6_echo_on_linktypes(tmp_path, linktype):
 @pytest.mark.parametrize(
     "vlans", [(0x8100,), (0x88A8,), (0x9100,), (0x88A8, 0x8100), (0x9100, 0x8100, 0x8100)]
 )
-def test_vlan_tags(tmp_path, vlans):
+@pytest.mark.parametrize("linktype", [1, 113])
+def test_vlan_tags(tmp_path, vlans, linktype):
     stream = _echo_stream()
-    f = pc.write_pcap(
-        tmp_path / "v", [(s[0], pc.frame(1, s[4], vlans=vlans)) for s in stream], nano=True
-    )
+    pkts = [(s[0], pc.frame(linktype, s[4], vlans=vlans)) for s in stream]
+    f = pc.write_pcap(tmp_path / "v", pkts, linktype=linktype, nano=True)
     _check(read_echoes(f, pc.TARGET4), stream)
 
 
@@ -534,3 +534,56 @@ def test_fuzzed_files_parse_or_refuse_cleanly(tmp_path, kind):
                 assert "\n" not in str(exc) and str(exc).startswith(str(f))
                 outcomes["refused"] += 1
     assert outcomes["read"] > 50 and outcomes["refused"] > 50, outcomes
+
+
+def _tshark_echoes(path: Path) -> list[tuple[int, int, int, str]]:
+    """(epoch ns, ICMP/ICMPv6 type, seq, checksum status) of every echo, by tshark."""
+    res = subprocess.run(
+        ["tshark", "-n", "-r", str(path), "-T", "fields", "-e", "frame.time_epoch",
+         "-e", "icmp.type", "-e", "icmpv6.type", "-e", "icmp.seq",
+         "-e", "icmpv6.echo.sequence_number", "-e", "icmp.checksum.status",
+         "-e", "icmpv6.checksum.status"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    out = []
+    for line in res.stdout.splitlines():
+        t, ty4, ty6, s4, s6, c4, c6 = line.split("\t")
+        ns = int(t.replace(".", ""))  # 9 decimals: the exact ns value as a string
+        out.append((ns, int(ty4 or ty6), int(s4 or s6), c4 or c6))
+    return out
+
+
+def _ours(path: Path) -> list[tuple[int, int, int]]:
+    rows = []
+    for target, types in ((pc.TARGET4, (8, 0)), (pc.TARGET6, (128, 129))):
+        e = read_echoes(path, target)
+        kinds = [types[k] for k in e.kind.tolist()]
+        rows += zip(e.ts_ns.tolist(), kinds, e.seq.tolist(), strict=True)
+    return sorted(rows)
+
+
+def test_crafted_files_decode_in_tshark_too(tmp_path):
+    """The writer is checked by a peer tool: tshark decodes every crafted link type and
+    container as the same echo packets (time, type, seq; valid checksums) as the reader."""
+    if not shutil.which("tshark"):
+        pytest.skip("tshark absent")
+    # One pcapng, one interface per (link type, IP version), each with its own tsresol.
+    sec = pc.Section(be=True)
+    sec.ifaces, sec.packets = [], []
+    t = T0
+    for lt in pc.LINKTYPES:
+        for v6 in (False, True) if lt not in (228, 229) else (lt == 229,):
+            sec.ifaces.append(pc.Iface(lt, tsresol=9 if len(sec.ifaces) % 2 else 6))
+            vl = (0x88A8, 0x8100) if lt in (1, 113) else ()
+            for k in range(2):
+                t += 1_000_000
+                ip = pc.echo(k, 7, len(sec.packets), v6)
+                sec.packets.append((len(sec.ifaces) - 1, t, pc.frame(lt, ip, vlans=vl), "epb"))
+    files = [pc.write_pcapng(tmp_path / "all.pcapng", [pc.Section(), sec])]
+    stream = [(T0 + i * 1_000_001, pc.frame(1, pc.echo(i % 2, 3, i // 2))) for i in range(6)]
+    files.append(pc.write_pcap(tmp_path / "be-ns.pcap", stream, nano=True, be=True))
+    files.append(pc.write_pcap(tmp_path / "le-us.pcap", stream))
+    for path in files:
+        theirs = _tshark_echoes(path)
+        assert len(theirs) >= 6 and all(c == "1" for *_, c in theirs), path.name
+        assert [r[:3] for r in theirs] == _ours(path), path.name

@@ -213,7 +213,12 @@ def test_cli_json_and_table(tmp_path):
     assert (out["ps"], out["pr"], out["pl"], out["max_run"]) == (30, 27, 3, 3)
     assert out["dt_s"] == 1.5 and out["ut_pct"] == pytest.approx(90.0)
     assert out["dt_gap_s"] == pytest.approx(1.5)
-    need = "ps pr pl tmt_s dt_s ut_s ut_pct dt_gap_s max_run outages rtt_median_ms rtt_max_ms"
+    need = (
+        "ps pr pl tmt_s dt_s ut_s ut_pct dt_gap_s max_run outages rtt_median_ms rtt_max_ms "
+        "rtt_p99_ms dt_gap_lo_s dt_gap_hi_s dt_rxgap_s late_replies dup_requests dup_replies "
+        "orphan_replies first_send last_send window_start window_end ps_total pl_total "
+        "pl_outside file target interval_s"
+    )
     assert set(need.split()) <= set(out)
     res = _cli(str(f), "--interval", "0.5", "--target", pc.TARGET4)
     assert res.returncode == 0 and "PS / PR / PL" in res.stdout and "30 / 27 / 3" in res.stdout
@@ -339,3 +344,14 @@ def test_throughput_at_least_a_million_packets_per_cpu_second(tmp_path):
     assert (m["ps"], m["pl"], m["packets"]) == (200_000, truth["lost"], truth["packets"])
     assert m["max_run"] == 2000 and m["dt_gap_s"] == pytest.approx(2.0, abs=1e-3)
     assert truth["packets"] / cpu >= 1_000_000, f"{truth['packets'] / cpu:,.0f} packets/s"
+
+
+def test_late_replies_threshold(tmp_path):
+    """Median RTT 0.3 ms: a 450 ms reply (queued in a paused guest, I = 0.5 s) is late,
+    a 15 ms one is within median + 20 ms and is not; `late_after_s` overrides."""
+    trial = pc.make_trial(20, 0.5, late={5: 450_000_000, 6: 15_000_000})
+    f, target = _write(tmp_path, trial, "pcap-eth")
+    table = match_probes(read_echoes(f, target))
+    assert probe_metrics(table, 0.5)["late_replies"] == 1
+    assert probe_metrics(table, 0.5, late_after_s=0.01)["late_replies"] == 2
+    assert probe_metrics(table, 0.5)["rtt_max_ms"] == pytest.approx(450.0)

@@ -209,6 +209,37 @@ def test_merged_record_keeps_best_fields_and_provenance(tmp_path: Path) -> None:
     assert set(row.source_file.split("; ")) == {str(a), str(b)}
 
 
+def test_cochrane_review_versions_share_a_doi_base(tmp_path: Path) -> None:
+    review = {**BASE, "T2": "Cochrane Database Syst Rev", "SP": "CD002273"}
+    recs = [
+        {**review, "ID": "v2", "PY": "2004", "IS": "3", "DO": "10.1002/14651858.CD002273.pub2"},
+        {**review, "ID": "v3", "PY": "2005", "IS": "2", "DO": "10.1002/14651858.CD002273.pub3"},
+        {**review, "ID": "other", "TI": "Oxygen therapy for infants", "DO":
+         "10.1002/14651858.CD002273.pub4"},
+    ]  # fmt: skip
+    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", recs)]))
+    assert _same(result, "v2", "v3") and _link(result, "v2", "v3").doi == "same-base"
+    assert not _same(result, "v2", "other")
+
+
+def test_online_first_journal_version_merges_but_annual_conference_talk_does_not(
+    tmp_path: Path,
+) -> None:
+    issue = {**BASE, "ID": "issue", "PY": "2024", "VL": "33", "SP": "566", "EP": "582"}
+    online = {**BASE, "ID": "online", "PY": "2023", "SP": "1", "EP": "17"}
+    online.pop("VL"), online.pop("IS")
+    talk = {**BASE, "TY": "CONF", "T2": "Proceedings of the Hawaii International Conference"}
+    for tag in ("VL", "IS", "SP", "EP"):
+        talk.pop(tag)
+    recs = [issue, online, {**talk, "ID": "t21", "PY": "2021"}, {**talk, "ID": "t22", "PY": "2022"}]
+    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", recs)]))
+    assert _same(result, "issue", "online")
+    assert _link(result, "issue", "online").rule == "title+authors+year±1"
+    assert not _same(result, "t21", "t22")
+    assert _link(result, "t21", "t22").rule == "conflict:year"
+    assert not _same(result, "issue", "t21")
+
+
 def test_duplicate_record_ids_are_rejected() -> None:
     frame = pd.DataFrame({"record_id": ["x", "x"], "title": ["A b c d", "A b c d"]})
     with pytest.raises(MigfwError, match="record_id 'x' occurs twice"):
@@ -223,7 +254,8 @@ def test_cli_writes_three_tables(tmp_path: Path, capsys: pytest.CaptureFixture) 
              "TI": "Something else entirely about packet filters", "DO": "10.1/x2"}])  # fmt: skip
     b = _ris(tmp_path / "b.ris", [{**BASE, "ID": "b"}])
     out = tmp_path / "out"
-    assert main(["slr", "dedupe", str(a), str(b), "--out", str(out)]) == 0
+    argv = ["slr", "dedupe", str(a), str(b), "--out", str(out)]
+    assert main(argv + ["--database", "Scopus", "--database", "Web of Science"]) == 0
     err = capsys.readouterr().err
     assert "records imported: 3" in err and "clusters: 2" in err and "links: 1" in err
     clusters = pd.read_csv(out / "clusters.csv", dtype=str)
@@ -232,6 +264,7 @@ def test_cli_writes_three_tables(tmp_path: Path, capsys: pytest.CaptureFixture) 
     assert clusters.cluster_id.nunique() == 2
     merged = pd.read_csv(out / "records.csv", dtype=str)
     assert len(merged) == 2 and {"cluster_id", "members", "database"} <= set(merged.columns)
+    assert sorted(merged.database) == ["Scopus", "Scopus; Web of Science"]
     links = pd.read_csv(out / "links.csv", dtype=str)
     assert list(links.columns[:5]) == ["record_a", "record_b", "decision", "score", "evidence"]
 

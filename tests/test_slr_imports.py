@@ -355,6 +355,26 @@ def test_generic_csv_of_dedup_sets() -> None:
 
 
 @needs_testdata
+def test_scopus_ris_entry_types_follow_m3() -> None:
+    """TY/M3 pairs counted with grep|paste|uniq: JOUR+INPR 255, SER+Book Chapter 17,
+    CONF+Conference Paper 3 and SER+Conference Paper 11."""
+    frame = _quiet_read(BIBLIO / "revtools" / "restoration_scopus.ris")
+    assert frame["entry_type"].value_counts().to_dict() == {
+        "article": 255,
+        "incollection": 17,
+        "inproceedings": 14,
+    }
+
+
+@needs_testdata
+def test_ebsco_copyright_notice_is_not_abstract() -> None:
+    frame = _quiet_read(BIBLIO / "synthesisr" / "ASP_ris_example.ris")
+    first = frame["abstract"][0]
+    assert first.startswith("Small rodents are common inhabitants of farmlands")
+    assert "is the property of" not in " ".join(frame["abstract"])
+
+
+@needs_testdata
 def test_ris_multiline_values_are_joined() -> None:
     frame = _quiet_read(BIBLIO / "rispy" / "example_multiline.ris")
     # third record continues its N2 on lines without a tag, one starting with "ER"

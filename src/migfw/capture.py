@@ -94,27 +94,29 @@ def _u32(b, p, be):
 
 
 @njit(cache=True)
+def _skip_tags(b, off, end):
+    """Given the offset of an EtherType field, skip any stack of 802.1Q / 802.1ad / QinQ
+    tags; return the offset of the IP header, or -1 if the payload is not IPv4/IPv6."""
+    while off + 2 <= end:
+        et = _u16(b, off, True)
+        if et == 0x8100 or et == 0x88A8 or et == 0x9100:
+            off += 4
+            continue
+        if et == 0x0800 or et == 0x86DD:
+            return off + 2
+        return -1
+    return -1
+
+
+@njit(cache=True)
 def _network_start(b, p, n, lt):
     """Offset of the IP header inside a frame of link type `lt` (-1: not IP / unsupported)."""
-    if lt == 1:  # Ethernet, with any stack of 802.1Q / 802.1ad / QinQ tags
-        off = p + 12
-        while off + 2 <= p + n:
-            et = _u16(b, off, True)
-            if et == 0x8100 or et == 0x88A8 or et == 0x9100:
-                off += 4
-                continue
-            if et == 0x0800 or et == 0x86DD:
-                return off + 2
-            return -1
-        return -1
+    if lt == 1:  # Ethernet: EtherType at 12
+        return _skip_tags(b, p + 12, p + n)
     if lt == 101 or lt == 12 or lt == 14 or lt == 228 or lt == 229:
         return p
-    if lt == 113:  # Linux cooked v1: protocol at 14, payload at 16
-        if n >= 16:
-            et = _u16(b, p + 14, True)
-            if et == 0x0800 or et == 0x86DD:
-                return p + 16
-        return -1
+    if lt == 113:  # Linux cooked v1: protocol at 14 (libpcap re-inserts VLAN tags after it)
+        return _skip_tags(b, p + 14, p + n)
     if lt == 276:  # Linux cooked v2: protocol at 0, payload at 20
         if n >= 20:
             et = _u16(b, p, True)

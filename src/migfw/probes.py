@@ -23,6 +23,7 @@ from migfw.capture import Echoes, echo_destinations, read_echoes
 from migfw.errors import MigfwError
 
 _USEQ_BIAS = np.int64(1) << 43  # keeps (ident, unwrapped seq) keys positive
+LATE_MARGIN_S = 0.020  # a reply this much slower than the median RTT (and 3x it) is late
 
 
 @njit(cache=True)
@@ -158,8 +159,8 @@ def probe_metrics(
       (or capture) is bounded by its own first/last request.
     `dt_rxgap_s`: the longest silence between consecutive reply arrivals minus I (catches
       replies that came, but late). `late_replies`: answered requests whose RTT exceeds
-      `late_after_s` (default: I + the median RTT, i.e. the reply came after the next
-      probe's reply would normally have come).
+      `late_after_s` (default: max(3 x median RTT, median RTT + 20 ms), far outside normal
+      jitter: e.g. requests queued in the paused guest and answered after it resumed).
     """
     if not interval_s > 0:
         raise MigfwError(f"interval {interval_s!r}: must be a positive number of seconds")
@@ -196,8 +197,9 @@ def probe_metrics(
     # A silence shorter than one interval is no downtime: clamp at 0.
     rxgap = max(0.0, float(np.max(np.diff(rx)) / 1e9 - interval_s)) if len(rx) >= 2 else None
     median = float(np.median(rtt)) if len(rtt) else None
-    if late_after_s is None:
-        late_after_s = interval_s + (median or 0.0) / 1e3
+    if late_after_s is None:  # far outside normal RTT jitter, whatever the interval
+        med_s = (median or 0.0) / 1e3
+        late_after_s = max(3 * med_s, med_s + LATE_MARGIN_S)
     pl_total = int((~table.answered).sum())
 
     def _s(ns: Any) -> float:

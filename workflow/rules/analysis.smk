@@ -9,6 +9,7 @@ rule trial_metrics:
     log:
         f"{LOGS}/analysis/{{trial}}.log",
     params:
+        code=code_version("capture", "probes", "analysis"),
         folder=trial_folder,
     run:
         shell("migfw trial-metrics {params.folder} --out {output} > {log} 2>&1")
@@ -27,6 +28,8 @@ rule trials_table:
         f"{LOGS}/trials_table.log",
     benchmark:
         f"{BENCH}/trials_table.tsv"
+    params:
+        code=code_version("analysis"),
     run:
         shell("migfw collect {input} --out {output} > {log} 2>&1")
 
@@ -45,6 +48,7 @@ rule summary_table:
     benchmark:
         f"{BENCH}/summary_table.tsv"
     params:
+        code=code_version("analysis", "stats"),
         factors=" ".join(config["analysis"]["factors"]),
         confidence=config["analysis"]["confidence"],
         resamples=config["analysis"]["bootstrap_resamples"],

@@ -110,6 +110,20 @@ def slr_inputs(wildcards):
     return files
 
 
+def code_version(*modules):
+    """Hash of migfw modules' source: a rule's `code` param, so editing analysis code
+    reruns the analysis steps that use it, while trials (which never take it) stay."""
+    import hashlib
+    import importlib.util
+
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update(
+            Path(importlib.util.find_spec(f"migfw.{module}").origin).read_bytes()
+        )
+    return digest.hexdigest()[:16]
+
+
 def flatten(items):
     for item in items:
         if isinstance(item, (list, tuple)):

@@ -13,6 +13,8 @@ rule uptime_figure:
         svg="results/figures/uptime.svg",
     log:
         f"{LOGS}/uptime_figure.log",
+    params:
+        code=code_version("figures", "stats"),
     run:
         shell("migfw fig-uptime {input} --out {output.png} > {log} 2>&1")
 
@@ -29,6 +31,8 @@ rule estimators_figure:
         svg="results/figures/dt_estimators.svg",
     log:
         f"{LOGS}/estimators_figure.log",
+    params:
+        code=code_version("figures"),
     run:
         shell("migfw fig-estimators {input} --out {output.png} > {log} 2>&1")
 
@@ -47,6 +51,7 @@ rule timeline_figure:
     log:
         f"{LOGS}/timelines/{{trial}}.log",
     params:
+        code=code_version("figures", "capture", "probes"),
         folder=trial_folder,
     run:
         shell("migfw fig-timeline {params.folder} --out {output.png} > {log} 2>&1")

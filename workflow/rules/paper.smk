@@ -22,6 +22,7 @@ rule paper_table11:
     benchmark:
         f"{BENCH}/paper_table11.tsv"
     params:
+        code=code_version("paper", "stats"),
         confidence=config["analysis"]["confidence"],
         resamples=config["analysis"]["bootstrap_resamples"],
         seed=config["analysis"]["seed"],
@@ -45,6 +46,8 @@ rule paper_uptime_figure:
         svg="results/figures/paper_uptime.svg",
     log:
         f"{LOGS}/paper_uptime_figure.log",
+    params:
+        code=code_version("figures", "stats"),
     run:
         shell(
             "migfw fig-uptime {input} --paper --out {output.png}"

@@ -667,7 +667,7 @@ def _merged_records(records: pd.DataFrame, cluster_of: list[str], years: list[in
 def _run(args: argparse.Namespace) -> int:
     from migfw.slr.imports import read_exports  # S1's reader (raises MigfwError)
 
-    records = read_exports([str(p) for p in args.files])
+    records = read_exports([str(p) for p in args.files], databases=args.database)
     print(f"records imported: {len(records)}", file=sys.stderr)
     result = deduplicate(records)
     out = Path(args.out)
@@ -694,4 +694,10 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="export files")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument(
+        "--database",
+        action="append",
+        metavar="NAME",
+        help="database of each FILE, in order (give it once per file); default: inferred",
+    )
     parser.set_defaults(func=_run)

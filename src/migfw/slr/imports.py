@@ -231,6 +231,7 @@ _ENTRY_TYPES = {
     "journal article": "article", "review": "article", "letter": "article",
     "editorial": "article", "note": "article", "erratum": "article",
     "short survey": "article", "data paper": "article", "early access": "article",
+    "article in press": "article",
     "conference paper": "inproceedings", "proceedings paper": "inproceedings",
     "conference": "inproceedings", "conference review": "proceedings",
     "ieee conferences": "inproceedings", "ieee journals": "article",
@@ -379,6 +380,8 @@ def _frame(records: list[dict], path: Path, fmt: str, database: str) -> pd.DataF
 
 # ------------------------------------------------------------------ RIS
 
+# EBSCO appends a second AB: "Copyright of <journal> is the property of <publisher>..."
+_EBSCO_NOTICE = re.compile(r"Copyright of .+ is the property of ", re.S)
 _RIS_VENUE_TAGS = ("T2", "JF", "JO", "BT", "J2", "JA", "J1", "T3")
 
 
@@ -473,7 +476,10 @@ def _read_ris(text: str, path: Path) -> tuple[list[dict], str]:
         out.append(
             _record(
                 record_id=_first(get("ID")),
-                entry_type=_first(get("TY")),
+                # Scopus files chapters and papers as TY SER; M3 says what they are.
+                entry_type=_first(get("M3"))
+                if _first(get("M3")).lower() in _ENTRY_TYPES
+                else _first(get("TY")),
                 title=_first(get("TI"), get("T1"), get("CT"), get("ST"), get("BT")),
                 authors=get("AU", []) + get("A1", []),
                 year=_first(get("PY"), get("Y1"), get("DA"), get("Y2")),
@@ -487,9 +493,11 @@ def _read_ris(text: str, path: Path) -> tuple[list[dict], str]:
                 ),
                 volume=_first(get("VL"), get("VO")),
                 issue=_first(get("IS"), get("CP")),
-                pages=_first(get("SP")),
+                pages=_first(get("SP"), get("C7")),  # C7: Scopus article number
                 end_page=_first(get("EP")),
-                abstract=" ".join(get("AB", []) or get("N2", [])),
+                abstract=" ".join(
+                    v for v in get("AB", []) or get("N2", []) if not _EBSCO_NOTICE.match(v)
+                ),
                 keywords=get("KW", []),
                 publisher=_first(get("PB")),
                 issn=sn_issn,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,10 +120,14 @@ def ensure_up(cfg: dict[str, Any]) -> Testbed:
 
 def _cmd_up(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
+    started = time.monotonic()
     bed = ensure_up(cfg)
+    boot = bed.extra.get("last_boot_s")
     print(
-        f"testbed {bed.provider} up: VM {bed.vm_name} at {bed.vm_address}, "
-        f"accelerator {bed.accelerator}, state {bed.state_dir}/state.json"
+        f"testbed {bed.provider} up in {time.monotonic() - started:.1f} s: VM {bed.vm_name} at "
+        f"{bed.vm_address}" + (f" (booted in {boot} s)" if boot else "") + ", accelerator "
+        f"{bed.accelerator} ({bed.extra.get('accelerator_detection', {}).get('reason', '')}), "
+        f"state {bed.state_dir}/state.json"
     )
     return 0
 

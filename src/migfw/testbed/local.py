@@ -223,6 +223,8 @@ class LocalTestbed:
             with terminate_as_interrupt():
                 bed = self._up(state)
                 ensure_vm(bed)
+                state["vm_boot_s"] = bed.extra.get("last_boot_s")
+                self._write_state(state)
         except BaseException:
             self.down(quiet=True)
             raise
@@ -436,10 +438,10 @@ class LocalTestbed:
         if self.run_root.exists():
             shutil.rmtree(self.run_root, ignore_errors=True)
             removed.append(str(self.run_root))
-        path = self.state_dir / "state.json"
-        if path.exists():
-            path.unlink()
-            removed.append(str(path))
+        for path in (self.state_dir / "deployed.json", self.state_dir / "state.json"):
+            if path.exists():
+                path.unlink()
+                removed.append(str(path))
         if not quiet:
             for item in removed:
                 print(f"removed {item}")

@@ -64,6 +64,7 @@ def migrate(
     validate_settings(mode, bandwidth_mibps, max_downtime_ms)
     sconn = connect(bed, source)
     dconn = connect(bed, destination)
+    worker: threading.Thread | None = None
     try:
         try:
             dom = sconn.lookupByName(bed.vm_name)
@@ -107,7 +108,12 @@ def migrate(
                 )
         except KeyboardInterrupt:
             _abort(dom)
-            worker.join(30)
+            while worker.is_alive():  # a second Ctrl-C must not skip this wait
+                try:
+                    worker.join(60)
+                    break
+                except KeyboardInterrupt:
+                    continue
             raise
         end = time.time()
         if "error" in outcome:
@@ -124,8 +130,10 @@ def migrate(
             "hypervisor": summarize_job_stats(stats),
         }
     finally:
-        sconn.close()
-        dconn.close()
+        # Never close connections a still-running migrate call uses (use after free).
+        if worker is None or not worker.is_alive():
+            sconn.close()
+            dconn.close()
 
 
 def _abort(dom: Any) -> None:

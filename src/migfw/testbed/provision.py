@@ -192,6 +192,19 @@ def ensure_vm(bed: Testbed) -> str:
                     conn.lookupByName(bed.vm_name).destroy()
                 conn.close()
         return running[0]
+    paused = [h for h, st in locations.items() if st == "paused"]
+    if len(paused) == 1 and len(locations) == 1:
+        # An aborted migration can leave the only copy paused on its source: resume it.
+        import libvirt
+
+        conn = connect(bed, paused[0])
+        try:
+            conn.lookupByName(bed.vm_name).resume()
+            return paused[0]
+        except libvirt.libvirtError:
+            pass
+        finally:
+            conn.close()
     destroy_vm(bed)
     boot = start_vm(bed, "A")
     bed.extra["last_boot_s"] = round(boot, 2)

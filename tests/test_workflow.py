@@ -1,0 +1,159 @@
+"""The pipeline as a user runs it: a crafted run, reruns, analysis-only mode, archive round trip.
+
+Runs Snakemake for real on a copy of the repository (crafted trials, no VM, no network) and
+reads its dry-run job lists to prove what reruns and what does not.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+IGNORE = shutil.ignore_patterns(
+    "results",
+    ".snakemake",
+    ".venv",
+    ".git",
+    "__pycache__",
+    "*.egg-info",
+    ".pytest_cache",
+    ".ruff_cache",
+    "report.html",
+)
+
+
+def snakemake(workdir: Path, *args: str, pythonpath: Path | None = None) -> str:
+    env = dict(os.environ)
+    # The copy's own package, so edits in the copy are the code that runs.
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(p) for p in ([pythonpath] if pythonpath else []) + [workdir / "src"]]
+    )
+    done = subprocess.run(
+        ["snakemake", "--cores", "2", *args],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    return output
+
+
+def planned_jobs(dry_run_output: str) -> dict[str, int]:
+    """Rule -> job count from a dry run's 'Job stats' table."""
+    if "Nothing to be done" in dry_run_output:
+        return {}
+    stats = dry_run_output.split("Job stats:", 1)[1]
+    return {
+        m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m[1] != "total"
+    }
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    if shutil.which("snakemake") is None:
+        pytest.skip("snakemake is not installed")
+    work = tmp_path_factory.mktemp("wf") / "migfw"
+    shutil.copytree(REPO, work, ignore=IGNORE)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
+    subprocess.run([*git, "init", "-q"], cwd=work, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=work, check=True)
+    subprocess.run([*git, "commit", "-qm", "copy"], cwd=work, check=True)
+    snakemake(work, "--configfile", "config/test.yaml")
+    return work
+
+
+def test_full_run_then_nothing_to_do(work):
+    trials = pd.read_csv(work / "results/analysis/trials.csv")
+    assert len(trials) == 6 and set(trials["status"]) == {"ok"}
+    for name in ("uptime.png", "uptime.svg", "dt_estimators.png", "paper_uptime.png"):
+        assert (work / "results/figures" / name).stat().st_size > 1000
+    assert (work / "results/slr/table6.csv").exists()
+    assert "Nothing to be done" in snakemake(work, "-n", "--configfile", "config/test.yaml")
+
+
+def test_analysis_only_needs_no_testbed_packages(work, tmp_path):
+    # Packages the testbed needs are made unimportable: analysis-only must not touch them.
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    for name in ("libvirt", "fabric", "scapy", "paramiko"):
+        (blocker / f"{name}.py").write_text(f"raise ImportError('{name} is blocked')\n")
+    before = pd.read_csv(work / "results/analysis/trials.csv")
+    args = ["--configfile", "config/test.yaml", "--config", "trials_source=directory"]
+    dry = planned_jobs(
+        snakemake(work, "-n", *args, "--forcerun", "trial_metrics", pythonpath=blocker)
+    )
+    assert dry["trial_metrics"] == 6 and "crafted_trial" not in dry
+    snakemake(work, *args, "--forcerun", "trial_metrics", pythonpath=blocker)
+    after = pd.read_csv(work / "results/analysis/trials.csv")
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_analysis_setting_reruns_only_what_depends_on_it(work, tmp_path):
+    config = (work / "config/test.yaml").read_text()
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(config.replace("bootstrap_resamples: 2000", "bootstrap_resamples: 3000"))
+    jobs = planned_jobs(snakemake(work, "-n", "--configfile", str(changed)))
+    assert "summary_table" in jobs and "paper_table11" in jobs
+    for untouched in ("crafted_trial", "trial_metrics", "timeline_figure", "slr_review"):
+        assert untouched not in jobs, jobs
+
+
+def test_analysis_code_change_reruns_analysis_never_trials(work):
+    probes = work / "src/migfw/probes.py"
+    original = probes.read_text()
+    try:
+        probes.write_text(original + "\n# an edit to the analysis code\n")
+        jobs = planned_jobs(snakemake(work, "-n", "--configfile", "config/test.yaml"))
+        assert jobs.get("trial_metrics") == 6 and "crafted_trial" not in jobs
+        # The same holds for real trials: in testbed mode the trial folders exist, so the
+        # edited analysis reruns and the trials (protected captures) do not.
+        manifest = work / "results/testbed/guest/manifest.json"
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        manifest.write_text("{}")
+        shutil.copytree(
+            work / "results/crafted_trials", work / "results/trials", dirs_exist_ok=True
+        )
+        args = [
+            "--configfile",
+            "config/test.yaml",
+            "--config",
+            "trials_source=testbed",
+            "trials_dir=results/trials",
+        ]
+        jobs = planned_jobs(snakemake(work, "-n", *args))
+        assert "trial" not in jobs and "guest_image" not in jobs, jobs
+        assert jobs.get("trial_metrics") == 6
+    finally:
+        probes.write_text(original)
+        shutil.rmtree(work / "results/trials", ignore_errors=True)
+        shutil.rmtree(work / "results/testbed", ignore_errors=True)
+
+
+def test_archive_round_trip_reproduces_the_analysis(work, tmp_path):
+    archive = tmp_path / "migfw-paper.tar.gz"
+    args = ["--configfile", "config/test.yaml", "--config", "trials_source=directory"]
+    snakemake(work, "--archive", str(archive), *args)
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+        assert "Snakefile" in names and "src/migfw/probes.py" in names
+        # The captured trials travel with the workflow as its external inputs.
+        assert sum(n.endswith("probe.pcap") for n in names) == 6
+        unpacked = tmp_path / "elsewhere"
+        tar.extractall(unpacked, filter="data")
+    snakemake(unpacked, *args)
+    original = pd.read_csv(work / "results/analysis/trials.csv")
+    rerun = pd.read_csv(unpacked / "results/analysis/trials.csv")
+    pd.testing.assert_frame_equal(original, rerun)
