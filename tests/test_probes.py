@@ -355,3 +355,106 @@ def test_late_replies_threshold(tmp_path):
     assert probe_metrics(table, 0.5)["late_replies"] == 1
     assert probe_metrics(table, 0.5, late_after_s=0.01)["late_replies"] == 2
     assert probe_metrics(table, 0.5)["rtt_max_ms"] == pytest.approx(450.0)
+
+
+# ------------------------------------------------------------------ real captures of real pings
+
+
+def _ns_tools_missing() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root for network namespaces"
+    for tool in ("ip", "nft", "ping", "tcpdump"):
+        if not shutil.which(tool):
+            return f"{tool} absent"
+    return None
+
+
+@pytest.mark.testbed
+def test_real_ping_captured_by_tcpdump_and_dumpcap(tmp_path):
+    """iputils ping between two namespaces that this test creates (10.231.200.0/24, veth);
+    nftables in the target namespace drops echo requests 100..149 of 300. tcpdump (Ethernet
+    pcap µs; `-i any` cooked ns) and dumpcap (pcapng) capture at the sender. Truth: ping's
+    own transmitted/received counts and the drop rule."""
+    import signal
+    import time
+
+    why = _ns_tools_missing()
+    if why:
+        pytest.skip(why)
+    tag = f"mfwcap{os.getpid() % 100000}"
+    ns_a, ns_b = f"{tag}a", f"{tag}b"
+    procs: list[subprocess.Popen] = []
+
+    def run(*cmd: str) -> None:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        assert res.returncode == 0, f"{' '.join(cmd)}: {res.stderr.strip()}"
+
+    try:
+        run("ip", "netns", "add", ns_a)
+        run("ip", "netns", "add", ns_b)
+        run("ip", "link", "add", f"{tag}x", "netns", ns_a, "type", "veth",
+            "peer", "name", f"{tag}y", "netns", ns_b)  # fmt: skip
+        run("ip", "-n", ns_a, "addr", "add", "10.231.200.1/24", "dev", f"{tag}x")
+        run("ip", "-n", ns_b, "addr", "add", "10.231.200.2/24", "dev", f"{tag}y")
+        run("ip", "-n", ns_a, "link", "set", f"{tag}x", "up")
+        run("ip", "-n", ns_b, "link", "set", f"{tag}y", "up")
+        rules = tmp_path / "drop.nft"
+        rules.write_text(
+            "table inet mfwcap {\n chain input {\n  type filter hook input priority 0;\n"
+            "  icmp type echo-request numgen inc mod 300 100-149 drop\n }\n}\n"
+        )
+        run("ip", "netns", "exec", ns_b, "nft", "-f", str(rules))
+        caps = {
+            "eth.pcap": ["tcpdump", "-U", "-n", "-i", f"{tag}x", "-w"],
+            "any.pcap": ["tcpdump", "-U", "-n", "-i", "any", "--time-stamp-precision=nano", "-w"],
+        }
+        if shutil.which("dumpcap"):
+            caps["dump.pcapng"] = ["dumpcap", "-q", "-i", f"{tag}x", "-w"]
+        for name, cmd in caps.items():
+            err = open(tmp_path / f"{name}.err", "w")  # noqa: SIM115 (closed with the process)
+            procs.append(
+                subprocess.Popen(
+                    ["ip", "netns", "exec", ns_a, *cmd, str(tmp_path / name)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                )
+            )
+        deadline = time.monotonic() + 30
+        while not all(
+            any(w in (tmp_path / f"{n}.err").read_text() for w in ("listening on", "Capturing"))
+            for n in caps
+        ):
+            assert time.monotonic() < deadline, "captures did not start"
+            time.sleep(0.1)
+        time.sleep(0.5)
+        ping = subprocess.run(
+            ["ip", "netns", "exec", ns_a, "ping", "-n", "-c", "300", "-i", "0.01", "-W", "1",
+             "10.231.200.2"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        time.sleep(0.5)
+        for proc in procs:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=20)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for ns in (ns_a, ns_b):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    import re
+
+    sent, received = map(
+        int, re.search(r"(\d+) packets transmitted, (\d+) received", ping.stdout).groups()
+    )
+    assert (sent, received) == (300, 250)
+    rtt_max = float(re.search(r"= [\d.]+/[\d.]+/([\d.]+)/", ping.stdout).group(1))
+    for name in caps:
+        m = analyse_capture(tmp_path / name, None, 0.01)  # one destination: target found
+        assert m["target"] == "10.231.200.2", name
+        assert (m["ps"], m["pr"], m["pl"]) == (sent, received, sent - received), name
+        assert (m["max_run"], m["outages"], m["dup_requests"]) == (50, 1, 0), name
+        assert m["dt_gap_lo_s"] <= m["dt_gap_s"] <= m["dt_gap_hi_s"], name
+        assert m["dt_gap_s"] >= 50 * 0.01 * 0.9, name  # sends are >= I apart
+        assert m["rtt_max_ms"] <= rtt_max + 0.01, name  # the kernel sees less than ping
