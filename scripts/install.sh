@@ -26,7 +26,7 @@ if [ "$mode" != analysis ]; then
   )
 fi
 if [ "$mode" = test ]; then
-  apt_packages+=(tshark chromium)
+  apt_packages+=(tshark chromium iputils-ping)
 fi
 
 missing=()

@@ -404,9 +404,12 @@ def test_real_ping_captured_by_tcpdump_and_dumpcap(tmp_path):
             "  icmp type echo-request numgen inc mod 300 100-149 drop\n }\n}\n"
         )
         run("ip", "netns", "exec", ns_b, "nft", "-f", str(rules))
+        # --immediate-mode: without it tcpdump leaves the last (up to 1 s) block of packets
+        # in the kernel ring when stopped, and the capture silently misses the last probes.
+        tcpdump = ["tcpdump", "-U", "--immediate-mode", "-n"]
         caps = {
-            "eth.pcap": ["tcpdump", "-U", "-n", "-i", f"{tag}x", "-w"],
-            "any.pcap": ["tcpdump", "-U", "-n", "-i", "any", "--time-stamp-precision=nano", "-w"],
+            "eth.pcap": [*tcpdump, "-i", f"{tag}x", "-w"],
+            "any.pcap": [*tcpdump, "-i", "any", "--time-stamp-precision=nano", "-w"],
         }
         if shutil.which("dumpcap"):
             caps["dump.pcapng"] = ["dumpcap", "-q", "-i", f"{tag}x", "-w"]
@@ -450,8 +453,10 @@ def test_real_ping_captured_by_tcpdump_and_dumpcap(tmp_path):
     )
     assert (sent, received) == (300, 250)
     rtt_max = float(re.search(r"= [\d.]+/[\d.]+/([\d.]+)/", ping.stdout).group(1))
+    formats = {"eth.pcap": "pcap-le-us", "any.pcap": "pcap-le-ns", "dump.pcapng": "pcapng"}
     for name in caps:
         m = analyse_capture(tmp_path / name, None, 0.01)  # one destination: target found
+        assert m["format"].startswith(formats[name]), m["format"]
         assert m["target"] == "10.231.200.2", name
         assert (m["ps"], m["pr"], m["pl"]) == (sent, received, sent - received), name
         assert (m["max_run"], m["outages"], m["dup_requests"]) == (50, 1, 0), name

@@ -391,7 +391,9 @@ class ProbeSession:
         self._pcap_part = self.pcap_path.with_name(f".{self.pcap_path.name}.part")
         dump = [
             "tcpdump", "-n", "-Z", "root", "-i", self.iface, "-s", "192", "-B", "16384", "-U",
-            "--time-stamp-precision=nano", "-w", str(self._pcap_part),
+            # Immediate mode: without it the last ring-buffer block (up to ~1 s of probes)
+            # is still unwritten when tcpdump is stopped, and the trial's end goes missing.
+            "--immediate-mode", "--time-stamp-precision=nano", "-w", str(self._pcap_part),
             f"host {self.target} and (icmp or icmp6 or tcp)",
         ]  # fmt: skip
         try:
