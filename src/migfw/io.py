@@ -31,6 +31,27 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Ite
         raise
 
 
+def read_yaml(path: str | os.PathLike, what: str = "file") -> Any:
+    """Parse a YAML file; a missing, unreadable or malformed file is one MigfwError line
+    naming the file, `what` it is, and (for a syntax error) the line."""
+    import yaml
+
+    from migfw.errors import MigfwError
+
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MigfwError(f"{path}: {what} not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}:" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise MigfwError(f"{path}:{where} cannot read {what} ({problem})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MigfwError(f"{path}: cannot read {what} ({exc})") from None
+
+
 def write_json(path: str | os.PathLike, data: Any) -> None:
     with atomic_write(path) as handle:
         json.dump(data, handle, indent=2, sort_keys=False, default=str)

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from migfw.errors import MigfwError
+from migfw.io import read_yaml
 from migfw.slr.tables import QA_COLUMNS
 
 COLUMNS = ["table", "item", "kind", "printed", "recomputed", "precision", "ok", "note"]
@@ -22,12 +22,7 @@ COLUMNS = ["table", "item", "kind", "printed", "recomputed", "precision", "ok", 
 
 def load_printed(path: str | Path) -> dict:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MigfwError(f"{path}: printed-values file not found") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise MigfwError(f"{path}: cannot read ({str(exc).splitlines()[0]})") from None
+    data = read_yaml(path, "printed-values file")
     if not isinstance(data, dict):
         raise MigfwError(f"{path}: expected a mapping with table3, table6, table10, headline")
     for key, kind in (("table3", list), ("table6", dict), ("table10", list), ("headline", list)):

@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from migfw.errors import MigfwError
-from migfw.io import atomic_write, write_csv
+from migfw.io import atomic_write, read_yaml, write_csv
 from migfw.slr import audit as auditmod
 from migfw.slr import prisma, screening, tables
 from migfw.slr.screening import read_csv_text
@@ -58,12 +57,7 @@ class ReviewConfig:
     def from_file(cls, path: str | Path) -> ReviewConfig:
         """The `slr` section of config.yaml; paths are relative to the working directory."""
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise MigfwError(f"{path}: config file not found") from None
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise MigfwError(f"{path}: cannot read config ({str(exc).splitlines()[0]})") from None
+        data = read_yaml(path, "config file")
         slr = (data or {}).get("slr") if isinstance(data, dict) else None
         if not isinstance(slr, dict):
             raise MigfwError(f"{path}: missing 'slr' section")

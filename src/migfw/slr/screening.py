@@ -13,9 +13,9 @@ from math import prod
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from migfw.errors import MigfwError
+from migfw.io import read_yaml
 from migfw.slr.normalise import normalise_doi, title_key
 
 # Fields searched when a column says `any`.
@@ -104,13 +104,7 @@ class Query:
 def load_keyterms(path: str | Path) -> Query:
     """Read the key-term YAML; any problem becomes a one-line MigfwError."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MigfwError(f"{path}: key-term file not found") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise MigfwError(f"{path}: cannot read key terms ({first})") from None
+    data = read_yaml(path, "key terms")
     if not isinstance(data, dict) or not isinstance(data.get("columns"), list):
         raise MigfwError(f"{path}: expected a mapping with a 'columns' list")
     if not data["columns"]:

@@ -22,10 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from migfw.errors import MigfwError
-from migfw.io import atomic_write
+from migfw.io import atomic_write, read_yaml
 
 SYMBOLS = ("target", "remote", "net", "other")
 ACTIONS = ("pass", "block")
@@ -238,16 +236,7 @@ def ruleset_from_data(data: Any, source: str = "<memory>") -> Ruleset:
 def load_ruleset(path: str | Path) -> Ruleset:
     """Read and validate a ruleset YAML file; any problem -> one-line MigfwError."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MigfwError(f"{path}: ruleset file not found") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise MigfwError(f"{path}:{line} {problem}") from None
-    return ruleset_from_data(data, str(path))
+    return ruleset_from_data(read_yaml(path, "ruleset file"), str(path))
 
 
 # ------------------------------------------------------------------------ addresses
