@@ -317,19 +317,16 @@ def test_bibdedupe_small_testset_clusters() -> None:
     assert _groups(result) == truth
 
 
-def test_bibdedupe_pair_cases_no_false_merge() -> None:
+def test_bibdedupe_pair_cases_no_false_merge(tmp_path: Path) -> None:
     cases_file = _needs(DEDUP / "bibdedupe_pair_cases" / "test_cases.json")
     bench = _bench()
     cases = json.loads(cases_file.read_text())["cases"]
     assert len(cases) == 25
     wrong_merges, correct = [], 0
     for case in cases:
-        path = Path(f"/tmp/migfw_pair_{case['id']}.csv")
-        try:
-            bench.write_pair_case_csv(case, path)
-            result = deduplicate(read_exports([path]))
-        finally:
-            path.unlink(missing_ok=True)
+        path = tmp_path / f"{case['id']}.csv"
+        bench.write_pair_case_csv(case, path)
+        result = deduplicate(read_exports([path]))
         merged = result.clusters["cluster_id"].nunique() == 1
         correct += merged == case["expected_duplicate"]
         if merged and not case["expected_duplicate"]:

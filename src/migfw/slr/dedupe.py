@@ -60,6 +60,7 @@ BLOCKED = "blocked"  # pair looked like a duplicate, but joining would put contr
 
 WINDOW = 10  # sorted-neighbourhood window (records compared with the next WINDOW-1)
 DOI_GROUP_ALL_PAIRS = 60  # larger DOI groups are linked along their title order only
+CHUNK = 200_000  # candidate pairs pre-filtered at a time (bounds temporary memory)
 PREFILTER_TITLE = 80.0  # candidate pairs below this title ratio are not scored further
 TITLE_SAME = 95.0  # fuzzy-title threshold for a duplicate without a shared DOI
 TITLE_EXACTISH = 98.0  # stricter threshold used when a field is missing on one side
@@ -169,6 +170,7 @@ class _Features:
     generic: list[bool]  # title names a kind of item or the venue: no merge on it
     doi: list[str]
     doi_base: list[str]
+    doi_code: np.ndarray  # doi_base as integer codes, -1 = no DOI
     authors: list[list[str]]  # surname keys in order
     tokens: list[frozenset]  # all name tokens (surnames and given names)
     year: list[int]  # 0 = unknown
@@ -212,6 +214,7 @@ def _features(records: pd.DataFrame) -> _Features:
         authors.append(keys)
         toks = {t for t in _fold(raw).split() if len(t) > 1 and t not in _NO_AUTHOR}
         tokens.append(frozenset(toks - {"and", "et", "al"}))
+    bases = [_doi_base(d) for d in dois]
     generic = []
     for title, venue in zip(titles, venues, strict=True):
         words = title.split()
@@ -227,7 +230,8 @@ def _features(records: pd.DataFrame) -> _Features:
         numbers=[_title_numbers(t) for t in titles],
         generic=generic,
         doi=dois,
-        doi_base=[_doi_base(d) for d in dois],
+        doi_base=bases,
+        doi_code=pd.factorize(pd.Series(bases, dtype=object).replace("", None))[0],
         authors=authors,
         tokens=tokens,
         year=years,
@@ -550,6 +554,32 @@ def _merge_cluster(columns: dict[str, list], members: list[int]) -> dict:
 # ---------------------------------------------------------------- entry point
 
 
+def _prefilter(feat: _Features, pairs: np.ndarray) -> np.ndarray:
+    """Cheap vectorised title filter before the per-pair rules: keep pairs with similar
+    titles, a shared DOI, or one title that is the other truncated."""
+    left = [feat.title[i] for i in pairs[:, 0]]
+    right = [feat.title[j] for j in pairs[:, 1]]
+    keep = cpdist(left, right, scorer=fuzz.ratio, workers=-1) >= PREFILTER_TITLE
+    codes = feat.doi_code
+    keep |= (codes[pairs[:, 0]] >= 0) & (codes[pairs[:, 0]] == codes[pairs[:, 1]])
+    # Truncation: compare the shorter title with the same-length head of the longer one,
+    # then confirm the few hits with the exact rule.
+    rest = np.flatnonzero(~keep)
+    heads_a, heads_b = [], []
+    for k in rest.tolist():
+        a, b = left[k], right[k]
+        if len(a) > len(b):
+            a, b = b, a
+        heads_a.append(a)
+        heads_b.append(b[: len(a)])
+    if rest.size:
+        head_ratio = cpdist(heads_a, heads_b, scorer=fuzz.ratio, workers=-1)
+        for k in rest[head_ratio >= TITLE_SAME].tolist():
+            i, j = pairs[k]
+            keep[k] = _title_sim(feat, int(i), int(j))[1]
+    return pairs[keep]
+
+
 def deduplicate(records: pd.DataFrame, progress: bool = False) -> DedupeResult:
     """Cluster duplicate records; see the module docstring for the rules."""
     if "record_id" not in records.columns:
@@ -564,30 +594,11 @@ def deduplicate(records: pd.DataFrame, progress: bool = False) -> DedupeResult:
     n = len(records)
     pairs = _candidate_pairs(feat)
     n_candidates = len(pairs)
-    # Cheap vectorised title filter before the per-pair rules.
     if len(pairs):
-        left = [feat.title[i] for i in pairs[:, 0]]
-        right = [feat.title[j] for j in pairs[:, 1]]
-        ratio = cpdist(left, right, scorer=fuzz.ratio, workers=-1)
-        keep = ratio >= PREFILTER_TITLE
-        codes, _ = pd.factorize(pd.Series(feat.doi_base).replace("", None))
-        keep |= (codes[pairs[:, 0]] >= 0) & (codes[pairs[:, 0]] == codes[pairs[:, 1]])
-        # Truncated titles: compare the shorter title with the same-length head of the
-        # longer one (vectorised), then confirm the few hits with the exact rule.
-        rest = np.flatnonzero(~keep)
-        heads_a, heads_b = [], []
-        for k in rest.tolist():
-            a, b = left[k], right[k]
-            if len(a) > len(b):
-                a, b = b, a
-            heads_a.append(a)
-            heads_b.append(b[: len(a)])
-        if rest.size:
-            head_ratio = cpdist(heads_a, heads_b, scorer=fuzz.ratio, workers=-1)
-            for k in rest[head_ratio >= TITLE_SAME].tolist():
-                i, j = pairs[k]
-                keep[k] = _title_sim(feat, int(i), int(j))[1]
-        pairs = pairs[keep]
+        # Chunked, so the temporary string lists stay small at 50,000+ records.
+        pairs = np.concatenate(
+            [_prefilter(feat, pairs[k : k + CHUNK]) for k in range(0, len(pairs), CHUNK)]
+        )
 
     rows = []
     for i, j in pairs.tolist():

@@ -64,7 +64,7 @@ def migrate(
     validate_settings(mode, bandwidth_mibps, max_downtime_ms)
     sconn = connect(bed, source)
     dconn = connect(bed, destination)
-    worker: threading.Thread | None = None
+    done: threading.Event | None = None
     try:
         try:
             dom = sconn.lookupByName(bed.vm_name)
@@ -81,6 +81,7 @@ def migrate(
             params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = int(bandwidth_mibps)
         flags = libvirt.VIR_MIGRATE_LIVE
         outcome: dict[str, Any] = {}
+        done = threading.Event()
 
         def run() -> None:
             try:
@@ -94,27 +95,25 @@ def migrate(
                     )
             except libvirt.libvirtError as exc:
                 outcome["error"] = str(exc)
+            finally:
+                done.set()
 
         start = time.time()
+        # Waiting on an Event, not Thread.join: a Ctrl-C inside join() can leave CPython 3.11
+        # believing the thread has stopped (bpo-45274 handling), and closing the connections
+        # under a running migrate3 crashed libvirt's client (SIGSEGV) in our tests.
         worker = threading.Thread(target=run, name="migrate", daemon=True)
-        worker.start()
         try:
-            worker.join(timeout_s)
-            if worker.is_alive():
-                _abort(dom)
-                worker.join(30)
-                raise MigrationFailed(
-                    f"migration {source}→{destination} exceeded {timeout_s:.0f} s"
-                )
+            worker.start()
+            done.wait(timeout_s)
         except KeyboardInterrupt:
-            _abort(dom)
-            while worker.is_alive():  # a second Ctrl-C must not skip this wait
-                try:
-                    worker.join(60)
-                    break
-                except KeyboardInterrupt:
-                    continue
+            _abort(dom)  # Ctrl-C: stop the migration, wait until libvirt has returned
+            _wait(done, 120)
             raise
+        if not done.is_set():
+            _abort(dom)
+            _wait(done, 60)
+            raise MigrationFailed(f"migration {source}→{destination} exceeded {timeout_s:.0f} s")
         end = time.time()
         if "error" in outcome:
             raise MigrationFailed(f"migration {source}→{destination} failed: {outcome['error']}")
@@ -131,9 +130,19 @@ def migrate(
         }
     finally:
         # Never close connections a still-running migrate call uses (use after free).
-        if worker is None or not worker.is_alive():
+        if done is None or done.is_set():
             sconn.close()
             dconn.close()
+
+
+def _wait(done: threading.Event, timeout_s: float) -> None:
+    """Wait for the migrate call to return; further Ctrl-Cs do not cut the wait short."""
+    deadline = time.monotonic() + timeout_s
+    while not done.is_set() and time.monotonic() < deadline:
+        try:
+            done.wait(max(0.0, deadline - time.monotonic()))
+        except KeyboardInterrupt:
+            continue
 
 
 def _abort(dom: Any) -> None:
