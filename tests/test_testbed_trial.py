@@ -86,7 +86,7 @@ def test_one_migration_trial_matches_hypervisor_downtime(
     assert on_disk["breaches"] == []
     assert on_disk["capture"]["dropped"] == 0
     checks = json.loads((out / "rule_checks.json").read_text())
-    assert checks and all(c["ok"] is not False for c in checks)
+    assert any(c["ok"] for c in checks) and all(c["ok"] is not False for c in checks)
 
     # Independent truth: the probe loss (from tcpdump's capture, analysed by migfw probes)
     # against libvirt's own downtime. Calibrated on this machine (TCG, 128 MiB, 10 trials at

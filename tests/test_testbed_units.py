@@ -360,3 +360,85 @@ def test_guest_ftpd_refuses_named_users(guest_ftpd) -> None:
             ftp.login("root", "secret")
     finally:
         ftp.close()
+
+
+# ------------------------------------------------------------------ VM recovery decisions
+
+
+class _FakeDomain:
+    def __init__(self, log: list, host: str) -> None:
+        self.log, self.host = log, host
+
+    def resume(self) -> None:
+        self.log.append(("resume", self.host))
+
+    def destroy(self) -> None:
+        self.log.append(("destroy", self.host))
+
+
+class _FakeConn:
+    def __init__(self, log: list, host: str) -> None:
+        self.log, self.host = log, host
+
+    def lookupByName(self, name: str) -> _FakeDomain:  # noqa: N802 - libvirt's name
+        return _FakeDomain(self.log, self.host)
+
+    def close(self) -> None:
+        pass
+
+
+def _bed(provider: str = "local") -> Bed:
+    hosts = {h: HostInfo(h, f"test:///{h}", f"tcp://10.231.1.{i}") for i, h in enumerate("AB")}
+    return Bed(provider, hosts, "vm", "10.231.0.10", None, None, None, "root", "k", "kh", None,
+               "tcg", "/tmp")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("locations", "expected_host", "expected_log"),
+    [
+        ({"B": "running"}, "B", []),
+        ({"A": "running", "B": "paused"}, "A", [("destroy", "B")]),  # aborted migration
+        ({"A": "paused"}, "A", [("resume", "A")]),
+        ({}, "A", [("destroy_all",), ("start", "A")]),
+        ({"A": "paused", "B": "paused"}, "A", [("destroy_all",), ("start", "A")]),
+    ],
+)
+def test_ensure_vm_recovery(monkeypatch, locations, expected_host, expected_log) -> None:
+    from migfw.testbed import provision
+
+    log: list = []
+    monkeypatch.setattr(provision, "vm_locations", lambda bed: dict(locations))
+    monkeypatch.setattr(provision, "connect", lambda bed, host: _FakeConn(log, host))
+    monkeypatch.setattr(provision, "destroy_vm", lambda bed: log.append(("destroy_all",)) or [])
+    monkeypatch.setattr(provision, "start_vm", lambda bed, host: log.append(("start", host)) or 1.0)
+    assert provision.ensure_vm(_bed()) == expected_host
+    assert log == expected_log
+
+
+def test_ensure_vm_never_provisions_on_external_hosts(monkeypatch) -> None:
+    from migfw.testbed import provision
+
+    monkeypatch.setattr(provision, "vm_locations", lambda bed: {})
+    with pytest.raises(MigfwError, match="external testbed: domain vm is not running"):
+        provision.ensure_vm(_bed("external"))
+
+
+# ------------------------------------------------------------------ preflight
+
+
+def test_preflight_names_each_missing_piece(monkeypatch, tmp_path: Path) -> None:
+    from migfw.testbed import preflight
+
+    real_which = shutil.which
+    monkeypatch.setattr(preflight.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(preflight.shutil, "which",
+                        lambda cmd: None if cmd == "libvirtd" else real_which(cmd))  # fmt: skip
+    cfg = {"testbed": {"accelerator": "kvm", "state_dir": str(tmp_path)}}
+    found = preflight.problems(cfg)
+    assert found[0].startswith("not root")
+    assert "command libvirtd not found (apt-get install libvirt-daemon-driver-qemu)" in found
+    assert all("\n" not in line for line in found)
+    with pytest.raises(MigfwError, match=r"preflight: not root.*\(\+\d+ more"):
+        preflight.require_local(cfg)
+    bad = preflight.problems({"testbed": {"accelerator": "xen"}})
+    assert any("testbed.accelerator: 'xen'" in line for line in bad)

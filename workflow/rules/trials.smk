@@ -6,7 +6,7 @@ if SOURCE == "testbed":
 
     rule guest_image:
         input:
-            init="resources/guest/init",
+            guest_files=sorted(str(p) for p in Path("resources/guest").iterdir()),
             domain="resources/domain.xml",
         output:
             manifest="results/testbed/guest/manifest.json",

@@ -86,3 +86,27 @@ def external_testbed(cfg: dict[str, Any]) -> Testbed:
         state_dir=str(state_dir(cfg).resolve()),
         extra={},
     )
+
+
+class ExternalTestbed:
+    """Same shape as LocalTestbed: up() checks the configured hosts, down() leaves them be."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.cfg = cfg
+
+    def up(self) -> Testbed:
+        from migfw.testbed.provision import ensure_vm
+
+        bed = external_testbed(self.cfg)
+        ensure_vm(bed)  # the domain must run on exactly one of the two hosts
+        return bed
+
+    def down(self, quiet: bool = False) -> list[str]:
+        return []  # the hosts and the VM are not ours to remove
+
+    def status(self) -> dict[str, Any]:
+        from migfw.testbed.provision import vm_locations
+
+        bed = external_testbed(self.cfg)
+        where = vm_locations(bed)
+        return {"up": list(where.values()).count("running") == 1, "vm": where}

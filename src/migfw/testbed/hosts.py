@@ -105,12 +105,9 @@ def ensure_up(cfg: dict[str, Any]) -> Testbed:
     """Return a running testbed for `cfg`, bringing the local one up if needed."""
     provider = cfg_get(cfg, "testbed.provider", "local")
     if provider == "external":
-        from migfw.testbed.external import external_testbed
-        from migfw.testbed.provision import ensure_vm
+        from migfw.testbed.external import ExternalTestbed
 
-        bed = external_testbed(cfg)
-        ensure_vm(bed)  # the domain must run on exactly one of the two hosts
-        return bed
+        return ExternalTestbed(cfg).up()
     if provider != "local":
         raise MigfwError(f"config testbed.provider: unknown provider {provider!r} (local|external)")
     from migfw.testbed.local import LocalTestbed
@@ -147,11 +144,11 @@ def _cmd_down(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     if cfg_get(cfg, "testbed.provider", "local") != "local":
-        from migfw.testbed.external import external_testbed
+        from migfw.testbed.external import ExternalTestbed
 
-        bed = external_testbed(cfg)
-        print(json.dumps(bed.to_dict(), indent=2))
-        return 0
+        status = ExternalTestbed(cfg).status()
+        print(json.dumps(status, indent=2))
+        return 0 if status["up"] else 1
     from migfw.testbed.local import LocalTestbed
 
     status = LocalTestbed(cfg).status()

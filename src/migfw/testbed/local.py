@@ -167,6 +167,12 @@ class LocalTestbed:
         }
         self.vm_name = f"{self.prefix}-target"
 
+    def vm_shape(self) -> dict[str, int]:
+        return {
+            "memory_mib": int(cfg_get(self.cfg, "testbed.guest.memory_mib", 128)),
+            "vcpus": int(cfg_get(self.cfg, "testbed.guest.vcpus", 1)),
+        }
+
     # ------------------------------------------------------------------ paths
     def host_root(self, host: str) -> Path:
         return self.run_root / f"host{host}"
@@ -209,7 +215,17 @@ class LocalTestbed:
             status = self.status()
             if status["up"]:
                 bed = Testbed.from_dict(state["testbed"])
+                wanted = self.vm_shape()
+                if {k: bed.extra.get(k) for k in wanted} != wanted:
+                    # The config asks for another VM size: replace the VM, keep the hosts.
+                    from migfw.testbed.provision import destroy_vm
+
+                    print(f"testbed: VM shape changed to {wanted}; re-provisioning the VM")
+                    destroy_vm(bed)
+                    bed.extra.update(wanted)
                 ensure_vm(bed)
+                state["testbed"] = bed.to_dict()
+                self._write_state(state)
                 return bed
         # Anything half-made by an earlier (killed) run goes first.
         self.down(quiet=True)
@@ -276,8 +292,7 @@ class LocalTestbed:
                 "initrd": str(guest_dir / "initramfs.img"),
                 "guest_manifest": str(guest_dir / "manifest.json"),
                 "cmdline": f"console=ttyS0 migfw.ip={self.vm_address}/{self.plen}",
-                "memory_mib": int(cfg_get(self.cfg, "testbed.guest.memory_mib", 128)),
-                "vcpus": int(cfg_get(self.cfg, "testbed.guest.vcpus", 1)),
+                **self.vm_shape(),
                 "bridge": BRIDGE,
                 "tap": TAP,
                 "mac": VM_MAC,

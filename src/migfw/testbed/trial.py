@@ -185,7 +185,10 @@ def run_trial(
     out = Path(out)
     partial = check_out_dir(out)
     log = EventLog(partial / "events.jsonl")
-    label = f"trial {index or repetition}/{of}" if of else f"trial {trial_id}"
+    if of and index is None:
+        # k of "trial k/N": the finished trials beside this one, plus this one.
+        index = 1 + sum(1 for d in out.parent.iterdir() if (d / "trial.json").exists())
+    label = f"trial {index}/{of}" if of else f"trial {trial_id}"
     wall = time.monotonic()
     try:
         log("start", trial_id=trial_id, interval_s=interval_s)
