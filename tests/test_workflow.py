@@ -157,3 +157,22 @@ def test_archive_round_trip_reproduces_the_analysis(work, tmp_path):
     original = pd.read_csv(work / "results/analysis/trials.csv")
     rerun = pd.read_csv(unpacked / "results/analysis/trials.csv")
     pd.testing.assert_frame_equal(original, rerun)
+
+
+def test_report_renders_in_headless_chromium(work):
+    """The HTML report opens in Chromium with every figure; its screenshot is kept."""
+    if not any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")):
+        pytest.skip("no headless Chromium installed")
+    snakemake(work, "--report", "report.html", "--configfile", "config/test.yaml")
+    figures = sorted(str(p.relative_to(work)) for p in (work / "results").rglob("*.png"))
+    assert len(figures) >= 10  # 4 measurement/thesis figures, 6 timelines, 2 SLR figures
+    artifact = REPO / "test-artifacts" / "report.png"
+    env = dict(os.environ, PYTHONPATH=str(work / "src"))
+    done = subprocess.run(
+        ["migfw", "report-check", "report.html", "--expect", *figures,
+         "--category", "Thesis (Table 11)", "Measurement", "SLR PRISMA 2020",
+         "Paper vs reproduction", "Run parameters", "--screenshot", str(artifact)],
+        cwd=work, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert artifact.stat().st_size > 5000
