@@ -137,8 +137,12 @@ def estimators_figure(trials: pd.DataFrame, out_png: str | Path) -> None:
         ax.set_xlabel("")
         ax.set_ylabel("downtime (ms)")
         ax.tick_params(axis="x", rotation=45, labelsize=7)
-        ax.legend(fontsize=7, ncols=2)
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend_.remove()
     fig.tight_layout()
+    fig.legend(
+        handles, labels, fontsize=7, ncols=4, loc="lower center", bbox_to_anchor=(0.5, -0.03)
+    )
     _save(fig, out_png)
 
 

@@ -4,8 +4,20 @@
 
 if SOURCE == "testbed":
 
+    rule testbed_preflight:
+        # Root, /dev/net/tun, commands, Python modules, KVM: one line per problem, first.
+        output:
+            "results/testbed/preflight.txt",
+        log:
+            f"{LOGS}/testbed_preflight.log",
+        run:
+            cfg = effective_config(log)
+            shell("migfw testbed preflight --config {cfg} 2>&1 | tee {log}")
+            shell("cp {log} {output}")
+
     rule guest_image:
         input:
+            preflight=ancient("results/testbed/preflight.txt"),
             guest_files=sorted(str(p) for p in Path("resources/guest").iterdir()),
             domain="resources/domain.xml",
         output:
