@@ -17,8 +17,13 @@ for arg in "$@"; do
   esac
 done
 
-apt_packages=(python3 python3-venv python3-dev gcc pkg-config git)
-if [ "$mode" != analysis ]; then
+python=${PYTHON:-python3}
+if [ "$mode" = analysis ]; then
+  # Analysis needs only a Python that can make a venv (wheels cover the rest): no root.
+  apt_packages=()
+  "$python" -c "import ensurepip, venv" >/dev/null 2>&1 || apt_packages+=(python3 python3-venv)
+else
+  apt_packages=(python3 python3-venv python3-dev gcc pkg-config git)
   apt_packages+=(
     qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
     libvirt-dev nftables tcpdump iproute2 kmod cpio zstd xz-utils busybox-static
@@ -30,7 +35,7 @@ if [ "$mode" = test ]; then
 fi
 
 missing=()
-for pkg in "${apt_packages[@]}"; do
+for pkg in "${apt_packages[@]+"${apt_packages[@]}"}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -50,8 +55,7 @@ if [ "$mode" != analysis ] && [ "$(id -u)" -eq 0 ]; then
   getent passwd libvirt-qemu >/dev/null || useradd --system -g libvirt-qemu -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
 fi
 
-# Prefer the python3 first on PATH (it may be newer than Debian's); it needs venv support.
-python=${PYTHON:-python3}
+# The python3 first on PATH (it may be newer than Debian's) makes the venv.
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
