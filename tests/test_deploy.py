@@ -173,7 +173,7 @@ def test_deploy_read_back_verify_and_catch_a_broken_rule(lab) -> None:
         assert by[("S2", f"tcp SYN {REMOTE} -> {GUEST}:80")]["observed"] == "silence"
         assert by[("S6", f"udp datagram {REMOTE} -> {GUEST}:5005")]["observed"] == "silence"
         assert by[("S5", f"udp datagram {REMOTE} -> {GUEST}:5000")]["observed"] == "answer"
-        ftp = by[("S7", f"ftp login+RETR {REMOTE} -> {GUEST}:21")]
+        ftp = by[("F1", f"ftp login+RETR {REMOTE} -> {GUEST}:21")]
         assert ftp["ok"] and f"({len(FTP_FILE)} bytes)" in ftp["observed"]
         assert {c["rule"] for c in checks if c["ok"] is None} == {"D2", "D4"}
 

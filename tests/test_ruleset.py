@@ -49,7 +49,7 @@ def rs() -> Ruleset:
 
 
 def test_sample_has_the_thesis_strata(rs: Ruleset) -> None:
-    assert len(rs.rules) == 14
+    assert len(rs.rules) == 15  # the 14-rule sample plus the FTP rule
     assert sum(r.stratum == 1 for r in rs.rules) == 7
     assert sum(r.stratum == 2 for r in rs.rules) == 7
     assert sum(r.stratum == 2 and r.proto == "icmp" for r in rs.rules) == 2
@@ -73,7 +73,7 @@ HAND = [
     (tcp(R, 80), "block", "S2"),
     (tcp(OTH, 80), "pass", "S1"),
     (tcp(OUTSIDER, 80), "block", "D1"),
-    (tcp(R, 21), "pass", "S7"),
+    (tcp(R, 21), "pass", "F1"),
     (tcp(OTH, 21), "pass", "S1"),
     (tcp(R, 25), "block", "D1"),
     (tcp(T, 22), "block", "D4"),  # spoofed own address: quick D4 beats quick D5 (earlier)
@@ -179,7 +179,7 @@ def test_render_pf_golden(rs: Ruleset) -> None:
     _golden("ruleset.pf", text)
     # pf keeps file order: rule lines appear in the YAML's order.
     rule_lines = [ln for ln in text.splitlines() if ln.startswith(("pass", "block"))]
-    assert len(rule_lines) == 14 and rule_lines[0] == "block drop in log all"
+    assert len(rule_lines) == 15 and rule_lines[0] == "block drop in log all"
 
 
 BAD = [
