@@ -82,10 +82,7 @@ class ReviewConfig:
 
 def load_sources(path: Path) -> pd.DataFrame:
     """sources.csv: database, file (relative to sources.csv; empty = searched, no hits)."""
-    try:
-        frame = read_csv_text(path)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise MigfwError(f"{path}: cannot read sources ({str(exc).splitlines()[0]})") from None
+    frame = read_csv_text(path, "sources")
     for col in ("database", "file"):
         if col not in frame.columns:
             raise MigfwError(f"{path}: missing column {col}")

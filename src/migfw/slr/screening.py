@@ -160,14 +160,21 @@ def screen(records: pd.DataFrame, query: Query) -> pd.DataFrame:
 # ------------------------------------------------------------------ human decisions
 
 
-def read_csv_text(path: str | Path) -> pd.DataFrame:
+def read_csv_text(path: str | Path, what: str = "file") -> pd.DataFrame:
     """A small hand-kept CSV: all strings; lines starting with # are comments.
 
-    Only whole-line comments: a '#' inside a title ("C# runtimes") is data.
+    Only whole-line comments: a '#' inside a title ("C# runtimes") is data. A missing or
+    unreadable file is one MigfwError line naming the file and `what` it is.
     """
-    text = Path(path).read_text(encoding="utf-8-sig")
-    kept = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
-    return pd.read_csv(io.StringIO(kept), dtype=str, keep_default_na=False)
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+        kept = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+        return pd.read_csv(io.StringIO(kept), dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise MigfwError(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise MigfwError(f"{path}: cannot read {what} ({str(exc).splitlines()[0]})") from None
 
 
 def load_decisions(path: str | Path | None) -> pd.DataFrame:
@@ -176,10 +183,7 @@ def load_decisions(path: str | Path | None) -> pd.DataFrame:
     if path is None or not Path(path).exists():
         return pd.DataFrame(columns=cols)
     path = Path(path)
-    try:
-        frame = read_csv_text(path)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise MigfwError(f"{path}: cannot read decisions ({str(exc).splitlines()[0]})") from None
+    frame = read_csv_text(path, "decisions")
     missing = [c for c in ("ref", "decision") if c not in frame.columns]
     if missing:
         raise MigfwError(f"{path}: missing column(s) {', '.join(missing)}")

@@ -92,12 +92,7 @@ def table3(screened: pd.DataFrame, studies: pd.DataFrame) -> pd.DataFrame:
 def load_quality(path: str | Path) -> pd.DataFrame:
     """quality.csv: id, ref, QA1..QA5 with answers 0, 0.5 or 1; totals are recomputed."""
     path = Path(path)
-    try:
-        frame = read_csv_text(path)
-    except FileNotFoundError:
-        raise MigfwError(f"{path}: quality file not found") from None
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise MigfwError(f"{path}: cannot read ({str(exc).splitlines()[0]})") from None
+    frame = read_csv_text(path, "quality file")
     missing = [c for c in ["id", "ref", *QA_COLUMNS] if c not in frame.columns]
     if missing:
         raise MigfwError(f"{path}: missing column(s) {', '.join(missing)}")
@@ -140,12 +135,7 @@ def quality_summary(quality: pd.DataFrame) -> pd.DataFrame:
 
 def load_quasi_gold(path: str | Path) -> pd.DataFrame:
     path = Path(path)
-    try:
-        frame = read_csv_text(path)
-    except FileNotFoundError:
-        raise MigfwError(f"{path}: quasi-gold file not found") from None
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise MigfwError(f"{path}: cannot read ({str(exc).splitlines()[0]})") from None
+    frame = read_csv_text(path, "quasi-gold file")
     if "title" not in frame.columns:
         raise MigfwError(f"{path}: missing column title")
     for col in ("id", "doi", "year"):
