@@ -12,22 +12,6 @@ import sys
 
 from migfw.errors import MigfwError
 
-# Modules that provide `register(subparsers)`. Imported lazily so that an analysis-only
-# install (no libvirt, no fabric) can still run every analysis command.
-_STAGES = [
-    "migfw.probes",
-    "migfw.analysis",
-    "migfw.paper",
-    "migfw.figures",
-    "migfw.synth",
-    "migfw.compare",
-    "migfw.testbed.cli",
-    "migfw.slr.cli",
-    "migfw.report",
-    "migfw.runinfo",
-]
-
-
 # Which module provides each command, so `migfw X` imports only what X needs (numba,
 # scipy and matplotlib together take seconds to import; the pipeline runs many commands).
 _COMMAND_MODULES = {
@@ -46,6 +30,9 @@ _COMMAND_MODULES = {
     "report-check": "migfw.report",
     "run-info": "migfw.runinfo",
 }
+# Every stage module (each provides `register(subparsers)`), for help and unknown commands.
+# Imported lazily so that an analysis-only install (no libvirt, no fabric) still works.
+_STAGES = list(dict.fromkeys(_COMMAND_MODULES.values()))
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

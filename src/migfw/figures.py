@@ -17,7 +17,6 @@ import seaborn as sns  # noqa: E402
 from migfw.errors import MigfwError  # noqa: E402
 from migfw.stats import describe  # noqa: E402
 
-os.environ.setdefault("MPLCONFIGDIR", str(Path.home() / ".cache" / "matplotlib"))
 sns.set_theme(style="whitegrid", context="paper")
 
 

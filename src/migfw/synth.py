@@ -180,8 +180,7 @@ def craft_trial(spec: CraftedTrial, out_dir: str | Path) -> dict:
 def crafted_spec(trial_id: str, seed: int = 1) -> CraftedTrial:
     """The crafted trial for an id like i0.01-r03: migration and pause lengths drawn from a
     generator seeded by the id, so each trial differs and reruns give the same file."""
-    interval = float(trial_id.split("-r")[0][1:])
-    rep = int(trial_id.split("-r")[1])
+    interval, rep = parse_trial_name(trial_id)
     rng = np.random.default_rng([seed, rep, round(interval * 1e6)])
     return CraftedTrial(
         trial_id=trial_id,
@@ -209,6 +208,12 @@ def craft_demo_set(
 def trial_name(interval_s: float, repetition: int) -> str:
     """The trial id used everywhere: interval and repetition, e.g. i0.01-r03."""
     return f"i{interval_s:g}-r{repetition:02d}"
+
+
+def parse_trial_name(trial_id: str) -> tuple[float, int]:
+    """(interval_s, repetition) from an id made by `trial_name`."""
+    interval, repetition = trial_id.split("-r")
+    return float(interval[1:]), int(repetition)
 
 
 def _cli(args: argparse.Namespace) -> int:

@@ -5,7 +5,9 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from migfw.analysis import discover_trials
 from migfw.config import coerce_config, config_problems
+from migfw.synth import parse_trial_name, trial_name
 
 # Nested --config values arrive as text; then a readable one-line-per-problem message
 # comes first, and Snakemake's own validation after it.
@@ -38,16 +40,14 @@ def effective_config(log):
 BENCH = "results/benchmarks"
 
 
-def trial_name(interval, repetition):
-    # Same naming as migfw.synth.trial_name: i<interval>-r<rep>, e.g. i0.01-r03.
-    return f"i{interval:g}-r{repetition:02d}"
-
-
 def planned_trials():
     """Trial ids: from the config's intervals × repetitions, or found on disk."""
     if SOURCE == "directory":
-        found = sorted(p.parent.name for p in Path(TRIALS_DIR).glob("*/trial.json"))
-        found = [t for t in found if not t.startswith(".")]
+        found = (
+            [p.name for p in discover_trials(TRIALS_DIR)]
+            if Path(TRIALS_DIR).is_dir()
+            else []
+        )
         if not found:
             raise WorkflowError(
                 f"trials_source is 'directory' but {TRIALS_DIR} has no <trial>/trial.json"
@@ -64,11 +64,11 @@ TRIALS = planned_trials()
 
 
 def trial_interval(trial):
-    return float(trial.split("-r")[0][1:])
+    return parse_trial_name(trial)[0]
 
 
 def trial_repetition(trial):
-    return int(trial.split("-r")[1])
+    return parse_trial_name(trial)[1]
 
 
 def trial_folder(wildcards):
