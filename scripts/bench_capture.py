@@ -114,8 +114,8 @@ def _fold(x: int) -> int:
 CHILD = r"""
 import json, resource, sys, time
 t0 = time.perf_counter()
-from migfw import capture
-from migfw.probes import analyse_capture, match_probes
+from migfw.measure import capture
+from migfw.measure.probes import analyse_capture, match_probes
 t_import = time.perf_counter() - t0
 rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 # JIT alone: compile (or load) every kernel on a tiny input.

@@ -1,6 +1,6 @@
 """Test-only writers of pcap/pcapng files with known contents, built with struct.
 
-Independent of migfw.capture on purpose: the reader is checked against files whose every
+Independent of migfw.measure.capture on purpose: the reader is checked against files whose every
 byte was written here, from the documented formats, never by the reader's own code.
 """
 

@@ -6,9 +6,10 @@ import shutil
 import pandas as pd
 import pytest
 
-from migfw.analysis import collect, discover_trials, load_trial, trial_metrics
 from migfw.errors import MigfwError
-from migfw.synth import CraftedTrial, craft_trial
+from migfw.measure.metrics import collect, trial_metrics
+from migfw.trials.contract import discover_trials, load_trial
+from migfw.trials.crafted import CraftedTrial, craft_trial
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""migfw.capture against files written byte by byte by tests/pcapcraft.py and real captures."""
+"""migfw.measure.capture against crafted files (tests/pcapcraft.py) and real captures."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pcapcraft as pc  # noqa: E402
 
-from migfw import capture  # noqa: E402
-from migfw.capture import echo_destinations, read_echoes  # noqa: E402
+from migfw.measure import capture  # noqa: E402
 from migfw.errors import MigfwError  # noqa: E402
+from migfw.measure.capture import echo_destinations, read_echoes  # noqa: E402
 
 T0 = 1_700_000_000 * 10**9 + 123_456_789  # a time with every digit down to the ns used
 
@@ -484,7 +484,7 @@ def test_numba_cache_with_read_only_package(tmp_path):
     pkg = Path(capture.__file__).resolve().parent
     f = pc.write_pcap(tmp_path / "x.pcap", [(T0, pc.frame(1, pc.echo(0, 1, 1)))])
     code = (
-        "from migfw.probes import analyse_capture; import os;"
+        "from migfw.measure.probes import analyse_capture; import os;"
         f"print(analyse_capture({str(f)!r}, None, 1.0)['ps'], os.environ['NUMBA_CACHE_DIR'])"
     )
     script = f'mount --bind -o ro {pkg} {pkg} && {sys.executable} -c "{code}"'

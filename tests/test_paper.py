@@ -5,7 +5,7 @@ import pytest
 from conftest import REPO
 
 from migfw.errors import MigfwError
-from migfw.paper import reproduce_table11
+from migfw.paper.table11 import reproduce_table11
 
 TABLE = REPO / "resources/paper/table11.csv"
 SUMMARY = REPO / "resources/paper/table11_summary.csv"

@@ -1,4 +1,4 @@
-"""migfw.probes: matching and metrics against trials whose truth the generator knows."""
+"""migfw.measure.probes: matching and metrics against trials whose truth the generator knows."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pcapcraft as pc  # noqa: E402
 
-from migfw.capture import Echoes, echo_destinations, read_echoes  # noqa: E402
 from migfw.errors import MigfwError  # noqa: E402
-from migfw.probes import analyse_capture, match_probes, probe_metrics  # noqa: E402
+from migfw.measure.capture import Echoes, echo_destinations, read_echoes  # noqa: E402
+from migfw.measure.probes import analyse_capture, match_probes, probe_metrics  # noqa: E402
 
 TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "pcap"
 IVL = 0.01  # probe interval of the crafted trials (s)

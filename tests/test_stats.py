@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from migfw.errors import MigfwError
-from migfw.stats import describe, summarize
+from migfw.measure.stats import describe, summarize
 
 
 def test_describe_matches_hand_computation():

@@ -65,9 +65,10 @@ def testbed_cfg(tmp_path: Path):
 def test_one_migration_trial_matches_hypervisor_downtime(
     testbed_cfg, tmp_path: Path, monkeypatch
 ) -> None:
-    from migfw.probes import analyse_capture
+    from migfw.measure.probes import analyse_capture
     from migfw.testbed.local import LocalTestbed, list_netns, pid_alive, pids_in_netns
-    from migfw.testbed.trial import SCHEMA, run_trial
+    from migfw.testbed.trial import run_trial
+    from migfw.trials.contract import trial_schema
 
     interval = 0.01
     out = tmp_path / "trials" / "t1"
@@ -79,7 +80,7 @@ def test_one_migration_trial_matches_hypervisor_downtime(
                  "ruleset_before.nft", "ruleset_after.nft", "rule_checks.json"):  # fmt: skip
         assert (out / name).stat().st_size > 0, name
     on_disk = json.loads((out / "trial.json").read_text())
-    jsonschema.validate(on_disk, json.loads(SCHEMA.read_text()))
+    jsonschema.validate(on_disk, trial_schema())
     assert on_disk["status"] == "ok", on_disk["failure"]
     assert on_disk["direction"] == "A->B"
     assert on_disk["ruleset"]["identical_before_after"] is True
@@ -124,7 +125,7 @@ def test_one_migration_trial_matches_hypervisor_downtime(
     # A migration that fails (here: a destination migration address nobody has, inside
     # the namespaces) is a failed trial with libvirt's reason, and the VM stays usable.
     import migfw.testbed.trial as trial_mod
-    from migfw.testbed.hosts import ensure_up
+    from migfw.testbed.providers import ensure_up
 
     def broken_ensure_up(cfg):
         bed = ensure_up(cfg)
@@ -137,7 +138,7 @@ def test_one_migration_trial_matches_hypervisor_downtime(
     assert failed["status"] == "failed" and "B→A failed" in failed["failure"]
     assert failed["direction"] == "B->A" and failed["hypervisor"] is None
     assert (tmp_path / "trials" / "t2" / "probe.pcap").stat().st_size > 0
-    from migfw.testbed.hosts import Testbed, read_state
+    from migfw.testbed.base import Testbed, read_state
     from migfw.testbed.provision import vm_locations
 
     bed = Testbed.from_dict(read_state(Path(testbed_cfg["testbed"]["state_dir"]))["testbed"])

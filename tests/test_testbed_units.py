@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from migfw.errors import MigfwError
-from migfw.testbed.hosts import HostInfo, ensure_up, load_config, read_state
-from migfw.testbed.hosts import Testbed as Bed  # not collected as a test class
+from migfw.testbed.base import HostInfo, load_config, read_state
+from migfw.testbed.base import Testbed as Bed  # not collected as a test class
+from migfw.testbed.providers import ensure_up
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -235,15 +236,15 @@ def test_trial_out_dir_rules(tmp_path: Path) -> None:
 
 
 def test_trial_json_validation_names_the_field() -> None:
-    from migfw.testbed.trial import validate_trial
+    from migfw.trials.contract import validate_trial
 
     good = {"trial_id": "a", "interval_s": 0.01, "target": "10.231.0.10", "status": "ok",
             "failure": None, "migration": {"start": 1.0, "end": 2.0, "source": "A",
                                            "destination": "B"}}  # fmt: skip
     validate_trial(good)
-    with pytest.raises(MigfwError, match="trial.json status"):
+    with pytest.raises(MigfwError, match="trial.json: status"):
         validate_trial(dict(good, status="maybe"))
-    with pytest.raises(MigfwError, match="trial.json interval_s"):
+    with pytest.raises(MigfwError, match="trial.json: interval_s"):
         validate_trial(dict(good, interval_s=0))
 
 

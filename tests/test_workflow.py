@@ -112,7 +112,7 @@ def test_analysis_setting_reruns_only_what_depends_on_it(work, tmp_path):
 
 
 def test_analysis_code_change_reruns_analysis_never_trials(work):
-    probes = work / "src/migfw/probes.py"
+    probes = work / "src/migfw/measure/probes.py"
     original = probes.read_text()
     try:
         probes.write_text(original + "\n# an edit to the analysis code\n")
@@ -148,7 +148,7 @@ def test_archive_round_trip_reproduces_the_analysis(work, tmp_path):
     snakemake(work, "--archive", str(archive), *args)
     with tarfile.open(archive) as tar:
         names = tar.getnames()
-        assert "Snakefile" in names and "src/migfw/probes.py" in names
+        assert "Snakefile" in names and "src/migfw/measure/probes.py" in names
         # The captured trials travel with the workflow as its external inputs.
         assert sum(n.endswith("probe.pcap") for n in names) == 6
         unpacked = tmp_path / "elsewhere"

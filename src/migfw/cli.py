@@ -15,20 +15,20 @@ from migfw.errors import MigfwError
 # Which module provides each command, so `migfw X` imports only what X needs (numba,
 # scipy and matplotlib together take seconds to import; the pipeline runs many commands).
 _COMMAND_MODULES = {
-    "probes": "migfw.probes",
-    "trial-metrics": "migfw.analysis",
-    "collect": "migfw.analysis",
-    "summarize": "migfw.analysis",
-    "paper": "migfw.paper",
-    "fig-uptime": "migfw.figures",
-    "fig-estimators": "migfw.figures",
-    "fig-timeline": "migfw.figures",
-    "craft": "migfw.synth",
-    "compare": "migfw.compare",
+    "probes": "migfw.measure.probes",
+    "trial-metrics": "migfw.measure.metrics",
+    "collect": "migfw.measure.metrics",
+    "summarize": "migfw.measure.metrics",
+    "paper": "migfw.paper.table11",
+    "fig-uptime": "migfw.measure.figures",
+    "fig-estimators": "migfw.measure.figures",
+    "fig-timeline": "migfw.measure.figures",
+    "craft": "migfw.trials.crafted",
+    "compare": "migfw.paper.compare",
     "testbed": "migfw.testbed.cli",
     "slr": "migfw.slr.cli",
-    "report-check": "migfw.report",
-    "run-info": "migfw.runinfo",
+    "report-check": "migfw.paper.report_check",
+    "run-info": "migfw.paper.runinfo",
 }
 # Every stage module (each provides `register(subparsers)`), for help and unknown commands.
 # Imported lazily so that an analysis-only install (no libvirt, no fabric) still works.

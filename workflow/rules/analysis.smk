@@ -9,7 +9,7 @@ rule trial_metrics:
     log:
         f"{LOGS}/analysis/{{trial}}.log",
     params:
-        code=code_version("capture", "probes", "analysis"),
+        code=code_version("migfw.measure.metrics"),
         folder=trial_folder,
     run:
         shell("migfw trial-metrics {params.folder} --out {output} > {log} 2>&1")
@@ -29,7 +29,7 @@ rule trials_table:
     benchmark:
         f"{BENCH}/trials_table.tsv"
     params:
-        code=code_version("analysis"),
+        code=code_version("migfw.measure.metrics"),
     run:
         shell("migfw collect {input} --out {output} > {log} 2>&1")
 
@@ -48,7 +48,7 @@ rule summary_table:
     benchmark:
         f"{BENCH}/summary_table.tsv"
     params:
-        code=code_version("analysis", "stats"),
+        code=code_version("migfw.measure.metrics"),
         factors=" ".join(config["analysis"]["factors"]),
         confidence=config["analysis"]["confidence"],
         resamples=config["analysis"]["bootstrap_resamples"],

@@ -5,9 +5,9 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from migfw.analysis import discover_trials
+from migfw.trials.contract import discover_trials, parse_trial_name, trial_name
 from migfw.config import coerce_config, config_problems
-from migfw.synth import parse_trial_name, trial_name
+from migfw.provenance import code_version
 
 # Nested --config values arrive as text; then a readable one-line-per-problem message
 # comes first, and Snakemake's own validation after it.
@@ -108,20 +108,6 @@ def slr_inputs(wildcards):
         base = Path(sources).parent
         files += [str(base / r["file"]) for r in rows if r.get("file")]
     return files
-
-
-def code_version(*modules):
-    """Hash of migfw modules' source: a rule's `code` param, so editing analysis code
-    reruns the analysis steps that use it, while trials (which never take it) stay."""
-    import hashlib
-    import importlib.util
-
-    digest = hashlib.sha256()
-    for module in modules:
-        digest.update(
-            Path(importlib.util.find_spec(f"migfw.{module}").origin).read_bytes()
-        )
-    return digest.hexdigest()[:16]
 
 
 def flatten(items):

@@ -14,7 +14,7 @@ rule uptime_figure:
     log:
         f"{LOGS}/uptime_figure.log",
     params:
-        code=code_version("figures", "stats"),
+        code=code_version("migfw.measure.figures"),
     run:
         shell("migfw fig-uptime {input} --out {output.png} > {log} 2>&1")
 
@@ -32,7 +32,7 @@ rule estimators_figure:
     log:
         f"{LOGS}/estimators_figure.log",
     params:
-        code=code_version("figures"),
+        code=code_version("migfw.measure.figures"),
     run:
         shell("migfw fig-estimators {input} --out {output.png} > {log} 2>&1")
 
@@ -51,7 +51,7 @@ rule timeline_figure:
     log:
         f"{LOGS}/timelines/{{trial}}.log",
     params:
-        code=code_version("figures", "capture", "probes"),
+        code=code_version("migfw.measure.figures"),
         folder=trial_folder,
     run:
         shell("migfw fig-timeline {params.folder} --out {output.png} > {log} 2>&1")

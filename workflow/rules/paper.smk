@@ -22,7 +22,7 @@ rule paper_table11:
     benchmark:
         f"{BENCH}/paper_table11.tsv"
     params:
-        code=code_version("paper", "stats"),
+        code=code_version("migfw.paper.table11"),
         confidence=config["analysis"]["confidence"],
         resamples=config["analysis"]["bootstrap_resamples"],
         seed=config["analysis"]["seed"],
@@ -47,7 +47,7 @@ rule paper_uptime_figure:
     log:
         f"{LOGS}/paper_uptime_figure.log",
     params:
-        code=code_version("figures", "stats"),
+        code=code_version("migfw.measure.figures"),
     run:
         shell(
             "migfw fig-uptime {input} --paper --out {output.png}"

@@ -17,7 +17,7 @@ rule paper_vs_reproduction:
     log:
         f"{LOGS}/paper_vs_reproduction.log",
     params:
-        code=code_version("compare"),
+        code=code_version("migfw.paper.compare"),
         paper_dir=lambda w, input: Path(input.paper_summary).parent,
         analysis_dir=lambda w, input: Path(input.summary).parent,
         slr_dir=lambda w, input: Path(input.slr[0]).parent if input.slr else "",

@@ -61,17 +61,7 @@ rule slr_review:
     benchmark:
         f"{BENCH}/slr_review.tsv"
     params:
-        code=code_version(
-            "slr.imports",
-            "slr.normalise",
-            "slr.dedupe",
-            "slr.screening",
-            "slr.tables",
-            "slr.audit",
-            "slr.prisma",
-            "slr.slrfigures",
-            "slr.review",
-        ),
+        code=code_version("migfw.slr.review"),
         out=lambda w, output: Path(output.table3).parent,
     run:
         cfg = effective_config(log)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from migfw.testbed.hosts import load_config
+from migfw.testbed.base import load_config
 
 
 def leftovers(cfg: dict[str, Any]) -> dict[str, list]:

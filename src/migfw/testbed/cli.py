@@ -9,7 +9,7 @@ from migfw.groups import register_group
 MODULES = [
     "migfw.testbed.preflight",
     "migfw.testbed.guest",
-    "migfw.testbed.hosts",
+    "migfw.testbed.providers",
     "migfw.testbed.ruleset",
     "migfw.testbed.trial",
     "migfw.testbed.cleanup",

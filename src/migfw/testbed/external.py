@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from migfw.errors import MigfwError
-from migfw.testbed.hosts import HostInfo, Testbed, cfg_get, state_dir
+from migfw.testbed.base import HostInfo, Testbed, cfg_get, state_dir
 
 REQUIRED = [
     "source_uri",

@@ -367,7 +367,7 @@ def default_vm_addresses(cfg: dict) -> list[str]:
 
 
 def _cmd_image(args: argparse.Namespace) -> int:
-    from migfw.testbed.hosts import load_config
+    from migfw.testbed.base import load_config
 
     cfg = load_config(args.config)
     guest_cfg = cfg.get("testbed", {}).get("guest", {})

@@ -29,7 +29,7 @@ from typing import Any
 
 from migfw.errors import MigfwError
 from migfw.io import write_json
-from migfw.testbed.hosts import HostInfo, Testbed, cfg_get, read_state, state_dir
+from migfw.testbed.base import HostInfo, Testbed, cfg_get, read_state, state_dir
 
 RUN_ROOT = Path("/run/migfw")
 PRIVATE_DIRS = ["etc/libvirt", "run/libvirt", "var/lib/libvirt", "var/cache/libvirt",

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from migfw.errors import MigfwError
-from migfw.testbed.hosts import Testbed
+from migfw.testbed.base import Testbed
 from migfw.testbed.provision import connect
 
 MODES = ("client", "p2p")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from migfw.errors import MigfwError
-from migfw.testbed.hosts import cfg_get, load_config, state_dir
+from migfw.testbed.base import cfg_get, load_config, state_dir
 
 COMMANDS = {
     "qemu-system-x86_64": "qemu-system-x86",
@@ -69,9 +69,9 @@ def ensure_libvirt_qemu_user() -> bool:
         return False
     except KeyError:
         pass
-    from migfw.testbed.local import sh
+    from migfw.testbed.netns import run
 
-    sh(["useradd", "--system", "--no-create-home", "--user-group", "--shell",
+    run(["useradd", "--system", "--no-create-home", "--user-group", "--shell",
         "/usr/sbin/nologin", "libvirt-qemu"])  # fmt: skip
     print("testbed: created system user libvirt-qemu (needed by libvirtd's QEMU driver)")
     return True

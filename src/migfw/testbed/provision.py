@@ -10,8 +10,8 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from migfw.errors import MigfwError
+from migfw.testbed.base import Testbed
 from migfw.testbed.guest import READY_MARKER, RESOURCES
-from migfw.testbed.hosts import Testbed
 
 DOMAIN_TEMPLATE = RESOURCES / "domain.xml"
 EMULATOR = "/usr/bin/qemu-system-x86_64"

@@ -22,9 +22,10 @@ from typing import Any
 
 from migfw.errors import MigfwError
 from migfw.io import write_json
-from migfw.testbed.hosts import Testbed, cfg_get, ensure_up, load_config
+from migfw.testbed.base import Testbed, cfg_get, load_config
+from migfw.testbed.providers import ensure_up
+from migfw.trials.contract import validate_trial
 
-SCHEMA = Path(__file__).resolve().parents[1] / "data" / "trial.schema.json"
 PY_PACKAGES = ["migfw", "libvirt-python", "fabric", "paramiko", "scapy"]
 
 
@@ -147,17 +148,6 @@ def software_versions(bed: Testbed, guest_nft: str | None) -> dict[str, Any]:
         "python": platform.python_version(),
         "python_packages": packages,
     }
-
-
-def validate_trial(meta: dict[str, Any]) -> None:
-    import jsonschema
-
-    schema = json.loads(SCHEMA.read_text())
-    try:
-        jsonschema.validate(meta, schema)
-    except jsonschema.ValidationError as exc:
-        where = ".".join(str(p) for p in exc.absolute_path) or "(top level)"
-        raise MigfwError(f"trial.json {where}: {exc.message}") from None
 
 
 def run_trial(

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from migfw.io import atomic_write, write_json
+from migfw.trials.contract import parse_trial_name, trial_name
 
 ETH_IP_ICMP = 14 + 20 + 8
 PAYLOAD = 56
@@ -203,17 +204,6 @@ def craft_demo_set(
             craft_trial(spec, Path(out_dir) / spec.trial_id)
             ids.append(spec.trial_id)
     return ids
-
-
-def trial_name(interval_s: float, repetition: int) -> str:
-    """The trial id used everywhere: interval and repetition, e.g. i0.01-r03."""
-    return f"i{interval_s:g}-r{repetition:02d}"
-
-
-def parse_trial_name(trial_id: str) -> tuple[float, int]:
-    """(interval_s, repetition) from an id made by `trial_name`."""
-    interval, repetition = trial_id.split("-r")
-    return float(interval[1:]), int(repetition)
 
 
 def _cli(args: argparse.Namespace) -> int:

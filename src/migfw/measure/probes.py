@@ -1,7 +1,7 @@
 """Match ICMP echo requests to replies and compute the thesis's per-trial probe metrics.
 
 `migfw probes PCAP --target IP --interval S [--window START END] [--json]` runs the whole
-analysis of one capture: read (migfw.capture), match, metrics.
+analysis of one capture: read (migfw.measure.capture), match, metrics.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import numpy as np
 from numba import njit, types
 from numba.typed import Dict
 
-# Importing migfw.capture first also settles NUMBA_CACHE_DIR for the kernel below.
-from migfw.capture import Echoes, echo_destinations, read_echoes
 from migfw.errors import MigfwError
+
+# Importing migfw.measure.capture first also settles NUMBA_CACHE_DIR for the kernel below.
+from migfw.measure.capture import Echoes, echo_destinations, read_echoes
 
 _USEQ_BIAS = np.int64(1) << 43  # keeps (ident, unwrapped seq) keys positive
 LATE_MARGIN_S = 0.020  # a reply this much slower than the median RTT (and 3x it) is late

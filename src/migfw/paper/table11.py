@@ -21,7 +21,7 @@ import pandas as pd
 
 from migfw.errors import MigfwError
 from migfw.io import write_csv
-from migfw.stats import describe
+from migfw.measure.stats import describe
 
 ROW_METRICS = ["pl", "tmt_s", "dt_s", "ut_s"]
 SUMMARY_METRICS = ["dt_s", "tmt_s", "ut_s"]

@@ -1,8 +1,8 @@
 """From trial folders to per-trial metrics, trials.csv and summary.csv.
 
-A trial folder (`<trials_dir>/<trial_id>/`) holds `probe.pcap` and `trial.json` (schema:
-migfw/data/trial.schema.json). Nothing here touches libvirt, QEMU or the network, so an
-analysis-only rerun needs none of those installed.
+A trial folder (`<trials_dir>/<trial_id>/`) holds `probe.pcap` and `trial.json`
+(the contract: migfw.trials.contract). Nothing here touches libvirt, QEMU or the network, so
+an analysis-only rerun needs none of those installed.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,8 @@ import pandas as pd
 
 from migfw.errors import MigfwError
 from migfw.io import write_csv, write_json
-from migfw.stats import summarize
+from migfw.measure.stats import summarize
+from migfw.trials.contract import discover_trials, load_trial
 
 # Stable column order of results/analysis/trials.csv.
 TRIAL_COLUMNS = [
@@ -85,36 +84,11 @@ SUMMARY_METRICS = [
 ]
 
 
-@cache
-def _trial_schema() -> dict:
-    text = resources.files("migfw.data").joinpath("trial.schema.json").read_text()
-    return json.loads(text)
-
-
-def load_trial(trial_dir: str | Path) -> dict[str, Any]:
-    """Read and validate `trial.json`; errors name the file and the offending key."""
-    import jsonschema
-
-    path = Path(trial_dir) / "trial.json"
-    try:
-        meta = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise MigfwError(f"{path}: missing (every trial folder needs trial.json)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MigfwError(f"{path}: not valid JSON ({exc})") from None
-    errors = sorted(jsonschema.Draft202012Validator(_trial_schema()).iter_errors(meta), key=str)
-    if errors:
-        err = errors[0]
-        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise MigfwError(f"{path}: {where}: {err.message}")
-    return meta
-
-
 def probe_metrics_for(
     pcap: Path, target: str, interval_s: float, window: tuple[float, float] | None
 ) -> dict[str, Any]:
-    """The probe metrics of one capture (see migfw.probes)."""
-    from migfw.probes import analyse_capture
+    """The probe metrics of one capture (see migfw.measure.probes)."""
+    from migfw.measure.probes import analyse_capture
 
     metrics = analyse_capture(pcap, target=target, interval_s=interval_s, window=window)
     for key in ("file", "target", "interval_s"):  # already in the row, from trial.json
@@ -159,14 +133,6 @@ def trial_metrics(trial_dir: str | Path) -> dict[str, Any]:
         row["ut_meta_s"] = row["tmt_meta_s"] - row["dt_gap_s"]
         row["ut_meta_pct"] = 100 * row["ut_meta_s"] / row["tmt_meta_s"]
     return row
-
-
-def discover_trials(trials_dir: str | Path) -> list[Path]:
-    """Trial folders (those with a trial.json) under `trials_dir`, sorted by name."""
-    root = Path(trials_dir)
-    if not root.is_dir():
-        raise MigfwError(f"{root}: trials directory not found")
-    return sorted(p.parent for p in root.glob("*/trial.json") if not p.parent.name.startswith("."))
 
 
 def collect(rows: list[dict[str, Any]]) -> pd.DataFrame:

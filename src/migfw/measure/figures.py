@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from migfw.errors import MigfwError  # noqa: E402
-from migfw.stats import describe  # noqa: E402
+from migfw.measure.stats import describe  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="paper")
 
@@ -147,9 +147,9 @@ def estimators_figure(trials: pd.DataFrame, out_png: str | Path) -> None:
 
 def timeline_figure(trial_dir: str | Path, out_png: str | Path) -> None:
     """One trial: every probe as answered/lost against time, RTT, migration window shaded."""
-    from migfw.analysis import load_trial
-    from migfw.capture import read_echoes
-    from migfw.probes import match_probes
+    from migfw.measure.capture import read_echoes
+    from migfw.measure.probes import match_probes
+    from migfw.trials.contract import load_trial
 
     trial_dir = Path(trial_dir)
     meta = load_trial(trial_dir)

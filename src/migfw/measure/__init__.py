@@ -1,0 +1,1 @@
+"""Measurement analysis: capture -> probes -> per-trial metrics -> statistics -> figures."""

@@ -1,0 +1,81 @@
+"""Which migfw source a pipeline step depends on, so editing it reruns exactly that step.
+
+`code_version("migfw.measure.figures")` hashes the module's source and that of every migfw
+module it imports, directly or transitively, at top level or inside a function (read from the
+source with `ast`, nothing is imported). A rule passes it as a param: Snakemake reruns the
+rule when any of that code changes and never otherwise.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.util
+from functools import cache
+from pathlib import Path
+
+PACKAGE = "migfw"
+
+
+def _source_path(module: str) -> Path | None:
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+        return None
+    return Path(spec.origin)
+
+
+def _resolve(name: str) -> str | None:
+    """`name` if it is an importable migfw module, else its parent package (a `from X import
+    attr` names an attribute, not a module)."""
+    while name.startswith(PACKAGE):
+        try:
+            if importlib.util.find_spec(name) is not None:
+                return name
+        except ModuleNotFoundError:
+            pass
+        name = name.rpartition(".")[0]
+    return None
+
+
+@cache
+def direct_imports(module: str) -> frozenset[str]:
+    """The migfw modules that `module`'s source imports anywhere in its body."""
+    path = _source_path(module)
+    if path is None:
+        return frozenset()
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        for name in names:
+            if name == PACKAGE or name.startswith(PACKAGE + "."):
+                resolved = _resolve(name)
+                if resolved and resolved != module:
+                    found.add(resolved)
+    return frozenset(found)
+
+
+def import_closure(*modules: str) -> list[str]:
+    """`modules` and every migfw module they import, transitively, sorted."""
+    seen: set[str] = set()
+    todo = list(modules)
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        todo.extend(direct_imports(module))
+    return sorted(seen)
+
+
+def code_version(*modules: str) -> str:
+    """A short hash of the source of `modules` and everything migfw they import."""
+    digest = hashlib.sha256()
+    for module in import_closure(*modules):
+        path = _source_path(module)
+        if path is not None:
+            digest.update(module.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]

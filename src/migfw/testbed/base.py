@@ -1,0 +1,98 @@
+"""The provider interface: a `Testbed` names two hypervisor hosts, the VM and the prober.
+
+Providers (migfw.testbed.local, migfw.testbed.external) build or read a `Testbed`; everything
+after "the hosts exist" (provisioning, deploying the ruleset, probing, migrating, trials) uses
+only this interface. It imports no provider: migfw.testbed.providers picks one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from migfw.errors import MigfwError
+
+DEFAULT_STATE_DIR = Path("results/testbed")
+
+
+@dataclass
+class HostInfo:
+    name: str  # "A" or "B"
+    uri: str  # libvirt connection URI
+    migration_uri: str  # where the migration stream goes when this host is the destination
+
+
+@dataclass
+class Testbed:
+    provider: str
+    hosts: dict[str, HostInfo]
+    vm_name: str
+    vm_address: str
+    prober_netns: str | None
+    prober_iface: str | None
+    prober_address: str | None
+    ssh_user: str
+    ssh_key: str
+    ssh_known_hosts: str
+    ssh_netns: str | None
+    accelerator: str
+    state_dir: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Testbed:
+        data = dict(data)
+        data["hosts"] = {k: HostInfo(**v) for k, v in data["hosts"].items()}
+        return cls(**data)
+
+    def other(self, host: str) -> str:
+        return "B" if host == "A" else "A"
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read the YAML config; a missing or malformed file is one clear error line."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError as exc:
+        raise MigfwError(f"{path}: config file not found") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise MigfwError(f"{path}:{where} not valid YAML") from exc
+    if not isinstance(data, dict):
+        raise MigfwError(f"{path}: config must be a mapping of keys")
+    data.setdefault("_path", str(path))
+    return data
+
+
+def cfg_get(cfg: dict[str, Any], dotted: str, default: Any = None) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return default if node is None else node
+
+
+def state_dir(cfg: dict[str, Any]) -> Path:
+    return Path(cfg_get(cfg, "testbed.state_dir", str(DEFAULT_STATE_DIR)))
+
+
+def read_state(directory: Path) -> dict[str, Any] | None:
+    path = directory / "state.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise MigfwError(
+            f"{path}: not valid JSON ({exc.msg}); run `migfw testbed cleanup`"
+        ) from exc

@@ -1,0 +1,81 @@
+"""Choose and drive a provider: `ensure_up(cfg)` and `migfw testbed up / down / status`.
+
+`local` builds the hosts on this machine (namespaces + one libvirtd per host), `external`
+reads them from config. `ensure_up` is idempotent: a live local testbed is reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from migfw.errors import MigfwError
+from migfw.testbed.base import Testbed, cfg_get, load_config
+
+
+def ensure_up(cfg: dict[str, Any]) -> Testbed:
+    """Return a running testbed for `cfg`, bringing the local one up if needed."""
+    provider = cfg_get(cfg, "testbed.provider", "local")
+    if provider == "external":
+        from migfw.testbed.external import ExternalTestbed
+
+        return ExternalTestbed(cfg).up()
+    if provider != "local":
+        raise MigfwError(f"config testbed.provider: unknown provider {provider!r} (local|external)")
+    from migfw.testbed.local import LocalTestbed
+
+    return LocalTestbed(cfg).up()
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    started = time.monotonic()
+    bed = ensure_up(cfg)
+    boot = bed.extra.get("last_boot_s")
+    print(
+        f"testbed {bed.provider} up in {time.monotonic() - started:.1f} s: VM {bed.vm_name} at "
+        f"{bed.vm_address}" + (f" (booted in {boot} s)" if boot else "") + ", accelerator "
+        f"{bed.accelerator} ({bed.extra.get('accelerator_detection', {}).get('reason', '')}), "
+        f"state {bed.state_dir}/state.json"
+    )
+    return 0
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    if cfg_get(cfg, "testbed.provider", "local") != "local":
+        print("testbed external: nothing to tear down (the hosts are not ours)")
+        return 0
+    from migfw.testbed.local import LocalTestbed
+
+    removed = LocalTestbed(cfg).down()
+    print(f"testbed down: removed {len(removed)} items")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    if cfg_get(cfg, "testbed.provider", "local") != "local":
+        from migfw.testbed.external import ExternalTestbed
+
+        status = ExternalTestbed(cfg).status()
+        print(json.dumps(status, indent=2))
+        return 0 if status["up"] else 1
+    from migfw.testbed.local import LocalTestbed
+
+    status = LocalTestbed(cfg).status()
+    print(json.dumps(status, indent=2))
+    return 0 if status.get("up") else 1
+
+
+def register_cli(sub: argparse._SubParsersAction) -> None:
+    for name, func, text in (
+        ("up", _cmd_up, "bring the testbed up (idempotent) and boot the VM"),
+        ("down", _cmd_down, "tear the local testbed down (VM, daemons, namespaces)"),
+        ("status", _cmd_status, "show the recorded testbed and whether it is alive"),
+    ):
+        parser = sub.add_parser(name, help=text)
+        parser.add_argument("--config", default="config/config.yaml")
+        parser.set_defaults(func=func)

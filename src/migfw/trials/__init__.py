@@ -1,0 +1,1 @@
+"""Trials: the trial-folder contract (names, load, validate, discover) and crafted trials."""
