@@ -9,6 +9,9 @@ min_version("8.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/paper.smk"
 include: "workflow/rules/trials.smk"

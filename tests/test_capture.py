@@ -14,8 +14,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pcapcraft as pc  # noqa: E402
 
-from migfw.measure import capture  # noqa: E402
 from migfw.errors import MigfwError  # noqa: E402
+from migfw.measure import capture  # noqa: E402
 from migfw.measure.capture import echo_destinations, read_echoes  # noqa: E402
 
 T0 = 1_700_000_000 * 10**9 + 123_456_789  # a time with every digit down to the ns used

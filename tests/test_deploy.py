@@ -17,19 +17,19 @@ import time
 from pathlib import Path
 
 import pytest
+from nethelpers import canonical_listing, linked_pair
 
 from migfw.errors import MigfwError
 from migfw.testbed.deploy import (
     GuestShell,
     RulesetMisbehaves,
-    canonical_listing,
     deploy_ruleset,
     diff_rulesets,
     read_ruleset,
     require_rules_ok,
     verify_rules,
 )
-from migfw.testbed.netns import in_netns, linked_pair, netns_argv
+from migfw.testbed.netns import in_netns, netns_argv
 from migfw.testbed.ruleset import default_addresses, load_ruleset, render_nft
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,12 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
+from nethelpers import linked_pair
 from scapy.layers.inet import ICMP, IP, TCP
 from scapy.packet import Raw
 from scapy.utils import RawPcapReader
 
 from migfw.errors import MigfwError
-from migfw.testbed.netns import linked_pair, netns_argv, run
+from migfw.testbed.netns import netns_argv, run
 from migfw.testbed.prober import (
     PAYLOAD,
     EchoTemplate,

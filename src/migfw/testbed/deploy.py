@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from migfw.errors import MigfwError
-from migfw.testbed.netns import in_netns, run, temporary_netns
+from migfw.testbed.netns import in_netns
 from migfw.testbed.ruleset import (
     Packet,
     Rule,
@@ -204,18 +204,6 @@ def normalise_listing(text: str) -> str:
 def read_ruleset(shell: GuestShell) -> str:
     """The guest's whole ruleset as `nft -s list ruleset` prints it, normalised."""
     return normalise_listing(shell.run("nft -s list ruleset"))
-
-
-def canonical_listing(nft_text: str) -> str:
-    """What `read_ruleset` must return once `nft_text` is loaded (a throwaway netns)."""
-    with temporary_netns("mfwcan") as ns:
-        path = Path("/tmp") / f"{ns}.nft"
-        path.write_text(nft_text)
-        try:
-            run(["nft", "-f", str(path)], netns=ns)
-            return normalise_listing(run(["nft", "-s", "list", "ruleset"], netns=ns))
-        finally:
-            path.unlink(missing_ok=True)
 
 
 def diff_rulesets(before: str, after: str) -> list[str]:

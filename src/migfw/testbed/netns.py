@@ -87,39 +87,3 @@ def temporary_netns(prefix: str = "mfwtmp") -> Iterator[str]:
         yield name
     finally:
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
-
-
-@contextmanager
-def linked_pair(
-    guest_addr: str = "10.231.9.1",
-    remote_addr: str = "10.231.9.2",
-    prefix_len: int = 24,
-    extra_remote_addrs: tuple[str, ...] = (),
-    prefix: str = "mfwt",
-) -> Iterator[tuple[str, str]]:
-    """Two fresh namespaces ("guest", "remote") joined by a veth pair; yields their names.
-
-    The remote end is `r0`, the guest end `g0`; both are deleted afterwards, always.
-    `extra_remote_addrs` are added to r0 too (e.g. the ruleset's `other` address).
-    """
-    tag = uuid.uuid4().hex[:6]
-    guest, remote = f"{prefix}-{tag}-g", f"{prefix}-{tag}-r"
-    made: list[str] = []
-    try:
-        for name in (guest, remote):
-            run(["ip", "netns", "add", name])
-            made.append(name)
-            run(["ip", "link", "set", "lo", "up"], netns=name)
-        # Create the veth inside the remote namespace so nothing touches the host's links.
-        run(["ip", "link", "add", "r0", "type", "veth", "peer", "name", "g0", "netns", guest],
-            netns=remote)  # fmt: skip
-        run(["ip", "addr", "add", f"{guest_addr}/{prefix_len}", "dev", "g0"], netns=guest)
-        run(["ip", "addr", "add", f"{remote_addr}/{prefix_len}", "dev", "r0"], netns=remote)
-        for extra in extra_remote_addrs:
-            run(["ip", "addr", "add", f"{extra}/{prefix_len}", "dev", "r0"], netns=remote)
-        run(["ip", "link", "set", "g0", "up"], netns=guest)
-        run(["ip", "link", "set", "r0", "up"], netns=remote)
-        yield guest, remote
-    finally:
-        for name in made:
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)

@@ -555,14 +555,6 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd)
 
 
-def explain(rs: Ruleset) -> list[dict[str, Any]]:
-    """One row per rule (id, stratum, relation) - used by docs and reports."""
-    return [
-        {"id": r.id, "stratum": r.stratum, "action": r.action, "relation": r.relation}
-        for r in rs.rules
-    ]
-
-
 __all__ = [
     "Packet",
     "Rule",
