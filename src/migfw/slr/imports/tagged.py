@@ -62,7 +62,9 @@ def _parse_tagged(
             continue
         if tag in ("FN", "VR", "EF") and end_tag is not None:
             continue
-        if start_tag is not None and tag == start_tag and current:
+        # The start tag opens a new record only where the open one already has it
+        # (records whose first line is another tag, e.g. OWN before PMID).
+        if start_tag is not None and tag == start_tag and current and start_tag in current:
             records.append(current)
             current = None
         if current is None:
