@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from migfw.errors import MigfwError
@@ -78,43 +79,158 @@ def _csv_database(header: list[str], rows: list[dict[str, str]]) -> str:
     return ""
 
 
+def _line_list(lines: list[int]) -> str:
+    shown = ", ".join(str(n) for n in lines[:10])
+    return shown + (f" and {len(lines) - 10} more" if len(lines) > 10 else "")
+
+
+def _csv_rows(text: str, delimiter: str, strict: bool) -> Iterator[tuple[int, int, list[str]]]:
+    """(first line, last line, fields) per row."""
+    # StringIO keeps newlines inside quoted fields (str.splitlines would cut at \x1c etc.).
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=strict)
+    line = 1
+    for fields in reader:
+        yield line, reader.line_num, fields
+        line = reader.line_num + 1
+
+
+def _quoting_ok(text: str, delimiter: str) -> bool:
+    try:
+        for _ in _csv_rows(text, delimiter, strict=True):
+            pass
+    except csv.Error:
+        return False
+    return True
+
+
+def _split_loose(line: str, delimiter: str) -> list[str] | None:
+    """One physical line split where a quote closes only before a delimiter or the line
+    end (so `"on "X" here"` keeps its inner quotes); None when a quote never closes."""
+    closing = re.compile(r'"[ \t]*(?:' + re.escape(delimiter) + "|$)")
+    fields: list[str] = []
+    i = 0
+    while True:
+        if line.startswith('"', i):
+            match = closing.search(line, i + 1)
+            if not match:
+                return None
+            fields.append(line[i + 1 : match.start()].replace('""', '"'))
+            if not match.group().endswith(delimiter):
+                return fields
+            i = match.end()
+        else:
+            j = line.find(delimiter, i)
+            if j < 0:
+                fields.append(line[i:])
+                return fields
+            fields.append(line[i:j])
+            i = j + 1
+
+
+def read_csv_rows(
+    text: str, path: Path, delimiter: str = ",", what: str = "CSV"
+) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Header and (line number, fields) of each non-blank row.
+
+    Quoting is checked strictly first (the common case: nothing more to do). A row with
+    bad quoting on one line is split again where a quote closes only before a delimiter
+    (IEEE Xplore writes `"... on "Computer as a Tool""` unescaped) and kept, with a
+    warning naming its line, when that gives one field per column. Otherwise the row
+    cannot be aligned to the header (an unclosed quote swallowing the rows after it, a
+    stray quote that moves fields) and the file is refused in one line naming the line.
+    """
+    csv.field_size_limit(1 << 30)
+    strict = _quoting_ok(text, delimiter)
+    lines = text.split("\n") if not strict else []
+    header: list[str] = []
+    rows: list[tuple[int, list[str]]] = []
+    lenient: list[int] = []
+    try:
+        for first, last, fields in _csv_rows(text, delimiter, strict=strict):
+            if not strict and not _quoting_ok("\n".join(lines[first - 1 : last]), delimiter):
+                loose = _split_loose(lines[first - 1], delimiter) if last == first else None
+                if loose is None or (header and len(loose) != len(header)):
+                    raise MigfwError(
+                        f"{path}: line {first}: a quoted field does not close where it should "
+                        "(an unclosed or stray quote?); the row cannot be aligned to the header"
+                    )
+                fields = loose
+                lenient.append(first)
+            if not any(f.strip() for f in fields):
+                continue  # blank line / only empty fields: not a row
+            if header:
+                rows.append((first, fields))
+            else:  # blank lines above the header are skipped too
+                header = [h.strip().lstrip("\ufeff") for h in fields]
+    except csv.Error as exc:  # e.g. a NUL byte
+        raise MigfwError(f"{path}: malformed CSV ({exc})") from None
+    if not header:
+        raise MigfwError(f"{path}: {what} without a header line")
+    if lenient:
+        _warn(
+            f"{path}: {len(lenient)} rows have unescaped quotes inside a quoted field (lines "
+            f"{_line_list(lenient)}); read as written"
+        )
+    return header, rows
+
+
+def align_rows(header: list[str], rows: list[tuple[int, list[str]]], path: Path) -> list[list[str]]:
+    """Rows with exactly one field per header column.
+
+    A short row (spreadsheets drop trailing empty cells) is padded with empty fields and
+    a long row whose extra fields are all empty is trimmed, each with one warning naming
+    the lines; a long row with text beyond the last column is refused (which field is
+    the extra one cannot be known).
+    """
+    width = len(header)
+    short: list[int] = []
+    trimmed: list[int] = []
+    out = []
+    for line, fields in rows:
+        if len(fields) > width:
+            if any(f.strip() for f in fields[width:]):
+                raise MigfwError(
+                    f"{path}: line {line}: {len(fields)} fields for {width} header columns, "
+                    "with text beyond the last column; the row cannot be aligned"
+                )
+            trimmed.append(line)
+            fields = fields[:width]
+        elif len(fields) < width:
+            short.append(line)
+            fields = fields + [""] * (width - len(fields))
+        out.append(fields)
+    if short:
+        _warn(
+            f"{path}: {len(short)} rows have fewer than {width} fields (lines "
+            f"{_line_list(short)}); their missing last fields are empty"
+        )
+    if trimmed:
+        _warn(
+            f"{path}: {len(trimmed)} rows have empty fields beyond the {width} header columns "
+            f"(lines {_line_list(trimmed)}); dropped"
+        )
+    return out
+
+
 def _read_csv(text: str, path: Path, delimiter: str | None = None) -> tuple[list[dict], str]:
     # The delimiter (",", ";", "|" or tab) is re-sniffed from the header line.
     delimiter = delimiter or _header_delimiter(text) or ","
-    csv.field_size_limit(1 << 30)
-    # StringIO keeps newlines inside quoted fields (str.splitlines would cut at \x1c etc.).
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    try:
-        header: list[str] = []
-        while not any(h.strip() for h in header):  # skip blank lines above the header
-            header = [h.strip().lstrip("\ufeff") for h in next(reader)]
-        raw_rows = list(reader)
-    except StopIteration:
-        raise MigfwError(f"{path}: CSV without a header line") from None
-    except csv.Error as exc:
-        raise MigfwError(f"{path}: malformed CSV ({exc})") from None
+    header, raw_rows = read_csv_rows(text, path, delimiter)
     lower = {}
     for i, name in enumerate(header):
         lower.setdefault(name.lower(), i)
     # Scopus writes one header "Funding Text 1" but one column per funding text in the
     # rows, so long rows carry their extra fields right after that column.
     funding = [i for i, h in enumerate(header) if re.fullmatch(r"funding text \d+", h.lower())]
-    rows: list[dict[str, str]] = []
-    ragged = 0
-    for fields in raw_rows:
-        if not any(f.strip() for f in fields):
-            continue  # blank line / row of empty fields: not a record
-        extra = len(fields) - len(header)
-        if extra > 0 and funding:
-            cut = funding[-1] + 1
-            fields = fields[:cut] + fields[cut + extra :]
-        elif extra:
-            ragged += 1
-        # Short rows: missing trailing fields are empty.
-        fields = fields + [""] * (len(header) - len(fields))
-        rows.append(dict(zip(header, fields, strict=False)))
-    if ragged:
-        _warn(f"{path}: {ragged} rows do not have {len(header)} fields; aligned from the left")
+    if funding:
+        cut = funding[-1] + 1
+        raw_rows = [
+            (line, fields[:cut] + fields[cut + len(fields) - len(header) :])
+            if len(fields) > len(header)
+            else (line, fields)
+            for line, fields in raw_rows
+        ]
+    rows = [dict(zip(header, fields, strict=True)) for fields in align_rows(header, raw_rows, path)]
 
     def pick(row: dict[str, str], field: str) -> str:
         for name in _CSV_FIELDS[field]:
