@@ -4,7 +4,6 @@ database inference, unique record ids across files, and reading the table back."
 from __future__ import annotations
 
 import csv
-import importlib
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
@@ -16,24 +15,32 @@ from migfw.errors import MigfwError
 from migfw.slr.imports.detect import _detect
 from migfw.slr.imports.records import COLUMNS, _frame, _read_text, _warn
 
-# format -> (module, reader); modules are imported on first use, so importing this
-# package (e.g. for `migfw --help`) does not load every parser.
-_READERS = {
-    "ris": ("ris", "_read_ris"),
-    "bibtex": ("bibtex", "_read_bibtex"),
-    "csv": ("csv_exports", "_read_csv"),
-    "tsv": ("csv_exports", "_read_tsv"),
-    "wos": ("tagged", "_read_wos"),
-    "nbib": ("tagged", "_read_nbib"),
-    "enw": ("tagged", "_read_enw"),
-    "pubmed_xml": ("xml_exports", "_read_pubmed_xml"),
-    "endnote_xml": ("xml_exports", "_read_endnote_xml"),
-}
-
 
 def _reader_for(fmt: str) -> Callable[[str, Path], tuple[list[dict], str]]:
-    module, func = _READERS[fmt]  # KeyError: no reader for this format
-    return getattr(importlib.import_module(f"migfw.slr.imports.{module}"), func)
+    """The reader of a detected format. Each reader module is imported on first use, so
+    importing this package (e.g. for `migfw --help`) does not load every parser; the
+    imports are written out (not computed) so that `migfw.provenance` sees them."""
+    if fmt == "ris":
+        from migfw.slr.imports.ris import _read_ris
+
+        return _read_ris
+    if fmt == "bibtex":
+        from migfw.slr.imports.bibtex import _read_bibtex
+
+        return _read_bibtex
+    if fmt in ("csv", "tsv"):
+        from migfw.slr.imports.csv_exports import _read_csv, _read_tsv
+
+        return _read_csv if fmt == "csv" else _read_tsv
+    if fmt in ("wos", "nbib", "enw"):
+        from migfw.slr.imports.tagged import _read_enw, _read_nbib, _read_wos
+
+        return {"wos": _read_wos, "nbib": _read_nbib, "enw": _read_enw}[fmt]
+    if fmt in ("pubmed_xml", "endnote_xml"):
+        from migfw.slr.imports.xml_exports import _read_endnote_xml, _read_pubmed_xml
+
+        return _read_pubmed_xml if fmt == "pubmed_xml" else _read_endnote_xml
+    raise KeyError(fmt)
 
 
 def read_export(path: str | Path, database: str | None = None) -> pd.DataFrame:
