@@ -6,7 +6,6 @@ searched in its own fields (abstract for columns 1-2, any field for 3-4).
 
 from __future__ import annotations
 
-import io
 import re
 from dataclasses import dataclass
 from math import prod
@@ -164,17 +163,28 @@ def read_csv_text(path: str | Path, what: str = "file") -> pd.DataFrame:
     """A small hand-kept CSV: all strings; lines starting with # are comments.
 
     Only whole-line comments: a '#' inside a title ("C# runtimes") is data. A missing or
-    unreadable file is one MigfwError line naming the file and `what` it is.
+    unreadable file is one MigfwError line naming the file and `what` it is; so is a row
+    that cannot be aligned to the header (an unclosed quote, text beyond the last
+    column), naming its line. Short rows are padded, with one warning naming the lines.
     """
+    from migfw.slr.imports.csv_exports import align_rows, read_csv_rows
+
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
-        kept = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
-        return pd.read_csv(io.StringIO(kept), dtype=str, keep_default_na=False)
     except FileNotFoundError:
         raise MigfwError(f"{path}: {what} not found") from None
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise MigfwError(f"{path}: cannot read {what} ({str(exc).splitlines()[0]})") from None
+    # Comment lines become blank (skipped) so that line numbers in messages stay true.
+    kept = "\n".join("" if line.lstrip().startswith("#") else line for line in text.split("\n"))
+    try:
+        header, rows = read_csv_rows(kept, path)
+        aligned = align_rows(header, rows, path)
+    except MigfwError as exc:  # "PATH: problem" -> "PATH: cannot read WHAT (problem)"
+        problem = str(exc).removeprefix(f"{path}: ")
+        raise MigfwError(f"{path}: cannot read {what} ({problem})") from None
+    return pd.DataFrame(aligned, columns=header, dtype=str)
 
 
 def load_decisions(path: str | Path | None) -> pd.DataFrame:
