@@ -1,13 +1,16 @@
 """The `migfw` command. Each stage registers its own sub-commands.
 
 Every sub-command handler returns an exit code; a MigfwError becomes one line on stderr
-and exit status 2, so no user ever sees a traceback for bad input.
+and exit status 2, so no user ever sees a traceback for bad input. A reader that goes away
+(`migfw probes x.pcap | head -1`) ends the command quietly with status 141, the status of a
+Unix tool killed by SIGPIPE (128 + 13), so `set -o pipefail` still tells it apart from success.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 from typing import TextIO
@@ -73,8 +76,10 @@ def _one_line_warning(
 _show_warning = warnings.showwarning
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+EXIT_BROKEN_PIPE = 141
+
+
+def _run(argv: list[str]) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command)
     args = parser.parse_args(argv)
@@ -88,6 +93,31 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"migfw {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        code = _run(argv)
+        sys.stdout.flush()  # inside the try: buffered output meets a closed pipe here
+        return code
+    except SystemExit as exc:  # argparse's --help and usage errors print, then exit
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            return _closed_pipe()
+        raise exc
+    except BrokenPipeError:
+        return _closed_pipe()
+
+
+def _closed_pipe() -> int:
+    # Python flushes stdout again at exit; point it at /dev/null so that flush cannot fail
+    # (and print "Exception ignored ... BrokenPipeError") after we return.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

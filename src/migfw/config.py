@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
+
+# The embedded testbed's addresses (migfw.testbed.local.LocalTestbed): offsets from the
+# testbed subnet's network address (prober, VM, "other", host A, host B), and two hosts in
+# the migration subnet. Keep in step with LocalTestbed.__init__.
+TESTBED_OFFSETS = (2, 10, 99, 251, 252)
+MIGRATION_HOSTS = 2
+# Test traffic stays inside private space: the testbed never uses a routable address.
+PRIVATE_V4 = tuple(
+    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+)
+SUBNET_KEYS = ("testbed.local.subnet", "testbed.local.migration_subnet")
+# What LocalTestbed uses when a key is absent.
+DEFAULT_SUBNETS = {SUBNET_KEYS[0]: "10.231.0.0/24", SUBNET_KEYS[1]: "10.231.1.0/30"}
 
 
 def _allowed(error: jsonschema.ValidationError) -> str:
@@ -24,6 +38,8 @@ def _allowed(error: jsonschema.ValidationError) -> str:
         return f"allowed: {low} to {high}"
     if error.validator == "type":
         return f"expected type: {error.validator_value}"
+    if error.validator == "pattern" and "description" in schema:
+        return f"expected {schema['description']}"
     return ""
 
 
@@ -65,8 +81,73 @@ def config_problems(config: dict[str, Any], schema_path: str | Path) -> list[str
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = jsonschema.Draft202012Validator(schema)
     problems = []
+    bad_keys = set()
     for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.path))):
         key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        bad_keys.add(key)
         allowed = _allowed(error)
-        problems.append(f"{key}: {error.message}" + (f" ({allowed})" if allowed else ""))
+        message = error.message
+        if error.validator == "pattern" and "description" in (error.schema or {}):
+            message = f"{error.instance!r} is not valid"  # a long regex helps nobody
+        problems.append(f"{key}: {message}" + (f" ({allowed})" if allowed else ""))
+    problems += [p for p in network_problems(config) if p.split(":", 1)[0] not in bad_keys]
+    return problems
+
+
+def _get(config: dict[str, Any], dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or node.get(part) is None:
+            return None
+        node = node[part]
+    return node
+
+
+def network_problems(config: dict[str, Any]) -> list[str]:
+    """One line per bad testbed subnet: not an IPv4 network, host bits set, not private
+    (RFC 1918), too small for the testbed's addresses, or overlapping the other subnet."""
+    problems = []
+    nets: dict[str, ipaddress.IPv4Network] = {}
+    for key, need in zip(SUBNET_KEYS, (max(TESTBED_OFFSETS) + 2, MIGRATION_HOSTS + 2), strict=True):
+        value = _get(config, key)
+        if value is None:
+            nets[key] = ipaddress.IPv4Network(DEFAULT_SUBNETS[key])
+            continue
+        text = str(value).strip()
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            net = None
+        if net is None or "/" not in text:
+            problems.append(
+                f"{key}: {text!r} is not an IPv4 network in CIDR form (e.g. 10.231.0.0/24)"
+            )
+            continue
+        if net.version != 4:
+            problems.append(f"{key}: {text!r} is IPv6; the local testbed is IPv4 only")
+            continue
+        if str(net.network_address) != text.split("/")[0]:
+            problems.append(f"{key}: {text!r} has host bits set (the network is {net})")
+            continue
+        if not any(net.subnet_of(p) for p in PRIVATE_V4):
+            problems.append(
+                f"{key}: {text!r} is not private address space "
+                "(allowed: inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16)"
+            )
+            continue
+        if net.num_addresses < need:
+            longest = 32 - (need - 1).bit_length()
+            problems.append(
+                f"{key}: {text!r} is too small for the testbed's addresses "
+                f"(needs /{longest} or shorter)"
+            )
+            continue
+        nets[key] = net
+    if len(nets) == 2:
+        subnet, mig = (nets[k] for k in SUBNET_KEYS)
+        if subnet.overlaps(mig):
+            problems.append(
+                f"{SUBNET_KEYS[1]}: {mig} overlaps {SUBNET_KEYS[0]} {subnet} "
+                "(they must be disjoint)"
+            )
     return problems

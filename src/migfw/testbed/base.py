@@ -69,6 +69,13 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raise MigfwError(f"{path}:{where} not valid YAML") from exc
     if not isinstance(data, dict):
         raise MigfwError(f"{path}: config must be a mapping of keys")
+    # Checked here too so every `migfw testbed` command (not only Snakemake) refuses a bad
+    # subnet in one line instead of failing deep inside with a ValueError.
+    from migfw.config import network_problems
+
+    problems = network_problems(data)
+    if problems:
+        raise MigfwError(f"{path}: " + "; ".join(problems))
     data.setdefault("_path", str(path))
     return data
 

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from migfw.config import DEFAULT_SUBNETS, SUBNET_KEYS
 from migfw.errors import MigfwError
 from migfw.io import write_json
 from migfw.testbed.base import HostInfo, Testbed, cfg_get, read_state, state_dir
@@ -142,8 +143,10 @@ class LocalTestbed:
     def __init__(self, cfg: dict[str, Any]) -> None:
         self.cfg = cfg
         self.prefix = str(cfg_get(cfg, "testbed.local.prefix", "mfw"))
-        subnet = ipaddress.ip_network(cfg_get(cfg, "testbed.local.subnet", "10.231.0.0/24"))
-        mig = ipaddress.ip_network(cfg_get(cfg, "testbed.local.migration_subnet", "10.231.1.0/30"))
+        # Checked by migfw.config.network_problems (load_config and the Snakemake config
+        # check): private IPv4, room for the offsets below, disjoint.
+        subnet = ipaddress.ip_network(cfg_get(cfg, SUBNET_KEYS[0], DEFAULT_SUBNETS[SUBNET_KEYS[0]]))
+        mig = ipaddress.ip_network(cfg_get(cfg, SUBNET_KEYS[1], DEFAULT_SUBNETS[SUBNET_KEYS[1]]))
         base = subnet.network_address
         self.plen = subnet.prefixlen
         self.subnet = subnet
