@@ -40,7 +40,9 @@ def ftpd(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     # A PATH of busybox applets, as in the guest (nc, usleep, readlink, awk, ...).
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    for applet in subprocess.run([busybox, "--list"], capture_output=True, text=True).stdout.split():
+    for applet in subprocess.run(
+        [busybox, "--list"], capture_output=True, text=True
+    ).stdout.split():
         (bindir / applet).symlink_to(busybox)
     script = tmp_path / "migfw-ftpd"
     script.write_text(FTPD.read_text().replace("#!/bin/sh", f"#!{busybox} sh", 1))

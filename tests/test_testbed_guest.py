@@ -94,3 +94,35 @@ def test_rebuilt_only_when_an_input_changes(built) -> None:
     (out / "initramfs.img").write_bytes(b"broken")
     fixed = build_image(out, cache, "linux-image-cloud-amd64", ["10.231.0.10"])
     assert fixed["cached"] is False and (out / "initramfs.img").stat().st_size > 2e6
+
+
+def test_key_material_is_readable_by_root_only(built) -> None:
+    """The initramfs holds the guest's SSH host private key: it and its folder are root-only,
+    and no key file anywhere in the output has a group or other permission bit."""
+    import os
+    import stat
+
+    from migfw.testbed.guest import build_image
+
+    out, cache, _ = built
+
+    def loose() -> list[str]:
+        found = []
+        if stat.S_IMODE(out.stat().st_mode) & 0o077:
+            found.append(f"{out} {oct(out.stat().st_mode)}")
+        for path in out.rglob("*"):
+            if path.name in ("known_hosts", "manifest.json", "vmlinuz") or path.suffix == ".pub":
+                continue  # public: host and client public keys, the kernel
+            if stat.S_IMODE(path.stat().st_mode) & 0o077:
+                found.append(f"{path} {oct(path.stat().st_mode)}")
+        return found
+
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700
+    assert stat.S_IMODE((out / "initramfs.img").stat().st_mode) == 0o600
+    assert loose() == []
+    # A folder from an older build (0755, 0644 image) is tightened on the next (cached) call.
+    os.chmod(out, 0o755)
+    os.chmod(out / "initramfs.img", 0o644)
+    os.chmod(out / "dropbear_ed25519_host_key", 0o644)
+    build_image(out, cache, "linux-image-cloud-amd64", ["10.231.0.10"])
+    assert loose() == []

@@ -176,6 +176,7 @@ def ensure_keys(out: Path) -> dict[str, str]:
         tmp = out / f".{HOST_KEY}.tmp"
         tmp.unlink(missing_ok=True)
         _run(["dropbearkey", "-t", "ed25519", "-f", str(tmp)])
+        os.chmod(tmp, 0o600)
         os.replace(tmp, host)
     host_pub = ""
     for line in _run(["dropbearkey", "-y", "-f", str(host)]).splitlines():
@@ -240,9 +241,23 @@ def _copy(src: Path, root: Path, dest: str) -> None:
     shutil.copy2(os.path.realpath(src), target)
 
 
+# Files in the image folder that hold key material: the initramfs carries the guest's SSH
+# host private key. Readable by root only, like the folder itself.
+SECRET_FILES = ("initramfs.img", HOST_KEY, CLIENT_KEY)
+
+
+def restrict(out: Path) -> None:
+    """The image folder 0700 and its secret files 0600 (also fixes an older, looser build)."""
+    os.chmod(out, 0o700)
+    for name in SECRET_FILES:
+        if (out / name).exists():
+            os.chmod(out / name, 0o600)
+
+
 def build_image(out: Path, cache: Path, kernel_meta: str, vm_addresses: list[str]) -> dict:
     """Build (or reuse) the guest image in `out`; returns the manifest."""
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    restrict(out)
     keys = ensure_keys(out)
     write_known_hosts(out, vm_addresses, keys["host_pub"])
     packages = plan(kernel_meta)
@@ -334,6 +349,7 @@ def build_image(out: Path, cache: Path, kernel_meta: str, vm_addresses: list[str
             raise MigfwError(f"guest image: cpio failed: {cpio.stderr.decode().strip()}")
         with atomic_write(out / "initramfs.img", "wb") as handle:
             handle.write(gzip.compress(cpio.stdout, compresslevel=6, mtime=0))
+        os.chmod(out / "initramfs.img", 0o600)  # it holds the host private key
         with atomic_write(out / "vmlinuz", "wb") as handle:
             handle.write((tree / "boot" / f"vmlinuz-{kver}").read_bytes())
     manifest = {
@@ -354,6 +370,7 @@ def build_image(out: Path, cache: Path, kernel_meta: str, vm_addresses: list[str
         "cached": False,
     }
     write_json(manifest_path, manifest)
+    restrict(out)
     return manifest
 
 
