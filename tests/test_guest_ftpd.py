@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+from nethelpers import linked_pair
 
-from migfw.testbed.netns import in_netns, linked_pair, netns_argv
+from migfw.testbed.netns import in_netns, netns_argv
 
 FTPD = REPO / "resources" / "guest" / "ftpd"
 SERVER, CLIENT, OTHER = "10.233.9.1", "10.233.9.2", "10.233.9.3"
