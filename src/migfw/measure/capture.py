@@ -57,12 +57,12 @@ MAX_CAPLEN = 262144  # libpcap's largest snapshot length; anything bigger is cor
 MAX_BLOCK = 64 << 20  # a pcapng block larger than this is treated as corrupt
 
 # Counters filled by the kernels (indices into the `counters` array).
-C_PACKETS, C_ECHO, C_OTHER, C_SPB_ECHO = 0, 1, 2, 3
+C_PACKETS, C_ECHO, C_OTHER, C_SPB_ECHO, C_CUT = 0, 1, 2, 3, 4
 # Kernel stop reasons.
 ST_NEED_MORE, ST_SHB, ST_IDB = 0, 1, 2
 # Kernel error codes (reported with the byte offset of the offending record).
 E_OK, E_CAPLEN, E_USEC, E_NSEC, E_BLOCKLEN, E_TRAILER, E_NOIDB, E_BODY = 0, 1, 2, 3, 4, 5, 6, 7
-E_TSRANGE = 8
+E_TSRANGE, E_SNAPLEN, E_LINKTYPE = 8, 9, 10
 INT64_MAX = np.int64(0x7FFFFFFFFFFFFFFF)
 
 
@@ -93,39 +93,60 @@ def _u32(b, p, be):
     )
 
 
-@njit(cache=True)
-def _skip_tags(b, off, end):
-    """Given the offset of an EtherType field, skip any stack of 802.1Q / 802.1ad / QinQ
-    tags; return the offset of the IP header, or -1 if the payload is not IPv4/IPv6."""
-    while off + 2 <= end:
-        et = _u16(b, off, True)
-        if et == 0x8100 or et == 0x88A8 or et == 0x9100:
-            off += 4
-            continue
-        if et == 0x0800 or et == 0x86DD:
-            return off + 2
-        return -1
-    return -1
+# EtherType-like payload types the decapsulation walks (GRE and Geneve use EtherTypes too).
+ET_BY_NIBBLE = -3  # (no EtherType) raw IP / below an MPLS stack: IPv4 or IPv6 by the first nibble
+ET_IPV4, ET_IPV6, ET_TEB = 0x0800, 0x86DD, 0x6558  # TEB: a whole Ethernet frame follows
+ET_MPLS_UC, ET_MPLS_MC = 0x8847, 0x8848
+ET_VLAN, ET_QINQ, ET_VLAN_OLD = 0x8100, 0x88A8, 0x9100
+UDP_VXLAN, UDP_GENEVE = 4789, 6081  # IANA destination ports
+MAX_STEPS = 64  # headers walked per frame (tags, labels, tunnels): bounds a hostile frame
+# _inner_l4 `proto` values that are not an IP protocol number.
+L4_NONE, L4_CUT = -1, -2  # not IP / a later fragment / unknown payload; cut short (snaplen)
+# Link types the reader decapsulates; packets on any other link type are refused.
+LINKTYPES_READ = (0, 1, 12, 14, 101, 104, 108, 113, 226, 228, 229, 276)
+# Names (tcpdump.org's LINKTYPE_ list) of common link types, for error messages.
+LINKTYPE_NAMES = {
+    0: "NULL", 1: "ETHERNET", 6: "IEEE802_5", 8: "SLIP", 9: "PPP", 10: "FDDI", 12: "RAW",
+    14: "RAW", 50: "PPP_HDLC", 51: "PPP_ETHER", 100: "ATM_RFC1483", 101: "RAW",
+    104: "C_HDLC", 105: "IEEE802_11", 107: "FRELAY", 108: "LOOP", 113: "LINUX_SLL",
+    117: "PFLOG", 119: "IEEE802_11_PRISM", 127: "IEEE802_11_RADIOTAP", 163: "IEEE802_11_AVS",
+    187: "BLUETOOTH_HCI_H4", 189: "USB_LINUX", 192: "PPI", 220: "USB_LINUX_MMAPPED",
+    226: "IPNET", 227: "CAN_SOCKETCAN", 228: "IPV4", 229: "IPV6", 239: "NFLOG",
+    249: "USBPCAP", 253: "NETLINK", 276: "LINUX_SLL2",
+    **{147 + i: f"USER{i}" for i in range(16)},
+}  # fmt: skip
+
+
+def linktype_name(lt: int) -> str:
+    """'link type 147 (USER0)', for messages."""
+    name = LINKTYPE_NAMES.get(lt)
+    return f"link type {lt} ({name})" if name else f"link type {lt}"
 
 
 @njit(cache=True)
-def _network_start(b, p, n, lt):
-    """Offset of the IP header inside a frame of link type `lt` (-1: not IP / unsupported)."""
-    if lt == 1:  # Ethernet: EtherType at 12
-        return _skip_tags(b, p + 12, p + n)
+def _link_payload(b, p, n, lt):
+    """(EtherType, offset) of what follows the link-layer header of a frame of link type `lt`.
+
+    EtherType ET_BY_NIBBLE: IP whose version is in its first nibble; -1: not IP; -2: the
+    frame is shorter than its link-layer header.
+    """
+    if lt == 1:  # Ethernet: EtherType at 12 (tags are walked by _inner_l4)
+        if n < 14:
+            return -2, p
+        return _u16(b, p + 12, True), p + 14
     if lt == 101 or lt == 12 or lt == 14 or lt == 228 or lt == 229:
-        return p
+        return ET_BY_NIBBLE, p
     if lt == 113:  # Linux cooked v1: protocol at 14 (libpcap re-inserts VLAN tags after it)
-        return _skip_tags(b, p + 14, p + n)
+        if n < 16:
+            return -2, p
+        return _u16(b, p + 14, True), p + 16
     if lt == 276:  # Linux cooked v2: protocol at 0, payload at 20
-        if n >= 20:
-            et = _u16(b, p, True)
-            if et == 0x0800 or et == 0x86DD:
-                return p + 20
-        return -1
+        if n < 20:
+            return -2, p
+        return _u16(b, p, True), p + 20
     if lt == 0 or lt == 108:  # BSD loopback: 4-byte address family
         if n < 4:
-            return -1
+            return -2, p
         if lt == 108:
             fam = _u32(b, p, True)
         else:  # host byte order of the capturing machine: accept either
@@ -133,92 +154,219 @@ def _network_start(b, p, n, lt):
             if fam > 0xFFFF:
                 fam = _u32(b, p, True)
         if fam == 2 or fam == 10 or fam == 24 or fam == 28 or fam == 30:
-            return p + 4
-        return -1
+            return ET_BY_NIBBLE, p + 4
+        return -1, p
     if lt == 104:  # Cisco HDLC: address, control, protocol
-        if n >= 4:
-            et = _u16(b, p + 2, True)
-            if et == 0x0800 or et == 0x86DD:
-                return p + 4
-        return -1
+        if n < 4:
+            return -2, p
+        return _u16(b, p + 2, True), p + 4
     if lt == 226:  # Solaris IPNET: 24-byte header, family at byte 1 (2 / 26)
-        if n >= 24 and (b[p + 1] == 2 or b[p + 1] == 26):
-            return p + 24
-        return -1
-    return -1
+        if n < 24:
+            return -2, p
+        if b[p + 1] == 2 or b[p + 1] == 26:
+            return ET_BY_NIBBLE, p + 24
+        return -1, p
+    return -1, p
+
+
+@njit(cache=True)
+def _linktype_read(lt):
+    for known in LINKTYPES_READ:
+        if lt == known:
+            return True
+    return False
+
+
+@njit(cache=True)
+def _inner_l4(b, p, n, lt):
+    """Decapsulate one frame down to its innermost IP packet: the one step every protocol
+    parser (ICMP echo here, TCP next) shares.
+
+    Walks VLAN tags (802.1Q / 802.1ad / 0x9100, stacked), MPLS label stacks (then IPv4/IPv6
+    by the first nibble), GRE (checksum / key / sequence / RFC 1701 routing; IPv4, IPv6,
+    MPLS or Ethernet 0x6558 inside), VXLAN (UDP 4789), Geneve (UDP 6081, options), IP-in-IP
+    (4) and IPv6-in-IP (41), and IPv6 extension headers, over IPv4 or IPv6 outer headers,
+    nested in any order.
+
+    Returns (ip, l4, proto, end): offsets of the innermost IP header and of its upper-layer
+    header, the upper-layer protocol number, and the end of that IP packet (bounded by every
+    enclosing length field and the captured length). proto L4_NONE: not IP, an unknown
+    tunnel payload, or a non-first fragment (no upper-layer header in it); L4_CUT: the
+    frame was cut (snaplen) inside a header before the upper-layer one.
+    """
+    end = p + n
+    et, off = _link_payload(b, p, n, lt)
+    if et == -2:
+        return -1, -1, L4_CUT, end
+    for _ in range(MAX_STEPS):
+        if et == ET_BY_NIBBLE:
+            if off >= end:
+                return -1, -1, L4_CUT, end
+            v = b[off] >> 4
+            if v == 4:
+                et = ET_IPV4
+            elif v == 6:
+                et = ET_IPV6
+            else:
+                return -1, -1, L4_NONE, end
+        if et == ET_VLAN or et == ET_QINQ or et == ET_VLAN_OLD:
+            if off + 4 > end:
+                return -1, -1, L4_CUT, end
+            et = _u16(b, off + 2, True)
+            off += 4
+            continue
+        if et == ET_TEB:  # an Ethernet frame (VXLAN, Geneve, GRE 0x6558)
+            if off + 14 > end:
+                return -1, -1, L4_CUT, end
+            et = _u16(b, off + 12, True)
+            off += 14
+            continue
+        if et == ET_MPLS_UC or et == ET_MPLS_MC:
+            while True:  # label stack entries up to the bottom-of-stack bit
+                if off + 4 > end:
+                    return -1, -1, L4_CUT, end
+                bos = b[off + 2] & 1
+                off += 4
+                if bos:
+                    break
+            et = ET_BY_NIBBLE  # no payload type in MPLS: IPv4/IPv6 by the version nibble
+            continue
+        ip = off
+        if et == ET_IPV4:
+            if ip + 20 > end:
+                return -1, -1, L4_CUT, end
+            ihl = np.int64(b[ip] & 0x0F) * 4
+            if (b[ip] >> 4) != 4 or ihl < 20:
+                return -1, -1, L4_NONE, end
+            tot = _u16(b, ip + 2, True)
+            if tot != 0:  # total-length 0 (TSO capture): trust the captured length
+                if tot < ihl:
+                    return -1, -1, L4_NONE, end
+                if ip + tot < end:
+                    end = ip + tot
+            if ip + ihl > end:
+                return -1, -1, L4_CUT, end
+            if (_u16(b, ip + 6, True) & 0x1FFF) != 0:
+                return ip, -1, L4_NONE, end  # a later fragment: no upper-layer header in it
+            proto = np.int64(b[ip + 9])
+            l4 = ip + ihl
+        elif et == ET_IPV6:
+            if ip + 40 > end:
+                return -1, -1, L4_CUT, end
+            if (b[ip] >> 4) != 6:
+                return -1, -1, L4_NONE, end
+            plen = _u16(b, ip + 4, True)
+            if plen != 0 and ip + 40 + plen < end:
+                end = ip + 40 + plen
+            proto = np.int64(b[ip + 6])
+            l4 = ip + 40
+            # Extension headers: hop-by-hop, routing, destination options, fragment, AH.
+            for _ in range(16):
+                if proto == 0 or proto == 43 or proto == 60:
+                    if l4 + 8 > end:
+                        return -1, -1, L4_CUT, end
+                    nxt = np.int64(b[l4])
+                    l4 += (np.int64(b[l4 + 1]) + 1) * 8
+                    proto = nxt
+                elif proto == 44:
+                    if l4 + 8 > end:
+                        return -1, -1, L4_CUT, end
+                    if (_u16(b, l4 + 2, True) >> 3) != 0:
+                        return ip, -1, L4_NONE, end  # a later fragment
+                    proto = np.int64(b[l4])
+                    l4 += 8
+                elif proto == 51:
+                    if l4 + 8 > end:
+                        return -1, -1, L4_CUT, end
+                    nxt = np.int64(b[l4])
+                    l4 += (np.int64(b[l4 + 1]) + 2) * 4
+                    proto = nxt
+                else:
+                    break
+            if l4 > end:
+                return -1, -1, L4_CUT, end
+        else:
+            return -1, -1, L4_NONE, end  # ARP, LLDP, …: not IP
+        # An IP packet: a tunnel to walk into, or the innermost packet.
+        if proto == 47:  # GRE (RFC 2784 / 2890; RFC 1701 routing)
+            if l4 + 4 > end:
+                return -1, -1, L4_CUT, end
+            flags = _u16(b, l4, True)
+            if (flags & 7) != 0:
+                return ip, l4, proto, end  # version 1 (PPTP) carries PPP: not walked
+            off = l4 + 4
+            if flags & 0xC000:  # checksum or routing: checksum + offset word
+                off += 4
+            if flags & 0x2000:  # key
+                off += 4
+            if flags & 0x1000:  # sequence number
+                off += 4
+            if flags & 0x4000:  # source route entries, up to a null one
+                for _ in range(MAX_STEPS):
+                    if off + 4 > end:
+                        return -1, -1, L4_CUT, end
+                    sre_len = np.int64(b[off + 3])
+                    null = _u16(b, off, True) == 0 and sre_len == 0
+                    off += 4 + sre_len
+                    if null:
+                        break
+            if off > end:
+                return -1, -1, L4_CUT, end
+            et = _u16(b, l4 + 2, True)
+            continue
+        if proto == 17 and l4 + 8 <= end:
+            dport = _u16(b, l4 + 2, True)
+            if dport == UDP_VXLAN:  # 8-byte VXLAN header, then an Ethernet frame
+                if l4 + 16 > end:
+                    return -1, -1, L4_CUT, end
+                et = ET_TEB
+                off = l4 + 16
+                continue
+            if dport == UDP_GENEVE:  # 8-byte header + options, protocol type at 2
+                if l4 + 16 > end:
+                    return -1, -1, L4_CUT, end
+                if (b[l4 + 8] >> 6) != 0:
+                    return ip, l4, proto, end  # unknown Geneve version: plain UDP
+                et = _u16(b, l4 + 10, True)
+                off = l4 + 16 + np.int64(b[l4 + 8] & 0x3F) * 4
+                continue
+        if proto == 4 or proto == 41:  # IPv4-in-IP, IPv6-in-IP (6in4)
+            et = ET_IPV4 if proto == 4 else ET_IPV6
+            off = l4
+            continue
+        return ip, l4, proto, end
+    return -1, -1, L4_NONE, end  # deeper than MAX_STEPS headers: hostile, not read
 
 
 @njit(cache=True)
 def _parse_echo(b, p, n, lt):
-    """Find an ICMP/ICMPv6 echo in one frame.
+    """Find an ICMP/ICMPv6 echo in one frame (inside any encapsulation _inner_l4 walks).
 
-    Returns (kind, ident, seq, addr_pos, addr_len): kind -1 if not an echo; kind 0 request
-    (addr_pos = destination address), 1 reply (addr_pos = source address).
+    Returns (kind, ident, seq, addr_pos, addr_len): kind 0 request (addr_pos = destination
+    address), 1 reply (addr_pos = source address); -1 not an echo; -2 not an echo because
+    the frame was cut inside a header (counted apart: a snaplen too small for a tunnel).
     """
-    end = p + n
-    ip = _network_start(b, p, n, lt)
-    if ip < 0 or ip >= end:
-        return -1, 0, 0, 0, 0
-    ver = b[ip] >> 4
-    if ver == 4:
-        if ip + 20 > end:
+    ip, l4, proto, end = _inner_l4(b, p, n, lt)
+    if proto == 1:
+        if (b[ip] >> 4) != 4 or l4 + 8 > end:
             return -1, 0, 0, 0, 0
-        ihl = np.int64(b[ip] & 0x0F) * 4
-        if ihl < 20 or b[ip + 9] != 1:
-            return -1, 0, 0, 0, 0
-        if (_u16(b, ip + 6, True) & 0x1FFF) != 0:
-            return -1, 0, 0, 0, 0  # a later fragment: no ICMP header in it
-        tot = _u16(b, ip + 2, True)
-        if tot != 0:  # total-length 0 (TSO capture): trust the captured length
-            if tot < ihl:
-                return -1, 0, 0, 0, 0
-            if ip + tot < end:
-                end = ip + tot
-        icmp = ip + ihl
-        if icmp + 8 > end:
-            return -1, 0, 0, 0, 0
-        t = b[icmp]
+        t = b[l4]
         if t == 8:
-            return 0, _u16(b, icmp + 4, True), _u16(b, icmp + 6, True), ip + 16, 4
+            return 0, _u16(b, l4 + 4, True), _u16(b, l4 + 6, True), ip + 16, 4
         if t == 0:
-            return 1, _u16(b, icmp + 4, True), _u16(b, icmp + 6, True), ip + 12, 4
+            return 1, _u16(b, l4 + 4, True), _u16(b, l4 + 6, True), ip + 12, 4
         return -1, 0, 0, 0, 0
-    if ver == 6:
-        if ip + 40 > end:
+    if proto == 58:
+        if (b[ip] >> 4) != 6 or l4 + 8 > end:
             return -1, 0, 0, 0, 0
-        plen = _u16(b, ip + 4, True)
-        if plen != 0 and ip + 40 + plen < end:
-            end = ip + 40 + plen
-        nh = np.int64(b[ip + 6])
-        off = ip + 40
-        # Walk extension headers: hop-by-hop, routing, destination options, fragment, AH.
-        for _ in range(16):
-            if nh == 58:
-                break
-            if off + 8 > end:
-                return -1, 0, 0, 0, 0
-            if nh == 0 or nh == 43 or nh == 60:
-                nxt = np.int64(b[off])
-                off += (np.int64(b[off + 1]) + 1) * 8
-                nh = nxt
-            elif nh == 44:
-                if (_u16(b, off + 2, True) >> 3) != 0:
-                    return -1, 0, 0, 0, 0  # later fragment
-                nh = np.int64(b[off])
-                off += 8
-            elif nh == 51:
-                nxt = np.int64(b[off])
-                off += (np.int64(b[off + 1]) + 2) * 4
-                nh = nxt
-            else:
-                return -1, 0, 0, 0, 0
-        if nh != 58 or off + 8 > end:
-            return -1, 0, 0, 0, 0
-        t = b[off]
+        t = b[l4]
         if t == 128:
-            return 0, _u16(b, off + 4, True), _u16(b, off + 6, True), ip + 24, 16
+            return 0, _u16(b, l4 + 4, True), _u16(b, l4 + 6, True), ip + 24, 16
         if t == 129:
-            return 1, _u16(b, off + 4, True), _u16(b, off + 6, True), ip + 8, 16
+            return 1, _u16(b, l4 + 4, True), _u16(b, l4 + 6, True), ip + 8, 16
+        return -1, 0, 0, 0, 0
+    if proto == L4_CUT:
+        return -2, 0, 0, 0, 0
     return -1, 0, 0, 0, 0
 
 
@@ -229,6 +377,8 @@ def _emit(b, p, n, lt, ts, mode, tgt, tgt_len, o_ts, o_kind, o_id, o_seq, o_addr
     kind, ident, seq, ap, alen = _parse_echo(b, p, n, lt)
     if kind < 0:
         cnt[C_OTHER] += 1
+        if kind == -2:
+            cnt[C_CUT] += 1
         return k
     cnt[C_ECHO] += 1
     if mode == 0:  # keep echoes that involve the target
@@ -252,8 +402,9 @@ def _emit(b, p, n, lt, ts, mode, tgt, tgt_len, o_ts, o_kind, o_id, o_seq, o_addr
 
 @njit(cache=True)
 def _scan_pcap(
-    b, pos, end, be, nano, lt, mode, tgt, tgt_len, o_ts, o_kind, o_id, o_seq, o_addr, o_alen, cnt
-):
+    b, pos, end, be, nano, lt, snap, mode, tgt, tgt_len,
+    o_ts, o_kind, o_id, o_seq, o_addr, o_alen, cnt,
+):  # fmt: skip
     """Walk classic pcap records in b[pos:end]. Returns (pos, n_out, err, err_pos)."""
     k = 0
     ltc = lt
@@ -261,6 +412,8 @@ def _scan_pcap(
         caplen = _u32(b, pos + 8, be)
         if caplen > MAX_CAPLEN:
             return pos, k, E_CAPLEN, pos
+        if snap > 0 and caplen > snap:  # refused here, at its own record, not further on
+            return pos, k, E_SNAPLEN, pos
         if pos + 16 + caplen > end:
             break  # the rest of the record is in the next chunk
         sec = _u32(b, pos, be)
@@ -314,9 +467,13 @@ def _scan_pcapng(
                 ifid = _u16(b, pos + 8, be)
             if ifid >= n_if:
                 return pos, k, ST_NEED_MORE, E_NOIDB, pos, ifid
+            if lt_cnt[ifid] == 0 and not _linktype_read(if_lt[ifid]):
+                return pos, k, ST_NEED_MORE, E_LINKTYPE, pos, ifid
             caplen = _u32(b, pos + 20, be)
             if caplen > blen - 32:
                 return pos, k, ST_NEED_MORE, E_BODY, pos, caplen
+            if if_snap[ifid] > 0 and caplen > if_snap[ifid]:
+                return pos, k, ST_NEED_MORE, E_SNAPLEN, pos, ifid
             raw = (_u32(b, pos + 12, be) << 32) | _u32(b, pos + 16, be)
             m = if_mode[ifid]
             f = if_fac[ifid]
@@ -354,6 +511,8 @@ def _scan_pcapng(
                 return pos, k, ST_NEED_MORE, E_BLOCKLEN, pos, blen
             if n_if < 1:
                 return pos, k, ST_NEED_MORE, E_NOIDB, pos, 0
+            if lt_cnt[0] == 0 and not _linktype_read(if_lt[0]):
+                return pos, k, ST_NEED_MORE, E_LINKTYPE, pos, 0
             caplen = _u32(b, pos + 8, be)
             room = blen - 16
             if if_snap[0] > 0 and caplen > if_snap[0]:
@@ -509,7 +668,7 @@ class _Reader:
         be = magic_le in (0xD4C3B2A1, 0x4D3CB2A1)
         nano = magic_le in (0xA1B23C4D, 0x4D3CB2A1)
         e = ">" if be else "<"
-        major, minor, _zone, _sig, _snap, ltf = struct.unpack(e + "HHiIII", hdr[4:])
+        major, minor, _zone, _sig, snap, ltf = struct.unpack(e + "HHiIII", hdr[4:])
         if major < 2:
             raise self.fail(f"archaic pcap version {major}.{minor} (only 2.x is read)", 4)
         if major != 2 or minor > 4:
@@ -517,6 +676,9 @@ class _Reader:
         if ltf & 0x03FF0000:
             raise self.fail(f"link-type field 0x{ltf:08x} has reserved bits set", 20)
         lt = ltf & 0xFFFF
+        if lt not in LINKTYPES_READ:
+            raise self.fail(f"{linktype_name(lt)} not supported", 20)
+        self.snap = snap if snap <= MAX_CAPLEN else 0  # 0: no limit but MAX_CAPLEN
         buf = np.empty(CHUNK_BYTES + 16 + MAX_CAPLEN, np.uint8)
         # Every record is >= 16 bytes: one output slot per 16 buffer bytes never overflows.
         self.out = _Out(len(buf) // 16 + 1, self.mode)
@@ -525,7 +687,7 @@ class _Reader:
             buf, end, eof = self._fill(buf, pos, end)
             base += pos
             pos, k, err, epos = _scan_pcap(
-                buf, 0, end, be, nano, lt, self.mode, self.tgt, self.tgt_len,
+                buf, 0, end, be, nano, lt, self.snap, self.mode, self.tgt, self.tgt_len,
                 self.out.ts, self.out.kind, self.out.ident, self.out.seq,
                 self.out.addr, self.out.alen, self.cnt,
             )  # fmt: skip
@@ -543,11 +705,17 @@ class _Reader:
         e = ">" if be else "<"
         sec, frac, caplen = struct.unpack(e + "III", bytes(buf[epos : epos + 12]))
         at = base + epos
+        rec = f"record {int(self.cnt[C_PACKETS]) + 1}"
         if err == E_CAPLEN:
-            raise self.fail(f"record claims {caplen} captured bytes (max {MAX_CAPLEN})", at)
+            raise self.fail(f"{rec} claims {caplen} captured bytes (max {MAX_CAPLEN})", at)
+        if err == E_SNAPLEN:
+            raise self.fail(
+                f"{rec} claims {caplen} captured bytes, more than the file's snaplen {self.snap}",
+                at,
+            )
         if err == E_USEC:
-            raise self.fail(f"corrupt timestamp: microsecond field {frac} >= 10^6", at)
-        raise self.fail(f"corrupt timestamp: nanosecond field {frac} >= 10^9", at)
+            raise self.fail(f"{rec}: corrupt timestamp: microsecond field {frac} >= 10^6", at)
+        raise self.fail(f"{rec}: corrupt timestamp: nanosecond field {frac} >= 10^9", at)
 
     def _pcap_truncated(self, buf: np.ndarray, pos: int, end: int, base: int, be: bool) -> None:
         left = end - pos
@@ -555,8 +723,8 @@ class _Reader:
             raise self.fail(f"file ends inside a record header ({left} of 16 bytes)", base + pos)
         caplen = struct.unpack(">I" if be else "<I", bytes(buf[pos + 8 : pos + 12]))[0]
         raise self.fail(
-            f"file ends inside a record: it claims {caplen} captured bytes, "
-            f"only {left - 16} remain",
+            f"file ends inside record {int(self.cnt[C_PACKETS]) + 1}: it claims {caplen} "
+            f"captured bytes, only {left - 16} remain",
             base + pos,
         )
 
@@ -585,7 +753,7 @@ class _Reader:
             self.pos = pos
             out.keep(k, self.mode)
             if err:
-                self._pcapng_error(err, self.base + epos, extra)
+                self._pcapng_error(err, self.base + epos, extra, if_lt, if_snap)
             if stop in (ST_SHB, ST_IDB):
                 if sections == 0 and stop == ST_IDB:
                     raise self.fail("interface block before any section header", self.base + pos)
@@ -730,7 +898,19 @@ class _Reader:
                 raise self.fail(f"if_tsoffset {off} s is out of range", at)
         if_off[i] = off * 1_000_000_000
 
-    def _pcapng_error(self, err: int, at: int, extra: int) -> None:
+    def _pcapng_error(
+        self, err: int, at: int, extra: int, if_lt: np.ndarray, if_snap: np.ndarray
+    ) -> None:
+        rec = f"record {int(self.cnt[C_PACKETS]) + 1}"  # packet blocks, counted from 1
+        if err == E_LINKTYPE:
+            lt = int(if_lt[extra])
+            raise self.fail(f"{rec}: interface {extra} has {linktype_name(lt)}: not supported", at)
+        if err == E_SNAPLEN:
+            raise self.fail(
+                f"{rec} claims more captured bytes than interface {extra}'s snaplen "
+                f"{int(if_snap[extra])}",
+                at,
+            )
         if err == E_BLOCKLEN:
             raise self.fail(f"block has bad total length {extra}", at)
         if err == E_TRAILER:
@@ -791,7 +971,7 @@ def warm_up() -> float:
     out = _Out(8, 0)
     cnt = np.zeros(8, np.int64)
     z = np.zeros(1, np.int64)
-    _scan_pcap(b, 0, 0, False, False, 1, 0, b[:16], 4, out.ts, out.kind, out.ident, out.seq,
+    _scan_pcap(b, 0, 0, False, False, 1, 0, 0, b[:16], 4, out.ts, out.kind, out.ident, out.seq,
                out.addr, out.alen, cnt)  # fmt: skip
     _scan_pcapng(b, 0, 0, False, z, z, z, z, z, 0, z, 0, b[:16], 4, out.ts, out.kind,
                  out.ident, out.seq, out.addr, out.alen, cnt)  # fmt: skip
