@@ -141,6 +141,93 @@ def frame(linktype: int, ip: bytes, vlans: tuple[int, ...] = (), be: bool = Fals
     raise ValueError(f"cannot frame IPv{ver} in link type {linktype}")
 
 
+# ------------------------------------------------------------------ encapsulation (tunnels)
+
+UNDERLAY4 = ("192.0.2.1", "192.0.2.2")  # documentation addresses: file bytes only, never sent
+UNDERLAY6 = ("2001:db8::1", "2001:db8::2")
+
+
+def ipv4(src: str, dst: str, proto: int, payload: bytes) -> bytes:
+    """An IPv4 header (with checksum) carrying `payload` as protocol `proto`."""
+    hdr = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0x4242, 0x4000, 64, proto, 0,
+        ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed,
+    )  # fmt: skip
+    return hdr[:10] + struct.pack("!H", _csum(hdr)) + hdr[12:] + payload
+
+
+def ipv6(src: str, dst: str, nh: int, payload: bytes) -> bytes:
+    return (
+        struct.pack("!IHBB", 0x60000000, len(payload), nh, 64)
+        + ipaddress.IPv6Address(src).packed
+        + ipaddress.IPv6Address(dst).packed
+        + payload
+    )
+
+
+def underlay(proto: int, payload: bytes, v6: bool = False) -> bytes:
+    """An outer (underlay) IP packet between two tunnel endpoints."""
+    if v6:
+        return ipv6(*UNDERLAY6, proto, payload)
+    return ipv4(*UNDERLAY4, proto, payload)
+
+
+def udp(sport: int, dport: int, payload: bytes) -> bytes:
+    """A UDP header with checksum 0 (allowed for tunnels, RFC 6935) and `payload`."""
+    return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+
+
+def ether(payload: bytes, ethertype: int | None = None, vlans: tuple[int, ...] = ()) -> bytes:
+    """An Ethernet frame; EtherType from the IP version nibble unless given; `vlans`: TPIDs
+    of stacked tags, outermost first."""
+    et = ETH_TYPES[payload[0] >> 4] if ethertype is None else ethertype
+    tags = b"".join(struct.pack("!HH", tpid, 200 + i) for i, tpid in enumerate(vlans))
+    return b"\x02\0\0\0\0\x04" + b"\x02\0\0\0\0\x03" + tags + struct.pack("!H", et) + payload
+
+
+def mpls(payload: bytes, labels: tuple[int, ...] = (1000,)) -> bytes:
+    """An MPLS label stack (bottom-of-stack bit on the last entry), then `payload`."""
+    out = b""
+    for i, label in enumerate(labels):
+        bos = 1 if i == len(labels) - 1 else 0
+        out += struct.pack("!I", (label << 12) | (bos << 8) | 64)
+    return out + payload
+
+
+def gre(payload: bytes, proto: int, key: int | None = None, seq: int | None = None,
+        csum: bool = False) -> bytes:  # fmt: skip
+    """A GRE header (RFC 2784 / 2890: optional checksum, key, sequence number)."""
+    flags = (0x8000 if csum else 0) | (0x2000 if key is not None else 0)
+    flags |= 0x1000 if seq is not None else 0
+    opts = b""
+    if key is not None:
+        opts += struct.pack("!I", key)
+    if seq is not None:
+        opts += struct.pack("!I", seq)
+    if csum:
+        body = struct.pack("!HH", flags, proto) + b"\0\0\0\0" + opts + payload
+        return body[:4] + struct.pack("!H", _csum(body)) + body[6:]
+    return struct.pack("!HH", flags, proto) + opts + payload
+
+
+def vxlan(frame: bytes, vni: int = 5001, sport: int = 49320) -> bytes:
+    """UDP to 4789 with a VXLAN header (I flag, VNI) around an Ethernet frame."""
+    return udp(sport, 4789, struct.pack("!II", 0x08000000, vni << 8) + frame)
+
+
+def geneve(payload: bytes, proto: int = 0x6558, vni: int = 7001, options: bytes = b"",
+           sport: int = 50123) -> bytes:  # fmt: skip
+    """UDP to 6081 with a Geneve header (version 0, options of 4-byte multiples)."""
+    assert len(options) % 4 == 0
+    hdr = struct.pack("!BBHI", len(options) // 4, 0, proto, vni << 8)
+    return udp(sport, 6081, hdr + options + payload)
+
+
+def geneve_option(cls: int, typ: int, data: bytes) -> bytes:
+    assert len(data) % 4 == 0
+    return struct.pack("!HBB", cls, typ, len(data) // 4) + data
+
+
 # ------------------------------------------------------------------ file writers
 
 

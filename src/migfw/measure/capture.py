@@ -314,7 +314,9 @@ def _inner_l4(b, p, n, lt):
                 return -1, -1, L4_CUT, end
             et = _u16(b, l4 + 2, True)
             continue
-        if proto == 17 and l4 + 8 <= end:
+        if proto == 17:
+            if l4 + 8 > end:
+                return -1, -1, L4_CUT, end  # (VXLAN / Geneve or not: the port is cut off)
             dport = _u16(b, l4 + 2, True)
             if dport == UDP_VXLAN:  # 8-byte VXLAN header, then an Ethernet frame
                 if l4 + 16 > end:
@@ -343,13 +345,16 @@ def _parse_echo(b, p, n, lt):
     """Find an ICMP/ICMPv6 echo in one frame (inside any encapsulation _inner_l4 walks).
 
     Returns (kind, ident, seq, addr_pos, addr_len): kind 0 request (addr_pos = destination
-    address), 1 reply (addr_pos = source address); -1 not an echo; -2 not an echo because
-    the frame was cut inside a header (counted apart: a snaplen too small for a tunnel).
+    address), 1 reply (addr_pos = source address); -1 not an echo; -2 unknown because the
+    frame was cut (snaplen) before the end of its ICMP header (counted apart: a snaplen too
+    small for a tunnel would otherwise look like a capture without probes).
     """
     ip, l4, proto, end = _inner_l4(b, p, n, lt)
     if proto == 1:
-        if (b[ip] >> 4) != 4 or l4 + 8 > end:
+        if (b[ip] >> 4) != 4:
             return -1, 0, 0, 0, 0
+        if l4 + 8 > end:
+            return -2, 0, 0, 0, 0
         t = b[l4]
         if t == 8:
             return 0, _u16(b, l4 + 4, True), _u16(b, l4 + 6, True), ip + 16, 4
@@ -357,8 +362,10 @@ def _parse_echo(b, p, n, lt):
             return 1, _u16(b, l4 + 4, True), _u16(b, l4 + 6, True), ip + 12, 4
         return -1, 0, 0, 0, 0
     if proto == 58:
-        if (b[ip] >> 4) != 6 or l4 + 8 > end:
+        if (b[ip] >> 4) != 6:
             return -1, 0, 0, 0, 0
+        if l4 + 8 > end:
+            return -2, 0, 0, 0, 0
         t = b[l4]
         if t == 128:
             return 0, _u16(b, l4 + 4, True), _u16(b, l4 + 6, True), ip + 24, 16
@@ -545,6 +552,7 @@ class Echoes:
     packets: int = 0  # every packet record read
     echo_packets: int = 0  # ICMP/ICMPv6 echo request/reply packets (any address)
     other_packets: int = 0  # everything that is not an echo
+    cut_packets: int = 0  # of those: cut (snaplen) before the end of their ICMP/IP headers
     linktypes: dict[int, int] = field(default_factory=dict)  # link type -> packets
     fmt: str = ""
 
@@ -649,6 +657,7 @@ class _Reader:
             cols = [np.empty(0, t) for t in (np.int64, np.uint8, np.uint16, np.uint16)]
         ech = Echoes(*cols, fmt=fmt)
         ech.packets, ech.echo_packets, ech.other_packets = (int(x) for x in self.cnt[:3])
+        ech.cut_packets = int(self.cnt[C_CUT])
         ech.linktypes = dict(sorted(self.linktypes.items()))
         return ech
 
@@ -753,7 +762,7 @@ class _Reader:
             self.pos = pos
             out.keep(k, self.mode)
             if err:
-                self._pcapng_error(err, self.base + epos, extra, if_lt, if_snap)
+                self._pcapng_error(err, epos, extra, be, if_lt, if_snap)
             if stop in (ST_SHB, ST_IDB):
                 if sections == 0 and stop == ST_IDB:
                     raise self.fail("interface block before any section header", self.base + pos)
@@ -899,16 +908,18 @@ class _Reader:
         if_off[i] = off * 1_000_000_000
 
     def _pcapng_error(
-        self, err: int, at: int, extra: int, if_lt: np.ndarray, if_snap: np.ndarray
+        self, err: int, epos: int, extra: int, be: bool, if_lt: np.ndarray, if_snap: np.ndarray
     ) -> None:
+        at = self.base + epos
         rec = f"record {int(self.cnt[C_PACKETS]) + 1}"  # packet blocks, counted from 1
         if err == E_LINKTYPE:
             lt = int(if_lt[extra])
             raise self.fail(f"{rec}: interface {extra} has {linktype_name(lt)}: not supported", at)
-        if err == E_SNAPLEN:
+        if err == E_SNAPLEN:  # EPB and PB both hold the captured length at byte 20
+            caplen = struct.unpack(">I" if be else "<I", bytes(self.buf[epos + 20 : epos + 24]))
             raise self.fail(
-                f"{rec} claims more captured bytes than interface {extra}'s snaplen "
-                f"{int(if_snap[extra])}",
+                f"{rec} claims {caplen[0]} captured bytes, more than interface {extra}'s "
+                f"snaplen {int(if_snap[extra])}",
                 at,
             )
         if err == E_BLOCKLEN:
@@ -939,10 +950,22 @@ def read_echoes(path: str | os.PathLike, target: str) -> Echoes:
     return _Reader(path, 0, target).run()
 
 
-def echo_destinations(path: str | os.PathLike) -> dict[str, int]:
-    """Every echo request destination in the capture with its request count (most first)."""
+def echo_destinations(path: str | os.PathLike, counts: dict | None = None) -> dict[str, int]:
+    """Every echo request destination in the capture with its request count (most first).
+
+    `counts`, if given, receives the packet counters (`packets`, `other_packets`,
+    `cut_packets`, …) of Echoes, e.g. to explain an empty result.
+    """
     reader = _Reader(path, 1, None)
-    reader.run()
+    ech = reader.run()
+    if counts is not None:
+        counts.update(
+            packets=ech.packets,
+            echo_packets=ech.echo_packets,
+            other_packets=ech.other_packets,
+            cut_packets=ech.cut_packets,
+            linktypes=ech.linktypes,
+        )
     if not reader.out.parts:
         return {}
     addr = np.ascontiguousarray(np.concatenate([p[0] for p in reader.out.parts]))

@@ -237,13 +237,25 @@ def probe_metrics(
     }
 
 
+def _cut_hint(counts: dict) -> str:
+    """Why a capture may show no probes: packets cut by the snaplen inside their headers."""
+    cut = counts.get("cut_packets", 0)
+    if not cut:
+        return ""
+    return (
+        f" ({cut} of {counts.get('packets', 0)} packets were cut by the snaplen before the "
+        "end of their headers: capture with a larger snaplen, tunnels need more)"
+    )
+
+
 def choose_target(path: str | Path) -> str:
     """The only echo destination in the capture; MigfwError when there are none or several."""
-    dests = echo_destinations(path)
+    counts: dict = {}
+    dests = echo_destinations(path, counts)
     if len(dests) == 1:
         return next(iter(dests))
     if not dests:
-        raise MigfwError(f"{path}: no ICMP echo requests in the capture")
+        raise MigfwError(f"{path}: no ICMP echo requests in the capture{_cut_hint(counts)}")
     listed = ", ".join(f"{a} ({n})" for a, n in list(dests.items())[:5])
     more = ", …" if len(dests) > 5 else ""
     raise MigfwError(
@@ -269,7 +281,8 @@ def analyse_capture(
             raise MigfwError(f"--target {target!r}: not an IPv4/IPv6 address") from exc
     echoes = read_echoes(path, target)
     if not (echoes.kind == 0).any():
-        raise MigfwError(f"{path}: no ICMP echo requests to {target}")
+        hint = _cut_hint({"cut_packets": echoes.cut_packets, "packets": echoes.packets})
+        raise MigfwError(f"{path}: no ICMP echo requests to {target}{hint}")
     table = match_probes(echoes)
     result: dict[str, Any] = {"file": str(path), "target": target, "interval_s": interval_s}
     result.update(probe_metrics(table, interval_s, window))
