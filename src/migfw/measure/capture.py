@@ -732,7 +732,7 @@ class _Reader:
             raise self.fail(f"file ends inside a record header ({left} of 16 bytes)", base + pos)
         caplen = struct.unpack(">I" if be else "<I", bytes(buf[pos + 8 : pos + 12]))[0]
         raise self.fail(
-            f"file ends inside record {int(self.cnt[C_PACKETS]) + 1}: it claims {caplen} "
+            f"file ends inside a record: record {int(self.cnt[C_PACKETS]) + 1} claims {caplen} "
             f"captured bytes, only {left - 16} remain",
             base + pos,
         )
