@@ -199,38 +199,41 @@ def _inner_l4(b, p, n, lt):
     if et == -2:
         return -1, -1, L4_CUT, end
     for _ in range(MAX_STEPS):
-        if et == ET_BY_NIBBLE:
-            if off >= end:
-                return -1, -1, L4_CUT, end
-            v = b[off] >> 4
-            if v == 4:
-                et = ET_IPV4
-            elif v == 6:
-                et = ET_IPV6
-            else:
-                return -1, -1, L4_NONE, end
-        if et == ET_VLAN or et == ET_QINQ or et == ET_VLAN_OLD:
-            if off + 4 > end:
-                return -1, -1, L4_CUT, end
-            et = _u16(b, off + 2, True)
-            off += 4
-            continue
-        if et == ET_TEB:  # an Ethernet frame (VXLAN, Geneve, GRE 0x6558)
-            if off + 14 > end:
-                return -1, -1, L4_CUT, end
-            et = _u16(b, off + 12, True)
-            off += 14
-            continue
-        if et == ET_MPLS_UC or et == ET_MPLS_MC:
-            while True:  # label stack entries up to the bottom-of-stack bit
+        if et != ET_IPV4 and et != ET_IPV6:  # (the common case, plain IP, tested first)
+            if et == ET_BY_NIBBLE:
+                if off >= end:
+                    return -1, -1, L4_CUT, end
+                v = b[off] >> 4
+                if v == 4:
+                    et = ET_IPV4
+                elif v == 6:
+                    et = ET_IPV6
+                else:
+                    return -1, -1, L4_NONE, end
+                continue
+            if et == ET_VLAN or et == ET_QINQ or et == ET_VLAN_OLD:
                 if off + 4 > end:
                     return -1, -1, L4_CUT, end
-                bos = b[off + 2] & 1
+                et = _u16(b, off + 2, True)
                 off += 4
-                if bos:
-                    break
-            et = ET_BY_NIBBLE  # no payload type in MPLS: IPv4/IPv6 by the version nibble
-            continue
+                continue
+            if et == ET_TEB:  # an Ethernet frame (VXLAN, Geneve, GRE 0x6558)
+                if off + 14 > end:
+                    return -1, -1, L4_CUT, end
+                et = _u16(b, off + 12, True)
+                off += 14
+                continue
+            if et == ET_MPLS_UC or et == ET_MPLS_MC:
+                while True:  # label stack entries up to the bottom-of-stack bit
+                    if off + 4 > end:
+                        return -1, -1, L4_CUT, end
+                    bos = b[off + 2] & 1
+                    off += 4
+                    if bos:
+                        break
+                et = ET_BY_NIBBLE  # no payload type in MPLS: IPv4/IPv6 by the version nibble
+                continue
+            return -1, -1, L4_NONE, end  # ARP, LLDP, …: not IP
         ip = off
         if et == ET_IPV4:
             if ip + 20 > end:
@@ -250,7 +253,7 @@ def _inner_l4(b, p, n, lt):
                 return ip, -1, L4_NONE, end  # a later fragment: no upper-layer header in it
             proto = np.int64(b[ip + 9])
             l4 = ip + ihl
-        elif et == ET_IPV6:
+        else:  # ET_IPV6
             if ip + 40 > end:
                 return -1, -1, L4_CUT, end
             if (b[ip] >> 4) != 6:
@@ -285,8 +288,6 @@ def _inner_l4(b, p, n, lt):
                     break
             if l4 > end:
                 return -1, -1, L4_CUT, end
-        else:
-            return -1, -1, L4_NONE, end  # ARP, LLDP, …: not IP
         # An IP packet: a tunnel to walk into, or the innermost packet.
         if proto == 47:  # GRE (RFC 2784 / 2890; RFC 1701 routing)
             if l4 + 4 > end:
