@@ -43,15 +43,28 @@ def _allowed(error: jsonschema.ValidationError) -> str:
     return ""
 
 
+def _deref(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" in schema:
+        return defs.get(schema["$ref"].rsplit("/", 1)[-1], {})
+    return schema
+
+
 def _coerce(value: Any, schema: dict[str, Any], defs: dict[str, Any]) -> Any:
     if "$ref" in schema:
         schema = defs.get(schema["$ref"].rsplit("/", 1)[-1], {})
+    for part in schema.get("allOf", []):  # e.g. levels: a list ref plus the item type
+        schema = {**_deref(part, defs), **schema} if "items" not in part else {**schema, **part}
     kind = schema.get("type")
     kinds = kind if isinstance(kind, list) else [kind]
-    if isinstance(value, dict) and "properties" in schema:
-        props = schema["properties"]
+    if isinstance(value, dict) and ("properties" in schema or "additionalProperties" in schema):
+        props = schema.get("properties", {})
+        other = schema.get("additionalProperties")
+        other = other if isinstance(other, dict) else None
         return {
-            k: _coerce(v, props.get(k, {}), defs) if k in props else v for k, v in value.items()
+            k: _coerce(v, props[k], defs)
+            if k in props
+            else (_coerce(v, other, defs) if other is not None else v)
+            for k, v in value.items()
         }
     if isinstance(value, list) and "items" in schema:
         return [_coerce(v, schema["items"], defs) for v in value]

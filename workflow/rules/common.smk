@@ -1,11 +1,20 @@
 # Shared set-up: config validation, the trial list, and what `all` builds.
 
 import json
+import os
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
-from migfw.trials.contract import discover_trials, parse_trial_name, trial_name
+from migfw.trials.contract import (
+    TRIAL_WILDCARD,
+    discover_trials,
+    experiment_problems,
+    planned_trials,
+    trial_dir,
+    trial_id_of,
+)
 from migfw.config import coerce_config, config_problems
 from migfw.provenance import code_version
 
@@ -13,7 +22,9 @@ from migfw.provenance import code_version
 # comes first, and Snakemake's own validation after it.
 _SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 config.update(coerce_config(config, _SCHEMA))
-_problems = config_problems(config, _SCHEMA)
+_problems = config_problems(config, _SCHEMA) or experiment_problems(
+    config.get("experiments")
+)
 if _problems:
     raise WorkflowError("invalid configuration:\n  " + "\n  ".join(_problems))
 validate(config, schema="../schemas/config.schema.yaml")
@@ -40,46 +51,59 @@ def effective_config(log):
 BENCH = "results/benchmarks"
 
 
-def planned_trials():
-    """Trial ids: from the config's intervals × repetitions, or found on disk."""
+def all_trials():
+    """Trial ids: every enabled experiment's grid x repetitions, or the folders on disk."""
     if SOURCE == "directory":
         found = (
-            [p.name for p in discover_trials(TRIALS_DIR)]
+            [trial_id_of(p, TRIALS_DIR) for p in discover_trials(TRIALS_DIR)]
             if Path(TRIALS_DIR).is_dir()
             else []
         )
         if not found:
             raise WorkflowError(
-                f"trials_source is 'directory' but {TRIALS_DIR} has no <trial>/trial.json"
+                f"trials_source is 'directory' but {TRIALS_DIR} has no"
+                " <experiment>/<trial>/trial.json"
             )
         return found
-    return [
-        trial_name(interval, rep)
-        for interval in config["trials"]["intervals_s"]
-        for rep in range(1, config["trials"]["repetitions"] + 1)
-    ]
+    return planned_trials(config["experiments"])
 
 
-TRIALS = planned_trials()
+TRIALS = all_trials()
 
 
-def trial_interval(trial):
-    return parse_trial_name(trial)[0]
+# Ids are <experiment>/<slug>-rNN: the wildcard spans exactly one slash.
+wildcard_constraints:
+    trial=TRIAL_WILDCARD,
 
 
-def trial_repetition(trial):
-    return parse_trial_name(trial)[1]
+def finished(trial):
+    """A finished trial: its folder (renamed into place only when complete) has trial.json."""
+    return (trial_dir(TRIALS_DIR, trial) / "trial.json").exists()
+
+
+def unfinished_pattern():
+    """The trial rule's wildcard: planned trials without a finished folder only.
+
+    A finished trial is then a plain input file that no rule produces, so nothing (config,
+    params, code, the number of trials, --forcerun) can make Snakemake rerun or delete it.
+    """
+    import re
+
+    done = [re.escape(t) for t in TRIALS if finished(t)]
+    if not done:
+        return TRIAL_WILDCARD
+    return f"(?!(?:{'|'.join(done)})/){TRIAL_WILDCARD}"
 
 
 def trial_folder(wildcards):
-    return f"{TRIALS_DIR}/{wildcards.trial}"
+    return str(trial_dir(TRIALS_DIR, wildcards.trial))
 
 
 def trial_inputs(wildcards):
-    folder = f"{TRIALS_DIR}/{wildcards.trial}"
+    folder = trial_folder(wildcards)
     inputs = {"meta": f"{folder}/trial.json"}
     # A failed trial found on disk may have no capture; one we produce always has one.
-    if SOURCE != "directory" or Path(f"{folder}/probe.pcap").exists():
+    if not finished(wildcards.trial) or Path(f"{folder}/probe.pcap").exists():
         inputs["pcap"] = f"{folder}/probe.pcap"
     return inputs
 

@@ -1,5 +1,6 @@
 # Trials: real live migrations on the testbed, or crafted trials with known losses.
-# A trial folder is the contract with the analysis: <trials_dir>/<trial>/probe.pcap + trial.json.
+# A trial folder is the contract with the analysis:
+# <trials_dir>/<experiment>/<trial>/probe.pcap + trial.json (migfw.trials.contract).
 
 
 if SOURCE == "testbed":
@@ -48,42 +49,63 @@ if SOURCE == "testbed":
             )
 
     rule trial:
-        # One migration at a time (global resource), never rerun because code or the
-        # image changed: captures are the raw data and are write-protected.
+        # One migration at a time (global resource). A finished trial is never a job of
+        # this rule (see unfinished_pattern): its folder is the raw data and is immutable.
+        # No params and only ancient inputs, so nothing but the trial's identity triggers it;
+        # the command reads the trial's factor levels from its id and the config.
         input:
             image=ancient("results/testbed/guest/manifest.json"),
             ruleset=ancient(config["ruleset"]),
         output:
-            pcap=protected(f"{TRIALS_DIR}/{{trial}}/probe.pcap"),
-            meta=protected(f"{TRIALS_DIR}/{{trial}}/trial.json"),
+            pcap=f"{TRIALS_DIR}/{{trial}}/probe.pcap",
+            meta=f"{TRIALS_DIR}/{{trial}}/trial.json",
         log:
             f"{LOGS}/trials/{{trial}}.log",
         benchmark:
             f"{BENCH}/trials/{{trial}}.tsv"
+        wildcard_constraints:
+            trial=unfinished_pattern(),
         resources:
             migration=1,
-        params:
-            interval=lambda w: trial_interval(w.trial),
-            repetition=lambda w: trial_repetition(w.trial),
-            total=len(TRIALS),
-            folder=trial_folder,
         run:
             cfg = effective_config(log)
             shell(
                 "migfw testbed trial --config {cfg} --trial-id {wildcards.trial}"
-                " --interval {params.interval} --repetition {params.repetition}"
-                " --of {params.total} --out {params.folder} 2>&1 | tee {log}"
+                " --out {TRIALS_DIR}/{wildcards.trial} 2>&1 | tee {log}"
             )
 
-    onsuccess:
+    TESTBED_OWNER = []
+
+    def own_testbed():
+        """Take the testbed lock for this run (see migfw.testbed.owner): refuse in one line
+        if another run owns the prefix; clean a dead owner's leftovers first."""
+        from migfw.errors import MigfwError
+        from migfw.testbed.owner import acquire
+
+        try:
+            TESTBED_OWNER.append(acquire(config, f"snakemake (pid {os.getpid()})"))
+        except MigfwError as exc:
+            print(f"migfw: {exc}", file=sys.stderr, flush=True)
+            os._exit(
+                1
+            )  # before any job: nothing of ours to clean, nothing of theirs touched
+
+    def release_testbed():
         shell(
             f"migfw testbed down --config {effective_config(f'{LOGS}/testbed_down')} || true"
         )
+        for owner in TESTBED_OWNER:
+            if owner is not None:
+                owner.release()
+
+    onstart:
+        own_testbed()
+
+    onsuccess:
+        release_testbed()
 
     onerror:
-        shell(
-            f"migfw testbed down --config {effective_config(f'{LOGS}/testbed_down')} || true"
-        )
+        release_testbed()
 
 elif SOURCE == "crafted":
 
@@ -96,7 +118,8 @@ elif SOURCE == "crafted":
         params:
             folder=trial_folder,
         run:
+            cfg = effective_config(log)
             shell(
-                "migfw craft --trial {wildcards.trial} --out {params.folder}"
+                "migfw craft --config {cfg} --trial {wildcards.trial} --out {params.folder}"
                 " > {log} 2>&1"
             )

@@ -23,6 +23,9 @@ from migfw.trials.contract import discover_trials, load_trial
 # Stable column order of results/analysis/trials.csv.
 TRIAL_COLUMNS = [
     "trial_id",
+    "experiment",
+    "placement",
+    "agent_delay_ms",
     "interval_s",
     "status",
     "failure",
@@ -60,6 +63,8 @@ TRIAL_COLUMNS = [
     "capture_dropped",
     "breaches",
     "ruleset_intact",
+    "flags",
+    "stray_requests",
 ]
 
 # Metrics summarised across trials (summary.csv).
@@ -91,7 +96,8 @@ def probe_metrics_for(
     from migfw.measure.probes import analyse_capture
 
     metrics = analyse_capture(pcap, target=target, interval_s=interval_s, window=window)
-    for key in ("file", "target", "interval_s"):  # already in the row, from trial.json
+    metrics["_request_ids"] = metrics.get("request_ids", {})
+    for key in ("file", "target", "interval_s", "request_ids"):  # in the row, or used apart
         metrics.pop(key, None)
     return metrics
 
@@ -104,8 +110,16 @@ def trial_metrics(trial_dir: str | Path) -> dict[str, Any]:
     hypervisor = meta.get("hypervisor") or {}
     capture = meta.get("capture") or {}
     ruleset = meta.get("ruleset") or {}
+    factors = dict(meta.get("factors") or {})
+    factors.pop("interval_s", None)
+    placement = factors.pop("placement", "vm")
+    delay = factors.pop("agent_delay_ms", None)
     row: dict[str, Any] = {
         "trial_id": meta["trial_id"],
+        "experiment": meta.get("experiment", "default"),
+        "placement": placement,
+        "agent_delay_ms": delay if placement == "vmm-agent" else None,
+        **factors,  # one column per other factor (issue 10's sweeps)
         "interval_s": meta["interval_s"],
         "status": meta["status"],
         "failure": meta.get("failure"),
@@ -123,12 +137,24 @@ def trial_metrics(trial_dir: str | Path) -> dict[str, Any]:
     window = (float(start), float(end)) if start is not None and end is not None else None
     if window:
         row["tmt_meta_s"] = window[1] - window[0]
+    flags = list(meta.get("flags") or [])
+    row["flags"] = ";".join(flags)
     if meta["status"] != "ok":
         return row
     pcap = trial_dir / "probe.pcap"
     if not pcap.exists():
         raise MigfwError(f"{pcap}: missing although {trial_dir / 'trial.json'} says status ok")
     row.update(probe_metrics_for(pcap, meta["target"], float(meta["interval_s"]), window))
+    # Echo requests with an ICMP id other than this trial's prober are someone else's
+    # (e.g. an orphan prober of a killed run): every loss count is then suspect.
+    own = (meta.get("prober") or {}).get("icmp_id")
+    request_ids = row.pop("_request_ids", {})
+    if own is not None:
+        stray = sum(c for i, c in request_ids.items() if int(i) != int(own))
+        row["stray_requests"] = stray
+        if stray:
+            flags.append("stray_icmp_id")
+    row["flags"] = ";".join(dict.fromkeys(flags))
     if window and row.get("dt_gap_s") is not None:
         row["ut_meta_s"] = row["tmt_meta_s"] - row["dt_gap_s"]
         row["ut_meta_pct"] = 100 * row["ut_meta_s"] / row["tmt_meta_s"]
@@ -143,7 +169,10 @@ def collect(rows: list[dict[str, Any]]) -> pd.DataFrame:
             frame[column] = pd.NA
     extra = sorted(c for c in frame.columns if c not in TRIAL_COLUMNS)
     frame = frame[TRIAL_COLUMNS + extra]
-    return frame.sort_values(["interval_s", "trial_id"], ascending=[False, True])
+    frame["flags"] = frame["flags"].fillna("")
+    return frame.sort_values(
+        ["experiment", "interval_s", "trial_id"], ascending=[True, False, True]
+    )
 
 
 def summary_table(
@@ -155,6 +184,9 @@ def summary_table(
 ) -> pd.DataFrame:
     """summary.csv: statistics over the successful trials only."""
     ok = trials[trials["status"] == "ok"]
+    # Statistics never mix experiments: group by experiment first, then the given factors.
+    if "experiment" in ok.columns and "experiment" not in factors:
+        factors = ["experiment", *factors]
     return summarize(ok, SUMMARY_METRICS, factors, confidence, resamples, seed)
 
 

@@ -294,6 +294,8 @@ def analyse_capture(
         )
     result["packets"] = echoes.packets
     result["format"] = echoes.fmt
+    ids, counts = np.unique(echoes.ident[echoes.kind == 0], return_counts=True)
+    result["request_ids"] = {int(i): int(c) for i, c in zip(ids, counts, strict=True)}
     return result
 
 

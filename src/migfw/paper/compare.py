@@ -54,9 +54,22 @@ def _measured_by_interval(summary: pd.DataFrame | None, metric: str, unit: str, 
     )
 
 
+def _thesis_rows(summary: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The thesis's arm only: experiment `thesis` (else the first), placement vm."""
+    if summary is None or summary.empty:
+        return summary
+    if "experiment" in summary:
+        names = summary["experiment"].astype(str)
+        pick = "thesis" if (names == "thesis").any() else names.iloc[0]
+        summary = summary[names == pick]
+    if "placement" in summary and (summary["placement"] == "vm").any():
+        summary = summary[summary["placement"] == "vm"]
+    return summary
+
+
 def measurement_headlines(paper_dir: Path, analysis_dir: Path) -> list[Headline]:
     paper = _read(paper_dir / "table11_summary.csv")
-    summary = _read(analysis_dir / "summary.csv")
+    summary = _thesis_rows(_read(analysis_dir / "summary.csv"))
     if paper is None:
         raise MigfwError(f"{paper_dir / 'table11_summary.csv'}: missing; run `migfw paper` first")
     tmt = _stat(paper, "tmt_s", "mean", 0.01)

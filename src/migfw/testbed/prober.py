@@ -16,6 +16,7 @@ import ctypes
 import json
 import os
 import re
+import secrets
 import select
 import signal
 import socket
@@ -319,6 +320,42 @@ _TCPDUMP_STATS = {
 }
 
 
+def stray_traffic(pcap: str | Path, target: str, own_address: str, ident: int) -> dict[str, Any]:
+    """Echo requests or TCP SYNs to `target` that are not this session's, in a capture so far.
+
+    Ours: echo requests with ICMP id `ident`; SYNs from `own_address`. Reads a pcap still being
+    written (an incomplete last record is ignored). Ethernet link type only (tcpdump -i <veth>).
+    """
+    data = Path(pcap).read_bytes()
+    out: dict[str, Any] = {"echo_ids": {}, "syn_sources": {}}
+    if len(data) < 24:
+        return out
+    magic = data[:4]
+    endian = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    dst = socket.inet_aton(target)
+    own = socket.inet_aton(own_address)
+    pos = 24
+    while pos + 16 <= len(data):
+        incl = struct.unpack_from(endian + "I", data, pos + 8)[0]
+        frame = data[pos + 16 : pos + 16 + incl]
+        pos += 16 + incl
+        if len(frame) < incl or len(frame) < 34 or frame[12:14] != b"\x08\x00":
+            continue
+        ihl = (frame[14] & 0x0F) * 4
+        proto, src, to = frame[23], frame[26:30], frame[30:34]
+        l4 = frame[14 + ihl :]
+        if to != dst:
+            continue
+        if proto == 1 and len(l4) >= 8 and l4[0] == 8:
+            echo_id = int.from_bytes(l4[4:6], "big")
+            if echo_id != ident:
+                out["echo_ids"][echo_id] = out["echo_ids"].get(echo_id, 0) + 1
+        elif proto == 6 and len(l4) >= 14 and (l4[13] & 0x12) == 0x02 and src != own:
+            key = socket.inet_ntoa(src)
+            out["syn_sources"][key] = out["syn_sources"].get(key, 0) + 1
+    return out
+
+
 class ProbeSession:
     """tcpdump + prober in `netns`; a context manager (or start()/stop())."""
 
@@ -333,6 +370,7 @@ class ProbeSession:
         enforcement: dict[str, Any] | None = None,
         enforcement_log_path: str | Path | None = None,
         ready_timeout_s: float = 30.0,
+        ident: int | None = None,
     ) -> None:
         if not interval_s > 0:
             raise MigfwError(f"prober: interval {interval_s!r} s must be positive")
@@ -347,9 +385,13 @@ class ProbeSession:
             enforcement_log_path or self.sendlog_path.with_name("enforcement.csv")
         )
         self.ready_timeout_s = ready_timeout_s
+        # This session's ICMP id, recorded in trial.json: any other id in the capture is
+        # someone else's prober (the analysis flags it).
+        self.ident = (secrets.randbelow(0xFFFF) + 1) if ident is None else ident & 0xFFFF
         self.tcpdump: subprocess.Popen | None = None
         self.prober: subprocess.Popen | None = None
         self.t0_ns: int | None = None
+        self.pids: dict[str, int] = {}
         self.result: dict[str, Any] | None = None
 
     def __enter__(self) -> ProbeSession:
@@ -405,6 +447,7 @@ class ProbeSession:
             cmd = [
                 sys.executable, "-m", "migfw.testbed.prober", "--target", self.target,
                 "--interval", repr(self.interval_s), "--sendlog", str(self.sendlog_path),
+                "--ident", str(self.ident),
             ]  # fmt: skip
             if self.enforcement:
                 cmd += [
@@ -418,6 +461,7 @@ class ProbeSession:
                 text=True, start_new_session=True,
             )  # fmt: skip
             line = self._readline(self.prober.stdout, "READY", self.prober, "prober")
+            self.pids = {"tcpdump": self.tcpdump.pid, "prober": self.prober.pid}
             self.t0_ns = int(line.split()[1])
         except BaseException:
             self._kill()
@@ -433,6 +477,10 @@ class ProbeSession:
                 proc.wait(timeout=5)
         if getattr(self, "_pcap_part", None) is not None and self.result is None:
             self._pcap_part.unlink(missing_ok=True)
+
+    def stray(self, own_address: str) -> dict[str, Any]:
+        """Other probers' echo requests and SYNs to the target in the capture so far."""
+        return stray_traffic(self._pcap_part, self.target, own_address, self.ident)
 
     def stop(self, linger_s: float = 0.5) -> dict[str, Any]:
         """Stop probing, let the last replies arrive, stop the capture; return the summary."""

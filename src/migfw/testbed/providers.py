@@ -30,9 +30,18 @@ def ensure_up(cfg: dict[str, Any]) -> Testbed:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
+    from migfw.testbed.owner import acquire
+
     cfg = load_config(args.config)
     started = time.monotonic()
-    bed = ensure_up(cfg)
+    # Refuses if another run owns this prefix; cleans a dead owner's leftovers first. The lock
+    # is released when this command exits: a later `migfw testbed trial` takes it again.
+    owner = acquire(cfg, "migfw testbed up")
+    try:
+        bed = ensure_up(cfg)
+    finally:
+        if owner is not None:
+            owner.release()
     boot = bed.extra.get("last_boot_s")
     print(
         f"testbed {bed.provider} up in {time.monotonic() - started:.1f} s: VM {bed.vm_name} at "
@@ -49,8 +58,14 @@ def _cmd_down(args: argparse.Namespace) -> int:
         print("testbed external: nothing to tear down (the hosts are not ours)")
         return 0
     from migfw.testbed.local import LocalTestbed
+    from migfw.testbed.owner import acquire
 
-    removed = LocalTestbed(cfg).down()
+    owner = acquire(cfg, "migfw testbed down", quiet=True)  # never another run's testbed
+    try:
+        removed = LocalTestbed(cfg).down()
+    finally:
+        if owner is not None:
+            owner.release()
     print(f"testbed down: removed {len(removed)} items")
     return 0
 

@@ -1,11 +1,16 @@
 """One migration trial: probe the VM, live-migrate it, probe on, and write the trial folder.
 
-`migfw testbed trial --config C --trial-id ID --interval S --repetition N --out DIR`
+`migfw testbed trial --config C --trial-id <experiment>/<slug>-rNN --out DIR`
 
-The folder is built in `DIR.partial/` and renamed into place only when complete; an
-existing trial (DIR with files in it) is never overwritten. A failed or aborted migration
-is a trial with status "failed" and its reason (never dropped, never silently retried);
+The trial's factor levels come from its id and the config's `experiments` (or `--factors
+JSON`). The folder is built in `DIR.partial/` and renamed into place only when complete; a
+finished trial (DIR with trial.json) is immutable: the command refuses to touch it. A
+`.partial` left by a killed run, or one this run cannot finish, is moved aside to
+`<trials_dir>/.aborted/<trial id>-<UTC time>/` with `reason.txt`: never deleted, never
+trusted. A failed or aborted migration is a trial with status "failed" and its reason;
 afterwards the VM is recovered (found on either host, or re-provisioned) so a run goes on.
+Placements: `vm` (the ruleset in the guest) and `none` (the guest's ruleset flushed for the
+trial and restored after); other placements are refused until implemented.
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ import argparse
 import hashlib
 import json
 import platform
-import shutil
 import time
 from importlib import metadata
 from pathlib import Path
@@ -24,7 +28,7 @@ from migfw.errors import MigfwError
 from migfw.io import write_json
 from migfw.testbed.base import Testbed, cfg_get, load_config
 from migfw.testbed.providers import ensure_up
-from migfw.trials.contract import validate_trial
+from migfw.trials.contract import DEFAULT_EXPERIMENT, move_aside, validate_trial
 
 PY_PACKAGES = ["migfw", "libvirt-python", "fabric", "paramiko", "scapy"]
 
@@ -45,13 +49,27 @@ class EventLog:
         self.handle.close()
 
 
-def check_out_dir(out: Path) -> Path:
-    """The partial dir to build in; refuses if `out` already holds a trial."""
+IMPLEMENTED_PLACEMENTS = ("vm", "none")
+
+
+def refuse_finished(out: Path) -> None:
+    """One line and no change if `out` already holds a trial: finished trials are immutable."""
+    if (out / "trial.json").exists():
+        raise MigfwError(f"{out}: finished trial (trial.json present); trials are never rerun")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise MigfwError(f"{out}: trial folder already exists; a capture is never overwritten")
+
+
+def check_out_dir(out: Path, trial_id: str | None = None) -> Path:
+    """The partial dir to build in; refuses if `out` already holds a trial."""
+    refuse_finished(out)
     partial = out.with_name(out.name + ".partial")
     if partial.exists():
-        shutil.rmtree(partial)  # left by a killed run: never a finished trial
+        # Left by a killed run: never a finished trial, never deleted either.
+        where = move_aside(partial, out, trial_id or out.name,
+                           "left behind by an earlier run that did not finish this trial "
+                           f"(found at {time.strftime('%Y-%m-%d %H:%M:%S')} UTC)")  # fmt: skip
+        print(f"{partial}: an earlier run's half-written trial, moved to {where}", flush=True)
     partial.mkdir(parents=True)
     return partial
 
@@ -158,6 +176,10 @@ def run_trial(
     repetition: int = 1,
     of: int | None = None,
     index: int | None = None,
+    experiment: str | None = None,
+    factors: dict[str, Any] | None = None,
+    lead_in_s: float | None = None,
+    settle_s: float | None = None,
 ) -> dict[str, Any]:
     """Run one trial and write its folder; returns trial.json's content."""
     from migfw.testbed.migrate import migrate, validate_settings
@@ -165,19 +187,27 @@ def run_trial(
 
     if interval_s <= 0:
         raise MigfwError(f"--interval: {interval_s} must be positive")
+    factors = {"placement": "vm", **(factors or {}), "interval_s": interval_s}
+    placement = factors["placement"]
+    if placement not in IMPLEMENTED_PLACEMENTS:
+        raise MigfwError(
+            f"trial {trial_id}: placement {placement!r} is not implemented by the testbed yet "
+            f"(implemented: {', '.join(IMPLEMENTED_PLACEMENTS)})"
+        )
     mode = str(cfg_get(cfg, "migration.mode", "client"))
     bandwidth = float(cfg_get(cfg, "migration.bandwidth_mibps", 0))
     max_downtime = float(cfg_get(cfg, "migration.max_downtime_ms", 0))
     validate_settings(mode, bandwidth, max_downtime)
-    lead_in = float(cfg_get(cfg, "trials.lead_in_s", 5.0))
-    settle = float(cfg_get(cfg, "trials.settle_s", 3.0))
+    lead_in = float(lead_in_s if lead_in_s is not None else cfg_get(cfg, "trials.lead_in_s", 5.0))
+    settle = float(settle_s if settle_s is not None else cfg_get(cfg, "trials.settle_s", 3.0))
     enforcement = cfg_get(cfg, "trials.enforcement", None)
     out = Path(out)
-    partial = check_out_dir(out)
+    partial = check_out_dir(out, trial_id)
     log = EventLog(partial / "events.jsonl")
     if of and index is None:
         # k of "trial k/N": the finished trials beside this one, plus this one.
         index = 1 + sum(1 for d in out.parent.iterdir() if (d / "trial.json").exists())
+    restore = False
     label = f"trial {index}/{of}" if of else f"trial {trial_id}"
     wall = time.monotonic()
     try:
@@ -189,6 +219,13 @@ def run_trial(
         from migfw.testbed.deploy import diff_rulesets, read_ruleset
 
         with guest_shell(bed) as shell:
+            if placement == "none":
+                # The control arm: no firewall. Forget the deployment first, so a kill
+                # before the restore below still makes the next trial redeploy and verify.
+                (Path(bed.state_dir) / "deployed.json").unlink(missing_ok=True)
+                restore = True
+                shell.run("nft flush ruleset")
+                log("ruleset_flushed")
             before = read_ruleset(shell)
             guest_nft = shell.run("nft --version").strip()
         (partial / "ruleset_before.nft").write_text(before)
@@ -204,6 +241,7 @@ def run_trial(
             lambda: migrate(bed, source, destination, mode, bandwidth, max_downtime),
             label,
         )  # fmt: skip
+        prober = result["prober"]
         failure = result["failure"]
         mig = result["migration"]
         if failure:
@@ -223,6 +261,8 @@ def run_trial(
         cap = result["capture"]
         meta = {
             "trial_id": trial_id,
+            "experiment": experiment or DEFAULT_EXPERIMENT,
+            "factors": factors,
             "interval_s": interval_s,
             "target": bed.vm_address,
             "status": "failed" if failure else "ok",
@@ -250,6 +290,8 @@ def run_trial(
                 "blocked_answers": cap.get("blocked_answers"),
             },
             "breaches": cap.get("breaches") or [],
+            "prober": prober,
+            "flags": result["flags"],
             "ruleset": {"identical_before_after": identical, "diff": diff},
             "enforcement": enforcement,
             "lead_in_s": lead_in,
@@ -262,10 +304,14 @@ def run_trial(
         log("done", status=meta["status"])
         log.close()
         finish_out_dir(partial, out)
-    except BaseException:
+    except BaseException as exc:
         log.close()
-        shutil.rmtree(partial, ignore_errors=True)
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"error: {exc}"
+        if partial.exists():
+            move_aside(partial, out, trial_id, f"{reason} (this run could not finish the trial)")
         raise
+    if restore:
+        ensure_ruleset(cfg, bed, log=lambda *a, **k: None)  # the guest's ruleset, verified
     hv = (meta.get("hypervisor") or {}).get("downtime_ms")
     tail = f"downtime {hv:.0f} ms" if hv is not None else f"FAILED: {meta['failure']}"
     print(f"{label} interval {interval_s} direction {arrow}: done: {tail}", flush=True)
@@ -297,42 +343,102 @@ def _probe_and_migrate(
         enforcement=enforcement,
     )
     failure = None
+    flags: list[str] = []
     migration: dict[str, Any] = {}
     session.start()
+    prober = {"icmp_id": session.ident, "pids": session.pids}
+    # Recorded for a later run's takeover: an orphan prober is found by these PIDs.
+    write_json(Path(bed.state_dir) / "prober.json", prober)
     try:
-        log("probe_started")
+        log("probe_started", icmp_id=session.ident, pids=session.pids)
         time.sleep(lead_in)
-        print(f"{label}: migrating…", flush=True)
-        log("migrate_start")
-        try:
-            migration = do_migrate()
-            log("migrate_end", downtime_ms=migration["hypervisor"]["downtime_ms"],
-                total_ms=migration["hypervisor"]["total_ms"])  # fmt: skip
-        except MigrationFailed as exc:
-            failure = str(exc)
-            log("migrate_failed", error=failure)
-        time.sleep(settle)
+        stray = session.stray(bed.prober_address or "")
+        if stray["echo_ids"] or stray["syn_sources"]:
+            # Someone else's prober shares the link: every number would be wrong.
+            failure = (
+                "stray traffic on the probe link during the lead-in: echo requests with "
+                f"ICMP ids {sorted(stray['echo_ids'])} (ours {session.ident}), SYNs from "
+                f"{sorted(stray['syn_sources'])}; not migrating"
+            )
+            flags.append("stray_traffic")
+            log("stray_traffic", **{k: {str(a): b for a, b in v.items()} for k, v in stray.items()})
+        else:
+            print(f"{label}: migrating…", flush=True)
+            log("migrate_start")
+            try:
+                migration = do_migrate()
+                log("migrate_end", downtime_ms=migration["hypervisor"]["downtime_ms"],
+                    total_ms=migration["hypervisor"]["total_ms"])  # fmt: skip
+            except MigrationFailed as exc:
+                failure = str(exc)
+                log("migrate_failed", error=failure)
+            time.sleep(settle)
     finally:
         capture = session.stop()
         log("probe_stopped", **{k: v for k, v in capture.items() if k != "breaches"})
-    return {"failure": failure, "migration": migration, "capture": capture}
+        (Path(bed.state_dir) / "prober.json").unlink(missing_ok=True)
+    return {"failure": failure, "migration": migration, "capture": capture,
+            "prober": prober, "flags": flags}  # fmt: skip
+
+
+def resolve_trial(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """The trial's experiment, factor levels and repetition: from --factors, or its id and
+    the config's experiments (the id alone names the trial; nothing else is needed)."""
+    from migfw.trials.contract import parse_trial_id, planned_trials, trial_spec
+
+    experiment, slug_factors, repetition = parse_trial_id(args.trial_id)
+    if args.factors:
+        try:
+            factors = json.loads(args.factors)
+        except json.JSONDecodeError as exc:
+            raise MigfwError(f"--factors: not JSON ({exc})") from None
+        if not isinstance(factors, dict):
+            raise MigfwError("--factors: expected a JSON object of factor levels")
+        spec = {"experiment": experiment, "repetition": repetition,
+                "factors": {**slug_factors, **factors}}  # fmt: skip
+    else:
+        experiments = cfg.get("experiments") or {}
+        spec = trial_spec(experiments, args.trial_id)
+        ids = planned_trials(experiments)
+        spec["of"] = len(ids)
+        spec["index"] = ids.index(args.trial_id) + 1 if args.trial_id in ids else None
+    if args.interval is not None:
+        spec["factors"]["interval_s"] = args.interval
+    if args.repetition is not None:
+        spec["repetition"] = args.repetition
+    if "interval_s" not in spec["factors"]:
+        raise MigfwError(f"trial {args.trial_id}: no interval_s (give --interval or --factors)")
+    return spec
 
 
 def _cmd_trial(args: argparse.Namespace) -> int:
     from migfw.testbed.local import terminate_as_interrupt
+    from migfw.testbed.owner import acquire
 
     cfg = load_config(args.config)
+    refuse_finished(Path(args.out))  # before anything else: a finished trial is immutable
+    spec = resolve_trial(cfg, args)
+    factors = dict(spec["factors"])
+    interval = float(factors.pop("interval_s"))
+    owner = acquire(cfg, "migfw testbed trial")  # None: our Snakemake run owns the testbed
     try:
         with terminate_as_interrupt():
-            meta = run_trial(cfg, args.trial_id, args.interval, args.out, args.repetition, args.of)
+            meta = run_trial(
+                cfg, args.trial_id, interval, args.out, spec["repetition"],
+                spec.get("of"), spec.get("index"), spec["experiment"], factors,
+                spec.get("lead_in_s"), spec.get("settle_s"),
+            )  # fmt: skip
     except KeyboardInterrupt:
-        # An interrupted run leaves nothing behind: no partial trial (run_trial removed it),
+        # An interrupted run leaves nothing behind: the partial trial moved aside (run_trial),
         # no prober (ProbeSession killed it) and, on the local provider, no testbed.
         if cfg_get(cfg, "testbed.provider", "local") == "local":
             from migfw.testbed.local import LocalTestbed
 
             LocalTestbed(cfg).down(quiet=True)
         raise
+    finally:
+        if owner is not None:
+            owner.release()
     # A failed migration is a result (status failed in trial.json), not a command error.
     return 0 if meta else 1
 
@@ -340,9 +446,9 @@ def _cmd_trial(args: argparse.Namespace) -> int:
 def register_cli(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("trial", help="run one live-migration trial and write its folder")
     parser.add_argument("--config", default="config/config.yaml")
-    parser.add_argument("--trial-id", required=True)
-    parser.add_argument("--interval", type=float, required=True, help="probe interval (s)")
-    parser.add_argument("--repetition", type=int, default=1)
-    parser.add_argument("--of", type=int, default=None, help="number of trials in the run")
-    parser.add_argument("--out", required=True, help="trial folder (must not exist)")
+    parser.add_argument("--trial-id", required=True, help="<experiment>/<slug>-rNN")
+    parser.add_argument("--out", required=True, help="trial folder (must not hold a trial)")
+    parser.add_argument("--factors", help="factor levels as JSON (default: from the config)")
+    parser.add_argument("--interval", type=float, default=None, help="probe interval (s)")
+    parser.add_argument("--repetition", type=int, default=None)
     parser.set_defaults(func=_cmd_trial)

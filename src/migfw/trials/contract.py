@@ -1,13 +1,21 @@
 """The trial-folder contract between whatever runs trials and the analysis.
 
-A trial is one folder `<trials_dir>/<trial_id>/` holding `probe.pcap` and `trial.json`
-(schema: migfw/data/trial.schema.json). The testbed, crafted trials and a lab's own tooling
-write such folders; the analysis reads them. Names, validation and discovery live here only.
+A trial is one folder `<trials_dir>/<experiment>/<slug>-r<NN>/` holding `probe.pcap` and
+`trial.json` (schema: migfw/data/trial.schema.json); its id is `<experiment>/<slug>-r<NN>`,
+e.g. `thesis/i0.5-r03` or `placement/vmm-agent-d200-r03`. The slug carries the factor levels
+that vary within the experiment (see `trial_name`). The testbed, crafted trials and a lab's own
+tooling write such folders; the analysis reads them. Experiments (named factor grids), ids,
+validation and discovery live here only. A flat legacy folder `<trials_dir>/<trial>/` is
+read as experiment `default`.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
+import shutil
+import time
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -15,16 +23,200 @@ from typing import Any
 
 from migfw.errors import MigfwError
 
+# Every factor a trial may vary, with its slug code. A placement is written bare (vm,
+# vmm-agent, ...); other factors as code + value (i0.01, d200). Issue 10's factors are here
+# so their ids are fixed before they are implemented.
+FACTOR_CODES: dict[str, str] = {
+    "placement": "",
+    "agent_delay_ms": "d",
+    "interval_s": "i",
+    "workload": "w",
+    "dirty_mib": "dm",
+    "dirty_rate_mibps": "dr",
+    "memory_mib": "m",
+    "bandwidth_mibps": "bw",
+    "max_downtime_ms": "md",
+    "algorithm": "alg",
+    "multifd_channels": "mf",
+}
+KNOWN_FACTORS = tuple(FACTOR_CODES)
+PLACEMENTS = ("vm", "vmm", "vmm-agent", "none", "both")
+TEXT_FACTORS = ("placement", "workload", "algorithm")
+DEFAULT_EXPERIMENT = "default"  # flat legacy folders
+DEFAULT_FACTORS: dict[str, Any] = {"placement": "vm"}
+# Snakemake's `trial` wildcard: exactly <experiment>/<slug>.
+TRIAL_WILDCARD = r"[^/]+/[^/]+"
+EXPERIMENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_VALUE = re.compile(r"^[a-z0-9.]+$")
 
-def trial_name(interval_s: float, repetition: int) -> str:
-    """The trial id used everywhere: interval and repetition, e.g. i0.01-r03."""
-    return f"i{interval_s:g}-r{repetition:02d}"
+
+def _level_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
-def parse_trial_name(trial_id: str) -> tuple[float, int]:
-    """(interval_s, repetition) from an id made by `trial_name`."""
-    interval, repetition = trial_id.split("-r")
-    return float(interval[1:]), int(repetition)
+def _slug_factors(factors: dict[str, Any], varying: set[str] | None) -> list[str]:
+    """The factors written into a slug, in FACTOR_CODES order."""
+    names = [f for f in KNOWN_FACTORS if f in factors and factors[f] is not None]
+    if varying is None:
+        return names
+    chosen = [f for f in names if f in varying or f == "agent_delay_ms"]
+    if not chosen and "interval_s" in names:
+        chosen = ["interval_s"]  # an experiment without varying factors: still readable
+    return chosen
+
+
+def trial_name(
+    experiment: str,
+    factors: dict[str, Any],
+    repetition: int,
+    varying: set[str] | None = None,
+) -> str:
+    """The trial id `<experiment>/<slug>-r<NN>`.
+
+    The slug holds the levels of the factors in `varying` (those with more than one level in
+    the experiment; all given factors if None), plus `agent_delay_ms` whenever set (it only
+    applies to placement vmm-agent), e.g. `placement/vmm-agent-d200-r03`.
+    """
+    parts = []
+    for name in _slug_factors(factors, varying):
+        text = _level_text(factors[name])
+        if not _VALUE.match(text) and not (name == "placement" and text in PLACEMENTS):
+            raise MigfwError(f"factor {name}: level {text!r} cannot be part of a trial id")
+        parts.append(FACTOR_CODES[name] + text)
+    return f"{experiment}/{'-'.join(parts + [f'r{int(repetition):02d}'])}"
+
+
+def _parse_level(name: str, text: str) -> Any:
+    if name in TEXT_FACTORS:
+        return text
+    number = float(text)
+    return int(number) if name != "interval_s" and number.is_integer() else number
+
+
+def parse_trial_id(trial_id: str) -> tuple[str, dict[str, Any], int]:
+    """(experiment, factors written in the slug, repetition) from an id made by `trial_name`.
+
+    A flat legacy id (`i0.01-r03`) is experiment `default`. Factors with one level in their
+    experiment are not in the slug: `experiment_factors` gives the full set.
+    """
+    experiment, _, slug = trial_id.rpartition("/")
+    experiment = experiment or DEFAULT_EXPERIMENT
+    head, sep, rep = slug.rpartition("-r")
+    if not sep or not rep.isdigit():
+        if slug.startswith("r") and slug[1:].isdigit():
+            head, rep = "", slug[1:]
+        else:
+            raise MigfwError(f"trial id {trial_id!r}: expected <experiment>/<slug>-r<NN>")
+    factors: dict[str, Any] = {}
+    rest = head
+    while rest:
+        placement = next(
+            (p for p in sorted(PLACEMENTS, key=len, reverse=True)
+             if rest == p or rest.startswith(p + "-")),
+            None,
+        )  # fmt: skip
+        if placement and "placement" not in factors:
+            factors["placement"] = placement
+            rest = rest[len(placement) + 1 :]
+            continue
+        token, _, rest = rest.partition("-")
+        for name, code in sorted(FACTOR_CODES.items(), key=lambda kv: -len(kv[1])):
+            if code and token.startswith(code) and name not in factors:
+                try:
+                    factors[name] = _parse_level(name, token[len(code) :])
+                except ValueError:
+                    continue
+                break
+        else:
+            raise MigfwError(f"trial id {trial_id!r}: cannot read factor level {token!r}")
+    return experiment, factors, int(rep)
+
+
+def experiment_grid(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every factor combination of an experiment, agent_delay_ms only with vmm-agent."""
+    levels = {name: list(values) for name, values in (spec.get("factors") or {}).items()}
+    for name, default in DEFAULT_FACTORS.items():
+        levels.setdefault(name, [default])
+    names = [f for f in KNOWN_FACTORS if f in levels]
+    combos: list[dict[str, Any]] = []
+    for values in itertools.product(*(levels[n] for n in names)):
+        combo = dict(zip(names, values, strict=True))
+        if combo.get("placement") != "vmm-agent" and "agent_delay_ms" in combo:
+            combo["agent_delay_ms"] = None  # applies only to vmm-agent
+        if combo not in combos:
+            combos.append(combo)
+    return combos
+
+
+def varying_factors(spec: dict[str, Any]) -> set[str]:
+    return {n for n, v in (spec.get("factors") or {}).items() if len(v) > 1}
+
+
+def experiment_trials(name: str, spec: dict[str, Any]) -> list[tuple[str, dict[str, Any], int]]:
+    """(trial id, full factor levels, repetition) of every trial of one experiment."""
+    varying = varying_factors(spec)
+    return [
+        (trial_name(name, combo, rep, varying), combo, rep)
+        for combo in experiment_grid(spec)
+        for rep in range(1, int(spec["repetitions"]) + 1)
+    ]
+
+
+def planned_trials(experiments: dict[str, Any]) -> list[str]:
+    """Every trial id of every enabled experiment, in config order."""
+    return [
+        tid
+        for name, spec in experiments.items()
+        if spec.get("enabled", True)
+        for tid, _, _ in experiment_trials(name, spec)
+    ]
+
+
+def trial_spec(experiments: dict[str, Any], trial_id: str) -> dict[str, Any]:
+    """experiment, factors, repetition and per-experiment settings of a planned trial id."""
+    experiment, _, _ = parse_trial_id(trial_id)
+    spec = experiments.get(experiment)
+    if spec is None:
+        raise MigfwError(f"trial {trial_id}: no experiment {experiment!r} in the config")
+    for tid, factors, rep in experiment_trials(experiment, spec):
+        if tid == trial_id:
+            extra = {k: spec[k] for k in ("lead_in_s", "settle_s") if k in spec}
+            return {"experiment": experiment, "factors": factors, "repetition": rep, **extra}
+    raise MigfwError(f"trial {trial_id}: not a trial of experiment {experiment!r} in the config")
+
+
+def experiment_problems(experiments: Any) -> list[str]:
+    """One line per problem the JSON schema cannot express (names, levels, ids)."""
+    problems: list[str] = []
+    if not isinstance(experiments, dict):
+        return problems
+    for name, spec in experiments.items():
+        key = f"experiments.{name}"
+        if not EXPERIMENT_NAME.match(str(name)):
+            problems.append(f"{key}: name must match {EXPERIMENT_NAME.pattern}")
+            continue
+        factors = (spec or {}).get("factors") if isinstance(spec, dict) else None
+        if not isinstance(factors, dict):
+            continue
+        unknown = sorted(set(factors) - set(KNOWN_FACTORS))
+        if unknown:
+            problems.append(
+                f"{key}.factors: unknown factor {', '.join(unknown)} "
+                f"(allowed: {', '.join(KNOWN_FACTORS)})"
+            )
+            continue
+        try:
+            ids = [tid for tid, _, _ in experiment_trials(name, spec)]
+        except (MigfwError, TypeError, ValueError, KeyError) as exc:
+            problems.append(f"{key}: {exc}")
+            continue
+        if len(set(ids)) != len(ids):
+            problems.append(f"{key}: factor levels give duplicate trial ids")
+    return problems
 
 
 @cache
@@ -58,8 +250,58 @@ def load_trial(trial_dir: str | Path) -> dict[str, Any]:
 
 
 def discover_trials(trials_dir: str | Path) -> list[Path]:
-    """Trial folders (those with a trial.json) under `trials_dir`, sorted by name."""
+    """Trial folders (those with a trial.json) under `trials_dir`, sorted by id.
+
+    Nested `<experiment>/<trial>/trial.json` folders, and flat legacy `<trial>/trial.json`
+    ones (experiment `default`); names starting with a dot (`.aborted`) and `*.partial`
+    folders are never trials.
+    """
     root = Path(trials_dir)
     if not root.is_dir():
         raise MigfwError(f"{root}: trials directory not found")
-    return sorted(p.parent for p in root.glob("*/trial.json") if not p.parent.name.startswith("."))
+    found = [*root.glob("*/trial.json"), *root.glob("*/*/trial.json")]
+    folders = [
+        p.parent
+        for p in found
+        if not any(
+            part.startswith(".") or part.endswith(".partial")
+            for part in p.parent.relative_to(root).parts
+        )
+    ]
+    return sorted(folders, key=lambda p: trial_id_of(p, root))
+
+
+def trial_id_of(folder: str | Path, trials_dir: str | Path) -> str:
+    """The id of a trial folder: `<experiment>/<trial>`; a flat legacy one is `default/<trial>`."""
+    rel = Path(folder).relative_to(Path(trials_dir)).as_posix()
+    return rel if "/" in rel else f"{DEFAULT_EXPERIMENT}/{rel}"
+
+
+def trial_dir(trials_dir: str | Path, trial_id: str) -> Path:
+    """The folder of a trial id (a `default/<trial>` id may be a flat legacy folder)."""
+    root = Path(trials_dir)
+    nested = root / trial_id
+    experiment, _, name = trial_id.partition("/")
+    if experiment == DEFAULT_EXPERIMENT and not nested.exists() and (root / name).is_dir():
+        return root / name
+    return nested
+
+
+def aborted_root(out: Path, trial_id: str) -> Path:
+    """`<trials_dir>/.aborted`: the trials dir is `out` minus the id's depth."""
+    depth = trial_id.count("/") + 1
+    return out.parents[depth - 1] / ".aborted"
+
+
+def move_aside(partial: Path, out: Path, trial_id: str, reason: str) -> Path:
+    """Move a half-written trial to .aborted/<trial id>-<UTC time>/ with reason.txt."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = aborted_root(out, trial_id) / f"{trial_id}-{stamp}"
+    n = 1
+    while target.exists():
+        n += 1
+        target = target.with_name(f"{trial_id.rsplit('/', 1)[-1]}-{stamp}-{n}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(partial), str(target))
+    (target / "reason.txt").write_text(reason.rstrip() + "\n")
+    return target

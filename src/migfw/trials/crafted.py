@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from migfw.io import atomic_write, write_json
-from migfw.trials.contract import parse_trial_name, trial_name
+from migfw.trials.contract import DEFAULT_FACTORS, parse_trial_id, trial_name, trial_spec
 
 ETH_IP_ICMP = 14 + 20 + 8
 PAYLOAD = 56
@@ -40,6 +40,8 @@ class CraftedTrial:
     prober: str = "10.231.0.2"
     target: str = "10.231.0.10"
     ident: int = 0x4D46
+    experiment: str = "default"
+    factors: dict | None = None
 
 
 def _checksum(words: np.ndarray) -> np.ndarray:
@@ -153,7 +155,11 @@ def craft_trial(spec: CraftedTrial, out_dir: str | Path) -> dict:
         out_dir / "trial.json",
         {
             "trial_id": spec.trial_id,
+            "experiment": spec.experiment,
+            "factors": {**DEFAULT_FACTORS, **(spec.factors or {}), "interval_s": spec.interval_s},
             "interval_s": spec.interval_s,
+            "prober": {"icmp_id": spec.ident},
+            "flags": [],
             "target": spec.target,
             "status": "ok",
             "failure": None,
@@ -178,11 +184,18 @@ def craft_trial(spec: CraftedTrial, out_dir: str | Path) -> dict:
     return truth
 
 
-def crafted_spec(trial_id: str, seed: int = 1) -> CraftedTrial:
-    """The crafted trial for an id like i0.01-r03: migration and pause lengths drawn from a
-    generator seeded by the id, so each trial differs and reruns give the same file."""
-    interval, rep = parse_trial_name(trial_id)
-    rng = np.random.default_rng([seed, rep, round(interval * 1e6)])
+def crafted_spec(
+    trial_id: str, seed: int = 1, factors: dict | None = None, repetition: int | None = None
+) -> CraftedTrial:
+    """The crafted trial for an id like thesis/i0.01-r03: migration and pause lengths drawn
+    from a generator seeded by the id, so each trial differs and reruns give the same file.
+    `factors` completes the levels the id leaves out (those fixed in its experiment)."""
+    experiment, slug_factors, rep = parse_trial_id(trial_id)
+    factors = {**slug_factors, **(factors or {})}
+    rep = rep if repetition is None else repetition
+    interval = float(factors["interval_s"])
+    salt = sum(trial_id.encode()) if experiment != "default" else 0  # legacy ids: as before
+    rng = np.random.default_rng([seed, rep, round(interval * 1e6), salt])
     return CraftedTrial(
         trial_id=trial_id,
         interval_s=interval,
@@ -190,17 +203,20 @@ def crafted_spec(trial_id: str, seed: int = 1) -> CraftedTrial:
         downtime_s=float(rng.uniform(0.2, 0.6)),
         seed=int(rng.integers(0, 2**31)),
         start_epoch=1_700_000_000.0 + 1000 * rep + round(interval * 1e4),
+        experiment=experiment,
+        factors=factors,
     )
 
 
 def craft_demo_set(
     out_dir: str | Path, intervals: list[float], repetitions: int, seed: int = 1
 ) -> list[str]:
-    """A set of crafted trials (one folder each) with varied migration and pause lengths."""
+    """A set of crafted trials (one folder each, <out>/demo/i<I>-rNN) with varied lengths."""
     ids = []
     for interval in intervals:
         for rep in range(1, repetitions + 1):
-            spec = crafted_spec(trial_name(interval, rep), seed)
+            factors = {"interval_s": interval}
+            spec = crafted_spec(trial_name("demo", factors, rep), seed, factors)
             craft_trial(spec, Path(out_dir) / spec.trial_id)
             ids.append(spec.trial_id)
     return ids
@@ -208,7 +224,13 @@ def craft_demo_set(
 
 def _cli(args: argparse.Namespace) -> int:
     if args.trial:
-        craft_trial(crafted_spec(args.trial, args.seed), Path(args.out))
+        factors = None
+        if args.config:
+            from migfw.io import read_yaml
+
+            cfg = read_yaml(args.config)
+            factors = trial_spec((cfg or {}).get("experiments") or {}, args.trial)["factors"]
+        craft_trial(crafted_spec(args.trial, args.seed, factors), Path(args.out))
         print(f"crafted {args.trial} in {args.out}")
         return 0
     ids = craft_demo_set(args.out, args.intervals, args.repetitions, args.seed)
@@ -219,7 +241,8 @@ def _cli(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("craft", help="write crafted trial folders with known losses")
     p.add_argument("--out", required=True)
-    p.add_argument("--trial", help="one trial id (e.g. i0.01-r03) written into --out")
+    p.add_argument("--trial", help="one trial id (e.g. thesis/i0.01-r03) written into --out")
+    p.add_argument("--config", help="config whose experiments give the trial's factor levels")
     p.add_argument("--intervals", type=float, nargs="+", default=[0.5, 0.01])
     p.add_argument("--repetitions", type=int, default=4)
     p.add_argument("--seed", type=int, default=1)
