@@ -51,7 +51,10 @@ def test_collect_orders_columns_and_keeps_failed_trials(crafted, tmp_path):
     (failed / "trial.json").write_text(json.dumps(meta))
     rows = [trial_metrics(d) for d in discover_trials(root)]
     table = collect(rows)
-    assert list(table.columns[:4]) == ["trial_id", "interval_s", "status", "failure"]
+    assert list(table.columns[:7]) == [
+        "trial_id", "experiment", "placement", "agent_delay_ms", "interval_s", "status", "failure"
+    ]  # fmt: skip
+    assert set(table["experiment"]) == {"default"} and set(table["placement"]) == {"vm"}
     bad = table.set_index("trial_id").loc["i0.01-r02"]
     assert bad["status"] == "failed" and "timeout" in bad["failure"]
     assert pd.isna(bad["ps"])

@@ -85,10 +85,8 @@ if SOURCE == "testbed":
         try:
             TESTBED_OWNER.append(acquire(config, f"snakemake (pid {os.getpid()})"))
         except MigfwError as exc:
-            print(f"migfw: {exc}", file=sys.stderr, flush=True)
-            os._exit(
-                1
-            )  # before any job: nothing of ours to clean, nothing of theirs touched
+            # Before any job: nothing of ours to clean, nothing of theirs touched.
+            raise WorkflowError(str(exc)) from None
 
     def release_testbed():
         shell(
