@@ -119,7 +119,7 @@ def test_one_migration_trial_matches_hypervisor_downtime(
     # An existing trial is never overwritten.
     from migfw.errors import MigfwError
 
-    with pytest.raises(MigfwError, match="never overwritten"):
+    with pytest.raises(MigfwError, match="finished trial"):
         run_trial(testbed_cfg, "t1", interval, out)
 
     # A migration that fails (here: a destination migration address nobody has, inside
@@ -144,7 +144,8 @@ def test_one_migration_trial_matches_hypervisor_downtime(
     bed = Testbed.from_dict(read_state(Path(testbed_cfg["testbed"]["state_dir"]))["testbed"])
     assert vm_locations(bed) == {"B": "running"}
 
-    # Ctrl-C in the middle of a migration: exit 130, no partial trial, and (local
+    # Ctrl-C in the middle of a migration: exit 130, the partial trial moved aside to
+    # .aborted with its reason (never deleted, never a trial), and (local
     # provider) no namespace, process or runtime dir left behind.
     pids: list[int] = []
     cfg_file = tmp_path / "config.yaml"
@@ -170,6 +171,8 @@ def test_one_migration_trial_matches_hypervisor_downtime(
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert not out3.exists() and not out3.with_name("t3.partial").exists()
+    aborted = list((tmp_path / "trials" / ".aborted").glob("t3-*"))
+    assert len(aborted) == 1 and "interrupted" in (aborted[0] / "reason.txt").read_text()
     bed = LocalTestbed(testbed_cfg)
     assert list_netns(PREFIX) == []
     assert len(pids) >= 5, pids

@@ -386,7 +386,13 @@ def resolve_trial(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, An
     the config's experiments (the id alone names the trial; nothing else is needed)."""
     from migfw.trials.contract import parse_trial_id, planned_trials, trial_spec
 
-    experiment, slug_factors, repetition = parse_trial_id(args.trial_id)
+    try:
+        experiment, slug_factors, repetition = parse_trial_id(args.trial_id)
+    except MigfwError:
+        if not (args.factors or args.interval is not None):
+            raise
+        # A hand-made id outside the contract's naming (tests, a lab's own runs).
+        experiment, slug_factors, repetition = DEFAULT_EXPERIMENT, {}, 1
     if args.factors:
         try:
             factors = json.loads(args.factors)
@@ -403,7 +409,7 @@ def resolve_trial(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, An
         spec["of"] = len(ids)
         spec["index"] = ids.index(args.trial_id) + 1 if args.trial_id in ids else None
     if args.interval is not None:
-        spec["factors"]["interval_s"] = args.interval
+        spec["factors"] = {**spec["factors"], "interval_s": args.interval}
     if args.repetition is not None:
         spec["repetition"] = args.repetition
     if "interval_s" not in spec["factors"]:
