@@ -50,6 +50,30 @@ def effective_config(log):
 
 BENCH = "results/benchmarks"
 
+TESTBED_OWNER = []
+
+
+def own_testbed():
+    """Take the testbed lock for this run (see migfw.testbed.owner): refuse in one line
+    if another run owns the prefix; clean a dead owner's leftovers first."""
+    from migfw.errors import MigfwError
+    from migfw.testbed.owner import acquire
+
+    try:
+        TESTBED_OWNER.append(acquire(config, f"snakemake (pid {os.getpid()})"))
+    except MigfwError as exc:
+        # Before any job: nothing of ours to clean, nothing of theirs touched.
+        raise WorkflowError(str(exc)) from None
+
+
+def release_testbed():
+    shell(
+        f"migfw testbed down --config {effective_config(f'{LOGS}/testbed_down')} || true"
+    )
+    for owner in TESTBED_OWNER:
+        if owner is not None:
+            owner.release()
+
 
 def all_trials():
     """Trial ids: every enabled experiment's grid x repetitions, or the folders on disk."""
