@@ -388,14 +388,15 @@ def resolve_trial(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, An
 
     try:
         experiment, slug_factors, repetition = parse_trial_id(args.trial_id)
+        named = True
     except MigfwError:
         if not (args.factors or args.interval is not None):
             raise
         # A hand-made id outside the contract's naming (tests, a lab's own runs).
-        experiment, slug_factors, repetition = DEFAULT_EXPERIMENT, {}, 1
-    if args.factors:
+        experiment, slug_factors, repetition, named = DEFAULT_EXPERIMENT, {}, 1, False
+    if args.factors or not named:
         try:
-            factors = json.loads(args.factors)
+            factors = json.loads(args.factors or "{}")
         except json.JSONDecodeError as exc:
             raise MigfwError(f"--factors: not JSON ({exc})") from None
         if not isinstance(factors, dict):
