@@ -29,7 +29,8 @@ rule paper_table11:
     run:
         shell(
             "migfw paper --table {input.table} --summary {input.summary}"
-            " --out results/paper --confidence {params.confidence}"
+            " --out-table {output.table} --out-summary {output.summary}"
+            " --out-audit {output.audit} --confidence {params.confidence}"
             " --resamples {params.resamples} --seed {params.seed} > {log} 2>&1"
         )
 

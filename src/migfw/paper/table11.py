@@ -170,8 +170,10 @@ def reproduce_table11(
     confidence: float = 0.95,
     resamples: int = 9999,
     seed: int = 0,
+    outputs: tuple[str | Path, str | Path, str | Path] | None = None,
 ) -> pd.DataFrame:
-    """Write table11.csv, table11_summary.csv and audit.csv; return the audit."""
+    """Write the recomputed table, its summary and the audit (`outputs`, or the default
+    names in `out_dir`); return the audit."""
     printed = read_printed(table_path, ["interval_s", "vm", "ps", "pr", *ROW_METRICS])
     summary = read_printed(summary_path, ["interval_s", "metric", "statistic", "printed"])
     try:
@@ -197,16 +199,35 @@ def reproduce_table11(
             row = {"interval_s": interval, "metric": metric}
             row.update(describe(group[metric], confidence, resamples, seed))
             stats_rows.append(row)
-    out_dir = Path(out_dir)
-    write_csv(out_dir / "table11.csv", rows.round(6))
-    write_csv(out_dir / "table11_summary.csv", pd.DataFrame(stats_rows).round(6))
-    write_csv(out_dir / "audit.csv", audit)
+    table_out, summary_out, audit_out = output_paths(out_dir, outputs)
+    write_csv(table_out, rows.round(6))
+    write_csv(summary_out, pd.DataFrame(stats_rows).round(6))
+    write_csv(audit_out, audit)
     return audit
 
 
+def output_paths(
+    out_dir: str | Path, outputs: tuple[str | Path, str | Path, str | Path] | None = None
+) -> tuple[Path, Path, Path]:
+    """(table, summary, audit): the files named, or the default names inside `out_dir`."""
+    if outputs:
+        return tuple(Path(p) for p in outputs)  # type: ignore[return-value]
+    out = Path(out_dir)
+    return out / "table11.csv", out / "table11_summary.csv", out / "audit.csv"
+
+
 def _cli(args: argparse.Namespace) -> int:
+    named = (args.out_table, args.out_summary, args.out_audit)
+    if any(named) and not all(named):
+        raise MigfwError("--out-table, --out-summary and --out-audit go together")
     audit = reproduce_table11(
-        args.table, args.summary, args.out, args.confidence, args.resamples, args.seed
+        args.table,
+        args.summary,
+        args.out,
+        args.confidence,
+        args.resamples,
+        args.seed,
+        outputs=named if all(named) else None,
     )
     flagged = audit[~audit["agrees"]]
     print(f"Table 11: {len(audit)} printed values checked, {len(flagged)} disagree")
@@ -224,7 +245,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--table", default="resources/paper/table11.csv")
     p.add_argument("--summary", default="resources/paper/table11_summary.csv")
-    p.add_argument("--out", default="results/paper")
+    p.add_argument("--out", default="results/paper", help="folder for the three files")
+    p.add_argument("--out-table", help="recomputed Table 11 (instead of OUT/table11.csv)")
+    p.add_argument("--out-summary", help="its summary (instead of OUT/table11_summary.csv)")
+    p.add_argument("--out-audit", help="the audit (instead of OUT/audit.csv)")
     p.add_argument("--confidence", type=float, default=0.95)
     p.add_argument("--resamples", type=int, default=9999)
     p.add_argument("--seed", type=int, default=0)
