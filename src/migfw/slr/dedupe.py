@@ -36,9 +36,24 @@ from rapidfuzz.process import cpdist
 
 from migfw.errors import MigfwError
 from migfw.io import write_csv
-from migfw.slr.normalise import author_keys, normalise_doi, strip_accents, title_key
+from migfw.slr.normalise import (
+    author_keys,
+    normalise_doi,
+    strip_accents,
+    title_key,
+    title_variants,
+    venue_abbreviation_match,
+    venue_tokens,
+)
 
-__all__ = ["CANONICAL_COLUMNS", "DedupeResult", "deduplicate", "register_cli"]
+__all__ = [
+    "CANONICAL_COLUMNS",
+    "DedupeResult",
+    "deduplicate",
+    "load_dedupe_decisions",
+    "register_cli",
+    "review_table",
+]
 
 CANONICAL_COLUMNS = [
     "record_id", "source_file", "source_index", "database", "format", "entry_type", "title",
@@ -47,7 +62,8 @@ CANONICAL_COLUMNS = [
 ]  # fmt: skip
 
 LINK_COLUMNS = [
-    "record_a", "record_b", "decision", "score", "evidence", "rule", "title_sim", "author_sim",
+    "record_a", "record_b", "decision", "score", "evidence", "rule", "decided_by", "title_sim",
+    "author_sim",
     "venue_sim", "doi", "year", "pages", "volume", "issue", "venue_type",
 ]  # fmt: skip
 
@@ -67,6 +83,30 @@ TITLE_EXACTISH = 98.0  # stricter threshold used when a field is missing on one 
 TITLE_DOI_AGREE = 80.0  # title agreement needed to accept an equal DOI
 AUTHOR_SAME = 0.8  # share of the shorter author list matched in the longer one
 
+# Evidence model (no DOI shared): each field adds or subtracts weight according to how
+# reliably real exports fill it. Title and authors are strong; year, venue, volume and
+# start page are locators that databases usually agree on; issue/number is nearly
+# worthless (some exports put the database's accession number there), so it can add a
+# little but never subtracts. Calibrated on bib-dedupe's digital_work set, its pair and
+# special cases, CiteSource's set and synthetic copies of real records corrupted the ways
+# exports differ (scripts/bench_dedupe.py). A pair scoring >= MATCH is merged, one
+# between REVIEW and MATCH goes to a person (dedupe_review.csv), below REVIEW is distinct.
+MATCH = 5.0
+REVIEW = 3.0
+GUARD = 0.0  # a cluster may not hold two members whose pair evidence is below this
+W_TITLE = {"exact": 4.0, "same": 3.0, "truncated": 2.0, "close": 1.0, "similar": -1.0,
+           "differs": -1.5, "missing": 0.0}  # fmt: skip
+W_AUTHORS = {"same": 2.0, "most": 1.0, "few": -2.0, "differ": -4.0, "missing": -1.0}
+W_YEAR = {"equal": 1.0, "off1_journal": -0.5, "off1_conference": -2.0, "off1": -1.0,
+          "off2": -3.0, "missing": -0.5}  # fmt: skip
+W_VENUE = {"same": 1.0, "differ": -1.0}
+W_VOLUME = {"equal": 1.0, "differ": -2.0}
+W_PAGES = {"equal": 1.5, "differ": -2.5}
+# A differing issue/number only counts when both look like issue numbers (<= 3 digits;
+# accession numbers are longer): then it is another issue of the journal (a recurring
+# column, "Editor's comments" in every issue; journals that restart pages every issue).
+W_ISSUE = {"equal": 0.25, "differ": -5.0}
+
 _STOP = frozenset(
     "a an and the of for in on at to with by from as or its is are be via into using use "
     "der die das und le la les des et".split()
@@ -81,7 +121,9 @@ _GENERIC_TITLES = frozenset(
         "table of contents", "front matter", "back matter", "frontmatter", "in this issue",
         "editor s note", "editors note", "guest editorial", "announcement", "announcements",
         "obituary", "news", "abstracts", "acknowledgments", "acknowledgements",
-        "list of reviewers", "title page", "cover", "masthead",
+        "list of reviewers", "title page", "cover", "masthead", "editor s comments",
+        "editors comments", "from the editor", "from the editors", "message from the editor",
+        "letter from the editor", "president s message", "in memoriam", "issue information",
     }
 )  # fmt: skip
 _NO_AUTHOR = frozenset({"unknown", "anonymous", "anon", "na", "none", "etal"})
@@ -95,7 +137,16 @@ _JOUR_RE = re.compile(
     r"bulletin|bull|review|reviews|rev|acta|archives|arch|communications|comm|research)\b"
 )
 # Series that publish both proceedings and journals/books: type unknowable from the name.
-_MIXED_RE = re.compile(r"\b(lecture notes|procedia|conference series|ceur|advances in)\b")
+_MIXED_RE = re.compile(
+    r"\b(lecture notes|procedia|conference series|ceur|advances in|"
+    r"communications in computer and information science)\b"
+)
+# Notices about another item: never the same work as the item they are about.
+_NOTICE_RE = re.compile(
+    r"^(?:erratum|errata|corrigendum|corrigenda|correction|retraction|retracted|"
+    r"notice of retraction|expression of concern|comment on|comments on|commentary on|"
+    r"reply to|response to|in reply|authors reply|author s reply|reply)\b"
+)
 _CONF_TYPES = frozenset({"inproceedings", "conference", "proceedings", "conf", "cpaper"})
 _JOUR_TYPES = frozenset({"article", "jour", "journal", "journal article", "ejour"})
 _COCHRANE_RE = re.compile(r"^(10\.1002/14651858\.[a-z]{2}\d+)(?:\.pub\d+)?$")
@@ -125,6 +176,8 @@ def _first_number(text: str) -> str:
 
 def _start_page(pages: str) -> str:
     first = re.split(r"\s*[-–—]+\s*", pages.strip(), maxsplit=1)[0].strip().lower()
+    # "e0815" (electronic article number) vs "815"; "s12" (supplement) vs "12".
+    first = re.sub(r"^[a-z]{1,2}(?=\d)", "", first)
     return first.lstrip("0") or first
 
 
@@ -179,6 +232,13 @@ class _Features:
     volume: list[str]
     issue: list[str]
     page: list[str]  # start page
+    variants: list[list[str]]  # title keys incl. bracketed translated titles
+    vtokens: list[list[str]]  # venue words for abbreviation matching
+    notice: list[bool]  # erratum / retraction / comment / reply
+    pages: list[str]  # whole normalised range
+    page_code: np.ndarray  # start page as integer codes, -1 = none
+    volume_code: np.ndarray  # volume as integer codes, -1 = none
+    multi_title: np.ndarray  # record has more than one title variant
 
 
 def _text(frame: pd.DataFrame, column: str) -> list[str]:
@@ -188,7 +248,8 @@ def _text(frame: pd.DataFrame, column: str) -> list[str]:
 
 
 def _features(records: pd.DataFrame) -> _Features:
-    titles = [title_key(t) for t in _text(records, "title")]
+    raw_titles = _text(records, "title")
+    titles = [title_key(t) for t in raw_titles]
     venues = [_fold(v) for v in _text(records, "venue")]
     etypes = _text(records, "entry_type")
     dois = []
@@ -219,12 +280,11 @@ def _features(records: pd.DataFrame) -> _Features:
     for title, venue in zip(titles, venues, strict=True):
         words = title.split()
         generic.append(
-            not title
-            or title in _GENERIC_TITLES
+            title in _GENERIC_TITLES
             or len(words) < 2
             or bool(venue and (title == venue or (title.startswith(venue) and len(venue) > 15)))
         )
-    return _Features(
+    feat = _Features(
         ids=_text(records, "record_id"),
         title=titles,
         numbers=[_title_numbers(t) for t in titles],
@@ -237,10 +297,30 @@ def _features(records: pd.DataFrame) -> _Features:
         year=years,
         venue=venues,
         vtype=[_venue_type(v, e) for v, e in zip(venues, etypes, strict=True)],
-        volume=[_first_number(v) for v in _text(records, "volume")],
+        volume=[
+            # A volume that is just the year ("2016") is a locator nobody else uses.
+            "" if v and v == str(y) else v
+            for v, y in zip((_first_number(v) for v in _text(records, "volume")), years, strict=True)
+        ],
         issue=[_first_number(v) for v in _text(records, "issue")],
         page=[_start_page(p) for p in _text(records, "pages")],
+        variants=[title_variants(t) if "[" in t else [k] for t, k in zip(raw_titles, titles, strict=True)],
+        vtokens=[venue_tokens(v) for v in _text(records, "venue")],
+        notice=[bool(_NOTICE_RE.match(t)) for t in titles],
+        pages=[p.strip().lower() for p in _text(records, "pages")],
+        page_code=np.empty(0, dtype=np.int64),
+        volume_code=np.empty(0, dtype=np.int64),
+        multi_title=np.empty(0, dtype=bool),
     )
+    feat.page_code = _codes(feat.page)
+    feat.volume_code = _codes(feat.volume)
+    feat.multi_title = np.array([len(v) > 1 for v in feat.variants], dtype=bool)
+    return feat
+
+
+def _codes(values: list[str]) -> np.ndarray:
+    """Integer codes of equal values; -1 for empty."""
+    return pd.factorize(pd.Series(values, dtype=object).replace("", None))[0]
 
 
 # ---------------------------------------------------------------- blocking
@@ -256,18 +336,42 @@ def _neighbour_pairs(order: np.ndarray, window: int) -> np.ndarray:
 
 def _candidate_pairs(feat: _Features) -> np.ndarray:
     n = len(feat.ids)
-    sort_title = [" ".join(w for w in t.split() if w not in _STOP) for t in feat.title]
-    keys: list[list] = [
-        sort_title,
-        [t[::-1] for t in sort_title],  # catches typos at the start of a title
+
+    def strip_stop(t: str) -> str:
+        return " ".join(w for w in t.split() if w not in _STOP)
+
+    sort_title = [strip_stop(t) for t in feat.title]
+    # (key, record) entries; a record with a bracketed translated title sorts under each
+    # of its titles, so its copies in either language become neighbours.
+    title_entries = [(t, i) for i, t in enumerate(sort_title)]
+    for i, variants in enumerate(feat.variants):
+        title_entries.extend((strip_stop(v), i) for v in variants[1:])
+    keys: list[list[tuple[str, int]]] = [
+        title_entries,
+        [(t[::-1], i) for t, i in title_entries],  # catches typos at the start of a title
         [
-            f"{a[0] if a else '~'} {y:04d} {t}"
-            for a, y, t in zip(feat.authors, feat.year, sort_title, strict=True)
+            (f"{a[0] if a else '~'} {y:04d} {t}", i)
+            for i, (a, y, t) in enumerate(zip(feat.authors, feat.year, sort_title, strict=True))
+        ],
+        # Locators: records without a usable title (empty, "Editorial", or in another
+        # language) still meet their copies through volume + start page + year.
+        [
+            (f"{v} {p} {y:04d}", i)
+            for i, (v, p, y) in enumerate(zip(feat.volume, feat.page, feat.year, strict=True))
+            if v and p
+        ],
+        [
+            (f"{a[0]} {y:04d} {p}", i)
+            for i, (a, y, p) in enumerate(zip(feat.authors, feat.year, feat.page, strict=True))
+            if a and p
         ],
     ]
     blocks = []
-    for key in keys:
-        order = np.array(sorted(range(n), key=key.__getitem__), dtype=np.int64)
+    for entries in keys:
+        if len(entries) < 2:
+            continue
+        entries.sort()
+        order = np.array([i for _, i in entries], dtype=np.int64)
         blocks.append(_neighbour_pairs(order, WINDOW))
     by_doi: dict[str, list[int]] = {}
     for i, doi in enumerate(feat.doi_base):
@@ -334,6 +438,9 @@ def _title_sim(feat: _Features, i: int, j: int) -> tuple[float, bool]:
     if not a or not b:
         return 0.0, False
     ratio = fuzz.ratio(a, b)
+    if ratio < TITLE_EXACTISH and (len(feat.variants[i]) > 1 or len(feat.variants[j]) > 1):
+        # 'English title [Original title]' against either language's copy.
+        ratio = max(fuzz.ratio(u, v) for u in feat.variants[i] for v in feat.variants[j])
     short, long_ = (a, b) if len(a) <= len(b) else (b, a)
     # A dropped subtitle or a cut-off title: the shorter (>= 4 words) must match the
     # longer up to a word boundary.
@@ -349,7 +456,9 @@ def _title_sim(feat: _Features, i: int, j: int) -> tuple[float, bool]:
 
 
 def _conflicts(feat: _Features, i: int, j: int) -> list[str]:
-    """Hard contradictions between two records (used for pairs and for cluster checks)."""
+    """True contradictions: two different works whatever the other fields say (used for
+    pairs and for cluster checks). Fields that exports fill inconsistently (pages,
+    volume, issue, a year or two) are weighed in `_evidence` instead."""
     out = []
     same_doi = bool(feat.doi_base[i]) and feat.doi_base[i] == feat.doi_base[j]
     if feat.doi_base[i] and feat.doi_base[j] and not same_doi:
@@ -363,21 +472,11 @@ def _conflicts(feat: _Features, i: int, j: int) -> list[str]:
     if feat.numbers[i] - feat.numbers[j] and feat.numbers[j] - feat.numbers[i]:
         out.append("title_numbers")
     if vi and vj and vi != vj:
-        out.append("venue_type")
-    conference = "conference" in (vi, vj)
-    if yi and yj and (abs(yi - yj) > 1 or (abs(yi - yj) == 1 and conference)):
+        out.append("venue_type")  # conference paper vs its journal version
+    if feat.notice[i] != feat.notice[j]:
+        out.append("notice")  # erratum/retraction/comment vs the item it is about
+    if yi and yj and abs(yi - yj) > 2:
         out.append("year")
-    # Online-first versions have no volume and pages "1-n": not a contradiction.
-    online_first = (feat.page[i] == "1" and not feat.volume[i]) or (
-        feat.page[j] == "1" and not feat.volume[j]
-    )
-    if feat.page[i] and feat.page[j] and feat.page[i] != feat.page[j] and not online_first:
-        out.append("pages")
-    if not conference:
-        if feat.volume[i] and feat.volume[j] and feat.volume[i] != feat.volume[j]:
-            out.append("volume")
-        if feat.issue[i] and feat.issue[j] and feat.issue[i] != feat.issue[j]:
-            out.append("issue")
     return out
 
 
@@ -389,86 +488,148 @@ def _state(a: str, b: str) -> str:
     return "equal" if a == b else "differ"
 
 
-def _score_pair(feat: _Features, i: int, j: int) -> dict:
-    """Decide one candidate pair; return the link row (without record ids)."""
+def _venue_sim(feat: _Features, i: int, j: int) -> float:
+    """0-1, or -1 when a side has no venue; 1 when one is an ISO 4/NLM abbreviation or
+    an acronym of the other ('J Clin Epidemiol' ~ 'Journal of Clinical Epidemiology')."""
+    if not feat.venue[i] or not feat.venue[j]:
+        return -1.0
+    sim = fuzz.token_set_ratio(feat.venue[i], feat.venue[j]) / 100
+    if sim < 0.8 and venue_abbreviation_match(feat.vtokens[i], feat.vtokens[j]):
+        return 1.0
+    return sim
+
+
+@dataclass
+class _Evidence:
+    t_sim: float
+    t_prefix: bool
+    a_sim: float
+    v_sim: float
+    weights: dict[str, float]  # field -> weight it contributed
+    score: float
+    conflicts: list[str]
+    locator: bool  # same start page and volume (or one volume missing)
+
+
+def _evidence(feat: _Features, i: int, j: int) -> _Evidence:
+    """Weigh every field of a pair (see the W_* tables at the top)."""
     t_sim, t_prefix = _title_sim(feat, i, j)
     a_sim = _author_sim(feat, i, j)
-    v_sim = (
-        fuzz.token_set_ratio(feat.venue[i], feat.venue[j]) / 100
-        if feat.venue[i] and feat.venue[j]
-        else -1.0
+    v_sim = _venue_sim(feat, i, j)
+    generic = feat.generic[i] or feat.generic[j]
+    w: dict[str, float] = {}
+    if generic:
+        w["title"] = W_TITLE["missing"]
+    elif t_sim >= TITLE_EXACTISH:
+        w["title"] = W_TITLE["exact"]
+    elif t_sim >= TITLE_SAME:
+        w["title"] = W_TITLE["same"]
+    elif t_prefix:
+        w["title"] = W_TITLE["truncated"]
+    elif t_sim >= 90:
+        w["title"] = W_TITLE["close"]
+    elif t_sim >= PREFILTER_TITLE:
+        w["title"] = W_TITLE["similar"]
+    else:
+        w["title"] = W_TITLE["differs"]
+    if a_sim < 0:
+        w["authors"] = W_AUTHORS["missing"]
+    elif not _first_author_agrees(feat, i, j):
+        w["authors"] = W_AUTHORS["few"] if a_sim >= AUTHOR_SAME else W_AUTHORS["differ"]
+    elif a_sim >= 0.9:
+        w["authors"] = W_AUTHORS["same"]
+    elif a_sim >= AUTHOR_SAME:
+        w["authors"] = W_AUTHORS["most"]
+    elif a_sim >= 0.5:
+        w["authors"] = W_AUTHORS["few"]
+    else:
+        w["authors"] = W_AUTHORS["differ"]
+    yi, yj = feat.year[i], feat.year[j]
+    if not (yi and yj):
+        w["year"] = W_YEAR["missing"]
+    elif yi == yj:
+        w["year"] = W_YEAR["equal"]
+    elif abs(yi - yj) == 1:
+        # Online-first vs issue year (journals); conference year vs proceedings year.
+        types = {feat.vtype[i], feat.vtype[j]} - {""}
+        kind = "off1_" + types.pop() if len(types) == 1 else "off1"
+        w["year"] = W_YEAR[kind]
+    else:
+        w["year"] = W_YEAR["off2"]
+    if v_sim >= 0:
+        w["venue"] = W_VENUE["same"] if v_sim >= 0.8 else W_VENUE["differ"]
+    vol = _state(feat.volume[i], feat.volume[j])
+    if vol in ("equal", "differ"):
+        w["volume"] = W_VOLUME[vol]
+    # Online-first versions have no volume and pages "1-n": no evidence either way.
+    online_first = (feat.page[i] == "1" and not feat.volume[i]) or (
+        feat.page[j] == "1" and not feat.volume[j]
     )
+    page = _state(feat.page[i], feat.page[j])
+    if page in ("equal", "differ") and not (page == "differ" and online_first):
+        w["pages"] = W_PAGES[page]
+    issue = _state(feat.issue[i], feat.issue[j])
+    if issue == "equal":
+        w["issue"] = W_ISSUE["equal"]
+    elif issue == "differ" and max(map(len, (feat.issue[i], feat.issue[j]))) <= 3:
+        w["issue"] = W_ISSUE["differ"]
+    locator = page == "equal" and vol != "differ" and (vol == "equal" or v_sim >= 0.8)
+    return _Evidence(
+        t_sim, t_prefix, a_sim, v_sim, w, sum(w.values()), _conflicts(feat, i, j), locator
+    )
+
+
+def _score_pair(feat: _Features, i: int, j: int) -> dict:
+    """Decide one candidate pair; return the link row (without record ids)."""
+    ev = _evidence(feat, i, j)
+    t_sim, t_prefix, a_sim, conflicts = ev.t_sim, ev.t_prefix, ev.a_sim, ev.conflicts
     yi, yj = feat.year[i], feat.year[j]
     doi_state = _state(feat.doi[i], feat.doi[j])
     same_doi = bool(feat.doi_base[i]) and feat.doi_base[i] == feat.doi_base[j]
     if doi_state == "differ" and same_doi:
         doi_state = "same-base"  # Cochrane review versions
-    conflicts = _conflicts(feat, i, j)
     generic = feat.generic[i] or feat.generic[j]
-    first_ok = _first_author_agrees(feat, i, j)
-
-    decision, rule = DISTINCT, ""
+    decided_by = "rule"
+    score = ev.score
     if same_doi:
         if feat.title[i] == feat.title[j] and feat.title[i]:
             decision, rule = DUPLICATE, "doi+title-equal"
+        elif not feat.title[i] or not feat.title[j]:
+            # A DOI with no title on one side: the authors and year must not object.
+            ok = ev.weights["authors"] >= W_AUTHORS["missing"] and ev.weights["year"] > -1
+            decision, rule = (DUPLICATE, "doi+(no title)") if ok else (MAYBE, "doi-title-missing")
         elif generic:
             decision, rule = MAYBE, "doi-equal-title-uninformative"
         elif t_sim >= TITLE_DOI_AGREE or t_prefix:
             decision, rule = DUPLICATE, "doi+title"
         else:
             decision, rule = DISTINCT, "doi-shared-titles-differ"
+        if decision == DUPLICATE:
+            score = max(score, MATCH + 5)
     elif conflicts:
         decision, rule = DISTINCT, "conflict:" + "+".join(conflicts)
-    elif generic:
-        decision, rule = DISTINCT, "title-uninformative"
-    elif t_sim < TITLE_SAME and not t_prefix:
-        decision, rule = DISTINCT, "title-differs"
-    elif a_sim >= 0 and (a_sim < AUTHOR_SAME or not first_ok):
-        decision, rule = DISTINCT, "authors-differ"
     else:
-        exact = t_sim >= TITLE_EXACTISH
-        corroborated = (
-            (v_sim >= 0.8)
-            or (feat.page[i] and feat.page[i] == feat.page[j])
-            or (feat.volume[i] and feat.volume[i] == feat.volume[j])
-        )
-        if t_prefix and not (yi and yi == yj and a_sim >= 0.9 and corroborated):
-            decision, rule = MAYBE, "title-truncated-weak-support"
-        elif a_sim < 0:
-            if exact and yi and yi == yj and corroborated:
-                decision, rule = DUPLICATE, "title+year+venue(no authors)"
-            else:
-                decision, rule = MAYBE, "authors-missing"
-        elif not (yi and yj):
-            if exact and a_sim >= 0.9:
-                decision, rule = DUPLICATE, "title+authors(no year)"
-            else:
-                decision, rule = MAYBE, "year-missing"
-        elif yi != yj:
-            # One year apart only reaches here for journals: online-first vs issue.
-            if exact and a_sim >= 0.9:
-                decision, rule = DUPLICATE, "title+authors+year±1"
-            else:
-                decision, rule = MAYBE, "year-differs-by-1"
-        else:
+        decided_by = "model"
+        rule = "evidence:" + "".join(
+            f"{'+' if v > 0 else '-'}{k}" for k, v in ev.weights.items() if v
+        ).lstrip("+")
+        if score >= MATCH:
             decision = DUPLICATE
-            rule = "title-prefix+authors+year" if t_prefix else "title+authors+year"
-
-    parts = [t_sim / 100, a_sim if a_sim >= 0 else 0.5]
-    if yi and yj:
-        parts.append(1.0 if yi == yj else 0.5 if abs(yi - yj) == 1 else 0.0)
-    if v_sim >= 0:
-        parts.append(v_sim)
-    score = sum(parts) / len(parts)
-    if same_doi:
-        score = max(score, 0.99 if decision == DUPLICATE else score)
+        elif score >= REVIEW:
+            decision = MAYBE
+        else:
+            decision = DISTINCT
+        if decision == DUPLICATE and ev.weights["title"] <= 0 and not ev.locator:
+            # No usable title: only the locator (volume + start page) can identify it.
+            decision, rule = MAYBE, rule + "; no title and no locator"
     row = {
         "decision": decision,
-        "score": round(score, 4),
+        "score": round(score, 2),
         "rule": rule,
+        "decided_by": decided_by,
         "title_sim": round(t_sim / 100, 4),
         "author_sim": round(a_sim, 4) if a_sim >= 0 else "",
-        "venue_sim": round(v_sim, 4) if v_sim >= 0 else "",
+        "venue_sim": round(ev.v_sim, 4) if ev.v_sim >= 0 else "",
         "doi": doi_state,
         "year": f"{yi or ''}|{yj or ''}",
         "pages": _state(feat.page[i], feat.page[j]),
@@ -476,11 +637,11 @@ def _score_pair(feat: _Features, i: int, j: int) -> dict:
         "issue": _state(feat.issue[i], feat.issue[j]),
         "venue_type": f"{feat.vtype[i]}|{feat.vtype[j]}",
     }
-    row["evidence"] = "; ".join(
-        f"{k}={row[k]}"
-        for k in ("title_sim", "author_sim", "venue_sim", "doi", "year", "pages", "volume")
-        if row[k] != ""
-    ) + (f"; conflicts={'+'.join(conflicts)}" if conflicts else "")
+    row["evidence"] = (
+        "; ".join(f"{k}={v:+g}" for k, v in ev.weights.items())
+        + f"; total={ev.score:+g}; title_sim={row['title_sim']}; doi={doi_state}"
+        + (f"; conflicts={'+'.join(conflicts)}" if conflicts else "")
+    )
     return row
 
 
@@ -493,6 +654,17 @@ class _Clusters:
     def __init__(self, n: int) -> None:
         self.parent = list(range(n))
         self.members: dict[int, list[int]] = {i: [i] for i in range(n)}
+        self.apart: set[frozenset] = set()  # pairs a person called different
+
+    def force_union(self, i: int, j: int) -> None:
+        """A person's 'same': joined without the machine's checks."""
+        ri, rj = self.find(i), self.find(j)
+        if ri == rj:
+            return
+        if len(self.members[ri]) < len(self.members[rj]):
+            ri, rj = rj, ri
+        self.parent[rj] = ri
+        self.members[ri].extend(self.members.pop(rj))
 
     def find(self, i: int) -> int:
         while self.parent[i] != i:
@@ -507,11 +679,14 @@ class _Clusters:
             return ""
         for a in self.members[ri]:
             for b in self.members[rj]:
+                if frozenset((a, b)) in self.apart:
+                    return f"cluster-conflict:{feat.ids[a]}~{feat.ids[b]}:person-different"
                 conflicts = _conflicts(feat, a, b)
-                if not conflicts and not (feat.generic[a] or feat.generic[b]):
-                    t_sim, prefix = _title_sim(feat, a, b)
-                    if t_sim < TITLE_DOI_AGREE and not prefix:
-                        conflicts = ["title"]
+                same_doi = bool(feat.doi_base[a]) and feat.doi_base[a] == feat.doi_base[b]
+                if not conflicts and not same_doi:
+                    ev = _evidence(feat, a, b)
+                    if ev.score < GUARD:
+                        conflicts = [f"evidence{ev.score:+g}"]
                 if conflicts:
                     return f"cluster-conflict:{feat.ids[a]}~{feat.ids[b]}:" + "+".join(conflicts)
         if len(self.members[ri]) < len(self.members[rj]):
@@ -562,6 +737,16 @@ def _prefilter(feat: _Features, pairs: np.ndarray) -> np.ndarray:
     keep = cpdist(left, right, scorer=fuzz.ratio, workers=-1) >= PREFILTER_TITLE
     codes = feat.doi_code
     keep |= (codes[pairs[:, 0]] >= 0) & (codes[pairs[:, 0]] == codes[pairs[:, 1]])
+    # Same start page in the same (or an unrecorded) volume: the title may be missing,
+    # uninformative or translated; the evidence model decides.
+    page, vol = feat.page_code, feat.volume_code
+    pa, pb, va, vb = page[pairs[:, 0]], page[pairs[:, 1]], vol[pairs[:, 0]], vol[pairs[:, 1]]
+    keep |= (pa >= 0) & (pa == pb) & ((va == vb) | (va < 0) | (vb < 0))
+    # Bracketed translated titles: compare every title variant.
+    multi = feat.multi_title
+    for k in np.flatnonzero(~keep & (multi[pairs[:, 0]] | multi[pairs[:, 1]])).tolist():
+        i, j = pairs[k]
+        keep[k] = _title_sim(feat, int(i), int(j))[0] >= PREFILTER_TITLE
     # Truncation: compare the shorter title with the same-length head of the longer one,
     # then confirm the few hits with the exact rule.
     rest = np.flatnonzero(~keep)
@@ -580,8 +765,16 @@ def _prefilter(feat: _Features, pairs: np.ndarray) -> np.ndarray:
     return pairs[keep]
 
 
-def deduplicate(records: pd.DataFrame, progress: bool = False) -> DedupeResult:
-    """Cluster duplicate records; see the module docstring for the rules."""
+def deduplicate(
+    records: pd.DataFrame,
+    progress: bool = False,
+    decisions: list[tuple[str, str, str]] | None = None,
+) -> DedupeResult:
+    """Cluster duplicate records; see the module docstring for the rules.
+
+    `decisions`: a person's (record_a, record_b, "same"/"different") verdicts (see
+    `load_dedupe_decisions`); they override the machine and are recorded with
+    `decided_by = person`."""
     if "record_id" not in records.columns:
         raise MigfwError("records: no record_id column (expected the canonical record table)")
     records = records.reset_index(drop=True)
@@ -601,15 +794,35 @@ def deduplicate(records: pd.DataFrame, progress: bool = False) -> DedupeResult:
         )
 
     rows = []
+    row_of: dict[tuple[int, int], dict] = {}
     for i, j in pairs.tolist():
         row = _score_pair(feat, i, j)
         row["_i"], row["_j"] = i, j
         rows.append(row)
+        row_of[(i, j)] = row
+    groups = _Clusters(n)
+    index = {rid: k for k, rid in enumerate(feat.ids)}
+    for a, b, verdict in decisions or []:
+        if a not in index or b not in index:
+            continue  # a decision about records not in this run (checked by the loader)
+        i, j = sorted((index[a], index[b]))
+        row = row_of.get((i, j))
+        if row is None:  # a pair the blocking never proposed: score it now
+            row = _score_pair(feat, i, j)
+            row["_i"], row["_j"] = i, j
+            rows.append(row)
+            row_of[(i, j)] = row
+        row["rule"] = f"person:{verdict} (machine: {row['decision']}, {row['rule']})"
+        row["decision"] = DUPLICATE if verdict == "same" else DISTINCT
+        row["decided_by"] = "person"
+        if verdict == "same":
+            groups.force_union(i, j)
+        else:
+            groups.apart.add(frozenset((i, j)))
     # Strongest links first, so a weak link cannot pre-empt a DOI-backed one.
     rows.sort(key=lambda r: (not r["rule"].startswith("doi"), -r["score"]))
-    groups = _Clusters(n)
     for row in rows:
-        if row["decision"] != DUPLICATE:
+        if row["decision"] != DUPLICATE or row["decided_by"] == "person":
             continue
         refused = groups.try_union(feat, row["_i"], row["_j"])
         if refused:
@@ -637,6 +850,8 @@ def deduplicate(records: pd.DataFrame, progress: bool = False) -> DedupeResult:
         "candidate_pairs": int(n_candidates),
         "scored_pairs": len(rows),
         "links": int((links["decision"] == DUPLICATE).sum()),
+        "review_pairs": int((links["decision"] == MAYBE).sum()),
+        "person_decisions": int((links["decided_by"] == "person").sum()),
         "clusters": len(root_to_cluster),
         "seconds": round(time.perf_counter() - t0, 3),
     }

@@ -23,6 +23,9 @@ __all__ = [
     "parse_year",
     "strip_accents",
     "title_key",
+    "title_variants",
+    "venue_abbreviation_match",
+    "venue_tokens",
 ]
 
 # ---------------------------------------------------------------- text / LaTeX
@@ -470,3 +473,80 @@ def author_keys(value: object) -> list[str]:
         if key:
             keys.append(key)
     return keys
+
+
+# ---------------------------------------------------------------- venues and titles
+
+# Words ISO 4 / NLM abbreviations drop ("Journal of the American ..." -> "J Am ...").
+_VENUE_STOP = frozenset(
+    "an and the of for in on at to with by from de des du la le les der die das und "
+    "et del della di da dos das fur für".split()
+)
+
+
+def venue_tokens(venue: object) -> list[str]:
+    """Folded venue words without articles/prepositions: 'J. Am. Med. Assoc.' ->
+    ['j', 'am', 'med', 'assoc']."""
+    text = strip_accents(clean_text(venue)).casefold().replace("&", " ")
+    words = re.sub(r"[^a-z0-9]+", " ", text).split()
+    return [w for w in words if w not in _VENUE_STOP]
+
+
+def _abbreviates(short: str, full: str) -> bool:
+    """ISO 4 / NLM word abbreviation: same first letter, the letters of `short` appear in
+    `full` in order ('intl' ~ 'international', 'natl' ~ 'national', 'j' ~ 'journal')."""
+    if short == full:
+        return True
+    if not short or not full or short[0] != full[0] or len(short) > len(full):
+        return False
+    pos = 0
+    for ch in short:
+        pos = full.find(ch, pos) + 1
+        if pos == 0:
+            return False
+    return True
+
+
+def venue_abbreviation_match(a: list[str], b: list[str]) -> bool:
+    """Is one venue (word tokens) an abbreviation of the other?
+
+    Word by word, in order: each word of the shorter form abbreviates the next word of the
+    longer one ('J Clin Epidemiol' ~ 'Journal of Clinical Epidemiology'); or the shorter
+    form is one acronym of the longer one's initials ('JAMA', 'BMJ', 'ICIS'), the longer
+    form then allowed to carry extra trailing words (a conference's theme or year).
+    """
+    if not a or not b:
+        return False
+    for acro, other in ((a, b), (b, a)):
+        # An acronym first word, the other side spelled out (plus a theme/year tail).
+        initials = "".join(w[0] for w in other)
+        if len(acro[0]) >= 3 and len(other) >= 3 and acro[0] == initials:
+            return True
+        # 'HICSS' ~ 'Proceedings of the Hawaii International Conference on System Sciences'
+        if len(acro[0]) >= 4 and acro[0] in initials:
+            return True
+    short, full = (a, b) if len(a) <= len(b) else (b, a)
+    if len(short) != len(full):
+        return False
+    return all(
+        _abbreviates(s, f) or _abbreviates(f, s) for s, f in zip(short, full, strict=True)
+    )
+
+
+_BRACKET_RE = re.compile(r"^(?P<main>.*?)\s*\[(?P<alt>[^\[\]]+)\]\s*\.?\s*$")
+
+
+def title_variants(title: object) -> list[str]:
+    """Title keys a record may be known by: the whole title and, when one is given in
+    brackets (a translated title: 'English title [Original title]' from Scopus/WoS, or
+    '[English title]' from MEDLINE/Embase), the part outside and the part inside the
+    brackets. Short bracketed notes ('[careers]', '[letter]') are not titles."""
+    text = clean_text(title)
+    keys = [title_key(text)]
+    match = _BRACKET_RE.match(text)
+    if match:
+        for part in (match.group("main"), match.group("alt")):
+            key = title_key(part)
+            if len(key.split()) >= 3 and key not in keys:
+                keys.append(key)
+    return [k for k in keys if k]
