@@ -242,7 +242,7 @@ def test_online_first_and_proceedings_year_merge_but_two_years_apart_does_not(
         talk.pop(tag)
     recs = [issue, online, {**talk, "ID": "t21", "PY": "2021"},
             {**talk, "ID": "t22", "PY": "2022", "T2": "HICSS"},
-            {**talk, "ID": "t23", "PY": "2023"}]  # fmt: skip
+            {**talk, "ID": "t19", "PY": "2019"}]  # fmt: skip
     result = deduplicate(read_exports([_ris(tmp_path / "x.ris", recs)]))
     assert _same(result, "issue", "online")
     assert "year=-0.5" in _link(result, "issue", "online").evidence  # online-first: mild
@@ -251,8 +251,9 @@ def test_online_first_and_proceedings_year_merge_but_two_years_apart_does_not(
     assert _same(result, "t21", "t22")
     assert "year=-2" in _link(result, "t21", "t22").evidence
     # ...but two years apart is too much for title+authors+venue alone: a person decides.
-    assert not _same(result, "t21", "t23")
-    assert _link(result, "t21", "t23").decision == "maybe"
+    assert not _same(result, "t19", "t21")
+    assert _link(result, "t19", "t21").decision == "maybe"
+    assert _link(result, "t19", "t22").rule == "conflict:year"  # > 2 years: two works
     assert not _same(result, "issue", "t21")
 
 
