@@ -416,3 +416,81 @@ def test_synthetic_50000_within_budget() -> None:
         truth, dict(zip(result.clusters.record_id, result.clusters.cluster_id, strict=True))
     )
     assert counts["FP"] == 0 and counts["sensitivity"] >= 0.99
+
+
+def test_review_loop_person_decision_overrides_the_machine(tmp_path: Path) -> None:
+    """A crafted uncertain pair -> review file -> decisions file -> rerun -> merged."""
+    # Same title, authors, journal; two years apart and no pages/DOI: neither merge nor
+    # split is safe, so the machine asks a person (score between REVIEW and MATCH).
+    a = {**BASE, "ID": "ua", "PY": "2013"}
+    b = {**BASE, "ID": "ub", "PY": "2015"}
+    for rec in (a, b):
+        for tag in ("VL", "IS", "SP", "EP"):
+            rec.pop(tag)
+    path = _ris(tmp_path / "x.ris", [a, b, {**BASE, "ID": "other", "TI": "Unrelated work"}])
+    out = tmp_path / "out"
+    assert main(["slr", "dedupe", str(path), "--out", str(out)]) == 0
+    review = pd.read_csv(out / "review.csv", dtype=str, keep_default_na=False)
+    assert list(review[["record_a", "record_b"]].iloc[0]) == ["ua", "ub"]
+    assert review["decision"].tolist() == [""]
+    assert {"a_title", "b_title", "a_year", "b_year", "evidence", "leaning"} <= set(review.columns)
+    links = pd.read_csv(out / "links.csv", dtype=str)
+    assert links.loc[0, "decision"] == "maybe" and links.loc[0, "decided_by"] == "model"
+    # The reviewer fills in the decision and saves the file as the decisions file.
+    review.loc[0, "decision"] = "same"
+    decisions = tmp_path / "dedupe_decisions.csv"
+    review.to_csv(decisions, index=False)
+    argv = ["slr", "dedupe", str(path), "--out", str(out), "--decisions", str(decisions)]
+    assert main(argv) == 0
+    clusters = pd.read_csv(out / "clusters.csv", dtype=str)
+    c = dict(zip(clusters.record_id, clusters.cluster_id, strict=True))
+    assert c["ua"] == c["ub"] != c["other"]
+    links = pd.read_csv(out / "links.csv", dtype=str)
+    row = links[(links.record_a == "ua") & (links.record_b == "ub")].iloc[0]
+    assert row.decision == DUPLICATE and row.decided_by == "person"
+    assert row.rule.startswith("person:same (machine: maybe")
+    assert len(pd.read_csv(out / "review.csv", dtype=str)) == 0  # nothing left to review
+    # "different" keeps a machine-made duplicate apart, and stops it coming back by a chain.
+    pd.DataFrame([{"record_a": "ua", "record_b": "ub", "decision": "different"}]).to_csv(
+        decisions, index=False
+    )
+    assert main(argv) == 0
+    clusters = pd.read_csv(out / "clusters.csv", dtype=str)
+    assert clusters.cluster_id.nunique() == 3
+
+
+def test_review_decisions_file_errors_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    path = _ris(tmp_path / "x.ris", [{**BASE, "ID": "a"}])
+    bad = tmp_path / "d.csv"
+    bad.write_text("record_a,record_b,decision\na,zzz,same\n")
+    out = tmp_path / "out"
+    assert main(["slr", "dedupe", str(path), "--out", str(out), "--decisions", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith("d.csv: line 2: record 'zzz' is not an imported record")
+    bad.write_text("record_a,record_b,decision\na,a,maybe\n")
+    assert main(["slr", "dedupe", str(path), "--out", str(out), "--decisions", str(bad)]) == 2
+    assert "decision 'maybe' (expected same or different)" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_library_ris_reimports_with_the_cluster_count(tmp_path: Path) -> None:
+    folder = _needs(DEDUP / "citesource_benchmark_silver")
+    files = [folder / f"{n}.ris" for n in ("search1_166", "search2_278", "benchmark_15")]
+    records = read_exports(files)
+    out = tmp_path / "out"
+    assert main(["slr", "dedupe", *map(str, files), "--out", str(out)]) == 0
+    clusters = pd.read_csv(out / "clusters.csv", dtype=str)
+    n_clusters = clusters.cluster_id.nunique()
+    assert n_clusters < len(records)  # the searches overlap
+    again = read_exports([out / "library.ris"])
+    assert len(again) == n_clusters
+    library = pd.read_csv(out / "library.csv", dtype=str, keep_default_na=False)
+    assert len(library) == n_clusters
+    # Each RIS record carries its cluster's databases and record ids (N1 and C1/C2).
+    text = (out / "library.ris").read_text()
+    multi = library[library.n_records.astype(int) > 1].iloc[0]
+    assert f"record ids: {multi.members}" in text and f"C2  - {multi.members}" in text
+    # Re-deduplicating the library finds nothing more to merge.
+    assert deduplicate(again).stats["clusters"] == n_clusters

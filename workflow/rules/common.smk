@@ -142,6 +142,7 @@ def slr_inputs(wildcards):
         "quality",
         "quasi_gold",
         "printed",
+        "dedupe_decisions",
     ]
     files = [slr[k] for k in keys if k in slr]
     sources = slr.get("sources")

@@ -6,6 +6,8 @@ SLR_TABLES = [
     "merged",
     "clusters",
     "links",
+    "dedupe_review",
+    "library",
     "screened",
     "table3",
     "table6",
@@ -17,9 +19,11 @@ SLR_TABLES = [
     "prisma_checks",
 ]
 SLR_FIGURES = ["prisma_flow", "db_overlap"]
-SLR_OUTPUTS = [f"{SLR_DIR}/{name}.csv" for name in SLR_TABLES] + [
-    f"{SLR_DIR}/{name}.png" for name in SLR_FIGURES
-]
+SLR_OUTPUTS = (
+    [f"{SLR_DIR}/{name}.csv" for name in SLR_TABLES]
+    + [f"{SLR_DIR}/{name}.png" for name in SLR_FIGURES]
+    + [f"{SLR_DIR}/library.ris"]
+)
 SLR_REPORTED = {
     "table3": "SLR (Tables 3, 6, 10)",
     "table6": "SLR (Tables 3, 6, 10)",
@@ -51,6 +55,7 @@ rule slr_review:
             caption="../report/slr_prisma_flow.rst",
             category="SLR PRISMA 2020",
         ),
+        library_ris=f"{SLR_DIR}/library.ris",
         db_overlap=report(
             f"{SLR_DIR}/db_overlap.png",
             caption="../report/slr_db_overlap.rst",

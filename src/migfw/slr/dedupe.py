@@ -25,7 +25,7 @@ import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from rapidfuzz import fuzz
 from rapidfuzz.process import cpdist
 
 from migfw.errors import MigfwError
-from migfw.io import write_csv
+from migfw.io import atomic_write, write_csv
 from migfw.slr.normalise import (
     author_keys,
     normalise_doi,
@@ -50,9 +50,11 @@ __all__ = [
     "CANONICAL_COLUMNS",
     "DedupeResult",
     "deduplicate",
+    "library_records",
     "load_dedupe_decisions",
     "register_cli",
     "review_table",
+    "write_ris",
 ]
 
 CANONICAL_COLUMNS = [
@@ -300,11 +302,15 @@ def _features(records: pd.DataFrame) -> _Features:
         volume=[
             # A volume that is just the year ("2016") is a locator nobody else uses.
             "" if v and v == str(y) else v
-            for v, y in zip((_first_number(v) for v in _text(records, "volume")), years, strict=True)
+            for v, y in zip(
+                (_first_number(v) for v in _text(records, "volume")), years, strict=True
+            )
         ],
         issue=[_first_number(v) for v in _text(records, "issue")],
         page=[_start_page(p) for p in _text(records, "pages")],
-        variants=[title_variants(t) if "[" in t else [k] for t, k in zip(raw_titles, titles, strict=True)],
+        variants=[
+            title_variants(t) if "[" in t else [k] for t, k in zip(raw_titles, titles, strict=True)
+        ],
         vtokens=[venue_tokens(v) for v in _text(records, "venue")],
         notice=[bool(_NOTICE_RE.match(t)) for t in titles],
         pages=[p.strip().lower() for p in _text(records, "pages")],
@@ -335,8 +341,6 @@ def _neighbour_pairs(order: np.ndarray, window: int) -> np.ndarray:
 
 
 def _candidate_pairs(feat: _Features) -> np.ndarray:
-    n = len(feat.ids)
-
     def strip_stop(t: str) -> str:
         return " ".join(w for w in t.split() if w not in _STOP)
 
@@ -887,6 +891,148 @@ def _merged_records(records: pd.DataFrame, cluster_of: list[str], years: list[in
     return merged
 
 
+# ---------------------------------------------------------------- person review
+
+REVIEW_FIELDS = ["title", "authors", "year", "venue", "volume", "issue", "pages", "doi",
+                 "database", "record_id"]  # fmt: skip
+DECISION_VALUES = ("same", "different")
+
+
+def review_table(result: DedupeResult, records: pd.DataFrame) -> pd.DataFrame:
+    """The pairs the machine left to a person (`maybe`), both records side by side.
+
+    Columns: record_a, record_b, leaning (the machine's guess: same/different), score
+    (REVIEW <= score < MATCH unless a rule sent it), rule, evidence, then a_<field> and
+    b_<field> for REVIEW_FIELDS, and an empty `decision` the reviewer fills with
+    same/different. Save the edited file as the decisions file (slr.dedupe_decisions)."""
+    links = result.links
+    todo = links[(links["decision"] == MAYBE) & (links["decided_by"] != "person")]
+    fields = [f for f in REVIEW_FIELDS if f in records.columns]
+    by_id = records.set_index("record_id")[[f for f in fields if f != "record_id"]]
+    out = pd.DataFrame(
+        {
+            "record_a": todo["record_a"].to_numpy(),
+            "record_b": todo["record_b"].to_numpy(),
+            "leaning": np.where(todo["score"] >= (MATCH + REVIEW) / 2, "same", "different"),
+            "score": todo["score"].to_numpy(),
+            "rule": todo["rule"].to_numpy(),
+            "evidence": todo["evidence"].to_numpy(),
+        }
+    )
+    for side in ("a", "b"):
+        part = by_id.reindex(out[f"record_{side}"]).reset_index(drop=True)
+        for f in fields:
+            if f != "record_id":
+                out[f"{side}_{f}"] = part[f].astype("string").fillna("").to_numpy()
+    out["decision"] = ""
+    return out.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def load_dedupe_decisions(
+    path: str | Path, record_ids: Iterable[str]
+) -> list[tuple[str, str, str]]:
+    """A person's duplicate decisions: CSV with record_a, record_b, decision (same /
+    different; empty rows are skipped, so the review file itself can be the input).
+    A missing file means no decisions yet."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, comment=None)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise MigfwError(f"{path}: cannot read ({str(exc).splitlines()[0]})") from None
+    except pd.errors.EmptyDataError:
+        return []
+    missing = {"record_a", "record_b", "decision"} - set(frame.columns)
+    if missing:
+        raise MigfwError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+    known = set(record_ids)
+    out = []
+    for line, row in enumerate(frame.itertuples(index=False), 2):
+        verdict = row.decision.strip().lower()
+        if not verdict:
+            continue
+        if verdict not in DECISION_VALUES:
+            raise MigfwError(
+                f"{path}: line {line}: decision {row.decision!r} (expected same or different)"
+            )
+        for rid in (row.record_a.strip(), row.record_b.strip()):
+            if rid not in known:
+                raise MigfwError(f"{path}: line {line}: record {rid!r} is not an imported record")
+        out.append((row.record_a.strip(), row.record_b.strip(), verdict))
+    return out
+
+
+# ---------------------------------------------------------------- library export
+
+_RIS_TYPES = {"article": "JOUR", "inproceedings": "CPAPER", "conference": "CPAPER",
+              "book": "BOOK", "incollection": "CHAP", "inbook": "CHAP", "phdthesis": "THES",
+              "mastersthesis": "THES", "techreport": "RPRT", "report": "RPRT"}  # fmt: skip
+
+
+def library_records(result: DedupeResult, records: pd.DataFrame) -> pd.DataFrame:
+    """The deduplicated library: one row per cluster (the merged record) with the
+    cluster's source databases and member record ids."""
+    merged = result.merged.copy()
+    member_db = records.set_index("record_id")["database"].astype(str).to_dict()
+    merged["databases"] = [
+        "; ".join(sorted({member_db.get(m, "") for m in members.split("; ")} - {""}))
+        for members in merged["members"]
+    ]
+    return merged
+
+
+def _ris_text(row: dict) -> Callable[[str], str]:
+    def text(key: str) -> str:
+        value = row.get(key)
+        return "" if value is None or pd.isna(value) else str(value)
+
+    return text
+
+
+def write_ris(path: Path, library: pd.DataFrame) -> None:
+    """RIS for Zotero/EndNote/ASReview: one record per cluster; N1 names the cluster,
+    its databases and record ids; ID is the cluster id, C1/C2 the same as custom fields."""
+    import rispy
+
+    entries = []
+    for row in library.to_dict("records"):
+        text = _ris_text(row)
+
+        entry: dict = {"type_of_reference": _RIS_TYPES.get(text("entry_type").lower(), "JOUR")}
+        entry["id"] = text("cluster_id")
+        if text("title"):
+            entry["title"] = text("title")
+        authors = [a for a in text("authors").split("; ") if a]
+        if authors:
+            entry["authors"] = authors
+        for key, tag in (("year", "year"), ("doi", "doi"), ("venue", "secondary_title"),
+                         ("volume", "volume"), ("issue", "number"), ("abstract", "abstract"),
+                         ("publisher", "publisher"), ("issn", "issn"), ("url", "urls"),
+                         ("language", "language")):  # fmt: skip
+            value = text(key)
+            if value:
+                entry[tag] = [value] if tag == "urls" else value
+        pages = text("pages")
+        if pages:
+            start, _, end = pages.partition("-")
+            entry["start_page"] = start
+            if end:
+                entry["end_page"] = end
+        keywords = [k for k in re.split(r"\s*;\s*", text("keywords")) if k]
+        if keywords:
+            entry["keywords"] = keywords
+        entry["notes"] = [
+            f"migfw cluster {text('cluster_id')}: {text('n_records')} records; "
+            f"databases: {text('databases')}; record ids: {text('members')}"
+        ]
+        entry["custom1"] = text("databases")
+        entry["custom2"] = text("members")
+        entries.append(entry)
+    with atomic_write(path) as handle:
+        handle.write(rispy.dumps(entries))
+
+
 # ---------------------------------------------------------------- CLI
 
 
@@ -895,11 +1041,16 @@ def _run(args: argparse.Namespace) -> int:
 
     records = read_exports([str(p) for p in args.files], databases=args.database)
     print(f"records imported: {len(records)}", file=sys.stderr)
-    result = deduplicate(records)
+    person = load_dedupe_decisions(args.decisions, records["record_id"]) if args.decisions else []
+    result = deduplicate(records, decisions=person)
     out = Path(args.out)
     write_csv(out / "clusters.csv", result.clusters)
     write_csv(out / "records.csv", result.merged)
     write_csv(out / "links.csv", result.links)
+    write_csv(out / "review.csv", review_table(result, records))
+    library = library_records(result, records)
+    write_csv(out / "library.csv", library)
+    write_ris(out / "library.ris", library)
     s = result.stats
     print(
         f"candidate pairs: {s['candidate_pairs']} (scored {s['scored_pairs']}); "
@@ -907,7 +1058,10 @@ def _run(args: argparse.Namespace) -> int:
         f"({s['records'] - s['clusters']} duplicates); {s['seconds']} s",
         file=sys.stderr,
     )
-    print(f"wrote {out / 'clusters.csv'}, {out / 'records.csv'}, {out / 'links.csv'}")
+    print(
+        f"wrote {out / 'clusters.csv'}, {out / 'records.csv'}, {out / 'links.csv'}, "
+        f"{out / 'review.csv'}, {out / 'library.csv'}, {out / 'library.ris'}"
+    )
     return 0
 
 
@@ -925,5 +1079,12 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
         action="append",
         metavar="NAME",
         help="database of each FILE, in order (give it once per file); default: inferred",
+    )
+    parser.add_argument(
+        "--decisions",
+        type=Path,
+        metavar="CSV",
+        help="a person's decisions (record_a, record_b, decision = same/different), e.g. "
+        "review.csv with its decision column filled; they override the machine",
     )
     parser.set_defaults(func=_run)

@@ -528,9 +528,7 @@ def venue_abbreviation_match(a: list[str], b: list[str]) -> bool:
     short, full = (a, b) if len(a) <= len(b) else (b, a)
     if len(short) != len(full):
         return False
-    return all(
-        _abbreviates(s, f) or _abbreviates(f, s) for s, f in zip(short, full, strict=True)
-    )
+    return all(_abbreviates(s, f) or _abbreviates(f, s) for s, f in zip(short, full, strict=True))
 
 
 _BRACKET_RE = re.compile(r"^(?P<main>.*?)\s*\[(?P<alt>[^\[\]]+)\]\s*\.?\s*$")

@@ -30,6 +30,10 @@ FIELDS = {
     "organisation_results": "Records identified from organisations",
     "citations_results": "Records identified from citation searching",
     "duplicates": "Duplicate records removed before screening",
+    "duplicate_pairs_person": "Record pairs whose duplicate status a person decided "
+    "(slr.dedupe_decisions; not part of the PRISMA 2020 flow arithmetic)",
+    "duplicate_pairs_review": "Uncertain record pairs awaiting a person's duplicate decision "
+    "(dedupe_review.csv)",
     "excluded_automatic": "Records marked as ineligible by automation tools (key-term query)",
     "excluded_other": "Records removed for other reasons",
     "records_screened": "Records screened",

@@ -33,8 +33,18 @@ CONFIG_KEYS = (
     "quality",
     "quasi_gold",
     "printed",
+    "dedupe_decisions",
 )
-OPTIONAL_KEYS = ("decisions", "other_sources", "quality", "quasi_gold", "printed")
+OPTIONAL_KEYS = (
+    "decisions",
+    "other_sources",
+    "quality",
+    "quasi_gold",
+    "printed",
+    "dedupe_decisions",
+)
+# May be named before it exists (a reviewer creates it from dedupe_review.csv).
+MAY_BE_MISSING = ("decisions", "dedupe_decisions")
 
 Log = Callable[[str], None]
 
@@ -52,6 +62,7 @@ class ReviewConfig:
     quality: Path | None = None
     quasi_gold: Path | None = None
     printed: Path | None = None
+    dedupe_decisions: Path | None = None
 
     @classmethod
     def from_file(cls, path: str | Path) -> ReviewConfig:
@@ -72,7 +83,7 @@ class ReviewConfig:
             if not isinstance(value, str):
                 raise MigfwError(f"{path}: slr.{key} must be a file path")
             values[key] = Path(value)
-            if key != "decisions" and not values[key].exists():
+            if key not in MAY_BE_MISSING and not values[key].exists():
                 raise MigfwError(f"{path}: slr.{key}: file {value} not found")
         return cls(**values)
 
@@ -115,6 +126,8 @@ class ReviewResult:
     clusters: pd.DataFrame
     links: pd.DataFrame
     merged: pd.DataFrame
+    dedupe_review: pd.DataFrame
+    library: pd.DataFrame
     screened: pd.DataFrame
     studies: pd.DataFrame
     table3: pd.DataFrame
@@ -282,7 +295,7 @@ def _resolve_quality(
 
 
 def run_review(cfg: ReviewConfig, log: Log = _stderr) -> ReviewResult:
-    from migfw.slr.dedupe import deduplicate
+    from migfw.slr.dedupe import deduplicate, library_records, load_dedupe_decisions, review_table
 
     sources = load_sources(cfg.sources)
     databases = _databases(sources)
@@ -300,7 +313,13 @@ def run_review(cfg: ReviewConfig, log: Log = _stderr) -> ReviewResult:
     n_db = int((screened["origin"] == "database").sum())
     log(f"screen: {int(screened['relevant'].sum())} of {n_db} database records match the query")
 
-    result = deduplicate(records)
+    person = (
+        load_dedupe_decisions(cfg.dedupe_decisions, records["record_id"])
+        if cfg.dedupe_decisions is not None
+        else []
+    )
+    result = deduplicate(records, decisions=person)
+    dedupe_review = review_table(result, records)
     clusters = result.clusters[["record_id", "cluster_id"]]
     missing = set(records["record_id"]) - set(clusters["record_id"])
     if missing:
@@ -313,6 +332,10 @@ def run_review(cfg: ReviewConfig, log: Log = _stderr) -> ReviewResult:
         f"dedupe: {len(records)} records -> {clusters['cluster_id'].nunique()} studies, "
         f"{n_links} duplicate links; relevant: {len(rel)} records -> "
         f"{rel['cluster_id'].nunique()} studies"
+    )
+    log(
+        f"dedupe: {result.stats['person_decisions']} pairs decided by a person, "
+        f"{len(dedupe_review)} uncertain pairs left for review (dedupe_review.csv)"
     )
 
     decided = screening.apply_decisions(decisions, records, clusters, str(cfg.decisions))
@@ -358,6 +381,8 @@ def run_review(cfg: ReviewConfig, log: Log = _stderr) -> ReviewResult:
         )
 
     counts = prisma_counts(sources, screened, studies)
+    counts["duplicate_pairs_person"] = int((links["decided_by"] == "person").sum())
+    counts["duplicate_pairs_review"] = len(dedupe_review)
     ptable = prisma.counts_table(counts)
     pchecks = prisma.checks(ptable)
     # Not PRISMA arithmetic, but the usual reason it fails: studies nobody has decided on.
@@ -383,6 +408,8 @@ def run_review(cfg: ReviewConfig, log: Log = _stderr) -> ReviewResult:
         clusters,
         result.links,
         result.merged,
+        dedupe_review,
+        library_records(result, records),
         screened,
         studies,
         t3,
@@ -453,6 +480,7 @@ def build_audit(
 
 
 def write_outputs(res: ReviewResult, out: Path, log: Log = _stderr) -> list[Path]:
+    from migfw.slr.dedupe import write_ris
     from migfw.slr.slrfigures import overlap_figure
 
     out.mkdir(parents=True, exist_ok=True)
@@ -468,6 +496,10 @@ def write_outputs(res: ReviewResult, out: Path, log: Log = _stderr) -> list[Path
     csv("clusters.csv", res.clusters)
     csv("links.csv", res.links)
     csv("merged.csv", res.merged)
+    csv("dedupe_review.csv", res.dedupe_review)
+    csv("library.csv", res.library)
+    write_ris(out / "library.ris", res.library)
+    written.append(out / "library.ris")
     csv("screened.csv", screened)
     csv("studies.csv", res.studies)
     csv("table3.csv", res.table3)
