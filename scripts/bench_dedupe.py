@@ -27,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -182,6 +184,7 @@ def pair_counts(truth: dict[str, str], pred: dict[str, str]) -> dict:
         "FN": fn,
         "TN": tn,
         "sensitivity": tp / true_pairs if true_pairs else float("nan"),
+        "precision": tp / pred_pairs if pred_pairs else float("nan"),
         "specificity": tn / (tn + fp) if tn + fp else float("nan"),
         "fp_rate": fp / (fp + tn) if fp + tn else float("nan"),
     }
@@ -202,6 +205,7 @@ def labelled_pair_counts(labels: list[tuple[str, str, bool]], preds: list[dict[s
         "FN": fn,
         "TN": tn,
         "sensitivity": tp / (tp + fn) if tp + fn else float("nan"),
+        "precision": tp / (tp + fp) if tp + fp else float("nan"),
         "specificity": tn / (tn + fp) if tn + fp else float("nan"),
         "fp_rate": fp / (fp + tn) if fp + tn else float("nan"),
     }
@@ -443,6 +447,122 @@ def make_synthetic(n_records: int, seed: int = 7) -> tuple[pd.DataFrame, dict[st
     return records, truth
 
 
+# ---------------------------------------------------------------- corrupted real records
+
+# ISO 4 / NLM-style word abbreviations (the LTWA's most common words).
+_LTWA = {
+    "journal": "J", "international": "Int", "american": "Am", "british": "Br",
+    "european": "Eur", "medicine": "Med", "medical": "Med", "research": "Res",
+    "science": "Sci", "sciences": "Sci", "management": "Manag", "information": "Inf",
+    "systems": "Syst", "technology": "Technol", "economics": "Econ", "economic": "Econ",
+    "review": "Rev", "social": "Soc", "society": "Soc", "studies": "Stud",
+    "quarterly": "Q", "proceedings": "Proc", "conference": "Conf", "computer": "Comput",
+    "computing": "Comput", "human": "Hum", "behavior": "Behav", "behaviour": "Behav",
+    "organization": "Organ", "organizational": "Organ", "psychology": "Psychol",
+    "business": "Bus", "labour": "Labour", "industrial": "Ind", "relations": "Relat",
+    "annals": "Ann", "clinical": "Clin", "national": "Natl", "academy": "Acad",
+}  # fmt: skip
+_VENUE_DROP = {"of", "the", "and", "&", "for", "in", "on"}
+
+
+def iso4(venue: str) -> str:
+    """'Journal of Management Information Systems' -> 'J Manag Inf Syst' (NLM style)."""
+    words = [w.strip(".,:") for w in venue.split()]
+    out = []
+    for word in words:
+        if not word or word.lower() in _VENUE_DROP:
+            continue
+        short = _LTWA.get(word.lower())
+        if short is None and len(word) > 7:
+            short = word[:5].rstrip("aeiou")  # LTWA-like truncation after a consonant
+        out.append(short or word)
+    return " ".join(out)
+
+
+def _author_format(authors: str, rng: random.Random) -> str:
+    names = [n for n in authors.split("; ") if n]
+    style = rng.randrange(4)
+    out = []
+    for name in names:
+        last, _, first = name.partition(", ")
+        initials = "".join(p[0] for p in first.replace("-", " ").split() if p[:1].isalpha())
+        if style == 0:  # MEDLINE: "Last FM"
+            out.append(f"{last} {initials}".strip())
+        elif style == 1:  # IEEE/ACM: "F. M. Last"
+            out.append(" ".join([*(f"{c}." for c in initials), last]))
+        elif style == 2:  # upper case surname (Embase)
+            out.append(f"{last.upper()}, {first}".strip(", "))
+        else:
+            out.append(name)
+    if style == 3 and len(out) > 3:
+        out = out[:3]  # list cut by the database
+    return "; ".join(out)
+
+
+def _short_range(pages: str, rng: random.Random) -> str:
+    """'221-228' -> '221-8' or '221-28' (MEDLINE-style abbreviated ranges)."""
+    first, _, last = pages.partition("-")
+    if not (first.isdigit() and last.isdigit() and len(first) == len(last) > 1):
+        return pages
+    k = 0
+    while k < len(first) - 1 and first[k] == last[k]:
+        k += 1
+    keep = last[k:] if rng.random() < 0.5 else last[max(k - 1, 0) :]
+    return f"{first}-{keep}"
+
+
+def corrupt_copies(
+    records: pd.DataFrame, truth: dict[str, str], n_copies: int, seed: int = 3
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Real records plus database copies of `n_copies` of them, corrupted the ways real
+    biomedical/reference-manager exports differ: journal abbreviated (ISO 4/NLM), title in
+    brackets (MEDLINE's translated titles) or with a bracketed original, title empty,
+    page range abbreviated (221-8), author format changed or list cut, the database's
+    accession number in the issue field, DOI dropped, online-first year - 1.
+    Truth: a copy belongs to its original's cluster."""
+    rng = random.Random(seed)
+    records = records.reset_index(drop=True)
+    size = Counter(truth.values())
+    singles = [i for i, rid in enumerate(records["record_id"]) if size[truth[rid]] == 1]
+    # Only records a person could recognise as the same work: title or locator present.
+    usable = [
+        i for i in singles
+        if records.at[i, "title"] and records.at[i, "authors"] and pd.notna(records.at[i, "year"])
+    ]  # fmt: skip
+    picks = rng.sample(usable, min(n_copies, len(usable)))
+    copies = []
+    for n, i in enumerate(picks):
+        rec = records.iloc[i].to_dict()
+        rec["record_id"] = f"copy_{n:05d}"
+        rec["database"], rec["source_file"] = "corrupted", "corrupted.ris"
+        rec["issue"] = str(rng.randint(10**7, 10**9))  # accession number, never an issue
+        if rng.random() < 0.8:
+            rec["doi"] = ""
+        if rec.get("venue") and rng.random() < 0.6:
+            rec["venue"] = iso4(rec["venue"])
+        rec["authors"] = _author_format(rec["authors"], rng)
+        if rec.get("pages"):
+            rec["pages"] = _short_range(rec["pages"], rng)
+        r = rng.random()
+        has_locator = bool(rec.get("volume")) and bool(rec.get("pages"))
+        if r < 0.15:
+            rec["title"] = f"[{rec['title']}]."  # MEDLINE: translated title
+        elif r < 0.25:
+            words = rec["title"].split()
+            rec["title"] = f"{rec['title']} [{' '.join(reversed(words))}]"  # + original title
+        elif r < 0.32 and has_locator:
+            rec["title"] = ""  # empty title: only the locator can find it
+        if rng.random() < 0.05 and not rec.get("volume"):
+            rec["year"] = int(rec["year"]) - 1  # online-first
+        copies.append(rec)
+    out = pd.concat([records, pd.DataFrame(copies)], ignore_index=True)
+    out["year"] = pd.to_numeric(out["year"], errors="coerce").astype("Int64")
+    new_truth = dict(truth)
+    for n, i in enumerate(picks):
+        new_truth[f"copy_{n:05d}"] = truth[records.at[i, "record_id"]]
+    return out, new_truth
+
+
 # ---------------------------------------------------------------- datasets
 
 
@@ -451,6 +571,16 @@ def labelled_sets() -> list[dict]:
     from migfw.slr.imports import read_exports
 
     sets = []
+    digital = DEDUP_DATA / "bibdedupe_digital_work"
+    if digital.is_dir():
+        records = read_exports([digital / "records_pre_merged.csv"])
+        truth = truth_from_merged_ids(list(records["record_id"]), digital / "merged_record_ids.csv")
+        native = pd.read_csv(digital / "records_pre_merged.csv", dtype=str, keep_default_na=False)
+        sets.append({"name": "bibdedupe_digital_work", "records": [records], "truth": truth,
+                     "native": [native]})  # fmt: skip
+        corrupted, ctruth = corrupt_copies(records, truth, n_copies=1500, seed=3)
+        sets.append({"name": "digital_work + 1500 corrupted copies (synthetic)",
+                     "records": [corrupted], "truth": ctruth})  # fmt: skip
     for name in ("bibdedupe_special_cases", "bibdedupe_small_testset"):
         folder = DEDUP_DATA / name
         if not folder.is_dir():
@@ -548,13 +678,82 @@ def report(name: str, tool: str, counts: dict, info: dict) -> str:
     )
 
 
+DOC = REPO / "docs" / "slr_dedupe.md"
+BEGIN, END = "<!-- bench_dedupe:begin -->", "<!-- bench_dedupe:end -->"
+
+
+def _f(value: float, digits: int = 4) -> str:
+    return "n/a" if value != value else f"{value:.{digits}f}"
+
+
+def markdown_table(rows: list[dict], command: str) -> str:
+    """The per-set table written into docs/slr_dedupe.md (targets checked per set)."""
+    lines = [
+        f"Generated by `{command}` on {date.today().isoformat()} ({os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f} at the end; timings are provisional when "
+        "the machine is shared). Pairwise counts; FP rate = FP / (FP + TN); `x faster` = "
+        "bib-dedupe's dedupe seconds / migfw's.",
+        "",
+        "| data set | tool | TP | FP | FN | precision | sensitivity | FP rate | dedupe s "
+        "| x faster | targets |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    by_set: dict[str, dict[str, dict]] = {}
+    for row in rows:
+        by_set.setdefault(row["set"], {})[row["tool"]] = row
+    for name, tools in by_set.items():
+        bib = tools.get("bib-dedupe")
+        for k, (tool, row) in enumerate(tools.items()):
+            c = row["counts"]
+            speed = targets = ""
+            if tool == "migfw" and bib:
+                ratio = bib["seconds"] / max(row["seconds"], 1e-9)
+                speed = f"{ratio:.0f}x"
+                sens_ok = not c["sensitivity"] < bib["counts"]["sensitivity"]
+                fp_ok = not c["fp_rate"] > 0.0005
+                miss = [
+                    name
+                    for name, ok in (
+                        ("sensitivity", sens_ok),
+                        ("FP rate", fp_ok),
+                        ("speed", ratio >= 5),
+                    )  # fmt: skip
+                    if not ok
+                ]
+                targets = "met" if not miss else "MISSED: " + ", ".join(miss)
+            lines.append(
+                f"| {name if k == 0 else ''} | {tool} | {c['TP']} | {c['FP']} | "
+                f"{c['FN']} | {_f(c['precision'])} | {_f(c['sensitivity'])} | "
+                f"{_f(c['fp_rate'] * 100, 4)} % | {row['seconds']:.2f} | {speed} | {targets} |"
+            )
+    return "\n".join(lines)
+
+
+def write_doc_table(table: str, doc: Path = DOC) -> None:
+    """Replace the text between the marker comments in docs/slr_dedupe.md."""
+    text = doc.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{doc}: marker comments {BEGIN} / {END} not found")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    tmp = doc.with_suffix(".md.part")
+    tmp.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")
+    tmp.replace(doc)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synthetic", type=int, default=50_000, help="records (0 = skip)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-bibdedupe", action="store_true", help="run migfw only")
     parser.add_argument("--only", default="", help="run only sets whose name contains this")
+    parser.add_argument(
+        "--no-docs",
+        action="store_true",
+        help="don't rewrite the table in docs/slr_dedupe.md (partial runs never do)",
+    )
     args = parser.parse_args(argv)
+    rows: list[dict] = []
 
     tools = {"migfw": sys.executable}
     if not args.no_bibdedupe:
@@ -581,6 +780,13 @@ def main(argv: list[str] | None = None) -> int:
                     pred = dict(itertools.chain.from_iterable(p.items() for p in preds))
                     counts = pair_counts(dataset["truth"], pred)
                 print(report(dataset["name"], tool, counts, info), flush=True)
+                rows.append({"set": dataset["name"], "tool": tool, "counts": counts, **info})
+    command = "python scripts/bench_dedupe.py" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
+    table = markdown_table(rows, command)
+    print(table)
+    if not (args.no_docs or args.only or args.no_bibdedupe):
+        write_doc_table(table)
+        print(f"wrote the table into {DOC}", file=sys.stderr)
     return 0
 
 

@@ -39,6 +39,7 @@ from migfw.io import atomic_write, write_csv
 from migfw.slr.normalise import (
     author_keys,
     normalise_doi,
+    normalise_pages,
     strip_accents,
     title_key,
     title_variants,
@@ -96,6 +97,7 @@ AUTHOR_SAME = 0.8  # share of the shorter author list matched in the longer one
 MATCH = 5.0
 REVIEW = 3.0
 GUARD = 0.0  # a cluster may not hold two members whose pair evidence is below this
+_LOCATORS = ("year", "volume", "issue", "pages")
 W_TITLE = {"exact": 4.0, "same": 3.0, "truncated": 2.0, "close": 1.0, "similar": -1.0,
            "differs": -1.5, "missing": 0.0}  # fmt: skip
 W_AUTHORS = {"same": 2.0, "most": 1.0, "few": -2.0, "differ": -4.0, "missing": -1.0}
@@ -103,7 +105,9 @@ W_YEAR = {"equal": 1.0, "off1_journal": -0.5, "off1_conference": -2.0, "off1": -
           "off2": -3.0, "missing": -0.5}  # fmt: skip
 W_VENUE = {"same": 1.0, "differ": -1.0}
 W_VOLUME = {"equal": 1.0, "differ": -2.0}
-W_PAGES = {"equal": 1.5, "differ": -2.5}
+# Start pages first; two full ranges with the same start but different ends are two
+# items (a recurring "Editorial introduction" on page 1 of every issue).
+W_PAGES = {"equal": 1.5, "differ": -2.5, "end_differs": -3.0}
 # A differing issue/number only counts when both look like issue numbers (<= 3 digits;
 # accession numbers are longer): then it is another issue of the journal (a recurring
 # column, "Editor's comments" in every issue; journals that restart pages every issue).
@@ -126,6 +130,8 @@ _GENERIC_TITLES = frozenset(
         "list of reviewers", "title page", "cover", "masthead", "editor s comments",
         "editors comments", "from the editor", "from the editors", "message from the editor",
         "letter from the editor", "president s message", "in memoriam", "issue information",
+        "editorial introduction", "editor s introduction", "introduction to the special issue",
+        "editorial notes", "research notes",
     }
 )  # fmt: skip
 _NO_AUTHOR = frozenset({"unknown", "anonymous", "anon", "na", "none", "etal"})
@@ -313,7 +319,7 @@ def _features(records: pd.DataFrame) -> _Features:
         ],
         vtokens=[venue_tokens(v) for v in _text(records, "venue")],
         notice=[bool(_NOTICE_RE.match(t)) for t in titles],
-        pages=[p.strip().lower() for p in _text(records, "pages")],
+        pages=[normalise_pages(p).lower() for p in _text(records, "pages")],
         page_code=np.empty(0, dtype=np.int64),
         volume_code=np.empty(0, dtype=np.int64),
         multi_title=np.empty(0, dtype=bool),
@@ -484,6 +490,12 @@ def _conflicts(feat: _Features, i: int, j: int) -> list[str]:
     return out
 
 
+def _end_page(pages: str) -> str:
+    """End page of a normalised range ('221-228' -> '228'); '' when there is none."""
+    parts = re.split(r"\s*[-–—]+\s*", pages, maxsplit=1)
+    return parts[1].strip() if len(parts) == 2 else ""
+
+
 def _state(a: str, b: str) -> str:
     if not a and not b:
         return "missing"
@@ -572,6 +584,10 @@ def _evidence(feat: _Features, i: int, j: int) -> _Evidence:
     page = _state(feat.page[i], feat.page[j])
     if page in ("equal", "differ") and not (page == "differ" and online_first):
         w["pages"] = W_PAGES[page]
+        if page == "equal":
+            ends = [_end_page(feat.pages[k]) for k in (i, j)]
+            if all(ends) and ends[0] != ends[1]:
+                w["pages"] = W_PAGES["end_differs"]
     issue = _state(feat.issue[i], feat.issue[j])
     if issue == "equal":
         w["issue"] = W_ISSUE["equal"]
@@ -603,7 +619,12 @@ def _score_pair(feat: _Features, i: int, j: int) -> dict:
             ok = ev.weights["authors"] >= W_AUTHORS["missing"] and ev.weights["year"] > -1
             decision, rule = (DUPLICATE, "doi+(no title)") if ok else (MAYBE, "doi-title-missing")
         elif generic:
-            decision, rule = MAYBE, "doi-equal-title-uninformative"
+            # "Editorial" with one DOI: the other fields must carry it.
+            decision, rule = (
+                (DUPLICATE, "doi+fields(title uninformative)")
+                if ev.score >= MATCH
+                else (MAYBE, "doi-equal-title-uninformative")
+            )
         elif t_sim >= TITLE_DOI_AGREE or t_prefix:
             decision, rule = DUPLICATE, "doi+title"
         else:
@@ -689,8 +710,11 @@ class _Clusters:
                 same_doi = bool(feat.doi_base[a]) and feat.doi_base[a] == feat.doi_base[b]
                 if not conflicts and not same_doi:
                     ev = _evidence(feat, a, b)
-                    if ev.score < GUARD:
-                        conflicts = [f"evidence{ev.score:+g}"]
+                    # Below the merge threshold, a member that contradicts another on a
+                    # locator (year, volume, issue, pages) is a sibling item, not a copy.
+                    against = [k for k in _LOCATORS if ev.weights.get(k, 0) < W_YEAR["missing"]]
+                    if ev.score < GUARD or (ev.score < MATCH and against):
+                        conflicts = [f"evidence{ev.score:+g}", *against]
                 if conflicts:
                     return f"cluster-conflict:{feat.ids[a]}~{feat.ids[b]}:" + "+".join(conflicts)
         if len(self.members[ri]) < len(self.members[rj]):

@@ -301,6 +301,14 @@ def format_author(name: str) -> str:
     if not _is_initials(tokens[0]) and all(_is_initials(t) for t in tokens[1:]):
         first = " ".join(tokens[1:])
         return f"{tokens[0]}, {_dotted(first) if ' ' not in first else first}"
+    # MEDLINE "Huang Chua CE" / "de Vaujany FX" / "Nunamaker Jr JF": a multi-word surname
+    # then undotted capital initials.
+    if (
+        len(tokens) >= 3
+        and re.fullmatch(r"[A-Z]{1,3}", tokens[-1])
+        and not any(_is_initials(t) for t in tokens[:-1])
+    ):
+        return f"{' '.join(tokens[:-1])}, {_dotted(tokens[-1])}"
     # "P. Kogge", "Vivek K. Pallipuram", "David De Roure": given names first.
     start = len(tokens) - 1
     for i in range(1, len(tokens) - 1):
@@ -543,8 +551,8 @@ def title_variants(title: object) -> list[str]:
     keys = [title_key(text)]
     match = _BRACKET_RE.match(text)
     if match:
-        for part in (match.group("main"), match.group("alt")):
+        for part, words in ((match.group("main"), 1), (match.group("alt"), 3)):
             key = title_key(part)
-            if len(key.split()) >= 3 and key not in keys:
+            if len(key.split()) >= words and key not in keys:
                 keys.append(key)
     return [k for k in keys if k]
