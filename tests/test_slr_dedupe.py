@@ -494,3 +494,71 @@ def test_library_ris_reimports_with_the_cluster_count(tmp_path: Path) -> None:
     assert f"record ids: {multi.members}" in text and f"C2  - {multi.members}" in text
     # Re-deduplicating the library finds nothing more to merge.
     assert deduplicate(again).stats["clusters"] == n_clusters
+
+
+def test_unreliable_fields_do_not_veto_a_copy(tmp_path: Path) -> None:
+    """Biomedical copies: NLM-abbreviated journal, abbreviated page range, MEDLINE author
+    format, bracketed translated title, and an accession number where the other database
+    has the issue. None of these may block the merge (each used to veto it)."""
+    full = {**BASE, "ID": "embase", "SP": "221", "EP": "228", "IS": "4"}
+    copy = {
+        **BASE,
+        "ID": "medline",
+        "TI": "[" + BASE["TI"] + "].",
+        "AU": ["Nguyen TM", "Okafor C", "Lindqvist E"],
+        "T2": "J Cloud Comput",
+        "SP": "221-8",
+        "IS": "23981145",  # PubMed id in the issue field
+    }
+    copy.pop("EP")
+    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [full, copy])]))
+    assert _same(result, "embase", "medline")
+    link = _link(result, "embase", "medline")
+    assert link.decided_by == "model"
+    assert "venue=+1" in link.evidence and "pages=+1.5" in link.evidence
+    assert "issue" not in link.evidence  # an accession number is no evidence
+
+
+def test_empty_title_merges_on_the_locator_but_a_recurring_column_does_not(
+    tmp_path: Path,
+) -> None:
+    full = {**BASE, "ID": "full", "SP": "101", "EP": "118"}
+    untitled = {**BASE, "ID": "untitled", "TI": ""}
+    # "Editor's comments" by the same editor in issues 1 and 2 of one volume: two items.
+    col = {**BASE, "TI": "Editor's Comments", "AU": ["Weber, Ron"]}
+    for tag in ("SP", "EP"):
+        col.pop(tag)
+    recs = [full, untitled, {**col, "ID": "i1", "IS": "1"}, {**col, "ID": "i2", "IS": "2"}]
+    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", recs)]))
+    assert _same(result, "full", "untitled")
+    assert not _same(result, "i1", "i2")
+
+
+def test_erratum_never_merges_with_its_article(tmp_path: Path) -> None:
+    erratum = {**BASE, "ID": "err", "TI": "Erratum: " + BASE["TI"], "SP": "119", "EP": "119"}
+    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [{**BASE, "ID": "art"}, erratum])]))
+    assert not _same(result, "art", "err")
+    assert _link(result, "art", "err").rule == "conflict:notice"
+
+
+def test_digital_work_sensitivity_and_no_false_merge() -> None:
+    """bib-dedupe's real 7,159-record set: the three missed labelled pairs are true
+    conflicts (erratum vs article, different DOIs); no false merge."""
+    folder = _needs(DEDUP / "bibdedupe_digital_work")
+    bench = _bench()
+    records = read_exports([folder / "records_pre_merged.csv"])
+    truth = bench.truth_from_merged_ids(
+        list(records["record_id"]), folder / "merged_record_ids.csv"
+    )
+    result = deduplicate(records)
+    counts = bench.pair_counts(
+        truth, dict(zip(result.clusters.record_id, result.clusters.cluster_id, strict=True))
+    )
+    assert counts["FP"] == 0 and counts["FN"] <= 3
+    # The same records with corrupted database copies added (bench's corrupt_copies).
+    corrupted, ctruth = bench.corrupt_copies(records, truth, n_copies=1500, seed=3)
+    result = deduplicate(corrupted)
+    counts = bench.pair_counts(
+        ctruth, dict(zip(result.clusters.record_id, result.clusters.cluster_id, strict=True))
+    )
+    assert counts["sensitivity"] >= 0.99 and counts["fp_rate"] < 0.0005 / 100

@@ -7,6 +7,7 @@ import pytest
 from migfw.slr.normalise import (
     author_keys,
     clean_text,
+    format_author,
     normalise_doi,
     normalise_language,
     normalise_pages,
@@ -14,6 +15,9 @@ from migfw.slr.normalise import (
     parse_year,
     strip_accents,
     title_key,
+    title_variants,
+    venue_abbreviation_match,
+    venue_tokens,
 )
 
 
@@ -212,3 +216,58 @@ def test_parse_year(raw: object, expected: int | None) -> None:
 )
 def test_normalise_language(raw: str, expected: str) -> None:
     assert normalise_language(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("short", "full", "same"),
+    [
+        ("J Clin Epidemiol", "Journal of Clinical Epidemiology", True),
+        ("N Engl J Med", "The New England Journal of Medicine", True),
+        (
+            "Proc Natl Acad Sci U S A",
+            "Proceedings of the National Academy of Sciences of the United States of America",
+            True,
+        ),  # fmt: skip
+        ("JAMA", "Journal of the American Medical Association", True),
+        (
+            "ICIS : Transforming Society with Digital Innovation",
+            "International Conference on Information Systems",
+            True,
+        ),  # fmt: skip
+        ("Am J Med", "Annals of Medicine", False),
+        ("Lancet", "Journal of Medicine", False),
+        ("J Med", "Journal of Medical Ethics", False),
+    ],
+)
+def test_venue_abbreviation_match(short: str, full: str, same: bool) -> None:
+    assert venue_abbreviation_match(venue_tokens(short), venue_tokens(full)) is same
+
+
+def test_title_variants_bracketed_translation() -> None:
+    assert title_variants("Crowdwork: applying a theory [Arbeiten in der Crowd: eine Theorie]") == [
+        "crowdwork applying a theory arbeiten in der crowd eine theorie",
+        "crowdwork applying a theory",
+        "arbeiten in der crowd eine theorie",
+    ]
+    # MEDLINE's translated title: the brackets go, one key.
+    assert title_variants("[Aspirin after stroke in the elderly].") == [
+        "aspirin after stroke in the elderly"
+    ]
+    # A short bracketed note is not a second title.
+    assert title_variants("The all-seeing employer [careers]") == [
+        "the all seeing employer careers",
+        "the all seeing employer",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "surname"),
+    [
+        ("Huang Chua CE", "Huang Chua"),
+        ("de Vaujany FX", "de Vaujany"),
+        ("Smith JA", "Smith"),
+        ("Vivek K. Pallipuram", "Pallipuram"),
+    ],  # fmt: skip
+)
+def test_medline_multi_word_surnames(raw: str, surname: str) -> None:
+    assert format_author(raw).split(",")[0] == surname

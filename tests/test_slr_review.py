@@ -18,6 +18,7 @@ import yaml
 from migfw.errors import MigfwError
 from migfw.slr import prisma, screening, tables
 from migfw.slr.audit import compare
+from migfw.slr.imports import read_exports
 from migfw.slr.review import ReviewConfig, run_review, write_outputs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -527,3 +528,55 @@ def test_resources_match_their_generator(tmp_path: Path) -> None:
     assert len(written) == 12  # 7 exports, other sources, sources, decisions, QA, QGS
     for rel in written:
         assert (SLR / rel).read_bytes() == (tmp_path / rel).read_bytes(), rel
+
+
+UNCERTAIN = """TY  - JOUR
+ID  - u1
+TI  - Migrating virtual machines with their firewall rules intact
+AU  - Moe, M.
+T2  - Journal of Cloud Computing
+PY  - 2011
+AB  - We migrate a virtual machine with its firewall between cloud hosts.
+ER  -
+TY  - JOUR
+ID  - u2
+TI  - Migrating virtual machines with their firewall rules intact
+AU  - Moe, Max
+T2  - J Cloud Comput
+PY  - 2013
+AB  - We migrate a virtual machine with its firewall between cloud hosts.
+ER  -
+"""
+
+
+def test_dedupe_review_loop_end_to_end(tmp_path: Path) -> None:
+    """Uncertain pair -> dedupe_review.csv -> a person's decision -> rerun -> merged."""
+    cfg = _small(tmp_path, "ref,decision,reason,stage\n")
+    (tmp_path / "db.ris").write_text(RIS + UNCERTAIN)
+    out = tmp_path / "out"
+    write_outputs(run_review(cfg, log=lambda _: None), out, log=lambda _: None)
+    review = pd.read_csv(out / "dedupe_review.csv", dtype=str, keep_default_na=False)
+    pair = review[(review.record_a == "u1") & (review.record_b == "u2")]
+    assert len(pair) == 1 and pair.iloc[0].decision == ""
+    assert (pair.iloc[0].a_year, pair.iloc[0].b_year) == ("2011", "2013")
+    n = dict(zip(*pd.read_csv(out / "prisma.csv", dtype=str)[["data", "n"]].T.values, strict=True))
+    assert (n["duplicate_pairs_person"], n["duplicate_pairs_review"]) == ("0", str(len(review)))
+    duplicates_before = n["duplicates"]
+    before = pd.read_csv(out / "clusters.csv", dtype=str).set_index("record_id").cluster_id
+    assert before["u1"] != before["u2"]
+
+    review.loc[pair.index, "decision"] = "same"
+    review.to_csv(tmp_path / "dedupe_decisions.csv", index=False)
+    cfg.dedupe_decisions = tmp_path / "dedupe_decisions.csv"
+    write_outputs(run_review(cfg, log=lambda _: None), out, log=lambda _: None)
+    after = pd.read_csv(out / "clusters.csv", dtype=str).set_index("record_id").cluster_id
+    assert after["u1"] == after["u2"]
+    links = pd.read_csv(out / "links.csv", dtype=str)
+    row = links[(links.record_a == "u1") & (links.record_b == "u2")].iloc[0]
+    assert (row.decision, row.decided_by) == ("duplicate", "person")
+    n = dict(zip(*pd.read_csv(out / "prisma.csv", dtype=str)[["data", "n"]].T.values, strict=True))
+    assert n["duplicate_pairs_person"] == "1"
+    # PRISMA's duplicates removed before screening: one more than before the decision.
+    assert int(n["duplicates"]) == int(duplicates_before) + 1
+    # The library has one record per study and re-imports as such.
+    assert len(read_exports([out / "library.ris"])) == after.nunique()
