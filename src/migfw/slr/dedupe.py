@@ -37,6 +37,7 @@ from rapidfuzz.process import cpdist
 from migfw.errors import MigfwError
 from migfw.io import atomic_write, write_csv
 from migfw.slr.normalise import (
+    VENUE_STOP,
     author_keys,
     normalise_doi,
     normalise_pages,
@@ -44,7 +45,6 @@ from migfw.slr.normalise import (
     title_key,
     title_variants,
     venue_abbreviation_match,
-    venue_tokens,
 )
 
 __all__ = [
@@ -317,9 +317,10 @@ def _features(records: pd.DataFrame) -> _Features:
         variants=[
             title_variants(t) if "[" in t else [k] for t, k in zip(raw_titles, titles, strict=True)
         ],
-        vtokens=[venue_tokens(v) for v in _text(records, "venue")],
+        # From the folded venue (already accent- and punctuation-free): cheap.
+        vtokens=[[w for w in v.split() if w not in VENUE_STOP] for v in venues],
         notice=[bool(_NOTICE_RE.match(t)) for t in titles],
-        pages=[normalise_pages(p).lower() for p in _text(records, "pages")],
+        pages=[normalise_pages(p).lower() if p else "" for p in _text(records, "pages")],
         page_code=np.empty(0, dtype=np.int64),
         volume_code=np.empty(0, dtype=np.int64),
         multi_title=np.empty(0, dtype=bool),
@@ -377,12 +378,16 @@ def _candidate_pairs(feat: _Features) -> np.ndarray:
         ],
     ]
     blocks = []
-    for entries in keys:
+    for k, entries in enumerate(keys):
         if len(entries) < 2:
             continue
         entries.sort()
         order = np.array([i for _, i in entries], dtype=np.int64)
-        blocks.append(_neighbour_pairs(order, WINDOW))
+        pairs = _neighbour_pairs(order, WINDOW)
+        if k >= 3:  # locator passes: only pairs on the same start page are worth scoring
+            code = feat.page_code
+            pairs = pairs[code[pairs[:, 0]] == code[pairs[:, 1]]]
+        blocks.append(pairs)
     by_doi: dict[str, list[int]] = {}
     for i, doi in enumerate(feat.doi_base):
         if doi:

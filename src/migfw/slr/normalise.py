@@ -13,6 +13,7 @@ import unicodedata
 from urllib.parse import unquote
 
 __all__ = [
+    "VENUE_STOP",
     "author_keys",
     "clean_text",
     "format_author",
@@ -486,7 +487,7 @@ def author_keys(value: object) -> list[str]:
 # ---------------------------------------------------------------- venues and titles
 
 # Words ISO 4 / NLM abbreviations drop ("Journal of the American ..." -> "J Am ...").
-_VENUE_STOP = frozenset(
+VENUE_STOP = frozenset(
     "an and the of for in on at to with by from de des du la le les der die das und "
     "et del della di da dos das fur für".split()
 )
@@ -497,7 +498,7 @@ def venue_tokens(venue: object) -> list[str]:
     ['j', 'am', 'med', 'assoc']."""
     text = strip_accents(clean_text(venue)).casefold().replace("&", " ")
     words = re.sub(r"[^a-z0-9]+", " ", text).split()
-    return [w for w in words if w not in _VENUE_STOP]
+    return [w for w in words if w not in VENUE_STOP]
 
 
 def _abbreviates(short: str, full: str) -> bool:
