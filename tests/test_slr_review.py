@@ -288,8 +288,14 @@ def test_outputs_written(default_review) -> None:
         "prisma.csv",
         "prisma_checks.csv",
         "query.txt",
+        "dedupe_review.csv",
+        "library.csv",
+        "library.ris",
     ):
         assert (out / name).stat().st_size > 0, name
+    # One library record per study, re-importable.
+    clusters = pd.read_csv(out / "clusters.csv")
+    assert len(read_exports([out / "library.ris"])) == clusters["cluster_id"].nunique()
     for name in ("prisma_flow", "db_overlap"):
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert "<svg" in (out / f"{name}.svg").read_text()[:2000]

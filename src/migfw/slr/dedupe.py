@@ -4,18 +4,24 @@ Nothing is deleted: every imported record keeps its provenance and is assigned t
 cluster; each cluster gets one merged record; every compared pair is written out with
 the rule that decided it and the per-field evidence, so a reviewer can audit each merge.
 
-Precision comes first (a false merge silently loses a study):
-  * equal DOIs merge only when the titles agree too (a proceedings-volume DOI or a
-    book DOI shared by chapters with different titles never merges them);
-  * without a shared DOI, the titles must be near-identical and the authors must agree;
-  * contradicting evidence blocks a merge: different DOIs, years more than one apart
-    (one apart only for journal online-first vs issue versions), different start
-    pages, different volume/issue, journal vs conference venue;
+Fields are evidence with a reliability, not vetoes (a false merge silently loses a
+study, a missed duplicate inflates the counts):
+  * true conflicts block: different DOIs, journal vs conference version, an erratum /
+    retraction / comment vs the item it is about, different part numbers, years more
+    than two apart;
+  * equal DOIs merge when the titles agree (a proceedings-volume DOI or a book DOI
+    shared by chapters with different titles never merges them);
+  * otherwise each field adds a weight (W_* below): title and authors strongly, year,
+    venue (ISO 4/NLM abbreviations and acronyms count as the same venue), volume and
+    start page as locators, issue only when it looks like an issue number (some exports
+    put an accession number there); >= MATCH merges, REVIEW..MATCH goes to a person;
   * clusters are grown link by link and every new member is checked against every
-    member already in the cluster, so a chain A~B~C cannot join contradicting A and C.
+    member already in the cluster, so a chain A~B~C cannot join contradicting A and C;
+  * a person's same/different decisions override all of this (decided_by = person).
 
 Candidate pairs come from blocking, never from all pairs: shared DOI, and sorted
-neighbourhoods on the title key, the reversed title key and first author + year.
+neighbourhoods on the title key (every title variant), the reversed title key, first
+author + year, and the locators (volume + start page + year, first author + start page).
 """
 
 from __future__ import annotations
@@ -1003,7 +1009,12 @@ def library_records(result: DedupeResult, records: pd.DataFrame) -> pd.DataFrame
     """The deduplicated library: one row per cluster (the merged record) with the
     cluster's source databases and member record ids."""
     merged = result.merged.copy()
-    member_db = records.set_index("record_id")["database"].astype(str).to_dict()
+    # The database a record came from; its export file's name when none is known.
+    dbs = _text(records, "database")
+    files = [Path(f).name for f in _text(records, "source_file")]
+    member_db = {
+        rid: db or f for rid, db, f in zip(_text(records, "record_id"), dbs, files, strict=True)
+    }
     merged["databases"] = [
         "; ".join(sorted({member_db.get(m, "") for m in members.split("; ")} - {""}))
         for members in merged["members"]
@@ -1055,11 +1066,17 @@ def write_ris(path: Path, library: pd.DataFrame) -> None:
             f"migfw cluster {text('cluster_id')}: {text('n_records')} records; "
             f"databases: {text('databases')}; record ids: {text('members')}"
         ]
-        entry["custom1"] = text("databases")
+        if text("databases"):
+            entry["custom1"] = text("databases")
         entry["custom2"] = text("members")
         entries.append(entry)
+
+    class _PlainRis(rispy.RisWriter):
+        def set_header(self, count: int) -> str:
+            return ""  # no "1." counter lines: EndNote/Zotero exports have none
+
     with atomic_write(path) as handle:
-        handle.write(rispy.dumps(entries))
+        handle.write(rispy.dumps(entries, implementation=_PlainRis))
 
 
 # ---------------------------------------------------------------- CLI
@@ -1084,7 +1101,8 @@ def _run(args: argparse.Namespace) -> int:
     print(
         f"candidate pairs: {s['candidate_pairs']} (scored {s['scored_pairs']}); "
         f"links: {s['links']}; clusters: {s['clusters']} "
-        f"({s['records'] - s['clusters']} duplicates); {s['seconds']} s",
+        f"({s['records'] - s['clusters']} duplicates); {s['review_pairs']} pairs for review, "
+        f"{s['person_decisions']} decided by a person; {s['seconds']} s",
         file=sys.stderr,
     )
     print(
