@@ -28,6 +28,8 @@ _COMMAND_MODULES = {
     "fig-uptime": "migfw.measure.figures",
     "fig-estimators": "migfw.measure.figures",
     "fig-timeline": "migfw.measure.figures",
+    "fig-attack-window": "migfw.measure.figures",
+    "attack-window": "migfw.measure.attackstats",
     "craft": "migfw.trials.crafted",
     "compare": "migfw.paper.compare",
     "testbed": "migfw.testbed.cli",

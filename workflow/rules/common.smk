@@ -129,6 +129,10 @@ def trial_inputs(wildcards):
     # A failed trial found on disk may have no capture; one we produce always has one.
     if not finished(wildcards.trial) or Path(f"{folder}/probe.pcap").exists():
         inputs["pcap"] = f"{folder}/probe.pcap"
+    # Attack-window data (docs/attack_window.md), where a trial folder on disk has it.
+    for name in ("attack.pcap", "attack_sendlog.csv", "flows.csv"):
+        if Path(f"{folder}/{name}").exists():
+            inputs[name.replace(".", "_")] = f"{folder}/{name}"
     return inputs
 
 
@@ -176,6 +180,8 @@ def all_outputs():
         "results/analysis/summary.csv",
         "results/figures/uptime.png",
         "results/figures/dt_estimators.png",
+        "results/analysis/attack_window.csv",
+        "results/figures/attack_window.png",
         expand("results/figures/timelines/{trial}.png", trial=TRIALS),
         "results/paper_vs_reproduction.md",
         "results/run_info.md",

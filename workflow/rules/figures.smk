@@ -55,3 +55,25 @@ rule timeline_figure:
         folder=trial_folder,
     run:
         shell("migfw fig-timeline {params.folder} --out {output.png} > {log} 2>&1")
+
+
+rule attack_window_figure:
+    input:
+        trials="results/analysis/trials.csv",
+        table="results/analysis/attack_window.csv",
+    output:
+        png=report(
+            "results/figures/attack_window.png",
+            caption="../report/attack_window.rst",
+            category="Attack window",
+        ),
+        svg="results/figures/attack_window.svg",
+    log:
+        f"{LOGS}/attack_window_figure.log",
+    params:
+        code=code_version("migfw.measure.figures"),
+    run:
+        shell(
+            "migfw fig-attack-window {input.trials} --table {input.table}"
+            " --out {output.png} > {log} 2>&1"
+        )

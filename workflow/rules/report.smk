@@ -7,6 +7,7 @@ rule paper_vs_reproduction:
         paper_table="results/paper/table11.csv",
         trials="results/analysis/trials.csv",
         summary="results/analysis/summary.csv",
+        attack_window="results/analysis/attack_window.csv",
         slr=SLR_OUTPUTS if config["slr"]["enabled"] else [],
     output:
         report(

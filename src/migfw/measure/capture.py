@@ -7,6 +7,8 @@ packet. The format is detected from the magic number, never from the file name.
 Public API:
     read_echoes(path, target)  -> Echoes   echo requests TO target and replies FROM it
     echo_destinations(path)    -> dict     echo request destination -> request count
+    read_tcp(path, target)     -> TcpSegments  TCP segments to and from target (SYN probes,
+                                               SYN-ACK / RST answers) with ports, seq and ack
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ MAX_BLOCK = 64 << 20  # a pcapng block larger than this is treated as corrupt
 
 # Counters filled by the kernels (indices into the `counters` array).
 C_PACKETS, C_ECHO, C_OTHER, C_SPB_ECHO, C_CUT = 0, 1, 2, 3, 4
+C_TCP = 5  # TCP segments (any address), counted in TCP mode only
+# Reader modes: 0 echoes of one target, 1 echo request destinations, 2 TCP of one target.
+M_ECHO, M_DEST, M_TCP = 0, 1, 2
 # Kernel stop reasons.
 ST_NEED_MORE, ST_SHB, ST_IDB = 0, 1, 2
 # Kernel error codes (reported with the byte offset of the offending record).
@@ -379,9 +384,84 @@ def _parse_echo(b, p, n, lt):
 
 
 @njit(cache=True)
+def _parse_tcp(b, p, n, lt):
+    """Find a TCP header in one frame (inside any encapsulation _inner_l4 walks).
+
+    Returns (flags, sport, dport, seq, ack, src_pos, dst_pos, alen); flags -1 if not TCP,
+    -2 if the frame was cut (snaplen) before the end of the TCP flags.
+    """
+    ip, l4, proto, end = _inner_l4(b, p, n, lt)
+    if proto == 6:
+        if l4 + 14 > end:  # ports, seq, ack and flags must be captured
+            return -2, 0, 0, 0, 0, 0, 0, 0
+        if (b[ip] >> 4) == 4:
+            src, dst, alen = ip + 12, ip + 16, 4
+        else:
+            src, dst, alen = ip + 8, ip + 24, 16
+        return (
+            np.int64(b[l4 + 13]),
+            _u16(b, l4, True),
+            _u16(b, l4 + 2, True),
+            _u32(b, l4 + 4, True),
+            _u32(b, l4 + 8, True),
+            src,
+            dst,
+            alen,
+        )
+    if proto == L4_CUT:
+        return -2, 0, 0, 0, 0, 0, 0, 0
+    return -1, 0, 0, 0, 0, 0, 0, 0
+
+
+@njit(cache=True)
+def _emit_tcp(b, p, n, lt, ts, tgt, tgt_len, o_ts, o_kind, o_id, o_seq, o_addr, o_alen, k, cnt):
+    """TCP mode of _emit: keep segments to (direction 0) or from (1) the target.
+
+    Packing (no extra kernel arguments): kind = TCP flags, ident = source port, seq =
+    destination port, addr[0:4] = sequence number, addr[4:8] = acknowledgement number
+    (big-endian), alen = direction.
+    """
+    flags, sport, dport, sq, ak, src, dst, alen = _parse_tcp(b, p, n, lt)
+    if flags < 0:
+        cnt[C_OTHER] += 1
+        if flags == -2:
+            cnt[C_CUT] += 1
+        return k
+    cnt[C_TCP] += 1
+    if alen != tgt_len:
+        return k
+    direction = -1
+    for d in range(2):
+        ap = dst if d == 0 else src
+        same = True
+        for i in range(alen):
+            if b[ap + i] != tgt[i]:
+                same = False
+                break
+        if same:
+            direction = d
+            break
+    if direction < 0:
+        return k
+    o_ts[k] = ts
+    o_kind[k] = flags
+    o_id[k] = sport
+    o_seq[k] = dport
+    for i in range(4):
+        o_addr[k, i] = (sq >> (24 - 8 * i)) & 0xFF
+        o_addr[k, 4 + i] = (ak >> (24 - 8 * i)) & 0xFF
+    o_alen[k] = direction
+    return k + 1
+
+
+@njit(cache=True)
 def _emit(b, p, n, lt, ts, mode, tgt, tgt_len, o_ts, o_kind, o_id, o_seq, o_addr, o_alen, k, cnt):
     """Classify one frame and append it to the outputs; returns the new output count."""
     cnt[C_PACKETS] += 1
+    if mode == M_TCP:
+        return _emit_tcp(
+            b, p, n, lt, ts, tgt, tgt_len, o_ts, o_kind, o_id, o_seq, o_addr, o_alen, k, cnt
+        )
     kind, ident, seq, ap, alen = _parse_echo(b, p, n, lt)
     if kind < 0:
         cnt[C_OTHER] += 1
@@ -533,7 +613,7 @@ def _scan_pcapng(
                 b, pos + 12, caplen, if_lt[0], np.int64(-1), mode, tgt, tgt_len,
                 o_ts, o_kind, o_id, o_seq, o_addr, o_alen, k, cnt,
             )  # fmt: skip
-            if mode == 0 and k > before:
+            if mode != M_DEST and k > before:
                 cnt[C_SPB_ECHO] += 1
         pos += blen
     return pos, k, ST_NEED_MORE, E_OK, pos, 0
@@ -561,6 +641,28 @@ class Echoes:
         return len(self.ts_ns)
 
 
+@dataclass
+class TcpSegments:
+    """Columnar TCP segments to or from one address (capture order)."""
+
+    ts_ns: np.ndarray  # int64 absolute epoch nanoseconds
+    flags: np.ndarray  # uint8 TCP flags (FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10)
+    sport: np.ndarray  # uint16
+    dport: np.ndarray  # uint16
+    seq: np.ndarray  # uint32 sequence number
+    ack: np.ndarray  # uint32 acknowledgement number
+    to_target: np.ndarray  # bool: True = sent to the address, False = sent by it
+    packets: int = 0  # every packet record read
+    tcp_packets: int = 0  # TCP segments (any address)
+    other_packets: int = 0  # everything that is not TCP
+    cut_packets: int = 0  # of those: cut (snaplen) before the end of their TCP flags
+    linktypes: dict[int, int] = field(default_factory=dict)  # link type -> packets
+    fmt: str = ""
+
+    def __len__(self) -> int:
+        return len(self.ts_ns)
+
+
 class _Out:
     """Preallocated per-chunk output arrays, reused for every kernel call."""
 
@@ -569,7 +671,7 @@ class _Out:
         self.kind = np.empty(cap, np.uint8)
         self.ident = np.empty(cap, np.uint16)
         self.seq = np.empty(cap, np.uint16)
-        rows = cap if mode == 1 else 1
+        rows = cap if mode != M_ECHO else 1
         self.addr = np.zeros((rows, 16), np.uint8)
         self.alen = np.zeros(rows, np.uint8)
         self.parts: list[tuple[np.ndarray, ...]] = []
@@ -577,13 +679,24 @@ class _Out:
     def keep(self, n: int, mode: int) -> None:
         if n == 0:
             return
-        if mode == 0:
+        if mode == M_ECHO:
             self.parts.append(
                 (
                     self.ts[:n].copy(),
                     self.kind[:n].copy(),
                     self.ident[:n].copy(),
                     self.seq[:n].copy(),
+                )
+            )
+        elif mode == M_TCP:
+            self.parts.append(
+                (
+                    self.ts[:n].copy(),
+                    self.kind[:n].copy(),
+                    self.ident[:n].copy(),
+                    self.seq[:n].copy(),
+                    self.addr[:n, :8].copy(),
+                    self.alen[:n].copy(),
                 )
             )
         else:
@@ -650,8 +763,10 @@ class _Reader:
                 raise self.fail(_describe_start(handle.read(64)), 0)
         return self._result(fmt)
 
-    def _result(self, fmt: str) -> Echoes:
+    def _result(self, fmt: str) -> Echoes | TcpSegments:
         parts = self.out.parts
+        if self.mode == M_TCP:
+            return self._tcp_result(fmt)
         if self.mode == 0 and parts:
             cols = [np.concatenate([p[i] for p in parts]) for i in range(4)]
         else:
@@ -661,6 +776,26 @@ class _Reader:
         ech.cut_packets = int(self.cnt[C_CUT])
         ech.linktypes = dict(sorted(self.linktypes.items()))
         return ech
+
+    def _tcp_result(self, fmt: str) -> TcpSegments:
+        parts = self.out.parts
+        if parts:
+            ts, flags, sport, dport, words, direction = (
+                np.concatenate([p[i] for p in parts]) for i in range(6)
+            )
+            words = np.ascontiguousarray(words).view(">u4")  # (n, 2): seq, ack
+            seq, ack = words[:, 0].astype(np.uint32), words[:, 1].astype(np.uint32)
+        else:
+            ts = np.empty(0, np.int64)
+            flags, direction = np.empty(0, np.uint8), np.empty(0, np.uint8)
+            sport, dport = np.empty(0, np.uint16), np.empty(0, np.uint16)
+            seq, ack = np.empty(0, np.uint32), np.empty(0, np.uint32)
+        seg = TcpSegments(ts, flags, sport, dport, seq, ack, direction == 0, fmt=fmt)
+        seg.packets, seg.tcp_packets = int(self.cnt[C_PACKETS]), int(self.cnt[C_TCP])
+        seg.other_packets = int(self.cnt[C_OTHER])
+        seg.cut_packets = int(self.cnt[C_CUT])
+        seg.linktypes = dict(sorted(self.linktypes.items()))
+        return seg
 
     # -- buffer handling: one buffer, refilled in place, partial record carried to its front
     def _fill(self, buf: np.ndarray, keep_from: int, keep_to: int) -> tuple[np.ndarray, int, bool]:
@@ -800,7 +935,8 @@ class _Reader:
         self._flush_lt(if_lt, lt_cnt, n_if)
         if int(self.cnt[C_SPB_ECHO]):
             raise MigfwError(
-                f"{self.name}: {int(self.cnt[C_SPB_ECHO])} echo packets are in Simple Packet "
+                f"{self.name}: {int(self.cnt[C_SPB_ECHO])} "
+                f"{'TCP segments' if self.mode == M_TCP else 'echo packets'} are in Simple Packet "
                 "Blocks, which carry no timestamp; timing metrics are impossible"
             )
         return f"pcapng ({sections} section{'s' if sections != 1 else ''})"
@@ -951,6 +1087,14 @@ def read_echoes(path: str | os.PathLike, target: str) -> Echoes:
     return _Reader(path, 0, target).run()
 
 
+def read_tcp(path: str | os.PathLike, target: str) -> TcpSegments:
+    """Read TCP segments sent TO `target` and FROM it, in capture order (any link type the
+    echo reader handles). Errors as read_echoes."""
+    if not target:
+        raise MigfwError(f"{path}: no target address given")
+    return _Reader(path, M_TCP, target).run()
+
+
 def echo_destinations(path: str | os.PathLike, counts: dict | None = None) -> dict[str, int]:
     """Every echo request destination in the capture with its request count (most first).
 
@@ -999,4 +1143,7 @@ def warm_up() -> float:
                out.addr, out.alen, cnt)  # fmt: skip
     _scan_pcapng(b, 0, 0, False, z, z, z, z, z, 0, z, 0, b[:16], 4, out.ts, out.kind,
                  out.ident, out.seq, out.addr, out.alen, cnt)  # fmt: skip
+    tcp = _Out(8, M_TCP)
+    _scan_pcap(b, 0, 0, False, False, 1, 0, M_TCP, b[:16], 4, tcp.ts, tcp.kind, tcp.ident,
+               tcp.seq, tcp.addr, tcp.alen, cnt)  # fmt: skip
     return time.perf_counter() - t0

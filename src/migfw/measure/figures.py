@@ -146,16 +146,29 @@ def estimators_figure(trials: pd.DataFrame, out_png: str | Path) -> None:
 
 
 def timeline_figure(trial_dir: str | Path, out_png: str | Path) -> None:
-    """One trial: every probe as answered/lost against time, RTT, migration window shaded."""
+    """One trial: every probe as answered/lost against time, RTT, migration window shaded.
+
+    With attack data (migfw.measure.attack), the blocked-port probes (breaches marked) and
+    the two flows' answered requests are drawn under the ICMP raster, and the guest's pause
+    (trial.json `phases`, else the ICMP outage) is shaded darker.
+    """
     from migfw.measure.capture import read_echoes
     from migfw.measure.probes import match_probes
     from migfw.trials.contract import load_trial
 
     trial_dir = Path(trial_dir)
     meta = load_trial(trial_dir)
-    fig, (ax_raster, ax_rtt) = plt.subplots(
-        2, 1, figsize=(9, 4), sharex=True, gridspec_kw={"height_ratios": [1, 3]}
+    has_attack = (trial_dir / "attack.pcap").exists() and meta["status"] == "ok"
+    has_flows = (trial_dir / "flows.csv").exists() and meta["status"] == "ok"
+    ratios = [1] + [1] * has_attack + [1] * has_flows + [3]
+    fig, axes = plt.subplots(
+        len(ratios),
+        1,
+        figsize=(9, 4 + 0.8 * (len(ratios) - 2)),
+        sharex=True,
+        gridspec_kw={"height_ratios": ratios},
     )
+    ax_raster, ax_rtt = axes[0], axes[-1]
     migration = meta.get("migration") or {}
     if meta["status"] != "ok":
         ax_rtt.text(
@@ -175,21 +188,144 @@ def timeline_figure(trial_dir: str | Path, out_png: str | Path) -> None:
     ax_raster.vlines(t[answered], 0, 1, color="#2171b5", lw=0.3, label="answered")
     ax_raster.vlines(t[~answered], 0, 1, color="#cb181d", lw=0.8, label="lost")
     ax_raster.set_yticks([])
+    ax_raster.set_ylabel("ICMP", fontsize=7)
     ax_raster.legend(fontsize=7, loc="upper left", ncols=2)
+    row = 1
+    title_extra = ""
+    if has_attack:
+        title_extra = _breach_raster(axes[row], trial_dir, meta, start)
+        row += 1
+    if has_flows:
+        _flow_raster(axes[row], trial_dir, start)
     rtt_ms = table.rtt_ns / 1e6
     ax_rtt.scatter(t[answered], rtt_ms[answered], s=2, color="#2171b5")
     ax_rtt.set_yscale("log")
     ax_rtt.set_ylabel("RTT (ms)")
     ax_rtt.set_xlabel("seconds since migration start")
-    if migration.get("end") is not None:
-        for ax in (ax_raster, ax_rtt):
+    phases = None
+    if has_attack or has_flows:
+        from migfw.measure.attack import migration_phases
+
+        phases = migration_phases(meta)
+        if phases["source"] != "phases":
+            phases = None
+    for ax in axes:
+        if migration.get("end") is not None:
             ax.axvspan(0, migration["end"] - start, color="#fdae6b", alpha=0.3, lw=0)
+        if phases:
+            ax.axvspan(
+                phases["pause"] - start, phases["resume"] - start, color="#7f2704", alpha=0.25, lw=0
+            )
     hv = (meta.get("hypervisor") or {}).get("downtime_ms")
     title = f"{meta['trial_id']}: I = {meta['interval_s']:g} s, {int((~answered).sum())} lost"
     if hv is not None:
         title += f", hypervisor downtime {hv:.0f} ms"
-    fig.suptitle(title + " (shaded: migration)")
+    shaded = "migration" + ("; dark: guest paused" if phases else "")
+    fig.suptitle(title + title_extra + f" (shaded: {shaded})")
     _save(fig, out_png)
+
+
+def _breach_raster(ax: plt.Axes, trial_dir: Path, meta: dict, start: float) -> str:
+    """Blocked-port probes: answered ones (breaches) in red, the rest grey."""
+    from migfw.measure.attack import answered_indices, read_sendlog
+    from migfw.measure.capture import read_tcp
+
+    attack = meta.get("attack") or {}
+    port = int(attack.get("blocked_port", 0))
+    log = read_sendlog(trial_dir / "attack_sendlog.csv")
+    index, send = log.get(port, (np.empty(0, np.int64), np.empty(0, np.int64)))
+    hit = np.isin(
+        index, answered_indices(read_tcp(trial_dir / "attack.pcap", attack["address"]), port)[0]
+    )
+    t = send / 1e9 - start
+    ax.vlines(t[~hit], 0, 1, color="#bdbdbd", lw=0.2, label="blocked probe, dropped")
+    ax.vlines(t[hit], 0, 1, color="#cb181d", lw=0.8, label="breach (answered)")
+    ax.set_yticks([])
+    ax.set_ylabel(f"port {port}", fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", ncols=2)
+    placement = (meta.get("firewall") or {}).get("placement")
+    return f"\n{placement or '?'}: {int(hit.sum())} of {len(hit)} blocked probes answered"
+
+
+def _flow_raster(ax: plt.Axes, trial_dir: Path, start: float) -> None:
+    """Each flow's answered requests as ticks on its own line; events (reset...) in red."""
+    from migfw.measure.attack import read_flows
+
+    flows = read_flows(trial_dir / "flows.csv")
+    for y, name in enumerate(("stateful", "established")):
+        flow = flows.get(name)
+        if flow is None:
+            continue
+        ok = flow["reply"] >= 0
+        ax.plot(flow["send"][ok] / 1e9 - start, np.full(ok.sum(), y), "|", ms=6, color="#238b45")
+        last = flow["send"][-1] / 1e9 - start
+        for _seq, event in flow["events"]:
+            ax.plot(last, y, "x", color="#cb181d")
+            ax.annotate(event, (last, y), xytext=(3, 3), textcoords="offset points", fontsize=6)
+    ax.set_yticks([0, 1], ["stateful", "established"], fontsize=7)
+    ax.set_ylim(-0.6, 1.6)
+
+
+def attack_window_figure(trials: pd.DataFrame, table: pd.DataFrame, out_png: str | Path) -> None:
+    """Breach window by placement: each trial a point, the mean with its t and bootstrap CIs."""
+    ok = trials[(trials["status"] == "ok") & trials["blocked_sent"].notna()].copy()
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    if ok.empty:
+        ax.text(0.5, 0.5, "no trials with attack data (no placement experiment in this run)",
+                ha="center", va="center", transform=ax.transAxes)  # fmt: skip
+        ax.set_axis_off()
+        _save(fig, out_png)
+        return
+
+    def label(placement, delay, experiment) -> str:
+        text = str(placement)
+        if placement == "vmm-agent" and pd.notna(delay):
+            text += f"\n{float(delay):g} ms"
+        return f"{text}\n({experiment})" if experiment else text
+
+    ok["label"] = [
+        label(p, d, e)
+        for p, d, e in zip(
+            ok["placement"], ok.get("agent_delay_ms"), ok["experiment"].fillna(""), strict=True
+        )
+    ]
+    labels = [
+        label(r.placement, r.agent_delay_ms, r.experiment if isinstance(r.experiment, str) else "")
+        for r in table.itertuples()
+    ]
+    ok["breach_window_ms"] = pd.to_numeric(ok["breach_window_ms"], errors="coerce")
+    sns.stripplot(data=ok, x="label", y="breach_window_ms", order=labels, ax=ax, color="#525252",
+                  size=4, jitter=0.15, alpha=0.8)  # fmt: skip
+    styles = (("ci_t", "o", "#cb181d", 0.3, "mean, t CI"), ("ci_boot", "s", "#2171b5", 0.42,
+              "mean, bootstrap CI"))  # fmt: skip
+    for i, r in enumerate(table.itertuples()):
+        mean = r.breach_window_ms_mean
+        for ci, marker, colour, dx, name in styles:
+            low = getattr(r, f"breach_window_ms_{ci}_low")
+            high = getattr(r, f"breach_window_ms_{ci}_high")
+            err = [[0.0 if pd.isna(low) else mean - low], [0.0 if pd.isna(high) else high - mean]]
+            ax.errorbar(i + dx, mean, yerr=err, fmt=marker, color=colour, capsize=3, ms=4,
+                        label=name if i == 0 else None)  # fmt: skip
+    ax.set_xlabel("firewall placement")
+    ax.set_yscale("symlog", linthresh=1.0)  # zero (vm) and seconds (none) on one axis
+    ax.set_ylabel("breach window (ms, symlog)")
+    ax.set_title("Attack window during live migration, by firewall placement (95 % CIs)")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    _save(fig, out_png)
+
+
+def _cli_attack_window(args: argparse.Namespace) -> int:
+    from migfw.measure.attackstats import COLUMNS
+
+    trials = pd.read_csv(args.trials)
+    table = (
+        pd.read_csv(args.table)
+        if Path(args.table).stat().st_size
+        else pd.DataFrame(columns=COLUMNS)
+    )
+    attack_window_figure(trials, table, args.out)
+    return 0
 
 
 def _cli_uptime(args: argparse.Namespace) -> int:
@@ -222,6 +358,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("trials")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_cli_estimators)
+
+    p = subparsers.add_parser("fig-attack-window", help="breach window by placement")
+    p.add_argument("trials")
+    p.add_argument("--table", required=True, help="attack_window.csv")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_cli_attack_window)
 
     p = subparsers.add_parser("fig-timeline", help="probe timeline of one trial")
     p.add_argument("trial_dir")

@@ -63,6 +63,16 @@ TRIAL_COLUMNS = [
     "capture_dropped",
     "breaches",
     "ruleset_intact",
+    # The attack window (migfw.measure.attack): empty for trials without attack data.
+    "blocked_sent",
+    "blocked_answered",
+    "breach_window_ms",
+    "breach_window_lo_ms",
+    "breach_window_hi_ms",
+    "breaches_total_ms",
+    "established_survived",
+    "established_stall_ms",
+    "stateful_flow_survived",
     "flags",
     "stray_requests",
 ]
@@ -158,7 +168,18 @@ def trial_metrics(trial_dir: str | Path) -> dict[str, Any]:
     if window and row.get("dt_gap_s") is not None:
         row["ut_meta_s"] = row["tmt_meta_s"] - row["dt_gap_s"]
         row["ut_meta_pct"] = 100 * row["ut_meta_s"] / row["tmt_meta_s"]
+    row.update(attack_row(trial_dir, meta, row))
     return row
+
+
+def attack_row(trial_dir: Path, meta: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    """The attack-window columns (migfw.measure.attack); empty cells without attack data."""
+    from migfw.measure.attack import attack_metrics
+
+    outage = None
+    if row.get("dt_gap_start") is not None and row.get("dt_gap_end") is not None:
+        outage = (row["dt_gap_start"], row["dt_gap_end"])
+    return attack_metrics(trial_dir, meta, outage)
 
 
 def collect(rows: list[dict[str, Any]]) -> pd.DataFrame:

@@ -184,6 +184,7 @@ def probe_metrics(
     lost = ~ans
     starts, ends = _runs(lost)
     max_run, gap, gap_lo, gap_hi = 0, 0.0, 0.0, 0.0
+    gap_start = gap_end = None  # first lost request, first answered after (the outage)
     for a, b in zip(starts, ends, strict=True):
         before = t[a - 1] if a > 0 else t[a]
         after = t[b + 1] if b + 1 < len(t) else t[b]
@@ -193,6 +194,7 @@ def probe_metrics(
         if (length, est) > (max_run, gap):
             max_run, gap = length, est
             gap_lo, gap_hi = int(t[b] - t[a]) / 1e9, int(after - before) / 1e9
+            gap_start, gap_end = int(t[a]) / 1e9, int(after) / 1e9
 
     rx = np.sort(table.reply_ns[sel][ans])
     # A silence shorter than one interval is no downtime: clamp at 0.
@@ -217,6 +219,8 @@ def probe_metrics(
         "dt_gap_s": float(gap),
         "dt_gap_lo_s": float(gap_lo),
         "dt_gap_hi_s": float(gap_hi),
+        "dt_gap_start": gap_start,
+        "dt_gap_end": gap_end,
         "dt_rxgap_s": rxgap,
         "max_run": max_run,
         "outages": int(len(starts)),

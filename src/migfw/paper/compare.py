@@ -140,6 +140,99 @@ def measurement_headlines(paper_dir: Path, analysis_dir: Path) -> list[Headline]
     ]
 
 
+CLAIM_ATTACK = "VM-level firewalling reduces the attack window compared with VMM-level firewalling"
+VMM_LEVEL = ("vmm", "vmm-agent")
+
+
+def _placement_label(row: pd.Series) -> str:
+    label = str(row["placement"])
+    if label == "vmm-agent" and pd.notna(row.get("agent_delay_ms")):
+        label += f" (delay {float(row['agent_delay_ms']):g} ms)"
+    return label
+
+
+def attack_window_headline(analysis_dir: Path) -> Headline:
+    """The thesis's central claim, tested with the placement trials (attack_window.csv).
+
+    The sentence is generated from the numbers: for each VMM-level row, whether the
+    bootstrap CI of its difference in mean breach window against `vm` lies above zero
+    (VM-level smaller), below zero (VM-level larger) or spans it (no difference shown).
+    """
+    printed = (
+        "argued, not measured (VM-level: exposed only while the VM is paused; VMM-level: "
+        "a window between the source's and the destination's rules)"
+    )
+    table = _read(analysis_dir / "attack_window.csv")
+    if table is None or table.empty:
+        return Headline(
+            CLAIM_ATTACK,
+            printed,
+            "—",
+            "no placement trials in this run",
+            "This run has no trials with attack data (attack.pcap), so the claim is not "
+            "tested here; run the `placement` experiment.",
+        )
+    measured, sentences = [], []
+    for experiment, rows in table.groupby(table["experiment"].fillna(""), sort=True):
+        cells = []
+        for _, r in rows.iterrows():
+            cell = (
+                f"{_placement_label(r)}: {_fmt(r['breach_window_ms_mean'], ' ms', 1)} "
+                f"(t CI {_fmt(r['breach_window_ms_ci_t_low'], '', 1)}–"
+                f"{_fmt(r['breach_window_ms_ci_t_high'], '', 1)}, n = {int(r['n'])}; "
+                f"{_fmt(r['blocked_answered_pct'], ' %', 1)} of blocked probes answered; "
+                f"established flow survived {int(r['established_survived'])}/"
+                f"{int(r['established_n'])})"
+            )
+            cells.append(cell)
+        prefix = f"[{experiment}] " if experiment else ""
+        measured.append(prefix + "; ".join(cells))
+        sentences.append(prefix + _attack_sentence(rows))
+    return Headline(CLAIM_ATTACK, printed, "—", " ".join(measured), " ".join(sentences))
+
+
+def _attack_sentence(rows: pd.DataFrame) -> str:
+    vm = rows[rows["placement"] == "vm"]
+    vmm = rows[rows["placement"].isin(VMM_LEVEL)]
+    if vm.empty or vmm.empty:
+        missing = "vm" if vm.empty else "a VMM-level placement (vmm, vmm-agent)"
+        return f"Not testable from this run: no trials with {missing}."
+    ref = float(vm.iloc[0]["breach_window_ms_mean"])
+    smaller, larger, unclear = [], [], []
+    for _, r in vmm.iterrows():
+        low, high = r["diff_vs_vm_boot_low"], r["diff_vs_vm_boot_high"]
+        text = (
+            f"{_placement_label(r)} ({_fmt(r['diff_vs_vm_ms'], ' ms', 1)} vs vm, bootstrap CI "
+            f"{_fmt(low, '', 1)}–{_fmt(high, '', 1)})"
+        )
+        if pd.notna(low) and low > 0:
+            smaller.append(text)
+        elif pd.notna(high) and high < 0:
+            larger.append(text)
+        else:
+            unclear.append(text)
+    parts = [f"The VM-level firewall's mean breach window is {ref:.1f} ms."]
+    if smaller:
+        parts.append("It is smaller than under " + ", ".join(smaller) + ".")
+    if larger:
+        parts.append("It is larger than under " + ", ".join(larger) + ".")
+    if unclear:
+        parts.append("No difference is shown against " + ", ".join(unclear) + ".")
+    if smaller and not (larger or unclear):
+        parts.append("The measurements support the claim for every VMM-level placement run.")
+    elif smaller:
+        parts.append("The claim holds only for some VMM-level placements.")
+    else:
+        parts.append("The measurements do not support the claim in this run.")
+    none = rows[rows["placement"] == "none"]
+    if not none.empty:
+        parts.append(
+            f"Control (no firewall): {_fmt(none.iloc[0]['blocked_answered_pct'], ' %', 1)} "
+            "of blocked probes answered."
+        )
+    return " ".join(parts)
+
+
 def slr_headlines(slr_dir: Path) -> list[Headline]:
     """SLR headlines from the SLR branch's audit (printed vs recomputed) and its outputs."""
     audit = _read(slr_dir / "audit.csv")
@@ -209,6 +302,7 @@ def write_comparison(
 ) -> list[Headline]:
     """Write the markdown table and return its rows."""
     rows = measurement_headlines(Path(paper_dir), Path(analysis_dir))
+    rows.append(attack_window_headline(Path(analysis_dir)))
     if slr_dir:
         rows += slr_headlines(Path(slr_dir))
     lines = [

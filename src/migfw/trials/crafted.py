@@ -222,6 +222,23 @@ def craft_demo_set(
     return ids
 
 
+# Experiments whose crafted trials reproduce the thesis's arm: ICMP probes only, no attack data.
+NO_ATTACK_EXPERIMENTS = ("thesis", "default", "demo")
+
+
+def _attack_placement(spec: CraftedTrial, args: argparse.Namespace) -> tuple[str | None, float]:
+    """The placement to craft attack data for: --placement, else the trial's own placement
+    factor unless its experiment reproduces the thesis (NO_ATTACK_EXPERIMENTS)."""
+    factors = getattr(spec, "factors", None) or {}
+    level = factors.get("agent_delay_ms")  # None where the experiment has no delay factor
+    delay = float(level) if level is not None else args.agent_delay_ms
+    if args.placement:
+        return args.placement, args.agent_delay_ms
+    if getattr(spec, "experiment", None) in (None, *NO_ATTACK_EXPERIMENTS):
+        return None, delay
+    return factors.get("placement"), delay
+
+
 def _cli(args: argparse.Namespace) -> int:
     if args.trial:
         factors = None
@@ -230,7 +247,19 @@ def _cli(args: argparse.Namespace) -> int:
 
             cfg = read_yaml(args.config)
             factors = trial_spec((cfg or {}).get("experiments") or {}, args.trial)["factors"]
-        craft_trial(crafted_spec(args.trial, args.seed, factors), Path(args.out))
+        spec = crafted_spec(args.trial, args.seed, factors)
+        placement, delay = _attack_placement(spec, args)
+        if placement:
+            attack = CraftedAttack(
+                placement,
+                delay if placement == "vmm-agent" else None,
+                vmm_window_ms=args.vmm_window_ms,
+                rate_hz=args.rate_hz,
+            )
+            extra = {"experiment": args.experiment} if args.experiment else None
+            craft_placement_trial(spec, attack, Path(args.out), extra)
+        else:
+            craft_trial(spec, Path(args.out))
         print(f"crafted {args.trial} in {args.out}")
         return 0
     ids = craft_demo_set(args.out, args.intervals, args.repetitions, args.seed)
@@ -246,4 +275,338 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--intervals", type=float, nargs="+", default=[0.5, 0.01])
     p.add_argument("--repetitions", type=int, default=4)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--placement",
+        choices=["vm", "vmm", "vmm-agent", "none", "both"],
+        help="also write attack data (attack.pcap, attack_sendlog.csv, flows.csv) for this "
+        "firewall placement, with known breach windows (truth.json)",
+    )
+    p.add_argument("--agent-delay-ms", type=float, default=200.0, help="vmm-agent's delay")
+    p.add_argument("--vmm-window-ms", type=float, default=0.0, help="vmm's breach window")
+    p.add_argument("--rate-hz", type=float, default=1000.0, help="attack probe rate")
+    p.add_argument("--experiment", help="trial.json experiment name")
     p.set_defaults(func=_cli)
+
+
+# --------------------------------------------------------------------------- attack window
+
+ETH_IP_TCP = 14 + 20 + 20
+SYN, RST, ACK = 0x02, 0x04, 0x10
+ATTACKER = "10.231.0.66"
+
+
+def tcp_frames(
+    src: str,
+    dst: str,
+    sport: np.ndarray,
+    dport: np.ndarray,
+    seq: np.ndarray,
+    ack: np.ndarray,
+    flags: np.ndarray,
+) -> np.ndarray:
+    """Ethernet/IPv4/TCP frames (no options, no payload) as an (n, 54) uint8 array, IP and
+    TCP checksums filled in."""
+    n = len(seq)
+    frame = np.zeros((n, ETH_IP_TCP), dtype=np.uint8)
+    frame[:, 0:6] = [0x52, 0x54, 0, 0, 0, 0x0A]
+    frame[:, 6:12] = [0x52, 0x54, 0, 0, 0, 0x66]
+    frame[:, 12:14] = [0x08, 0x00]
+    ip = frame[:, 14:34]
+    ip[:, 0] = 0x45
+    ip[:, 2:4] = [0, 40]
+    ip[:, 8] = 64
+    ip[:, 9] = 6
+    s = np.frombuffer(ipaddress.IPv4Address(src).packed, np.uint8)
+    d = np.frombuffer(ipaddress.IPv4Address(dst).packed, np.uint8)
+    ip[:, 12:16] = s
+    ip[:, 16:20] = d
+    ip_sum = _checksum(ip.view(">u2").reshape(n, 10))
+    ip[:, 10] = ip_sum >> 8
+    ip[:, 11] = ip_sum & 0xFF
+    tcp = frame[:, 34:]
+
+    def put(col: int, values: np.ndarray, width: int) -> None:
+        v = np.asarray(values, dtype=np.uint64)
+        for i in range(width):
+            tcp[:, col + i] = (v >> np.uint64(8 * (width - 1 - i))) & np.uint64(0xFF)
+
+    put(0, sport, 2)
+    put(2, dport, 2)
+    put(4, seq, 4)
+    put(8, ack, 4)
+    tcp[:, 12] = 5 << 4  # data offset: 5 words
+    tcp[:, 13] = np.asarray(flags, dtype=np.uint8)
+    tcp[:, 14:16] = [0xFA, 0xF0]  # window 64240
+    pseudo = np.zeros((n, 12), np.uint8)
+    pseudo[:, 0:4], pseudo[:, 4:8], pseudo[:, 9], pseudo[:, 11] = s, d, 6, 20
+    words = np.concatenate([pseudo, tcp], axis=1).view(">u2").reshape(n, 16)
+    tcp_sum = _checksum(words)
+    tcp[:, 16] = tcp_sum >> 8
+    tcp[:, 17] = tcp_sum & 0xFF
+    return frame
+
+
+@dataclass
+class CraftedAttack:
+    """How the attacker's probes are answered in a crafted placement trial.
+
+    Times are epoch ns of the trial's model (pause/resume from craft_trial's truth). A
+    blocked probe is answered when it reaches the guest while nothing filters it:
+      none:      always, except while the guest is paused;
+      vm, both:  never (the guest's own ruleset drops it);
+      vmm-agent: from resume (the VM appears on the destination host, unfiltered) until
+                 resume + event_lag_ms + agent_delay_ms (the agent installs the rules);
+      vmm:       from resume for vmm_window_ms (0: the destination filters at once).
+    """
+
+    placement: str = "vm"
+    agent_delay_ms: float | None = None
+    event_lag_ms: float = 5.0  # libvirt event -> agent, in the model
+    vmm_window_ms: float = 0.0
+    rate_hz: float = 1000.0
+    blocked_port: int = 23
+    allowed_port: int = 22
+    jitter_us: int = 20
+    rtt_us: int = 300
+    flow_rate_hz: float = 100.0
+
+
+def _answer_flags(count: int, rng: np.random.Generator) -> np.ndarray:
+    """SYN-ACK or RST+ACK: a closed port answers RST, a listening one SYN-ACK (both breaches)."""
+    return np.where(rng.random(count) < 0.5, SYN | ACK, RST | ACK).astype(np.uint8)
+
+
+def craft_attack(
+    attack: CraftedAttack,
+    out_dir: str | Path,
+    start_ns: int,
+    end_ns: int,
+    pause_ns: int,
+    resume_ns: int,
+    target: str,
+    seed: int = 0,
+) -> dict:
+    """Write attack.pcap, attack_sendlog.csv and flows.csv for one trial; return the truth
+    (breach window etc., computed from the construction, not by the analysis)."""
+    rng = np.random.default_rng(seed)
+    period = round(1e9 / attack.rate_hz)
+    count = int((end_ns - start_ns) // period)
+    sched = start_ns + np.arange(count, dtype=np.int64) * period
+    rows, pkt_ts, frames = [], [], []
+    truth: dict = {"placement": attack.placement, "agent_delay_ms": attack.agent_delay_ms}
+    half = round(attack.rtt_us * 500)
+    for port, offset in ((attack.blocked_port, 0), (attack.allowed_port, period // 2)):
+        t_sched = sched + offset
+        t_send = t_sched + rng.integers(0, attack.jitter_us * 1000 + 1, count)
+        arrive = t_send + half
+        up = (arrive < pause_ns) | (arrive >= resume_ns)  # the guest runs
+        if port == attack.allowed_port or attack.placement == "none":
+            reach = up
+        elif attack.placement in ("vm", "both"):  # the guest's own ruleset drops it
+            reach = np.zeros(count, bool)
+        else:
+            if attack.placement == "vmm-agent":
+                open_ms = attack.event_lag_ms + float(attack.agent_delay_ms or 0)
+            else:
+                open_ms = attack.vmm_window_ms
+            reach = (arrive >= resume_ns) & (arrive < resume_ns + round(open_ms * 1e6))
+        index = np.arange(count, dtype=np.int64)
+        sport = 40000 + port % 1000
+        rows += [
+            (port, int(i), int(a), int(b)) for i, a, b in zip(index, t_sched, t_send, strict=True)
+        ]
+        pkt_ts.append(t_send)
+        frames.append(
+            tcp_frames(
+                ATTACKER, target, np.full(count, sport), np.full(count, port), index,
+                np.zeros(count), np.full(count, SYN),
+            )
+        )  # fmt: skip
+        hit = np.flatnonzero(reach)
+        pkt_ts.append(t_send[hit] + 2 * half)
+        frames.append(
+            tcp_frames(
+                target, ATTACKER, np.full(len(hit), port), np.full(len(hit), sport),
+                rng.integers(0, 2**32, len(hit)), index[hit] + 1,
+                _answer_flags(len(hit), rng),
+            )
+        )  # fmt: skip
+        if port == attack.blocked_port:
+            truth.update(_attack_truth(index, t_send, reach, pause_ns, resume_ns))
+            truth["blocked_sent"] = count
+        else:
+            truth["allowed_answered"] = int(reach.sum())
+    out_dir = Path(out_dir)
+    ts = np.concatenate(pkt_ts)
+    with atomic_write(out_dir / "attack.pcap", "wb") as handle:
+        handle.write(pcap_bytes(ts, np.concatenate(frames)))
+    with atomic_write(out_dir / "attack_sendlog.csv", "w") as handle:
+        handle.write("port,index,t_sched_ns,t_send_ns\n")
+        handle.writelines(f"{p},{i},{a},{b}\n" for p, i, a, b in rows)
+    truth.update(_craft_flows(attack, out_dir, start_ns, end_ns, pause_ns, resume_ns, rng))
+    return truth
+
+
+def write_attack(
+    out_dir: str | Path,
+    target: str,
+    sends: list[tuple[int, int, int]],
+    answers: list[tuple[int, int, int, int]],
+) -> None:
+    """attack.pcap + attack_sendlog.csv from explicit lists, for hand-worked tests:
+    sends (port, index, t_send_ns) and answers (t_ns, port, probe index, TCP flags). The
+    pcap keeps the answers in the order given (capture order), after the probes."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    s = np.array(sends, dtype=np.int64).reshape(-1, 3)
+    a = np.array(answers, dtype=np.int64).reshape(-1, 4)
+    probes = tcp_frames(
+        ATTACKER, target, 40000 + s[:, 0] % 1000, s[:, 0], s[:, 1], np.zeros(len(s)),
+        np.full(len(s), SYN),
+    )  # fmt: skip
+    replies = tcp_frames(
+        target, ATTACKER, a[:, 1], 40000 + a[:, 1] % 1000, np.arange(len(a)) * 7919,
+        a[:, 2] + 1, a[:, 3],
+    )  # fmt: skip
+    frames = np.concatenate([probes, replies])
+    ts = np.concatenate([s[:, 2], a[:, 0]])
+    # pcap_bytes sorts by time; keep capture order as given instead (reordered answers).
+    n, length = frames.shape
+    header = np.zeros((n, 4), dtype="<u4")
+    header[:, 0], header[:, 1] = ts // 1_000_000_000, ts % 1_000_000_000
+    header[:, 2] = header[:, 3] = length
+    data = (
+        pcap_bytes(ts[:0], frames[:0])
+        + np.concatenate([header.view(np.uint8).reshape(n, 16), frames], axis=1).tobytes()
+    )
+    with atomic_write(out_dir / "attack.pcap", "wb") as handle:
+        handle.write(data)
+    with atomic_write(out_dir / "attack_sendlog.csv", "w") as handle:
+        handle.write("port,index,t_sched_ns,t_send_ns\n")
+        handle.writelines(f"{p},{i},{t},{t}\n" for p, i, t in sends)
+
+
+def _attack_truth(
+    index: np.ndarray, t_send: np.ndarray, reach: np.ndarray, pause_ns: int, resume_ns: int
+) -> dict:
+    """Runs of answered probes, by construction (pure Python, independent of the analysis)."""
+    runs, current = [], []
+    for i in range(len(index)):
+        if reach[i]:
+            current.append(i)
+        elif current:
+            runs.append(current)
+            current = []
+    if current:
+        runs.append(current)
+    out = []
+    for r in runs:
+        a, b = r[0], r[-1]
+        before = t_send[a - 1] if a > 0 else t_send[a]
+        after = t_send[b + 1] if b + 1 < len(index) else t_send[b]
+        first = int(t_send[a])
+        pos = "before_switchover" if first < pause_ns else (
+            "blackout" if first < resume_ns else "after_resume"
+        )  # fmt: skip
+        out.append(
+            {
+                "window_ms": (int(t_send[b]) - first) / 1e6,
+                "hi_ms": (int(after) - int(before)) / 1e6,
+                "count": len(r),
+                "position": pos,
+            }
+        )
+    best = max(out, key=lambda r: (r["window_ms"], r["count"]), default=None)
+    return {
+        "blocked_answered": int(reach.sum()),
+        "breach_runs": len(out),
+        "breach_window_ms": best["window_ms"] if best else 0.0,
+        "breach_window_hi_ms": best["hi_ms"] if best else 0.0,
+        "breaches_total_ms": sum(r["window_ms"] for r in out),
+        "breach_positions": [r["position"] for r in out],
+    }
+
+
+def _craft_flows(
+    attack: CraftedAttack,
+    out_dir: Path,
+    start_ns: int,
+    end_ns: int,
+    pause_ns: int,
+    resume_ns: int,
+    rng: np.random.Generator,
+) -> dict:
+    """flows.csv: both flows answered whenever the guest runs; the `established` flow is
+    reset after resume under vmm/vmm-agent (host conntrack does not move with the VM), and
+    survives under vm/none (the guest's conntrack is guest memory)."""
+    period = round(1e9 / attack.flow_rate_hz)
+    count = int((end_ns - start_ns) // period)
+    send = start_ns + np.arange(count, dtype=np.int64) * period
+    send += rng.integers(0, 1000, count)
+    reply = send + 2 * round(attack.rtt_us * 500)
+    up = (send < pause_ns) | (send >= resume_ns)
+    # Requests sent during the pause are answered when the guest resumes (TCP retransmits).
+    reply = np.where(up, reply, resume_ns + 1_000_000)
+    lines, truth = [], {}
+    for flow in ("stateful", "established"):
+        cut = flow == "established" and attack.placement in ("vmm", "vmm-agent")
+        last = count
+        if cut:  # the first request after resume is answered by RST: the flow ends there
+            last = int(np.argmax(send >= resume_ns)) + 1
+        for i in range(last):
+            answered = not (cut and i == last - 1)
+            event = "reset" if cut and i == last - 1 else ""
+            lines.append(f"{flow},{i},{send[i]},{reply[i] if answered else ''},{event}\n")
+        replies = np.sort(reply[: last - 1 if cut else last])
+        truth[f"{flow}_survived"] = not cut
+        truth[f"{flow}_stall_ms"] = float(np.max(np.diff(replies)) / 1e6)
+        truth[f"{flow}_reset"] = cut
+    with atomic_write(out_dir / "flows.csv", "w") as handle:
+        handle.write("flow,seq,t_send_ns,t_reply_ns,event\n")
+        handle.writelines(lines)
+    return truth
+
+
+def craft_placement_trial(
+    spec: CraftedTrial, attack: CraftedAttack, out_dir: str | Path, extra: dict | None = None
+) -> dict:
+    """A crafted trial with attack data: probe.pcap/trial.json as craft_trial, plus
+    attack.pcap, attack_sendlog.csv, flows.csv, and trial.json's firewall/attack/phases;
+    truth.json gains the attack truth."""
+    import json
+
+    out_dir = Path(out_dir)
+    truth = craft_trial(spec, out_dir)
+    pause, resume = round(truth["pause_start"] * 1e9), round(truth["pause_end"] * 1e9)
+    start = int(spec.start_epoch * 1e9)
+    end = start + int((spec.lead_in_s + spec.migration_s + spec.settle_s) * 1e9)
+    truth.update(
+        craft_attack(attack, out_dir, start, end, pause, resume, spec.target, spec.seed + 7)
+    )
+    meta = json.loads((out_dir / "trial.json").read_text())
+    delay = attack.agent_delay_ms if attack.placement == "vmm-agent" else None
+    meta.update(
+        {
+            "firewall": {"placement": attack.placement, "agent_delay_ms": delay},
+            "attack": {
+                "address": spec.target,
+                "blocked_port": attack.blocked_port,
+                "allowed_port": attack.allowed_port,
+                "rate_hz": attack.rate_hz,
+            },
+            "phases": {"pause": pause / 1e9, "resume": resume / 1e9},
+        }
+    )
+    positions = list(dict.fromkeys(truth["breach_positions"]))  # by construction
+    meta["breach_position"] = (positions[0] if len(positions) == 1 else positions) or "none"
+    meta.update(extra or {})
+    factors = meta.setdefault("factors", {})
+    factors.setdefault("interval_s", spec.interval_s)
+    factors["placement"] = attack.placement  # the placement crafted is the trial's
+    if delay is not None:
+        factors["agent_delay_ms"] = delay
+    else:
+        factors.pop("agent_delay_ms", None)
+    write_json(out_dir / "trial.json", meta)
+    write_json(out_dir / "truth.json", truth)
+    return truth
