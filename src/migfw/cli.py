@@ -12,7 +12,9 @@ import argparse
 import importlib
 import os
 import sys
+import threading
 import warnings
+from pathlib import Path
 from typing import TextIO
 
 from migfw.errors import MigfwError
@@ -124,6 +126,59 @@ def _closed_pipe() -> int:
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
     return EXIT_BROKEN_PIPE
+
+
+class _PerThreadStream:
+    """Stands in for sys.stdout/sys.stderr: writes go to the stream the current thread set
+    (its step's log), else to the original stream. Snakemake runs `run:` blocks in threads,
+    so a process-wide redirect would mix the logs of steps running side by side."""
+
+    def __init__(self, original):
+        self.original = original
+        self.local = threading.local()
+
+    def _target(self):
+        return getattr(self.local, "stream", None) or self.original
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self._target(), name)
+
+
+_STREAMS_LOCK = threading.Lock()
+
+
+def _per_thread(name: str) -> _PerThreadStream:
+    with _STREAMS_LOCK:
+        stream = getattr(sys, name)
+        if not isinstance(stream, _PerThreadStream):
+            stream = _PerThreadStream(stream)
+            setattr(sys, name, stream)
+        return stream
+
+
+def run_in_process(argv: list[str], log: str | Path) -> int:
+    """Run `migfw ARGV` inside this process with its output written to `log`; the exit code.
+
+    The workflow's rules call this instead of starting a `migfw` process per job: start-up
+    and imports (seconds) are then paid once per Snakemake run, not once per trial.
+    """
+    log = Path(log)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    out, err = _per_thread("stdout"), _per_thread("stderr")
+    with open(log, "w") as handle:
+        out.local.stream = err.local.stream = handle
+        try:
+            return main([str(a) for a in argv])
+        except SystemExit as exc:  # argparse's usage errors
+            return exc.code if isinstance(exc.code, int) else 2
+        finally:
+            out.local.stream = err.local.stream = None
 
 
 if __name__ == "__main__":
