@@ -52,9 +52,6 @@ def test_the_declared_dependencies_are_imported_somewhere() -> None:
         module = imports.get(name, name.replace("-", "_"))
         if module is None:  # the workflow engine: run, not imported by the package
             continue
-        # rispy and bibtexparser: the SLR importers move onto them (issue 13, item 3).
-        if name in ("rispy", "bibtexparser"):
-            continue
         assert re.search(rf"^\s*(import|from) {module}\b", code, re.M), f"{name} is unused"
 
 
