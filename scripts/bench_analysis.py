@@ -69,10 +69,11 @@ def craft_trials(root: Path, n: int) -> list[str]:
     from migfw.trials.contract import trial_name
     from migfw.trials.crafted import craft_trial, crafted_spec
 
-    ids = [trial_name(0.001, r) for r in range(1, n + 1)]
+    factors = {"interval_s": 0.001}
+    ids = [trial_name("bench", factors, r) for r in range(1, n + 1)]
     for trial in ids:
         if not (root / trial / "trial.json").exists():
-            craft_trial(crafted_spec(trial), root / trial)
+            craft_trial(crafted_spec(trial, factors=factors), root / trial)
     return ids
 
 
@@ -128,12 +129,14 @@ def main() -> int:
             trial_set = work / f"set-{n}"
             trial_set.mkdir(exist_ok=True)
             for trial in ids[:n]:
-                link = trial_set / trial
+                link = trial_set / trial  # <experiment>/<slug>: the slug is the link
+                link.parent.mkdir(exist_ok=True)
                 if not link.exists():
                     link.symlink_to(work / "trials" / trial, target_is_directory=True)
             config = yaml.safe_load((REPO / "config/config.yaml").read_text())
             config.update(trials_source="directory", trials_dir=str(trial_set))
             config["slr"]["enabled"] = False
+            config["analysis"]["factors"] = ["interval_s"]  # the crafted trials' one factor
             cfg = work / f"config-{n}.yaml"
             cfg.write_text(yaml.safe_dump(config))
             base = [snakemake, "--cores", "1", "--configfile", str(cfg)]

@@ -148,7 +148,7 @@ def test_analysis_code_change_reruns_analysis_never_trials(work):
 def test_one_changed_trial_reruns_only_its_own_jobs(work, tmp_path):
     args = ["--configfile", "config/test.yaml", "--config", "trials_source=directory"]
     snakemake(work, *args)  # directory mode over the crafted trials: up to date after this
-    meta = work / "results/crafted_trials/i0.5-r02/trial.json"
+    meta = work / "results/crafted_trials/thesis/i0.5-r02/trial.json"
     original = meta.read_text()
     try:
         meta.write_text(original + "\n")  # newer than its outputs
@@ -165,8 +165,8 @@ def test_one_changed_trial_reruns_only_its_own_jobs(work, tmp_path):
             text=True,
         )
         assert done.returncode != 0
-        assert "i0.5-r02/trial.json: not valid JSON" in done.stdout + done.stderr
-        log = work / "results/logs/analysis/i0.5-r02.log"
+        assert "thesis/i0.5-r02/trial.json: not valid JSON" in done.stdout + done.stderr
+        log = work / "results/logs/analysis/thesis/i0.5-r02.log"
         assert log.read_text().count("\n") == 1
     finally:
         meta.write_text(original)

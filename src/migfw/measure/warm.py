@@ -22,9 +22,9 @@ def warm() -> float:
     t0 = time.perf_counter()
     warm_up()
     with tempfile.TemporaryDirectory(prefix="migfw-warm-") as tmp:
-        trial = Path(tmp) / "i0.5-r01"
-        craft_trial(crafted_spec(trial.name), trial)
-        trial_metrics(trial)
+        spec = crafted_spec("warm/i0.5-r01", factors={"interval_s": 0.5})
+        craft_trial(spec, Path(tmp) / spec.trial_id)
+        trial_metrics(Path(tmp) / spec.trial_id)
     return time.perf_counter() - t0
 
 
