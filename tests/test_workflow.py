@@ -155,7 +155,7 @@ def test_one_changed_trial_reruns_only_its_own_jobs(work, tmp_path):
         jobs = planned_jobs(snakemake(work, "-n", *args))
         assert jobs.get("trial_metrics") == 1 and jobs.get("timeline_figure") == 1, jobs
         assert "summary_table" in jobs and "slr_review" not in jobs
-        # Bad input in a trial folder: the in-process step fails with the one-line message.
+        # Bad input in a trial folder: the run stops with the one-line message naming it.
         meta.write_text("{")
         done = subprocess.run(
             ["snakemake", "--cores", "1", *args],
@@ -166,8 +166,6 @@ def test_one_changed_trial_reruns_only_its_own_jobs(work, tmp_path):
         )
         assert done.returncode != 0
         assert "thesis/i0.5-r02/trial.json: not valid JSON" in done.stdout + done.stderr
-        log = work / "results/logs/analysis/thesis/i0.5-r02.log"
-        assert log.read_text().count("\n") == 1
     finally:
         meta.write_text(original)
         snakemake(work, *args)
