@@ -4,16 +4,23 @@
 #   bash scripts/install.sh --analysis-only  only what analysis-only reruns need (no root needed
 #                                            if python3-venv is already there)
 #   bash scripts/install.sh --test           everything plus the test and lint tools
+#   add --resolve                            resolve pyproject.toml's ranges afresh instead of
+#                                            installing the locked set (requirements/<mode>.txt)
 # Python packages go into .venv/ beside this repository; activate it with `. .venv/bin/activate`.
+# By default they are exactly the versions and files (sha256) in requirements/<mode>.txt
+# (regenerate with scripts/lock.sh); what was installed is recorded in .venv/migfw-install.json
+# for the run's report (migfw run-info).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mode=full
+resolve=no
 for arg in "$@"; do
   case "$arg" in
     --analysis-only) mode=analysis ;;
     --test) mode=test ;;
-    *) echo "install.sh: unknown option $arg (use --analysis-only or --test)" >&2; exit 2 ;;
+    --resolve) resolve=yes ;;
+    *) echo "install.sh: unknown option $arg (use --analysis-only, --test, --resolve)" >&2; exit 2 ;;
   esac
 done
 
@@ -23,7 +30,8 @@ if [ "$mode" = analysis ]; then
   apt_packages=()
   "$python" -c "import ensurepip, venv" >/dev/null 2>&1 || apt_packages+=(python3 python3-venv)
 else
-  apt_packages=(python3 python3-venv python3-dev gcc pkg-config git)
+  # chromium: `migfw report-check` opens the HTML report in it (README, "Report and archive").
+  apt_packages=(python3 python3-venv python3-dev gcc pkg-config git chromium)
   apt_packages+=(
     qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
     libvirt-dev nftables tcpdump iproute2 kmod cpio zstd xz-utils busybox-static
@@ -31,7 +39,7 @@ else
   )
 fi
 if [ "$mode" = test ]; then
-  apt_packages+=(tshark chromium iputils-ping)
+  apt_packages+=(tshark iputils-ping)
 fi
 
 missing=()
@@ -64,6 +72,22 @@ case "$mode" in
   full) extras="[testbed]" ;;
   test) extras="[testbed,dev]" ;;
 esac
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".${extras}"
-echo "install.sh: done ($mode). Activate with: . .venv/bin/activate"
+lock="requirements/$mode.txt"
+if [ "$resolve" = yes ]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".${extras}"
+  lock=""
+else
+  # The locked set: every package pinned and hash-checked; then migfw itself without deps.
+  .venv/bin/python -m pip install -q --require-hashes -r "$lock"
+  .venv/bin/python -m pip install -q --no-deps -e .
+fi
+# Compile the capture reader's numba kernels now, into the package's cache, so the first
+# analysis does not spend seconds compiling (migfw.measure.capture picks the cache folder).
+.venv/bin/python -m migfw.measure.warm
+lock_sha=""
+[ -n "$lock" ] && lock_sha=$(sha256sum "$lock" | cut -d' ' -f1)
+cat >.venv/migfw-install.json <<JSON
+{"mode": "$mode", "lock": "$lock", "lock_sha256": "$lock_sha", "resolved": $([ "$resolve" = yes ] && echo true || echo false)}
+JSON
+echo "install.sh: done ($mode, ${lock:-resolved afresh}). Activate with: . .venv/bin/activate"

@@ -11,6 +11,8 @@ ruff format --check src tests scripts
 snakefmt --check Snakefile workflow/rules
 snakemake --lint                             # the default configuration (testbed)
 snakemake --lint --configfile config/test.yaml # crafted trials (CI)
+# The suite includes tests/test_readme.py: the README's own command blocks, run as written on a
+# fresh clone with the plain install (a separate .venv there), then `git status` must be clean.
 echo "== tests (the report screenshot is kept in test-artifacts/)"
 set +e
 python -m pytest -ra "$@"

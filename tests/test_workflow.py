@@ -145,6 +145,32 @@ def test_analysis_code_change_reruns_analysis_never_trials(work):
         shutil.rmtree(work / "results/testbed", ignore_errors=True)
 
 
+def test_one_changed_trial_reruns_only_its_own_jobs(work, tmp_path):
+    args = ["--configfile", "config/test.yaml", "--config", "trials_source=directory"]
+    snakemake(work, *args)  # directory mode over the crafted trials: up to date after this
+    meta = work / "results/crafted_trials/thesis/i0.5-r02/trial.json"
+    original = meta.read_text()
+    try:
+        meta.write_text(original + "\n")  # newer than its outputs
+        jobs = planned_jobs(snakemake(work, "-n", *args))
+        assert jobs.get("trial_metrics") == 1 and jobs.get("timeline_figure") == 1, jobs
+        assert "summary_table" in jobs and "slr_review" not in jobs
+        # Bad input in a trial folder: the run stops with the one-line message naming it.
+        meta.write_text("{")
+        done = subprocess.run(
+            ["snakemake", "--cores", "1", *args],
+            cwd=work,
+            env={**os.environ, "PYTHONPATH": str(work / "src")},
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode != 0
+        assert "thesis/i0.5-r02/trial.json: not valid JSON" in done.stdout + done.stderr
+    finally:
+        meta.write_text(original)
+        snakemake(work, *args)
+
+
 def test_archive_round_trip_reproduces_the_analysis(work, tmp_path):
     archive = tmp_path / "migfw-paper.tar.gz"
     args = ["--configfile", "config/test.yaml", "--config", "trials_source=directory"]

@@ -12,50 +12,56 @@ import argparse
 import importlib
 import os
 import sys
+import threading
 import warnings
+from pathlib import Path
 from typing import TextIO
 
 from migfw.errors import MigfwError
 
-# Which module provides each command, so `migfw X` imports only what X needs (numba,
-# scipy and matplotlib together take seconds to import; the pipeline runs many commands).
-_COMMAND_MODULES = {
-    "probes": "migfw.measure.probes",
-    "trial-metrics": "migfw.measure.metrics",
-    "collect": "migfw.measure.metrics",
-    "summarize": "migfw.measure.metrics",
-    "paper": "migfw.paper.table11",
-    "fig-uptime": "migfw.measure.figures",
-    "fig-estimators": "migfw.measure.figures",
-    "fig-timeline": "migfw.measure.figures",
-    "fig-attack-window": "migfw.measure.figures",
-    "attack-window": "migfw.measure.attackstats",
-    "craft": "migfw.trials.crafted",
-    "compare": "migfw.paper.compare",
-    "testbed": "migfw.testbed.cli",
-    "slr": "migfw.slr.cli",
-    "report-check": "migfw.paper.report_check",
-    "run-info": "migfw.paper.runinfo",
-}
-# Every stage module (each provides `register(subparsers)`), for help and unknown commands.
-# Imported lazily so that an analysis-only install (no libvirt, no fabric) still works.
-_STAGES = list(dict.fromkeys(_COMMAND_MODULES.values()))
+# Which module provides each command and its one-line summary, so `migfw X` imports only
+# what X needs and `migfw --help` imports none of them (numba, pandas, scipy, matplotlib and
+# seaborn together take seconds to import; the pipeline used to run many commands).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "probes": ("migfw.measure.probes", "loss, downtime and RTT of the echo probes in a capture"),
+    "trial-metrics": ("migfw.measure.metrics", "metrics of one trial folder (JSON)"),
+    "collect": ("migfw.measure.metrics", "per-trial metrics -> trials.csv"),
+    "summarize": ("migfw.measure.metrics", "trials.csv -> summary.csv (per factor level)"),
+    "paper": ("migfw.paper.table11", "the thesis's Table 11 recomputed from PS/PR, audited"),
+    "fig-uptime": ("migfw.measure.figures", "uptime per trial with CIs (thesis Figure 7)"),
+    "fig-estimators": ("migfw.measure.figures", "downtime per trial by estimator"),
+    "fig-timeline": ("migfw.measure.figures", "probe timeline of one trial"),
+    "fig-attack-window": ("migfw.measure.figures", "breach window by placement"),
+    "attack-window": ("migfw.measure.attackstats", "trials.csv -> attack_window.csv"),
+    "craft": ("migfw.trials.crafted", "write crafted trial folders with known losses"),
+    "compare": ("migfw.paper.compare", "paper vs reproduction table (markdown)"),
+    "testbed": ("migfw.testbed.cli", "embedded or external migration testbed"),
+    "slr": ("migfw.slr.cli", "systematic literature review branch"),
+    "report-check": ("migfw.paper.report_check", "open the HTML report in headless Chromium"),
+    "run-info": ("migfw.paper.runinfo", "the run's parameters, versions and timings"),
+}  # fmt: skip
+_COMMAND_MODULES = {name: module for name, (module, _) in COMMANDS.items()}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The parser for one command (fast), or for all of them (help, unknown command)."""
+    """The full parser of one known command (imports its module only); for help or an unknown
+    command, a parser that lists every command from COMMANDS without importing anything."""
     parser = argparse.ArgumentParser(prog="migfw", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    stages = [_COMMAND_MODULES[command]] if command in _COMMAND_MODULES else _STAGES
-    for name in stages:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            # A stage whose extra packages (libvirt, fabric) are absent is left out.
-            if exc.name == name or not (exc.name or "").startswith("migfw"):
-                continue
+    if command not in COMMANDS:
+        for name, (_, summary) in COMMANDS.items():
+            sub.add_parser(name, help=summary)
+        return parser
+    try:
+        module = importlib.import_module(COMMANDS[command][0])
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").startswith("migfw"):
             raise
-        module.register(sub)
+        # A stage whose extra packages (libvirt, fabric) are absent: say so in one line.
+        parser.exit(
+            2, f"migfw {command}: needs the Python package {exc.name} (bash scripts/install.sh)\n"
+        )
+    module.register(sub)
     return parser
 
 
@@ -120,6 +126,59 @@ def _closed_pipe() -> int:
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
     return EXIT_BROKEN_PIPE
+
+
+class _PerThreadStream:
+    """Stands in for sys.stdout/sys.stderr: writes go to the stream the current thread set
+    (its step's log), else to the original stream. Snakemake runs `run:` blocks in threads,
+    so a process-wide redirect would mix the logs of steps running side by side."""
+
+    def __init__(self, original):
+        self.original = original
+        self.local = threading.local()
+
+    def _target(self):
+        return getattr(self.local, "stream", None) or self.original
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self._target(), name)
+
+
+_STREAMS_LOCK = threading.Lock()
+
+
+def _per_thread(name: str) -> _PerThreadStream:
+    with _STREAMS_LOCK:
+        stream = getattr(sys, name)
+        if not isinstance(stream, _PerThreadStream):
+            stream = _PerThreadStream(stream)
+            setattr(sys, name, stream)
+        return stream
+
+
+def run_in_process(argv: list[str], log: str | Path) -> int:
+    """Run `migfw ARGV` inside this process with its output written to `log`; the exit code.
+
+    The workflow's rules call this instead of starting a `migfw` process per job: start-up
+    and imports (seconds) are then paid once per Snakemake run, not once per trial.
+    """
+    log = Path(log)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    out, err = _per_thread("stdout"), _per_thread("stderr")
+    with open(log, "w") as handle:
+        out.local.stream = err.local.stream = handle
+        try:
+            return main([str(a) for a in argv])
+        except SystemExit as exc:  # argparse's usage errors
+            return exc.code if isinstance(exc.code, int) else 2
+        finally:
+            out.local.stream = err.local.stream = None
 
 
 if __name__ == "__main__":

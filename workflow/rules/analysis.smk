@@ -12,7 +12,7 @@ rule trial_metrics:
         code=code_version("migfw.measure.metrics"),
         folder=trial_folder,
     run:
-        shell("migfw trial-metrics {params.folder} --out {output} > {log} 2>&1")
+        run_migfw(log, "trial-metrics", params.folder, "--out", output)
 
 
 rule trials_table:
@@ -31,7 +31,7 @@ rule trials_table:
     params:
         code=code_version("migfw.measure.metrics"),
     run:
-        shell("migfw collect {input} --out {output} > {log} 2>&1")
+        run_migfw(log, "collect", input, "--out", output)
 
 
 rule summary_table:
@@ -49,15 +49,16 @@ rule summary_table:
         f"{BENCH}/summary_table.tsv"
     params:
         code=code_version("migfw.measure.metrics"),
-        factors=" ".join(config["analysis"]["factors"]),
+        factors=config["analysis"]["factors"],
         confidence=config["analysis"]["confidence"],
         resamples=config["analysis"]["bootstrap_resamples"],
         seed=config["analysis"]["seed"],
     run:
-        shell(
-            "migfw summarize {input} --out {output} --factors {params.factors}"
-            " --confidence {params.confidence} --resamples {params.resamples}"
-            " --seed {params.seed} > {log} 2>&1"
+        run_migfw(
+            log,
+            ["summarize", input, "--out", output, "--factors", params.factors],
+            ["--confidence", params.confidence, "--resamples", params.resamples],
+            ["--seed", params.seed],
         )
 
 

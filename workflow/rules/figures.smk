@@ -16,7 +16,7 @@ rule uptime_figure:
     params:
         code=code_version("migfw.measure.figures"),
     run:
-        shell("migfw fig-uptime {input} --out {output.png} > {log} 2>&1")
+        run_migfw(log, "fig-uptime", input, "--out", output.png)
 
 
 rule estimators_figure:
@@ -34,7 +34,7 @@ rule estimators_figure:
     params:
         code=code_version("migfw.measure.figures"),
     run:
-        shell("migfw fig-estimators {input} --out {output.png} > {log} 2>&1")
+        run_migfw(log, "fig-estimators", input, "--out", output.png)
 
 
 rule timeline_figure:
@@ -54,7 +54,7 @@ rule timeline_figure:
         code=code_version("migfw.measure.figures"),
         folder=trial_folder,
     run:
-        shell("migfw fig-timeline {params.folder} --out {output.png} > {log} 2>&1")
+        run_migfw(log, "fig-timeline", params.folder, "--out", output.png)
 
 
 rule attack_window_figure:
@@ -73,7 +73,8 @@ rule attack_window_figure:
     params:
         code=code_version("migfw.measure.figures"),
     run:
-        shell(
-            "migfw fig-attack-window {input.trials} --table {input.table}"
-            " --out {output.png} > {log} 2>&1"
+        run_migfw(
+            log,
+            ["fig-attack-window", input.trials, "--table", input.table],
+            ["--out", output.png],
         )

@@ -23,9 +23,11 @@ rule paper_vs_reproduction:
         analysis_dir=lambda w, input: Path(input.summary).parent,
         slr_dir=lambda w, input: Path(input.slr[0]).parent if input.slr else "",
     run:
-        shell(
-            "migfw compare --paper-dir {params.paper_dir} --analysis-dir {params.analysis_dir}"
-            " --slr-dir '{params.slr_dir}' --out {output} > {log} 2>&1"
+        run_migfw(
+            log,
+            ["compare", "--paper-dir", params.paper_dir],
+            ["--analysis-dir", params.analysis_dir, "--slr-dir", params.slr_dir],
+            ["--out", output],
         )
 
 
@@ -49,7 +51,16 @@ rule run_info:
         f"{LOGS}/run_info.log",
     run:
         cfg = effective_config(log)
-        shell(
-            "migfw run-info --config {cfg} --trials {input.trials} --benchmarks {BENCH}"
-            " --out {output.info} --out-benchmarks {output.bench} > {log} 2>&1"
+        run_migfw(
+            log,
+            [
+                "run-info",
+                "--config",
+                cfg,
+                "--trials",
+                input.trials,
+                "--benchmarks",
+                BENCH,
+            ],
+            ["--out", output.info, "--out-benchmarks", output.bench],
         )

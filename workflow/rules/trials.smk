@@ -95,7 +95,13 @@ elif SOURCE == "crafted":
             folder=trial_folder,
         run:
             cfg = effective_config(log)
-            shell(
-                "migfw craft --config {cfg} --trial {wildcards.trial} --out {params.folder}"
-                " > {log} 2>&1"
+            run_migfw(
+                log,
+                "craft",
+                "--config",
+                cfg,
+                "--trial",
+                wildcards.trial,
+                "--out",
+                params.folder,
             )

@@ -1,26 +1,40 @@
-"""Figures (seaborn/matplotlib, PNG + SVG): uptime per trial, probe timelines, DT by estimator."""
+"""Figures (seaborn/matplotlib, PNG + SVG): uptime per trial, probe timelines, DT by estimator.
+
+Figures are built as `matplotlib.figure.Figure` objects, not through pyplot's global state:
+the workflow draws them in threads of one process (migfw.cli.run_in_process).
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+from functools import cache
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # figures are files; never open a window
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from migfw.errors import MigfwError  # noqa: E402
-from migfw.measure.stats import describe  # noqa: E402
-
-sns.set_theme(style="whitegrid", context="paper")
+from migfw.errors import MigfwError
+from migfw.measure.stats import describe
 
 
-def _save(fig: plt.Figure, out_png: str | Path) -> None:
+@cache
+def _sns():
+    """seaborn, imported on first use (1 s+) with the figures' theme set once."""
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    return sns
+
+
+def _figure(**kwargs) -> Figure:
+    _sns()  # the theme (rcParams) applies to figures made after it is set
+    return Figure(**kwargs)
+
+
+def _save(fig: Figure, out_png: str | Path) -> None:
     """Save PNG and an SVG twin (same stem) via temporary names, then rename."""
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
@@ -28,7 +42,6 @@ def _save(fig: plt.Figure, out_png: str | Path) -> None:
         tmp = path.with_name(f".{path.name}.part{path.suffix}")
         fig.savefig(tmp, dpi=150, bbox_inches="tight")
         os.replace(tmp, path)
-    plt.close(fig)
 
 
 def uptime_figure(
@@ -45,9 +58,8 @@ def uptime_figure(
     if ok.empty:
         raise MigfwError("no successful trial with TMT and UT to plot")
     intervals = sorted(ok["interval_s"].unique(), reverse=True)
-    fig, axes = plt.subplots(
-        1, len(intervals), figsize=(4.2 * len(intervals), 3.6), squeeze=False, sharey=False
-    )
+    fig = _figure(figsize=(4.2 * len(intervals), 3.6))
+    axes = fig.subplots(1, len(intervals), squeeze=False, sharey=False)
     for ax, interval in zip(axes[0], intervals, strict=True):
         group = ok[ok["interval_s"] == interval].sort_values(label)
         x = np.arange(len(group))
@@ -107,10 +119,11 @@ def estimators_figure(trials: pd.DataFrame, out_png: str | Path) -> None:
     long["estimator"] = long["estimator"].map(present)
     long["downtime_ms"] = long["downtime_s"] * 1000
     intervals = sorted(ok["interval_s"].unique(), reverse=True)
-    fig, axes = plt.subplots(len(intervals), 1, figsize=(8, 2.8 * len(intervals)), squeeze=False)
+    fig = _figure(figsize=(8, 2.8 * len(intervals)))
+    axes = fig.subplots(len(intervals), 1, squeeze=False)
     for ax, interval in zip(axes[:, 0], intervals, strict=True):
         part = long[long["interval_s"] == interval]
-        sns.barplot(
+        _sns().barplot(
             data=part,
             x="trial_id",
             y="downtime_ms",
@@ -161,13 +174,8 @@ def timeline_figure(trial_dir: str | Path, out_png: str | Path) -> None:
     has_attack = (trial_dir / "attack.pcap").exists() and meta["status"] == "ok"
     has_flows = (trial_dir / "flows.csv").exists() and meta["status"] == "ok"
     ratios = [1] + [1] * has_attack + [1] * has_flows + [3]
-    fig, axes = plt.subplots(
-        len(ratios),
-        1,
-        figsize=(9, 4 + 0.8 * (len(ratios) - 2)),
-        sharex=True,
-        gridspec_kw={"height_ratios": ratios},
-    )
+    fig = _figure(figsize=(9, 4 + 0.8 * (len(ratios) - 2)))
+    axes = fig.subplots(len(ratios), 1, sharex=True, gridspec_kw={"height_ratios": ratios})
     ax_raster, ax_rtt = axes[0], axes[-1]
     migration = meta.get("migration") or {}
     if meta["status"] != "ok":
@@ -225,7 +233,7 @@ def timeline_figure(trial_dir: str | Path, out_png: str | Path) -> None:
     _save(fig, out_png)
 
 
-def _breach_raster(ax: plt.Axes, trial_dir: Path, meta: dict, start: float) -> str:
+def _breach_raster(ax: Axes, trial_dir: Path, meta: dict, start: float) -> str:
     """Blocked-port probes: answered ones (breaches) in red, the rest grey."""
     from migfw.measure.attack import answered_indices, read_sendlog
     from migfw.measure.capture import read_tcp
@@ -247,7 +255,7 @@ def _breach_raster(ax: plt.Axes, trial_dir: Path, meta: dict, start: float) -> s
     return f"\n{placement or '?'}: {int(hit.sum())} of {len(hit)} blocked probes answered"
 
 
-def _flow_raster(ax: plt.Axes, trial_dir: Path, start: float) -> None:
+def _flow_raster(ax: Axes, trial_dir: Path, start: float) -> None:
     """Each flow's answered requests as ticks on its own line; events (reset...) in red."""
     from migfw.measure.attack import read_flows
 
@@ -269,7 +277,8 @@ def _flow_raster(ax: plt.Axes, trial_dir: Path, start: float) -> None:
 def attack_window_figure(trials: pd.DataFrame, table: pd.DataFrame, out_png: str | Path) -> None:
     """Breach window by placement: each trial a point, the mean with its t and bootstrap CIs."""
     ok = trials[(trials["status"] == "ok") & trials["blocked_sent"].notna()].copy()
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig = _figure(figsize=(7, 3.5))
+    ax = fig.subplots()
     if ok.empty:
         ax.text(0.5, 0.5, "no trials with attack data (no placement experiment in this run)",
                 ha="center", va="center", transform=ax.transAxes)  # fmt: skip
@@ -294,7 +303,7 @@ def attack_window_figure(trials: pd.DataFrame, table: pd.DataFrame, out_png: str
         for r in table.itertuples()
     ]
     ok["breach_window_ms"] = pd.to_numeric(ok["breach_window_ms"], errors="coerce")
-    sns.stripplot(data=ok, x="label", y="breach_window_ms", order=labels, ax=ax, color="#525252",
+    _sns().stripplot(data=ok, x="label", y="breach_window_ms", order=labels, ax=ax, color="#525252",
                   size=4, jitter=0.15, alpha=0.8)  # fmt: skip
     styles = (("ci_t", "o", "#cb181d", 0.3, "mean, t CI"), ("ci_boot", "s", "#2171b5", 0.42,
               "mean, bootstrap CI"))  # fmt: skip

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.metadata
+import json
 import os
 import platform
+import re
 import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -60,6 +64,73 @@ def software_versions() -> dict[str, str]:
     for tool, args in TOOLS.items():
         versions[tool] = _first_line([tool, *args]) if shutil.which(tool) else "not installed"
     return versions
+
+
+# scripts/install.sh installs requirements/<mode>.txt and records what it did here.
+INSTALL_RECORD = "migfw-install.json"
+LOCKS = ["requirements/test.txt", "requirements/full.txt", "requirements/analysis.txt"]
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
+
+
+def read_lock(path: str | Path) -> dict[str, str]:
+    """{package: version} of a hash-pinned requirements file (scripts/lock.sh)."""
+    pins = {}
+    for line in Path(path).read_text().splitlines():
+        match = _PIN.match(line)
+        if match:
+            pins[match.group(1)] = match.group(2)
+    return pins
+
+
+def lock_mismatches(pins: dict[str, str]) -> list[str]:
+    """Locked packages this Python does not have at exactly the locked version."""
+    wrong = []
+    for name, version in sorted(pins.items()):
+        try:
+            installed = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            installed = "missing"
+        if installed != version:
+            wrong.append(f"{name} {installed} (locked {version})")
+    return wrong
+
+
+def locked_environment(repo: str | Path = ".", prefix: str | Path | None = None) -> dict[str, str]:
+    """Which lock file the environment was installed from, its sha256, and whether every
+    package in it is installed at the locked version now."""
+    repo = Path(repo)
+    record_path = Path(prefix or sys.prefix) / INSTALL_RECORD
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        record = {}
+    info = {}
+    if record.get("resolved"):
+        info["install"] = f"{record.get('mode')} mode, resolved afresh (install.sh --resolve)"
+    elif record.get("lock"):
+        info["install"] = f"{record.get('mode')} mode from {record['lock']}"
+    else:
+        info["install"] = f"no install record ({record_path})"
+    candidates = [f"requirements/{record['mode']}.txt"] if record.get("mode") else LOCKS
+    candidates = [c for c in candidates if (repo / c).exists()]
+    if not candidates:
+        info["lock file"] = "not found"
+        return info
+    # Without a record, the largest lock that matches, else the first one.
+    results = [(c, lock_mismatches(read_lock(repo / c))) for c in candidates]
+    lock, wrong = next((r for r in results if not r[1]), results[0])
+    text = (repo / lock).read_bytes()
+    info["lock file"] = lock
+    info["lock sha256"] = hashlib.sha256(text).hexdigest()
+    if record.get("lock_sha256") and record["lock_sha256"] != info["lock sha256"]:
+        info["lock sha256"] += " (the file changed since the install)"
+    count = len(read_lock(repo / lock))
+    info["venv matches lock"] = (
+        f"yes, all {count} packages"
+        if not wrong
+        else f"no, {len(wrong)} of {count} differ: " + "; ".join(wrong[:8])
+    )
+    return info
 
 
 def host_identity() -> dict[str, str]:
@@ -146,6 +217,8 @@ def write_run_info(
     lines += [f"| {k} | {v} |" for k, v in host_identity().items()]
     lines += ["", "## Software", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in software_versions().items()]
+    lines += ["", "## Locked environment (scripts/install.sh, requirements/)", "", "| | |"]
+    lines += ["|---|---|"] + [f"| {k} | {v} |" for k, v in locked_environment().items()]
     if not bench.empty:
         per_rule = bench.groupby("rule")["seconds"].agg(["count", "sum", "max"]).round(2)
         lines += [
