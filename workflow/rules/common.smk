@@ -155,10 +155,10 @@ def trial_inputs(wildcards):
     # A failed trial found on disk may have no capture; one we produce always has one.
     if not finished(wildcards.trial) or Path(f"{folder}/probe.pcap").exists():
         inputs["pcap"] = f"{folder}/probe.pcap"
-    # Attack-window data (docs/attack_window.md), where a trial folder on disk has it.
-    for name in ("attack.pcap", "attack_sendlog.csv", "flows.csv"):
-        if Path(f"{folder}/{name}").exists():
-            inputs[name.replace(".", "_")] = f"{folder}/{name}"
+    # The attack-window files (attack.pcap, attack_sendlog.csv, flows.csv) are read too but
+    # not declared: whether a trial has them is known only once it ran, so declaring them
+    # would change the input set after the first run and rerun its analysis. A finished
+    # trial folder never changes, so nothing is missed.
     return inputs
 
 
