@@ -170,11 +170,13 @@ def run_flows(
     stop: threading.Event | None = None,
     duration_s: float | None = None,
     timeout_s: float = 10.0,
-    linger_s: float = 0.5,
+    linger_s: float = 3.0,
     ready: Any = None,
 ) -> dict[str, Any]:
     """Connect every flow, then request at `rate_hz` each until `stop`/`duration_s`; a
-    request unanswered for `timeout_s` ends its flow (`timeout`). Writes the log."""
+    request unanswered for `timeout_s` ends its flow (`timeout`). After the stop, up to
+    `linger_s` for the replies still due (a slow guest answers late, not never). Writes the
+    log."""
     if not rate_hz > 0:
         raise MigfwError(f"flows: rate {rate_hz!r} Hz must be positive")
     stop = stop or threading.Event()
