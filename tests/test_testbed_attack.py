@@ -77,7 +77,8 @@ def test_vm_trial_attack_capture_and_flows(testbed_cfg, tmp_path: Path) -> None:
     bed = LocalTestbed(testbed_cfg)
     vm, attacker = bed.vm_address, bed.attacker_address
     attack = meta["attack"]
-    assert attack["address"] == attacker and attack["blocked_port"] == 23
+    assert attack["address"] == vm and attack["attacker"] == attacker
+    assert attack["blocked_port"] == 23
     assert attack["allowed_port"] == 22 and attack["rate_hz"] == 1000
 
     # Every logged SYN is in the capture, by port and sequence number (= index) - tshark.

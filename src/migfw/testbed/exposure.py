@@ -141,7 +141,8 @@ class TrialTraffic:
         )  # fmt: skip
         self.attack.start()
         log("attack_started", pids=self.attack.pids, rate_hz=rate)
-        self.record["attack"] = {"address": self.attacker_address, "target": self.bed.vm_address,
+        # `address` is the attacked address (the VM), as the attack-window analysis reads it.
+        self.record["attack"] = {"address": self.bed.vm_address, "attacker": self.attacker_address,
                                  "blocked_port": blocked, "allowed_port": allowed,
                                  "rate_hz": rate, "allowed_rate_hz": allowed_rate}  # fmt: skip
 
