@@ -124,5 +124,13 @@ def test_vm_trial_attack_capture_and_flows(testbed_cfg, tmp_path: Path) -> None:
     assert "migfw-temporary" not in (out / "ruleset_before.nft").read_text()
     assert json.loads((out / "trial.json").read_text())["flows"]["connected"] == {
         "stateful": True, "established": True}  # fmt: skip
+    # The attack-window analysis reads these files the same way.
+    from migfw.measure.attack import attack_metrics
+
+    row = attack_metrics(out, meta)
+    assert row["blocked_sent"] == row["blocked_captured"] == blocked_sent
+    assert row["blocked_answered"] == 0 and row["breach_window_ms"] == 0.0
+    assert row["allowed_answered"] == sender["allowed_answers"]
+    assert row["stateful_flow_survived"] is True and row["stateful_stall_ms"] == stall
     bed.down(quiet=True)
     assert list_netns(PREFIX) == []
