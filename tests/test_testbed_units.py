@@ -108,10 +108,11 @@ def test_local_addresses_follow_the_configured_subnet(tmp_path: Path) -> None:
                        "state_dir": str(tmp_path)}}  # fmt: skip
     bed = LocalTestbed(cfg)
     assert (bed.prober_address, bed.vm_address) == ("10.231.5.2", "10.231.5.10")
+    assert bed.attacker_address == "10.231.5.3"
     assert bed.host_address == {"A": "10.231.5.251", "B": "10.231.5.252"}
     assert bed.mig_address == {"A": "10.231.6.5", "B": "10.231.6.6"}
     assert bed.ns == {"A": "zz-hostA", "B": "zz-hostB", "remote": "zz-remote",
-                      "switch": "zz-switch"}  # fmt: skip
+                      "switch": "zz-switch", "attacker": "zz-attacker"}  # fmt: skip
     assert bed.uri("B") == "qemu+unix:///system?socket=/run/migfw/zz/hostB/sock/libvirt-sock"
 
 

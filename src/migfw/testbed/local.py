@@ -2,10 +2,17 @@
 
 Topology (names start with `testbed.local.prefix`, default `mfw`):
 
-    mfw-remote: eth0 10.231.0.2 ──┐
-    mfw-hostA: br0 (.251) + tap ──┼── mfw-switch: br0 (pR, pA, pB)
-    mfw-hostB: br0 (.252) + tap ──┘
+    mfw-remote:   eth0 10.231.0.2 ──┐
+    mfw-attacker: eth0 10.231.0.3 ──┤
+    mfw-hostA: br0 (.251) + tap ────┼── mfw-switch: br0 (pR, pX, pA, pB)
+    mfw-hostB: br0 (.252) + tap ────┘
     mfw-hostA mig0 10.231.1.1/30 ─── mfw-hostB mig0 10.231.1.2/30   (migration stream)
+
+The attacker sits on the switch, one hop from both hosts' uplinks: the migration direction
+alternates, so "next to the destination" is the switch for every trial (the VM's port is
+reached through whichever host's uplink its MAC was last learned on). Its kernel's own RSTs
+to the blocked port are dropped by an nftables rule (ATTACKER_NFT); it knows the VM's MAC
+(permanent neighbour entry).
 
 Each host runs its own libvirtd inside its namespace and a private mount namespace, so the
 two daemons have separate /etc/libvirt, /run/libvirt, /var/lib/libvirt ... and host UUIDs
@@ -52,6 +59,27 @@ def sh(cmd: list[str], check: bool = True, timeout: float = 30) -> subprocess.Co
         last = (proc.stderr or proc.stdout).strip().splitlines()
         raise MigfwError(f"`{' '.join(cmd)}` failed: {last[-1] if last else proc.returncode}")
     return proc
+
+
+ATTACKER_NFT = """table inet migfw_attacker {{
+  chain output {{
+    type filter hook output priority 0; policy accept;
+    ip daddr {vm} tcp dport {blocked} tcp flags & rst == rst drop comment "attacker kernel RSTs"
+  }}
+}}
+"""
+
+
+def _nft(netns: str, script: str) -> None:
+    """Load an nftables script inside `netns` (one line on failure)."""
+    try:
+        proc = subprocess.run(["ip", "netns", "exec", netns, "nft", "-f", "-"], input=script,
+                              capture_output=True, text=True, timeout=30)  # fmt: skip
+    except FileNotFoundError as exc:
+        raise MigfwError("command not found: nft") from exc
+    if proc.returncode != 0:
+        last = proc.stderr.strip().splitlines()
+        raise MigfwError(f"nft in {netns} failed: {last[-1] if last else proc.returncode}")
 
 
 def netns_exists(name: str) -> bool:
@@ -151,6 +179,7 @@ class LocalTestbed:
         self.plen = subnet.prefixlen
         self.subnet = subnet
         self.prober_address = str(base + 2)
+        self.attacker_address = str(base + 3)
         self.vm_address = str(base + 10)
         self.host_address = {"A": str(base + 251), "B": str(base + 252)}
         mig_hosts = list(mig.hosts())
@@ -167,6 +196,7 @@ class LocalTestbed:
             "B": f"{self.prefix}-hostB",
             "remote": f"{self.prefix}-remote",
             "switch": f"{self.prefix}-switch",
+            "attacker": f"{self.prefix}-attacker",
         }
         self.vm_name = f"{self.prefix}-target"
 
@@ -303,6 +333,9 @@ class LocalTestbed:
                 "host_roots": {h: str(self.host_root(h)) for h in ("A", "B")},
                 "subnet": str(self.subnet),
                 "other_address": str(self.subnet.network_address + 99),
+                "attacker_netns": self.ns["attacker"],
+                "attacker_iface": "eth0",
+                "attacker_address": self.attacker_address,
                 "accelerator_detection": accel,
             },
         )
@@ -326,7 +359,8 @@ class LocalTestbed:
         sh(["ip", "-n", sw, "link", "add", BRIDGE, "type", "bridge", "stp_state", "0",
             "forward_delay", "0"])  # fmt: skip
         sh(["ip", "-n", sw, "link", "set", BRIDGE, "up"])
-        links = {"A": ("up0", "pA"), "B": ("up0", "pB"), "remote": ("eth0", "pR")}
+        links = {"A": ("up0", "pA"), "B": ("up0", "pB"), "remote": ("eth0", "pR"),
+                 "attacker": ("eth0", "pX")}  # fmt: skip
         for side, (inner, port) in links.items():
             sh(["ip", "link", "add", inner, "netns", ns[side], "type", "veth", "peer", "name",
                 port, "netns", sw])  # fmt: skip
@@ -334,6 +368,19 @@ class LocalTestbed:
             sh(["ip", "-n", ns[side], "link", "set", inner, "up"])
         sh(["ip", "-n", ns["remote"], "addr", "add", f"{self.prober_address}/{self.plen}",
             "dev", "eth0"])  # fmt: skip
+        sh(["ip", "-n", ns["attacker"], "addr", "add", f"{self.attacker_address}/{self.plen}",
+            "dev", "eth0"])  # fmt: skip
+        # The attacker's SYNs come from a raw socket; its kernel answers every SYN-ACK (no
+        # socket of its own) with a RST. On the blocked port these are dropped, so what the
+        # VM sees there is only probes; on the allowed port they stay: without them the
+        # guest's half-open connections fill its SYN queue and it stops answering (measured:
+        # 0 of 3983 allowed probes answered), which would fake an outage.
+        blocked = int(cfg_get(self.cfg, "trials.enforcement.blocked_port", 23))
+        _nft(ns["attacker"], ATTACKER_NFT.format(vm=self.vm_address, blocked=blocked))
+        # The VM's MAC never changes (a migration moves it): a permanent neighbour entry, so
+        # no probe waits in (or is dropped from) the ARP queue while resolution runs.
+        sh(["ip", "-n", ns["attacker"], "neigh", "replace", self.vm_address, "lladdr", VM_MAC,
+            "dev", "eth0", "nud", "permanent"])  # fmt: skip
         for host in ("A", "B"):
             n = ns[host]
             sh(["ip", "-n", n, "link", "add", BRIDGE, "type", "bridge", "stp_state", "0",

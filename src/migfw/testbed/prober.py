@@ -123,6 +123,17 @@ def _precise_sleep_setup() -> str:
         return "SCHED_OTHER"
 
 
+def sleep_until(when_ns: int) -> int:
+    """Wait for perf_counter_ns() >= when_ns: sleep until SPIN_NS before, then spin (the
+    shared constant-rate machinery of the prober and the attacker). Returns the time."""
+    now = time.perf_counter_ns()
+    if when_ns - now > SPIN_NS * 2:
+        time.sleep((when_ns - now - SPIN_NS) / 1e9)
+    while (now := time.perf_counter_ns()) < when_ns:
+        pass
+    return now
+
+
 def _source_for(target: str) -> str:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.connect((target, 9))  # no packet is sent; only the route is looked up
@@ -210,11 +221,7 @@ def run_prober(
         when = next_enf if is_enf else due
         if end is not None and when >= end:
             break
-        now = time.perf_counter_ns()
-        if when - now > SPIN_NS * 2:
-            time.sleep((when - now - SPIN_NS) / 1e9)
-        while (now := time.perf_counter_ns()) < when:
-            pass
+        now = sleep_until(when)
         if is_enf:
             # Alternate blocked/allowed port; each SYN gets its own source port.
             syn = syns[j % 2]
@@ -436,7 +443,7 @@ class ProbeSession:
             # Immediate mode: without it the last ring-buffer block (up to ~1 s of probes)
             # is still unwritten when tcpdump is stopped, and the trial's end goes missing.
             "--immediate-mode", "--time-stamp-precision=nano", "-w", str(self._pcap_part),
-            f"host {self.target} and (icmp or icmp6 or tcp)",
+            self._dump_filter(),
         ]  # fmt: skip
         try:
             self.tcpdump = subprocess.Popen(
@@ -444,20 +451,9 @@ class ProbeSession:
                 text=True, start_new_session=True,
             )  # fmt: skip
             self._readline(self.tcpdump.stderr, "listening on", self.tcpdump, "tcpdump")
-            cmd = [
-                sys.executable, "-m", "migfw.testbed.prober", "--target", self.target,
-                "--interval", repr(self.interval_s), "--sendlog", str(self.sendlog_path),
-                "--ident", str(self.ident),
-            ]  # fmt: skip
-            if self.enforcement:
-                cmd += [
-                    "--enf-rate", str(self.enforcement["rate_hz"]),
-                    "--blocked-port", str(self.enforcement["blocked_port"]),
-                    "--allowed-port", str(self.enforcement["allowed_port"]),
-                    "--enforcement-log", str(self.enforcement_log_path),
-                ]  # fmt: skip
             self.prober = subprocess.Popen(
-                netns_argv(self.netns, cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                netns_argv(self.netns, self._command()), stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 text=True, start_new_session=True,
             )  # fmt: skip
             line = self._readline(self.prober.stdout, "READY", self.prober, "prober")
@@ -466,6 +462,24 @@ class ProbeSession:
         except BaseException:
             self._kill()
             raise
+
+    def _dump_filter(self) -> str:
+        return f"host {self.target} and (icmp or icmp6 or tcp)"
+
+    def _command(self) -> list[str]:
+        cmd = [
+            sys.executable, "-m", "migfw.testbed.prober", "--target", self.target,
+            "--interval", repr(self.interval_s), "--sendlog", str(self.sendlog_path),
+            "--ident", str(self.ident),
+        ]  # fmt: skip
+        if self.enforcement:
+            cmd += [
+                "--enf-rate", str(self.enforcement["rate_hz"]),
+                "--blocked-port", str(self.enforcement["blocked_port"]),
+                "--allowed-port", str(self.enforcement["allowed_port"]),
+                "--enforcement-log", str(self.enforcement_log_path),
+            ]  # fmt: skip
+        return cmd
 
     def _kill(self) -> None:
         for proc in (self.prober, self.tcpdump):

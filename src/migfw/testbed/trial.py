@@ -201,6 +201,7 @@ def run_trial(
     lead_in = float(lead_in_s if lead_in_s is not None else cfg_get(cfg, "trials.lead_in_s", 5.0))
     settle = float(settle_s if settle_s is not None else cfg_get(cfg, "trials.settle_s", 3.0))
     enforcement = cfg_get(cfg, "trials.enforcement", None)
+    flows_cfg = cfg_get(cfg, "trials.flows", None)
     out = Path(out)
     partial = check_out_dir(out, trial_id)
     log = EventLog(partial / "events.jsonl")
@@ -239,7 +240,7 @@ def run_trial(
         result = _probe_and_migrate(
             bed, partial, interval_s, enforcement, lead_in, settle, log,
             lambda: migrate(bed, source, destination, mode, bandwidth, max_downtime),
-            label,
+            label, flows_cfg,
         )  # fmt: skip
         prober = result["prober"]
         failure = result["failure"]
@@ -259,6 +260,8 @@ def run_trial(
             if not failure:
                 failure = f"cannot read the ruleset after migration: {exc}"
         cap = result["capture"]
+        traffic = result["traffic"]
+        attack = traffic.get("attack")
         meta = {
             "trial_id": trial_id,
             "experiment": experiment or DEFAULT_EXPERIMENT,
@@ -286,10 +289,13 @@ def run_trial(
                 "dropped": cap.get("capture_dropped"),
                 "flagged": bool(cap.get("capture_dropped")),
                 "requests_sent": cap.get("requests_sent"),
-                "allowed_answers": cap.get("allowed_answers"),
-                "blocked_answers": cap.get("blocked_answers"),
+                "allowed_answers": ((attack or {}).get("sender") or {}).get("allowed_answers"),
+                "blocked_answers": ((attack or {}).get("sender") or {}).get("blocked_answers"),
             },
-            "breaches": cap.get("breaches") or [],
+            # Answered blocked-port probes of the attacker (attack.pcap), one per probe index.
+            "breaches": traffic.get("breaches") or [],
+            "attack": attack,
+            "flows": traffic.get("flows"),
             "prober": prober,
             "flags": result["flags"],
             "ruleset": {"identical_before_after": identical, "diff": diff},
@@ -299,6 +305,8 @@ def run_trial(
             "software": software_versions(bed, guest_nft),
             "wall_s": round(time.monotonic() - wall, 2),
         }
+        if attack is not None and _breach_position(partial, meta) is not None:
+            meta["breach_position"] = _breach_position(partial, meta)
         validate_trial(meta)
         write_json(partial / "trial.json", meta)
         log("done", status=meta["status"])
@@ -328,11 +336,18 @@ def _probe_and_migrate(
     log: EventLog,
     do_migrate: Any,
     label: str,
+    flows_cfg: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Probe for lead_in, migrate, probe for settle; the probe always stops."""
+    """Probe for lead_in, migrate, probe for settle; the probes always stop.
+
+    The ICMP prober runs in the prober's namespace; the attacker's SYN probes (from its own
+    namespace, when the testbed has one) and the stateful flows run beside it
+    (migfw.testbed.exposure); without an attacker namespace the prober sends the SYNs."""
+    from migfw.testbed.exposure import TrialTraffic
     from migfw.testbed.migrate import MigrationFailed
     from migfw.testbed.prober import ProbeSession
 
+    has_attacker = bool(bed.extra.get("attacker_netns"))
     session = ProbeSession(
         bed.prober_netns,
         bed.prober_iface,
@@ -340,8 +355,9 @@ def _probe_and_migrate(
         interval_s,
         partial / "probe.pcap",
         partial / "sendlog.csv",
-        enforcement=enforcement,
+        enforcement=None if has_attacker else enforcement,
     )
+    traffic = TrialTraffic(bed, partial, enforcement if has_attacker else None, flows_cfg)
     failure = None
     flags: list[str] = []
     migration: dict[str, Any] = {}
@@ -349,10 +365,17 @@ def _probe_and_migrate(
     prober = {"icmp_id": session.ident, "pids": session.pids}
     # Recorded for a later run's takeover: an orphan prober is found by these PIDs.
     write_json(Path(bed.state_dir) / "prober.json", prober)
+    traffic_record: dict[str, Any] = {}
     try:
-        log("probe_started", icmp_id=session.ident, pids=session.pids)
+        traffic.start(log)
+        prober["pids"] = {**session.pids, **traffic.pids}
+        write_json(Path(bed.state_dir) / "prober.json", prober)
+        log("probe_started", icmp_id=session.ident, pids=prober["pids"])
         time.sleep(lead_in)
         stray = session.stray(bed.prober_address or "")
+        # The attacker's SYNs are ours too (a switch floods them to the prober's port
+        # while the VM's MAC is not yet learned on its new port).
+        stray["syn_sources"].pop(str(bed.extra.get("attacker_address")), None)
         if stray["echo_ids"] or stray["syn_sources"]:
             # Someone else's prober shares the link: every number would be wrong.
             failure = (
@@ -374,11 +397,26 @@ def _probe_and_migrate(
                 log("migrate_failed", error=failure)
             time.sleep(settle)
     finally:
-        capture = session.stop()
+        try:
+            traffic_record = traffic.stop(log)
+        finally:
+            capture = session.stop()
         log("probe_stopped", **{k: v for k, v in capture.items() if k != "breaches"})
         (Path(bed.state_dir) / "prober.json").unlink(missing_ok=True)
+    if not has_attacker:  # the prober's own enforcement SYNs (no attacker namespace)
+        traffic_record.setdefault("breaches", capture.get("breaches") or [])
+    if traffic_record.get("errors") and not failure:
+        failure = "attack/flows: " + "; ".join(traffic_record["errors"])
     return {"failure": failure, "migration": migration, "capture": capture,
-            "prober": prober, "flags": flags}  # fmt: skip
+            "prober": prober, "flags": flags, "traffic": traffic_record}  # fmt: skip
+
+
+def _breach_position(folder: Path, meta: dict[str, Any]) -> Any:
+    """trial.json `breach_position` when it needs no analysis: `none` for a trial without
+    breaches. With breaches it is left out: placing the runs relative to the pause belongs to
+    the attack-window analysis, a later stage the testbed may not import (the analysis fills
+    it in; tests/test_architecture.py keeps the order)."""
+    return "none" if not meta.get("breaches") else None
 
 
 def resolve_trial(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:

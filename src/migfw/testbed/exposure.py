@@ -1,0 +1,192 @@
+"""The trial's attack-window traffic: the attacker's SYN probes and the two stateful flows.
+
+`TrialTraffic(bed, folder, enforcement, flows_cfg)` is started by the trial runner after the
+ICMP prober and stopped before it. It writes (CONTRACT):
+
+* `attack.pcap`, `attack_sendlog.csv` - the attacker namespace's SYN probes to the VM's
+  blocked and allowed port (migfw.testbed.attacker) and every answer;
+* `flows.csv` - the `stateful` flow (FTP control connection, NOOP every 1/rate s) and the
+  `established` flow (echo on tcp/7, admitted only as established: opened while a temporary
+  guest rule `tcp dport 7 accept` exists, which is deleted by handle before the lead-in
+  ends) (migfw.testbed.flows).
+
+When the guest has no `table inet migfw` (placements without a guest firewall) no temporary
+rule is needed or added; trial.json records `temporary_rule: null`. A host-side firewall
+that blocks tcp/7 then refuses the connection, recorded as `error:connect ...` in flows.csv.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from migfw.errors import MigfwError
+from migfw.testbed.base import Testbed
+
+STATEFUL = ("stateful", 21, "ftp")  # passed by the ruleset (S1/F1: tcp/21 from the prober)
+ESTABLISHED = ("established", 7, "echo")  # passed by no rule: only as ct state established
+TEMP_COMMENT = "migfw-temporary-established"
+
+
+def _guest_shell(bed: Testbed):  # -> GuestShell
+    from migfw.testbed.deploy import GuestShell
+
+    return GuestShell(
+        bed.vm_address, bed.ssh_user, bed.ssh_key, bed.ssh_known_hosts, netns=bed.ssh_netns
+    )
+
+
+def add_temporary_rule(shell: Any, source: str, port: int) -> int | None:
+    """Insert `ip saddr SOURCE tcp dport PORT accept` at the top of the guest's input chain;
+    its handle, or None when the guest has no migfw table (nothing to get past)."""
+    tables = shell.run("nft list tables")
+    if "inet migfw" not in tables:
+        return None
+    out = shell.run(
+        f"nft --echo --handle insert rule inet migfw input ip saddr {source} "
+        f'tcp dport {int(port)} accept comment "{TEMP_COMMENT}"'
+    )
+    m = re.search(r"# handle (\d+)", out)
+    if not m:
+        raise MigfwError(f"guest nft: no handle for the temporary rule in {out.strip()!r}")
+    return int(m[1])
+
+
+def delete_temporary_rule(shell: Any, handle: int) -> None:
+    shell.run(f"nft delete rule inet migfw input handle {int(handle)}")
+    if TEMP_COMMENT in shell.run("nft list chain inet migfw input"):
+        raise MigfwError("guest nft: the temporary rule is still there after deleting it")
+
+
+class TrialTraffic:
+    """Attacker probes + flows for one trial; start() / stop() (stop always cleans up)."""
+
+    def __init__(
+        self,
+        bed: Testbed,
+        folder: Path,
+        enforcement: dict[str, Any] | None,
+        flows_cfg: dict[str, Any] | None,
+    ) -> None:
+        self.bed, self.folder = bed, Path(folder)
+        self.enforcement = enforcement or {}
+        self.flows_cfg = flows_cfg or {}
+        self.attack = None
+        self.flows = None
+        self.record: dict[str, Any] = {}
+
+    @property
+    def attacker_address(self) -> str | None:
+        return self.bed.extra.get("attacker_address")
+
+    def start(self, log: Any) -> None:
+        try:
+            self._start_flows(log)
+            self._start_attack(log)
+        except BaseException:
+            self.kill()
+            raise
+
+    def _start_flows(self, log: Any) -> None:
+        from migfw.testbed.flows import FlowSession
+
+        rate = float(self.flows_cfg.get("rate_hz", 100) or 0)
+        if rate <= 0:
+            return
+        specs = [f"{n}:{p}:{k}" for n, p, k in (STATEFUL, ESTABLISHED)]
+        self.flows = FlowSession(self.bed.prober_netns, self.bed.vm_address, specs, rate,
+                                 self.folder / "flows.csv",
+                                 timeout_s=float(self.flows_cfg.get("timeout_s", 10)))  # fmt: skip
+        handle = None
+        with _guest_shell(self.bed) as shell:
+            handle = add_temporary_rule(shell, self.bed.prober_address or "", ESTABLISHED[1])
+            log("temporary_rule_added", handle=handle)
+            try:
+                connected = self.flows.start()
+            finally:
+                removed_at = None
+                if handle is not None:
+                    delete_temporary_rule(shell, handle)
+                    removed_at = time.time()
+                    log("temporary_rule_deleted", handle=handle)
+        log("flows_started", **connected)
+        self.record["flows"] = {
+            "rate_hz": rate,
+            "stateful": {"port": STATEFUL[1], "service": "ftp NOOP"},
+            "established": {"port": ESTABLISHED[1], "service": "echo"},
+            "connected": connected.get("connected"),
+            "connect_errors": {k: v for k, v in (connected.get("errors") or {}).items() if v},
+            "temporary_rule": None if handle is None else {
+                "where": "guest", "rule": f"ip saddr {self.bed.prober_address} tcp dport "
+                f"{ESTABLISHED[1]} accept", "handle": handle, "removed_at": removed_at},
+        }  # fmt: skip
+
+    def _start_attack(self, log: Any) -> None:
+        from migfw.testbed.attacker import AttackSession
+
+        rate = float(self.enforcement.get("rate_hz", 0) or 0)
+        netns = self.bed.extra.get("attacker_netns")
+        if rate <= 0 or not netns:
+            return
+        blocked = int(self.enforcement.get("blocked_port", 23))
+        allowed = int(self.enforcement.get("allowed_port", 22))
+        allowed_rate = float(self.enforcement.get("allowed_rate_hz") or min(rate, 100.0))
+        self.attack = AttackSession(
+            netns, str(self.bed.extra.get("attacker_iface", "eth0")), self.bed.vm_address,
+            str(self.attacker_address), blocked, allowed, rate,
+            self.folder / "attack.pcap", self.folder / "attack_sendlog.csv",
+            allowed_rate_hz=allowed_rate,
+        )  # fmt: skip
+        self.attack.start()
+        log("attack_started", pids=self.attack.pids, rate_hz=rate)
+        # `address` is the attacked address (the VM), as the attack-window analysis reads it.
+        self.record["attack"] = {"address": self.bed.vm_address, "attacker": self.attacker_address,
+                                 "blocked_port": blocked, "allowed_port": allowed,
+                                 "rate_hz": rate, "allowed_rate_hz": allowed_rate}  # fmt: skip
+
+    @property
+    def pids(self) -> dict[str, int]:
+        out = {}
+        if self.attack is not None:
+            out.update({f"attack_{k}": v for k, v in self.attack.pids.items()})
+        if self.flows is not None and self.flows.proc is not None:
+            out["flows"] = self.flows.proc.pid
+        return out
+
+    def stop(self, log: Any) -> dict[str, Any]:
+        """Stop the attacker, then the flows; the trial.json parts (attack, flows)."""
+        errors = []
+        try:
+            if self.attack is not None:
+                try:
+                    res = self.attack.stop()
+                    summary = {k: res.get(k) for k in (
+                        "syns_sent", "sent_per_port", "achieved_rate_hz", "lateness_p50_us",
+                        "lateness_p99_us", "lateness_max_us", "send_errors", "scheduling",
+                        "capture_packets", "capture_dropped", "blocked_captured",
+                        "allowed_captured", "blocked_answers", "allowed_answers")}  # fmt: skip
+                    self.record["attack"]["sender"] = summary
+                    self.record["breaches"] = res.get("breaches") or []
+                    log("attack_stopped", **summary)
+                except MigfwError as exc:
+                    errors.append(str(exc))
+            if self.flows is not None and self.flows.proc is not None:
+                try:
+                    res = self.flows.stop()
+                    self.record["flows"].update(res["flows"])
+                    log("flows_stopped", **res["flows"])
+                except MigfwError as exc:
+                    errors.append(str(exc))
+        finally:
+            self.kill()
+        if errors:
+            self.record["errors"] = errors
+        return self.record
+
+    def kill(self) -> None:
+        if self.attack is not None:
+            self.attack._kill()
+        if self.flows is not None:
+            self.flows.kill()
