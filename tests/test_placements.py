@@ -46,7 +46,7 @@ def _first_match(xml: str, pkt: Packet) -> str:
     rules = sorted(ET.fromstring(xml).findall("rule"), key=lambda r: int(r.get("priority")))
     for rule in rules:
         direction = rule.get("direction")
-        if pkt.direction == "in" and direction == "out" or pkt.direction == "out" and direction == "in":
+        if {pkt.direction, direction} == {"in", "out"}:
             continue
         match = rule[0]
         if match.tag not in ("all", pkt.proto):

@@ -30,7 +30,9 @@ HOST_PLACEMENTS = ("vmm", "vmm-agent")
 def host_netns(bed: Testbed, host: str) -> str:
     """The network namespace of hypervisor host `host` (local provider only)."""
     if bed.provider != "local":
-        raise MigfwError(f"placement: host-level firewalls need the local provider ({bed.provider})")
+        raise MigfwError(
+            f"placement: host-level firewalls need the local provider ({bed.provider})"
+        )
     prefix = bed.vm_name.rsplit("-target", 1)[0]
     return f"{prefix}-host{host}"
 
@@ -125,9 +127,7 @@ def set_filterref(bed: Testbed, host: str, enabled: bool) -> None:
         if iface is None:
             raise MigfwError(f"VM {bed.vm_name}: no interface in its domain XML")
         ref = iface.find("filterref")
-        if (ref is not None) == enabled and (
-            not enabled or ref.get("filter") == NWFILTER_NAME
-        ):
+        if (ref is not None) == enabled and (not enabled or ref.get("filter") == NWFILTER_NAME):
             return
         if ref is not None:
             iface.remove(ref)

@@ -140,7 +140,11 @@ def ensure_ruleset(cfg: dict[str, Any], bed: Testbed, log: EventLog) -> dict[str
 
 
 def setup_placement(
-    cfg: dict[str, Any], bed: Testbed, placement: str, current: str, log: EventLog,
+    cfg: dict[str, Any],
+    bed: Testbed,
+    placement: str,
+    current: str,
+    log: EventLog,
     partial: Path,
 ) -> dict[str, Any]:
     """Put the firewall where `placement` wants it (and nowhere else), then prove it with
@@ -595,7 +599,54 @@ def _cmd_trial(args: argparse.Namespace) -> int:
     return 0 if meta else 1
 
 
+def _cmd_placement(args: argparse.Namespace) -> int:
+    """Deploy one placement on the running testbed and record its packet checks (the DAG's
+    `deploy_placement` evidence); each trial deploys and verifies its placement again."""
+    import tempfile
+
+    from migfw.testbed.owner import acquire
+    from migfw.testbed.provision import find_vm
+
+    if args.placement not in IMPLEMENTED_PLACEMENTS:
+        raise MigfwError(f"--placement: {args.placement!r} is not one of "
+                         f"{', '.join(IMPLEMENTED_PLACEMENTS)}")  # fmt: skip
+    cfg = load_config(args.config)
+    owner = acquire(cfg, "migfw testbed placement")  # None: our Snakemake run owns it
+    try:
+        bed = ensure_up(cfg)
+        current = find_vm(bed)
+        if current is None:
+            raise MigfwError(f"VM {bed.vm_name} is not running on exactly one host")
+        with tempfile.TemporaryDirectory(prefix="migfw-placement-") as tmp:
+            log = EventLog(Path(tmp) / "events.jsonl")
+            try:
+                fw = setup_placement(cfg, bed, args.placement, current, log, Path(tmp))
+            finally:
+                log.close()
+            rendered = {p.name: p.read_text() for p in Path(tmp).iterdir()
+                        if p.suffix in (".nft", ".xml")}  # fmt: skip
+        if args.placement == "none":
+            # The control leaves no lasting change: the guest's ruleset comes back.
+            ensure_ruleset(cfg, bed, log=lambda *a, **k: None)
+    finally:
+        if owner is not None:
+            owner.release()
+    failed = sum(1 for c in fw["checks"] if c["ok"] is False)
+    write_json(args.out, {"placement": args.placement, "vm_host": current,
+                          "rules_where": fw["where"], "checks": fw["checks"],
+                          "rendered": rendered, "at": time.time()})  # fmt: skip
+    probed = sum(1 for c in fw["checks"] if c["ok"] is not None)
+    print(f"placement {args.placement} on host {current}: {probed - failed}/{probed} packet "
+          f"checks as expected; rules at {fw['where']}")  # fmt: skip
+    return 0
+
+
 def register_cli(sub: argparse._SubParsersAction) -> None:
+    place = sub.add_parser("placement", help="deploy a firewall placement and verify it")
+    place.add_argument("--config", default="config/config.yaml")
+    place.add_argument("--placement", required=True)
+    place.add_argument("--out", required=True, help="JSON evidence: rules and packet checks")
+    place.set_defaults(func=_cmd_placement)
     parser = sub.add_parser("trial", help="run one live-migration trial and write its folder")
     parser.add_argument("--config", default="config/config.yaml")
     parser.add_argument("--trial-id", required=True, help="<experiment>/<slug>-rNN")
