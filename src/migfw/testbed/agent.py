@@ -163,3 +163,30 @@ class EventAgent:
             self.events.put(None)
             self.worker.join(self.logic.delay_ms / 1000.0 + drain_s)
         return {**self.logic.report(), "events": self.log}
+
+
+class FilterObserver:
+    """For `vmm` (nwfilter): records, at each lifecycle event of the incoming VM, whether the
+    destination's libvirtd has already instantiated the filter there. Changes nothing."""
+
+    delay_ms = 0.0
+
+    def __init__(self, current: str, present: Callable[[str], bool]) -> None:
+        self.current, self.present = current, present
+        self.seen: list[dict[str, Any]] = []
+
+    def on_event(self, host: str, event: int, detail: int, seen: float) -> None:
+        if host == self.current:
+            return
+        names = {(EVENT_STARTED, STARTED_MIGRATED): "incoming_started",
+                 (EVENT_RESUMED, RESUMED_MIGRATED): "resumed"}  # fmt: skip
+        name = names.get((event, detail))
+        if name:
+            present = self.present(host)
+            self.seen.append(
+                {"event": name, "host": host, "t": seen, "filter_present": present,
+                 "checked": time.time()}
+            )  # fmt: skip
+
+    def report(self) -> dict[str, Any]:
+        return {"nwfilter_at_events": self.seen}

@@ -104,7 +104,14 @@ def define_nwfilter(bed: Testbed, xml: str) -> None:
     for host in ("A", "B"):
         conn = connect(bed, host)
         try:
-            conn.nwfilterDefineXML(xml)
+            text = xml
+            try:
+                # A redefinition must name the filter's UUID (libvirt refuses it otherwise).
+                uuid = conn.nwfilterLookupByName(NWFILTER_NAME).UUIDString()
+                text = xml.replace("chain='root'>", f"chain='root'>\n  <uuid>{uuid}</uuid>", 1)
+            except libvirt.libvirtError:
+                pass  # not defined yet
+            conn.nwfilterDefineXML(text)
         except libvirt.libvirtError as exc:
             raise MigfwError(f"host {host}: nwfilter define failed: {exc}") from exc
         finally:

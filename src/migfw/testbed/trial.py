@@ -231,6 +231,20 @@ def start_agent(cfg: dict[str, Any], bed: Testbed, current: str, delay_ms: float
     return agent
 
 
+def start_observer(bed: Testbed, current: str):  # -> EventAgent
+    """For `vmm`: watch the destination's nwfilter chains at the migration's events."""
+    from migfw.testbed import placement as pl
+    from migfw.testbed.agent import EventAgent, FilterObserver
+
+    port = str(bed.extra.get("tap", "mfwtap0"))
+    logic = FilterObserver(
+        current, lambda h: pl.nwfilter_chains_present(pl.host_netns(bed, h), port)
+    )
+    agent = EventAgent({h: bed.hosts[h].uri for h in ("A", "B")}, bed.vm_name, logic)  # type: ignore[arg-type]
+    agent.start()
+    return agent
+
+
 def software_versions(bed: Testbed, guest_nft: str | None) -> dict[str, Any]:
     from migfw.testbed.accel import qemu_version
 
@@ -327,6 +341,8 @@ def run_trial(
         if placement == "vmm-agent":
             agent = start_agent(cfg, bed, source, delay_ms)
             log("agent_started", delay_ms=delay_ms)
+        elif placement == "vmm":
+            agent = start_observer(bed, source)  # when does the destination's filter exist?
         direction = f"{source}->{destination}"  # ASCII: it ends up in CSV columns
         arrow = f"{source}→{destination}"
         print(f"{label} interval {interval_s} direction {arrow}: lead-in…", flush=True)
@@ -365,8 +381,13 @@ def run_trial(
             rules_after = where_rules(bed, bool(after and "table inet migfw" in after))
         except MigfwError as exc:
             log("rules_after_failed", error=str(exc))
+        observed = None
+        if placement == "vmm" and agent_report is not None:
+            observed, agent_report = agent_report.get("nwfilter_at_events"), None
         firewall = record(placement, delay_ms, fw["where"], rules_after, fw["checks"],
                           agent_report)  # fmt: skip
+        if observed is not None:
+            firewall["nwfilter_at_events"] = observed
         cap = result["capture"]
         traffic = result["traffic"]
         attack = traffic.get("attack")
