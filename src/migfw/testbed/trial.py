@@ -171,21 +171,24 @@ def setup_placement(
         # Forget the guest deployment first, so a kill before a restore still makes the
         # next `vm` trial redeploy and verify.
         (Path(bed.state_dir) / "deployed.json").unlink(missing_ok=True)
+        # Host rules first, then a fresh SSH session: a session opened before nwfilter's
+        # conntrack rules appear stalled (its mid-stream packets are NEW to the host's
+        # conntrack and fall to the default block).
+        if placement == "vmm-agent":
+            text = render_host_nft(rs, addresses, port)
+            (partial / "host_rules.nft").write_text(text)
+            pl.install_host_rules(pl.host_netns(bed, current), text)
+            log("host_rules_installed", host=current)
+        elif placement == "vmm":
+            xml = render_nwfilter(rs, addresses)
+            (partial / "nwfilter.xml").write_text(xml)
+            pl.define_nwfilter(bed, xml)
+            pl.set_filterref(bed, current, True)
+            log("nwfilter_bound", host=current)
         with guest_shell(bed) as shell:
             shell.run("nft flush ruleset")
             log("ruleset_flushed")
             guest_rules = False
-            if placement == "vmm-agent":
-                text = render_host_nft(rs, addresses, port)
-                (partial / "host_rules.nft").write_text(text)
-                pl.install_host_rules(pl.host_netns(bed, current), text)
-                log("host_rules_installed", host=current)
-            elif placement == "vmm":
-                xml = render_nwfilter(rs, addresses)
-                (partial / "nwfilter.xml").write_text(xml)
-                pl.define_nwfilter(bed, xml)
-                pl.set_filterref(bed, current, True)
-                log("nwfilter_bound", host=current)
             if placement == "none":
                 checks = _none_checks(cfg, bed)
             else:
