@@ -36,6 +36,7 @@ else
     qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
     libvirt-dev nftables tcpdump iproute2 kmod cpio zstd xz-utils busybox-static
     dropbear-bin openssh-sftp-server openssh-client procps psmisc
+    iptables ebtables  # libvirt nwfilter (placement vmm): the nft-backed binaries
   )
 fi
 if [ "$mode" = test ]; then
@@ -58,6 +59,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if [ "$mode" != analysis ] && [ "$(id -u)" -eq 0 ]; then
+  # nwfilter drives iptables/ebtables; this kernel has no legacy x_tables, only nftables.
+  for alt in iptables ip6tables ebtables; do
+    if [ -x "/usr/sbin/$alt-nft" ]; then update-alternatives --set "$alt" "/usr/sbin/$alt-nft" >/dev/null; fi
+  done
   # libvirt's QEMU driver wants this user and group to exist even when it runs guests as root.
   getent group libvirt-qemu >/dev/null || groupadd --system libvirt-qemu
   getent passwd libvirt-qemu >/dev/null || useradd --system -g libvirt-qemu -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu

@@ -149,6 +149,18 @@ def trial_folder(wildcards):
     return str(trial_dir(TRIALS_DIR, wildcards.trial))
 
 
+def trial_deployment(wildcards):
+    """A trial's provisioning and placement evidence, as ancient inputs: they order the
+    DAG (testbed_up -> deploy_placement -> trial) and never re-trigger a trial."""
+    from migfw.trials.contract import parse_trial_id
+
+    placement = parse_trial_id(wildcards.trial)[1].get("placement", "vm")
+    return {
+        "hosts": ancient("results/testbed/hosts.json"),
+        "placement": ancient(f"results/testbed/placements/{placement}.json"),
+    }
+
+
 def trial_inputs(wildcards):
     folder = trial_folder(wildcards)
     inputs = {"meta": f"{folder}/trial.json"}

@@ -48,12 +48,51 @@ if SOURCE == "testbed":
                 " migfw testbed ruleset --ruleset {input} --format pf --out {output.pf}) > {log} 2>&1"
             )
 
+    rule testbed_up:
+        # Provisioning as a rule: both hosts' libvirtds and the VM; the output is the
+        # evidence (hosts, their libvirt identities, where the VM runs).
+        input:
+            image=ancient("results/testbed/guest/manifest.json"),
+        output:
+            hosts="results/testbed/hosts.json",
+        log:
+            f"{LOGS}/testbed_up.log",
+        resources:
+            migration=1,
+        run:
+            cfg = effective_config(log)
+            shell(
+                "migfw testbed up --config {cfg} --out {output.hosts} 2>&1 | tee {log}"
+            )
+
+    rule deploy_placement:
+        # The ruleset deployed where the placement puts it, proved with packets
+        # (docs/placements.md). Every trial deploys and verifies its placement again.
+        input:
+            hosts=ancient("results/testbed/hosts.json"),
+            ruleset=ancient(config["ruleset"]),
+        output:
+            "results/testbed/placements/{placement}.json",
+        log:
+            f"{LOGS}/deploy_placement/{{placement}}.log",
+        wildcard_constraints:
+            placement="vm|vmm|vmm-agent|none",
+        resources:
+            migration=1,
+        run:
+            cfg = effective_config(log)
+            shell(
+                "migfw testbed placement --config {cfg} --placement {wildcards.placement}"
+                " --out {output} 2>&1 | tee {log}"
+            )
+
     rule trial:
         # One migration at a time (global resource). A finished trial is never a job of
         # this rule (see unfinished_pattern): its folder is the raw data and is immutable.
         # No params and only ancient inputs, so nothing but the trial's identity triggers it;
         # the command reads the trial's factor levels from its id and the config.
         input:
+            unpack(trial_deployment),
             image=ancient("results/testbed/guest/manifest.json"),
             ruleset=ancient(config["ruleset"]),
         output:

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from migfw.errors import MigfwError
+from migfw.io import write_json
 from migfw.testbed.base import Testbed, cfg_get, load_config
 
 
@@ -29,6 +30,42 @@ def ensure_up(cfg: dict[str, Any]) -> Testbed:
     return LocalTestbed(cfg).up()
 
 
+def host_identities(bed: Testbed) -> dict[str, Any]:
+    """The DAG's provisioning evidence: each host's libvirt identity, and where the VM runs."""
+    import xml.etree.ElementTree as ET
+
+    from migfw.testbed.provision import connect, find_vm
+
+    hosts: dict[str, Any] = {}
+    for name, info in bed.hosts.items():
+        conn = connect(bed, name)
+        try:
+            caps = ET.fromstring(conn.getCapabilities())
+            lib = conn.getLibVersion()
+            hosts[name] = {
+                "uri": info.uri,
+                "migration_uri": info.migration_uri,
+                "host_uuid": caps.findtext("./host/uuid"),
+                "hostname": conn.getHostname(),
+                "libvirt": f"{lib // 1000000}.{lib // 1000 % 1000}.{lib % 1000}",
+                "nwfilter_driver": _has_nwfilter(conn),
+            }
+        finally:
+            conn.close()
+    return {"provider": bed.provider, "accelerator": bed.accelerator, "hosts": hosts,
+            "vm": {"name": bed.vm_name, "address": bed.vm_address, "host": find_vm(bed)},
+            "prober": {"netns": bed.prober_netns, "address": bed.prober_address},
+            "at": time.time()}  # fmt: skip
+
+
+def _has_nwfilter(conn: Any) -> bool:
+    try:
+        conn.listAllNWFilters(0)
+        return True
+    except Exception:  # noqa: BLE001 - libvirtError: the driver is not loaded
+        return False
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
     from migfw.testbed.owner import acquire
 
@@ -42,6 +79,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
     finally:
         if owner is not None:
             owner.release()
+    if getattr(args, "out", None):
+        write_json(args.out, host_identities(bed))
     boot = bed.extra.get("last_boot_s")
     print(
         f"testbed {bed.provider} up in {time.monotonic() - started:.1f} s: VM {bed.vm_name} at "
@@ -93,4 +132,6 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     ):
         parser = sub.add_parser(name, help=text)
         parser.add_argument("--config", default="config/config.yaml")
+        if name == "up":
+            parser.add_argument("--out", help="write the hosts and their identities (JSON) here")
         parser.set_defaults(func=func)

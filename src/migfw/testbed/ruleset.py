@@ -18,7 +18,7 @@ import ipaddress
 import re
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -483,6 +483,134 @@ def render_pf(rs: Ruleset, addresses: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ------------------------------------------------------------------ host (VMM-level) rendering
+
+HOST_TABLE = "migfw_vmm"
+# Marks set by the bridge-family chain on the VM's tap port and read by the inet chain:
+# nftables' bridge family has no conntrack on this kernel (no nf_conntrack_bridge), but
+# br_netfilter passes bridged IPv4 through the inet hooks, where conntrack works.
+MARK_TO_VM = 0x6D660001
+MARK_FROM_VM = 0x6D660002
+
+
+def render_host_nft(rs: Ruleset, addresses: dict[str, str], port: str) -> str:
+    """An `nft -f` script for a hypervisor host: the ruleset enforced on the VM's tap `port`.
+
+    Same first-match order and state handling as `render_nft`; a rule's `in` is traffic the
+    bridge sends out of the port (to the VM), `out` is traffic entering from it. Loopback
+    rules never see the port and are left out; `!lo` is always true there.
+    """
+    check_addresses(addresses)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", port):
+        raise MigfwError(f"host ruleset: {port!r} is not an interface name")
+    lines = [
+        f"# host-side (VMM-level) nftables rendering of ruleset {rs.name} by migfw",
+        f"# enforced on the VM's bridge port {port}; same order and state as the guest's",
+        f"# target={addresses['target']} remote={addresses['remote']} "
+        f"net={addresses['net']} other={addresses['other']}",
+        f"table bridge {HOST_TABLE}",
+        f"delete table bridge {HOST_TABLE}",
+        f"table inet {HOST_TABLE}",
+        f"delete table inet {HOST_TABLE}",
+        f"table bridge {HOST_TABLE} {{",
+        "\tchain port {",
+        "\t\ttype filter hook forward priority -200; policy accept;",
+        f'\t\toifname "{port}" meta mark set {MARK_TO_VM:#x}',
+        f'\t\tiifname "{port}" meta mark set {MARK_FROM_VM:#x}',
+        "\t}",
+        "}",
+        f"table inet {HOST_TABLE} {{",
+        "\tchain forward {",
+        "\t\ttype filter hook forward priority filter; policy accept;",
+        f'\t\tmeta mark != {{ {MARK_TO_VM:#x}, {MARK_FROM_VM:#x} }} accept comment "not the VM"',
+        '\t\tct state established,related accept comment "pf-state"',
+    ]
+    for direction, mark in (("in", MARK_TO_VM), ("out", MARK_FROM_VM)):
+        for rule in nft_order(rs):
+            if rule.direction not in ("any", direction) or rule.iface == "lo":
+                continue
+            text = _nft_rule(replace(rule, iface="any"), "forward", addresses)
+            text = text.replace('log prefix "migfw ', 'log prefix "migfw-vmm ')
+            lines.append(f"\t\tmeta mark {mark:#x} {text}")
+    lines += ["\t}", "}"]
+    return "\n".join(lines) + "\n"
+
+
+NWFILTER_NAME = "migfw-vmm"
+
+
+def _nwfilter_matches(rule: Rule, addresses: dict[str, str]) -> list[dict[str, str]]:
+    """One attribute set per (src, dst, port range) combination: nwfilter has no lists."""
+
+    def nets(items: tuple[str, ...]) -> list[ipaddress.IPv4Network | None]:
+        return [ipaddress.ip_network(_resolve(a, addresses)) for a in items] or [None]
+
+    out = []
+    for src in nets(rule.src):
+        for dst in nets(rule.dst):
+            for dports in rule.dport or (None,):
+                for sports in rule.sport or (None,):
+                    attrs: dict[str, str] = {}
+                    for key, net in (("srcipaddr", src), ("dstipaddr", dst)):
+                        if net is not None:
+                            attrs[key] = str(net.network_address)
+                            if net.prefixlen != 32:
+                                attrs[key.replace("ipaddr", "ipmask")] = str(net.prefixlen)
+                    for key, rng in (("srcport", sports), ("dstport", dports)):
+                        if rng is not None:
+                            attrs[f"{key}start"] = str(rng[0])
+                            if rng[1] != rng[0]:
+                                attrs[f"{key}end"] = str(rng[1])
+                    out.append(attrs)
+    return out
+
+
+def render_nwfilter(rs: Ruleset, addresses: dict[str, str], name: str = NWFILTER_NAME) -> str:
+    """libvirt nwfilter XML enforcing the ruleset on the VM's interface (VMM-level).
+
+    nwfilter evaluates rules by ascending priority and the first match decides, so the
+    rules come in `nft_order` with rising priorities. nwfilter's direction is the VM's:
+    `in` = to the VM, `out` = from the VM, `inout` = both. Its IP rules are stateful by
+    default (replies of an accepted flow pass), like pf's keep state. Loopback rules never
+    see the interface and are left out.
+    """
+    check_addresses(addresses)
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]+", name):
+        raise MigfwError(f"nwfilter: {name!r} is not a valid filter name")
+    direction = {"in": "in", "out": "out", "any": "inout"}
+    lines = [
+        f"<!-- nwfilter rendering of ruleset {rs.name} by migfw: first match by priority -->",
+        f"<filter name='{name}' chain='root'>",
+        # pf's state table, consulted before any rule (a SYN-only pass rule would otherwise
+        # drop the rest of its own connection).
+        "  <rule action='accept' direction='inout' priority='-710'>",
+        "    <all state='ESTABLISHED,RELATED' comment='pf-state'/>",
+        "  </rule>",
+    ]
+    priority = -700
+    for rule in nft_order(rs):
+        if rule.iface == "lo":
+            continue
+        proto = {"any": "all"}.get(rule.proto, rule.proto)
+        action = "accept" if rule.action == "pass" else "drop"
+        for attrs in _nwfilter_matches(rule, addresses):
+            if rule.icmp_type:
+                attrs["type"] = "8" if rule.icmp_type == "echo-request" else "0"
+            if rule.proto == "tcp" and rule.action == "pass":
+                attrs["flags"] = "SYN,ACK/SYN"  # mask/flags: pf's `flags S/SA`
+            attrs["comment"] = rule.id
+            body = " ".join(f"{k}='{v}'" for k, v in attrs.items())
+            lines.append(
+                f"  <rule action='{action}' direction='{direction[rule.direction]}' "
+                f"priority='{priority}'>"
+            )
+            lines.append(f"    <{proto} {body}/>")
+            lines.append("  </rule>")
+            priority += 10
+    lines.append("</filter>")
+    return "\n".join(lines) + "\n"
+
+
 # ------------------------------------------------------------------------ nft -c check
 
 _NFT_ERR = re.compile(
@@ -569,7 +697,9 @@ __all__ = [
     "matches",
     "nft_order",
     "register_cli",
+    "render_host_nft",
     "render_nft",
+    "render_nwfilter",
     "render_pf",
     "ruleset_from_data",
 ]

@@ -9,8 +9,10 @@ finished trial (DIR with trial.json) is immutable: the command refuses to touch 
 `<trials_dir>/.aborted/<trial id>-<UTC time>/` with `reason.txt`: never deleted, never
 trusted. A failed or aborted migration is a trial with status "failed" and its reason;
 afterwards the VM is recovered (found on either host, or re-provisioned) so a run goes on.
-Placements: `vm` (the ruleset in the guest) and `none` (the guest's ruleset flushed for the
-trial and restored after); other placements are refused until implemented.
+Placements (migfw.testbed.placement): `vm` (the ruleset in the guest), `vmm` (libvirt
+nwfilter on the hosts), `vmm-agent` (host nftables installed by an event-driven agent after
+`agent_delay_ms`) and `none` (nothing filters). For all but `vm` the guest's ruleset is
+flushed for the trial; `none` restores it after.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class EventLog:
         self.handle.close()
 
 
-IMPLEMENTED_PLACEMENTS = ("vm", "none")
+IMPLEMENTED_PLACEMENTS = ("vm", "vmm", "vmm-agent", "none")
 
 
 def refuse_finished(out: Path) -> None:
@@ -137,6 +139,115 @@ def ensure_ruleset(cfg: dict[str, Any], bed: Testbed, log: EventLog) -> dict[str
     return done
 
 
+def setup_placement(
+    cfg: dict[str, Any],
+    bed: Testbed,
+    placement: str,
+    current: str,
+    log: EventLog,
+    partial: Path,
+) -> dict[str, Any]:
+    """Put the firewall where `placement` wants it (and nowhere else), then prove it with
+    packets and by looking in the guest and on both hosts. Writes rule_checks.json and, for
+    host placements, the rendered host rules."""
+    from migfw.testbed import placement as pl
+    from migfw.testbed.deploy import require_rules_ok, verify_rules
+    from migfw.testbed.ruleset import load_ruleset, render_host_nft, render_nwfilter
+
+    rs = load_ruleset(cfg_get(cfg, "ruleset", "config/ruleset.yaml"))
+    addresses = addresses_for(bed)
+    port = str(bed.extra.get("tap", "mfwtap0"))
+    # Hosts first: no host rules and no filterref unless the placement wants them there.
+    if placement != "vmm" and bed.provider == "local":
+        pl.set_filterref(bed, current, False)
+    for host in ("A", "B"):
+        if bed.provider == "local" and not (placement == "vmm-agent" and host == current):
+            pl.remove_host_rules(pl.host_netns(bed, host))
+    if placement == "vm":
+        deployed = ensure_ruleset(cfg, bed, log)
+        checks = deployed["checks"]
+        guest_rules = True
+    else:
+        # Forget the guest deployment first, so a kill before a restore still makes the
+        # next `vm` trial redeploy and verify.
+        (Path(bed.state_dir) / "deployed.json").unlink(missing_ok=True)
+        # Host rules first, then a fresh SSH session: a session opened before nwfilter's
+        # conntrack rules appear stalled (its mid-stream packets are NEW to the host's
+        # conntrack and fall to the default block).
+        if placement == "vmm-agent":
+            text = render_host_nft(rs, addresses, port)
+            (partial / "host_rules.nft").write_text(text)
+            pl.install_host_rules(pl.host_netns(bed, current), text)
+            log("host_rules_installed", host=current)
+        elif placement == "vmm":
+            xml = render_nwfilter(rs, addresses)
+            (partial / "nwfilter.xml").write_text(xml)
+            pl.define_nwfilter(bed, xml)
+            pl.set_filterref(bed, current, True)
+            log("nwfilter_bound", host=current)
+        with guest_shell(bed) as shell:
+            shell.run("nft flush ruleset")
+            log("ruleset_flushed")
+            guest_rules = False
+            if placement == "none":
+                checks = _none_checks(cfg, bed)
+            else:
+                checks = verify_rules(rs, addresses, bed.prober_netns, shell,
+                                      ftp_path="readme.txt")  # fmt: skip
+        log("verify", placement=placement, checks=len(checks),
+            failed=sum(1 for c in checks if c["ok"] is False))  # fmt: skip
+    write_json(partial / "rule_checks.json", checks)
+    require_rules_ok(checks)
+    where = pl.where_rules(bed, guest_rules)
+    pl.require_where(placement, current, where)
+    return {"checks": checks, "where": where}
+
+
+def _none_checks(cfg: dict[str, Any], bed: Testbed) -> list[dict[str, Any]]:
+    """The control: the blocked port must answer (nothing filters anywhere)."""
+    from migfw.testbed.deploy import probe_tcp
+    from migfw.testbed.netns import in_netns
+
+    port = int(cfg_get(cfg, "trials.enforcement.blocked_port", 23))
+    with in_netns(bed.prober_netns):
+        observed = probe_tcp(bed.prober_address or "", bed.vm_address, port, 1.0)
+    return [{"rule": "none", "probe": f"tcp SYN {bed.prober_address} -> {bed.vm_address}:{port}",
+             "expected": "answer", "observed": observed,
+             "ok": observed.split(" ")[0] == "answer", "deciding_rule": None}]  # fmt: skip
+
+
+def start_agent(cfg: dict[str, Any], bed: Testbed, current: str, delay_ms: float):  # -> EventAgent
+    """The vmm-agent placement's agent, listening to both hosts for the trial."""
+    from migfw.testbed import placement as pl
+    from migfw.testbed.agent import AgentLogic, EventAgent
+    from migfw.testbed.ruleset import load_ruleset, render_host_nft
+
+    text = render_host_nft(load_ruleset(cfg_get(cfg, "ruleset", "config/ruleset.yaml")),
+                           addresses_for(bed), str(bed.extra.get("tap", "mfwtap0")))  # fmt: skip
+    logic = AgentLogic(
+        current, delay_ms,
+        install=lambda host: pl.install_host_rules(pl.host_netns(bed, host), text),
+        remove=lambda host: pl.remove_host_rules(pl.host_netns(bed, host)),
+    )  # fmt: skip
+    agent = EventAgent({h: bed.hosts[h].uri for h in ("A", "B")}, bed.vm_name, logic)
+    agent.start()
+    return agent
+
+
+def start_observer(bed: Testbed, current: str):  # -> EventAgent
+    """For `vmm`: watch the destination's nwfilter chains at the migration's events."""
+    from migfw.testbed import placement as pl
+    from migfw.testbed.agent import EventAgent, FilterObserver
+
+    port = str(bed.extra.get("tap", "mfwtap0"))
+    logic = FilterObserver(
+        current, lambda h: pl.nwfilter_chains_present(pl.host_netns(bed, h), port)
+    )
+    agent = EventAgent({h: bed.hosts[h].uri for h in ("A", "B")}, bed.vm_name, logic)  # type: ignore[arg-type]
+    agent.start()
+    return agent
+
+
 def software_versions(bed: Testbed, guest_nft: str | None) -> dict[str, Any]:
     from migfw.testbed.accel import qemu_version
 
@@ -209,31 +320,32 @@ def run_trial(
         # k of "trial k/N": the finished trials beside this one, plus this one.
         index = 1 + sum(1 for d in out.parent.iterdir() if (d / "trial.json").exists())
     restore = False
+    agent = None
     label = f"trial {index}/{of}" if of else f"trial {trial_id}"
     wall = time.monotonic()
     try:
         log("start", trial_id=trial_id, interval_s=interval_s)
         bed = ensure_up(cfg)
         log("testbed", provider=bed.provider, accelerator=bed.accelerator)
-        deployed = ensure_ruleset(cfg, bed, log)
-        write_json(partial / "rule_checks.json", deployed["checks"])
         from migfw.testbed.deploy import diff_rulesets, read_ruleset
 
-        with guest_shell(bed) as shell:
-            if placement == "none":
-                # The control arm: no firewall. Forget the deployment first, so a kill
-                # before the restore below still makes the next trial redeploy and verify.
-                (Path(bed.state_dir) / "deployed.json").unlink(missing_ok=True)
-                restore = True
-                shell.run("nft flush ruleset")
-                log("ruleset_flushed")
-            before = read_ruleset(shell)
-            guest_nft = shell.run("nft --version").strip()
-        (partial / "ruleset_before.nft").write_text(before)
         source = find_vm(bed)
         if source is None:
             raise MigfwError(f"VM {bed.vm_name} is not running on exactly one host")
         destination = bed.other(source)
+        delay_ms = float(factors.get("agent_delay_ms", 200)) if placement == "vmm-agent" else None
+        fw = setup_placement(cfg, bed, placement, source, log, partial)
+        restore = placement == "none"
+        with guest_shell(bed) as shell:
+            before = read_ruleset(shell)
+            guest_nft = shell.run("nft --version").strip()
+        (partial / "ruleset_before.nft").write_text(before)
+        agent = None
+        if placement == "vmm-agent":
+            agent = start_agent(cfg, bed, source, delay_ms)
+            log("agent_started", delay_ms=delay_ms)
+        elif placement == "vmm":
+            agent = start_observer(bed, source)  # when does the destination's filter exist?
         direction = f"{source}->{destination}"  # ASCII: it ends up in CSV columns
         arrow = f"{source}→{destination}"
         print(f"{label} interval {interval_s} direction {arrow}: lead-in…", flush=True)
@@ -242,6 +354,12 @@ def run_trial(
             lambda: migrate(bed, source, destination, mode, bandwidth, max_downtime),
             label, flows_cfg,
         )  # fmt: skip
+        agent_report = None
+        if agent is not None:
+            agent_report = agent.stop()
+            log("agent_stopped", **{k: v for k, v in agent_report.items() if k != "events"})
+            write_json(partial / "agent_events.json", agent_report)
+            agent_report.pop("events", None)
         prober = result["prober"]
         failure = result["failure"]
         mig = result["migration"]
@@ -259,6 +377,20 @@ def run_trial(
             log("ruleset_after_failed", error=str(exc))
             if not failure:
                 failure = f"cannot read the ruleset after migration: {exc}"
+        from migfw.testbed.placement import record, where_rules
+
+        rules_after = None
+        try:
+            rules_after = where_rules(bed, bool(after and "table inet migfw" in after))
+        except MigfwError as exc:
+            log("rules_after_failed", error=str(exc))
+        observed = None
+        if placement == "vmm" and agent_report is not None:
+            observed, agent_report = agent_report.get("nwfilter_at_events"), None
+        firewall = record(placement, delay_ms, fw["where"], rules_after, fw["checks"],
+                          agent_report)  # fmt: skip
+        if observed is not None:
+            firewall["nwfilter_at_events"] = observed
         cap = result["capture"]
         traffic = result["traffic"]
         attack = traffic.get("attack")
@@ -300,6 +432,7 @@ def run_trial(
             "flags": result["flags"],
             "ruleset": {"identical_before_after": identical, "diff": diff},
             "enforcement": enforcement,
+            "firewall": firewall,
             "lead_in_s": lead_in,
             "settle_s": settle,
             "software": software_versions(bed, guest_nft),
@@ -313,6 +446,8 @@ def run_trial(
         log.close()
         finish_out_dir(partial, out)
     except BaseException as exc:
+        if agent is not None:
+            agent.stop(drain_s=0.5)
         log.close()
         reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"error: {exc}"
         if partial.exists():
@@ -488,7 +623,54 @@ def _cmd_trial(args: argparse.Namespace) -> int:
     return 0 if meta else 1
 
 
+def _cmd_placement(args: argparse.Namespace) -> int:
+    """Deploy one placement on the running testbed and record its packet checks (the DAG's
+    `deploy_placement` evidence); each trial deploys and verifies its placement again."""
+    import tempfile
+
+    from migfw.testbed.owner import acquire
+    from migfw.testbed.provision import find_vm
+
+    if args.placement not in IMPLEMENTED_PLACEMENTS:
+        raise MigfwError(f"--placement: {args.placement!r} is not one of "
+                         f"{', '.join(IMPLEMENTED_PLACEMENTS)}")  # fmt: skip
+    cfg = load_config(args.config)
+    owner = acquire(cfg, "migfw testbed placement")  # None: our Snakemake run owns it
+    try:
+        bed = ensure_up(cfg)
+        current = find_vm(bed)
+        if current is None:
+            raise MigfwError(f"VM {bed.vm_name} is not running on exactly one host")
+        with tempfile.TemporaryDirectory(prefix="migfw-placement-") as tmp:
+            log = EventLog(Path(tmp) / "events.jsonl")
+            try:
+                fw = setup_placement(cfg, bed, args.placement, current, log, Path(tmp))
+            finally:
+                log.close()
+            rendered = {p.name: p.read_text() for p in Path(tmp).iterdir()
+                        if p.suffix in (".nft", ".xml")}  # fmt: skip
+        if args.placement == "none":
+            # The control leaves no lasting change: the guest's ruleset comes back.
+            ensure_ruleset(cfg, bed, log=lambda *a, **k: None)
+    finally:
+        if owner is not None:
+            owner.release()
+    failed = sum(1 for c in fw["checks"] if c["ok"] is False)
+    write_json(args.out, {"placement": args.placement, "vm_host": current,
+                          "rules_where": fw["where"], "checks": fw["checks"],
+                          "rendered": rendered, "at": time.time()})  # fmt: skip
+    probed = sum(1 for c in fw["checks"] if c["ok"] is not None)
+    print(f"placement {args.placement} on host {current}: {probed - failed}/{probed} packet "
+          f"checks as expected; rules at {fw['where']}")  # fmt: skip
+    return 0
+
+
 def register_cli(sub: argparse._SubParsersAction) -> None:
+    place = sub.add_parser("placement", help="deploy a firewall placement and verify it")
+    place.add_argument("--config", default="config/config.yaml")
+    place.add_argument("--placement", required=True)
+    place.add_argument("--out", required=True, help="JSON evidence: rules and packet checks")
+    place.set_defaults(func=_cmd_placement)
     parser = sub.add_parser("trial", help="run one live-migration trial and write its folder")
     parser.add_argument("--config", default="config/config.yaml")
     parser.add_argument("--trial-id", required=True, help="<experiment>/<slug>-rNN")

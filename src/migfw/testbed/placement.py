@@ -1,0 +1,207 @@
+"""Firewall placements: where the ruleset is enforced during a trial (issue 8).
+
+- `vm`: nftables in the guest (migfw.testbed.deploy), as the thesis ran it.
+- `vmm`: libvirt's own per-interface firewall, nwfilter: the filter (rendered from the
+  ruleset) is defined on both hosts' libvirtds and referenced by the VM's interface
+  (`<filterref>`); each libvirtd instantiates it when the VM's interface appears there.
+- `vmm-agent`: nftables on the hypervisor host for the VM's tap port, installed on the
+  destination by migfw.testbed.agent after a libvirt domain event plus `agent_delay_ms`.
+- `none`: no firewall anywhere (the control).
+
+Every placement is checked with real packets before a trial (verify_rules from the prober's
+namespace) and by looking where rules are: in the guest, on host A, on host B.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from migfw.errors import MigfwError
+from migfw.testbed.base import Testbed
+from migfw.testbed.netns import netns_argv
+from migfw.testbed.ruleset import HOST_TABLE, NWFILTER_NAME, explain_nft_error
+
+PLACEMENTS = ("vm", "vmm", "vmm-agent", "none")
+HOST_PLACEMENTS = ("vmm", "vmm-agent")
+
+
+def host_netns(bed: Testbed, host: str) -> str:
+    """The network namespace of hypervisor host `host` (local provider only)."""
+    if bed.provider != "local":
+        raise MigfwError(
+            f"placement: host-level firewalls need the local provider ({bed.provider})"
+        )
+    prefix = bed.vm_name.rsplit("-target", 1)[0]
+    return f"{prefix}-host{host}"
+
+
+def _nft(netns: str, args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(
+            netns_argv(netns, ["nft", *args]), input=stdin, capture_output=True, text=True,
+            timeout=30,
+        )  # fmt: skip
+    except FileNotFoundError:
+        raise MigfwError("nft: command not found (apt-get install nftables)") from None
+
+
+def install_host_rules(netns: str, text: str) -> None:
+    """Load the host ruleset (atomic: one `nft -f` transaction) in the host's namespace."""
+    proc = _nft(netns, ["-f", "-"], text)
+    if proc.returncode != 0:
+        raise MigfwError(f"host rules in {netns}: {explain_nft_error(proc.stderr, text)}")
+
+
+def remove_host_rules(netns: str) -> None:
+    """Delete our host tables in one transaction (absent tables are fine)."""
+    text = "".join(
+        f"table {fam} {HOST_TABLE}\ndelete table {fam} {HOST_TABLE}\n" for fam in ("bridge", "inet")
+    )
+    proc = _nft(netns, ["-f", "-"], text)
+    if proc.returncode != 0:
+        raise MigfwError(f"removing host rules in {netns}: {proc.stderr.strip()}")
+
+
+def host_rules_present(netns: str) -> bool:
+    """True if our inet host table has rules other than the base ones in this namespace."""
+    proc = _nft(netns, ["list", "table", "inet", HOST_TABLE])
+    return proc.returncode == 0 and "comment" in proc.stdout
+
+
+def nwfilter_bound(bed: Testbed, host: str) -> bool:
+    """True if the host's libvirtd has a binding of our filter to the VM's port."""
+    from migfw.testbed.provision import connect
+
+    conn = connect(bed, host)
+    try:
+        for binding in conn.listAllNWFilterBindings(0):
+            if binding.filterName() == NWFILTER_NAME:
+                return True
+        return False
+    finally:
+        conn.close()
+
+
+def nwfilter_chains_present(netns: str, port: str) -> bool:
+    """True if nwfilter's iptables chains for `port` exist in the host's namespace."""
+    try:
+        proc = subprocess.run(
+            netns_argv(netns, ["iptables", "-w", "-S"]), capture_output=True, text=True, timeout=30
+        )
+    except FileNotFoundError:
+        return False
+    return proc.returncode == 0 and f"-{port}" in proc.stdout
+
+
+def define_nwfilter(bed: Testbed, xml: str) -> None:
+    """Define (or redefine) the filter on both hosts' libvirtds with libvirt-python."""
+    import libvirt
+
+    from migfw.testbed.provision import connect
+
+    for host in ("A", "B"):
+        conn = connect(bed, host)
+        try:
+            text = xml
+            try:
+                # A redefinition must name the filter's UUID (libvirt refuses it otherwise).
+                uuid = conn.nwfilterLookupByName(NWFILTER_NAME).UUIDString()
+                text = xml.replace("chain='root'>", f"chain='root'>\n  <uuid>{uuid}</uuid>", 1)
+            except libvirt.libvirtError:
+                pass  # not defined yet
+            conn.nwfilterDefineXML(text)
+        except libvirt.libvirtError as exc:
+            raise MigfwError(f"host {host}: nwfilter define failed: {exc}") from exc
+        finally:
+            conn.close()
+
+
+def set_filterref(bed: Testbed, host: str, enabled: bool) -> None:
+    """Add or remove `<filterref>` on the running VM's interface (live device update)."""
+    import xml.etree.ElementTree as ET
+
+    import libvirt
+
+    from migfw.testbed.provision import connect
+
+    conn = connect(bed, host)
+    try:
+        dom = conn.lookupByName(bed.vm_name)
+        root = ET.fromstring(dom.XMLDesc(0))
+        iface = root.find("./devices/interface")
+        if iface is None:
+            raise MigfwError(f"VM {bed.vm_name}: no interface in its domain XML")
+        ref = iface.find("filterref")
+        if (ref is not None) == enabled and (not enabled or ref.get("filter") == NWFILTER_NAME):
+            return
+        if ref is not None:
+            iface.remove(ref)
+        if enabled:
+            ET.SubElement(iface, "filterref", {"filter": NWFILTER_NAME})
+        try:
+            dom.updateDeviceFlags(ET.tostring(iface, encoding="unicode"),
+                                  libvirt.VIR_DOMAIN_AFFECT_LIVE)  # fmt: skip
+        except libvirt.libvirtError as exc:
+            raise MigfwError(f"host {host}: cannot update the VM's filterref: {exc}") from exc
+    finally:
+        conn.close()
+
+
+def where_rules(bed: Testbed, guest_has_rules: bool) -> dict[str, bool]:
+    """Where a firewall is in force now: guest, host A, host B (nft tables or nwfilter)."""
+    port = bed.extra.get("tap", "mfwtap0")
+    out: dict[str, bool] = {}
+    for host in ("A", "B"):
+        ns = host_netns(bed, host)
+        out[host] = host_rules_present(ns) or nwfilter_chains_present(ns, port)
+    out["guest"] = guest_has_rules
+    return out
+
+
+def expected_where(placement: str, current: str) -> dict[str, bool]:
+    """Where rules must be (True) and must not be (False) for `placement`, VM on `current`."""
+    on_host = placement in HOST_PLACEMENTS
+    return {
+        "A": on_host and current == "A",
+        "B": on_host and current == "B",
+        "guest": placement in ("vm", "both"),
+    }
+
+
+def require_where(placement: str, current: str, seen: dict[str, bool]) -> None:
+    want = expected_where(placement, current)
+    wrong = [k for k in ("A", "B", "guest") if seen.get(k) != want[k]]
+    if wrong:
+        parts = [f"{k}: {'present' if seen.get(k) else 'absent'}" for k in wrong]
+        raise MigfwError(
+            f"placement {placement} (VM on host {current}): rules in the wrong place: "
+            + ", ".join(parts)
+        )
+
+
+def record(
+    placement: str,
+    delay_ms: float | None,
+    before: dict[str, bool],
+    after: dict[str, bool] | None,
+    checks: list[dict[str, Any]] | dict[str, Any],
+    agent: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """trial.json's `firewall` object (CONTRACT.md)."""
+    return {
+        "placement": placement,
+        "agent_delay_ms": delay_ms if placement == "vmm-agent" else None,
+        "rules_before": before,
+        "rules_after": after,
+        "checks": checks,
+        "agent": agent,
+    }
+
+
+def write_text(path: Path, text: str) -> None:
+    from migfw.io import atomic_write
+
+    with atomic_write(path) as handle:
+        handle.write(text)

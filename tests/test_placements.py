@@ -1,0 +1,187 @@
+"""Placements without a testbed: host-rule and nwfilter renderings against hand-checked golden
+files, and the vmm-agent's decision logic with an injected clock (no libvirt)."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from migfw.errors import MigfwError
+from migfw.testbed.agent import (
+    EVENT_RESUMED,
+    EVENT_STARTED,
+    RESUMED_MIGRATED,
+    STARTED_MIGRATED,
+    AgentLogic,
+)
+from migfw.testbed.placement import expected_where, record, require_where
+from migfw.testbed.ruleset import (
+    Packet,
+    decide,
+    default_addresses,
+    load_ruleset,
+    nft_order,
+    render_host_nft,
+    render_nwfilter,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = REPO / "tests" / "golden"
+RULESET = load_ruleset(REPO / "config" / "ruleset.yaml")
+ADDR = default_addresses()  # target 10.231.0.10, remote 10.231.0.2, other 10.231.0.254
+
+
+def test_host_nft_matches_golden() -> None:
+    assert render_host_nft(RULESET, ADDR, "mfwtap0") == (GOLDEN / "host_rules.nft").read_text()
+
+
+def test_nwfilter_matches_golden() -> None:
+    assert render_nwfilter(RULESET, ADDR) == (GOLDEN / "nwfilter.xml").read_text()
+
+
+def _first_match(xml: str, pkt: Packet) -> str:
+    """Evaluate the nwfilter XML like libvirt does: ascending priority, first match wins."""
+    rules = sorted(ET.fromstring(xml).findall("rule"), key=lambda r: int(r.get("priority")))
+    for rule in rules:
+        direction = rule.get("direction")
+        if {pkt.direction, direction} == {"in", "out"}:
+            continue
+        match = rule[0]
+        if match.tag not in ("all", pkt.proto):
+            continue
+        a = match.attrib
+        if "state" in a and "NEW" not in a["state"]:
+            continue  # the state rule: a flow's first packet is NEW
+        if "srcipaddr" in a and not _in(pkt.src, a["srcipaddr"], a.get("srcipmask", "32")):
+            continue
+        if "dstipaddr" in a and not _in(pkt.dst, a["dstipaddr"], a.get("dstipmask", "32")):
+            continue
+        if "dstportstart" in a:
+            lo, hi = int(a["dstportstart"]), int(a.get("dstportend", a["dstportstart"]))
+            if pkt.dport is None or not lo <= pkt.dport <= hi:
+                continue
+        if "type" in a and pkt.icmp_type != {"8": "echo-request", "0": "echo-reply"}[a["type"]]:
+            continue
+        return "pass" if rule.get("action") == "accept" else "block"
+    return "pass"
+
+
+def _in(ip: str, net: str, mask: str) -> bool:
+    import ipaddress
+
+    return ipaddress.ip_address(ip) in ipaddress.ip_network(f"{net}/{mask}", strict=False)
+
+
+@pytest.mark.parametrize(
+    "pkt",
+    [
+        Packet("in", "tcp", "10.231.0.2", "10.231.0.10", 40000, 23),  # S4: blocked
+        Packet("in", "tcp", "10.231.0.2", "10.231.0.10", 40000, 22),  # D5: pass
+        Packet("in", "tcp", "10.231.0.2", "10.231.0.10", 40000, 80),  # S2 beats S1
+        Packet("in", "tcp", "10.231.0.254", "10.231.0.10", 40000, 80),  # S1
+        Packet("in", "tcp", "10.231.0.2", "10.231.0.10", 40000, 21),  # F1 / S1
+        Packet("in", "udp", "10.231.0.2", "10.231.0.10", 40000, 5003),  # S7
+        Packet("in", "udp", "10.231.0.2", "10.231.0.10", 40000, 5007),  # S6 beats S5
+        Packet("in", "udp", "10.231.0.254", "10.231.0.10", 40000, 5007),  # S5
+        Packet("in", "udp", "10.231.0.2", "10.231.0.10", 40000, 9999),  # D1
+        Packet("in", "icmp", "10.231.0.2", "10.231.0.10", icmp_type="echo-request"),  # P1
+        Packet("in", "icmp", "10.231.0.10", "10.231.0.10", icmp_type="echo-request"),  # D4
+        Packet("out", "tcp", "10.231.0.10", "10.231.0.2", 40000, 4444),  # D3
+    ],
+)
+def test_nwfilter_first_match_reaches_pf_verdicts(pkt: Packet) -> None:
+    assert _first_match(render_nwfilter(RULESET, ADDR), pkt) == decide(RULESET, pkt, ADDR)
+
+
+def test_host_nft_keeps_order_and_skips_loopback() -> None:
+    text = render_host_nft(RULESET, ADDR, "mfwtap0")
+    ids = [r.id for r in nft_order(RULESET) if r.iface != "lo" and r.direction in ("in", "any")]
+    to_vm = [line for line in text.splitlines() if "meta mark 0x6d660001 " in line]
+    assert [line.rsplit('comment "', 1)[1].rstrip('"') for line in to_vm] == ids
+    assert 'comment "D2"' not in text  # loopback only: never seen on the tap port
+    assert 'iifname != "lo"' not in text
+
+
+def test_renderers_refuse_bad_names() -> None:
+    with pytest.raises(MigfwError, match="interface name"):
+        render_host_nft(RULESET, ADDR, "tap 0; drop")
+    with pytest.raises(MigfwError, match="filter name"):
+        render_nwfilter(RULESET, ADDR, name="a'b")
+
+
+class FakeClock:
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, s: float) -> None:
+        self.slept.append(s)
+        self.t += s
+
+
+def _logic(delay_ms: float, clock: FakeClock, actions: list) -> AgentLogic:
+    def install(host: str) -> None:
+        clock.t += 0.004  # nft takes 4 ms
+        actions.append(("install", host, clock.t))
+
+    def remove(host: str) -> None:
+        clock.t += 0.003
+        actions.append(("remove", host, clock.t))
+
+    return AgentLogic("A", delay_ms, install, remove, clock=clock, sleep=clock.sleep)
+
+
+def test_agent_installs_on_destination_after_delay_then_removes_source() -> None:
+    clock, actions = FakeClock(), []
+    logic = _logic(200, clock, actions)
+    logic.on_event("B", EVENT_STARTED, STARTED_MIGRATED, 990.0)  # incoming: noted only
+    assert actions == []
+    logic.on_event("B", EVENT_RESUMED, RESUMED_MIGRATED, 1000.0)
+    assert clock.slept == [0.2]
+    assert actions == [("install", "B", pytest.approx(1000.204)),
+                       ("remove", "A", pytest.approx(1000.207))]  # fmt: skip
+    report = logic.report()
+    assert report["event_seen"] == 1000.0 and report["incoming_seen"] == 990.0
+    assert report["rules_installed"] == pytest.approx(1000.204)
+    assert report["source_rules_removed"] == pytest.approx(1000.207)
+    assert report["host"] == "B" and report["errors"] == [] and logic.current == "B"
+
+
+def test_agent_ignores_other_events_and_its_own_host() -> None:
+    clock, actions = FakeClock(), []
+    logic = _logic(0, clock, actions)
+    logic.on_event("A", EVENT_RESUMED, RESUMED_MIGRATED, 1.0)  # already enforced there
+    logic.on_event("B", EVENT_RESUMED, 0, 1.0)  # an unpause, not a migration
+    logic.on_event("B", EVENT_STARTED, 0, 1.0)  # a boot
+    assert actions == [] and logic.report()["event_seen"] is None
+
+
+def test_agent_records_failed_install_and_keeps_source() -> None:
+    clock = FakeClock()
+
+    def install(host: str) -> None:
+        raise MigfwError("nft failed")
+
+    removed: list[str] = []
+    logic = AgentLogic("A", 0, install, removed.append, clock=clock, sleep=clock.sleep)
+    logic.on_event("B", EVENT_RESUMED, RESUMED_MIGRATED, 5.0)
+    assert removed == [] and logic.current == "A"
+    assert logic.report()["errors"] == ["nft failed"]
+    with pytest.raises(MigfwError, match="negative"):
+        AgentLogic("A", -1, install, removed.append)
+
+
+def test_expected_where_and_record() -> None:
+    assert expected_where("vmm-agent", "B") == {"A": False, "B": True, "guest": False}
+    assert expected_where("vm", "A") == {"A": False, "B": False, "guest": True}
+    assert expected_where("none", "A") == {"A": False, "B": False, "guest": False}
+    require_where("vmm", "A", {"A": True, "B": False, "guest": False})
+    with pytest.raises(MigfwError, match="B: present"):
+        require_where("vmm", "A", {"A": True, "B": True, "guest": False})
+    fw = record("vm", 200, {"A": False}, None, [], None)
+    assert fw["agent_delay_ms"] is None and fw["placement"] == "vm"
