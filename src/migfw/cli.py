@@ -162,6 +162,13 @@ def _per_thread(name: str) -> _PerThreadStream:
         return stream
 
 
+# Snakemake runs these jobs in threads (force-use-threads). Two threads importing overlapping
+# stage modules in different orders can meet a partially initialised module (CPython breaks
+# the import deadlock that way), so in-process commands run one at a time. They hold the GIL
+# nearly all the time anyway, so little parallelism is lost.
+_IN_PROCESS = threading.Lock()
+
+
 def run_in_process(argv: list[str], log: str | Path) -> int:
     """Run `migfw ARGV` inside this process with its output written to `log`; the exit code.
 
@@ -171,7 +178,7 @@ def run_in_process(argv: list[str], log: str | Path) -> int:
     log = Path(log)
     log.parent.mkdir(parents=True, exist_ok=True)
     out, err = _per_thread("stdout"), _per_thread("stderr")
-    with open(log, "w") as handle:
+    with _IN_PROCESS, open(log, "w") as handle:
         out.local.stream = err.local.stream = handle
         try:
             return main([str(a) for a in argv])
