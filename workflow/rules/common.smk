@@ -167,10 +167,15 @@ def trial_inputs(wildcards):
     # A failed trial found on disk may have no capture; one we produce always has one.
     if not finished(wildcards.trial) or Path(f"{folder}/probe.pcap").exists():
         inputs["pcap"] = f"{folder}/probe.pcap"
-    # The attack-window files (attack.pcap, attack_sendlog.csv, flows.csv) are read too but
-    # not declared: whether a trial has them is known only once it ran, so declaring them
-    # would change the input set after the first run and rerun its analysis. A finished
-    # trial folder never changes, so nothing is missed.
+    # The other files a trial may hold (attack.pcap, attack_sendlog.csv, flows.csv, ...) are
+    # known only once it ran. Trials this run makes declare just the two files above, or the
+    # input set would change after the first run and rerun their analysis; a finished folder
+    # never changes, so nothing is missed. Folders analysed as found (trials_source:
+    # directory) declare every file, so `snakemake --archive` carries the whole trial.
+    if SOURCE == "directory":
+        for path in sorted(Path(folder).iterdir()):
+            if path.is_file() and path.name not in ("trial.json", "probe.pcap"):
+                inputs[path.name] = str(path)
     return inputs
 
 
