@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -175,7 +176,7 @@ def trial_inputs(wildcards):
     if SOURCE == "directory":
         for path in sorted(Path(folder).iterdir()):
             if path.is_file() and path.name not in ("trial.json", "probe.pcap"):
-                inputs[path.name] = str(path)
+                inputs[re.sub(r"\W", "_", path.name)] = str(path)
     return inputs
 
 
