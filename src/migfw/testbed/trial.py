@@ -291,6 +291,7 @@ def run_trial(
     factors: dict[str, Any] | None = None,
     lead_in_s: float | None = None,
     settle_s: float | None = None,
+    attack_rate_hz: float | None = None,
 ) -> dict[str, Any]:
     """Run one trial and write its folder; returns trial.json's content."""
     from migfw.testbed.migrate import migrate, validate_settings
@@ -312,6 +313,8 @@ def run_trial(
     lead_in = float(lead_in_s if lead_in_s is not None else cfg_get(cfg, "trials.lead_in_s", 5.0))
     settle = float(settle_s if settle_s is not None else cfg_get(cfg, "trials.settle_s", 3.0))
     enforcement = cfg_get(cfg, "trials.enforcement", None)
+    if enforcement is not None and attack_rate_hz is not None:  # the experiment's own rate
+        enforcement = {**enforcement, "rate_hz": float(attack_rate_hz)}
     flows_cfg = cfg_get(cfg, "trials.flows", None)
     out = Path(out)
     partial = check_out_dir(out, trial_id)
@@ -606,7 +609,7 @@ def _cmd_trial(args: argparse.Namespace) -> int:
             meta = run_trial(
                 cfg, args.trial_id, interval, args.out, spec["repetition"],
                 spec.get("of"), spec.get("index"), spec["experiment"], factors,
-                spec.get("lead_in_s"), spec.get("settle_s"),
+                spec.get("lead_in_s"), spec.get("settle_s"), spec.get("attack_rate_hz"),
             )  # fmt: skip
     except KeyboardInterrupt:
         # An interrupted run leaves nothing behind: the partial trial moved aside (run_trial),

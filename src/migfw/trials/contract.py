@@ -184,7 +184,7 @@ def trial_spec(experiments: dict[str, Any], trial_id: str) -> dict[str, Any]:
         raise MigfwError(f"trial {trial_id}: no experiment {experiment!r} in the config")
     for tid, factors, rep in experiment_trials(experiment, spec):
         if tid == trial_id:
-            extra = {k: spec[k] for k in ("lead_in_s", "settle_s") if k in spec}
+            extra = {k: spec[k] for k in ("lead_in_s", "settle_s", "attack_rate_hz") if k in spec}
             return {"experiment": experiment, "factors": factors, "repetition": rep, **extra}
     raise MigfwError(f"trial {trial_id}: not a trial of experiment {experiment!r} in the config")
 
