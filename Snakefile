@@ -22,6 +22,7 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    """Every artifact of the configured run (paper, trials, analysis, figures, SLR, report inputs)."""
     default_target: True
     input:
         all_outputs(),

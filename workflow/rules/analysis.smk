@@ -2,6 +2,7 @@
 
 
 rule trial_metrics:
+    """One trial folder -> its row of metrics (probe loss, DT estimators, attack window)."""
     input:
         unpack(trial_inputs),
     output:
@@ -16,6 +17,7 @@ rule trial_metrics:
 
 
 rule trials_table:
+    """Every trial's metrics -> results/analysis/trials.csv (thesis Table 11 rows)."""
     input:
         expand("results/analysis/metrics/{trial}.json", trial=TRIALS),
     output:
@@ -35,6 +37,7 @@ rule trials_table:
 
 
 rule summary_table:
+    """trials.csv -> mean, variance, SD and CIs per experiment and factor (Table 11 summary)."""
     input:
         "results/analysis/trials.csv",
     output:
@@ -63,6 +66,8 @@ rule summary_table:
 
 
 rule attack_window_table:
+    """trials.csv -> breach window and flow survival per experiment x placement x delay."""
+
     # Per experiment x placement x agent delay: breach window CIs, flow survival, vs vm.
     input:
         "results/analysis/trials.csv",

@@ -2,6 +2,7 @@
 
 
 rule uptime_figure:
+    """trials.csv -> firewall uptime per interval (thesis Figure 7)."""
     input:
         "results/analysis/trials.csv",
     output:
@@ -20,6 +21,7 @@ rule uptime_figure:
 
 
 rule estimators_figure:
+    """trials.csv -> downtime by estimator beside the hypervisor's own figure."""
     input:
         "results/analysis/trials.csv",
     output:
@@ -38,6 +40,7 @@ rule estimators_figure:
 
 
 rule timeline_figure:
+    """One trial -> its probe raster around the outage (thesis Figures 8-9), breaches and flows."""
     input:
         unpack(trial_inputs),
     output:
@@ -58,6 +61,7 @@ rule timeline_figure:
 
 
 rule attack_window_figure:
+    """trials.csv -> breach window by placement, each trial a point, CIs drawn."""
     input:
         trials="results/analysis/trials.csv",
         table="results/analysis/attack_window.csv",

@@ -2,6 +2,7 @@
 
 
 rule paper_table11:
+    """The thesis's printed Table 11 -> recomputed from PS/PR, with an audit of every cell."""
     input:
         table=config["paper"]["table11"],
         summary=config["paper"]["table11_summary"],
@@ -36,6 +37,7 @@ rule paper_table11:
 
 
 rule paper_uptime_figure:
+    """The recomputed Table 11 -> the thesis's Figure 7 from its own numbers."""
     input:
         "results/paper/table11.csv",
     output:

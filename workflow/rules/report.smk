@@ -2,6 +2,7 @@
 
 
 rule paper_vs_reproduction:
+    """Thesis headlines beside recomputed and measured numbers, with the placement verdict."""
     input:
         paper_summary="results/paper/table11_summary.csv",
         paper_table="results/paper/table11.csv",
@@ -32,6 +33,8 @@ rule paper_vs_reproduction:
 
 
 rule run_info:
+    """Run parameters, versions, locked environment and per-rule times, for the report."""
+
     # Last step: everything else is done, so every benchmark file exists.
     input:
         done=[f for f in flatten(all_outputs()) if not f.startswith("results/run_info")],

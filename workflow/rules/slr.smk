@@ -35,6 +35,7 @@ SLR_REPORTED = {
 
 
 rule slr_review:
+    """SLR exports -> import, dedupe, screening, Tables 3, 6, 10, PRISMA, library export."""
     input:
         slr_inputs,
     output:

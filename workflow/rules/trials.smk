@@ -6,6 +6,7 @@
 if SOURCE == "testbed":
 
     rule testbed_preflight:
+        """Checks root, /dev/net/tun, commands, Python modules and KVM before anything runs."""
         # Root, /dev/net/tun, commands, Python modules, KVM: one line per problem, first.
         output:
             "results/testbed/preflight.txt",
@@ -17,6 +18,7 @@ if SOURCE == "testbed":
             shell("cp {log} {output}")
 
     rule guest_image:
+        """Builds the target VM's kernel and initramfs from Debian packages (cached)."""
         input:
             preflight=ancient("results/testbed/preflight.txt"),
             guest_files=sorted(str(p) for p in Path("resources/guest").iterdir()),
@@ -35,6 +37,7 @@ if SOURCE == "testbed":
             )
 
     rule render_ruleset:
+        """config/ruleset.yaml -> the guest's nftables ruleset and the thesis's pf.conf."""
         input:
             config["ruleset"],
         output:
@@ -49,6 +52,7 @@ if SOURCE == "testbed":
             )
 
     rule testbed_up:
+        """Brings the hypervisor hosts up (or reaches the lab's) and records their identities."""
         # Provisioning as a rule: both hosts' libvirtds and the VM; the output is the
         # evidence (hosts, their libvirt identities, where the VM runs).
         input:
@@ -66,6 +70,7 @@ if SOURCE == "testbed":
             )
 
     rule deploy_placement:
+        """Deploys the ruleset for one firewall placement and records its packet checks."""
         # The ruleset deployed where the placement puts it, proved with packets
         # (docs/placements.md). Every trial deploys and verifies its placement again.
         input:
@@ -87,6 +92,7 @@ if SOURCE == "testbed":
             )
 
     rule trial:
+        """One live migration with per-trial capture; never rerun once its folder is finished."""
         # One migration at a time (global resource). A finished trial is never a job of
         # this rule (see unfinished_pattern): its folder is the raw data and is immutable.
         # No params and only ancient inputs, so nothing but the trial's identity triggers it;
@@ -125,6 +131,7 @@ if SOURCE == "testbed":
 elif SOURCE == "crafted":
 
     rule crafted_trial:
+        """A crafted trial folder with known losses and breaches (demo and CI)."""
         output:
             pcap=f"{TRIALS_DIR}/{{trial}}/probe.pcap",
             meta=f"{TRIALS_DIR}/{{trial}}/trial.json",
