@@ -127,18 +127,21 @@ def test_one_migration_trial_matches_hypervisor_downtime(
         samples = list(csv.DictReader(handle))
     assert len(samples) == phases["sampling"]["samples"]
     assert max(int(r["memory_iteration"] or 0) for r in samples) >= 1
-    # The pause as the events saw it against libvirt's own downtime (same calibration as
-    # above: the events' delivery delay is a few ms; allow 50 % + 30 ms).
+    # The pause as the events saw it lies inside the probes' outage (the guest cannot answer
+    # while paused): its start within 300 ms of the first lost probe (event delivery under load
+    # reached ~250 ms here) and no longer than the outage. Not against libvirt's `downtime`:
+    # under load QEMU's figure ran to 5.4 s while the events' pause was 1.6 s.
     pause_ms = 1000 * (phases["resumed"] - phases["suspended"])
-    assert abs(pause_ms - meta["hypervisor"]["downtime_ms"]) <= 0.5 * pause_ms + 30, pause_ms
-    in_force = on_disk["migration"]["in_force"]
-    assert in_force["algorithm"] == "precopy" and in_force["qemu_downtime_limit_ms"] > 0
-    assert in_force["memory_mib"] == testbed_cfg["testbed"]["guest"]["memory_mib"]
     from migfw.measure.metrics import trial_metrics
 
     row = trial_metrics(out)
-    assert row["resume_to_first_reply_ms"] is not None and row["resume_to_first_reply_ms"] >= 0
     assert row["hv_pause_ms"] == pytest.approx(pause_ms, abs=1e-3)
+    assert abs(row["outage_start_minus_suspend_ms"]) <= 300, row
+    assert pause_ms <= row["probe_outage_ms"] + 300, row
+    assert row["resume_to_first_reply_ms"] is not None and row["resume_to_first_reply_ms"] >= 0
+    in_force = on_disk["migration"]["in_force"]
+    assert in_force["algorithm"] == "precopy" and in_force["qemu_downtime_limit_ms"] > 0
+    assert in_force["memory_mib"] == testbed_cfg["testbed"]["guest"]["memory_mib"]
 
     # An existing trial is never overwritten.
     from migfw.errors import MigfwError
