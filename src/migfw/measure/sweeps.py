@@ -132,19 +132,19 @@ def power_table(trials: pd.DataFrame, factors: list[str] | None = None) -> pd.Da
 
 def sweep_figure(table: pd.DataFrame, out_png: str | Path) -> None:
     """Mean ± 95 % CI per level, one row of panels per experiment × varied factor."""
-    from migfw.measure.figures import _save, plt
+    from migfw.measure.figures import _figure, _save
 
     metrics = [m for m in SWEEP_METRICS if m in set(table["metric"])]
     panels = table[["experiment", "factor"]].drop_duplicates().values.tolist()
     if not panels or not metrics:
-        fig, ax = plt.subplots(figsize=(6, 1.5))
+        fig = _figure(figsize=(6, 1.5))
+        ax = fig.subplots()
         ax.text(0.5, 0.5, "no experiment varies a factor", ha="center", va="center")
         ax.set_axis_off()
         _save(fig, out_png)
         return
-    fig, axes = plt.subplots(
-        len(panels), len(metrics), figsize=(3.2 * len(metrics), 2.6 * len(panels)), squeeze=False
-    )
+    fig = _figure(figsize=(3.2 * len(metrics), 2.6 * len(panels)))
+    axes = fig.subplots(len(panels), len(metrics), squeeze=False)
     for r, (experiment, factor) in enumerate(panels):
         part = table[(table["experiment"] == experiment) & (table["factor"] == factor)]
         for c, metric in enumerate(metrics):
