@@ -31,7 +31,7 @@ if [ "$mode" = analysis ]; then
   "$python" -c "import ensurepip, venv" >/dev/null 2>&1 || apt_packages+=(python3 python3-venv)
 else
   # chromium: `migfw report-check` opens the HTML report in it (README, "Report and archive").
-  apt_packages=(python3 python3-venv python3-dev gcc pkg-config git chromium)
+  apt_packages=(python3 python3-venv python3-dev gcc libc6-dev pkg-config git chromium)
   apt_packages+=(
     qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
     libvirt-dev nftables tcpdump iproute2 kmod cpio zstd xz-utils busybox-static

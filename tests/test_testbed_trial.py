@@ -116,6 +116,33 @@ def test_one_migration_trial_matches_hypervisor_downtime(
     wanted = {int(r["seq"]) for r in rows if int(r["sent_ns"]) <= until}
     assert len(wanted) > 500 and wanted <= captured, sorted(wanted - captured)[:10]
 
+    # The hypervisor's phase timeline: job statistics sampled on the source every ~25 ms
+    # (jobstats.csv) and the lifecycle events of both hosts, in order, on the capture's clock.
+    phases = on_disk["phases"]
+    assert mig["start"] < phases["suspended"] < phases["resumed"] < mig["end"] + 2.0
+    assert phases["finished"] is not None and phases["postcopy_switch"] is None
+    assert phases["sampling"]["samples"] >= 10
+    assert phases["sampling"]["median_gap_ms"] <= 50, phases["sampling"]
+    with open(out / "jobstats.csv") as handle:
+        samples = list(csv.DictReader(handle))
+    assert len(samples) == phases["sampling"]["samples"]
+    assert max(int(r["memory_iteration"] or 0) for r in samples) >= 1
+    # The pause as the events saw it lies inside the probes' outage (the guest cannot answer
+    # while paused): its start within 300 ms of the first lost probe (event delivery under load
+    # reached ~250 ms here) and no longer than the outage. Not against libvirt's `downtime`:
+    # under load QEMU's figure ran to 5.4 s while the events' pause was 1.6 s.
+    pause_ms = 1000 * (phases["resumed"] - phases["suspended"])
+    from migfw.measure.metrics import trial_metrics
+
+    row = trial_metrics(out)
+    assert row["hv_pause_ms"] == pytest.approx(pause_ms, abs=1e-3)
+    assert abs(row["outage_start_minus_suspend_ms"]) <= 300, row
+    assert pause_ms <= row["probe_outage_ms"] + 300, row
+    assert row["resume_to_first_reply_ms"] is not None and row["resume_to_first_reply_ms"] >= 0
+    in_force = on_disk["migration"]["in_force"]
+    assert in_force["algorithm"] == "precopy" and in_force["qemu_downtime_limit_ms"] > 0
+    assert in_force["memory_mib"] == testbed_cfg["testbed"]["guest"]["memory_mib"]
+
     # An existing trial is never overwritten.
     from migfw.errors import MigfwError
 
@@ -143,6 +170,33 @@ def test_one_migration_trial_matches_hypervisor_downtime(
 
     bed = Testbed.from_dict(read_state(Path(testbed_cfg["testbed"]["state_dir"]))["testbed"])
     assert vm_locations(bed) == {"B": "running"}
+
+    # A combination QEMU refuses (here 300 multifd channels: QEMU takes at most 255) is a
+    # failed trial with QEMU's refusal as its reason, not a crash; the VM stays where it was.
+    refused = run_trial(testbed_cfg, "t2r", interval, tmp_path / "trials" / "t2r",
+                        factors={"algorithm": "multifd", "multifd_channels": 300})  # fmt: skip
+    assert refused["status"] == "failed" and "multifd-channels" in refused["failure"]
+    assert refused["migration"]["requested"]["multifd_channels"] == 300
+    assert vm_locations(bed) == {"B": "running"}
+
+    # One real `dirty` trial: the guest writes a 32 MiB working set at 8 MiB/s; the dirty rate
+    # QEMU measured (jobstats.csv, passes >= 2) is the one asked for, to within 25 % (seen here:
+    # 7.79 MiB/s). QEMU computes a rate only over >= 1 s, so a 64 MiB/s cap makes the first
+    # pass (~2 s) long enough; with it the guest crashed after the switchover in every try
+    # under TCG (docs/testbed.md, known problem), which the trial records as failed.
+    dirty_out = tmp_path / "trials" / "t2d"
+    dirty = run_trial(testbed_cfg, "t2d", interval, dirty_out, factors={"workload": "dirty",
+                      "dirty_mib": 32, "dirty_rate_mibps": 8, "bandwidth_mibps": 64})  # fmt: skip
+    with open(dirty_out / "jobstats.csv") as handle:
+        rates = [float(r["dirty_rate_mibps"]) for r in csv.DictReader(handle)
+                 if r["dirty_rate_mibps"] and int(r["memory_iteration"]) >= 2]  # fmt: skip
+    assert rates and abs(sorted(rates)[len(rates) // 2] - 8.0) <= 0.25 * 8.0, rates
+    assert dirty["workload"]["name"] == "dirty"
+    if dirty["status"] == "ok":
+        assert dirty["workload"]["report"]["achieved_mibps"] == pytest.approx(8.0, rel=0.1)
+    else:  # the known TCG problem (docs/testbed.md): the guest's kernel dies after switchover
+        assert "cannot read the ruleset after migration" in dirty["failure"]
+    assert list(vm_locations(bed).values()) == ["running"]  # recovered either way
 
     # Ctrl-C in the middle of a migration: exit 130, the partial trial moved aside to
     # .aborted with its reason (never deleted, never a trial), and (local

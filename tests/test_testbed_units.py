@@ -444,3 +444,158 @@ def test_preflight_names_each_missing_piece(monkeypatch, tmp_path: Path) -> None
         preflight.require_local(cfg)
     bad = preflight.problems({"testbed": {"accelerator": "xen"}})
     assert any("testbed.accelerator: 'xen'" in line for line in bad)
+
+
+# ------------------------------------------------------------------ migration parameters
+
+
+def test_migration_settings_from_a_dict_and_their_libvirt_plan() -> None:
+    libvirt = pytest.importorskip("libvirt")
+    from migfw.testbed.migrate import migration_settings, plan, requested_record
+
+    # Factors of a trial mixed with others: unknown keys are ignored, numbers normalised.
+    s = migration_settings({"algorithm": "multifd", "multifd_channels": 4.0,
+                            "bandwidth_mibps": 32, "interval_s": 0.01})  # fmt: skip
+    assert s["multifd_channels"] == 4 and s["mode"] == "client"
+    flags, params = plan(s, libvirt)
+    assert flags == libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PARALLEL
+    assert params == {"bandwidth": 32, "parallel.connections": 4}
+    flags, params = plan(
+        migration_settings({"algorithm": "postcopy", "bandwidth_mibps": 8}), libvirt
+    )
+    assert flags == libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_POSTCOPY
+    assert params == {"bandwidth": 8, "bandwidth.postcopy": 8}
+    flags, params = plan(
+        migration_settings({"algorithm": "xbzrle", "xbzrle_cache_mib": 16}), libvirt
+    )
+    assert flags == libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_COMPRESSED
+    assert params == {"compression": "xbzrle", "compression.xbzrle.cache": 16 * 2**20}
+    flags, params = plan(migration_settings({"algorithm": "auto-converge"}), libvirt)  # alias
+    assert (flags, params) == (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_AUTO_CONVERGE, {})
+    assert plan(migration_settings({}), libvirt) == (libvirt.VIR_MIGRATE_LIVE, {})
+    req = requested_record(migration_settings({"algorithm": "precopy", "max_downtime_ms": 50}))
+    assert req == {"algorithm": "precopy", "bandwidth_mibps": None, "max_downtime_ms": 50.0,
+                   "multifd_channels": None, "xbzrle_cache_mib": None}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"algorithm": "rdma"}, "migration.algorithm: 'rdma' is not one of precopy"),
+        ({"multifd_channels": 0}, "migration.multifd_channels: 0 is not a whole number"),
+        ({"multifd_channels": 2.5}, "migration.multifd_channels: 2.5 is not a whole number"),
+        ({"bandwidth_mibps": "fast"}, "migration.bandwidth_mibps: 'fast' is not a number"),
+        ({"max_downtime_ms": -1}, "migration.max_downtime_ms: -1 is negative"),
+        ({"mode": "ssh"}, "migration.mode: 'ssh' is not one of client, p2p"),
+    ],
+)
+def test_bad_migration_settings_are_one_line_errors(values, message) -> None:
+    from migfw.testbed.migrate import migration_settings
+
+    with pytest.raises(MigfwError, match=message):
+        migration_settings(values)
+
+
+def test_in_force_record_reads_qemus_view() -> None:
+    from migfw.testbed.migrate import in_force_record
+
+    # QEMU 7.2's answers to query-migrate-parameters/-capabilities during a multifd migration.
+    params = {"max-bandwidth": 67108864, "downtime-limit": 300, "multifd-channels": 3,
+              "xbzrle-cache-size": 67108864}  # fmt: skip
+    caps = {"events": True, "multifd": True, "xbzrle": False, "postcopy-ram": False}
+    rec = in_force_record(64.0, 300.0, params, caps, 128.0, False)
+    assert rec["algorithm"] == "multifd" and rec["multifd_channels"] == 3
+    assert rec["qemu_max_bandwidth_mibps"] == 64.0 and rec["qemu_downtime_limit_ms"] == 300
+    assert rec["xbzrle_cache_mib"] is None and rec["qemu_capabilities"] == ["events", "multifd"]
+    caps = {"events": True, "xbzrle": True}
+    assert in_force_record(None, None, params, caps, None, False)["xbzrle_cache_mib"] == 64.0
+    assert in_force_record(None, None, params, {"events": True}, None, False)["algorithm"] == (
+        "precopy"
+    )
+    assert in_force_record(None, None, None, None, None, False)["algorithm"] is None
+
+
+def test_phases_jobstats_rows_and_sampling(tmp_path) -> None:
+    from migfw.testbed.migrate import (
+        JOBSTATS_COLUMNS,
+        estimate_delivery,
+        jobstats_row,
+        phases_from_events,
+        sampling_summary,
+        write_jobstats,
+    )
+
+    events = [
+        {"t": 10.0, "host": "B", "event": "started", "detail": "migrated"},
+        {"t": 12.5, "host": "A", "event": "suspended", "detail": "postcopy"},
+        {"t": 13.0, "host": "A", "event": "suspended", "detail": "migrated"},
+        {"t": 13.2, "host": "B", "event": "resumed", "detail": "migrated"},
+        {"t": 13.3, "host": "B", "event": "resumed", "detail": "postcopy"},
+        {"t": 15.0, "host": "A", "event": "stopped", "detail": "migrated"},
+    ]
+    p = phases_from_events(events, [], postcopy_requested_at=12.4)
+    assert (p["suspended"], p["postcopy_switch"], p["resumed"], p["finished"]) == (
+        13.0, 12.5, 13.2, 15.0)  # fmt: skip
+    assert p["postcopy_requested"] == 12.4
+    assert (p["pause"], p["resume"]) == (12.5, 13.2)  # the post-copy switch stops the guest first
+    # QEMU reports 2560 dirty pages/s of 4 KiB = 10 MiB/s.
+    row = jobstats_row(1.5, 2, {"memory_dirty_rate": 2560, "memory_page_size": 4096,
+                                "memory_iteration": 2}, rpc_ms=1.25)  # fmt: skip
+    assert row["dirty_rate_mibps"] == 10.0 and row["memory_iteration"] == 2
+    assert jobstats_row(1.5, 2, {})["dirty_rate_mibps"] is None
+    rows = [dict(row, t=t, rpc_ms=r) for t, r in ((0.0, 1.0), (0.025, 3.0), (0.075, 40.0))]
+    assert sampling_summary(rows, 0.025) == {"period_s": 0.025, "samples": 3,
+                                             "max_gap_ms": 50.0, "median_gap_ms": 50.0}  # fmt: skip
+    assert estimate_delivery(rows) == {"typical_ms": 1.5, "max_ms": 40.0}
+    write_jobstats(tmp_path / "jobstats.csv", rows)
+    lines = (tmp_path / "jobstats.csv").read_text().splitlines()
+    assert lines[0] == ",".join(JOBSTATS_COLUMNS) and len(lines) == 4
+
+
+# ------------------------------------------------------------------ guest workload
+
+
+def test_workload_settings_and_the_dirty_report() -> None:
+    from migfw.testbed.workload import parse_report, workload_settings
+
+    assert workload_settings({"interval_s": 0.01}) == {
+        "workload": "idle", "dirty_mib": 32.0, "dirty_rate_mibps": 8.0}  # fmt: skip
+    s = workload_settings({"workload": "dirty", "dirty_mib": 64, "dirty_rate_mibps": "16"})
+    assert (s["dirty_mib"], s["dirty_rate_mibps"]) == (64.0, 16.0)
+    with pytest.raises(MigfwError, match="workload: 'stress' is not one of idle, dirty"):
+        workload_settings({"workload": "stress"})
+    with pytest.raises(MigfwError, match="dirty_mib: 0 must be positive"):
+        workload_settings({"dirty_mib": 0})
+    # The line migfw-dirty wrote for 16 MiB at 8 MiB/s, stopped after 2.41 s.
+    line = ("working_set_mib=16.000 rate_mibps=8.000 pages_written=4935 seconds=2.410 "
+            "achieved_mibps=8.000 last_second_mibps=0.000 final=1\n")  # fmt: skip
+    rep = parse_report(line)
+    assert rep["pages_written"] == 4935 and rep["final"] == 1
+    assert rep["achieved_mibps"] == 8.0
+    assert rep["pages_written"] * 4096 / 2**20 / rep["seconds"] == pytest.approx(8.0, abs=0.01)
+
+
+def test_dirty_program_writes_at_the_rate_it_is_asked(tmp_path) -> None:
+    """resources/guest/dirty.c, compiled as the image builder does, run on the host."""
+    import shutil
+    import signal
+    import subprocess
+    import time
+
+    from migfw.testbed.guest import build_dirty
+    from migfw.testbed.workload import parse_report
+
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc not installed")
+    binary = tmp_path / "migfw-dirty"
+    assert build_dirty(binary).startswith("gcc")
+    report = tmp_path / "report"
+    proc = subprocess.Popen([str(binary), "8", "4", str(report)])
+    time.sleep(2.2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    rep = parse_report(report.read_text())
+    assert rep["final"] == 1 and rep["working_set_mib"] == 8.0 and rep["rate_mibps"] == 4.0
+    # Pages are owed per 10 ms tick from absolute deadlines: the rate holds to within a tick.
+    assert rep["achieved_mibps"] == pytest.approx(4.0, rel=0.05)
+    assert subprocess.run([str(binary)], capture_output=True).returncode == 2

@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fig-timeline": ("migfw.measure.figures", "probe timeline of one trial"),
     "fig-attack-window": ("migfw.measure.figures", "breach window by placement"),
     "attack-window": ("migfw.measure.attackstats", "trials.csv -> attack_window.csv"),
+    "sweeps": ("migfw.measure.sweeps", "sweep table, power table and sweep figure"),
     "craft": ("migfw.trials.crafted", "write crafted trial folders with known losses"),
     "compare": ("migfw.paper.compare", "paper vs reproduction table (markdown)"),
     "testbed": ("migfw.testbed.cli", "embedded or external migration testbed"),

@@ -91,3 +91,37 @@ rule attack_window_table:
             "migfw attack-window {input} --out {output} --confidence {params.confidence}"
             " --resamples {params.resamples} --seed {params.seed} > {log} 2>&1"
         )
+
+
+rule sweeps:
+    input:
+        "results/analysis/trials.csv",
+    output:
+        table=report(
+            "results/analysis/sweeps.csv",
+            caption="../report/sweeps.rst",
+            category="Measurement",
+        ),
+        power=report(
+            "results/analysis/power.csv",
+            caption="../report/power.rst",
+            category="Measurement",
+        ),
+        png=report(
+            "results/figures/sweeps.png",
+            caption="../report/sweeps_figure.rst",
+            category="Figures",
+        ),
+        svg="results/figures/sweeps.svg",
+    log:
+        f"{LOGS}/sweeps.log",
+    benchmark:
+        f"{BENCH}/sweeps.tsv"
+    params:
+        code=code_version("migfw.measure.sweeps"),
+        factors=" ".join(SWEEP_FACTORS),
+    run:
+        shell(
+            "migfw sweeps {input} --factors {params.factors} --table {output.table}"
+            " --power {output.power} --figure {output.png} > {log} 2>&1"
+        )

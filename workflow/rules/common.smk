@@ -9,6 +9,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from migfw.trials.contract import (
+    KNOWN_FACTORS,
     TRIAL_WILDCARD,
     discover_trials,
     experiment_problems,
@@ -51,6 +52,8 @@ def effective_config(log):
 
 
 BENCH = "results/benchmarks"
+# trials.csv columns the sweep table and figure look at (those an experiment varies).
+SWEEP_FACTORS = list(KNOWN_FACTORS)
 
 TESTBED_OWNER = []
 
@@ -226,6 +229,9 @@ def all_outputs():
         "results/figures/dt_estimators.png",
         "results/analysis/attack_window.csv",
         "results/figures/attack_window.png",
+        "results/analysis/sweeps.csv",
+        "results/analysis/power.csv",
+        "results/figures/sweeps.png",
         expand("results/figures/timelines/{trial}.png", trial=TIMELINE_TRIALS),
         "results/paper_vs_reproduction.md",
         "results/run_info.md",

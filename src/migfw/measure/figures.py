@@ -173,10 +173,14 @@ def timeline_figure(trial_dir: str | Path, out_png: str | Path) -> None:
     meta = load_trial(trial_dir)
     has_attack = (trial_dir / "attack.pcap").exists() and meta["status"] == "ok"
     has_flows = (trial_dir / "flows.csv").exists() and meta["status"] == "ok"
-    ratios = [1] + [1] * has_attack + [1] * has_flows + [3]
+    # The hypervisor's phases (testbed trials, migfw.measure.phases) above the probe raster,
+    # on the same clock.
+    hv_phases = meta.get("phases") if meta["status"] == "ok" else None
+    has_phases = isinstance(hv_phases, dict) and "suspended" in hv_phases
+    ratios = [1] * has_phases + [1] + [1] * has_attack + [1] * has_flows + [3]
     fig = _figure(figsize=(9, 4 + 0.8 * (len(ratios) - 2)))
     axes = fig.subplots(len(ratios), 1, sharex=True, gridspec_kw={"height_ratios": ratios})
-    ax_raster, ax_rtt = axes[0], axes[-1]
+    ax_raster, ax_rtt = axes[int(has_phases)], axes[-1]
     migration = meta.get("migration") or {}
     if meta["status"] != "ok":
         ax_rtt.text(
@@ -197,8 +201,12 @@ def timeline_figure(trial_dir: str | Path, out_png: str | Path) -> None:
     ax_raster.vlines(t[~answered], 0, 1, color="#cb181d", lw=0.8, label="lost")
     ax_raster.set_yticks([])
     ax_raster.set_ylabel("ICMP", fontsize=7)
+    if has_phases:
+        from migfw.measure.phases import draw_phases, read_jobstats
+
+        draw_phases(axes[0], hv_phases, read_jobstats(trial_dir), start)
     ax_raster.legend(fontsize=7, loc="upper left", ncols=2)
-    row = 1
+    row = 1 + int(has_phases)
     title_extra = ""
     if has_attack:
         title_extra = _breach_raster(axes[row], trial_dir, meta, start)

@@ -60,6 +60,10 @@ TRIAL_COLUMNS = [
     "hv_downtime_ms",
     "hv_total_ms",
     "hv_setup_ms",
+    "algorithm",
+    "hv_pause_ms",
+    "probe_outage_ms",
+    "resume_to_first_reply_ms",
     "capture_dropped",
     "breaches",
     "ruleset_intact",
@@ -96,6 +100,9 @@ SUMMARY_METRICS = [
     "ut_meta_pct",
     "hv_downtime_ms",
     "hv_total_ms",
+    "hv_pause_ms",
+    "probe_outage_ms",
+    "resume_to_first_reply_ms",
 ]
 
 
@@ -110,6 +117,18 @@ def probe_metrics_for(
     for key in ("file", "target", "interval_s", "request_ids"):  # in the row, or used apart
         metrics.pop(key, None)
     return metrics
+
+
+def phase_metrics_for(trial_dir: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """The hypervisor's phases joined to the probes (see migfw.measure.phases)."""
+    from migfw.measure.capture import read_echoes
+    from migfw.measure.phases import join_phases, read_jobstats
+    from migfw.measure.probes import match_probes
+
+    table = match_probes(read_echoes(trial_dir / "probe.pcap", meta["target"]))
+    return join_phases(
+        meta["phases"], table.send_ns, table.answered, table.reply_ns, read_jobstats(trial_dir)
+    )
 
 
 def trial_metrics(trial_dir: str | Path) -> dict[str, Any]:
@@ -139,6 +158,8 @@ def trial_metrics(trial_dir: str | Path) -> dict[str, Any]:
         "hv_downtime_ms": hypervisor.get("downtime_ms"),
         "hv_total_ms": hypervisor.get("total_ms"),
         "hv_setup_ms": hypervisor.get("setup_ms"),
+        # The algorithm in force is a column even where the experiment does not vary it.
+        "algorithm": factors.get("algorithm", migration.get("algorithm")),
         "capture_dropped": capture.get("dropped"),
         "breaches": len(meta.get("breaches") or []),
         "ruleset_intact": ruleset.get("identical_before_after"),
@@ -165,6 +186,8 @@ def trial_metrics(trial_dir: str | Path) -> dict[str, Any]:
         if stray:
             flags.append("stray_icmp_id")
     row["flags"] = ";".join(dict.fromkeys(flags))
+    if meta.get("phases"):
+        row.update(phase_metrics_for(trial_dir, meta))
     if window and row.get("dt_gap_s") is not None:
         row["ut_meta_s"] = row["tmt_meta_s"] - row["dt_gap_s"]
         row["ut_meta_pct"] = 100 * row["ut_meta_s"] / row["tmt_meta_s"]

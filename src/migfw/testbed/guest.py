@@ -235,6 +235,25 @@ def _module_order(tree: Path, kver: str) -> list[str]:
     return order
 
 
+def build_dirty(target: Path) -> str:
+    """Compile the guest's memory-dirtying workload (resources/guest/dirty.c) statically with
+    the host's Debian gcc; returns the compiler's version line (recorded in the manifest)."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise MigfwError("guest image: gcc not found (install.sh installs gcc and libc6-dev)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [gcc, "-static", "-O2", "-Wall", "-o", str(target), str(GUEST_RESOURCES / "dirty.c")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise MigfwError(f"guest image: compiling resources/guest/dirty.c failed: {last}")
+    return _run([gcc, "--version"]).splitlines()[0]
+
+
 def _copy(src: Path, root: Path, dest: str) -> None:
     target = root / dest.lstrip("/")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -314,6 +333,7 @@ def build_image(out: Path, cache: Path, kernel_meta: str, vm_addresses: list[str
         _copy(GUEST_RESOURCES / "inittab", root, "/etc/inittab")
         _copy(GUEST_RESOURCES / "ftpd", root, "/usr/sbin/migfw-ftpd")
         _copy(GUEST_RESOURCES / "ftp-readme.txt", root, "/srv/ftp/readme.txt")
+        compiler = build_dirty(root / "usr/bin/migfw-dirty")
         _copy(out / HOST_KEY, root, f"/etc/dropbear/{HOST_KEY}")
         files = {
             "etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n",
@@ -359,6 +379,7 @@ def build_image(out: Path, cache: Path, kernel_meta: str, vm_addresses: list[str
         "packages": packages,
         "shared_libraries": libs,
         "modules": modules,
+        "workload_compiler": compiler,
         "files": {
             name: sha256_file(out / name)
             for name in ("vmlinuz", "initramfs.img", HOST_KEY, CLIENT_KEY)

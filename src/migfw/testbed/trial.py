@@ -18,6 +18,7 @@ flushed for the trial; `none` restores it after.
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import platform
@@ -28,6 +29,7 @@ from typing import Any
 
 from migfw.errors import MigfwError
 from migfw.io import write_json
+from migfw.testbed import workload
 from migfw.testbed.base import Testbed, cfg_get, load_config
 from migfw.testbed.providers import ensure_up
 from migfw.trials.contract import DEFAULT_EXPERIMENT, move_aside, validate_trial
@@ -293,8 +295,11 @@ def run_trial(
     settle_s: float | None = None,
     attack_rate_hz: float | None = None,
 ) -> dict[str, Any]:
-    """Run one trial and write its folder; returns trial.json's content."""
-    from migfw.testbed.migrate import migrate, validate_settings
+    """Run one trial and write its folder; returns trial.json's content.
+
+    `factors` override the config's migration settings (and testbed.guest.memory_mib).
+    """
+    from migfw.testbed.migrate import migrate, migration_settings, write_jobstats
     from migfw.testbed.provision import ensure_vm, find_vm
 
     if interval_s <= 0:
@@ -306,10 +311,15 @@ def run_trial(
             f"trial {trial_id}: placement {placement!r} is not implemented by the testbed yet "
             f"(implemented: {', '.join(IMPLEMENTED_PLACEMENTS)})"
         )
-    mode = str(cfg_get(cfg, "migration.mode", "client"))
-    bandwidth = float(cfg_get(cfg, "migration.bandwidth_mibps", 0))
-    max_downtime = float(cfg_get(cfg, "migration.max_downtime_ms", 0))
-    validate_settings(mode, bandwidth, max_downtime)
+    # Migration parameters: the config's `migration` block, overridden by this trial's factors.
+    settings = migration_settings({**(cfg_get(cfg, "migration", None) or {}), **factors})
+    load = workload.workload_settings(factors)
+    mode = settings["mode"]
+    if factors.get("memory_mib") is not None:  # the guest's RAM is a factor: (re)provision
+        cfg = copy.deepcopy(cfg)
+        cfg.setdefault("testbed", {}).setdefault("guest", {})["memory_mib"] = int(
+            factors["memory_mib"]
+        )
     lead_in = float(lead_in_s if lead_in_s is not None else cfg_get(cfg, "trials.lead_in_s", 5.0))
     settle = float(settle_s if settle_s is not None else cfg_get(cfg, "trials.settle_s", 3.0))
     enforcement = cfg_get(cfg, "trials.enforcement", None)
@@ -342,6 +352,8 @@ def run_trial(
         with guest_shell(bed) as shell:
             before = read_ruleset(shell)
             guest_nft = shell.run("nft --version").strip()
+            workload.start(shell, load)  # runs through lead-in, migration and settle
+            log("workload_started", **load)
         (partial / "ruleset_before.nft").write_text(before)
         agent = None
         if placement == "vmm-agent":
@@ -354,7 +366,7 @@ def run_trial(
         print(f"{label} interval {interval_s} direction {arrow}: lead-in…", flush=True)
         result = _probe_and_migrate(
             bed, partial, interval_s, enforcement, lead_in, settle, log,
-            lambda: migrate(bed, source, destination, mode, bandwidth, max_downtime),
+            lambda: migrate(bed, source, destination, settings),
             label, flows_cfg,
         )  # fmt: skip
         agent_report = None
@@ -366,13 +378,16 @@ def run_trial(
         prober = result["prober"]
         failure = result["failure"]
         mig = result["migration"]
+        write_jobstats(partial / "jobstats.csv", mig.get("jobstats") or [])
         if failure:
             where = ensure_vm(bed)  # recover: the run goes on with a running VM
             log("recovered", host=where)
         after, diff, identical = None, None, None
+        load_record: dict[str, Any] = {"name": load["workload"], "report": None}
         try:
             with guest_shell(bed) as shell:
                 after = read_ruleset(shell)
+                load_record = workload.stop(shell, load)
             diff = diff_rulesets(before, after)
             identical = not diff
             (partial / "ruleset_after.nft").write_text(after)
@@ -380,6 +395,13 @@ def run_trial(
             log("ruleset_after_failed", error=str(exc))
             if not failure:
                 failure = f"cannot read the ruleset after migration: {exc}"
+            if bed.provider == "local":
+                # The guest runs but does not answer (seen after a post-copy switch: a
+                # corrupted virtio ring): replace it so the next trial starts from a sound VM.
+                from migfw.testbed.provision import destroy_vm
+
+                destroy_vm(bed)
+                log("reprovisioned", host=ensure_vm(bed))
         from migfw.testbed.placement import record, where_rules
 
         rules_after = None
@@ -411,10 +433,15 @@ def run_trial(
                 "source": source,
                 "destination": destination,
                 "mode": mode,
-                "bandwidth_mibps": mig.get("bandwidth_mibps", bandwidth or None),
-                "max_downtime_ms": mig.get("max_downtime_ms", max_downtime or None),
+                "algorithm": settings["algorithm"],
+                "bandwidth_mibps": mig.get("bandwidth_mibps", settings["bandwidth_mibps"] or None),
+                "max_downtime_ms": mig.get("max_downtime_ms", settings["max_downtime_ms"] or None),
+                "requested": mig.get("requested"),
+                "in_force": mig.get("in_force"),
             },
             "hypervisor": mig.get("hypervisor"),
+            "phases": mig.get("phases"),
+            "workload": load_record,
             "repetition": int(repetition),
             "direction": direction,
             "accelerator": bed.accelerator,
@@ -532,6 +559,7 @@ def _probe_and_migrate(
                     total_ms=migration["hypervisor"]["total_ms"])  # fmt: skip
             except MigrationFailed as exc:
                 failure = str(exc)
+                migration = dict(exc.details)  # what was recorded before the failure
                 log("migrate_failed", error=failure)
             time.sleep(settle)
     finally:
