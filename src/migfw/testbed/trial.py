@@ -7,8 +7,14 @@ JSON`). The folder is built in `DIR.partial/` and renamed into place only when c
 finished trial (DIR with trial.json) is immutable: the command refuses to touch it. A
 `.partial` left by a killed run, or one this run cannot finish, is moved aside to
 `<trials_dir>/.aborted/<trial id>-<UTC time>/` with `reason.txt`: never deleted, never
-trusted. A failed or aborted migration is a trial with status "failed" and its reason;
-afterwards the VM is recovered (found on either host, or re-provisioned) so a run goes on.
+trusted. A failed or aborted migration (the hypervisor's error, or a destination daemon,
+QEMU or link that died) is a trial with status "failed", its reason and its capture;
+afterwards the testbed repairs itself (`recover`: dead libvirtd restarted, the VM found on
+either host or re-provisioned; the next trial re-deploys the ruleset on a new VM) so a run
+goes on. Only when the repair fails does the command stop, after writing the trial, with one
+line saying why. Each trial also records its step times (monotonic) and checks them against
+its capture (migfw.testbed.health): a guest silent in the lead-in or settle period for longer
+than `trials.max_silence_s` flags the trial.
 Placements: `vm` (the ruleset in the guest) and `none` (the guest's ruleset flushed for the
 trial and restored after); other placements are refused until implemented.
 """
@@ -19,6 +25,7 @@ import argparse
 import hashlib
 import json
 import platform
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -50,6 +57,26 @@ class EventLog:
 
 
 IMPLEMENTED_PLACEMENTS = ("vm", "none")
+# Written when a testbed could not be repaired after a failed trial: every later trial refuses
+# in one line until `migfw testbed cleanup`/`down` (the failed trial itself is kept: its
+# command exits 0 so Snakemake never deletes its capture).
+UNREPAIRED = "unrepaired.json"
+
+
+def refuse_unrepaired(cfg: dict[str, Any]) -> None:
+    from migfw.testbed.base import state_dir
+
+    marker = state_dir(cfg) / UNREPAIRED
+    if marker.exists():
+        try:
+            body = json.loads(marker.read_text())
+        except (OSError, json.JSONDecodeError):
+            body = {}
+        raise MigfwError(
+            f"testbed could not be repaired after trial {body.get('trial_id', '?')} "
+            f"({body.get('error', 'see ' + str(marker))}); stopping: run `migfw testbed cleanup` "
+            "to start a fresh testbed"
+        )
 
 
 def refuse_finished(out: Path) -> None:
@@ -168,6 +195,59 @@ def software_versions(bed: Testbed, guest_nft: str | None) -> dict[str, Any]:
     }
 
 
+def hypervisor_pids(cfg: dict[str, Any], bed: Testbed, vm_host: str | None) -> dict[str, Any]:
+    """The PIDs the testbed recorded (libvirtd per host) and the VM's QEMU (local provider)."""
+    if bed.provider != "local":
+        return {}
+    from migfw.testbed.base import read_state
+    from migfw.testbed.local import LocalTestbed
+
+    local = LocalTestbed(cfg)
+    pids: dict[str, Any] = dict((read_state(local.state_dir) or {}).get("pids", {}))
+    if vm_host is not None:
+        pids["qemu"] = local.vm_pid(vm_host)
+        pids["qemu_host"] = vm_host
+    return pids
+
+
+def recover(cfg: dict[str, Any], bed: Testbed) -> dict[str, Any]:
+    """After a failed migration: restart dead daemons (local), then one running VM again.
+
+    Raises MigfwError (one line) when the testbed cannot be repaired.
+    """
+    from migfw.testbed.provision import ensure_vm
+
+    repaired: list[str] = []
+    if bed.provider == "local":
+        from migfw.testbed.local import LocalTestbed
+
+        repaired = LocalTestbed(cfg).repair()
+    earlier_boot = bed.extra.pop("last_boot_s", None)
+    where = ensure_vm(bed)  # sets last_boot_s only when it booted a new VM
+    reprovisioned = "last_boot_s" in bed.extra
+    if not reprovisioned and earlier_boot is not None:
+        bed.extra["last_boot_s"] = earlier_boot
+    if bed.provider == "local":
+        from migfw.testbed.local import LocalTestbed, kill_pid
+
+        local = LocalTestbed(cfg)
+        keep = local.vm_pid(where)
+        for pid in local.stray_qemus(keep) if keep else []:
+            kill_pid(pid)
+            repaired.append(f"killed QEMU PID {pid} left by the failed migration")
+    return {"repaired": repaired, "vm_host": where, "reprovisioned": reprovisioned}
+
+
+def reprovision(bed: Testbed) -> dict[str, Any]:
+    """Destroy the unreachable VM wherever it runs and boot a new one (local provider)."""
+    from migfw.testbed.provision import destroy_vm, ensure_vm
+
+    destroy_vm(bed)
+    where = ensure_vm(bed)
+    return {"vm_host": where, "reprovisioned": True,
+            "reason": "guest unreachable after the trial"}  # fmt: skip
+
+
 def run_trial(
     cfg: dict[str, Any],
     trial_id: str,
@@ -183,7 +263,7 @@ def run_trial(
 ) -> dict[str, Any]:
     """Run one trial and write its folder; returns trial.json's content."""
     from migfw.testbed.migrate import migrate, validate_settings
-    from migfw.testbed.provision import ensure_vm, find_vm
+    from migfw.testbed.provision import find_vm
 
     if interval_s <= 0:
         raise MigfwError(f"--interval: {interval_s} must be positive")
@@ -201,7 +281,11 @@ def run_trial(
     lead_in = float(lead_in_s if lead_in_s is not None else cfg_get(cfg, "trials.lead_in_s", 5.0))
     settle = float(settle_s if settle_s is not None else cfg_get(cfg, "trials.settle_s", 3.0))
     enforcement = cfg_get(cfg, "trials.enforcement", None)
+    from migfw.testbed.health import DEFAULT_MAX_SILENCE_S
+
+    max_silence = float(cfg_get(cfg, "trials.max_silence_s", DEFAULT_MAX_SILENCE_S))
     out = Path(out)
+    refuse_unrepaired(cfg)
     partial = check_out_dir(out, trial_id)
     log = EventLog(partial / "events.jsonl")
     if of and index is None:
@@ -233,6 +317,8 @@ def run_trial(
         if source is None:
             raise MigfwError(f"VM {bed.vm_name} is not running on exactly one host")
         destination = bed.other(source)
+        pids = hypervisor_pids(cfg, bed, source)
+        log("pids", **pids)  # read by fault-injection tests: the daemons and the VM's QEMU
         direction = f"{source}->{destination}"  # ASCII: it ends up in CSV columns
         arrow = f"{source}→{destination}"
         print(f"{label} interval {interval_s} direction {arrow}: lead-in…", flush=True)
@@ -244,11 +330,21 @@ def run_trial(
         prober = result["prober"]
         failure = result["failure"]
         mig = result["migration"]
+        clock = result["clock"]
+        recovery, repair_error = None, None
         if failure:
-            where = ensure_vm(bed)  # recover: the run goes on with a running VM
-            log("recovered", host=where)
+            # A hypervisor fault is an outcome: repair the testbed so the run goes on.
+            try:
+                recovery = recover(cfg, bed)
+                log("recovered", **recovery)
+            except MigfwError as exc:
+                repair_error = str(exc)
+                recovery = {"error": repair_error}
+                log("repair_failed", error=repair_error)
         after, diff, identical = None, None, None
         try:
+            if repair_error:
+                raise MigfwError("testbed not repaired")
             with guest_shell(bed) as shell:
                 after = read_ruleset(shell)
             diff = diff_rulesets(before, after)
@@ -258,7 +354,27 @@ def run_trial(
             log("ruleset_after_failed", error=str(exc))
             if not failure:
                 failure = f"cannot read the ruleset after migration: {exc}"
+            if not repair_error and bed.provider == "local":
+                # A guest that no longer answers is as good as gone: replace it, so the
+                # next trial starts from a fresh VM (and re-deploys its ruleset).
+                try:
+                    recovery = {**(recovery or {}), **reprovision(bed)}
+                    log("reprovisioned", **recovery)
+                except MigfwError as exc2:
+                    repair_error = str(exc2)
+                    recovery = {**(recovery or {}), "error": repair_error}
+                    log("repair_failed", error=repair_error)
         cap = result["capture"]
+        from migfw.testbed.health import check_silences
+
+        timeline = clock.to_dict()
+        try:
+            health = check_silences(partial / "probe.pcap", bed.vm_address,
+                                    prober.get("icmp_id"), timeline, max_silence)  # fmt: skip
+        except MigfwError as exc:  # e.g. an empty capture: the trial says so, no health
+            health = {"max_silence_s": max_silence, "error": str(exc), "flags": []}
+        flags = list(dict.fromkeys(result["flags"] + health["flags"]))
+        log("health", **health)
         meta = {
             "trial_id": trial_id,
             "experiment": experiment or DEFAULT_EXPERIMENT,
@@ -268,8 +384,10 @@ def run_trial(
             "status": "failed" if failure else "ok",
             "failure": failure,
             "migration": {
-                "start": mig.get("start"),
-                "end": mig.get("end"),
+                # The migrate call itself (not when libvirt got to start the job): a frozen
+                # guest or a slow daemon cannot shift these.
+                "start": clock.epoch("migrate_call"),
+                "end": clock.epoch("migrate_return"),
                 "source": source,
                 "destination": destination,
                 "mode": mode,
@@ -291,7 +409,11 @@ def run_trial(
             },
             "breaches": cap.get("breaches") or [],
             "prober": prober,
-            "flags": result["flags"],
+            "flags": flags,
+            "timeline": timeline,
+            "health": health,
+            "pids": pids,
+            "recovery": recovery,
             "ruleset": {"identical_before_after": identical, "diff": diff},
             "enforcement": enforcement,
             "lead_in_s": lead_in,
@@ -304,6 +426,12 @@ def run_trial(
         log("done", status=meta["status"])
         log.close()
         finish_out_dir(partial, out)
+        if repair_error:
+            marker = {"trial_id": trial_id, "error": repair_error, "at": time.time()}
+            write_json(Path(bed.state_dir) / UNREPAIRED, marker)
+            print(f"{label}: recorded as failed ({failure}); the testbed could not be repaired, "
+                  f"stopping: {repair_error}", file=sys.stderr, flush=True)  # fmt: skip
+            return meta
     except BaseException as exc:
         log.close()
         reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"error: {exc}"
@@ -330,9 +458,11 @@ def _probe_and_migrate(
     label: str,
 ) -> dict[str, Any]:
     """Probe for lead_in, migrate, probe for settle; the probe always stops."""
+    from migfw.testbed.health import StepClock
     from migfw.testbed.migrate import MigrationFailed
     from migfw.testbed.prober import ProbeSession
 
+    clock = StepClock()
     session = ProbeSession(
         bed.prober_netns,
         bed.prober_iface,
@@ -350,6 +480,7 @@ def _probe_and_migrate(
     # Recorded for a later run's takeover: an orphan prober is found by these PIDs.
     write_json(Path(bed.state_dir) / "prober.json", prober)
     try:
+        clock.mark("lead_in_start")
         log("probe_started", icmp_id=session.ident, pids=session.pids)
         time.sleep(lead_in)
         stray = session.stray(bed.prober_address or "")
@@ -364,21 +495,28 @@ def _probe_and_migrate(
             log("stray_traffic", **{k: {str(a): b for a, b in v.items()} for k, v in stray.items()})
         else:
             print(f"{label}: migrating…", flush=True)
+            clock.mark("migrate_call")
             log("migrate_start")
             try:
                 migration = do_migrate()
+                clock.mark("migrate_return")
                 log("migrate_end", downtime_ms=migration["hypervisor"]["downtime_ms"],
                     total_ms=migration["hypervisor"]["total_ms"])  # fmt: skip
-            except MigrationFailed as exc:
+            except MigfwError as exc:
+                # MigrationFailed, or a daemon that cannot be reached (it died): an outcome.
+                clock.mark("migrate_return")
                 failure = str(exc)
+                if not isinstance(exc, MigrationFailed):
+                    failure = f"migration failed: {failure}"
                 log("migrate_failed", error=failure)
             time.sleep(settle)
+            clock.mark("settle_end")
     finally:
         capture = session.stop()
         log("probe_stopped", **{k: v for k, v in capture.items() if k != "breaches"})
         (Path(bed.state_dir) / "prober.json").unlink(missing_ok=True)
     return {"failure": failure, "migration": migration, "capture": capture,
-            "prober": prober, "flags": flags}  # fmt: skip
+            "prober": prober, "flags": flags, "clock": clock}  # fmt: skip
 
 
 def resolve_trial(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
