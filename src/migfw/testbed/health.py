@@ -52,6 +52,42 @@ def longest_silence(reply_ns: np.ndarray, start_ns: int, end_ns: int) -> float:
     return float(np.diff(edges).max()) / 1e9 if len(edges) > 1 else 0.0
 
 
+def echo_reply_times(pcap: str | Path, target: str, icmp_id: int | None) -> np.ndarray:
+    """Epoch ns of echo replies from `target` (with `icmp_id`) in the trial's own capture:
+    classic pcap, Ethernet, as tcpdump writes it on the prober's veth (the analysis stage
+    reads any capture; the testbed must not import it)."""
+    import socket
+    import struct
+
+    from migfw.errors import MigfwError
+
+    data = Path(pcap).read_bytes()
+    magic = data[:4]
+    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+        endian = "<"
+    elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+        endian = ">"
+    else:
+        raise MigfwError(f"{pcap}: not a classic pcap file")
+    scale = 1 if magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d") else 1000
+    src = socket.inet_aton(target)
+    out = []
+    pos = 24
+    while pos + 16 <= len(data):
+        sec, frac, incl = struct.unpack_from(endian + "III", data, pos)
+        frame = data[pos + 16 : pos + 16 + incl]
+        pos += 16 + incl
+        if len(frame) < 42 or frame[12:14] != b"\x08\x00" or frame[23] != 1:
+            continue
+        l4 = frame[14 + (frame[14] & 0x0F) * 4 :]
+        if frame[26:30] != src or len(l4) < 8 or l4[0] != 0:
+            continue
+        if icmp_id is not None and int.from_bytes(l4[4:6], "big") != icmp_id:
+            continue
+        out.append(sec * 10**9 + frac * scale)
+    return np.array(out, np.int64)
+
+
 def check_silences(
     pcap: str | Path,
     target: str,
@@ -60,13 +96,7 @@ def check_silences(
     max_silence_s: float,
 ) -> dict[str, Any]:
     """Per period: its length and longest silence (s); `flags` for each over the limit."""
-    from migfw.measure.capture import read_echoes
-
-    echoes = read_echoes(pcap, target)
-    replies = echoes.kind == 1
-    if icmp_id is not None:
-        replies &= echoes.ident == icmp_id
-    reply_ns = echoes.ts_ns[replies]
+    reply_ns = echo_reply_times(pcap, target, icmp_id)
     steps, anchor = timeline["steps"], timeline["anchor"]
     out: dict[str, Any] = {"max_silence_s": max_silence_s, "periods": {}, "flags": []}
     for period, (first, last) in PERIODS.items():
