@@ -2,7 +2,9 @@
 
 Finds everything by the configured name prefix: network namespaces `<prefix>-*`, every
 process living in one of them (QEMU, libvirtd, tcpdump, prober; matched by namespace
-inode, never by process name), and the runtime directory /run/migfw/<prefix>.
+inode, never by process name), QEMUs by libvirt's pid files under the runtime directory
+(one whose namespace lost its name is not found by inode), and that directory,
+/run/migfw/<prefix>.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ def leftovers(cfg: dict[str, Any]) -> dict[str, list]:
     names = list_netns(bed.prefix)
     return {
         "namespaces": names,
-        "pids": pids_in_netns(names),
+        "pids": sorted(set(pids_in_netns(names)) | set(bed.qemu_pids())),
         "run_dir": [str(bed.run_root)] if bed.run_root.exists() else [],
     }
 

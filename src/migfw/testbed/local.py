@@ -246,6 +246,11 @@ class LocalTestbed:
         state = read_state(self.state_dir)
         if state and state.get("phase") == "up":
             status = self.status()
+            if status.get("daemons_dead") and not status.get("namespaces_missing"):
+                # A daemon died (a hypervisor fault): restart it, keep the rest.
+                self.repair()
+                status = self.status()
+                state = read_state(self.state_dir) or state
             if status["up"]:
                 bed = Testbed.from_dict(state["testbed"])
                 wanted = self.vm_shape()
@@ -475,6 +480,65 @@ class LocalTestbed:
             time.sleep(0.2)
         raise MigfwError(f"libvirtd for host {host} not answering after {timeout} s: {last}")
 
+    # ------------------------------------------------------------------ repair
+    def vm_pid(self, host: str) -> int | None:
+        """The QEMU process of the VM on `host`, from libvirt's own pid file (None if absent)."""
+        path = self.host_root(host) / "run/libvirt/qemu" / f"{self.vm_name}.pid"
+        try:
+            pid = int(path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if pid_alive(pid) else None
+
+    def repair(self) -> list[str]:
+        """Restart every libvirtd whose recorded PID is dead; one MigfwError line if it cannot.
+
+        The namespaces, bridges and the other daemon stay; a restarted daemon finds the
+        domains it still has (QEMU outlives its daemon) from libvirt's own status files.
+        """
+        state = read_state(self.state_dir)
+        if not state or state.get("phase") != "up":
+            raise MigfwError(f"testbed {self.prefix}: nothing to repair in {self.state_dir}")
+        missing = [n for n in state.get("namespaces", []) if not netns_exists(n)]
+        if missing:
+            raise MigfwError(f"testbed {self.prefix}: namespaces gone ({', '.join(missing)})")
+        done = []
+        for host in ("A", "B"):
+            key = f"libvirtd_{host}"
+            old = state["pids"].get(key)
+            if pid_alive(old, "libvirtd"):
+                continue
+            with contextlib.suppress(OSError):
+                self.socket_path(host).unlink()  # the dead daemon's socket
+            try:
+                self._start_libvirtd(host, state)
+            except OSError as exc:
+                raise MigfwError(f"host {host}: cannot restart libvirtd: {exc}") from exc
+            self._wait_socket(host, state)
+            new = state["pids"][key]
+            done.append(f"restarted libvirtd of host {host} (PID {old} dead, now {new})")
+        return done
+
+    def stray_qemus(self, keep: int) -> list[int]:
+        """QEMUs of this testbed other than `keep` (the VM): left by a failed migration, e.g.
+        an incoming QEMU whose daemon died (the restarted daemon does not know it)."""
+        found = set(self.qemu_pids())
+        found |= {p for p in pids_in_netns([self.ns["A"], self.ns["B"]])
+                  if pid_alive(p, "qemu-system")}  # fmt: skip
+        return sorted(found - {keep})
+
+    def qemu_pids(self) -> list[int]:
+        """Every live QEMU libvirt recorded under our runtime dir (pid files), any host."""
+        found = []
+        for path in self.run_root.glob("host*/run/libvirt/qemu/*.pid"):
+            try:
+                pid = int(path.read_text().strip())
+            except (OSError, ValueError):
+                continue
+            if pid_alive(pid, "qemu-system"):
+                found.append(pid)
+        return found
+
     # ------------------------------------------------------------------ down
     def down(self, quiet: bool = False) -> list[str]:
         """Remove everything recorded in state.json plus anything named with our prefix."""
@@ -486,7 +550,10 @@ class LocalTestbed:
 
                 removed += destroy_vm(Testbed.from_dict(state["testbed"]))
         names = sorted(set(state.get("namespaces", [])) | set(list_netns(self.prefix)))
+        # QEMUs by libvirt's pid files too: one in a namespace whose name is gone (or whose
+        # daemon died) is not found by namespace.
         pids = set(state.get("pids", {}).values()) | set(pids_in_netns(names))
+        pids |= set(self.qemu_pids())
         for pid in sorted(pids):
             if pid_alive(pid):
                 kill_pid(pid)
@@ -503,7 +570,8 @@ class LocalTestbed:
         if self.run_root.exists():
             shutil.rmtree(self.run_root, ignore_errors=True)
             removed.append(str(self.run_root))
-        for path in (self.state_dir / "deployed.json", self.state_dir / "state.json"):
+        for path in (self.state_dir / "deployed.json", self.state_dir / "unrepaired.json",
+                     self.state_dir / "state.json"):  # fmt: skip
             if path.exists():
                 path.unlink()
                 removed.append(str(path))

@@ -501,6 +501,9 @@ def migrate(
 
     settings = migration_settings(settings or {})
     start_event_loop()  # before the connections are opened, or they carry no events
+    # The call's own time: the monitor commands below block while the guest's QEMU is
+    # stopped, so a later timestamp would shift with a frozen guest.
+    start = time.time()
     sconn = connect(bed, source)
     dconn = connect(bed, destination)
     done: threading.Event | None = None
@@ -542,7 +545,6 @@ def migrate(
             finally:
                 done.set()
 
-        start = time.time()
         # Waiting on an Event, not Thread.join: a Ctrl-C inside join() can leave CPython 3.11
         # believing the thread has stopped (bpo-45274 handling), and closing the connections
         # under a running migrate3 crashed libvirt's client (SIGSEGV) in our tests.

@@ -7,8 +7,14 @@ JSON`). The folder is built in `DIR.partial/` and renamed into place only when c
 finished trial (DIR with trial.json) is immutable: the command refuses to touch it. A
 `.partial` left by a killed run, or one this run cannot finish, is moved aside to
 `<trials_dir>/.aborted/<trial id>-<UTC time>/` with `reason.txt`: never deleted, never
-trusted. A failed or aborted migration is a trial with status "failed" and its reason;
-afterwards the VM is recovered (found on either host, or re-provisioned) so a run goes on.
+trusted. A failed or aborted migration (the hypervisor's error, or a destination daemon,
+QEMU or link that died) is a trial with status "failed", its reason and its capture;
+afterwards the testbed repairs itself (`recover`: dead libvirtd restarted, the VM found on
+either host or re-provisioned; the next trial re-deploys the ruleset on a new VM) so a run
+goes on. Only when the repair fails does the command stop, after writing the trial, with one
+line saying why. Each trial also records its step times (monotonic) and checks them against
+its capture (migfw.testbed.health): a guest silent in the lead-in or settle period for longer
+than `trials.max_silence_s` flags the trial.
 Placements (migfw.testbed.placement): `vm` (the ruleset in the guest), `vmm` (libvirt
 nwfilter on the hosts), `vmm-agent` (host nftables installed by an event-driven agent after
 `agent_delay_ms`) and `none` (nothing filters). For all but `vm` the guest's ruleset is
@@ -22,6 +28,7 @@ import copy
 import hashlib
 import json
 import platform
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -54,6 +61,26 @@ class EventLog:
 
 
 IMPLEMENTED_PLACEMENTS = ("vm", "vmm", "vmm-agent", "none")
+# Written when a testbed could not be repaired after a failed trial: every later trial refuses
+# in one line until `migfw testbed cleanup`/`down` (the failed trial itself is kept: its
+# command exits 0 so Snakemake never deletes its capture).
+UNREPAIRED = "unrepaired.json"
+
+
+def refuse_unrepaired(cfg: dict[str, Any]) -> None:
+    from migfw.testbed.base import state_dir
+
+    marker = state_dir(cfg) / UNREPAIRED
+    if marker.exists():
+        try:
+            body = json.loads(marker.read_text())
+        except (OSError, json.JSONDecodeError):
+            body = {}
+        raise MigfwError(
+            f"testbed could not be repaired after trial {body.get('trial_id', '?')} "
+            f"({body.get('error', 'see ' + str(marker))}); stopping: run `migfw testbed cleanup` "
+            "to start a fresh testbed"
+        )
 
 
 def refuse_finished(out: Path) -> None:
@@ -281,6 +308,59 @@ def software_versions(bed: Testbed, guest_nft: str | None) -> dict[str, Any]:
     }
 
 
+def hypervisor_pids(cfg: dict[str, Any], bed: Testbed, vm_host: str | None) -> dict[str, Any]:
+    """The PIDs the testbed recorded (libvirtd per host) and the VM's QEMU (local provider)."""
+    if bed.provider != "local":
+        return {}
+    from migfw.testbed.base import read_state
+    from migfw.testbed.local import LocalTestbed
+
+    local = LocalTestbed(cfg)
+    pids: dict[str, Any] = dict((read_state(local.state_dir) or {}).get("pids", {}))
+    if vm_host is not None:
+        pids["qemu"] = local.vm_pid(vm_host)
+        pids["qemu_host"] = vm_host
+    return pids
+
+
+def recover(cfg: dict[str, Any], bed: Testbed) -> dict[str, Any]:
+    """After a failed migration: restart dead daemons (local), then one running VM again.
+
+    Raises MigfwError (one line) when the testbed cannot be repaired.
+    """
+    from migfw.testbed.provision import ensure_vm
+
+    repaired: list[str] = []
+    if bed.provider == "local":
+        from migfw.testbed.local import LocalTestbed
+
+        repaired = LocalTestbed(cfg).repair()
+    earlier_boot = bed.extra.pop("last_boot_s", None)
+    where = ensure_vm(bed)  # sets last_boot_s only when it booted a new VM
+    reprovisioned = "last_boot_s" in bed.extra
+    if not reprovisioned and earlier_boot is not None:
+        bed.extra["last_boot_s"] = earlier_boot
+    if bed.provider == "local":
+        from migfw.testbed.local import LocalTestbed, kill_pid
+
+        local = LocalTestbed(cfg)
+        keep = local.vm_pid(where)
+        for pid in local.stray_qemus(keep) if keep else []:
+            kill_pid(pid)
+            repaired.append(f"killed QEMU PID {pid} left by the failed migration")
+    return {"repaired": repaired, "vm_host": where, "reprovisioned": reprovisioned}
+
+
+def reprovision(bed: Testbed) -> dict[str, Any]:
+    """Destroy the unreachable VM wherever it runs and boot a new one (local provider)."""
+    from migfw.testbed.provision import destroy_vm, ensure_vm
+
+    destroy_vm(bed)
+    where = ensure_vm(bed)
+    return {"vm_host": where, "reprovisioned": True,
+            "reason": "guest unreachable after the trial"}  # fmt: skip
+
+
 def run_trial(
     cfg: dict[str, Any],
     trial_id: str,
@@ -300,7 +380,7 @@ def run_trial(
     `factors` override the config's migration settings (and testbed.guest.memory_mib).
     """
     from migfw.testbed.migrate import migrate, migration_settings, write_jobstats
-    from migfw.testbed.provision import ensure_vm, find_vm
+    from migfw.testbed.provision import find_vm
 
     if interval_s <= 0:
         raise MigfwError(f"--interval: {interval_s} must be positive")
@@ -326,7 +406,11 @@ def run_trial(
     if enforcement is not None and attack_rate_hz is not None:  # the experiment's own rate
         enforcement = {**enforcement, "rate_hz": float(attack_rate_hz)}
     flows_cfg = cfg_get(cfg, "trials.flows", None)
+    from migfw.testbed.health import DEFAULT_MAX_SILENCE_S
+
+    max_silence = float(cfg_get(cfg, "trials.max_silence_s", DEFAULT_MAX_SILENCE_S))
     out = Path(out)
+    refuse_unrepaired(cfg)
     partial = check_out_dir(out, trial_id)
     log = EventLog(partial / "events.jsonl")
     if of and index is None:
@@ -346,6 +430,8 @@ def run_trial(
         if source is None:
             raise MigfwError(f"VM {bed.vm_name} is not running on exactly one host")
         destination = bed.other(source)
+        pids = hypervisor_pids(cfg, bed, source)
+        log("pids", **pids)  # read by fault-injection tests: the daemons and the VM's QEMU
         delay_ms = float(factors.get("agent_delay_ms", 200)) if placement == "vmm-agent" else None
         fw = setup_placement(cfg, bed, placement, source, log, partial)
         restore = placement == "none"
@@ -379,12 +465,22 @@ def run_trial(
         failure = result["failure"]
         mig = result["migration"]
         write_jobstats(partial / "jobstats.csv", mig.get("jobstats") or [])
+        clock = result["clock"]
+        recovery, repair_error = None, None
         if failure:
-            where = ensure_vm(bed)  # recover: the run goes on with a running VM
-            log("recovered", host=where)
+            # A hypervisor fault is an outcome: repair the testbed so the run goes on.
+            try:
+                recovery = recover(cfg, bed)
+                log("recovered", **recovery)
+            except MigfwError as exc:
+                repair_error = str(exc)
+                recovery = {"error": repair_error}
+                log("repair_failed", error=repair_error)
         after, diff, identical = None, None, None
         load_record: dict[str, Any] = {"name": load["workload"], "report": None}
         try:
+            if repair_error:
+                raise MigfwError("testbed not repaired")
             with guest_shell(bed) as shell:
                 after = read_ruleset(shell)
                 load_record = workload.stop(shell, load)
@@ -395,13 +491,16 @@ def run_trial(
             log("ruleset_after_failed", error=str(exc))
             if not failure:
                 failure = f"cannot read the ruleset after migration: {exc}"
-            if bed.provider == "local":
-                # The guest runs but does not answer (seen after a post-copy switch: a
-                # corrupted virtio ring): replace it so the next trial starts from a sound VM.
-                from migfw.testbed.provision import destroy_vm
-
-                destroy_vm(bed)
-                log("reprovisioned", host=ensure_vm(bed))
+            if not repair_error and bed.provider == "local":
+                # A guest that no longer answers is as good as gone: replace it, so the
+                # next trial starts from a fresh VM (and re-deploys its ruleset).
+                try:
+                    recovery = {**(recovery or {}), **reprovision(bed)}
+                    log("reprovisioned", **recovery)
+                except MigfwError as exc2:
+                    repair_error = str(exc2)
+                    recovery = {**(recovery or {}), "error": repair_error}
+                    log("repair_failed", error=repair_error)
         from migfw.testbed.placement import record, where_rules
 
         rules_after = None
@@ -417,6 +516,16 @@ def run_trial(
         if observed is not None:
             firewall["nwfilter_at_events"] = observed
         cap = result["capture"]
+        from migfw.testbed.health import check_silences
+
+        timeline = clock.to_dict()
+        try:
+            health = check_silences(partial / "probe.pcap", bed.vm_address,
+                                    prober.get("icmp_id"), timeline, max_silence)  # fmt: skip
+        except MigfwError as exc:  # e.g. an empty capture: the trial says so, no health
+            health = {"max_silence_s": max_silence, "error": str(exc), "flags": []}
+        flags = list(dict.fromkeys(result["flags"] + health["flags"]))
+        log("health", **health)
         traffic = result["traffic"]
         attack = traffic.get("attack")
         meta = {
@@ -428,8 +537,10 @@ def run_trial(
             "status": "failed" if failure else "ok",
             "failure": failure,
             "migration": {
-                "start": mig.get("start"),
-                "end": mig.get("end"),
+                # The migrate call itself (not when libvirt got to start the job): a frozen
+                # guest or a slow daemon cannot shift these.
+                "start": clock.epoch("migrate_call"),
+                "end": clock.epoch("migrate_return"),
                 "source": source,
                 "destination": destination,
                 "mode": mode,
@@ -459,7 +570,11 @@ def run_trial(
             "attack": attack,
             "flows": traffic.get("flows"),
             "prober": prober,
-            "flags": result["flags"],
+            "flags": flags,
+            "timeline": timeline,
+            "health": health,
+            "pids": pids,
+            "recovery": recovery,
             "ruleset": {"identical_before_after": identical, "diff": diff},
             "enforcement": enforcement,
             "firewall": firewall,
@@ -475,6 +590,12 @@ def run_trial(
         log("done", status=meta["status"])
         log.close()
         finish_out_dir(partial, out)
+        if repair_error:
+            marker = {"trial_id": trial_id, "error": repair_error, "at": time.time()}
+            write_json(Path(bed.state_dir) / UNREPAIRED, marker)
+            print(f"{label}: recorded as failed ({failure}); the testbed could not be repaired, "
+                  f"stopping: {repair_error}", file=sys.stderr, flush=True)  # fmt: skip
+            return meta
     except BaseException as exc:
         if agent is not None:
             agent.stop(drain_s=0.5)
@@ -509,10 +630,12 @@ def _probe_and_migrate(
     namespace, when the testbed has one) and the stateful flows run beside it
     (migfw.testbed.exposure); without an attacker namespace the prober sends the SYNs."""
     from migfw.testbed.exposure import TrialTraffic
+    from migfw.testbed.health import StepClock
     from migfw.testbed.migrate import MigrationFailed
     from migfw.testbed.prober import ProbeSession
 
     has_attacker = bool(bed.extra.get("attacker_netns"))
+    clock = StepClock()
     session = ProbeSession(
         bed.prober_netns,
         bed.prober_iface,
@@ -532,6 +655,7 @@ def _probe_and_migrate(
     write_json(Path(bed.state_dir) / "prober.json", prober)
     traffic_record: dict[str, Any] = {}
     try:
+        clock.mark("lead_in_start")
         traffic.start(log)
         prober["pids"] = {**session.pids, **traffic.pids}
         write_json(Path(bed.state_dir) / "prober.json", prober)
@@ -552,16 +676,23 @@ def _probe_and_migrate(
             log("stray_traffic", **{k: {str(a): b for a, b in v.items()} for k, v in stray.items()})
         else:
             print(f"{label}: migrating…", flush=True)
+            clock.mark("migrate_call")
             log("migrate_start")
             try:
                 migration = do_migrate()
+                clock.mark("migrate_return")
                 log("migrate_end", downtime_ms=migration["hypervisor"]["downtime_ms"],
                     total_ms=migration["hypervisor"]["total_ms"])  # fmt: skip
-            except MigrationFailed as exc:
+            except MigfwError as exc:
+                # MigrationFailed, or a daemon that cannot be reached (it died): an outcome.
+                clock.mark("migrate_return")
                 failure = str(exc)
                 migration = dict(exc.details)  # what was recorded before the failure
+                if not isinstance(exc, MigrationFailed):
+                    failure = f"migration failed: {failure}"
                 log("migrate_failed", error=failure)
             time.sleep(settle)
+            clock.mark("settle_end")
     finally:
         try:
             traffic_record = traffic.stop(log)
@@ -574,7 +705,8 @@ def _probe_and_migrate(
     if traffic_record.get("errors") and not failure:
         failure = "attack/flows: " + "; ".join(traffic_record["errors"])
     return {"failure": failure, "migration": migration, "capture": capture,
-            "prober": prober, "flags": flags, "traffic": traffic_record}  # fmt: skip
+            "prober": prober, "flags": flags, "traffic": traffic_record,
+            "clock": clock}  # fmt: skip
 
 
 def _breach_position(folder: Path, meta: dict[str, Any]) -> Any:

@@ -1,0 +1,318 @@
+"""Fault injection on the real embedded testbed (issue 9): each fault is an outcome, never a
+lost or changed capture, never a leftover.
+
+One testbed (prefix `mff`, its own subnets) is shared by the module to keep CI time low; the
+trials are smoke-sized (0.01 s probes, 2 s lead-in/settle). Each fault is injected by the PID
+the testbed recorded (state.json for the daemons, the trial's `pids` event for the VM's
+QEMU), and each test asserts: the trial's status and reason in trial.json, every earlier
+capture's SHA-256 unchanged, nothing left running by the recorded PIDs, and that the next
+trial works. The module ends by tearing down and checking `migfw testbed cleanup --dry-run`
+and `ip netns list`.
+
+The other faults of issue 9 have their own tests: a SIGKILLed run and its rerun, and a
+concurrent run (tests/test_owner.py), changed repetitions/intervals between runs
+(tests/test_immutable_trials.py), Ctrl-C mid-migration (tests/test_testbed_trial.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from migfw.testbed.local import pid_alive
+
+REPO = Path(__file__).resolve().parents[1]
+PREFIX = "mff"
+
+pytestmark = [pytest.mark.testbed, pytest.mark.slow]
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def bed(tmp_path_factory):
+    from test_testbed_trial import _skip_reason
+
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from migfw.testbed.local import LocalTestbed, list_netns, pids_in_netns
+
+    root = tmp_path_factory.mktemp("faults")
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["ruleset"] = str(REPO / "config" / "ruleset.yaml")
+    cfg["trials_dir"] = str(root / "trials")
+    cfg["testbed"]["provider"] = "local"
+    cfg["testbed"]["local"].update(prefix=PREFIX, subnet="10.236.0.0/24",
+                                   migration_subnet="10.236.1.0/30")  # fmt: skip
+    cfg["testbed"]["state_dir"] = str(root / "state")
+    cfg["testbed"]["guest_dir"] = str(REPO / "results" / "testbed" / "guest")
+    cfg["trials"].update(lead_in_s=2.0, settle_s=2.0, max_silence_s=1.0)
+    # A bandwidth cap stretches the migration to a few seconds, so a fault lands inside it.
+    cfg["migration"]["bandwidth_mibps"] = 8
+    cfg_file = root / "config.yaml"
+    cfg_file.write_text(yaml.safe_dump(cfg))
+    ctx = {"cfg": cfg, "cfg_file": cfg_file, "root": root, "captures": {}, "pids": set()}
+    try:
+        yield ctx
+    finally:
+        LocalTestbed(cfg).down(quiet=True)
+        # Nothing left: no namespace, no process by any PID a trial recorded, no run dir.
+        assert list_netns(PREFIX) == []
+        assert pids_in_netns(list_netns(PREFIX)) == []
+        assert [p for p in ctx["pids"] if pid_alive(p)] == []
+        dry = subprocess.run(
+            [sys.executable, "-m", "migfw", "testbed", "cleanup", "--dry-run",
+             "--config", str(cfg_file)],
+            capture_output=True, text=True, timeout=60, cwd=REPO,
+        )  # fmt: skip
+        assert dry.returncode == 0 and dry.stdout.strip() == "cleanup: nothing left over", dry
+        netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+        assert not [n for n in netns.stdout.split() if n.startswith(f"{PREFIX}-")]
+        # Every capture any test recorded is still there, byte for byte.
+        for path, digest in ctx["captures"].items():
+            assert _sha(path) == digest, path
+
+
+def _events(partial: Path) -> list[dict]:
+    try:
+        return [json.loads(line) for line in (partial / "events.jsonl").read_text().splitlines()
+                if line.endswith("}")]  # fmt: skip
+    except OSError:
+        return []
+
+
+def _start_trial(ctx: dict, name: str) -> tuple[subprocess.Popen, Path]:
+    out = ctx["root"] / "trials" / name
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "migfw", "testbed", "trial", "--config", str(ctx["cfg_file"]),
+         "--trial-id", name, "--interval", "0.01", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+    return proc, out
+
+
+def _wait_event(proc: subprocess.Popen, out: Path, step: str, timeout: float = 240) -> dict:
+    partial = out.with_name(out.name + ".partial")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in _events(partial):
+            if event["step"] == step:
+                return event
+        if proc.poll() is not None:
+            raise AssertionError(f"trial ended before {step}: {proc.communicate()}")
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"no {step} event after {timeout} s")
+
+
+def _finish(ctx: dict, proc: subprocess.Popen, out: Path) -> dict:
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, (stdout, stderr)
+    meta = json.loads((out / "trial.json").read_text())
+    assert (out / "probe.pcap").stat().st_size > 24
+    ctx["captures"][out / "probe.pcap"] = _sha(out / "probe.pcap")
+    ctx["pids"].update(meta["prober"]["pids"].values())
+    assert [p for p in meta["prober"]["pids"].values() if pid_alive(p)] == []
+    assert not out.with_name(out.name + ".partial").exists()
+    return meta
+
+
+def _state_pids(ctx: dict) -> dict:
+    state = Path(ctx["cfg"]["testbed"]["state_dir"]) / "state.json"
+    return json.loads(state.read_text())["pids"]
+
+
+def test_destination_libvirtd_killed_mid_migration(bed) -> None:
+    proc, out = _start_trial(bed, "kill-libvirtd")
+    pids = _wait_event(proc, out, "pids")
+    destination = "B" if pids["qemu_host"] == "A" else "A"
+    daemon = _state_pids(bed)[f"libvirtd_{destination}"]  # the PID the testbed recorded
+    assert daemon == pids[f"libvirtd_{destination}"] and pid_alive(daemon, "libvirtd")
+    _wait_event(proc, out, "migrate_start")
+    time.sleep(1.0)  # inside the migration (8 MiB/s for a 128 MiB guest)
+    os.kill(daemon, signal.SIGKILL)
+    meta = _finish(bed, proc, out)
+    bed["pids"].add(daemon)
+
+    assert meta["status"] == "failed"
+    assert "migration" in meta["failure"] and meta["hypervisor"] is None, meta["failure"]
+    assert not pid_alive(daemon)
+    repaired = meta["recovery"]["repaired"]
+    assert repaired and f"libvirtd of host {destination} (PID {daemon} dead" in repaired[0]
+    # An incoming QEMU the dead daemon had started is unknown to the restarted one: the
+    # repair kills it by PID (it may not have been started yet when the daemon died).
+    assert all("killed QEMU PID" in r for r in repaired[1:]), repaired
+    now = _state_pids(bed)[f"libvirtd_{destination}"]
+    assert now != daemon and pid_alive(now, "libvirtd")
+    # The capture holds the whole trial: requests before, during and after the fault.
+    steps = meta["timeline"]["steps"]
+    assert set(steps) == {"lead_in_start", "migrate_call", "migrate_return", "settle_end"}
+    assert steps["lead_in_start"] < steps["migrate_call"] <= steps["migrate_return"]
+    assert meta["capture"]["requests_sent"] > 300
+
+    # The run goes on: the next trial migrates normally and is not flagged.
+    proc, out2 = _start_trial(bed, "after-kill")
+    nxt = _finish(bed, proc, out2)
+    assert nxt["status"] == "ok", nxt["failure"]
+    assert nxt["hypervisor"]["downtime_ms"] > 0
+    assert not [f for f in nxt["flags"] if f.startswith("guest_silent")], nxt["health"]
+    # One VM, one QEMU: nothing of the failed migration is left running.
+    assert _qemus() == [_vm_pid(bed, nxt["migration"]["destination"])]
+    for path, digest in bed["captures"].items():
+        assert _sha(path) == digest, path
+
+
+def _qemus() -> list[int]:
+    from migfw.testbed.local import list_netns, pids_in_netns
+
+    return [p for p in pids_in_netns(list_netns(PREFIX))
+            if b"qemu-system" in Path(f"/proc/{p}/cmdline").read_bytes()]  # fmt: skip
+
+
+def _vm_pid(ctx: dict, host: str) -> int | None:
+    from migfw.testbed.local import LocalTestbed
+
+    return LocalTestbed(ctx["cfg"]).vm_pid(host)  # libvirt's own pid file on that host
+
+
+def test_destination_qemu_killed_mid_migration(bed) -> None:
+    proc, out = _start_trial(bed, "kill-qemu")
+    pids = _wait_event(proc, out, "pids")
+    destination = "B" if pids["qemu_host"] == "A" else "A"
+    _wait_event(proc, out, "migrate_start")
+    deadline = time.monotonic() + 10
+    while (incoming := _vm_pid(bed, destination)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the incoming QEMU starts once libvirt has prepared the destination
+    assert incoming is not None and incoming != pids["qemu"]
+    time.sleep(0.5)
+    os.kill(incoming, signal.SIGKILL)
+    meta = _finish(bed, proc, out)
+    bed["pids"].update({incoming, pids["qemu"]} - {_vm_pid(bed, "A"), _vm_pid(bed, "B")})
+
+    assert meta["status"] == "failed" and "migration" in meta["failure"], meta["failure"]
+    assert meta["recovery"]["vm_host"] == pids["qemu_host"]  # the source copy runs on
+    assert meta["recovery"]["repaired"] == []  # both daemons lived
+    assert not pid_alive(incoming)
+    assert _qemus() == [pids["qemu"]]  # the same VM process, nothing else
+    proc, out2 = _start_trial(bed, "after-qemu")
+    assert _finish(bed, proc, out2)["status"] == "ok"
+
+
+def test_guest_frozen_in_lead_in_is_flagged(bed) -> None:
+    cfg = dict(bed["cfg"])
+    cfg["trials"] = {**cfg["trials"], "lead_in_s": 5.0}
+    cfg_file = bed["root"] / "freeze.yaml"
+    cfg_file.write_text(yaml.safe_dump(cfg))
+    proc, out = _start_trial({**bed, "cfg_file": cfg_file}, "freeze")
+    qemu = _wait_event(proc, out, "pids")["qemu"]  # the VM's QEMU, recorded by the trial
+    assert pid_alive(qemu, "qemu-system")
+    _wait_event(proc, out, "probe_started")
+    time.sleep(0.5)
+    os.kill(qemu, signal.SIGSTOP)
+    try:
+        time.sleep(2.5)
+    finally:
+        os.kill(qemu, signal.SIGCONT)
+    meta = _finish(bed, proc, out)
+
+    assert "guest_silent_lead_in" in meta["flags"], meta["health"]
+    silence = meta["health"]["periods"]["lead_in"]["longest_silence_s"]
+    assert 2.3 <= silence <= 4.0, silence
+    assert meta["health"]["periods"]["settle"]["longest_silence_s"] < 1.0
+    # migration.start is the migrate call, lead_in_s after the lead-in began, not the
+    # moment the frozen QEMU answered its monitor again.
+    t = meta["timeline"]
+    lead_in_epoch = t["steps"]["lead_in_start"] - t["anchor"]["monotonic"] + t["anchor"]["epoch"]
+    assert abs(meta["migration"]["start"] - lead_in_epoch - 5.0) < 0.5
+    assert meta["status"] == "ok", meta["failure"]
+
+
+def test_concurrent_run_refused_first_unharmed(bed) -> None:
+    proc, out = _start_trial(bed, "first")
+    _wait_event(proc, out, "probe_started")
+    second, out2 = _start_trial(bed, "second")  # another run on the same testbed, mid-trial
+    _, err = second.communicate(timeout=60)
+    assert second.returncode != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and f"in use by PID {proc.pid} " in lines[0], err
+    assert not out2.exists() and not out2.with_name("second.partial").exists()
+    meta = _finish(bed, proc, out)
+    assert meta["status"] == "ok" and meta["flags"] == [], (meta["failure"], meta["flags"])
+
+
+def test_run_sigkilled_then_rerun(bed) -> None:
+    out = bed["root"] / "trials" / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "migfw", "testbed", "trial", "--config", str(bed["cfg_file"]),
+         "--trial-id", "killed", "--interval", "0.01", "--out", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, start_new_session=True,
+    )  # fmt: skip
+    probers = _wait_event(proc, out, "probe_started")["pids"]
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole run, no chance to clean up
+    proc.wait(10)
+    partial = out.with_name("killed.partial")
+    assert partial.is_dir()
+    bed["pids"].update(probers.values())
+    # The rerun of the same trial: takes the dead owner's lock over after killing its
+    # orphan prober and moving its half-written trial aside, then records a clean trial.
+    proc, _ = _start_trial(bed, "killed")
+    meta = _finish(bed, proc, out)
+    assert meta["status"] == "ok" and "stray_traffic" not in meta["flags"], meta["flags"]
+    assert [p for p in probers.values() if pid_alive(p)] == []
+    aborted = list((bed["root"] / "trials" / ".aborted").glob("killed-*"))
+    assert len(aborted) == 1 and (aborted[0] / "reason.txt").read_text().strip()
+    # The killed run's capture, kept as tcpdump left it (still named as being written).
+    kept = aborted[0] / ".probe.pcap.part"
+    assert kept.stat().st_size > 24
+    bed["captures"][kept] = _sha(kept)
+    for path, digest in bed["captures"].items():
+        assert _sha(path) == digest, path
+
+
+def test_repair_fails_trial_kept_run_stops_in_one_line(bed) -> None:
+    # The destination host is gone: its daemon killed and its namespace's name removed, so
+    # the daemon cannot be restarted there. The trial is still written (exit 0, so a
+    # Snakemake job never deletes its capture); the next trial refuses in one line.
+    proc, out = _start_trial(bed, "host-gone")
+    pids = _wait_event(proc, out, "pids")
+    destination = "B" if pids["qemu_host"] == "A" else "A"
+    daemon = _state_pids(bed)[f"libvirtd_{destination}"]
+    _wait_event(proc, out, "migrate_start")
+    time.sleep(1.0)
+    incoming = _vm_pid(bed, destination)
+    os.kill(daemon, signal.SIGKILL)
+    subprocess.run(["ip", "netns", "delete", f"{PREFIX}-host{destination}"], check=True)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert "the testbed could not be repaired, stopping" in stderr.strip().splitlines()[-1]
+    meta = json.loads((out / "trial.json").read_text())
+    bed["captures"][out / "probe.pcap"] = _sha(out / "probe.pcap")
+    bed["pids"].update({daemon, *meta["prober"]["pids"].values()} | ({incoming} - {None}))
+    assert meta["status"] == "failed" and "migration" in meta["failure"], meta["failure"]
+    assert "namespaces gone" in meta["recovery"]["error"]
+
+    proc, out2 = _start_trial(bed, "refused")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and len(err.strip().splitlines()) == 1, err
+    assert "could not be repaired after trial host-gone" in err and not out2.exists()
+
+    # `migfw testbed cleanup` removes everything, the orphan incoming QEMU included (found
+    # by libvirt's pid file, its namespace has no name), and the next trial works.
+    subprocess.run([sys.executable, "-m", "migfw", "testbed", "cleanup", "--config",
+                    str(bed["cfg_file"])], check=True, capture_output=True, cwd=REPO)  # fmt: skip
+    assert [p for p in bed["pids"] if pid_alive(p)] == []
+    proc, out3 = _start_trial(bed, "after-cleanup")
+    assert _finish(bed, proc, out3)["status"] == "ok"
