@@ -42,7 +42,7 @@ def _sha(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory):
-    from test_testbed_trial import _skip_reason
+    from testbedcfg import skip_reason as _skip_reason
 
     reason = _skip_reason()
     if reason:

@@ -12,12 +12,11 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
+from testbedcfg import local_config, skip_reason
 
 REPO = Path(__file__).resolve().parents[1]
 PREFIX, SUBNET, MIGRATION = (
@@ -27,30 +26,14 @@ PREFIX, SUBNET, MIGRATION = (
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
 
-def _skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (namespaces, libvirtd)"
-    for cmd in ("qemu-system-x86_64", "libvirtd", "tcpdump", "tshark", "ip", "apt-get"):
-        if shutil.which(cmd) is None:
-            return f"{cmd} not installed"
-    return None
-
-
 @pytest.fixture
 def testbed_cfg(tmp_path: Path):
-    reason = _skip_reason()
+    reason = skip_reason(("tshark", "apt-get"))
     if reason:
         pytest.skip(reason)
     from migfw.testbed.local import LocalTestbed
 
-    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    cfg["ruleset"] = str(REPO / "config" / "ruleset.yaml")
-    cfg["testbed"]["provider"] = "local"
-    cfg["testbed"]["local"] = {"prefix": PREFIX, "subnet": SUBNET, "migration_subnet": MIGRATION}
-    cfg["testbed"]["state_dir"] = str(tmp_path / "state")
-    cfg["testbed"]["guest_dir"] = str(REPO / "results" / "testbed" / "guest")
-    cfg["trials"]["lead_in_s"] = 2.0
-    cfg["trials"]["settle_s"] = 2.0
+    cfg = local_config(PREFIX, tmp_path / "state", SUBNET, MIGRATION)
     try:
         yield cfg
     finally:

@@ -9,12 +9,11 @@ own prefix, so it does not disturb a testbed the user has up.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
-import yaml
+from testbedcfg import local_config, skip_reason
 
 REPO = Path(__file__).resolve().parents[1]
 PREFIX = "mfwp"  # not a prefix of any other test's namespaces
@@ -22,37 +21,15 @@ PREFIX = "mfwp"  # not a prefix of any other test's namespaces
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
 
-def _skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (namespaces, libvirtd)"
-    for cmd in ("qemu-system-x86_64", "libvirtd", "tcpdump", "ip", "nft"):
-        if shutil.which(cmd) is None:
-            return f"{cmd} not installed"
-    for module in ("libvirt", "fabric", "scapy"):
-        try:
-            __import__(module)
-        except ImportError:
-            return f"python module {module} missing"
-    return None
-
-
 @pytest.fixture(scope="module")
 def bed_cfg(tmp_path_factory: pytest.TempPathFactory):
-    reason = _skip_reason()
+    reason = skip_reason()
     if reason:
         pytest.skip(reason)
     from migfw.testbed.local import LocalTestbed
 
     tmp = tmp_path_factory.mktemp("placements")
-    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    cfg["ruleset"] = str(REPO / "config" / "ruleset.yaml")
-    cfg["testbed"]["provider"] = "local"
-    cfg["testbed"]["local"] = {"prefix": PREFIX, "subnet": "10.231.0.0/24",
-                               "migration_subnet": "10.231.1.0/30"}  # fmt: skip
-    cfg["testbed"]["state_dir"] = str(tmp / "state")
-    cfg["testbed"]["guest_dir"] = str(REPO / "results" / "testbed" / "guest")
-    cfg["trials"]["lead_in_s"] = 2.0
-    cfg["trials"]["settle_s"] = 2.0
+    cfg = local_config(PREFIX, tmp / "state", "10.231.0.0/24", "10.231.1.0/30")
     try:
         yield cfg, tmp
     finally:

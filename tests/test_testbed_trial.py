@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +18,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from testbedcfg import local_config, skip_reason
 
 REPO = Path(__file__).resolve().parents[1]
 PREFIX = "mfwx"  # not a prefix of any other helper's namespaces
@@ -27,35 +26,14 @@ PREFIX = "mfwx"  # not a prefix of any other helper's namespaces
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
 
-def _skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (namespaces, libvirtd)"
-    for cmd in ("qemu-system-x86_64", "libvirtd", "tcpdump", "ip", "apt-get"):
-        if shutil.which(cmd) is None:
-            return f"{cmd} not installed"
-    for module in ("libvirt", "fabric", "scapy"):
-        try:
-            __import__(module)
-        except ImportError:
-            return f"python module {module} missing"
-    return None
-
-
 @pytest.fixture
 def testbed_cfg(tmp_path: Path):
-    reason = _skip_reason()
+    reason = skip_reason(("apt-get",))
     if reason:
         pytest.skip(reason)
     from migfw.testbed.local import LocalTestbed
 
-    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    cfg["ruleset"] = str(REPO / "config" / "ruleset.yaml")
-    cfg["testbed"]["provider"] = "local"
-    cfg["testbed"]["local"]["prefix"] = PREFIX
-    cfg["testbed"]["state_dir"] = str(tmp_path / "state")
-    cfg["testbed"]["guest_dir"] = str(REPO / "results" / "testbed" / "guest")
-    cfg["trials"]["lead_in_s"] = 2.0
-    cfg["trials"]["settle_s"] = 2.0
+    cfg = local_config(PREFIX, tmp_path / "state")
     try:
         yield cfg
     finally:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from migfw.errors import MigfwError
 from migfw.io import write_csv, write_json
+from migfw.measure.attack import ATTACK_COLUMNS
 from migfw.measure.stats import summarize
 from migfw.trials.contract import discover_trials, load_trial
 
@@ -68,15 +69,7 @@ TRIAL_COLUMNS = [
     "breaches",
     "ruleset_intact",
     # The attack window (migfw.measure.attack): empty for trials without attack data.
-    "blocked_sent",
-    "blocked_answered",
-    "breach_window_ms",
-    "breach_window_lo_ms",
-    "breach_window_hi_ms",
-    "breaches_total_ms",
-    "established_survived",
-    "established_stall_ms",
-    "stateful_flow_survived",
+    *ATTACK_COLUMNS,
     "flags",
     "stray_requests",
 ]

@@ -1,0 +1,45 @@
+"""What the real-testbed tests share: when they can run, and a config for their own testbed
+(own prefix and subnets, short lead-in and settle, state in a temporary folder)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def skip_reason(commands: tuple[str, ...] = ()) -> str | None:
+    """Why a real-testbed test cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "needs root (namespaces, libvirtd)"
+    for cmd in ("qemu-system-x86_64", "libvirtd", "tcpdump", "ip", "nft", *commands):
+        if shutil.which(cmd) is None:
+            return f"{cmd} not installed"
+    for module in ("libvirt", "fabric", "scapy"):
+        try:
+            __import__(module)
+        except ImportError:
+            return f"python module {module} missing"
+    return None
+
+
+def local_config(
+    prefix: str, state: Path, subnet: str | None = None, migration_subnet: str | None = None
+) -> dict[str, Any]:
+    """The default config pointed at a testbed of the test's own (guest image shared)."""
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["ruleset"] = str(REPO / "config" / "ruleset.yaml")
+    cfg["testbed"]["provider"] = "local"
+    cfg["testbed"]["local"]["prefix"] = prefix
+    if subnet:
+        cfg["testbed"]["local"].update(subnet=subnet, migration_subnet=migration_subnet)
+    cfg["testbed"]["state_dir"] = str(state)
+    cfg["testbed"]["guest_dir"] = str(REPO / "results" / "testbed" / "guest")
+    cfg["trials"]["lead_in_s"] = 2.0
+    cfg["trials"]["settle_s"] = 2.0
+    return cfg
