@@ -655,10 +655,12 @@ def _probe_and_migrate(
     write_json(Path(bed.state_dir) / "prober.json", prober)
     traffic_record: dict[str, Any] = {}
     try:
-        clock.mark("lead_in_start")
         traffic.start(log)
         prober["pids"] = {**session.pids, **traffic.pids}
         write_json(Path(bed.state_dir) / "prober.json", prober)
+        # The lead-in proper starts once every probe and flow runs (starting the attacker and
+        # the flows takes seconds on a loaded machine): `lead_in` of it precede the migration.
+        clock.mark("lead_in_start")
         log("probe_started", icmp_id=session.ident, pids=prober["pids"])
         time.sleep(lead_in)
         stray = session.stray(bed.prober_address or "")
