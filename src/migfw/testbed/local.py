@@ -11,6 +11,10 @@ Each host runs its own libvirtd inside its namespace and a private mount namespa
 two daemons have separate /etc/libvirt, /run/libvirt, /var/lib/libvirt ... and host UUIDs
 and can migrate to each other. Every pid and name is recorded in state.json so that
 `down` and `cleanup` remove exactly what was made.
+
+With `testbed.lab_in_a_box: true` the testbed is also a lab the external provider can drive
+(migfw.testbed.lab): hostA, hostB and remote each run an OpenSSH server, and this machine
+gets an uplink `<prefix>-up` (.1) on the switch - a controller on the lab's network.
 """
 
 from __future__ import annotations
@@ -169,6 +173,8 @@ class LocalTestbed:
             "switch": f"{self.prefix}-switch",
         }
         self.vm_name = f"{self.prefix}-target"
+        self.lab = bool(cfg_get(cfg, "testbed.lab_in_a_box", False))
+        self.controller_address = str(base + 1)
 
     def vm_shape(self) -> dict[str, int]:
         return {
@@ -197,7 +203,8 @@ class LocalTestbed:
             report["reason"] = "no testbed recorded"
             return report
         missing = [n for n in state.get("namespaces", []) if not netns_exists(n)]
-        dead = [k for k, p in state.get("pids", {}).items() if not pid_alive(p, "libvirtd")]
+        dead = [k for k, p in state.get("pids", {}).items()
+                if not pid_alive(p, k.split("_")[0])]  # fmt: skip
         report.update(namespaces_missing=missing, daemons_dead=dead)
         if missing or dead or state.get("phase") != "up":
             report["reason"] = "incomplete testbed (run `migfw testbed down` or `up`)"
@@ -216,7 +223,8 @@ class LocalTestbed:
         state = read_state(self.state_dir)
         if state and state.get("phase") == "up":
             status = self.status()
-            if status["up"]:
+            # A testbed without the lab's SSH servers is rebuilt when the config asks for them.
+            if status["up"] and (state.get("lab") is not None or not self.lab):
                 bed = Testbed.from_dict(state["testbed"])
                 wanted = self.vm_shape()
                 if {k: bed.extra.get(k) for k in wanted} != wanted:
@@ -273,6 +281,10 @@ class LocalTestbed:
             self._start_libvirtd(host, state)
         for host in ("A", "B"):
             self._wait_socket(host, state)
+        if self.lab:
+            from migfw.testbed.lab import start_lab_ssh
+
+            state["lab"] = start_lab_ssh(self, state, self._write_state)
         bed = Testbed(
             provider="local",
             hosts={
@@ -334,6 +346,14 @@ class LocalTestbed:
             sh(["ip", "-n", ns[side], "link", "set", inner, "up"])
         sh(["ip", "-n", ns["remote"], "addr", "add", f"{self.prober_address}/{self.plen}",
             "dev", "eth0"])  # fmt: skip
+        if self.lab:
+            # The controller's uplink: this machine joins the lab network like a lab's
+            # management host; the link dies with the switch namespace.
+            up = f"{self.prefix}-up"
+            sh(["ip", "link", "add", up, "type", "veth", "peer", "name", "pC", "netns", sw])
+            sh(["ip", "-n", sw, "link", "set", "pC", "master", BRIDGE, "up"])
+            sh(["ip", "addr", "add", f"{self.controller_address}/{self.plen}", "dev", up])
+            sh(["ip", "link", "set", up, "up"])
         for host in ("A", "B"):
             n = ns[host]
             sh(["ip", "-n", n, "link", "add", BRIDGE, "type", "bridge", "stp_state", "0",
@@ -453,9 +473,17 @@ class LocalTestbed:
                 if not netns_exists(name):
                     break
                 time.sleep(0.1)
+        up = f"{self.prefix}-up"
+        if Path("/sys/class/net", up).exists():  # normally gone with the switch namespace
+            sh(["ip", "link", "delete", up], check=False)
+            removed.append(f"link {up}")
         if self.run_root.exists():
             shutil.rmtree(self.run_root, ignore_errors=True)
             removed.append(str(self.run_root))
+        lab_dir = self.state_dir / "lab"
+        if lab_dir.exists():
+            shutil.rmtree(lab_dir, ignore_errors=True)
+            removed.append(str(lab_dir))
         for path in (self.state_dir / "deployed.json", self.state_dir / "state.json"):
             if path.exists():
                 path.unlink()

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from migfw.errors import MigfwError
-from migfw.testbed.base import Testbed, cfg_get, load_config
+from migfw.testbed.base import Testbed, cfg_get, load_config, read_state, state_dir
 
 
 def ensure_up(cfg: dict[str, Any]) -> Testbed:
@@ -21,6 +21,12 @@ def ensure_up(cfg: dict[str, Any]) -> Testbed:
     if provider == "external":
         from migfw.testbed.external import ExternalTestbed
 
+        if cfg_get(cfg, "testbed.lab_in_a_box", False):
+            # The lab in a box: the local hosts come up with SSH servers; from here on the
+            # external provider reaches them only through the URIs and addresses in config.
+            from migfw.testbed.local import LocalTestbed
+
+            LocalTestbed(cfg).up()
         return ExternalTestbed(cfg).up()
     if provider != "local":
         raise MigfwError(f"config testbed.provider: unknown provider {provider!r} (local|external)")
@@ -54,7 +60,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 def _cmd_down(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    if cfg_get(cfg, "testbed.provider", "local") != "local":
+    lab = cfg_get(cfg, "testbed.lab_in_a_box", False)
+    if cfg_get(cfg, "testbed.provider", "local") != "local" and not lab:
         print("testbed external: nothing to tear down (the hosts are not ours)")
         return 0
     from migfw.testbed.local import LocalTestbed
@@ -72,7 +79,9 @@ def _cmd_down(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    if cfg_get(cfg, "testbed.provider", "local") != "local":
+    if cfg_get(cfg, "testbed.provider", "local") != "local" and (
+        read_state(state_dir(cfg)) or not cfg_get(cfg, "testbed.lab_in_a_box", False)
+    ):
         from migfw.testbed.external import ExternalTestbed
 
         status = ExternalTestbed(cfg).status()

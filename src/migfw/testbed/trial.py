@@ -128,13 +128,30 @@ def ensure_ruleset(cfg: dict[str, Any], bed: Testbed, log: EventLog) -> dict[str
     log("deploy", ruleset=str(ruleset_path), sha256=digest)
     with guest_shell(bed) as shell:
         deploy_ruleset(shell, nft_text)
-        checks = verify_rules(rs, addresses, bed.prober_netns, shell, ftp_path="readme.txt")
+        if bed.extra.get("prober"):  # the packets come from the remote prober host
+            from migfw.testbed.remote import remote_verify
+
+            checks = remote_verify(bed, ruleset_path, addresses, ftp_path="readme.txt")
+        else:
+            checks = verify_rules(rs, addresses, bed.prober_netns, shell, ftp_path="readme.txt")
     log("verify", checks=len(checks), failed=sum(1 for c in checks if c["ok"] is False))
     done = {"vm": instance, "sha256": digest, "ruleset": str(ruleset_path), "nft": nft_text,
             "checks": checks, "at": time.time()}  # fmt: skip
     write_json(marker, done)
     require_rules_ok(checks)
     return done
+
+
+def prober_record(bed: Testbed, capture: dict[str, Any]) -> dict[str, Any]:
+    """Where the probes came from: this machine (a namespace of it) or a remote host."""
+    remote = bed.extra.get("prober")
+    return {
+        "host": remote["host"] if remote else None,
+        "netns": bed.prober_netns,
+        "iface": bed.prober_iface,
+        "address": bed.prober_address,
+        "copied_sha256": capture.get("copied_sha256"),
+    }
 
 
 def software_versions(bed: Testbed, guest_nft: str | None) -> dict[str, Any]:
@@ -235,6 +252,12 @@ def run_trial(
         destination = bed.other(source)
         direction = f"{source}->{destination}"  # ASCII: it ends up in CSV columns
         arrow = f"{source}→{destination}"
+        clocks = {}
+        if bed.extra.get("prober"):
+            from migfw.testbed.remote import clock_offsets
+
+            clocks["start"] = clock_offsets(bed)
+            log("clock", **clocks["start"])
         print(f"{label} interval {interval_s} direction {arrow}: lead-in…", flush=True)
         result = _probe_and_migrate(
             bed, partial, interval_s, enforcement, lead_in, settle, log,
@@ -244,6 +267,9 @@ def run_trial(
         prober = result["prober"]
         failure = result["failure"]
         mig = result["migration"]
+        if clocks:
+            clocks["end"] = clock_offsets(bed)
+            log("clock", **clocks["end"])
         if failure:
             where = ensure_vm(bed)  # recover: the run goes on with a running VM
             log("recovered", host=where)
@@ -281,6 +307,8 @@ def run_trial(
             "direction": direction,
             "accelerator": bed.accelerator,
             "provider": bed.provider,
+            "prober": prober_record(bed, result["capture"]),
+            "clock": clocks or None,
             "capture": {
                 "packets": cap.get("capture_packets"),
                 "dropped": cap.get("capture_dropped"),
@@ -333,15 +361,16 @@ def _probe_and_migrate(
     from migfw.testbed.migrate import MigrationFailed
     from migfw.testbed.prober import ProbeSession
 
-    session = ProbeSession(
-        bed.prober_netns,
-        bed.prober_iface,
-        bed.vm_address,
-        interval_s,
-        partial / "probe.pcap",
-        partial / "sendlog.csv",
-        enforcement=enforcement,
-    )
+    args = (bed.prober_iface, bed.vm_address, interval_s, partial / "probe.pcap",
+            partial / "sendlog.csv")  # fmt: skip
+    if bed.extra.get("prober"):  # tcpdump and the prober run on the prober host, over SSH
+        from migfw.testbed.remote import RemoteProbeSession
+
+        session: ProbeSession = RemoteProbeSession(
+            bed.extra["prober"], *args, enforcement=enforcement
+        )
+    else:
+        session = ProbeSession(bed.prober_netns, *args, enforcement=enforcement)
     failure = None
     flags: list[str] = []
     migration: dict[str, Any] = {}
