@@ -28,6 +28,7 @@ else
     qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
     libvirt-dev nftables tcpdump iproute2 kmod cpio zstd xz-utils busybox-static
     dropbear-bin openssh-sftp-server openssh-client procps psmisc
+    openssh-server netcat-openbsd  # the lab in a box: sshd per host namespace, nc for libvirt
   )
 fi
 if [ "$mode" = test ]; then

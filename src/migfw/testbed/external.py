@@ -113,6 +113,20 @@ def external_testbed(cfg: dict[str, Any]) -> Testbed:
     )
 
 
+def domain_accelerator(bed: Testbed, host: str) -> str:
+    """kvm or tcg, as the running domain's XML says (<domain type='kvm'|'qemu'>)."""
+    import xml.etree.ElementTree as ET
+
+    from migfw.testbed.provision import connect
+
+    conn = connect(bed, host)
+    try:
+        kind = ET.fromstring(conn.lookupByName(bed.vm_name).XMLDesc(0)).get("type")
+    finally:
+        conn.close()
+    return "kvm" if kind == "kvm" else "tcg"
+
+
 def resolve_remote_prober(bed: Testbed) -> None:
     """Ask the prober host which interface and source address reach the VM."""
     from migfw.testbed.remote import open_shell
@@ -145,7 +159,8 @@ class ExternalTestbed:
         from migfw.testbed.provision import ensure_vm
 
         bed = external_testbed(self.cfg)
-        ensure_vm(bed)  # the domain must run on exactly one of the two hosts
+        where = ensure_vm(bed)  # the domain must run on exactly one of the two hosts
+        bed.accelerator = domain_accelerator(bed, where)
         if bed.extra.get("prober"):
             resolve_remote_prober(bed)
         return bed

@@ -15,12 +15,9 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from migfw.errors import MigfwError
-
-if TYPE_CHECKING:
-    from migfw.testbed.local import LocalTestbed
 
 SSHD = "/usr/sbin/sshd"
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
@@ -63,11 +60,15 @@ def sshd_config(address: str, host_key: Path, authorized_keys: Path, pid_file: P
 
 
 def start_lab_ssh(
-    bed: LocalTestbed, state: dict[str, Any], write_state: Callable[[dict[str, Any]], None]
+    bed: Any,
+    state: dict[str, Any],
+    write_state: Callable[[dict[str, Any]], None],
+    pid_alive: Callable[[int], bool],
 ) -> dict[str, Any]:
-    """Generate the keys, start sshd in hostA, hostB and remote; return what the config needs."""
-    from migfw.testbed.local import pid_alive
+    """Generate the keys, start sshd in hostA, hostB and remote; return what the config needs.
 
+    `bed` is the LocalTestbed being brought up (its names, addresses and directories).
+    """
     if not Path(SSHD).exists():
         raise MigfwError(f"{SSHD} not found: the lab in a box needs openssh-server")
     lab_dir = bed.state_dir / "lab"

@@ -284,7 +284,7 @@ class LocalTestbed:
         if self.lab:
             from migfw.testbed.lab import start_lab_ssh
 
-            state["lab"] = start_lab_ssh(self, state, self._write_state)
+            state["lab"] = start_lab_ssh(self, state, self._write_state, pid_alive)
         bed = Testbed(
             provider="local",
             hosts={
