@@ -21,6 +21,10 @@ include: "workflow/rules/slr.smk"
 include: "workflow/rules/report.smk"
 
 
+localrules:
+    all,
+
+
 rule all:
     default_target: True
     input:

@@ -5,6 +5,13 @@
 
 if SOURCE == "testbed":
 
+    # On a cluster (profiles/slurm) these stay on the controller, which reaches the hosts.
+    localrules:
+        testbed_preflight,
+        guest_image,
+        render_ruleset,
+        trial,
+
     rule testbed_preflight:
         # Root, /dev/net/tun, commands, Python modules, KVM: one line per problem, first.
         output:
@@ -49,10 +56,11 @@ if SOURCE == "testbed":
             )
 
     rule trial:
-        # One migration at a time (global resource). A finished trial is never a job of
-        # this rule (see unfinished_pattern): its folder is the raw data and is immutable.
-        # No params and only ancient inputs, so nothing but the trial's identity triggers it;
-        # the command reads the trial's factor levels from its id and the config.
+        # One migration per host pair at a time (resource pair<k>). A finished trial is never
+        # a job of this rule (see unfinished_pattern): its folder is the raw data and is
+        # immutable. No params and only ancient inputs, so nothing but the trial's identity
+        # triggers it; the command reads the trial's factor levels (and its pair) from its id
+        # and the config.
         input:
             image=ancient("results/testbed/guest/manifest.json"),
             ruleset=ancient(config["ruleset"]),
@@ -66,7 +74,7 @@ if SOURCE == "testbed":
         wildcard_constraints:
             trial=unfinished_pattern(),
         resources:
-            migration=1,
+            **PAIR_RESOURCES,
         run:
             cfg = effective_config(log)
             shell(
@@ -84,6 +92,9 @@ if SOURCE == "testbed":
         release_testbed()
 
 elif SOURCE == "crafted":
+
+    localrules:
+        crafted_trial,
 
     rule crafted_trial:
         output:

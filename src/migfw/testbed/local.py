@@ -298,7 +298,7 @@ class LocalTestbed:
             prober_address=self.prober_address,
             ssh_user="root",
             ssh_key=str(guest_dir / "id_ed25519"),
-            ssh_known_hosts=str(guest_dir / "known_hosts"),
+            ssh_known_hosts=str(self._known_hosts(guest_dir)),
             ssh_netns=self.ns["remote"],
             accelerator=accel["used"],
             state_dir=str(self.state_dir),
@@ -322,6 +322,16 @@ class LocalTestbed:
         state["phase"] = "up"
         self._write_state(state)
         return bed
+
+    def _known_hosts(self, guest_dir: Path) -> Path:
+        """This testbed's own pin of the guest's host key at this VM's address: the image's
+        known_hosts is shared by every testbed using the image (other pairs, other prefixes)
+        and names only the address of whichever built it last."""
+        line = (guest_dir / "known_hosts").read_text().split("\n", 1)[0]
+        path = self.state_dir / "guest_known_hosts"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{self.vm_address} {line.split(None, 1)[1]}\n")
+        return path
 
     def _make_network(self, state: dict[str, Any]) -> None:
         ns = self.ns

@@ -66,13 +66,16 @@ def _cmd_down(args: argparse.Namespace) -> int:
         return 0
     from migfw.testbed.local import LocalTestbed
     from migfw.testbed.owner import acquire
+    from migfw.testbed.pairs import all_pair_configs
 
-    owner = acquire(cfg, "migfw testbed down", quiet=True)  # never another run's testbed
-    try:
-        removed = LocalTestbed(cfg).down()
-    finally:
-        if owner is not None:
-            owner.release()
+    removed = []
+    for pair_cfg in all_pair_configs(cfg):  # every host pair (testbed.pairs)
+        owner = acquire(pair_cfg, "migfw testbed down", quiet=True)  # never another run's
+        try:
+            removed += LocalTestbed(pair_cfg).down()
+        finally:
+            if owner is not None:
+                owner.release()
     print(f"testbed down: removed {len(removed)} items")
     return 0
 

@@ -197,8 +197,9 @@ def run_trial(
     factors: dict[str, Any] | None = None,
     lead_in_s: float | None = None,
     settle_s: float | None = None,
+    pair: int = 0,
 ) -> dict[str, Any]:
-    """Run one trial and write its folder; returns trial.json's content."""
+    """Run one trial on host pair `pair` and write its folder; returns trial.json's content."""
     from migfw.testbed.migrate import migrate, validate_settings
     from migfw.testbed.provision import ensure_vm, find_vm
 
@@ -211,6 +212,9 @@ def run_trial(
             f"trial {trial_id}: placement {placement!r} is not implemented by the testbed yet "
             f"(implemented: {', '.join(IMPLEMENTED_PLACEMENTS)})"
         )
+    from migfw.testbed.pairs import pair_config
+
+    cfg = pair_config(cfg, pair)
     mode = str(cfg_get(cfg, "migration.mode", "client"))
     bandwidth = float(cfg_get(cfg, "migration.bandwidth_mibps", 0))
     max_downtime = float(cfg_get(cfg, "migration.max_downtime_ms", 0))
@@ -307,6 +311,7 @@ def run_trial(
             "direction": direction,
             "accelerator": bed.accelerator,
             "provider": bed.provider,
+            "pair": pair,
             "prober": prober_record(bed, result["capture"]),
             "clock": clocks or None,
             "capture": {
@@ -456,21 +461,27 @@ def _cmd_trial(args: argparse.Namespace) -> int:
     spec = resolve_trial(cfg, args)
     factors = dict(spec["factors"])
     interval = float(factors.pop("interval_s"))
-    owner = acquire(cfg, "migfw testbed trial")  # None: our Snakemake run owns the testbed
+    from migfw.testbed.pairs import pair_config, trial_pair
+
+    # The pair the workflow's resource reserved for this trial (round-robin, same function).
+    pair = trial_pair(cfg, args.trial_id) if args.pair is None else args.pair
+    # None: our Snakemake run owns the testbed
+    owner = acquire(pair_config(cfg, pair), "migfw testbed trial")
     try:
         with terminate_as_interrupt():
             meta = run_trial(
                 cfg, args.trial_id, interval, args.out, spec["repetition"],
                 spec.get("of"), spec.get("index"), spec["experiment"], factors,
-                spec.get("lead_in_s"), spec.get("settle_s"),
+                spec.get("lead_in_s"), spec.get("settle_s"), pair=pair,
             )  # fmt: skip
     except KeyboardInterrupt:
         # An interrupted run leaves nothing behind: the partial trial moved aside (run_trial),
         # no prober (ProbeSession killed it) and, on the local provider, no testbed.
         if cfg_get(cfg, "testbed.provider", "local") == "local":
             from migfw.testbed.local import LocalTestbed
+            from migfw.testbed.pairs import pair_config
 
-            LocalTestbed(cfg).down(quiet=True)
+            LocalTestbed(pair_config(cfg, pair)).down(quiet=True)
         raise
     finally:
         if owner is not None:
@@ -487,4 +498,6 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--factors", help="factor levels as JSON (default: from the config)")
     parser.add_argument("--interval", type=float, default=None, help="probe interval (s)")
     parser.add_argument("--repetition", type=int, default=None)
+    parser.add_argument("--pair", type=int, default=None,
+                        help="host pair (testbed.pairs), from 0; default: the trial's own")  # fmt: skip
     parser.set_defaults(func=_cmd_trial)
