@@ -103,12 +103,21 @@ def test_two_pairs_run_concurrently_without_overlap(tmp_path: Path) -> None:
         guest_dir=str(REPO / "results" / "testbed" / "guest"),
         local={"prefix": "mfwp", "subnet": "10.238.0.0/24", "migration_subnet": "10.238.1.0/30"},
     )  # fmt: skip
-    cfg["trials"].update(intervals_s=[0.01], repetitions=4, lead_in_s=2.0, settle_s=2.0)
+    cfg["trials"].update(lead_in_s=2.0, settle_s=2.0)
+    cfg["experiments"] = {
+        name: {**spec, "enabled": False} for name, spec in cfg["experiments"].items()
+    }
+    cfg["experiments"]["pairs"] = {
+        "factors": {"interval_s": [0.01], "placement": ["vm"]},
+        "repetitions": 4,
+    }
     config = tmp_path / "pairs.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    from migfw.trials.contract import trial_name
+    from migfw.testbed.pairs import trial_pair
+    from migfw.trials.contract import planned_trials
 
-    trials = [trial_name(0.01, rep) for rep in range(1, 5)]
+    trials = planned_trials(cfg["experiments"])
+    assert [trial_pair(cfg, t) for t in trials] == [0, 1, 0, 1]
     targets = [f"{cfg['trials_dir']}/{t}/trial.json" for t in trials]
     try:
         proc = subprocess.run(

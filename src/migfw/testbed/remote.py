@@ -164,7 +164,9 @@ class RemoteProbeSession(ProbeSession):
         self.remote = prober
         self.shell: Any = None
         self.workdir: str | None = None
-        self.pids: dict[str, int] = {}
+        # The processes live on the prober host: `pids` (what a later run on this machine
+        # may kill after a crash) stays empty; these are killed over SSH.
+        self.remote_pids: dict[str, int] = {}
         self.copied: dict[str, str] = {}
 
     def _run(self, cmd: str, check: bool = True) -> str:
@@ -178,8 +180,8 @@ class RemoteProbeSession(ProbeSession):
             f"setsid {shlex.join(argv)} >{self.workdir}/{name}.out"
             f" 2>{self.workdir}/{name}.err </dev/null & echo $!"
         )
-        self.pids[name] = int(out.strip())
-        return self.pids[name]
+        self.remote_pids[name] = int(out.strip())
+        return self.remote_pids[name]
 
     def _wait_for(self, name: str, stream: str, want: str) -> str:
         deadline = time.monotonic() + self.ready_timeout_s
@@ -199,7 +201,7 @@ class RemoteProbeSession(ProbeSession):
         )
 
     def _alive(self, name: str) -> bool:
-        pid = self.pids.get(name)
+        pid = self.remote_pids.get(name)
         if not pid:
             return False
         # A zombie (nobody reaped it yet) has exited too.
@@ -221,7 +223,7 @@ class RemoteProbeSession(ProbeSession):
             self._wait_for("tcpdump", "err", "listening on")
             cmd = [self.remote["python"], "-m", "migfw.testbed.prober", "--target",
                    self.target, "--interval", repr(self.interval_s),
-                   "--sendlog", f"{wd}/sendlog.csv"]  # fmt: skip
+                   "--sendlog", f"{wd}/sendlog.csv", "--ident", str(self.ident)]  # fmt: skip
             if self.enforcement:
                 cmd += [
                     "--enf-rate", str(self.enforcement["rate_hz"]),
@@ -236,15 +238,22 @@ class RemoteProbeSession(ProbeSession):
             self._kill()
             raise
 
+    def stray(self, own_address: str) -> dict[str, Any]:
+        """Other probers' traffic in the capture so far (a copy of it, fetched now)."""
+        from migfw.testbed.prober import stray_traffic
+
+        self.shell.conn.get(f"{self.workdir}/probe.pcap", str(self._pcap_part))
+        return stray_traffic(self._pcap_part, self.target, own_address, self.ident)
+
     def stop(self, linger_s: float = 0.5) -> dict[str, Any]:
-        if not self.pids.get("prober"):
+        if not self.remote_pids.get("prober"):
             raise MigfwError("prober: stop() before start()")
         try:
-            self._run(f"kill -TERM {self.pids['prober']}")
+            self._run(f"kill -TERM {self.remote_pids['prober']}")
             line = self._wait_for_exit("prober", "DONE ")
             stats = json.loads(line[5:])
             time.sleep(linger_s)
-            self._run(f"kill -INT {self.pids['tcpdump']}", check=False)
+            self._run(f"kill -INT {self.remote_pids['tcpdump']}", check=False)
             self._wait_for_exit("tcpdump", None)
             dump_err = self._run(f"cat {self.workdir}/tcpdump.err", check=False)
             from migfw.testbed.prober import _TCPDUMP_STATS
@@ -303,7 +312,7 @@ class RemoteProbeSession(ProbeSession):
     def _kill(self) -> None:
         if self.shell is not None and self.shell.conn is not None:
             try:
-                for pid in self.pids.values():
+                for pid in self.remote_pids.values():
                     self._run(f"kill -KILL {pid} 2>/dev/null", check=False)
                 if self.workdir and self.workdir.startswith("/tmp/migfw-probe."):
                     self._run(f"rm -rf {self.workdir}", check=False)

@@ -312,7 +312,6 @@ def run_trial(
             "accelerator": bed.accelerator,
             "provider": bed.provider,
             "pair": pair,
-            "prober": prober_record(bed, result["capture"]),
             "clock": clocks or None,
             "capture": {
                 "packets": cap.get("capture_packets"),
@@ -323,7 +322,7 @@ def run_trial(
                 "blocked_answers": cap.get("blocked_answers"),
             },
             "breaches": cap.get("breaches") or [],
-            "prober": prober,
+            "prober": {**prober, **prober_record(bed, result["capture"])},
             "flags": result["flags"],
             "ruleset": {"identical_before_after": identical, "diff": diff},
             "enforcement": enforcement,
@@ -381,6 +380,8 @@ def _probe_and_migrate(
     migration: dict[str, Any] = {}
     session.start()
     prober = {"icmp_id": session.ident, "pids": session.pids}
+    if getattr(session, "remote_pids", None):  # on the prober host, not here
+        prober["remote_pids"] = session.remote_pids
     # Recorded for a later run's takeover: an orphan prober is found by these PIDs.
     write_json(Path(bed.state_dir) / "prober.json", prober)
     try:
@@ -498,6 +499,7 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--factors", help="factor levels as JSON (default: from the config)")
     parser.add_argument("--interval", type=float, default=None, help="probe interval (s)")
     parser.add_argument("--repetition", type=int, default=None)
-    parser.add_argument("--pair", type=int, default=None,
-                        help="host pair (testbed.pairs), from 0; default: the trial's own")  # fmt: skip
+    parser.add_argument(
+        "--pair", type=int, default=None, help="host pair (testbed.pairs); default: the trial's"
+    )
     parser.set_defaults(func=_cmd_trial)
