@@ -101,7 +101,7 @@ def test_two_pairs_run_concurrently_without_overlap(tmp_path: Path) -> None:
     cfg["testbed"].update(
         pairs=2, state_dir=str(tmp_path / "state"),
         guest_dir=str(REPO / "results" / "testbed" / "guest"),
-        local={"prefix": "mfwp", "subnet": "10.238.0.0/24", "migration_subnet": "10.238.1.0/30"},
+        local={"prefix": "mfpr", "subnet": "10.238.0.0/24", "migration_subnet": "10.238.1.0/30"},
     )  # fmt: skip
     cfg["trials"].update(lead_in_s=2.0, settle_s=2.0)
     cfg["experiments"] = {
