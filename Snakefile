@@ -21,6 +21,10 @@ include: "workflow/rules/slr.smk"
 include: "workflow/rules/report.smk"
 
 
+localrules:
+    all,
+
+
 rule all:
     """Every artifact of the configured run (paper, trials, analysis, figures, SLR, report inputs)."""
     default_target: True

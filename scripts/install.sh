@@ -37,6 +37,7 @@ else
     libvirt-dev nftables tcpdump iproute2 kmod cpio zstd xz-utils busybox-static
     dropbear-bin openssh-sftp-server openssh-client procps psmisc
     iptables ebtables  # libvirt nwfilter (placement vmm): the nft-backed binaries
+    openssh-server netcat-openbsd  # the lab in a box: sshd per host namespace, nc for libvirt
   )
 fi
 if [ "$mode" = test ]; then

@@ -160,7 +160,7 @@ def test_external_testbed_from_config(tmp_path: Path) -> None:
         ({"vm_address": "vm.example"}, "vm_address: 'vm.example' is not an IP address"),
         ({"ssh_key": "/nonexistent/key"}, "ssh_key: file /nonexistent/key does not exist"),
         ({"destination_migration_uri": "10.0.0.2"}, "must be tcp://HOST"),
-        ({"prober_host": "root@p.example"}, "prober_host: probing from another host"),
+        ({"prober_host": "root@p.example"}, "prober_ssh_key: required with prober_host"),
     ],
 )
 def test_external_config_errors(tmp_path: Path, override: dict, message: str) -> None:

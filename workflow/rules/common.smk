@@ -75,9 +75,11 @@ def own_testbed():
     if another run owns the prefix; clean a dead owner's leftovers first."""
     from migfw.errors import MigfwError
     from migfw.testbed.owner import acquire
+    from migfw.testbed.pairs import all_pair_configs
 
     try:
-        TESTBED_OWNER.append(acquire(config, f"snakemake (pid {os.getpid()})"))
+        for pair_config in all_pair_configs(config):  # every host pair's prefix
+            TESTBED_OWNER.append(acquire(pair_config, f"snakemake (pid {os.getpid()})"))
     except MigfwError as exc:
         # Before any job: nothing of ours to clean, nothing of theirs touched.
         raise WorkflowError(str(exc)) from None
@@ -128,6 +130,35 @@ def spread(items, k):
 
 # Timeline figures cost ~0.3 s each: a 1,000-trial archive draws a spread subset.
 TIMELINE_TRIALS = spread(TRIALS, config["analysis"].get("timelines", 50))
+
+
+def pair_count():
+    """Host pairs of the testbed (testbed.pairs / testbed.external.pairs)."""
+    if SOURCE != "testbed":
+        return 1
+    from migfw.testbed.pairs import pair_count as count
+
+    return count(config)
+
+
+N_PAIRS = pair_count()
+
+
+def trial_pair(trial):
+    """Round-robin over the pairs in the planned order; `migfw testbed trial` picks the same
+    pair for the same id (migfw.testbed.pairs.trial_pair)."""
+    return TRIALS.index(trial) % N_PAIRS if trial in TRIALS else 0
+
+
+# One Snakemake resource per pair (profiles/default caps each at 1): a trial holds its
+# pair's, so pairs migrate at the same time and no pair ever migrates twice at once.
+PAIR_RESOURCES = {
+    f"pair{k}": (lambda wildcards, k=k: int(trial_pair(wildcards.trial) == k))
+    for k in range(N_PAIRS)
+}
+# Provisioning and placement deployment act on the testbed as a whole: they hold every
+# pair's resource, so none of them ever runs beside a migration.
+ALL_PAIRS = {f"pair{k}": 1 for k in range(N_PAIRS)}
 
 
 def finished(trial):

@@ -5,6 +5,15 @@
 
 if SOURCE == "testbed":
 
+    # On a cluster (profiles/slurm) these stay on the controller, which reaches the hosts.
+    localrules:
+        testbed_preflight,
+        guest_image,
+        render_ruleset,
+        testbed_up,
+        deploy_placement,
+        trial,
+
     rule testbed_preflight:
         """Checks root, /dev/net/tun, commands, Python modules and KVM before anything runs."""
         # Root, /dev/net/tun, commands, Python modules, KVM: one line per problem, first.
@@ -62,7 +71,7 @@ if SOURCE == "testbed":
         log:
             f"{LOGS}/testbed_up.log",
         resources:
-            migration=1,
+            **ALL_PAIRS,
         run:
             cfg = effective_config(log)
             shell(
@@ -83,7 +92,7 @@ if SOURCE == "testbed":
         wildcard_constraints:
             placement="vm|vmm|vmm-agent|none",
         resources:
-            migration=1,
+            **ALL_PAIRS,
         run:
             cfg = effective_config(log)
             shell(
@@ -93,10 +102,11 @@ if SOURCE == "testbed":
 
     rule trial:
         """One live migration with per-trial capture; never rerun once its folder is finished."""
-        # One migration at a time (global resource). A finished trial is never a job of
-        # this rule (see unfinished_pattern): its folder is the raw data and is immutable.
-        # No params and only ancient inputs, so nothing but the trial's identity triggers it;
-        # the command reads the trial's factor levels from its id and the config.
+        # One migration per host pair at a time (resource pair<k>). A finished trial is never
+        # a job of this rule (see unfinished_pattern): its folder is the raw data and is
+        # immutable. No params and only ancient inputs, so nothing but the trial's identity
+        # triggers it; the command reads the trial's factor levels (and its pair) from its id
+        # and the config.
         input:
             unpack(trial_deployment),
             image=ancient("results/testbed/guest/manifest.json"),
@@ -111,7 +121,7 @@ if SOURCE == "testbed":
         wildcard_constraints:
             trial=unfinished_pattern(),
         resources:
-            migration=1,
+            **PAIR_RESOURCES,
         run:
             cfg = effective_config(log)
             shell(
@@ -129,6 +139,9 @@ if SOURCE == "testbed":
         release_testbed()
 
 elif SOURCE == "crafted":
+
+    localrules:
+        crafted_trial,
 
     rule crafted_trial:
         """A crafted trial folder with known losses and breaches (demo and CI)."""

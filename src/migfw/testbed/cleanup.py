@@ -18,20 +18,23 @@ from migfw.testbed.base import load_config
 def leftovers(cfg: dict[str, Any]) -> dict[str, list]:
     """What `cleanup` would remove: namespaces and pids (a dry run)."""
     from migfw.testbed.local import LocalTestbed, list_netns, pids_in_netns
+    from migfw.testbed.pairs import all_pair_configs
 
-    bed = LocalTestbed(cfg)
-    names = list_netns(bed.prefix)
-    return {
-        "namespaces": names,
-        "pids": sorted(set(pids_in_netns(names)) | set(bed.qemu_pids())),
-        "run_dir": [str(bed.run_root)] if bed.run_root.exists() else [],
-    }
+    found: dict[str, list] = {"namespaces": [], "pids": [], "run_dir": []}
+    for pair_cfg in all_pair_configs(cfg):  # every host pair (testbed.pairs)
+        bed = LocalTestbed(pair_cfg)
+        names = list_netns(bed.prefix)
+        found["namespaces"] += names
+        found["pids"] += sorted(set(pids_in_netns(names)) | set(bed.qemu_pids()))
+        found["run_dir"] += [str(bed.run_root)] if bed.run_root.exists() else []
+    return found
 
 
 def cleanup(cfg: dict[str, Any], quiet: bool = False) -> list[str]:
     from migfw.testbed.local import LocalTestbed
+    from migfw.testbed.pairs import all_pair_configs
 
-    return LocalTestbed(cfg).down(quiet=quiet)
+    return [item for c in all_pair_configs(cfg) for item in LocalTestbed(c).down(quiet=quiet)]
 
 
 def _cmd_cleanup(args: argparse.Namespace) -> int:

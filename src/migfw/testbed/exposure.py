@@ -13,6 +13,9 @@ ICMP prober and stopped before it. It writes (CONTRACT):
 When the guest has no `table inet migfw` (placements without a guest firewall) no temporary
 rule is needed or added; trial.json records `temporary_rule: null`. A host-side firewall
 that blocks tcp/7 then refuses the connection, recorded as `error:connect ...` in flows.csv.
+
+Both run only where the testbed has them: the external provider (a remote prober host, no
+attacker namespace) runs neither; its prober sends the blocked-port probes itself.
 """
 
 from __future__ import annotations
@@ -93,7 +96,9 @@ class TrialTraffic:
         from migfw.testbed.flows import FlowSession
 
         rate = float(self.flows_cfg.get("rate_hz", 100) or 0)
-        if rate <= 0:
+        if rate <= 0 or self.bed.extra.get("prober"):
+            # Flows start in the prober's namespace on this machine; a remote prober host
+            # (external provider) has no flow client: its trials record `flows: null`.
             return
         specs = [f"{n}:{p}:{k}" for n, p, k in (STATEFUL, ESTABLISHED)]
         self.flows = FlowSession(self.bed.prober_netns, self.bed.vm_address, specs, rate,

@@ -1,15 +1,19 @@
 """The external provider: real hypervisor hosts named in config `testbed.external.*`.
 
-Nothing is created or torn down: the two libvirt URIs (e.g. qemu+ssh://root@hv-a/system),
-the migration URIs (tcp://<host on the migration network>), the running domain and the SSH
-parameters of the VM are taken as given. Probing runs from this machine (`prober_host:
-null`); the prober interface is the one that routes to the VM.
+Nothing is created or torn down: the two libvirt URIs (e.g. qemu+libssh://root@hv-a/system
+?keyfile=...&known_hosts=...), the migration URIs (tcp://<host on the migration network>),
+the running domain and the SSH parameters of the VM are taken as given. The prober runs on
+this machine (`prober_host: null`; its interface is the one that routes to the VM) or on
+`prober_host`, an SSH destination (migfw.testbed.remote). With `testbed.lab_in_a_box: true`
+the hosts are the local testbed's namespaces, brought up with SSH servers first
+(migfw.testbed.providers); this module still knows them only by their URIs and addresses.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,16 +61,37 @@ def external_testbed(cfg: dict[str, Any]) -> Testbed:
     for key in ("ssh_key", "ssh_known_hosts"):
         if not Path(str(ext[key])).expanduser().exists():
             raise MigfwError(f"config testbed.external.{key}: file {ext[key]} does not exist")
+    prober = None
     if ext.get("prober_host"):
-        raise MigfwError(
-            "config testbed.external.prober_host: probing from another host is not supported "
-            "yet; leave it null to probe from this machine"
-        )
+        from migfw.testbed.remote import split_destination
+
+        user, host, port = split_destination(str(ext["prober_host"]))
+        for key in ("prober_ssh_key", "prober_known_hosts"):
+            if not ext.get(key):
+                raise MigfwError(f"config testbed.external.{key}: required with prober_host")
+            if not Path(str(ext[key])).expanduser().exists():
+                raise MigfwError(f"config testbed.external.{key}: file {ext[key]} does not exist")
+        prober = {
+            "host": str(ext["prober_host"]),
+            "target": {"user": user, "host": host, "port": port,
+                       "key": str(Path(str(ext["prober_ssh_key"])).expanduser()),
+                       "known_hosts": str(Path(str(ext["prober_known_hosts"])).expanduser())},
+            # null: the same interpreter path as here (a prober host sharing this install)
+            "python": str(ext.get("prober_python") or sys.executable),
+        }  # fmt: skip
+    for key in ("source_uri", "destination_uri"):
+        from migfw.testbed.remote import libvirt_ssh_target
+
+        target = libvirt_ssh_target(str(ext[key]))
+        for param in ("keyfile", "known_hosts"):
+            value = (target or {}).get("key" if param == "keyfile" else param)
+            if value and not Path(value).expanduser().exists():
+                raise MigfwError(f"config testbed.external.{key}: {param}={value} does not exist")
     for key in ("source_migration_uri", "destination_migration_uri"):
         if not str(ext[key]).startswith("tcp://"):
             raise MigfwError(f"config testbed.external.{key}: {ext[key]!r} must be tcp://HOST")
     vm = str(ext["vm_address"])
-    iface, source = route_to(vm)
+    iface, source = (None, None) if prober else route_to(vm)
     return Testbed(
         provider="external",
         hosts={
@@ -84,8 +109,44 @@ def external_testbed(cfg: dict[str, Any]) -> Testbed:
         ssh_netns=None,
         accelerator=str(cfg_get(cfg, "testbed.accelerator", "auto")),
         state_dir=str(state_dir(cfg).resolve()),
-        extra={},
+        extra={"prober": prober} if prober else {},
     )
+
+
+def domain_accelerator(bed: Testbed, host: str) -> str:
+    """kvm or tcg, as the running domain's XML says (<domain type='kvm'|'qemu'>)."""
+    import xml.etree.ElementTree as ET
+
+    from migfw.testbed.provision import connect
+
+    conn = connect(bed, host)
+    try:
+        kind = ET.fromstring(conn.lookupByName(bed.vm_name).XMLDesc(0)).get("type")
+    finally:
+        conn.close()
+    return "kvm" if kind == "kvm" else "tcg"
+
+
+def resolve_remote_prober(bed: Testbed) -> None:
+    """Ask the prober host which interface and source address reach the VM."""
+    from migfw.testbed.remote import open_shell
+
+    prober = bed.extra["prober"]
+    shell = open_shell(prober["target"])
+    try:
+        words = shell.run(f"ip route get {bed.vm_address}").split()
+    finally:
+        shell.close()
+
+    def after(key: str) -> str | None:
+        return words[words.index(key) + 1] if key in words[:-1] else None
+
+    bed.prober_iface, bed.prober_address = after("dev"), after("src")
+    if not bed.prober_iface or not bed.prober_address:
+        raise MigfwError(
+            f"prober host {prober['host']}: no route to the VM {bed.vm_address} "
+            f"(`ip route get` said: {' '.join(words) or 'nothing'})"
+        )
 
 
 class ExternalTestbed:
@@ -98,7 +159,10 @@ class ExternalTestbed:
         from migfw.testbed.provision import ensure_vm
 
         bed = external_testbed(self.cfg)
-        ensure_vm(bed)  # the domain must run on exactly one of the two hosts
+        where = ensure_vm(bed)  # the domain must run on exactly one of the two hosts
+        bed.accelerator = domain_accelerator(bed, where)
+        if bed.extra.get("prober"):
+            resolve_remote_prober(bed)
         return bed
 
     def down(self, quiet: bool = False) -> list[str]:

@@ -18,6 +18,10 @@ Each host runs its own libvirtd inside its namespace and a private mount namespa
 two daemons have separate /etc/libvirt, /run/libvirt, /var/lib/libvirt ... and host UUIDs
 and can migrate to each other. Every pid and name is recorded in state.json so that
 `down` and `cleanup` remove exactly what was made.
+
+With `testbed.lab_in_a_box: true` the testbed is also a lab the external provider can drive
+(migfw.testbed.lab): hostA, hostB and remote each run an OpenSSH server, and this machine
+gets an uplink `<prefix>-up` (.1) on the switch - a controller on the lab's network.
 """
 
 from __future__ import annotations
@@ -199,6 +203,8 @@ class LocalTestbed:
             "attacker": f"{self.prefix}-attacker",
         }
         self.vm_name = f"{self.prefix}-target"
+        self.lab = bool(cfg_get(cfg, "testbed.lab_in_a_box", False))
+        self.controller_address = str(base + 1)
 
     def vm_shape(self) -> dict[str, int]:
         return {
@@ -227,7 +233,8 @@ class LocalTestbed:
             report["reason"] = "no testbed recorded"
             return report
         missing = [n for n in state.get("namespaces", []) if not netns_exists(n)]
-        dead = [k for k, p in state.get("pids", {}).items() if not pid_alive(p, "libvirtd")]
+        dead = [k for k, p in state.get("pids", {}).items()
+                if not pid_alive(p, k.split("_")[0])]  # fmt: skip
         report.update(namespaces_missing=missing, daemons_dead=dead)
         if missing or dead or state.get("phase") != "up":
             report["reason"] = "incomplete testbed (run `migfw testbed down` or `up`)"
@@ -251,7 +258,8 @@ class LocalTestbed:
                 self.repair()
                 status = self.status()
                 state = read_state(self.state_dir) or state
-            if status["up"]:
+            # A testbed without the lab's SSH servers is rebuilt when the config asks for them.
+            if status["up"] and (state.get("lab") is not None or not self.lab):
                 bed = Testbed.from_dict(state["testbed"])
                 wanted = self.vm_shape()
                 if {k: bed.extra.get(k) for k in wanted} != wanted:
@@ -308,6 +316,10 @@ class LocalTestbed:
             self._start_libvirtd(host, state)
         for host in ("A", "B"):
             self._wait_socket(host, state)
+        if self.lab:
+            from migfw.testbed.lab import start_lab_ssh
+
+            state["lab"] = start_lab_ssh(self, state, self._write_state, pid_alive)
         bed = Testbed(
             provider="local",
             hosts={
@@ -321,7 +333,7 @@ class LocalTestbed:
             prober_address=self.prober_address,
             ssh_user="root",
             ssh_key=str(guest_dir / "id_ed25519"),
-            ssh_known_hosts=str(guest_dir / "known_hosts"),
+            ssh_known_hosts=str(self._known_hosts(guest_dir)),
             ssh_netns=self.ns["remote"],
             accelerator=accel["used"],
             state_dir=str(self.state_dir),
@@ -348,6 +360,16 @@ class LocalTestbed:
         state["phase"] = "up"
         self._write_state(state)
         return bed
+
+    def _known_hosts(self, guest_dir: Path) -> Path:
+        """This testbed's own pin of the guest's host key at this VM's address: the image's
+        known_hosts is shared by every testbed using the image (other pairs, other prefixes)
+        and names only the address of whichever built it last."""
+        line = (guest_dir / "known_hosts").read_text().split("\n", 1)[0]
+        path = self.state_dir / "guest_known_hosts"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{self.vm_address} {line.split(None, 1)[1]}\n")
+        return path
 
     def _make_network(self, state: dict[str, Any]) -> None:
         ns = self.ns
@@ -386,6 +408,14 @@ class LocalTestbed:
         # no probe waits in (or is dropped from) the ARP queue while resolution runs.
         sh(["ip", "-n", ns["attacker"], "neigh", "replace", self.vm_address, "lladdr", VM_MAC,
             "dev", "eth0", "nud", "permanent"])  # fmt: skip
+        if self.lab:
+            # The controller's uplink: this machine joins the lab network like a lab's
+            # management host; the link dies with the switch namespace.
+            up = f"{self.prefix}-up"
+            sh(["ip", "link", "add", up, "type", "veth", "peer", "name", "pC", "netns", sw])
+            sh(["ip", "-n", sw, "link", "set", "pC", "master", BRIDGE, "up"])
+            sh(["ip", "addr", "add", f"{self.controller_address}/{self.plen}", "dev", up])
+            sh(["ip", "link", "set", up, "up"])
         for host in ("A", "B"):
             n = ns[host]
             sh(["ip", "-n", n, "link", "add", BRIDGE, "type", "bridge", "stp_state", "0",
@@ -567,9 +597,17 @@ class LocalTestbed:
                 if not netns_exists(name):
                     break
                 time.sleep(0.1)
+        up = f"{self.prefix}-up"
+        if Path("/sys/class/net", up).exists():  # normally gone with the switch namespace
+            sh(["ip", "link", "delete", up], check=False)
+            removed.append(f"link {up}")
         if self.run_root.exists():
             shutil.rmtree(self.run_root, ignore_errors=True)
             removed.append(str(self.run_root))
+        lab_dir = self.state_dir / "lab"
+        if lab_dir.exists():
+            shutil.rmtree(lab_dir, ignore_errors=True)
+            removed.append(str(lab_dir))
         for path in (self.state_dir / "deployed.json", self.state_dir / "unrepaired.json",
                      self.state_dir / "state.json"):  # fmt: skip
             if path.exists():

@@ -27,6 +27,9 @@ COMMANDS = {
     "modprobe": "kmod",
     "dropbearkey": "dropbear-bin",
 }
+# The lab in a box (testbed.lab_in_a_box) also runs SSH servers; libvirt's SSH transports
+# reach a daemon's socket given by socket= through nc on the host.
+LAB_COMMANDS = {"sshd": "openssh-server", "ssh-keygen": "openssh-client", "nc": "netcat-openbsd"}
 MODULES = {"libvirt": "libvirt-python", "fabric": "fabric", "scapy": "scapy"}
 
 
@@ -45,6 +48,10 @@ def problems(cfg: dict[str, Any], check_kvm: bool = True) -> list[str]:
             importlib.import_module(module)
         except ImportError:
             found.append(f"python module {module} not importable (pip install {package})")
+    if cfg_get(cfg, "testbed.lab_in_a_box", False):
+        for cmd, package in LAB_COMMANDS.items():
+            if shutil.which(cmd) is None:
+                found.append(f"command {cmd} not found (apt-get install {package})")
     accel = cfg_get(cfg, "testbed.accelerator", "auto")
     if accel not in ("auto", "kvm", "tcg"):
         found.append(f"config testbed.accelerator: {accel!r} is not auto, kvm or tcg")
@@ -88,7 +95,8 @@ def require_local(cfg: dict[str, Any]) -> None:
 
 def _cmd_preflight(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    if cfg_get(cfg, "testbed.provider", "local") != "local":
+    local = cfg_get(cfg, "testbed.provider", "local") == "local"
+    if not local and not cfg_get(cfg, "testbed.lab_in_a_box", False):
         found = [p for p in problems(cfg, check_kvm=False) if "python module" in p]
     else:
         found = problems(cfg)

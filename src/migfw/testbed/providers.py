@@ -13,7 +13,7 @@ from typing import Any
 
 from migfw.errors import MigfwError
 from migfw.io import write_json
-from migfw.testbed.base import Testbed, cfg_get, load_config
+from migfw.testbed.base import Testbed, cfg_get, load_config, read_state, state_dir
 
 
 def ensure_up(cfg: dict[str, Any]) -> Testbed:
@@ -22,6 +22,12 @@ def ensure_up(cfg: dict[str, Any]) -> Testbed:
     if provider == "external":
         from migfw.testbed.external import ExternalTestbed
 
+        if cfg_get(cfg, "testbed.lab_in_a_box", False):
+            # The lab in a box: the local hosts come up with SSH servers; from here on the
+            # external provider reaches them only through the URIs and addresses in config.
+            from migfw.testbed.local import LocalTestbed
+
+            LocalTestbed(cfg).up()
         return ExternalTestbed(cfg).up()
     if provider != "local":
         raise MigfwError(f"config testbed.provider: unknown provider {provider!r} (local|external)")
@@ -93,25 +99,31 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 def _cmd_down(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    if cfg_get(cfg, "testbed.provider", "local") != "local":
+    lab = cfg_get(cfg, "testbed.lab_in_a_box", False)
+    if cfg_get(cfg, "testbed.provider", "local") != "local" and not lab:
         print("testbed external: nothing to tear down (the hosts are not ours)")
         return 0
     from migfw.testbed.local import LocalTestbed
     from migfw.testbed.owner import acquire
+    from migfw.testbed.pairs import all_pair_configs
 
-    owner = acquire(cfg, "migfw testbed down", quiet=True)  # never another run's testbed
-    try:
-        removed = LocalTestbed(cfg).down()
-    finally:
-        if owner is not None:
-            owner.release()
+    removed = []
+    for pair_cfg in all_pair_configs(cfg):  # every host pair (testbed.pairs)
+        owner = acquire(pair_cfg, "migfw testbed down", quiet=True)  # never another run's
+        try:
+            removed += LocalTestbed(pair_cfg).down()
+        finally:
+            if owner is not None:
+                owner.release()
     print(f"testbed down: removed {len(removed)} items")
     return 0
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    if cfg_get(cfg, "testbed.provider", "local") != "local":
+    if cfg_get(cfg, "testbed.provider", "local") != "local" and (
+        read_state(state_dir(cfg)) or not cfg_get(cfg, "testbed.lab_in_a_box", False)
+    ):
         from migfw.testbed.external import ExternalTestbed
 
         status = ExternalTestbed(cfg).status()

@@ -159,7 +159,12 @@ def ensure_ruleset(cfg: dict[str, Any], bed: Testbed, log: EventLog) -> dict[str
     log("deploy", ruleset=str(ruleset_path), sha256=digest)
     with guest_shell(bed) as shell:
         deploy_ruleset(shell, nft_text)
-        checks = verify_rules(rs, addresses, bed.prober_netns, shell, ftp_path="readme.txt")
+        if bed.extra.get("prober"):  # the packets come from the remote prober host
+            from migfw.testbed.remote import remote_verify
+
+            checks = remote_verify(bed, ruleset_path, addresses, ftp_path="readme.txt")
+        else:
+            checks = verify_rules(rs, addresses, bed.prober_netns, shell, ftp_path="readme.txt")
     log("verify", checks=len(checks), failed=sum(1 for c in checks if c["ok"] is False))
     done = {"vm": instance, "sha256": digest, "ruleset": str(ruleset_path), "nft": nft_text,
             "checks": checks, "at": time.time()}  # fmt: skip
@@ -183,6 +188,12 @@ def setup_placement(
     from migfw.testbed.deploy import require_rules_ok, verify_rules
     from migfw.testbed.ruleset import load_ruleset, render_host_nft, render_nwfilter
 
+    if bed.provider != "local" and placement != "vm":
+        # Host firewalls are set up and looked at in the hosts' namespaces: ours only.
+        raise MigfwError(
+            f"placement {placement}: needs the local provider (the {bed.provider} provider "
+            "runs placement vm only)"
+        )
     rs = load_ruleset(cfg_get(cfg, "ruleset", "config/ruleset.yaml"))
     addresses = addresses_for(bed)
     port = str(bed.extra.get("tap", "mfwtap0"))
@@ -227,6 +238,9 @@ def setup_placement(
             failed=sum(1 for c in checks if c["ok"] is False))  # fmt: skip
     write_json(partial / "rule_checks.json", checks)
     require_rules_ok(checks)
+    if bed.provider != "local":
+        # The lab's hosts are not ours to look into: the guest's ruleset is what is known.
+        return {"checks": checks, "where": {"A": None, "B": None, "guest": guest_rules}}
     where = pl.where_rules(bed, guest_rules)
     pl.require_where(placement, current, where)
     return {"checks": checks, "where": where}
@@ -275,6 +289,18 @@ def start_observer(bed: Testbed, current: str):  # -> EventAgent
     agent = EventAgent({h: bed.hosts[h].uri for h in ("A", "B")}, bed.vm_name, logic)  # type: ignore[arg-type]
     agent.start()
     return agent
+
+
+def prober_record(bed: Testbed, capture: dict[str, Any]) -> dict[str, Any]:
+    """Where the probes came from: this machine (a namespace of it) or a remote host."""
+    remote = bed.extra.get("prober")
+    return {
+        "host": remote["host"] if remote else None,
+        "netns": bed.prober_netns,
+        "iface": bed.prober_iface,
+        "address": bed.prober_address,
+        "copied_sha256": capture.get("copied_sha256"),
+    }
 
 
 def software_versions(bed: Testbed, guest_nft: str | None) -> dict[str, Any]:
@@ -374,8 +400,9 @@ def run_trial(
     lead_in_s: float | None = None,
     settle_s: float | None = None,
     attack_rate_hz: float | None = None,
+    pair: int = 0,
 ) -> dict[str, Any]:
-    """Run one trial and write its folder; returns trial.json's content.
+    """Run one trial on host pair `pair` and write its folder; returns trial.json's content.
 
     `factors` override the config's migration settings (and testbed.guest.memory_mib).
     """
@@ -391,6 +418,9 @@ def run_trial(
             f"trial {trial_id}: placement {placement!r} is not implemented by the testbed yet "
             f"(implemented: {', '.join(IMPLEMENTED_PLACEMENTS)})"
         )
+    from migfw.testbed.pairs import pair_config
+
+    cfg = pair_config(cfg, pair)
     # Migration parameters: the config's `migration` block, overridden by this trial's factors.
     settings = migration_settings({**(cfg_get(cfg, "migration", None) or {}), **factors})
     load = workload.workload_settings(factors)
@@ -449,6 +479,12 @@ def run_trial(
             agent = start_observer(bed, source)  # when does the destination's filter exist?
         direction = f"{source}->{destination}"  # ASCII: it ends up in CSV columns
         arrow = f"{source}→{destination}"
+        clocks = {}
+        if bed.extra.get("prober"):
+            from migfw.testbed.remote import clock_offsets
+
+            clocks["start"] = clock_offsets(bed)
+            log("clock", **clocks["start"])
         print(f"{label} interval {interval_s} direction {arrow}: lead-in…", flush=True)
         result = _probe_and_migrate(
             bed, partial, interval_s, enforcement, lead_in, settle, log,
@@ -467,6 +503,9 @@ def run_trial(
         write_jobstats(partial / "jobstats.csv", mig.get("jobstats") or [])
         clock = result["clock"]
         recovery, repair_error = None, None
+        if clocks:
+            clocks["end"] = clock_offsets(bed)
+            log("clock", **clocks["end"])
         if failure:
             # A hypervisor fault is an outcome: repair the testbed so the run goes on.
             try:
@@ -504,10 +543,14 @@ def run_trial(
         from migfw.testbed.placement import record, where_rules
 
         rules_after = None
-        try:
-            rules_after = where_rules(bed, bool(after and "table inet migfw" in after))
-        except MigfwError as exc:
-            log("rules_after_failed", error=str(exc))
+        has_rules = bool(after and "table inet migfw" in after)
+        if bed.provider != "local":  # as setup_placement: only the guest is looked at
+            rules_after = {"A": None, "B": None, "guest": has_rules}
+        else:
+            try:
+                rules_after = where_rules(bed, has_rules)
+            except MigfwError as exc:
+                log("rules_after_failed", error=str(exc))
         observed = None
         if placement == "vmm" and agent_report is not None:
             observed, agent_report = agent_report.get("nwfilter_at_events"), None
@@ -528,6 +571,8 @@ def run_trial(
         log("health", **health)
         traffic = result["traffic"]
         attack = traffic.get("attack")
+        # Allowed/blocked-port answers: the attacker's sender, or the prober's when it probed.
+        answers = ((attack or {}).get("sender") or {}) if attack is not None else cap
         meta = {
             "trial_id": trial_id,
             "experiment": experiment or DEFAULT_EXPERIMENT,
@@ -557,19 +602,24 @@ def run_trial(
             "direction": direction,
             "accelerator": bed.accelerator,
             "provider": bed.provider,
+            "pair": pair,
+            "clock": clocks or None,
             "capture": {
                 "packets": cap.get("capture_packets"),
                 "dropped": cap.get("capture_dropped"),
                 "flagged": bool(cap.get("capture_dropped")),
                 "requests_sent": cap.get("requests_sent"),
-                "allowed_answers": ((attack or {}).get("sender") or {}).get("allowed_answers"),
-                "blocked_answers": ((attack or {}).get("sender") or {}).get("blocked_answers"),
+                "allowed_answers": answers.get("allowed_answers"),
+                "blocked_answers": answers.get("blocked_answers"),
             },
-            # Answered blocked-port probes of the attacker (attack.pcap), one per probe index.
-            "breaches": traffic.get("breaches") or [],
+            # Answered blocked-port probes: the attacker's (attack.pcap, one per probe index)
+            # where the testbed has an attacker namespace; else the prober's own (probe.pcap),
+            # e.g. the external provider's remote prober.
+            "breaches": (traffic.get("breaches") if attack is not None else cap.get("breaches"))
+            or [],
             "attack": attack,
             "flows": traffic.get("flows"),
-            "prober": prober,
+            "prober": {**prober, **prober_record(bed, result["capture"])},
             "flags": flags,
             "timeline": timeline,
             "health": health,
@@ -634,23 +684,29 @@ def _probe_and_migrate(
     from migfw.testbed.migrate import MigrationFailed
     from migfw.testbed.prober import ProbeSession
 
+    # The blocked-port probes come from the attacker namespace where the testbed has one
+    # (local provider); otherwise (external provider, remote prober) the prober sends them.
     has_attacker = bool(bed.extra.get("attacker_netns"))
     clock = StepClock()
-    session = ProbeSession(
-        bed.prober_netns,
-        bed.prober_iface,
-        bed.vm_address,
-        interval_s,
-        partial / "probe.pcap",
-        partial / "sendlog.csv",
-        enforcement=None if has_attacker else enforcement,
-    )
+    probe_enforcement = None if has_attacker else enforcement
+    args = (bed.prober_iface, bed.vm_address, interval_s, partial / "probe.pcap",
+            partial / "sendlog.csv")  # fmt: skip
+    if bed.extra.get("prober"):  # tcpdump and the prober run on the prober host, over SSH
+        from migfw.testbed.remote import RemoteProbeSession
+
+        session: ProbeSession = RemoteProbeSession(
+            bed.extra["prober"], *args, enforcement=probe_enforcement
+        )
+    else:
+        session = ProbeSession(bed.prober_netns, *args, enforcement=probe_enforcement)
     traffic = TrialTraffic(bed, partial, enforcement if has_attacker else None, flows_cfg)
     failure = None
     flags: list[str] = []
     migration: dict[str, Any] = {}
     session.start()
     prober = {"icmp_id": session.ident, "pids": session.pids}
+    if getattr(session, "remote_pids", None):  # on the prober host, not here
+        prober["remote_pids"] = session.remote_pids
     # Recorded for a later run's takeover: an orphan prober is found by these PIDs.
     write_json(Path(bed.state_dir) / "prober.json", prober)
     traffic_record: dict[str, Any] = {}
@@ -765,21 +821,28 @@ def _cmd_trial(args: argparse.Namespace) -> int:
     spec = resolve_trial(cfg, args)
     factors = dict(spec["factors"])
     interval = float(factors.pop("interval_s"))
-    owner = acquire(cfg, "migfw testbed trial")  # None: our Snakemake run owns the testbed
+    from migfw.testbed.pairs import pair_config, trial_pair
+
+    # The pair the workflow's resource reserved for this trial (round-robin, same function).
+    pair = trial_pair(cfg, args.trial_id) if args.pair is None else args.pair
+    # None: our Snakemake run owns the testbed
+    owner = acquire(pair_config(cfg, pair), "migfw testbed trial")
     try:
         with terminate_as_interrupt():
             meta = run_trial(
                 cfg, args.trial_id, interval, args.out, spec["repetition"],
                 spec.get("of"), spec.get("index"), spec["experiment"], factors,
                 spec.get("lead_in_s"), spec.get("settle_s"), spec.get("attack_rate_hz"),
+                pair=pair,
             )  # fmt: skip
     except KeyboardInterrupt:
         # An interrupted run leaves nothing behind: the partial trial moved aside (run_trial),
         # no prober (ProbeSession killed it) and, on the local provider, no testbed.
         if cfg_get(cfg, "testbed.provider", "local") == "local":
             from migfw.testbed.local import LocalTestbed
+            from migfw.testbed.pairs import pair_config
 
-            LocalTestbed(cfg).down(quiet=True)
+            LocalTestbed(pair_config(cfg, pair)).down(quiet=True)
         raise
     finally:
         if owner is not None:
@@ -843,4 +906,7 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--factors", help="factor levels as JSON (default: from the config)")
     parser.add_argument("--interval", type=float, default=None, help="probe interval (s)")
     parser.add_argument("--repetition", type=int, default=None)
+    parser.add_argument(
+        "--pair", type=int, default=None, help="host pair (testbed.pairs); default: the trial's"
+    )
     parser.set_defaults(func=_cmd_trial)

@@ -1,0 +1,180 @@
+"""The lab in a box, end to end: real trials through the external provider over libvirt's SSH
+transport, with the prober on a remote SSH host, checked with the same assertions as a trial
+of the local provider on the same hosts.
+
+Needs root, QEMU, libvirtd, sshd and nc (skipped otherwise). Own prefix, subnet and state
+directory; everything is torn down and checked gone at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+PREFIX = "mfwl"
+NET = "10.238"  # the box's subnets: NET.0.0/24 and NET.1.0/30
+INTERVAL = 0.001
+
+pytestmark = [pytest.mark.testbed, pytest.mark.slow]
+
+
+def _skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (namespaces, libvirtd, sshd)"
+    for cmd in ("qemu-system-x86_64", "libvirtd", "tcpdump", "ip", "sshd", "nc", "tshark"):
+        if shutil.which(cmd) is None and not Path("/usr/sbin", cmd).exists():
+            return f"{cmd} not installed"
+    for module in ("libvirt", "fabric", "scapy"):
+        try:
+            __import__(module)
+        except ImportError:
+            return f"python module {module} missing"
+    return None
+
+
+def lab_config(tmp_path: Path) -> dict:
+    """Like config/lab-in-a-box.yaml, on this test's own prefix, subnet and state dir."""
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    state = tmp_path / "state"
+    lab = state / "lab"
+    guest = REPO / "results" / "testbed" / "guest"
+
+    def uri(host: str, last: int) -> str:
+        return (
+            f"qemu+libssh://root@{NET}.0.{last}/system?keyfile={lab}/id_ed25519"
+            f"&known_hosts={lab}/known_hosts&known_hosts_verify=normal&sshauth=privkey"
+            f"&socket=/run/migfw/{PREFIX}/host{host}/sock/libvirt-sock"
+        )
+
+    cfg["ruleset"] = str(REPO / "config" / "ruleset.yaml")
+    cfg["testbed"].update(
+        provider="external",
+        lab_in_a_box=True,
+        state_dir=str(state),
+        guest_dir=str(guest),
+        local={"prefix": PREFIX, "subnet": f"{NET}.0.0/24",
+               "migration_subnet": f"{NET}.1.0/30"},
+        external={
+            "source_uri": uri("A", 251), "destination_uri": uri("B", 252),
+            "source_migration_uri": f"tcp://{NET}.1.1",
+            "destination_migration_uri": f"tcp://{NET}.1.2",
+            "domain": f"{PREFIX}-target", "vm_address": f"{NET}.0.10", "ssh_user": "root",
+            "ssh_key": str(guest / "id_ed25519"), "ssh_known_hosts": str(guest / "known_hosts"),
+            "prober_host": f"root@{NET}.0.2", "prober_ssh_key": str(lab / "id_ed25519"),
+            "prober_known_hosts": str(lab / "known_hosts"), "prober_python": None,
+        },
+    )  # fmt: skip
+    cfg["trials"]["lead_in_s"] = 2.0
+    cfg["trials"]["settle_s"] = 2.0
+    return cfg
+
+
+@pytest.fixture
+def lab_cfg(tmp_path: Path):
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from migfw.testbed.local import LocalTestbed
+
+    cfg = lab_config(tmp_path)
+    try:
+        yield cfg
+    finally:
+        LocalTestbed(cfg).down(quiet=True)
+
+
+def _tshark_count(pcap: Path, display_filter: str) -> int:
+    argv = ["tshark", "-r", str(pcap), "-Y", display_filter, "-T", "fields", "-e", "frame.number"]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True)
+    return len(out.stdout.split())
+
+
+def check_trial(out: Path, meta: dict) -> dict:
+    """What every trial must show, whichever provider ran it; returns the probe metrics."""
+    from migfw.measure.probes import analyse_capture
+    from migfw.trials.contract import trial_schema
+
+    on_disk = json.loads((out / "trial.json").read_text())
+    assert on_disk == json.loads(json.dumps(meta))
+    jsonschema.validate(on_disk, trial_schema())
+    assert on_disk["status"] == "ok", on_disk["failure"]
+    # The ruleset was deployed and proven with packets before the trial, unchanged after it.
+    checks = json.loads((out / "rule_checks.json").read_text())
+    assert sum(1 for c in checks if c["ok"]) >= 10 and all(c["ok"] is not False for c in checks)
+    assert on_disk["ruleset"]["identical_before_after"] is True
+    assert on_disk["breaches"] == [] and on_disk["capture"]["blocked_answers"] == 0
+    assert on_disk["capture"]["allowed_answers"] > 0
+    # The hypervisor's own figures, read through the provider's libvirt connection.
+    hv = on_disk["hypervisor"]
+    assert hv["downtime_ms"] > 0 and hv["total_ms"] > hv["downtime_ms"]
+    # Counts against tshark (independent dissector): requests and replies in the capture.
+    pcap = out / "probe.pcap"
+    target = on_disk["target"]
+    whole = analyse_capture(pcap, target, INTERVAL)
+    assert whole["ps"] == _tshark_count(pcap, f"icmp.type == 8 && ip.dst == {target}")
+    assert whole["pr"] == _tshark_count(pcap, f"icmp.type == 0 && ip.src == {target}")
+    assert whole["ps"] == on_disk["capture"]["requests_sent"]  # none missing from the capture
+    # DT from the probes against the hypervisor's downtime (calibration: tests/
+    # test_testbed_trial.py; TCG guests on a shared 2-core machine).
+    mig = on_disk["migration"]
+    metrics = analyse_capture(pcap, target, INTERVAL, (mig["start"], mig["end"]))
+    downtime_s = hv["downtime_ms"] / 1000
+    assert abs(metrics["dt_s"] - downtime_s) <= max(3 * INTERVAL, 0.5 * downtime_s) + 0.02, (
+        metrics["dt_s"],
+        downtime_s,
+    )
+    return metrics
+
+
+def test_lab_in_a_box_external_matches_local(lab_cfg, tmp_path: Path) -> None:
+    from migfw.testbed.cleanup import leftovers
+    from migfw.testbed.external import ExternalTestbed
+    from migfw.testbed.local import LocalTestbed
+    from migfw.testbed.provision import find_vm
+    from migfw.testbed.trial import run_trial
+
+    # --- external: libvirt over SSH, the prober on the remote SSH host
+    out = tmp_path / "trials" / "external"
+    meta = run_trial(lab_cfg, "external", INTERVAL, out)
+    assert meta["provider"] == "external"
+    assert meta["prober"]["host"] == f"root@{NET}.0.2" and meta["prober"]["netns"] is None
+    for name, digest in meta["prober"]["copied_sha256"].items():
+        assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest, name
+    # One kernel clock behind every host of the box: the true offsets are 0, so each
+    # measured offset must lie within its own error bound (and the bound be small).
+    for when in ("start", "end"):
+        clock = meta["clock"][when]
+        for host in ("prober", "A", "B", "prober-A", "prober-B"):
+            assert abs(clock[host]["offset_ms"]) <= clock[host]["error_ms"] < 5, (when, host)
+    check_trial(out, meta)
+    events = [json.loads(ln) for ln in (out / "events.jsonl").read_text().splitlines()]
+    assert any(e["step"] == "deploy" for e in events)  # the external run deployed the rules
+
+    # --- local: the same hosts through local sockets and namespaces, same assertions
+    local_cfg = json.loads(json.dumps(lab_cfg))
+    local_cfg["testbed"]["provider"] = "local"
+    (Path(lab_cfg["testbed"]["state_dir"]) / "deployed.json").unlink()  # deploy again
+    out_local = tmp_path / "trials" / "local"
+    local_meta = run_trial(local_cfg, "local", INTERVAL, out_local)
+    assert local_meta["provider"] == "local" and local_meta["prober"]["host"] is None
+    assert local_meta["prober"]["netns"] == f"{PREFIX}-remote"
+    assert local_meta["clock"] is None
+    check_trial(out_local, local_meta)
+    assert local_meta["direction"] != meta["direction"]  # it went on from where the VM was
+
+    # --- cleanup: the external provider removes nothing; the box's own teardown everything
+    assert ExternalTestbed(lab_cfg).down() == []
+    bed = ExternalTestbed(lab_cfg).up()
+    assert find_vm(bed) in ("A", "B")
+    LocalTestbed(lab_cfg).down(quiet=True)
+    assert not any(leftovers(lab_cfg).values())
+    assert not Path("/sys/class/net", f"{PREFIX}-up").exists()
