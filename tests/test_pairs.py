@@ -119,6 +119,10 @@ def test_two_pairs_run_concurrently_without_overlap(tmp_path: Path) -> None:
     trials = planned_trials(cfg["experiments"])
     assert [trial_pair(cfg, t) for t in trials] == [0, 1, 0, 1]
     targets = [f"{cfg['trials_dir']}/{t}/trial.json" for t in trials]
+    # Snakemake runs in the repository: what it adds to results/ (the testbed's evidence
+    # files, logs) is removed afterwards, so later tests see the repository as it was.
+    results = REPO / "results"
+    before = {f for f in results.rglob("*") if f.is_file()} if results.is_dir() else set()
     try:
         proc = subprocess.run(
             # Targets first: --configfile takes every value after it.
@@ -149,4 +153,8 @@ def test_two_pairs_run_concurrently_without_overlap(tmp_path: Path) -> None:
     finally:
         subprocess.run([sys.executable, "-m", "migfw", "testbed", "down", "--config",
                         str(config)], cwd=REPO, capture_output=True)  # fmt: skip
+        for made in sorted(results.rglob("*")) if results.is_dir() else []:
+            kept = {"guest", "cache"} & set(made.relative_to(results).parts[:2])
+            if made.is_file() and made not in before and not kept:
+                made.unlink()
     assert not any(leftovers(cfg).values())
