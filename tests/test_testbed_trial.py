@@ -168,8 +168,14 @@ def test_one_migration_trial_matches_hypervisor_downtime(
     with open(dirty_out / "jobstats.csv") as handle:
         rates = [float(r["dirty_rate_mibps"]) for r in csv.DictReader(handle)
                  if r["dirty_rate_mibps"] and int(r["memory_iteration"]) >= 2]  # fmt: skip
-    assert rates and abs(sorted(rates)[len(rates) // 2] - 8.0) <= 0.25 * 8.0, rates
+    measured = [r for r in rates if r > 0]
     assert dirty["workload"]["name"] == "dirty"
+    if measured:
+        assert abs(sorted(measured)[len(measured) // 2] - 8.0) <= 0.25 * 8.0, rates
+    else:
+        # QEMU reports 0 when no pass lasted its 1 s rate window (a short migration on a
+        # loaded machine): then the guest's own account of what it wrote must hold.
+        assert dirty["status"] == "ok", dirty["failure"]
     if dirty["status"] == "ok":
         assert dirty["workload"]["report"]["achieved_mibps"] == pytest.approx(8.0, rel=0.1)
     else:  # the known TCG problem (docs/testbed.md): the guest's kernel dies after switchover
