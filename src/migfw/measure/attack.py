@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,17 @@ EXTRA_COLUMNS = [
 # --------------------------------------------------------------------------- send log
 
 
+def _records(handle: Any, path: Path, want: list[str]) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of a CSV whose header must be `want`; blank lines skipped."""
+    reader = csv.reader(handle)
+    header = next(reader, None)
+    if header is None or [h.strip() for h in header] != want:
+        raise MigfwError(f"{path}: header must be {','.join(want)}, found {header}")
+    for line, rec in enumerate(reader, start=2):
+        if rec:
+            yield line, rec
+
+
 def read_sendlog(path: str | Path) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """port -> (probe indices, send times ns), sorted by index; one-line errors."""
     path = Path(path)
@@ -66,13 +78,7 @@ def read_sendlog(path: str | Path) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     rows: list[tuple[int, int, int]] = []
     try:
         with open(path, newline="") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            if header is None or [h.strip() for h in header] != want:
-                raise MigfwError(f"{path}: header must be {','.join(want)}, found {header}")
-            for line, rec in enumerate(reader, start=2):
-                if not rec:
-                    continue
+            for line, rec in _records(handle, path, want):
                 try:
                     port, index, _sched, send = (int(v) for v in rec)
                 except ValueError:
@@ -234,13 +240,7 @@ def read_flows(path: str | Path) -> dict[str, dict[str, Any]]:
     events: dict[str, list[tuple[int, str]]] = {}
     try:
         with open(path, newline="") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            if header is None or [h.strip() for h in header] != want:
-                raise MigfwError(f"{path}: header must be {','.join(want)}, found {header}")
-            for line, rec in enumerate(reader, start=2):
-                if not rec:
-                    continue
+            for line, rec in _records(handle, path, want):
                 if len(rec) != 5:
                     raise MigfwError(f"{path}: line {line}: expected 5 fields, got {len(rec)}")
                 flow, seq, send, reply, event = (v.strip() for v in rec)
