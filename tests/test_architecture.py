@@ -6,7 +6,12 @@ counts: it is a dependency all the same.
 
 from __future__ import annotations
 
+import os
 import pkgutil
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import migfw
 from migfw.provenance import direct_imports
@@ -84,3 +89,51 @@ def test_the_checkers_can_fail() -> None:
     assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
     assert find_cycles({"a": {"b"}, "b": set()}) == []
     assert "migfw.trials.contract" in direct_imports("migfw.measure.figures")  # lazy import
+
+
+def test_code_version_reads_sources_without_importing_them() -> None:
+    """Parsing the Snakefile computes a code_version per rule: it must not import the modules
+    it hashes (figures would pull matplotlib and seaborn into every Snakemake start)."""
+    probe = (
+        "import sys\n"
+        "from migfw.provenance import code_version, import_closure\n"
+        "code_version('migfw.measure.figures')\n"
+        "heavy = ('matplotlib', 'seaborn', 'pandas', 'numba')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+        "print(' '.join(import_closure('migfw.measure.figures')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out[0] == "[]"
+    closure = set(out[1].split())
+    # figures.py imports these (some inside functions); capture.py is reached through them.
+    assert {"migfw.measure.stats", "migfw.measure.attack", "migfw.trials.contract"} <= closure
+    assert "migfw.measure.capture" in closure and "migfw.slr.review" not in closure
+
+
+def test_code_version_changes_with_a_transitively_imported_module(tmp_path: Path) -> None:
+    """Editing a module that figures.py reaches only through another one changes its hash."""
+    from migfw import provenance
+
+    src = Path(provenance.__file__).parent
+    copy = tmp_path / "migfw"
+    shutil.copytree(src, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    probe = (
+        "from migfw.provenance import code_version; print(code_version('migfw.measure.figures'))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+
+    def version() -> str:
+        return subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env
+        ).stdout.strip()
+
+    before = version()
+    assert version() == before
+    (copy / "io.py").write_text((copy / "io.py").read_text() + "\n# edited\n")
+    assert version() != before
+    (copy / "slr" / "review.py").write_text("# unrelated edit\n")
+    after = version()
+    (copy / "slr" / "review.py").write_text("# another unrelated edit\n")
+    assert version() == after

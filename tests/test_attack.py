@@ -325,7 +325,7 @@ def test_verdict_sentence_follows_the_numbers(tmp_path: Path) -> None:
     from migfw.measure.attackstats import COLUMNS
     from migfw.paper.compare import attack_window_headline
 
-    assert "no placement trials" in attack_window_headline(tmp_path).measured
+    assert "no placement trials" in attack_window_headline(tmp_path / "attack_window.csv").measured
     base = dict.fromkeys(COLUMNS, 0.0)
     base.update(experiment="placement", n=3, established_n=3, established_survived=3)
     rows = [
@@ -334,13 +334,13 @@ def test_verdict_sentence_follows_the_numbers(tmp_path: Path) -> None:
              diff_vs_vm_ms=0.0, diff_vs_vm_boot_low=0.0, diff_vs_vm_boot_high=0.0),
     ]  # fmt: skip
     pd.DataFrame(rows).to_csv(tmp_path / "attack_window.csv", index=False)
-    why = attack_window_headline(tmp_path).why
+    why = attack_window_headline(tmp_path / "attack_window.csv").why
     assert "No difference is shown against vmm" in why and "do not support" in why
     agent = dict(base, placement="vmm-agent", agent_delay_ms=200, breach_window_ms_mean=205.0)
     agent.update(diff_vs_vm_ms=205.0, diff_vs_vm_boot_low=204.0, diff_vs_vm_boot_high=206.0)
     rows.append(agent)
     pd.DataFrame(rows).to_csv(tmp_path / "attack_window.csv", index=False)
-    why = attack_window_headline(tmp_path).why
+    why = attack_window_headline(tmp_path / "attack_window.csv").why
     assert "smaller than under vmm-agent (delay 200 ms)" in why and "only for some" in why
 
 

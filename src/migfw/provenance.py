@@ -17,22 +17,31 @@ from pathlib import Path
 PACKAGE = "migfw"
 
 
+@cache
+def _package_root() -> Path:
+    spec = importlib.util.find_spec(PACKAGE)  # migfw/__init__ only: light
+    assert spec is not None and spec.submodule_search_locations
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
 def _source_path(module: str) -> Path | None:
-    spec = importlib.util.find_spec(module)
-    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+    """The source file of migfw module `module`, found on disk: `find_spec` would import
+    every parent package (and with it matplotlib, pandas...) just to answer."""
+    if module != PACKAGE and not module.startswith(PACKAGE + "."):
         return None
-    return Path(spec.origin)
+    base = _package_root().joinpath(*module.split(".")[1:])
+    for path in (base / "__init__.py", base.with_suffix(".py")):
+        if path.is_file():
+            return path
+    return None
 
 
 def _resolve(name: str) -> str | None:
-    """`name` if it is an importable migfw module, else its parent package (a `from X import
-    attr` names an attribute, not a module)."""
+    """`name` if it is a migfw module, else its parent package (a `from X import attr`
+    names an attribute, not a module)."""
     while name.startswith(PACKAGE):
-        try:
-            if importlib.util.find_spec(name) is not None:
-                return name
-        except ModuleNotFoundError:
-            pass
+        if _source_path(name) is not None:
+            return name
         name = name.rpartition(".")[0]
     return None
 

@@ -87,9 +87,11 @@ rule attack_window_table:
         resamples=config["analysis"]["bootstrap_resamples"],
         seed=config["analysis"]["seed"],
     run:
-        shell(
-            "migfw attack-window {input} --out {output} --confidence {params.confidence}"
-            " --resamples {params.resamples} --seed {params.seed} > {log} 2>&1"
+        run_migfw(
+            log,
+            ["attack-window", input, "--out", output],
+            ["--confidence", params.confidence, "--resamples", params.resamples],
+            ["--seed", params.seed],
         )
 
 
@@ -119,9 +121,10 @@ rule sweeps:
         f"{BENCH}/sweeps.tsv"
     params:
         code=code_version("migfw.measure.sweeps"),
-        factors=" ".join(SWEEP_FACTORS),
+        factors=SWEEP_FACTORS,
     run:
-        shell(
-            "migfw sweeps {input} --factors {params.factors} --table {output.table}"
-            " --power {output.power} --figure {output.png} > {log} 2>&1"
+        run_migfw(
+            log,
+            ["sweeps", input, "--factors", params.factors, "--table", output.table],
+            ["--power", output.power, "--figure", output.png],
         )

@@ -28,11 +28,12 @@ rule paper_table11:
         resamples=config["analysis"]["bootstrap_resamples"],
         seed=config["analysis"]["seed"],
     run:
-        shell(
-            "migfw paper --table {input.table} --summary {input.summary}"
-            " --out-table {output.table} --out-summary {output.summary}"
-            " --out-audit {output.audit} --confidence {params.confidence}"
-            " --resamples {params.resamples} --seed {params.seed} > {log} 2>&1"
+        run_migfw(
+            log,
+            ["paper", "--table", input.table, "--summary", input.summary],
+            ["--out-table", output.table, "--out-summary", output.summary],
+            ["--out-audit", output.audit, "--confidence", params.confidence],
+            ["--resamples", params.resamples, "--seed", params.seed],
         )
 
 
@@ -52,7 +53,8 @@ rule paper_uptime_figure:
     params:
         code=code_version("migfw.measure.figures"),
     run:
-        shell(
-            "migfw fig-uptime {input} --paper --out {output.png}"
-            " --title 'Thesis Table 11, recomputed from its PS and PR' > {log} 2>&1"
+        run_migfw(
+            log,
+            ["fig-uptime", input, "--paper", "--out", output.png],
+            ["--title", "Thesis Table 11, recomputed from its PS and PR"],
         )

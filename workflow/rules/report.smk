@@ -9,7 +9,11 @@ rule paper_vs_reproduction:
         trials="results/analysis/trials.csv",
         summary="results/analysis/summary.csv",
         attack_window="results/analysis/attack_window.csv",
-        slr=SLR_OUTPUTS if config["slr"]["enabled"] else [],
+        slr=(
+            [SLR_FILES[name] for name in SLR_COMPARED]
+            if config["slr"]["enabled"]
+            else []
+        ),
     output:
         report(
             "results/paper_vs_reproduction.md",
@@ -20,14 +24,21 @@ rule paper_vs_reproduction:
         f"{LOGS}/paper_vs_reproduction.log",
     params:
         code=code_version("migfw.paper.compare"),
-        paper_dir=lambda w, input: Path(input.paper_summary).parent,
-        analysis_dir=lambda w, input: Path(input.summary).parent,
-        slr_dir=lambda w, input: Path(input.slr[0]).parent if input.slr else "",
     run:
         run_migfw(
             log,
-            ["compare", "--paper-dir", params.paper_dir],
-            ["--analysis-dir", params.analysis_dir, "--slr-dir", params.slr_dir],
+            [
+                "compare",
+                "--paper-summary",
+                input.paper_summary,
+                "--summary",
+                input.summary,
+            ],
+            ["--attack-window", input.attack_window],
+            [
+                [f"--slr-{name.replace('_', '-')}", path]
+                for name, path in zip(SLR_COMPARED, input.slr)
+            ],
             ["--out", output],
         )
 

@@ -1,37 +1,63 @@
 # SLR branch: exports -> import -> linked clusters -> screening -> Tables 3, 6, 10, PRISMA.
 
 SLR_DIR = "results/slr"
-SLR_TABLES = [
-    "records",
-    "merged",
-    "clusters",
-    "links",
-    "dedupe_review",
-    "library",
-    "screened",
-    "table3",
-    "table6",
-    "table10",
-    "quality_summary",
-    "sensitivity",
-    "audit",
-    "prisma",
-    "prisma_checks",
-]
-SLR_FIGURES = ["prisma_flow", "db_overlap"]
-SLR_OUTPUTS = (
-    [f"{SLR_DIR}/{name}.csv" for name in SLR_TABLES]
-    + [f"{SLR_DIR}/{name}.png" for name in SLR_FIGURES]
-    + [f"{SLR_DIR}/library.ris"]
-)
-SLR_REPORTED = {
-    "table3": "SLR (Tables 3, 6, 10)",
-    "table6": "SLR (Tables 3, 6, 10)",
-    "table10": "SLR (Tables 3, 6, 10)",
-    "audit": "SLR (Tables 3, 6, 10)",
-    "prisma": "SLR PRISMA 2020",
-    "prisma_checks": "SLR PRISMA 2020",
+# Output name -> file; `migfw slr review` refuses a set that differs from its own
+# (migfw.slr.review.OUTPUT_FILES), so a new output cannot go undeclared.
+SLR_FILES = {
+    **{
+        name: f"{SLR_DIR}/{name}.csv"
+        for name in [
+            "records",
+            "clusters",
+            "links",
+            "merged",
+            "dedupe_review",
+            "library",
+            "screened",
+            "studies",
+            "table3",
+            "table6",
+            "table10",
+            "quality_summary",
+            "sensitivity",
+            "sensitivity_detail",
+            "audit",
+            "prisma",
+            "prisma_checks",
+        ]
+    },
+    "library_ris": f"{SLR_DIR}/library.ris",
+    "query": f"{SLR_DIR}/query.txt",
+    "prisma_flow": f"{SLR_DIR}/prisma_flow.png",
+    "db_overlap": f"{SLR_DIR}/db_overlap.png",
 }
+SLR_SVGS = {
+    f"{name}_svg": SLR_FILES[name].replace(".png", ".svg")
+    for name in ["prisma_flow", "db_overlap"]
+}
+# The SLR outputs paper_vs_reproduction reads (migfw.paper.compare.SLR_INPUTS).
+SLR_COMPARED = ["audit", "quality_summary", "sensitivity", "table6"]
+SLR_OUTPUTS = list(SLR_FILES.values()) + list(SLR_SVGS.values())
+SLR_REPORTED = {
+    "table3": ("SLR (Tables 3, 6, 10)", "slr_table3"),
+    "table6": ("SLR (Tables 3, 6, 10)", "slr_table6"),
+    "table10": ("SLR (Tables 3, 6, 10)", "slr_table10"),
+    "audit": ("SLR (Tables 3, 6, 10)", "slr_audit"),
+    "prisma": ("SLR PRISMA 2020", "slr_prisma"),
+    "prisma_checks": ("SLR PRISMA 2020", "slr_prisma_checks"),
+    "prisma_flow": ("SLR PRISMA 2020", "slr_prisma_flow"),
+    "db_overlap": ("SLR (Tables 3, 6, 10)", "slr_db_overlap"),
+}
+
+
+def slr_output(name):
+    """The declared output for `name`: in the report with its caption, or a plain file."""
+    if name not in SLR_REPORTED:
+        return SLR_FILES[name]
+    category, caption = SLR_REPORTED[name]
+    return report(
+        SLR_FILES[name], caption=f"../report/{caption}.rst", category=category
+    )
 
 
 rule slr_review:
@@ -39,36 +65,19 @@ rule slr_review:
     input:
         slr_inputs,
     output:
-        **{
-            name: (
-                report(
-                    f"{SLR_DIR}/{name}.csv",
-                    caption=f"../report/slr_{name}.rst",
-                    category=SLR_REPORTED[name],
-                )
-                if name in SLR_REPORTED
-                else f"{SLR_DIR}/{name}.csv"
-            )
-            for name in SLR_TABLES
-        },
-        prisma_flow=report(
-            f"{SLR_DIR}/prisma_flow.png",
-            caption="../report/slr_prisma_flow.rst",
-            category="SLR PRISMA 2020",
-        ),
-        library_ris=f"{SLR_DIR}/library.ris",
-        db_overlap=report(
-            f"{SLR_DIR}/db_overlap.png",
-            caption="../report/slr_db_overlap.rst",
-            category="SLR (Tables 3, 6, 10)",
-        ),
+        **{name: slr_output(name) for name in SLR_FILES},
+        **SLR_SVGS,
     log:
         f"{LOGS}/slr_review.log",
     benchmark:
         f"{BENCH}/slr_review.tsv"
     params:
         code=code_version("migfw.slr.review"),
-        out=lambda w, output: Path(output.table3).parent,
+        named=lambda w, output: [f"{name}={output[name]}" for name in SLR_FILES],
     run:
         cfg = effective_config(log)
-        shell("migfw slr review --config {cfg} --out {params.out} 2>&1 | tee {log}")
+        run_migfw(
+            log,
+            ["slr", "review", "--config", cfg],
+            [["--output", pair] for pair in params.named],
+        )

@@ -38,12 +38,12 @@ if SOURCE == "testbed":
             f"{LOGS}/guest_image.log",
         benchmark:
             f"{BENCH}/guest_image.tsv"
+        params:
+            # The image's files sit beside the manifest, which names each with its SHA-256.
+            folder=lambda w, output: Path(output.manifest).parent,
         run:
             cfg = effective_config(log)
-            shell(
-                "migfw testbed image --config {cfg} --out results/testbed/guest"
-                " > {log} 2>&1"
-            )
+            shell("migfw testbed image --config {cfg} --out {params.folder} > {log} 2>&1")
 
     rule render_ruleset:
         """config/ruleset.yaml -> the guest's nftables ruleset and the thesis's pf.conf."""

@@ -74,11 +74,11 @@ def _thesis_rows(summary: pd.DataFrame | None) -> pd.DataFrame | None:
     return summary
 
 
-def measurement_headlines(paper_dir: Path, analysis_dir: Path) -> list[Headline]:
-    paper = _read(paper_dir / "table11_summary.csv")
-    summary = _thesis_rows(_read(analysis_dir / "summary.csv"))
+def measurement_headlines(paper_summary: Path, summary_csv: Path) -> list[Headline]:
+    paper = _read(paper_summary)
+    summary = _thesis_rows(_read(summary_csv))
     if paper is None:
-        raise MigfwError(f"{paper_dir / 'table11_summary.csv'}: missing; run `migfw paper` first")
+        raise MigfwError(f"{paper_summary}: missing; run `migfw paper` first")
     tmt = _stat(paper, "tmt_s", "mean", 0.01)
     dt = _stat(paper, "dt_s", "mean", 0.01)
     ut = _stat(paper, "ut_s", "mean", 0.01)
@@ -161,7 +161,7 @@ def _placement_label(row: pd.Series) -> str:
     return label
 
 
-def attack_window_headline(analysis_dir: Path) -> Headline:
+def attack_window_headline(attack_window_csv: Path) -> Headline:
     """The thesis's central claim, tested with the placement trials (attack_window.csv).
 
     The sentence is generated from the numbers: for each VMM-level row, whether the
@@ -172,7 +172,7 @@ def attack_window_headline(analysis_dir: Path) -> Headline:
         "argued, not measured (VM-level: exposed only while the VM is paused; VMM-level: "
         "a window between the source's and the destination's rules)"
     )
-    table = _read(analysis_dir / "attack_window.csv")
+    table = _read(attack_window_csv)
     if table is None or table.empty:
         return Headline(
             CLAIM_ATTACK,
@@ -243,12 +243,16 @@ def _attack_sentence(rows: pd.DataFrame) -> str:
     return " ".join(parts)
 
 
-def slr_headlines(slr_dir: Path) -> list[Headline]:
-    """SLR headlines from the SLR branch's audit (printed vs recomputed) and its outputs."""
-    audit = _read(slr_dir / "audit.csv")
-    quality = _read(slr_dir / "quality_summary.csv")
-    sensitivity = _read(slr_dir / "sensitivity.csv")
-    table6 = _read(slr_dir / "table6.csv")
+SLR_INPUTS = ("audit", "quality_summary", "sensitivity", "table6")  # results/slr/<name>.csv
+
+
+def slr_headlines(slr: dict[str, Path]) -> list[Headline]:
+    """SLR headlines from the SLR branch's audit (printed vs recomputed) and its outputs;
+    `slr` maps each of SLR_INPUTS to its file."""
+    audit = _read(slr["audit"])
+    quality = _read(slr["quality_summary"])
+    sensitivity = _read(slr["sensitivity"])
+    table6 = _read(slr["table6"])
 
     def audited(item: str) -> tuple[str, str] | None:
         if audit is None:
@@ -308,13 +312,17 @@ def slr_headlines(slr_dir: Path) -> list[Headline]:
 
 
 def write_comparison(
-    paper_dir: str | Path, analysis_dir: str | Path, slr_dir: str | Path | None, out: str | Path
+    paper_summary: str | Path,
+    summary: str | Path,
+    attack_window: str | Path,
+    slr: dict[str, Path] | None,
+    out: str | Path,
 ) -> list[Headline]:
-    """Write the markdown table and return its rows."""
-    rows = measurement_headlines(Path(paper_dir), Path(analysis_dir))
-    rows.append(attack_window_headline(Path(analysis_dir)))
-    if slr_dir:
-        rows += slr_headlines(Path(slr_dir))
+    """Write the markdown table and return its rows (`slr` None: no SLR rows)."""
+    rows = measurement_headlines(Path(paper_summary), Path(summary))
+    rows.append(attack_window_headline(Path(attack_window)))
+    if slr:
+        rows += slr_headlines(slr)
     lines = [
         "# Paper vs reproduction",
         "",
@@ -333,15 +341,33 @@ def write_comparison(
 
 
 def _cli(args: argparse.Namespace) -> int:
-    rows = write_comparison(args.paper_dir, args.analysis_dir, args.slr_dir or None, args.out)
+    slr = None
+    if args.slr_dir or any(getattr(args, f"slr_{name}") for name in SLR_INPUTS):
+        base = Path(args.slr_dir or "results/slr")
+        slr = {
+            name: Path(getattr(args, f"slr_{name}") or base / f"{name}.csv") for name in SLR_INPUTS
+        }
+    paper_dir, analysis_dir = Path(args.paper_dir), Path(args.analysis_dir)
+    rows = write_comparison(
+        args.paper_summary or paper_dir / "table11_summary.csv",
+        args.summary or analysis_dir / "summary.csv",
+        args.attack_window or analysis_dir / "attack_window.csv",
+        slr,
+        args.out,
+    )
     print(f"{len(rows)} headlines -> {args.out}")
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("compare", help="paper vs reproduction table (markdown)")
-    p.add_argument("--paper-dir", default="results/paper")
-    p.add_argument("--analysis-dir", default="results/analysis")
-    p.add_argument("--slr-dir", default="")
+    p.add_argument("--paper-summary", help="table11_summary.csv (default: in --paper-dir)")
+    p.add_argument("--summary", help="summary.csv (default: in --analysis-dir)")
+    p.add_argument("--attack-window", help="attack_window.csv (default: in --analysis-dir)")
+    for name in SLR_INPUTS:
+        p.add_argument(f"--slr-{name.replace('_', '-')}", help=f"SLR {name}.csv")
+    p.add_argument("--paper-dir", default="results/paper", help="default folder of its inputs")
+    p.add_argument("--analysis-dir", default="results/analysis", help="default folder")
+    p.add_argument("--slr-dir", default="", help="SLR outputs folder (default: no SLR rows)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_cli)

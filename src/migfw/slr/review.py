@@ -479,49 +479,92 @@ def build_audit(
     return audit.frame()
 
 
-def write_outputs(res: ReviewResult, out: Path, log: Log = _stderr) -> list[Path]:
+# Every file the review writes, by output name. The workflow names each file (`--output
+# NAME=PATH`); `--out DIR` gives these default names. A figure's SVG twin sits beside its PNG.
+OUTPUT_FILES: dict[str, str] = {
+    **{
+        name: f"{name}.csv"
+        for name in (
+            "records",
+            "clusters",
+            "links",
+            "merged",
+            "dedupe_review",
+            "library",
+            "screened",
+            "studies",
+            "table3",
+            "table6",
+            "table10",
+            "quality_summary",
+            "sensitivity",
+            "sensitivity_detail",
+            "audit",
+            "prisma",
+            "prisma_checks",
+        )
+    },  # fmt: skip
+    "library_ris": "library.ris",
+    "query": "query.txt",
+    "prisma_flow": "prisma_flow.png",
+    "db_overlap": "db_overlap.png",
+}
+
+
+def output_paths(out_dir: str | Path | None, named: list[str]) -> dict[str, Path]:
+    """Output name -> path: `NAME=PATH` pairs (every name, no other) or defaults in `out_dir`."""
+    if not named:
+        folder = Path(out_dir or "results/slr")
+        return {name: folder / file for name, file in OUTPUT_FILES.items()}
+    paths: dict[str, Path] = {}
+    for pair in named:
+        name, sep, path = pair.partition("=")
+        if not sep or not path:
+            raise MigfwError(f"--output {pair!r}: expected NAME=PATH")
+        if name not in OUTPUT_FILES:
+            raise MigfwError(f"--output {name}: unknown output (known: {', '.join(OUTPUT_FILES)})")
+        paths[name] = Path(path)
+    missing = [name for name in OUTPUT_FILES if name not in paths]
+    if missing:
+        raise MigfwError(f"--output: no path given for {', '.join(missing)}")
+    return paths
+
+
+def write_outputs(res: ReviewResult, out: Path | dict[str, Path], log: Log = _stderr) -> list[Path]:
+    """Write every output; `out` is a folder (default names) or name -> path."""
     from migfw.slr.dedupe import write_ris
     from migfw.slr.slrfigures import overlap_figure
 
-    out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-
-    def csv(name: str, frame: pd.DataFrame | None) -> None:
-        if frame is not None:
-            write_csv(out / name, frame)
-            written.append(out / name)
-
+    paths = out if isinstance(out, dict) else output_paths(out, [])
+    for path in paths.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
     screened = res.screened.merge(res.records[["record_id", "title"]], on="record_id", how="left")
-    csv("records.csv", res.records)
-    csv("clusters.csv", res.clusters)
-    csv("links.csv", res.links)
-    csv("merged.csv", res.merged)
-    csv("dedupe_review.csv", res.dedupe_review)
-    csv("library.csv", res.library)
-    write_ris(out / "library.ris", res.library)
-    written.append(out / "library.ris")
-    csv("screened.csv", screened)
-    csv("studies.csv", res.studies)
-    csv("table3.csv", res.table3)
-    csv("table6.csv", res.table6)
-    csv("table10.csv", res.table10)
-    csv("quality_summary.csv", res.quality_summary)
-    csv("sensitivity.csv", res.sensitivity)
-    csv("sensitivity_detail.csv", res.sensitivity_detail)
-    csv("audit.csv", res.audit)
-    csv("prisma.csv", res.prisma)
-    csv("prisma_checks.csv", res.prisma_checks)
-    with atomic_write(out / "query.txt") as handle:
+    frames = {
+        "records": res.records, "clusters": res.clusters, "links": res.links,
+        "merged": res.merged, "dedupe_review": res.dedupe_review, "library": res.library,
+        "screened": screened, "studies": res.studies, "table3": res.table3,
+        "table6": res.table6, "table10": res.table10, "quality_summary": res.quality_summary,
+        "sensitivity": res.sensitivity, "sensitivity_detail": res.sensitivity_detail,
+        "audit": res.audit, "prisma": res.prisma, "prisma_checks": res.prisma_checks,
+    }  # fmt: skip
+    written: list[Path] = []
+    for name, frame in frames.items():
+        # An optional input left out (e.g. no quality scores) still leaves a declared file.
+        write_csv(paths[name], frame if frame is not None else pd.DataFrame())
+        written.append(paths[name])
+    write_ris(paths["library_ris"], res.library)
+    with atomic_write(paths["query"]) as handle:
         handle.write(res.query.render() + "\n")
         handle.write(
             f"# {len(res.query.columns)} columns, {res.query.n_search_strings()} "
             f"single-term search strings; from {res.query.source}\n"
         )
-    written.append(out / "query.txt")
-    prisma.flow_figure(res.prisma, out / "prisma_flow.png", out / "prisma_flow.svg")
-    overlap_figure(res.screened, res.databases, out / "db_overlap.png", out / "db_overlap.svg")
-    written += [out / f"{n}.{e}" for n in ("prisma_flow", "db_overlap") for e in ("png", "svg")]
-    log(f"review: wrote {len(written)} files to {out}")
+    flow, overlap = paths["prisma_flow"], paths["db_overlap"]
+    prisma.flow_figure(res.prisma, flow, flow.with_suffix(".svg"))
+    overlap_figure(res.screened, res.databases, overlap, overlap.with_suffix(".svg"))
+    written += [paths["library_ris"], paths["query"], flow, flow.with_suffix(".svg")]
+    written += [overlap, overlap.with_suffix(".svg")]
+    log(f"review: wrote {len(written)} files")
     return written
 
 
@@ -530,8 +573,8 @@ def write_outputs(res: ReviewResult, out: Path, log: Log = _stderr) -> list[Path
 
 def _cmd_review(args: argparse.Namespace) -> int:
     cfg = ReviewConfig.from_file(args.config)
-    res = run_review(cfg)
-    write_outputs(res, Path(args.out))
+    paths = output_paths(args.out, args.output)  # bad names refused before the work
+    write_outputs(run_review(cfg), paths)
     return 0
 
 
@@ -581,7 +624,15 @@ def _cmd_prisma_check(args: argparse.Namespace) -> int:
 def register_cli(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("review", help="run the whole SLR branch and write tables, audit, figures")
     p.add_argument("--config", default="config/config.yaml", help="config with an slr section")
-    p.add_argument("--out", default="results/slr", help="output folder")
+    p.add_argument("--out", default="results/slr", help="output folder (default file names)")
+    p.add_argument(
+        "--output",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="write output NAME to PATH (give every name; overrides --out): "
+        + ", ".join(OUTPUT_FILES),
+    )
     p.set_defaults(func=_cmd_review)
 
     p = sub.add_parser("query", help="print the key-term query as a Boolean string")
@@ -600,4 +651,12 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_prisma_check)
 
 
-__all__ = ["ReviewConfig", "ReviewResult", "register_cli", "run_review", "write_outputs"]
+__all__ = [
+    "OUTPUT_FILES",
+    "ReviewConfig",
+    "ReviewResult",
+    "output_paths",
+    "register_cli",
+    "run_review",
+    "write_outputs",
+]
