@@ -96,8 +96,7 @@ def first_probes(pcap: Path, scratch: Path) -> dict[str, float]:
     probes = [migfw, "probes", str(pcap), "--target", "10.231.0.10", "--interval", "0.001"]
     result = {}
     for label, warm in (("warmed at install", True), ("cold numba cache", False)):
-        cache = scratch / f"numba-{label.split()[0]}"
-        cache.mkdir()
+        cache = Path(tempfile.mkdtemp(prefix=f"numba-{label.split()[0]}-", dir=scratch))
         env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
         if warm:
             subprocess.run([sys.executable, "-m", "migfw.measure.warm"], env=env, check=True)

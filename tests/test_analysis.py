@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -70,3 +71,59 @@ def test_trial_json_errors_name_file_and_key(tmp_path):
     (folder / "trial.json").write_text("{not json")
     with pytest.raises(MigfwError, match="not valid JSON"):
         load_trial(folder)
+
+
+def test_cells_group_the_repetitions_of_one_factor_combination() -> None:
+    from migfw.trials.contract import cell_of, planned_trials, trial_cells
+
+    assert cell_of("placement/vmm-agent-d200-r03") == "placement/vmm-agent-d200"
+    assert cell_of("thesis/i0.01-r12") == "thesis/i0.01"
+    assert cell_of("sweep/r02") == "sweep/all"  # no factor in the slug
+    assert cell_of("lab/by-hand") == "lab/by-hand"  # a folder named by hand: its own cell
+    assert cell_of("bench/i0.001-r1000") == "bench/i0.001"
+    experiments = {
+        "thesis": {"factors": {"interval_s": [0.5, 0.01]}, "repetitions": 3},
+        "placement": {
+            "factors": {"interval_s": [0.001], "placement": ["vm", "vmm-agent"],
+                        "agent_delay_ms": [200]},
+            "repetitions": 2,
+        },
+    }  # fmt: skip
+    cells = trial_cells(planned_trials(experiments))
+    assert list(cells) == [
+        "thesis/i0.5", "thesis/i0.01", "placement/vm", "placement/vmm-agent-d200"
+    ]  # fmt: skip
+    assert cells["thesis/i0.01"] == ["thesis/i0.01-r01", "thesis/i0.01-r02", "thesis/i0.01-r03"]
+    assert sum(len(v) for v in cells.values()) == 10
+
+
+def test_figures_show_distributions_when_trials_are_too_many_to_label(tmp_path: Path) -> None:
+    """Above MAX_LABELLED_TRIALS a panel drops per-trial labels (they would overlap and take
+    seconds to lay out); below it every trial keeps its labelled bar."""
+    import numpy as np
+    import pandas as pd
+
+    from migfw.measure.figures import MAX_LABELLED_TRIALS, estimators_figure, uptime_figure
+
+    rng = np.random.default_rng(1)
+
+    def trials(n: int) -> pd.DataFrame:
+        tmt = rng.uniform(5, 15, n)
+        dt = rng.uniform(0.2, 0.6, n)
+        return pd.DataFrame({
+            "trial_id": [f"bench/i0.001-r{k:04d}" for k in range(1, n + 1)],
+            "status": "ok", "interval_s": 0.001, "tmt_s": tmt, "dt_s": dt,
+            "ut_s": tmt - dt, "ut_pct": 100 * (tmt - dt) / tmt, "dt_gap_s": dt,
+            "dt_rxgap_s": dt, "hv_downtime_ms": dt * 1000,
+        })  # fmt: skip
+
+    few, many = trials(5), trials(MAX_LABELLED_TRIALS * 5)
+    for name, frame in (("few", few), ("many", many)):
+        uptime_figure(frame, tmp_path / f"up-{name}.png", "t")
+        estimators_figure(frame, tmp_path / f"est-{name}.png")
+    for kind in ("up", "est"):
+        assert (tmp_path / f"{kind}-few.png").stat().st_size > 1000
+        assert "r0003" in (tmp_path / f"{kind}-few.svg").read_text()  # labelled
+        assert "r0003" not in (tmp_path / f"{kind}-many.svg").read_text()
+    assert "trials in id order" in (tmp_path / "up-many.svg").read_text()
+    assert "longest reply silence" in (tmp_path / "est-many.svg").read_text()

@@ -98,7 +98,7 @@ def test_analysis_only_needs_no_testbed_packages(work, tmp_path):
     dry = planned_jobs(
         snakemake(work, "-n", *args, "--forcerun", "trial_metrics", pythonpath=blocker)
     )
-    assert dry["trial_metrics"] == 8 and "crafted_trial" not in dry
+    assert dry["trial_metrics"] == 4 and "crafted_trial" not in dry
     snakemake(work, *args, "--forcerun", "trial_metrics", pythonpath=blocker)
     after = pd.read_csv(work / "results/analysis/trials.csv")
     pd.testing.assert_frame_equal(before, after)
@@ -123,7 +123,7 @@ def test_analysis_code_change_reruns_analysis_never_trials(work):
     try:
         probes.write_text(original + "\n# an edit to the analysis code\n")
         jobs = planned_jobs(snakemake(work, "-n", "--configfile", "config/test.yaml"))
-        assert jobs.get("trial_metrics") == 8 and "crafted_trial" not in jobs
+        assert jobs.get("trial_metrics") == 4 and "crafted_trial" not in jobs
         # The same holds for real trials: in testbed mode the trial folders exist, so the
         # edited analysis reruns and the trials (protected captures) do not.
         manifest = work / "results/testbed/guest/manifest.json"
@@ -141,7 +141,7 @@ def test_analysis_code_change_reruns_analysis_never_trials(work):
         ]
         jobs = planned_jobs(snakemake(work, "-n", *args))
         assert "trial" not in jobs and "guest_image" not in jobs, jobs
-        assert jobs.get("trial_metrics") == 8
+        assert jobs.get("trial_metrics") == 4
     finally:
         probes.write_text(original)
         shutil.rmtree(work / "results/trials", ignore_errors=True)

@@ -24,7 +24,7 @@ from migfw.errors import MigfwError
 # seaborn together take seconds to import; the pipeline used to run many commands).
 COMMANDS: dict[str, tuple[str, str]] = {
     "probes": ("migfw.measure.probes", "loss, downtime and RTT of the echo probes in a capture"),
-    "trial-metrics": ("migfw.measure.metrics", "metrics of one trial folder (JSON)"),
+    "trial-metrics": ("migfw.measure.metrics", "metrics of trial folders (JSON, one per trial)"),
     "collect": ("migfw.measure.metrics", "per-trial metrics -> trials.csv"),
     "summarize": ("migfw.measure.metrics", "trials.csv -> summary.csv (per factor level)"),
     "paper": ("migfw.paper.table11", "the thesis's Table 11 recomputed from PS/PR, audited"),

@@ -2,24 +2,24 @@
 
 
 rule trial_metrics:
-    """One trial folder -> its row of metrics (probe loss, DT estimators, attack window)."""
+    """One cell's trial folders -> their rows of metrics (probe loss, DT estimators, attack window)."""
     input:
-        unpack(trial_inputs),
+        unpack(cell_inputs),
     output:
-        "results/analysis/metrics/{trial}.json",
+        "results/analysis/metrics/{cell}.json",
     log:
-        f"{LOGS}/analysis/{{trial}}.log",
+        f"{LOGS}/analysis/{{cell}}.log",
     params:
         code=code_version("migfw.measure.metrics"),
-        folder=trial_folder,
+        folders=cell_folders,
     run:
-        run_migfw(log, "trial-metrics", params.folder, "--out", output)
+        run_migfw(log, "trial-metrics", params.folders, "--out", output)
 
 
 rule trials_table:
     """Every trial's metrics -> results/analysis/trials.csv (thesis Table 11 rows)."""
     input:
-        expand("results/analysis/metrics/{trial}.json", trial=TRIALS),
+        expand("results/analysis/metrics/{cell}.json", cell=CELLS),
     output:
         report(
             "results/analysis/trials.csv",

@@ -13,6 +13,7 @@ from migfw.trials.contract import (
     TRIAL_WILDCARD,
     discover_trials,
     experiment_problems,
+    trial_cells,
     planned_trials,
     trial_dir,
     trial_id_of,
@@ -112,11 +113,15 @@ def all_trials():
 
 
 TRIALS = all_trials()
+# Cells: an experiment's factor combination, all its repetitions. The per-trial analysis runs
+# one job per cell: Snakemake's own per-job cost (~0.2 s) would dwarf a trial's (~8 ms).
+CELLS = trial_cells(TRIALS)
 
 
-# Ids are <experiment>/<slug>-rNN: the wildcard spans exactly one slash.
+# Ids are <experiment>/<slug>-rNN, cells <experiment>/<slug>: exactly one slash each.
 wildcard_constraints:
     trial=TRIAL_WILDCARD,
+    cell=TRIAL_WILDCARD,
 
 
 def spread(items, k):
@@ -197,10 +202,14 @@ def trial_deployment(wildcards):
 
 
 def trial_inputs(wildcards):
-    folder = trial_folder(wildcards)
+    return inputs_of_trial(wildcards.trial)
+
+
+def inputs_of_trial(trial):
+    folder = str(trial_dir(TRIALS_DIR, trial))
     inputs = {"meta": f"{folder}/trial.json"}
     # A failed trial found on disk may have no capture; one we produce always has one.
-    if not finished(wildcards.trial) or Path(f"{folder}/probe.pcap").exists():
+    if not finished(trial) or Path(f"{folder}/probe.pcap").exists():
         inputs["pcap"] = f"{folder}/probe.pcap"
     # The other files a trial may hold (attack.pcap, attack_sendlog.csv, flows.csv, ...) are
     # known only once it ran. Trials this run makes declare just the two files above, or the
@@ -212,6 +221,29 @@ def trial_inputs(wildcards):
             if path.is_file() and path.name not in ("trial.json", "probe.pcap"):
                 inputs[re.sub(r"\W", "_", path.name)] = str(path)
     return inputs
+
+
+def cell_inputs(wildcards):
+    """Every input file of every trial in the cell, named <n>_<name> (n: its position)."""
+    inputs = {}
+    for n, trial in enumerate(CELLS[wildcards.cell]):
+        for name, path in inputs_of_trial(trial).items():
+            inputs[f"t{n}_{name}"] = path
+    return inputs
+
+
+def cell_folders(wildcards):
+    return [str(trial_dir(TRIALS_DIR, trial)) for trial in CELLS[wildcards.cell]]
+
+
+def slr_output(name):
+    """The declared output for `name`: in the report with its caption, or a plain file."""
+    if name not in SLR_REPORTED:
+        return SLR_FILES[name]
+    category, caption = SLR_REPORTED[name]
+    return report(
+        SLR_FILES[name], caption=f"../report/{caption}.rst", category=category
+    )
 
 
 def slr_inputs(wildcards):

@@ -50,16 +50,6 @@ SLR_REPORTED = {
 }
 
 
-def slr_output(name):
-    """The declared output for `name`: in the report with its caption, or a plain file."""
-    if name not in SLR_REPORTED:
-        return SLR_FILES[name]
-    category, caption = SLR_REPORTED[name]
-    return report(
-        SLR_FILES[name], caption=f"../report/{caption}.rst", category=category
-    )
-
-
 rule slr_review:
     """SLR exports -> import, dedupe, screening, Tables 3, 6, 10, PRISMA, library export."""
     input:

@@ -43,7 +43,9 @@ if SOURCE == "testbed":
             folder=lambda w, output: Path(output.manifest).parent,
         run:
             cfg = effective_config(log)
-            shell("migfw testbed image --config {cfg} --out {params.folder} > {log} 2>&1")
+            shell(
+                "migfw testbed image --config {cfg} --out {params.folder} > {log} 2>&1"
+            )
 
     rule render_ruleset:
         """config/ruleset.yaml -> the guest's nftables ruleset and the thesis's pf.conf."""

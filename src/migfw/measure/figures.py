@@ -44,6 +44,11 @@ def _save(fig: Figure, out_png: str | Path) -> None:
         os.replace(tmp, path)
 
 
+# Above this many trials in a panel, per-trial labels would overlap (and take seconds to lay
+# out): panels then show the distribution instead of one labelled bar per trial.
+MAX_LABELLED_TRIALS = 40
+
+
 def uptime_figure(
     trials: pd.DataFrame, out_png: str | Path, title: str, label: str = "trial_id"
 ) -> None:
@@ -63,20 +68,29 @@ def uptime_figure(
     for ax, interval in zip(axes[0], intervals, strict=True):
         group = ok[ok["interval_s"] == interval].sort_values(label)
         x = np.arange(len(group))
-        ax.bar(x, group["tmt_s"], color="#c6dbef", label="TMT = PS·I")
-        ax.bar(x, group["ut_s"], color="#2171b5", width=0.6, label="UT = TMT − DT")
-        for xi, (ut, pct) in enumerate(zip(group["ut_s"], group["ut_pct"], strict=True)):
-            ax.text(xi, ut, f"{pct:.1f}%", ha="center", va="bottom", fontsize=7)
+        labelled = len(group) <= MAX_LABELLED_TRIALS
+        if labelled:
+            ax.bar(x, group["tmt_s"], color="#c6dbef", label="TMT = PS·I")
+            ax.bar(x, group["ut_s"], color="#2171b5", width=0.6, label="UT = TMT − DT")
+        else:  # one filled outline per series: thousands of bars draw in seconds each
+            edges = np.arange(len(group) + 1) - 0.5
+            ax.stairs(group["tmt_s"], edges, fill=True, color="#c6dbef", label="TMT = PS·I")
+            ax.stairs(group["ut_s"], edges, fill=True, color="#2171b5", label="UT = TMT − DT")
+        if labelled:
+            for xi, (ut, pct) in enumerate(zip(group["ut_s"], group["ut_pct"], strict=True)):
+                ax.text(xi, ut, f"{pct:.1f}%", ha="center", va="bottom", fontsize=7)
         s = describe(group["ut_s"], seed=0, resamples=2000)
-        m = len(group) + 0.5  # the mean stands apart, right of the trials
-        ax.bar(m, s["mean"], color="#fd8d3c", width=0.6, label="mean UT")
+        # The mean stands apart, right of the trials, as wide as 1/40 of the panel at least.
+        wide = max(0.6, len(group) / MAX_LABELLED_TRIALS)
+        m = len(group) - 0.5 + wide
+        ax.bar(m, s["mean"], color="#fd8d3c", width=wide, label="mean UT")
         if s["n"] >= 2:
             for dx, low, high, style, name in (
                 (-0.12, s["ci_z_low"], s["ci_z_high"], "--", "95% CI as in thesis (z)"),
                 (0.12, s["ci_t_low"], s["ci_t_high"], "-", "95% CI, Student t"),
             ):
                 bars = ax.errorbar(
-                    m + dx,
+                    m + dx * wide / 0.6,
                     s["mean"],
                     yerr=[[s["mean"] - low], [high - s["mean"]]],
                     fmt="none",
@@ -86,8 +100,12 @@ def uptime_figure(
                     label=name,
                 )
                 bars[-1][0].set_linestyle(style)
-        ax.set_xticks([*x, m], [*group[label], "mean"], rotation=45, ha="right", fontsize=7)
-        ax.set_title(f"I = {interval:g} s (n = {len(group)})")
+        if labelled:
+            ax.set_xticks([*x, m], [*group[label], "mean"], rotation=45, ha="right", fontsize=7)
+        else:  # trials in id order, unlabelled; the mean keeps its tick
+            ax.set_xticks([m], ["mean"], rotation=45, ha="right", fontsize=7)
+        order = "" if labelled else ", trials in id order"
+        ax.set_title(f"I = {interval:g} s (n = {len(group)}{order})")
         ax.set_ylabel("seconds")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(
@@ -121,8 +139,21 @@ def estimators_figure(trials: pd.DataFrame, out_png: str | Path) -> None:
     intervals = sorted(ok["interval_s"].unique(), reverse=True)
     fig = _figure(figsize=(8, 2.8 * len(intervals)))
     axes = fig.subplots(len(intervals), 1, squeeze=False)
+    handles, labels = [], []
     for ax, interval in zip(axes[:, 0], intervals, strict=True):
         part = long[long["interval_s"] == interval]
+        n_trials = part["trial_id"].nunique()
+        if n_trials > MAX_LABELLED_TRIALS:
+            # Too many trials for a bar each: each estimator's distribution over the trials.
+            _sns().boxplot(data=part, x="estimator", y="downtime_ms", hue="estimator", ax=ax,
+                           palette="Set2", showfliers=False, legend=False)  # fmt: skip
+            _sns().stripplot(data=part, x="estimator", y="downtime_ms", ax=ax, color="k",
+                             size=1.5, alpha=0.4, jitter=0.3)  # fmt: skip
+            ax.set_title(f"I = {interval:g} s (n = {n_trials} trials)")
+            ax.set_xlabel("")
+            ax.set_ylabel("downtime (ms)")
+            ax.tick_params(axis="x", labelsize=7)
+            continue
         _sns().barplot(
             data=part,
             x="trial_id",
@@ -152,9 +183,10 @@ def estimators_figure(trials: pd.DataFrame, out_png: str | Path) -> None:
         handles, labels = ax.get_legend_handles_labels()
         ax.legend_.remove()
     fig.tight_layout()
-    fig.legend(
-        handles, labels, fontsize=7, ncols=4, loc="lower center", bbox_to_anchor=(0.5, -0.03)
-    )
+    if handles:
+        fig.legend(
+            handles, labels, fontsize=7, ncols=4, loc="lower center", bbox_to_anchor=(0.5, -0.03)
+        )
     _save(fig, out_png)
 
 

@@ -239,8 +239,9 @@ def _json_safe(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cli_trial(args: argparse.Namespace) -> int:
-    row = trial_metrics(args.trial_dir)
-    write_json(args.out, _json_safe(row))
+    # One call for a whole cell of trials: the workflow pays its per-job cost per cell.
+    rows = [_json_safe(trial_metrics(folder)) for folder in args.trial_dirs]
+    write_json(args.out, rows)
     return 0
 
 
@@ -248,9 +249,14 @@ def _cli_collect(args: argparse.Namespace) -> int:
     rows = []
     for path in args.metrics:
         try:
-            rows.append(json.loads(Path(path).read_text()))
+            found = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise MigfwError(f"{path}: cannot read per-trial metrics ({exc})") from None
+        # A list of rows (one per trial of a cell); a single object from older runs.
+        found = found if isinstance(found, list) else [found]
+        if not all(isinstance(row, dict) for row in found):
+            raise MigfwError(f"{path}: expected per-trial metrics objects")
+        rows += found
     if args.trials_dir:
         rows += [trial_metrics(d) for d in discover_trials(args.trials_dir)]
     if not rows:
@@ -274,8 +280,10 @@ def _cli_summary(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("trial-metrics", help="metrics of one trial folder (JSON)")
-    p.add_argument("trial_dir")
+    p = subparsers.add_parser(
+        "trial-metrics", help="metrics of trial folders (JSON: one object per trial, in order)"
+    )
+    p.add_argument("trial_dirs", nargs="+", metavar="TRIAL_DIR")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_cli_trial)
 

@@ -136,6 +136,27 @@ def parse_trial_id(trial_id: str) -> tuple[str, dict[str, Any], int]:
     return experiment, factors, int(rep)
 
 
+_REPETITION = re.compile(r"^(?:(?P<head>.+)-)?r\d+$")
+
+
+def cell_of(trial_id: str) -> str:
+    """The cell of a trial: its experiment and factor levels without the repetition
+    (`placement/vmm-agent-d200-r03` -> `placement/vmm-agent-d200`; `thesis/r02` ->
+    `thesis/all`). A slug without `-rNN` (a folder named by hand) is its own cell."""
+    experiment, _, slug = trial_id.rpartition("/")
+    match = _REPETITION.match(slug)
+    cell = (match.group("head") or "all") if match else slug
+    return f"{experiment}/{cell}" if experiment else cell
+
+
+def trial_cells(trial_ids: list[str]) -> dict[str, list[str]]:
+    """Cell -> its trial ids, both in the order given."""
+    cells: dict[str, list[str]] = {}
+    for trial_id in trial_ids:
+        cells.setdefault(cell_of(trial_id), []).append(trial_id)
+    return cells
+
+
 def experiment_grid(spec: dict[str, Any]) -> list[dict[str, Any]]:
     """Every factor combination of an experiment, agent_delay_ms only with vmm-agent."""
     levels = {name: list(values) for name, values in (spec.get("factors") or {}).items()}
