@@ -152,7 +152,10 @@ N_PAIRS = pair_count()
 def trial_pair(trial):
     """Round-robin over the pairs in the planned order; `migfw testbed trial` picks the same
     pair for the same id (migfw.testbed.pairs.trial_pair)."""
-    return TRIALS.index(trial) % N_PAIRS if trial in TRIALS else 0
+    return TRIAL_POSITION.get(trial, 0) % N_PAIRS
+
+
+TRIAL_POSITION = {trial: n for n, trial in enumerate(TRIALS)}  # O(1) per job and resource
 
 
 # One Snakemake resource per pair (profiles/default caps each at 1): a trial holds its
