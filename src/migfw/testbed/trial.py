@@ -424,6 +424,15 @@ def run_trial(
     # Migration parameters: the config's `migration` block, overridden by this trial's factors.
     settings = migration_settings({**(cfg_get(cfg, "migration", None) or {}), **factors})
     load = workload.workload_settings(factors)
+    if load["workload"] == "service" and (
+        cfg_get(cfg, "testbed.provider", "local") == "external"
+        and cfg_get(cfg, "testbed.external.prober_host", None)
+    ):
+        # The load belongs where the prober is; the prober host has no request generator yet.
+        raise MigfwError(
+            f"trial {trial_id}: workload service needs the prober on this machine (local "
+            "provider, or external without testbed.external.prober_host)"
+        )
     mode = settings["mode"]
     if factors.get("memory_mib") is not None:  # the guest's RAM is a factor: (re)provision
         cfg = copy.deepcopy(cfg)
@@ -489,7 +498,7 @@ def run_trial(
         result = _probe_and_migrate(
             bed, partial, interval_s, enforcement, lead_in, settle, log,
             lambda: migrate(bed, source, destination, settings),
-            label, flows_cfg,
+            label, flows_cfg, load,
         )  # fmt: skip
         agent_report = None
         if agent is not None:
@@ -540,6 +549,8 @@ def run_trial(
                     repair_error = str(exc2)
                     recovery = {**(recovery or {}), "error": repair_error}
                     log("repair_failed", error=repair_error)
+        if result.get("service") is not None:  # the requests' summary (service.csv)
+            load_record.update(result["service"])
         from migfw.testbed.placement import record, where_rules
 
         rules_after = None
@@ -673,12 +684,14 @@ def _probe_and_migrate(
     do_migrate: Any,
     label: str,
     flows_cfg: dict[str, Any] | None = None,
+    load: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Probe for lead_in, migrate, probe for settle; the probes always stop.
 
     The ICMP prober runs in the prober's namespace; the attacker's SYN probes (from its own
     namespace, when the testbed has one) and the stateful flows run beside it
-    (migfw.testbed.exposure); without an attacker namespace the prober sends the SYNs."""
+    (migfw.testbed.exposure); without an attacker namespace the prober sends the SYNs. The
+    `service` workload's requests (migfw.testbed.service) run beside the prober too."""
     from migfw.testbed.exposure import TrialTraffic
     from migfw.testbed.health import StepClock
     from migfw.testbed.migrate import MigrationFailed
@@ -710,9 +723,22 @@ def _probe_and_migrate(
     # Recorded for a later run's takeover: an orphan prober is found by these PIDs.
     write_json(Path(bed.state_dir) / "prober.json", prober)
     traffic_record: dict[str, Any] = {}
+    service = None
+    service_record = None
+    service_errors: list[str] = []
     try:
         traffic.start(log)
         prober["pids"] = {**session.pids, **traffic.pids}
+        if (load or {}).get("workload") == "service":
+            from migfw.testbed.service import ALLOWED, ServiceSession
+
+            rate = load["service_rate_hz"]
+            generator = ServiceSession(bed.prober_netns, bed.vm_address, list(ALLOWED), rate,
+                                       partial / "service.csv")  # fmt: skip
+            generator.start()  # kills its process itself if it cannot start
+            service = generator
+            prober["pids"]["service"] = generator.proc.pid
+            log("service_started", services=list(ALLOWED), rate_hz=rate)
         write_json(Path(bed.state_dir) / "prober.json", prober)
         # The lead-in proper starts once every probe and flow runs (starting the attacker and
         # the flows takes seconds on a loaded machine): `lead_in` of it precede the migration.
@@ -753,8 +779,16 @@ def _probe_and_migrate(
             clock.mark("settle_end")
     finally:
         try:
+            if service is not None:
+                try:
+                    service_record = service.stop()
+                    log("service_stopped", **service_record)
+                except MigfwError as exc:
+                    service_errors.append(str(exc))
             traffic_record = traffic.stop(log)
         finally:
+            if service is not None:
+                service.kill()
             capture = session.stop()
         log("probe_stopped", **{k: v for k, v in capture.items() if k != "breaches"})
         (Path(bed.state_dir) / "prober.json").unlink(missing_ok=True)
@@ -762,9 +796,11 @@ def _probe_and_migrate(
         traffic_record.setdefault("breaches", capture.get("breaches") or [])
     if traffic_record.get("errors") and not failure:
         failure = "attack/flows: " + "; ".join(traffic_record["errors"])
+    if service_errors and not failure:
+        failure = "service load: " + "; ".join(service_errors)
     return {"failure": failure, "migration": migration, "capture": capture,
             "prober": prober, "flags": flags, "traffic": traffic_record,
-            "clock": clock}  # fmt: skip
+            "clock": clock, "service": service_record}  # fmt: skip
 
 
 def _breach_position(folder: Path, meta: dict[str, Any]) -> Any:
