@@ -363,3 +363,78 @@ def test_session_in_a_namespace_across_a_blackout_and_a_reject(tmp_path: Path) -
     row = service_metrics(log.parent, {"migration": {"start": t_drop / 1e9, "end": t_back / 1e9}})
     assert row["service_requests"] == summary["requests"] and row["service_failed"] == refused.sum()
     assert 300 <= row["service_gap_ms"] <= 1500
+
+
+def test_remote_probe_session_runs_the_load_beside_the_prober(tmp_path: Path, monkeypatch) -> None:
+    """With a prober host (external provider), the remote probe session starts the request
+    generator there with the prober's interpreter, stops it before the prober and copies
+    service.csv back SHA-256-checked. The SSH session is a stand-in that answers like the
+    prober host's shell (the real path: the lab in a box, docs/testbed.md)."""
+    import hashlib
+    import re
+
+    from migfw.testbed import remote
+
+    files = {"probe.pcap": b"", "sendlog.csv": b"i,t\n", "service.csv": b"service log\n"}
+    done = {"rate_hz": 2.0, "requests": 4, "ok": 4, "failed": 0}
+
+    class Conn:
+        def get(self, src: str, dst: str) -> None:
+            Path(dst).write_bytes(files[src.rsplit("/", 1)[1]])
+
+    class Shell:
+        conn = Conn()
+
+        def __init__(self) -> None:
+            self.commands: list[str] = []
+            self.pids: dict[int, str] = {}
+            self.dead: set[int] = set()
+
+        def run(self, cmd: str, check: bool = True, timeout: float = 30) -> str:
+            self.commands.append(cmd)
+            if cmd.startswith("mktemp"):
+                return "/tmp/migfw-probe.test\n"
+            if cmd.startswith("setsid"):
+                pid = 100 + len(self.pids)
+                self.pids[pid] = re.search(r">/tmp/migfw-probe.test/(\w+)\.out", cmd)[1]
+                return f"{pid}\n"
+            if cmd.startswith("kill -"):
+                self.dead.add(int(cmd.split()[2]))
+                return ""
+            if "/proc/" in cmd:
+                return "" if int(re.search(r"/proc/(\d+)/", cmd)[1]) in self.dead else "y\n"
+            if cmd.startswith("cat /tmp/migfw-probe.test/"):
+                name = cmd.rsplit("/", 1)[1]
+                return {
+                    "tcpdump.err": "listening on eth0\n",
+                    "prober.out": "READY 123\nDONE {}\n",
+                    "service.out": "READY {}\nDONE " + json.dumps(done) + "\n",
+                }.get(name, "")
+            if cmd.startswith("cd /tmp/migfw-probe.test && sha256sum"):
+                return "".join(f"{hashlib.sha256(files[n]).hexdigest()}  {n}\n"
+                               for n in cmd.split()[4:])  # fmt: skip
+            return ""
+
+        def close(self) -> None:
+            pass
+
+    shell = Shell()
+    monkeypatch.setattr(remote, "open_shell", lambda target: shell)
+    prober = {"target": {"host": "10.0.0.3"}, "python": "/opt/migfw/bin/python"}
+    session = remote.RemoteProbeSession(
+        prober, "eth0", "10.0.0.10", 0.01, tmp_path / "probe.pcap", tmp_path / "sendlog.csv",
+        service={"services": ["ftp:21", "ssh:22"], "rate_hz": 2.0, "log": tmp_path / "svc.csv"},
+    )  # fmt: skip
+    session.start()
+    spawned = [c for c in shell.commands if c.startswith("setsid")]
+    assert [shell.pids[p] for p in sorted(shell.pids)] == ["tcpdump", "prober", "service"]
+    assert spawned[2].startswith(
+        "setsid /opt/migfw/bin/python -m migfw.testbed.service --target 10.0.0.10 --rate 2.0 "
+        "--log /tmp/migfw-probe.test/service.csv --timeout 5.0 --service ftp:21 --service ssh:22"
+    )
+    session.stop(linger_s=0)
+    kills = [c for c in shell.commands if c.startswith("kill -TERM")]
+    assert kills == ["kill -TERM 102", "kill -TERM 101"]  # the load first, then the prober
+    assert session.service_result == done
+    assert (tmp_path / "svc.csv").read_bytes() == b"service log\n"
+    assert "service.csv" in session.copied

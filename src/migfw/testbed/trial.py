@@ -424,15 +424,6 @@ def run_trial(
     # Migration parameters: the config's `migration` block, overridden by this trial's factors.
     settings = migration_settings({**(cfg_get(cfg, "migration", None) or {}), **factors})
     load = workload.workload_settings(factors)
-    if load["workload"] == "service" and (
-        cfg_get(cfg, "testbed.provider", "local") == "external"
-        and cfg_get(cfg, "testbed.external.prober_host", None)
-    ):
-        # The load belongs where the prober is; the prober host has no request generator yet.
-        raise MigfwError(
-            f"trial {trial_id}: workload service needs the prober on this machine (local "
-            "provider, or external without testbed.external.prober_host)"
-        )
     mode = settings["mode"]
     if factors.get("memory_mib") is not None:  # the guest's RAM is a factor: (re)provision
         cfg = copy.deepcopy(cfg)
@@ -704,12 +695,21 @@ def _probe_and_migrate(
     probe_enforcement = None if has_attacker else enforcement
     args = (bed.prober_iface, bed.vm_address, interval_s, partial / "probe.pcap",
             partial / "sendlog.csv")  # fmt: skip
+    # The `service` workload's requests come from where the prober runs (its namespace, this
+    # machine, or the prober host: then the remote session runs them beside the prober).
+    wants_service = (load or {}).get("workload") == "service"
     if bed.extra.get("prober"):  # tcpdump and the prober run on the prober host, over SSH
         from migfw.testbed.remote import RemoteProbeSession
+        from migfw.testbed.service import ALLOWED
 
+        remote_service = None
+        if wants_service:
+            remote_service = {"services": list(ALLOWED), "rate_hz": load["service_rate_hz"],
+                              "log": partial / "service.csv"}  # fmt: skip
         session: ProbeSession = RemoteProbeSession(
-            bed.extra["prober"], *args, enforcement=probe_enforcement
+            bed.extra["prober"], *args, enforcement=probe_enforcement, service=remote_service
         )
+        wants_service = False  # started and stopped by the remote session
     else:
         session = ProbeSession(bed.prober_netns, *args, enforcement=probe_enforcement)
     traffic = TrialTraffic(bed, partial, enforcement if has_attacker else None, flows_cfg)
@@ -729,7 +729,7 @@ def _probe_and_migrate(
     try:
         traffic.start(log)
         prober["pids"] = {**session.pids, **traffic.pids}
-        if (load or {}).get("workload") == "service":
+        if wants_service:
             from migfw.testbed.service import ALLOWED, ServiceSession
 
             rate = load["service_rate_hz"]
@@ -791,6 +791,9 @@ def _probe_and_migrate(
                 service.kill()
             capture = session.stop()
         log("probe_stopped", **{k: v for k, v in capture.items() if k != "breaches"})
+        if getattr(session, "service_result", None) is not None:  # run on the prober host
+            service_record = session.service_result
+            log("service_stopped", **service_record)
         (Path(bed.state_dir) / "prober.json").unlink(missing_ok=True)
     if not has_attacker:  # the prober's own enforcement SYNs (no attacker namespace)
         traffic_record.setdefault("breaches", capture.get("breaches") or [])
