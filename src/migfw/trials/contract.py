@@ -20,11 +20,12 @@ import time
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from migfw.errors import MigfwError
+
+if TYPE_CHECKING:  # numpy is imported where a log is read: the Snakefile imports this module
+    import numpy as np
 
 # Every factor a trial may vary, with its slug code. A placement is written bare (vm,
 # vmm-agent, ...); other factors as code + value (i0.01, d200). Issue 10's factors are here
@@ -327,6 +328,8 @@ def read_service(path: str | Path) -> dict[str, np.ndarray]:
     port, send, done (int64 epoch ns; done -1 where empty). One-line errors naming the file
     and line: wrong header or field count, non-integers, an unknown outcome, an `ok` without
     a completion time, a completion before its send, a (service, port, seq) logged twice."""
+    import numpy as np
+
     path = Path(path)
     rows: list[tuple[int, int, int, int]] = []
     names: list[tuple[str, str]] = []
