@@ -559,7 +559,8 @@ def test_workload_settings_and_the_dirty_report() -> None:
     from migfw.testbed.workload import parse_report, workload_settings
 
     assert workload_settings({"interval_s": 0.01}) == {
-        "workload": "idle", "dirty_mib": 32.0, "dirty_rate_mibps": 8.0}  # fmt: skip
+        "workload": "idle", "dirty_mib": 32.0, "dirty_rate_mibps": 8.0,
+        "service_rate_hz": 2.0}  # fmt: skip
     s = workload_settings({"workload": "dirty", "dirty_mib": 64, "dirty_rate_mibps": "16"})
     assert (s["dirty_mib"], s["dirty_rate_mibps"]) == (64.0, 16.0)
     with pytest.raises(MigfwError, match="workload: 'stress' is not one of idle, dirty"):

@@ -205,11 +205,12 @@ def timeline_figure(trial_dir: str | Path, out_png: str | Path) -> None:
     meta = load_trial(trial_dir)
     has_attack = (trial_dir / "attack.pcap").exists() and meta["status"] == "ok"
     has_flows = (trial_dir / "flows.csv").exists() and meta["status"] == "ok"
+    has_service = (trial_dir / "service.csv").exists() and meta["status"] == "ok"
     # The hypervisor's phases (testbed trials, migfw.measure.phases) above the probe raster,
     # on the same clock.
     hv_phases = meta.get("phases") if meta["status"] == "ok" else None
     has_phases = isinstance(hv_phases, dict) and "suspended" in hv_phases
-    ratios = [1] * has_phases + [1] + [1] * has_attack + [1] * has_flows + [3]
+    ratios = [1] * has_phases + [1] + [1] * has_attack + [1] * has_flows + [1] * has_service + [3]
     fig = _figure(figsize=(9, 4 + 0.8 * (len(ratios) - 2)))
     axes = fig.subplots(len(ratios), 1, sharex=True, gridspec_kw={"height_ratios": ratios})
     ax_raster, ax_rtt = axes[int(has_phases)], axes[-1]
@@ -245,13 +246,16 @@ def timeline_figure(trial_dir: str | Path, out_png: str | Path) -> None:
         row += 1
     if has_flows:
         _flow_raster(axes[row], trial_dir, start)
+        row += 1
+    if has_service:
+        title_extra += _service_raster(axes[row], trial_dir, start)
     rtt_ms = table.rtt_ns / 1e6
     ax_rtt.scatter(t[answered], rtt_ms[answered], s=2, color="#2171b5")
     ax_rtt.set_yscale("log")
     ax_rtt.set_ylabel("RTT (ms)")
     ax_rtt.set_xlabel("seconds since migration start")
     phases = None
-    if has_attack or has_flows:
+    if has_attack or has_flows or has_service:
         from migfw.measure.attack import migration_phases
 
         phases = migration_phases(meta)
@@ -312,6 +316,28 @@ def _flow_raster(ax: Axes, trial_dir: Path, start: float) -> None:
             ax.annotate(event, (last, y), xytext=(3, 3), textcoords="offset points", fontsize=6)
     ax.set_yticks([0, 1], ["stateful", "established"], fontsize=7)
     ax.set_ylim(-0.6, 1.6)
+
+
+def _service_raster(ax: Axes, trial_dir: Path, start: float) -> str:
+    """The `service` workload: each request at its send time on its service's line, green if
+    it was answered, a red cross (labelled with its outcome) if it failed."""
+    from migfw.trials.contract import read_service
+
+    log = read_service(trial_dir / "service.csv")
+    names = sorted(set(log["service"]))
+    t = log["send"] / 1e9 - start
+    ok = log["outcome"] == "ok"
+    for y, name in enumerate(names):
+        mine = log["service"] == name
+        ax.plot(t[mine & ok], np.full(int((mine & ok).sum()), y), "|", ms=6, color="#238b45")
+        ax.plot(t[mine & ~ok], np.full(int((mine & ~ok).sum()), y), "x", ms=5, color="#cb181d")
+        for outcome in sorted(set(log["outcome"][mine & ~ok])):
+            first = t[mine & (log["outcome"] == outcome)].min()
+            ax.annotate(outcome, (first, y), xytext=(3, 3), textcoords="offset points", fontsize=6)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set_ylim(-0.6, len(names) - 0.4)
+    ax.set_ylabel("service", fontsize=7)
+    return f"; service: {int((~ok).sum())} of {len(ok)} requests failed"
 
 
 def attack_window_figure(trials: pd.DataFrame, table: pd.DataFrame, out_png: str | Path) -> None:

@@ -18,6 +18,7 @@ import pandas as pd
 from migfw.errors import MigfwError
 from migfw.io import write_csv, write_json
 from migfw.measure.attack import ATTACK_COLUMNS
+from migfw.measure.service import SERVICE_COLUMNS, service_metrics
 from migfw.measure.stats import summarize
 from migfw.trials.contract import discover_trials, load_trial
 
@@ -70,6 +71,8 @@ TRIAL_COLUMNS = [
     "ruleset_intact",
     # The attack window (migfw.measure.attack): empty for trials without attack data.
     *ATTACK_COLUMNS,
+    # The `service` workload's requests (migfw.measure.service): empty without service.csv.
+    *SERVICE_COLUMNS,
     "flags",
     "stray_requests",
 ]
@@ -185,6 +188,7 @@ def trial_metrics(trial_dir: str | Path) -> dict[str, Any]:
         row["ut_meta_s"] = row["tmt_meta_s"] - row["dt_gap_s"]
         row["ut_meta_pct"] = 100 * row["ut_meta_s"] / row["tmt_meta_s"]
     row.update(attack_row(trial_dir, meta, row))
+    row.update(service_metrics(trial_dir, meta))
     return row
 
 

@@ -47,6 +47,11 @@ KINDS = ("ftp", "echo")
 TERMINAL = ("reset", "closed", "timeout", "error")
 
 
+def error_text(exc: OSError) -> str:
+    """An OSError as CSV-safe text (no commas): the cell of a log row."""
+    return (exc.strerror or str(exc)).replace(",", ";")
+
+
 class Flow:
     """One connection, its outstanding requests and its rows."""
 
@@ -78,7 +83,7 @@ class Flow:
                     raise OSError(f"unexpected FTP greeting {greeting[:40]!r}")
             sock.setblocking(False)
         except OSError as exc:
-            text = (exc.strerror or str(exc)).replace(",", ";")
+            text = error_text(exc)
             self.rows.append([0, t, None, f"error:connect {text}"])
             return text
         self.sock, self.alive, self.connected_at = sock, True, time.time_ns()
@@ -105,7 +110,7 @@ class Flow:
         except OSError as exc:
             self.rows.append([seq, time.time_ns(), None, ""])
             self.end("reset" if exc.errno in (errno.ECONNRESET, errno.EPIPE) else
-                     f"error:{(exc.strerror or str(exc)).replace(',', ';')}")  # fmt: skip
+                     f"error:{error_text(exc)}")  # fmt: skip
             return
         if sent != len(data):
             # Small requests never fill the socket buffer unless the peer is gone for long.
@@ -123,7 +128,7 @@ class Flow:
             return
         except OSError as exc:
             self.end("reset" if exc.errno == errno.ECONNRESET else
-                     f"error:{(exc.strerror or str(exc)).replace(',', ';')}")  # fmt: skip
+                     f"error:{error_text(exc)}")  # fmt: skip
             return
         now = time.time_ns()
         if not chunk:
@@ -246,17 +251,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=None)
     p.add_argument("--timeout", type=float, default=10.0)
     args = p.parse_args(argv)
+
+    def work(stop: threading.Event, ready: Any) -> dict[str, Any]:
+        flows = [parse_flow(s) for s in args.flow]
+        return run_flows(args.target, flows, args.rate, args.log, stop, args.duration,
+                         args.timeout, ready=ready)  # fmt: skip
+
+    return client_main("flows", work)
+
+
+def client_main(name: str, work: Any) -> int:
+    """The client side of the session protocol: `work(stop, ready)` runs until `stop` (set by
+    SIGTERM/SIGINT), calling `ready(info)` once it is under way; prints `READY {json}`, then
+    `DONE {json}` with what `work` returned. One line on stderr and exit 2 on an error."""
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        flows = [parse_flow(s) for s in args.flow]
-        stats = run_flows(
-            args.target, flows, args.rate, args.log, stop, args.duration, args.timeout,
-            ready=lambda info: print("READY " + json.dumps(info), flush=True),
-        )  # fmt: skip
+        stats = work(stop, lambda info: print("READY " + json.dumps(info), flush=True))
     except (OSError, MigfwError) as exc:
-        print(f"flows: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}", file=sys.stderr)
         return 2
     print("DONE " + json.dumps(stats), flush=True)
     return 0
@@ -281,12 +295,19 @@ class FlowSession:
         self.proc: subprocess.Popen | None = None
         self.connected: dict[str, Any] | None = None
 
-    def start(self) -> dict[str, Any]:
+    name = "flows"  # in messages
+
+    def command(self) -> list[str]:
+        """The client's argv (it prints READY {json}, runs until SIGTERM, prints DONE {json})."""
         cmd = [sys.executable, "-m", "migfw.testbed.flows", "--target", self.target,
                "--rate", repr(self.rate_hz), "--log", str(self.log_path),
                "--timeout", repr(self.timeout_s)]  # fmt: skip
         for spec in self.flows:
             cmd += ["--flow", spec]
+        return cmd
+
+    def start(self) -> dict[str, Any]:
+        cmd = self.command()
         self.proc = subprocess.Popen(netns_argv(self.netns, cmd), stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True,
                                      start_new_session=True)  # fmt: skip
@@ -302,7 +323,7 @@ class FlowSession:
             if not line.startswith("READY "):
                 err = self.proc.stderr.read() if self.proc.poll() is not None else ""
                 tail = (err.strip().splitlines() or ["no output"])[-1]
-                raise MigfwError(f"flows did not start in {self.netns}: {tail}")
+                raise MigfwError(f"{self.name} did not start in {self.netns}: {tail}")
             self.connected = json.loads(line[6:])
             return self.connected
         except BaseException:
@@ -311,15 +332,15 @@ class FlowSession:
 
     def stop(self) -> dict[str, Any]:
         if self.proc is None:
-            raise MigfwError("flows: stop() before start()")
+            raise MigfwError(f"{self.name}: stop() before start()")
         try:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 out, err = self.proc.communicate(timeout=15)
             except subprocess.TimeoutExpired:
-                raise MigfwError("flows: did not stop within 15 s of SIGTERM") from None
+                raise MigfwError(f"{self.name}: did not stop within 15 s of SIGTERM") from None
             if self.proc.returncode != 0:
-                raise MigfwError(f"flows: exited {self.proc.returncode}: "
+                raise MigfwError(f"{self.name}: exited {self.proc.returncode}: "
                                  f"{(err.strip().splitlines() or ['no output'])[-1]}")  # fmt: skip
             return json.loads(next(ln[5:] for ln in out.splitlines() if ln.startswith("DONE ")))
         finally:

@@ -159,9 +159,16 @@ def _sha256(path: Path) -> str:
 class RemoteProbeSession(ProbeSession):
     """ProbeSession whose tcpdump and prober run on `prober['target']` over SSH."""
 
-    def __init__(self, prober: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, prober: dict[str, Any], *args: Any, service: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:  # fmt: skip
         super().__init__(None, *args, **kwargs)
         self.remote = prober
+        # The `service` workload's request generator runs beside the prober, on its host:
+        # {"services": ["ftp:21", ...], "rate_hz": R, "log": local service.csv path}.
+        self.service = service
+        self.service_result: dict[str, Any] | None = None
         self.shell: Any = None
         self.workdir: str | None = None
         # The processes live on the prober host: `pids` (what a later run on this machine
@@ -234,6 +241,13 @@ class RemoteProbeSession(ProbeSession):
             self._spawn("prober", cmd)
             line = self._wait_for("prober", "out", "READY")
             self.t0_ns = int(line.split()[1])
+            if self.service:
+                from migfw.testbed.service import ServiceSession
+
+                gen = ServiceSession(None, self.target, self.service["services"],
+                                     self.service["rate_hz"], f"{wd}/service.csv")  # fmt: skip
+                self._spawn("service", [self.remote["python"], *gen.command()[1:]])
+                self._wait_for("service", "out", "READY")
         except BaseException:
             self._kill()
             raise
@@ -249,6 +263,9 @@ class RemoteProbeSession(ProbeSession):
         if not self.remote_pids.get("prober"):
             raise MigfwError("prober: stop() before start()")
         try:
+            if self.service:  # the load first: it waits for its requests in flight (<= 5 s)
+                self._run(f"kill -TERM {self.remote_pids['service']}")
+                self.service_result = json.loads(self._wait_for_exit("service", "DONE ")[5:])
             self._run(f"kill -TERM {self.remote_pids['prober']}")
             line = self._wait_for_exit("prober", "DONE ")
             stats = json.loads(line[5:])
@@ -265,6 +282,8 @@ class RemoteProbeSession(ProbeSession):
             files = {"probe.pcap": self._pcap_part, "sendlog.csv": self.sendlog_path}
             if self.enforcement:
                 files["enforcement.csv"] = self.enforcement_log_path
+            if self.service:
+                files["service.csv"] = Path(self.service["log"])
             self.copied = self._fetch(files)
             self._pcap_part.replace(self.pcap_path)
             result = {**stats, **summary, "t0_ns": self.t0_ns, "interval_s": self.interval_s}

@@ -489,7 +489,7 @@ def run_trial(
         result = _probe_and_migrate(
             bed, partial, interval_s, enforcement, lead_in, settle, log,
             lambda: migrate(bed, source, destination, settings),
-            label, flows_cfg,
+            label, flows_cfg, load,
         )  # fmt: skip
         agent_report = None
         if agent is not None:
@@ -540,6 +540,8 @@ def run_trial(
                     repair_error = str(exc2)
                     recovery = {**(recovery or {}), "error": repair_error}
                     log("repair_failed", error=repair_error)
+        if result.get("service") is not None:  # the requests' summary (service.csv)
+            load_record.update(result["service"])
         from migfw.testbed.placement import record, where_rules
 
         rules_after = None
@@ -673,12 +675,14 @@ def _probe_and_migrate(
     do_migrate: Any,
     label: str,
     flows_cfg: dict[str, Any] | None = None,
+    load: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Probe for lead_in, migrate, probe for settle; the probes always stop.
 
     The ICMP prober runs in the prober's namespace; the attacker's SYN probes (from its own
     namespace, when the testbed has one) and the stateful flows run beside it
-    (migfw.testbed.exposure); without an attacker namespace the prober sends the SYNs."""
+    (migfw.testbed.exposure); without an attacker namespace the prober sends the SYNs. The
+    `service` workload's requests (migfw.testbed.service) run beside the prober too."""
     from migfw.testbed.exposure import TrialTraffic
     from migfw.testbed.health import StepClock
     from migfw.testbed.migrate import MigrationFailed
@@ -691,12 +695,21 @@ def _probe_and_migrate(
     probe_enforcement = None if has_attacker else enforcement
     args = (bed.prober_iface, bed.vm_address, interval_s, partial / "probe.pcap",
             partial / "sendlog.csv")  # fmt: skip
+    # The `service` workload's requests come from where the prober runs (its namespace, this
+    # machine, or the prober host: then the remote session runs them beside the prober).
+    wants_service = (load or {}).get("workload") == "service"
     if bed.extra.get("prober"):  # tcpdump and the prober run on the prober host, over SSH
         from migfw.testbed.remote import RemoteProbeSession
+        from migfw.testbed.service import ALLOWED
 
+        remote_service = None
+        if wants_service:
+            remote_service = {"services": list(ALLOWED), "rate_hz": load["service_rate_hz"],
+                              "log": partial / "service.csv"}  # fmt: skip
         session: ProbeSession = RemoteProbeSession(
-            bed.extra["prober"], *args, enforcement=probe_enforcement
+            bed.extra["prober"], *args, enforcement=probe_enforcement, service=remote_service
         )
+        wants_service = False  # started and stopped by the remote session
     else:
         session = ProbeSession(bed.prober_netns, *args, enforcement=probe_enforcement)
     traffic = TrialTraffic(bed, partial, enforcement if has_attacker else None, flows_cfg)
@@ -710,9 +723,22 @@ def _probe_and_migrate(
     # Recorded for a later run's takeover: an orphan prober is found by these PIDs.
     write_json(Path(bed.state_dir) / "prober.json", prober)
     traffic_record: dict[str, Any] = {}
+    service = None
+    service_record = None
+    service_errors: list[str] = []
     try:
         traffic.start(log)
         prober["pids"] = {**session.pids, **traffic.pids}
+        if wants_service:
+            from migfw.testbed.service import ALLOWED, ServiceSession
+
+            rate = load["service_rate_hz"]
+            generator = ServiceSession(bed.prober_netns, bed.vm_address, list(ALLOWED), rate,
+                                       partial / "service.csv")  # fmt: skip
+            generator.start()  # kills its process itself if it cannot start
+            service = generator
+            prober["pids"]["service"] = generator.proc.pid
+            log("service_started", services=list(ALLOWED), rate_hz=rate)
         write_json(Path(bed.state_dir) / "prober.json", prober)
         # The lead-in proper starts once every probe and flow runs (starting the attacker and
         # the flows takes seconds on a loaded machine): `lead_in` of it precede the migration.
@@ -753,18 +779,31 @@ def _probe_and_migrate(
             clock.mark("settle_end")
     finally:
         try:
+            if service is not None:
+                try:
+                    service_record = service.stop()
+                    log("service_stopped", **service_record)
+                except MigfwError as exc:
+                    service_errors.append(str(exc))
             traffic_record = traffic.stop(log)
         finally:
+            if service is not None:
+                service.kill()
             capture = session.stop()
         log("probe_stopped", **{k: v for k, v in capture.items() if k != "breaches"})
+        if getattr(session, "service_result", None) is not None:  # run on the prober host
+            service_record = session.service_result
+            log("service_stopped", **service_record)
         (Path(bed.state_dir) / "prober.json").unlink(missing_ok=True)
     if not has_attacker:  # the prober's own enforcement SYNs (no attacker namespace)
         traffic_record.setdefault("breaches", capture.get("breaches") or [])
     if traffic_record.get("errors") and not failure:
         failure = "attack/flows: " + "; ".join(traffic_record["errors"])
+    if service_errors and not failure:
+        failure = "service load: " + "; ".join(service_errors)
     return {"failure": failure, "migration": migration, "capture": capture,
             "prober": prober, "flags": flags, "traffic": traffic_record,
-            "clock": clock}  # fmt: skip
+            "clock": clock, "service": service_record}  # fmt: skip
 
 
 def _breach_position(folder: Path, meta: dict[str, Any]) -> Any:

@@ -4,6 +4,10 @@
 - `dirty`: `migfw-dirty` (resources/guest/dirty.c, compiled into the guest image) writes a
   working set of `dirty_mib` MiB at `dirty_rate_mibps` MiB/s from before the lead-in until
   after the settle time; its own report (what it achieved) goes into trial.json `workload`.
+- `service`: the guest's allowed services under steady request load from the prober side:
+  `service_rate_hz` new connections per second to each of them (migfw.testbed.service,
+  started by the trial runner where the prober runs; `service.csv`). Nothing runs in the guest
+  beyond its own services.
 
 Started and stopped over SSH (fabric, through migfw.testbed.deploy.GuestShell).
 """
@@ -15,10 +19,14 @@ from typing import Any
 
 from migfw.errors import MigfwError
 
-WORKLOADS = ("idle", "dirty")
+WORKLOADS = ("idle", "dirty", "service")
 REPORT = "/run/migfw-dirty.report"
 PIDFILE = "/run/migfw-dirty.pid"
-DEFAULTS = {"workload": "idle", "dirty_mib": 32.0, "dirty_rate_mibps": 8.0}
+DEFAULTS = {"workload": "idle", "dirty_mib": 32.0, "dirty_rate_mibps": 8.0, "service_rate_hz": 2.0}
+# Requests per second per service: at most this many (each is a TCP connection held open for
+# up to migfw.testbed.service.TIMEOUT_S, so the client's descriptors stay well below 1024, and
+# a 1-vCPU TCG guest forks one shell per FTP request).
+MAX_SERVICE_RATE_HZ = 50.0
 
 
 def workload_settings(values: dict[str, Any], where: str = "workload") -> dict[str, Any]:
@@ -29,7 +37,7 @@ def workload_settings(values: dict[str, Any], where: str = "workload") -> dict[s
         raise MigfwError(
             f"config {where}: {out['workload']!r} is not one of {', '.join(WORKLOADS)}"
         )
-    for key in ("dirty_mib", "dirty_rate_mibps"):
+    for key in ("dirty_mib", "dirty_rate_mibps", "service_rate_hz"):
         try:
             out[key] = float(out[key])
         except (TypeError, ValueError):
@@ -38,6 +46,9 @@ def workload_settings(values: dict[str, Any], where: str = "workload") -> dict[s
         raise MigfwError(f"config dirty_mib: {out['dirty_mib']:g} must be positive")
     if out["dirty_rate_mibps"] < 0:
         raise MigfwError(f"config dirty_rate_mibps: {out['dirty_rate_mibps']:g} is negative")
+    if not 0 < out["service_rate_hz"] <= MAX_SERVICE_RATE_HZ:
+        raise MigfwError(f"config service_rate_hz: {out['service_rate_hz']:g} must be above 0 "
+                         f"and at most {MAX_SERVICE_RATE_HZ:g}")  # fmt: skip
     return out
 
 

@@ -11,6 +11,7 @@ read as experiment `default`.
 
 from __future__ import annotations
 
+import csv
 import itertools
 import json
 import re
@@ -19,9 +20,12 @@ import time
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from migfw.errors import MigfwError
+
+if TYPE_CHECKING:  # numpy is imported where a log is read: the Snakefile imports this module
+    import numpy as np
 
 # Every factor a trial may vary, with its slug code. A placement is written bare (vm,
 # vmm-agent, ...); other factors as code + value (i0.01, d200). Issue 10's factors are here
@@ -38,6 +42,7 @@ FACTOR_CODES: dict[str, str] = {
     "max_downtime_ms": "md",
     "algorithm": "alg",
     "multifd_channels": "mf",
+    "service_rate_hz": "sr",
 }
 KNOWN_FACTORS = tuple(FACTOR_CODES)
 PLACEMENTS = ("vm", "vmm", "vmm-agent", "none", "both")
@@ -326,3 +331,71 @@ def move_aside(partial: Path, out: Path, trial_id: str, reason: str) -> Path:
     shutil.move(str(partial), str(target))
     (target / "reason.txt").write_text(reason.rstrip() + "\n")
     return target
+
+
+# --------------------------------------------------------------------------- service.csv
+# The `service` workload's requests (migfw.testbed.service): one row per request, a new TCP
+# connection to one of the guest's allowed services. Times are epoch ns (CLOCK_REALTIME, the
+# capture's clock); t_done_ns is when the outcome was known (empty only if it never was).
+SERVICE_HEADER = ["service", "seq", "port", "t_send_ns", "t_done_ns", "outcome", "detail"]
+# ok: the service's answer arrived; refused: RST to the SYN; timeout: no outcome within the
+# timeout; reset: RST after connecting; closed: EOF before the answer; unreachable: ICMP
+# unreachable; error: anything else (detail says what).
+SERVICE_OUTCOMES = ("ok", "refused", "timeout", "reset", "closed", "unreachable", "error")
+
+
+def read_service(path: str | Path) -> dict[str, np.ndarray]:
+    """service.csv, validated, as arrays sorted by send time: service, outcome (str), seq,
+    port, send, done (int64 epoch ns; done -1 where empty). One-line errors naming the file
+    and line: wrong header or field count, non-integers, an unknown outcome, an `ok` without
+    a completion time, a completion before its send, a (service, port, seq) logged twice."""
+    import numpy as np
+
+    path = Path(path)
+    rows: list[tuple[int, int, int, int]] = []
+    names: list[tuple[str, str]] = []
+    seen: set[tuple[str, int, int]] = set()
+    try:
+        with open(path, newline="") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header is None or [h.strip() for h in header] != SERVICE_HEADER:
+                raise MigfwError(
+                    f"{path}: header must be {','.join(SERVICE_HEADER)}, found {header}"
+                )
+            for line, rec in enumerate(reader, start=2):
+                if not rec:
+                    continue
+                if len(rec) != len(SERVICE_HEADER):
+                    raise MigfwError(f"{path}: line {line}: expected {len(SERVICE_HEADER)} "
+                                     f"fields, got {len(rec)}")  # fmt: skip
+                service, seq, port, send, done, outcome, _detail = (v.strip() for v in rec)
+                try:
+                    item = (int(seq), int(port), int(send), int(done) if done else -1)
+                except ValueError:
+                    raise MigfwError(f"{path}: line {line}: seq, port, t_send_ns and "
+                                     "t_done_ns must be integers") from None  # fmt: skip
+                if outcome not in SERVICE_OUTCOMES:
+                    raise MigfwError(f"{path}: line {line}: outcome {outcome!r} is not one of "
+                                     f"{', '.join(SERVICE_OUTCOMES)}")  # fmt: skip
+                if outcome == "ok" and item[3] < 0:
+                    raise MigfwError(f"{path}: line {line}: outcome ok without t_done_ns")
+                if 0 <= item[3] < item[2]:
+                    raise MigfwError(f"{path}: line {line}: t_done_ns before t_send_ns")
+                if not service or (service, item[1], item[0]) in seen:
+                    raise MigfwError(f"{path}: line {line}: request {service!r} port {item[1]} "
+                                     f"seq {item[0]} is empty or logged twice")  # fmt: skip
+                seen.add((service, item[1], item[0]))
+                rows.append(item)
+                names.append((service, outcome))
+    except OSError as exc:
+        raise MigfwError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise MigfwError(f"{path}: not a text CSV file") from None
+    arr = np.array(rows, dtype=np.int64).reshape(-1, 4)
+    text = np.array(names, dtype=object).reshape(-1, 2)
+    order = np.argsort(arr[:, 2], kind="stable")
+    arr, text = arr[order], text[order]
+    return {"service": text[:, 0].astype(str), "outcome": text[:, 1].astype(str),
+            "seq": arr[:, 0], "port": arr[:, 1], "send": arr[:, 2],
+            "done": arr[:, 3]}  # fmt: skip

@@ -18,7 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from migfw.io import atomic_write, write_json
-from migfw.trials.contract import DEFAULT_FACTORS, parse_trial_id, trial_name, trial_spec
+from migfw.trials.contract import (
+    DEFAULT_FACTORS,
+    SERVICE_HEADER,
+    parse_trial_id,
+    trial_name,
+    trial_spec,
+)
 
 ETH_IP_ICMP = 14 + 20 + 8
 PAYLOAD = 56
@@ -140,6 +146,15 @@ def craft_trial(spec: CraftedTrial, out_dir: str | Path) -> dict:
         handle.write(data)
 
     window = (send >= mig_start) & (send <= mig_end)
+    factors = {**DEFAULT_FACTORS, **(spec.factors or {}), "interval_s": spec.interval_s}
+    load = None
+    if factors.get("workload") == "service":
+        rate = float(factors.get("service_rate_hz") or SERVICE_RATE_HZ)
+        load = {"name": "service", "rate_hz": rate, "timeout_s": SERVICE_TIMEOUT_S}
+        service_truth = craft_service(out_dir, t0, t0 + int(total_s * 1e9), pause, resume, rate,
+                                      spec.seed + 11)  # fmt: skip
+        load.update(requests=service_truth["service_requests"], ok=service_truth["service_ok"],
+                    failed=service_truth["service_failed"])  # fmt: skip
     truth = {
         "ps_window": int(window.sum()),
         "pl_window": int((lost & window).sum()),
@@ -150,13 +165,15 @@ def craft_trial(spec: CraftedTrial, out_dir: str | Path) -> dict:
         "pause_start": pause / 1e9,
         "pause_end": resume / 1e9,
     }
+    if load is not None:
+        truth.update(service_truth)
     write_json(out_dir / "truth.json", truth)
     write_json(
         out_dir / "trial.json",
         {
             "trial_id": spec.trial_id,
             "experiment": spec.experiment,
-            "factors": {**DEFAULT_FACTORS, **(spec.factors or {}), "interval_s": spec.interval_s},
+            "factors": factors,
             "interval_s": spec.interval_s,
             "prober": {"icmp_id": spec.ident},
             "flags": [],
@@ -179,9 +196,58 @@ def craft_trial(spec: CraftedTrial, out_dir: str | Path) -> dict:
             "direction": "A->B",
             "accelerator": "crafted",
             "crafted": True,
+            **({"workload": load} if load is not None else {}),
         },
     )
     return truth
+
+
+# The `service` workload (migfw.testbed.service): its default rate and request timeout.
+SERVICE_RATE_HZ = 2.0
+SERVICE_TIMEOUT_S = 5.0
+
+
+def craft_service(
+    out_dir: Path, start_ns: int, end_ns: int, pause_ns: int, resume_ns: int, rate_hz: float,
+    seed: int,
+) -> dict:  # fmt: skip
+    """service.csv for a crafted trial: FTP and SSH requested at `rate_hz` each (SSH half a
+    period later), answered in a few ms while the guest runs. A request in flight when the
+    pause starts is answered after the resume, its remaining time later; one sent into the
+    pause loses its SYN and is answered after TCP's SYN retransmission (1, 3, 7 s after the
+    send), or times out. Returns the truth: counts and the longest gap without an answer
+    (the last answer before the pause to the first one after it)."""
+    rng = np.random.default_rng(seed)
+    period = round(1e9 / rate_hz)
+    rows = []
+    for name, port, offset, base_ms in (("ftp", 21, 0, 3.0), ("ssh", 22, period // 2, 2.0)):
+        send = np.arange(start_ns + offset, end_ns, period, dtype=np.int64)
+        send += rng.integers(0, 200_000, len(send))
+        latency = (base_ms * 1e6 + rng.integers(0, 1_000_000, len(send))).astype(np.int64)
+        for seq, (t, lat) in enumerate(zip(send.tolist(), latency.tolist(), strict=True)):
+            done, outcome = t + lat, "ok"
+            if t < pause_ns < t + lat:  # held by the paused guest, finished after it
+                done = resume_ns + (t + lat - pause_ns)
+            elif pause_ns <= t < resume_ns:  # the SYN is lost: TCP retries it
+                retries = (t + d * 10**9 for d in (1, 3, 7, 15) if t + d * 10**9 >= resume_ns)
+                retry = next(retries, t + 31 * 10**9)
+                done = retry + lat
+                if done - t > SERVICE_TIMEOUT_S * 1e9:
+                    done, outcome = t + round(SERVICE_TIMEOUT_S * 1e9), "timeout"
+            rows.append((name, seq, port, t, done, outcome))
+    rows.sort(key=lambda r: r[3])
+    with atomic_write(out_dir / "service.csv", "w") as handle:
+        handle.write(",".join(SERVICE_HEADER) + "\n")
+        handle.writelines(f"{n},{q},{p},{t},{d},{o},\n" for n, q, p, t, d, o in rows)
+    ok_done = np.array([r[4] for r in rows if r[5] == "ok"], dtype=np.int64)
+    before, after = ok_done[ok_done < pause_ns], ok_done[ok_done >= resume_ns]
+    ok = len(ok_done)
+    return {
+        "service_requests": len(rows),
+        "service_ok": ok,
+        "service_failed": len(rows) - ok,
+        "service_gap_ms": (int(after.min()) - int(before.max())) / 1e6,
+    }
 
 
 def crafted_spec(
