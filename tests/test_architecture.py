@@ -137,3 +137,44 @@ def test_code_version_changes_with_a_transitively_imported_module(tmp_path: Path
     after = version()
     (copy / "slr" / "review.py").write_text("# another unrelated edit\n")
     assert version() == after
+
+
+def test_config_fallbacks_agree_with_the_shipped_config() -> None:
+    """config/config.yaml is the one place defaults live (the schema checks types, README
+    documents them). Code that reads a key with `cfg_get(cfg, "a.b", fallback)` — for configs
+    written by hand, e.g. `migfw testbed up --config lab.yaml` — must fall back to that same
+    value, or a key left out would silently mean something else than the documented default."""
+    import ast
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    shipped = yaml.safe_load((root / "config/config.yaml").read_text())
+
+    def shipped_value(dotted: str) -> object:
+        node: object = shipped
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return KeyError
+            node = node[part]
+        return node
+
+    checked, disagree = 0, []
+    for path in sorted((root / "src/migfw").rglob("*.py")):
+        for call in ast.walk(ast.parse(path.read_text())):
+            name = getattr(call, "func", None)
+            name = getattr(name, "id", getattr(name, "attr", None))
+            if name != "cfg_get" or len(call.args) < 3:
+                continue
+            key, fallback = call.args[1], call.args[2]
+            if not (isinstance(key, ast.Constant) and isinstance(fallback, ast.Constant)):
+                continue  # computed fallbacks (paths under the state folder) are not config
+            value = shipped_value(key.value)
+            if value is KeyError or isinstance(value, dict):
+                continue  # an optional key the shipped config leaves out
+            checked += 1
+            if value != fallback.value:
+                disagree.append(f"{path.name}:{call.lineno} {key.value}: {fallback.value!r} "
+                                f"vs config.yaml {value!r}")  # fmt: skip
+    assert checked >= 20, checked  # the scan found the calls it is meant to check
+    assert not disagree, disagree
