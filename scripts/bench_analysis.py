@@ -139,8 +139,10 @@ def main() -> int:
             cfg = work / f"config-{n}.yaml"
             cfg.write_text(yaml.safe_dump(config))
             base = [snakemake, "--cores", "1", "--configfile", str(cfg)]
-            first, first_cpu, _, _ = measured(base, repo)
-            rerun, cpu, peak, out = measured([*base, "--forcerun", "trial_metrics"], repo)
+            # The copy's own package, not the install's: edits here cannot mix into a run.
+            env = {**os.environ, "PYTHONPATH": str(repo / "src")}
+            first, first_cpu, _, _ = measured(base, repo, env)
+            rerun, cpu, peak, out = measured([*base, "--forcerun", "trial_metrics"], repo, env)
             jobs = out.count("Finished jobid")
             rows.append((n, rerun, cpu, peak, jobs, first, first_cpu))
             print(
