@@ -235,9 +235,11 @@ def timeline_figure(trial_dir: str | Path, out_png: str | Path) -> None:
     ax_raster.set_yticks([])
     ax_raster.set_ylabel("ICMP", fontsize=7)
     if has_phases:
+        from migfw.measure.announce import read_announcements
         from migfw.measure.phases import draw_phases, read_jobstats
 
-        draw_phases(axes[0], hv_phases, read_jobstats(trial_dir), start)
+        announced = read_announcements(trial_dir / "probe.pcap", meta["target"])
+        draw_phases(axes[0], hv_phases, read_jobstats(trial_dir), start, announced)
     ax_raster.legend(fontsize=7, loc="upper left", ncols=2)
     row = 1 + int(has_phases)
     title_extra = ""

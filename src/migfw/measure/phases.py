@@ -118,8 +118,16 @@ def read_jobstats(trial_dir: str | Path):  # -> pandas.DataFrame | None
         raise MigfwError(f"{path}: cannot read job statistics ({exc})") from None
 
 
-def draw_phases(ax: Any, phases: dict[str, Any], jobstats: Any, t0: float) -> None:
-    """The phase band above a probe raster: memory passes, pause, post-copy, resume."""
+def draw_phases(
+    ax: Any,
+    phases: dict[str, Any],
+    jobstats: Any,
+    t0: float,
+    announcements: list[Any] | None = None,
+) -> None:
+    """The phase band above a probe raster: memory passes, pause, post-copy, resume, and the
+    destination's announcements (`migfw.measure.announce`: QEMU's RARP frames and the guest's
+    gratuitous ARPs, as the probe capture saw them on the same clock)."""
     call = phases.get("migrate_call") or {}
     end = phases.get("finished") or call.get("end")
     starts: list[tuple[float, int]] = []
@@ -147,6 +155,14 @@ def draw_phases(ax: Any, phases: dict[str, Any], jobstats: Any, t0: float) -> No
     for key, style, name in (("resumed", "-", "resumed"), ("finished", ":", "finished")):
         if phases.get(key) is not None:
             ax.axvline(phases[key] - t0, color="k", ls=style, lw=0.8, label=name)
+    for kind, colour, span, name in (
+        ("rarp", "#6a3d9a", (0.0, 0.45), "RARP (QEMU)"),
+        ("garp", "#e7298a", (0.55, 1.0), "gratuitous ARP (guest)"),
+    ):
+        times = [a.t_ns / 1e9 - t0 for a in announcements or () if a.kind == kind]
+        if times:
+            ax.vlines(times, *span, color=colour, lw=1.2, label=f"{name} ×{len(times)}",
+                      gid=f"announce-{kind}")  # fmt: skip
     ax.set_yticks([])
     ax.set_ylabel("hypervisor", fontsize=7)
     ax.legend(fontsize=6, loc="upper left", ncols=4)

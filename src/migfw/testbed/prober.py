@@ -363,6 +363,14 @@ def stray_traffic(pcap: str | Path, target: str, own_address: str, ident: int) -
     return out
 
 
+def capture_filter(target: str) -> str:
+    """tcpdump filter of the probe capture: the probes and replies, plus the link-layer
+    announcements after a migration — QEMU's self-announce RARP frames (ethertype 0x8035,
+    broadcast, no IP address in them) and the guest's gratuitous ARP — so the timeline can
+    show when the destination announced the VM (migfw.measure.announce)."""
+    return f"(host {target} and (icmp or icmp6 or tcp)) or rarp or (arp and host {target})"
+
+
 class ProbeSession:
     """tcpdump + prober in `netns`; a context manager (or start()/stop())."""
 
@@ -464,7 +472,7 @@ class ProbeSession:
             raise
 
     def _dump_filter(self) -> str:
-        return f"host {self.target} and (icmp or icmp6 or tcp)"
+        return capture_filter(self.target)
 
     def _command(self) -> list[str]:
         cmd = [

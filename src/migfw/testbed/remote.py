@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from migfw.errors import MigfwError
-from migfw.testbed.prober import ProbeSession
+from migfw.testbed.prober import ProbeSession, capture_filter
 
 SSH_TRANSPORTS = ("ssh", "libssh", "libssh2")
 # Print this host's CLOCK_REALTIME for every line read; `date` where python3 is missing.
@@ -225,7 +225,7 @@ class RemoteProbeSession(ProbeSession):
             self._spawn("tcpdump", [
                 "tcpdump", "-n", "-Z", "root", "-i", self.iface, "-s", "192", "-B", "16384",
                 "-U", "--immediate-mode", "--time-stamp-precision=nano", "-w",
-                f"{wd}/probe.pcap", f"host {self.target} and (icmp or icmp6 or tcp)",
+                f"{wd}/probe.pcap", capture_filter(self.target),
             ])  # fmt: skip
             self._wait_for("tcpdump", "err", "listening on")
             cmd = [self.remote["python"], "-m", "migfw.testbed.prober", "--target",
