@@ -8,7 +8,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from migfw.measure.sweeps import power_table, repetitions_needed, sweep_figure, sweep_table
+from migfw.measure.sweeps import (
+    difference_power_table,
+    power_table,
+    repetitions_needed,
+    reps_to_detect,
+    sweep_figure,
+    sweep_table,
+    two_sample_power,
+)
 
 
 def _trials() -> pd.DataFrame:
@@ -72,3 +80,84 @@ def test_sweep_figure_writes_png_and_svg(tmp_path: Path) -> None:
     assert (tmp_path / "s.png").stat().st_size > 5_000 and (tmp_path / "s.svg").exists()
     sweep_figure(sweep_table(_trials(), []), tmp_path / "e.png")  # nothing varies: a note
     assert (tmp_path / "e.png").exists()
+
+
+def test_reps_to_detect_matches_textbook_sample_sizes() -> None:
+    # Two-sided two-sample t, alpha 0.05, power 0.8, n per group (Cohen 1988, Table 2.4.1;
+    # G*Power's exact values): d = 0.5 -> 64, d = 0.8 -> 26, d = 1 -> 17 (actual power 0.807).
+    assert reps_to_detect(5.0, 10.0) == 64
+    assert reps_to_detect(8.0, 10.0) == 26
+    assert reps_to_detect(20.0, 20.0) == 17
+    assert reps_to_detect(-20.0, 20.0) == 17  # the sign of a difference does not matter
+    assert two_sample_power(17, 1.0) == pytest.approx(0.807, abs=0.001)
+    assert two_sample_power(16, 1.0) < 0.8
+    assert reps_to_detect(0.0, 10.0) is None and reps_to_detect(5.0, float("nan")) is None
+    assert reps_to_detect(5.0, 0.0) == 2  # no spread: any difference shows
+    assert reps_to_detect(0.001, 1000.0) is None  # beyond 100,000 per group
+
+
+def _placements() -> pd.DataFrame:
+    rows = []
+    cells = {"vm": [100.0, 120.0, 140.0], "vmm-agent": [200.0, 220.0, 240.0], "none": [5000.0]}
+    for placement, windows in cells.items():
+        for i, w in enumerate(windows):
+            rows.append({"experiment": "placement", "status": "ok", "placement": placement,
+                         "breach_window_ms": w, "dt_gap_s": 0.2 + 0.01 * i})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_difference_power_table_pools_the_two_cells_by_hand() -> None:
+    table = difference_power_table(_placements(), ["placement"])
+    bw = table[table["metric"] == "breach_window_ms"]
+    # "none" has one trial: no SD, no pair. vm vs vmm-agent: both s = 20 -> pooled 20 ms.
+    assert len(bw) == 1
+    row = bw.iloc[0]
+    assert {row["level_a"], row["level_b"]} == {"vm", "vmm-agent"} and row["held"] == ""
+    assert row["pooled_sd_ms"] == pytest.approx(20.0)
+    assert abs(row["observed_diff_ms"]) == pytest.approx(100.0)
+    assert row["reps_for_diff_10ms"] == 64  # d = 0.5
+    assert row["reps_for_diff_20ms"] == 17  # d = 1
+    assert row["reps_for_observed"] == reps_to_detect(100.0, 20.0)
+    dt = table[table["metric"] == "dt_gap_s"].iloc[0]
+    # 200, 210, 220 ms in both cells: s = 10, no difference observed -> empty.
+    assert dt["pooled_sd_ms"] == pytest.approx(10.0)
+    assert pd.isna(dt["reps_for_observed"]) and dt["reps_for_diff_10ms"] == 17
+
+
+def test_difference_power_table_compares_one_factor_at_a_time() -> None:
+    rows = []
+    for rate in (0, 8):
+        for alg in ("precopy", "multifd"):
+            for i in range(2):
+                dt = 0.1 * (1 + rate) + 0.01 * i
+                rows.append({"experiment": "sweep", "status": "ok", "dirty_rate_mibps": rate,
+                             "algorithm": alg, "dt_gap_s": dt})  # fmt: skip
+    table = difference_power_table(pd.DataFrame(rows), ["dirty_rate_mibps", "algorithm"])
+    # 4 cells; pairs differing in one factor: 2 per factor (no diagonal pairs).
+    assert len(table) == 4
+    assert sorted(table["factor"]) == ["algorithm", "algorithm", "dirty_rate_mibps",
+                                       "dirty_rate_mibps"]  # fmt: skip
+    held = set(table.loc[table["factor"] == "algorithm", "held"])
+    assert held == {"dirty_rate_mibps=0", "dirty_rate_mibps=8"}
+
+
+def test_sweep_table_splits_a_two_factor_experiment_by_the_other_factor(tmp_path: Path) -> None:
+    rows = []
+    for rate, base in ((0, 100.0), (8, 300.0)):
+        for alg, extra in (("precopy", 0.0), ("postcopy", 50.0)):
+            for i in range(3):
+                dt = (base + extra + 10 * i) / 1000
+                rows.append({"experiment": "sweep", "status": "ok", "dirty_rate_mibps": rate,
+                             "algorithm": alg, "dt_gap_s": dt})  # fmt: skip
+    trials = pd.DataFrame(rows)
+    table = sweep_table(trials, ["dirty_rate_mibps", "algorithm"])
+    dt = table[table["metric"] == "dt_gap_s"]
+    pooled = dt[(dt["by"] == "") & (dt["factor"] == "dirty_rate_mibps")].set_index("level")
+    assert pooled.loc[8, "n"] == 6 and pooled.loc[8, "mean"] == pytest.approx(335.0)
+    split = dt[(dt["factor"] == "dirty_rate_mibps") & (dt["by"] == "algorithm")]
+    cell = split[(split["level"] == 8) & (split["by_level"] == "postcopy")].iloc[0]
+    assert cell["n"] == 3 and cell["mean"] == pytest.approx(360.0)
+    assert cell["ci_high"] - cell["mean"] == pytest.approx(4.302653 * 10 / math.sqrt(3), rel=1e-6)
+    assert len(dt[dt["by"] == "dirty_rate_mibps"]) == 4  # algorithm split by rate
+    sweep_figure(table, tmp_path / "s.png")
+    assert (tmp_path / "s.png").stat().st_size > 10_000

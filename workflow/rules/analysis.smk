@@ -109,6 +109,11 @@ rule sweeps:
             caption="../report/power.rst",
             category="Measurement",
         ),
+        power_difference=report(
+            "results/analysis/power_difference.csv",
+            caption="../report/power_difference.rst",
+            category="Measurement",
+        ),
         png=report(
             "results/figures/sweeps.png",
             caption="../report/sweeps_figure.rst",
@@ -126,5 +131,11 @@ rule sweeps:
         run_migfw(
             log,
             ["sweeps", input, "--factors", params.factors, "--table", output.table],
-            ["--power", output.power, "--figure", output.png],
+            [
+                "--power",
+                output.power,
+                "--power-difference",
+                output.power_difference,
+            ],
+            ["--figure", output.png],
         )

@@ -155,7 +155,9 @@ def trial_pair(trial):
     return TRIAL_POSITION.get(trial, 0) % N_PAIRS
 
 
-TRIAL_POSITION = {trial: n for n, trial in enumerate(TRIALS)}  # O(1) per job and resource
+TRIAL_POSITION = {
+    trial: n for n, trial in enumerate(TRIALS)
+}  # O(1) per job and resource
 
 
 # One Snakemake resource per pair (profiles/default caps each at 1): a trial holds its
@@ -297,6 +299,7 @@ def all_outputs():
         "results/figures/attack_window.png",
         "results/analysis/sweeps.csv",
         "results/analysis/power.csv",
+        "results/analysis/power_difference.csv",
         "results/figures/sweeps.png",
         expand("results/figures/timelines/{trial}.png", trial=TIMELINE_TRIALS),
         "results/paper_vs_reproduction.md",

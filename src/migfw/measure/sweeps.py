@@ -9,7 +9,14 @@ and how many repetitions a given precision needs.
   sample SD over the cell's successful trials and the repetitions needed for a 95 % CI
   half-width of 10, 20 and 50 ms: the smallest n with t(0.975, n − 1) · s / √n <= h (s taken
   as known: a planning figure, not a guarantee).
-- `sweep_figure`: one panel per varied factor × metric, mean with its CI per level.
+- `difference_power_table`: per experiment, metric and pair of cells that differ in one
+  factor's level (e.g. placement vm vs vmm-agent): the pooled SD of the two cells and the
+  repetitions per cell a two-sided two-sample t-test needs to detect the observed difference
+  and differences of 10, 20, 50 and 100 ms at alpha 0.05 with power 0.8 (exact power from
+  the noncentral t distribution, as G*Power computes it).
+- `sweep_figure`: one panel per varied factor × metric, mean with its CI per level; where an
+  experiment varies two factors, one line per level of the other (e.g. DT against dirty rate,
+  one line per algorithm).
 """
 
 from __future__ import annotations
@@ -35,7 +42,11 @@ SWEEP_METRICS = {
 POWER_METRICS = {"dt_gap_s": 1000.0, "breach_window_ms": 1.0}
 HALF_WIDTHS_MS = (10, 20, 50)
 NOT_FACTORS = {"experiment", "trial_id", "repetition", "status", "failure", "direction"}
-SWEEP_COLUMNS = ["experiment", "factor", "level", "metric", "n", "mean", "ci_low", "ci_high"]
+DIFFERENCES_MS = (10, 20, 50, 100)
+ALPHA, POWER = 0.05, 0.8
+# `by`/`by_level`: the other factor held at one level (empty: pooled over the other factors).
+SWEEP_COLUMNS = ["experiment", "factor", "level", "by", "by_level", "metric", "n", "mean",
+                 "ci_low", "ci_high"]  # fmt: skip
 
 
 def _ok(trials: pd.DataFrame) -> pd.DataFrame:
@@ -70,18 +81,29 @@ def _mean_ci(values: pd.Series) -> tuple[int, float, float, float]:
 
 
 def sweep_table(trials: pd.DataFrame, factors: list[str]) -> pd.DataFrame:
-    """One row per experiment × varied factor × level × metric (values in ms)."""
+    """One row per experiment × varied factor × level × metric (values in ms), pooled over
+    the experiment's other factors (`by` empty); where it varies exactly two factors, also one
+    row per level of the other (`by`, `by_level`): how a metric responds to one factor under
+    each level of the other."""
     ok = _ok(trials)
     rows = []
+
+    def add(experiment: str, factor: str, part: pd.DataFrame, by: str, by_level) -> None:
+        for level, cell in part.groupby(factor, sort=True):
+            for metric, (_label, scale) in SWEEP_METRICS.items():
+                if metric not in cell or cell[metric].isna().all():
+                    continue
+                n, mean, lo, hi = _mean_ci(pd.to_numeric(cell[metric], errors="coerce") * scale)
+                rows.append([experiment, factor, level, by, by_level, metric, n, mean, lo, hi])
+
     for experiment, names in varied_factors(trials, factors).items():
         group = ok[ok["experiment"].astype(str) == experiment]
         for factor in names:
-            for level, part in group.groupby(factor, sort=True):
-                for metric, (_label, scale) in SWEEP_METRICS.items():
-                    if metric not in part or part[metric].isna().all():
-                        continue
-                    n, mean, lo, hi = _mean_ci(pd.to_numeric(part[metric], errors="coerce") * scale)
-                    rows.append([experiment, factor, level, metric, n, mean, lo, hi])
+            add(experiment, factor, group, "", "")
+        if len(names) == 2:
+            for factor, other in (names, names[::-1]):
+                for by_level, part in group.groupby(other, sort=True):
+                    add(experiment, factor, part, other, by_level)
     return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
 
 
@@ -130,12 +152,125 @@ def power_table(trials: pd.DataFrame, factors: list[str] | None = None) -> pd.Da
     return pd.DataFrame(rows, columns=columns)
 
 
+def two_sample_power(n: int, effect: float, alpha: float = ALPHA) -> float:
+    """Power of a two-sided two-sample t-test with n per group for a standardised difference
+    `effect` (Cohen's d = difference / pooled SD): P(|T| > t(1 − α/2, 2n − 2)) with T
+    noncentral t, df 2n − 2, noncentrality d·√(n/2)."""
+    from scipy import stats as sps
+
+    df = 2 * n - 2
+    ncp = effect * math.sqrt(n / 2)
+    crit = float(sps.t.ppf(1 - alpha / 2, df))
+    return float(sps.nct.sf(crit, df, ncp) + sps.nct.cdf(-crit, df, ncp))
+
+
+def reps_to_detect(
+    difference: float, sd: float, alpha: float = ALPHA, power: float = POWER
+) -> int | None:
+    """Smallest n per group (>= 2) at which a two-sided two-sample t-test at `alpha` detects
+    `difference` with at least `power`, given the pooled SD `sd` (same units). None when
+    the SD is unknown, the difference is zero, or more than 100,000 would be needed."""
+    if sd is None or difference is None or math.isnan(sd) or math.isnan(difference):
+        return None
+    difference = abs(difference)
+    if difference == 0:
+        return None
+    if sd == 0:
+        return 2  # no spread: any difference shows
+    effect = difference / sd
+    hi = 2
+    while two_sample_power(hi, effect, alpha) < power:  # power grows with n: double, bisect
+        hi *= 2
+        if hi > 100_000:
+            return None
+    lo = max(2, hi // 2)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if two_sample_power(mid, effect, alpha) >= power:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+DIFFERENCE_COLUMNS = [
+    "experiment", "metric", "factor", "level_a", "level_b", "held", "n_a", "n_b", "mean_a_ms",
+    "mean_b_ms", "observed_diff_ms", "pooled_sd_ms", "reps_for_observed",
+    *[f"reps_for_diff_{d}ms" for d in DIFFERENCES_MS],
+]  # fmt: skip
+
+
+def _cell_label(names: list[str], key: tuple) -> str:
+    return ", ".join(f"{n}={v}" for n, v in zip(names, key, strict=True))
+
+
+def difference_power_table(trials: pd.DataFrame, factors: list[str] | None = None) -> pd.DataFrame:
+    """Per experiment, metric (DT gap-based, breach window) and pair of cells differing in one
+    varied factor's level (the others `held`): the pooled SD of the two cells and the
+    repetitions per cell to detect the observed and 10/20/50/100 ms differences (two-sided
+    two-sample t, α 0.05, power 0.8). Cells with fewer than 2 successful trials are left out.
+    """
+    from itertools import combinations
+
+    ok = _ok(trials)
+    varied = varied_factors(trials, factors or [])
+    rows = []
+    for experiment, group in ok.groupby("experiment", sort=True):
+        names = varied.get(str(experiment), [])
+        if not names:
+            continue
+        for metric, scale in POWER_METRICS.items():
+            if metric not in group:
+                continue
+            values = group.assign(_x=pd.to_numeric(group[metric], errors="coerce") * scale)
+            cells = {
+                (key if isinstance(key, tuple) else (key,)): cell["_x"].dropna()
+                for key, cell in values.groupby(names, sort=True)
+            }
+            cells = {k: x for k, x in cells.items() if len(x) >= 2}
+            for (ka, xa), (kb, xb) in combinations(cells.items(), 2):
+                differ = [i for i in range(len(names)) if ka[i] != kb[i]]
+                if len(differ) != 1:
+                    continue  # compare one factor at a time
+                i = differ[0]
+                held = [j for j in range(len(names)) if j != i]
+                na, nb = len(xa), len(xb)
+                pooled = math.sqrt(
+                    ((na - 1) * float(xa.var(ddof=1)) + (nb - 1) * float(xb.var(ddof=1)))
+                    / (na + nb - 2)
+                )
+                diff = float(xb.mean() - xa.mean())
+                row = {
+                    "experiment": experiment, "metric": metric, "factor": names[i],
+                    "level_a": ka[i], "level_b": kb[i],
+                    "held": _cell_label([names[j] for j in held], tuple(ka[j] for j in held)),
+                    "n_a": na, "n_b": nb, "mean_a_ms": float(xa.mean()),
+                    "mean_b_ms": float(xb.mean()), "observed_diff_ms": diff,
+                    "pooled_sd_ms": pooled, "reps_for_observed": reps_to_detect(diff, pooled),
+                }  # fmt: skip
+                for d in DIFFERENCES_MS:
+                    row[f"reps_for_diff_{d}ms"] = reps_to_detect(d, pooled)
+                rows.append(row)
+    out = pd.DataFrame(rows, columns=DIFFERENCE_COLUMNS)
+    for column in ("reps_for_observed", *[f"reps_for_diff_{d}ms" for d in DIFFERENCES_MS]):
+        out[column] = out[column].astype("Int64")  # None stays empty, numbers stay whole
+    return out
+
+
 def sweep_figure(table: pd.DataFrame, out_png: str | Path) -> None:
-    """Mean ± 95 % CI per level, one row of panels per experiment × varied factor."""
+    """Mean ± 95 % CI per level, one row of panels per experiment × varied factor; where the
+    table splits a factor by the experiment's other factor (`by`), one line per level of it
+    (dodged sideways so the intervals stay apart) instead of the pooled line."""
     from migfw.measure.figures import _figure, _save
 
     metrics = [m for m in SWEEP_METRICS if m in set(table["metric"])]
-    panels = table[["experiment", "factor"]].drop_duplicates().values.tolist()
+    split = table[table["by"].fillna("").astype(str) != ""] if "by" in table else table.iloc[:0]
+    pooled = table[~table.index.isin(split.index)]
+    panels = [
+        (e, f, "")
+        for e, f in pooled[["experiment", "factor"]].drop_duplicates().values.tolist()
+        if split[(split["experiment"] == e) & (split["factor"] == f)].empty
+    ] + [tuple(p) for p in split[["experiment", "factor", "by"]].drop_duplicates().values]
     if not panels or not metrics:
         fig = _figure(figsize=(6, 1.5))
         ax = fig.subplots()
@@ -143,28 +278,51 @@ def sweep_figure(table: pd.DataFrame, out_png: str | Path) -> None:
         ax.set_axis_off()
         _save(fig, out_png)
         return
-    fig = _figure(figsize=(3.2 * len(metrics), 2.6 * len(panels)))
+    fig = _figure(figsize=(3.2 * len(metrics), 2.8 * len(panels)))
     axes = fig.subplots(len(panels), len(metrics), squeeze=False)
-    for r, (experiment, factor) in enumerate(panels):
-        part = table[(table["experiment"] == experiment) & (table["factor"] == factor)]
+    for r, (experiment, factor, by) in enumerate(panels):
+        source = split if by else pooled
+        part = source[(source["experiment"] == experiment) & (source["factor"] == factor)]
+        if by:
+            part = part[part["by"] == by]
+        levels = sorted(part["level"].unique(), key=_sort_key)
+        position = {level: i for i, level in enumerate(levels)}
+        lines = sorted(part["by_level"].unique(), key=_sort_key) if by else [""]
         for c, metric in enumerate(metrics):
             ax = axes[r][c]
-            rows = part[part["metric"] == metric]
-            x = list(range(len(rows)))
-            ax.errorbar(
-                x,
-                rows["mean"],
-                yerr=[rows["mean"] - rows["ci_low"], rows["ci_high"] - rows["mean"]],
-                fmt="o-",
-                capsize=3,
-                lw=1,
-            )
-            ax.set_xticks(x, [str(v) for v in rows["level"]], fontsize=7)
+            for k, line in enumerate(lines):
+                rows = part[part["metric"] == metric]
+                if by:
+                    rows = rows[rows["by_level"] == line]
+                rows = rows.sort_values("level", key=lambda s: s.map(position))
+                dodge = (k - (len(lines) - 1) / 2) * 0.08
+                x = [position[v] + dodge for v in rows["level"]]
+                ax.errorbar(
+                    x,
+                    rows["mean"],
+                    yerr=[rows["mean"] - rows["ci_low"], rows["ci_high"] - rows["mean"]],
+                    fmt="o-",
+                    capsize=3,
+                    lw=1,
+                    ms=3,
+                    label=f"{by}={line}" if by else None,
+                )
+            ax.set_xticks(range(len(levels)), [str(v) for v in levels], fontsize=7)
             ax.set_xlabel(f"{experiment}: {factor}", fontsize=7)
-            if r == 0:
-                ax.set_title(SWEEP_METRICS[metric][0], fontsize=8)
+            ax.tick_params(axis="y", labelsize=7)
+            ax.set_title(SWEEP_METRICS[metric][0], fontsize=8)
+        if by:
+            axes[r][0].legend(fontsize=6, loc="best")
     fig.tight_layout()
     _save(fig, out_png)
+
+
+def _sort_key(value):
+    """Numbers by value, words alphabetically (levels of one factor are all one kind)."""
+    try:
+        return (0, float(value), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
 
 
 def _read(path: str) -> pd.DataFrame:
@@ -179,6 +337,7 @@ def _cli(args: argparse.Namespace) -> int:
     table = sweep_table(trials, args.factors)
     write_csv(args.table, table)
     write_csv(args.power, power_table(trials, args.factors))
+    write_csv(args.power_difference, difference_power_table(trials, args.factors))
     sweep_figure(table, args.figure)
     print(f"{len(table)} sweep rows -> {args.table}")
     return 0
@@ -189,6 +348,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("trials", help="trials.csv")
     p.add_argument("--factors", nargs="*", default=[], help="factor columns to sweep over")
     p.add_argument("--table", required=True, help="sweep table CSV")
-    p.add_argument("--power", required=True, help="power table CSV")
+    p.add_argument("--power", required=True, help="power table CSV (CI half-widths)")
+    p.add_argument(
+        "--power-difference", required=True, help="power table CSV (differences between cells)"
+    )
     p.add_argument("--figure", required=True, help="PNG; an SVG is written beside it")
     p.set_defaults(func=_cli)
