@@ -337,7 +337,8 @@ def _cli(args: argparse.Namespace) -> int:
     table = sweep_table(trials, args.factors)
     write_csv(args.table, table)
     write_csv(args.power, power_table(trials, args.factors))
-    write_csv(args.power_difference, difference_power_table(trials, args.factors))
+    if args.power_difference:
+        write_csv(args.power_difference, difference_power_table(trials, args.factors))
     sweep_figure(table, args.figure)
     print(f"{len(table)} sweep rows -> {args.table}")
     return 0
@@ -350,7 +351,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--table", required=True, help="sweep table CSV")
     p.add_argument("--power", required=True, help="power table CSV (CI half-widths)")
     p.add_argument(
-        "--power-difference", required=True, help="power table CSV (differences between cells)"
+        "--power-difference", help="power table CSV (differences between cells; optional)"
     )
     p.add_argument("--figure", required=True, help="PNG; an SVG is written beside it")
     p.set_defaults(func=_cli)
