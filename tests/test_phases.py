@@ -112,6 +112,13 @@ def test_jobstats_give_passes_and_the_dirty_rate_of_passes_two_on() -> None:
     assert row["hv_dirty_rate_mibps"] == 20.0  # median of 10, 30, 20
     assert row["postcopy_switch_s"] == pytest.approx(2.25, abs=1e-6)
     assert row["event_delay_ms"] == 0.4
+    # QEMU's 0 before its first window and after completion is no rate: not in the median
+    # (as in a real sweep trial: 6.64 three times, then 0.0 three times after the switchover).
+    zeros = jobstats.assign(dirty_rate_mibps=[None, 6.64, 6.64, 0.0])
+    zeros = pd.concat([zeros, zeros.tail(1), zeros.tail(1)], ignore_index=True)
+    assert join_phases(phases, *_arrays(trial), zeros)["hv_dirty_rate_mibps"] == 6.64
+    none = jobstats.assign(dirty_rate_mibps=[None, 0.0, 0.0, 0.0])
+    assert join_phases(phases, *_arrays(trial), none)["hv_dirty_rate_mibps"] is None
 
 
 def test_trial_metrics_and_timeline_use_phases_from_the_trial_folder(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ Columns (trials.csv):
 - `resume_to_first_reply_ms`: resume event → the first probe reply captured after it.
 - `postcopy_switch_s`: post-copy switch after the migrate call started (null if none).
 - `hv_iterations`, `hv_dirty_rate_mibps`: memory passes and the median dirty rate QEMU
-  measured (jobstats.csv, passes >= 2, where QEMU has a rate).
+  measured (jobstats.csv, passes >= 2, samples where QEMU has a rate, i.e. > 0).
 """
 
 from __future__ import annotations
@@ -98,6 +98,9 @@ def join_phases(
         if iterations is not None and iterations.notna().any():
             row["hv_iterations"] = int(iterations.max())
             rates = jobstats.loc[iterations >= 2, "dirty_rate_mibps"].dropna()
+            # QEMU reports 0 until its first >= 1 s window has closed and again once the job
+            # has completed (every sample after the switchover): "no rate", not a rate of 0.
+            rates = rates[rates > 0]
             if len(rates):
                 row["hv_dirty_rate_mibps"] = round(float(rates.median()), 3)
     return row
