@@ -4,7 +4,8 @@ and how many repetitions a given precision needs.
 - `sweep_table`: per experiment, per varied factor and level, n / mean / Student-t 95 % CI of
   DT (gap-based, `dt_gap_s` in ms), TMT as the hypervisor saw it (`hv_total_ms`) and as the
   migrate call took (`tmt_meta_s` in ms), the hypervisor's pause, resume → first reply, and
-  the attack-window metric `breach_window_ms` where trials have it.
+  the attack-window metric `breach_window_ms` where trials have it, and the dirty rate QEMU
+  measured (`hv_dirty_rate_mibps`, MiB/s: the one value not in ms).
 - `power_table`: per experiment, cell (its levels of the factors it varies) and metric, the
   sample SD over the cell's successful trials and the repetitions needed for a 95 % CI
   half-width of 10, 20 and 50 ms: the smallest n with t(0.975, n − 1) · s / √n <= h (s taken
@@ -38,6 +39,8 @@ SWEEP_METRICS = {
     "hv_pause_ms": ("pause, hypervisor events (ms)", 1.0),
     "resume_to_first_reply_ms": ("resume → first reply (ms)", 1.0),
     "breach_window_ms": ("breach window (ms)", 1.0),
+    # Not a time: the dirty rate QEMU measured, to set beside the rate the guest was asked for.
+    "hv_dirty_rate_mibps": ("dirty rate QEMU saw (MiB/s)", 1.0),
 }
 POWER_METRICS = {"dt_gap_s": 1000.0, "breach_window_ms": 1.0}
 HALF_WIDTHS_MS = (10, 20, 50)
