@@ -96,6 +96,7 @@ rule attack_window_table:
 
 
 rule sweeps:
+    """trials.csv -> DT/TMT by each varied factor (CIs), the sweep figure, and the power tables."""
     input:
         "results/analysis/trials.csv",
     output:
