@@ -159,5 +159,5 @@ def test_sweep_table_splits_a_two_factor_experiment_by_the_other_factor(tmp_path
     assert cell["n"] == 3 and cell["mean"] == pytest.approx(360.0)
     assert cell["ci_high"] - cell["mean"] == pytest.approx(4.302653 * 10 / math.sqrt(3), rel=1e-6)
     assert len(dt[dt["by"] == "dirty_rate_mibps"]) == 4  # algorithm split by rate
-    sweep_figure(table, tmp_path / "s.png")
+    sweep_figure(table, tmp_path / "s.png", trials)
     assert (tmp_path / "s.png").stat().st_size > 10_000

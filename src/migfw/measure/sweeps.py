@@ -260,13 +260,22 @@ def difference_power_table(trials: pd.DataFrame, factors: list[str] | None = Non
     return out
 
 
-def sweep_figure(table: pd.DataFrame, out_png: str | Path) -> None:
-    """Mean ± 95 % CI per level, one row of panels per experiment × varied factor; where the
-    table splits a factor by the experiment's other factor (`by`), one line per level of it
-    (dodged sideways so the intervals stay apart) instead of the pooled line."""
+def sweep_figure(
+    table: pd.DataFrame, out_png: str | Path, trials: pd.DataFrame | None = None
+) -> None:
+    """Mean ± 95 % CI per level: one column of panels per experiment × varied factor, one row
+    per metric. Where the table splits a factor by the experiment's other factor (`by`), one
+    line per level of it (dodged sideways so the intervals stay apart) instead of the pooled
+    line. With `trials`, every successful trial is drawn as a faint dot behind its mean. Times
+    are on a log axis when every value is positive (one stalled trial of seconds and the
+    usual hundreds of ms on one axis); a CI reaching below the axis is drawn to its floor.
+    Metrics that are zero or empty throughout (e.g. no breach in a `vm`-only sweep) are left
+    out of the figure (not of the table)."""
     from migfw.measure.figures import _figure, _save
 
-    metrics = [m for m in SWEEP_METRICS if m in set(table["metric"])]
+    metrics = [
+        m for m in SWEEP_METRICS if (table.loc[table["metric"] == m, "mean"].fillna(0) != 0).any()
+    ]
     split = table[table["by"].fillna("").astype(str) != ""] if "by" in table else table.iloc[:0]
     pooled = table[~table.index.isin(split.index)]
     panels = [
@@ -281,9 +290,11 @@ def sweep_figure(table: pd.DataFrame, out_png: str | Path) -> None:
         ax.set_axis_off()
         _save(fig, out_png)
         return
-    fig = _figure(figsize=(3.2 * len(metrics), 2.8 * len(panels)))
-    axes = fig.subplots(len(panels), len(metrics), squeeze=False)
-    for r, (experiment, factor, by) in enumerate(panels):
+    ok = _ok(trials) if trials is not None else None
+    fig = _figure(figsize=(5.0 * len(panels), 2.3 * len(metrics)))
+    axes = fig.subplots(len(metrics), len(panels), squeeze=False)
+    colours = [f"C{i}" for i in range(10)]
+    for c, (experiment, factor, by) in enumerate(panels):
         source = split if by else pooled
         part = source[(source["experiment"] == experiment) & (source["factor"] == factor)]
         if by:
@@ -291,31 +302,58 @@ def sweep_figure(table: pd.DataFrame, out_png: str | Path) -> None:
         levels = sorted(part["level"].unique(), key=_sort_key)
         position = {level: i for i, level in enumerate(levels)}
         lines = sorted(part["by_level"].unique(), key=_sort_key) if by else [""]
-        for c, metric in enumerate(metrics):
+        runs = None
+        if ok is not None:
+            runs = ok[ok["experiment"].astype(str) == str(experiment)]
+        for r, metric in enumerate(metrics):
             ax = axes[r][c]
+            label, scale = SWEEP_METRICS[metric]
+            rows_all = part[part["metric"] == metric]
+            values = rows_all["mean"].dropna()
+            dots = pd.Series(dtype=float)
+            if runs is not None and metric in runs:
+                dots = pd.to_numeric(runs[metric], errors="coerce").dropna() * scale
+            log = bool(len(values)) and (values > 0).all() and (dots > 0).all()
+            floor = min([*values, *dots]) / 2 if log else None
             for k, line in enumerate(lines):
-                rows = part[part["metric"] == metric]
-                if by:
-                    rows = rows[rows["by_level"] == line]
+                rows = rows_all[rows_all["by_level"] == line] if by else rows_all
                 rows = rows.sort_values("level", key=lambda s: s.map(position))
-                dodge = (k - (len(lines) - 1) / 2) * 0.08
+                dodge = (k - (len(lines) - 1) / 2) * 0.1
+                colour = colours[k % len(colours)]
+                if runs is not None and metric in runs:
+                    mine = runs[runs[by] == line] if by else runs
+                    for level, cell in mine.groupby(factor):
+                        if level not in position:
+                            continue
+                        y = pd.to_numeric(cell[metric], errors="coerce").dropna() * scale
+                        ax.plot([position[level] + dodge] * len(y), y, ".", color=colour,
+                                alpha=0.5, ms=4)  # fmt: skip
                 x = [position[v] + dodge for v in rows["level"]]
+                low = rows["ci_low"].fillna(rows["mean"])
+                high = rows["ci_high"].fillna(rows["mean"])
+                if log:
+                    low = low.clip(lower=floor)
                 ax.errorbar(
                     x,
                     rows["mean"],
-                    yerr=[rows["mean"] - rows["ci_low"], rows["ci_high"] - rows["mean"]],
+                    yerr=[rows["mean"] - low, high - rows["mean"]],
                     fmt="o-",
+                    color=colour,
                     capsize=3,
                     lw=1,
-                    ms=3,
+                    ms=4,
                     label=f"{by}={line}" if by else None,
                 )
+            if log:
+                ax.set_yscale("log")
+                ax.set_ylim(bottom=floor)
             ax.set_xticks(range(len(levels)), [str(v) for v in levels], fontsize=7)
             ax.set_xlabel(f"{experiment}: {factor}", fontsize=7)
             ax.tick_params(axis="y", labelsize=7)
-            ax.set_title(SWEEP_METRICS[metric][0], fontsize=8)
+            ax.set_ylabel(label + (" (log)" if log else ""), fontsize=7)
         if by:
-            axes[r][0].legend(fontsize=6, loc="best")
+            axes[0][c].legend(fontsize=6, loc="upper left", ncols=2)
+    fig.suptitle("Mean and Student-t 95 % CI per level (dots: single trials)", fontsize=9)
     fig.tight_layout()
     _save(fig, out_png)
 
@@ -342,7 +380,7 @@ def _cli(args: argparse.Namespace) -> int:
     write_csv(args.power, power_table(trials, args.factors))
     if args.power_difference:
         write_csv(args.power_difference, difference_power_table(trials, args.factors))
-    sweep_figure(table, args.figure)
+    sweep_figure(table, args.figure, trials)
     print(f"{len(table)} sweep rows -> {args.table}")
     return 0
 
