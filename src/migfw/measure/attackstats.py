@@ -72,6 +72,8 @@ def diff_of_means(
         return diff, diff, diff
     from scipy import stats as sps
 
+    from migfw.measure.stats import BOOTSTRAP_BATCH_VALUES
+
     boot = sps.bootstrap(
         (x, ref),
         lambda a, b, axis=-1: np.mean(a, axis=axis) - np.mean(b, axis=axis),
@@ -80,6 +82,7 @@ def diff_of_means(
         method="percentile",
         vectorized=True,
         random_state=np.random.default_rng(seed),
+        batch=max(1, BOOTSTRAP_BATCH_VALUES // (len(x) + len(ref))),  # memory flat in N
     )
     return diff, float(boot.confidence_interval.low), float(boot.confidence_interval.high)
 

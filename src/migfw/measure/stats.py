@@ -27,6 +27,9 @@ SUMMARY_COLUMNS = [
 ]
 
 
+BOOTSTRAP_BATCH_VALUES = 1_000_000
+
+
 def describe(
     values: Iterable[float],
     confidence: float = 0.95,
@@ -74,6 +77,9 @@ def describe(
             n_resamples=resamples,
             method="percentile",
             random_state=np.random.default_rng(seed),
+            # Resamples in batches of <= ~1e6 values: memory stays flat in the number of
+            # trials (1,000 trials x 9,999 resamples at once took ~150 MiB); same numbers.
+            batch=max(1, BOOTSTRAP_BATCH_VALUES // len(x)),
         )
         out.update(
             ci_boot_low=float(boot.confidence_interval.low),
