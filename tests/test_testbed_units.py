@@ -116,6 +116,33 @@ def test_local_addresses_follow_the_configured_subnet(tmp_path: Path) -> None:
     assert bed.uri("B") == "qemu+unix:///system?socket=/run/migfw/zz/hostB/sock/libvirt-sock"
 
 
+def test_vm_shape_names_the_emulator(tmp_path: Path, monkeypatch) -> None:
+    """testbed.guest.emulator: default /usr/bin QEMU, a relative path from the working
+    directory (the repository's root), a missing binary one config error line."""
+    from migfw.testbed.local import LocalTestbed
+    from migfw.testbed.provision import render_domain_xml
+
+    base = {"local": {"prefix": "zz", "subnet": "10.231.5.0/24",
+                      "migration_subnet": "10.231.6.4/30"}, "state_dir": str(tmp_path)}  # fmt: skip
+    if Path("/usr/bin/qemu-system-x86_64").exists():
+        assert LocalTestbed({"testbed": base}).vm_shape()["emulator"] == (
+            "/usr/bin/qemu-system-x86_64"
+        )
+    wrapper = tmp_path / ".qemu-backports" / "qemu-system-x86_64"
+    wrapper.parent.mkdir()
+    wrapper.write_text("#!/bin/sh\n")
+    wrapper.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    guest = {"memory_mib": 512, "emulator": ".qemu-backports/qemu-system-x86_64"}
+    shape = LocalTestbed({"testbed": {**base, "guest": guest}}).vm_shape()
+    assert shape == {"memory_mib": 512, "vcpus": 1, "emulator": str(wrapper)}
+    root = ET.fromstring(render_domain_xml({**XML_PARAMS, **shape}))
+    assert root.findtext("devices/emulator") == str(wrapper)
+    wrapper.chmod(0o644)
+    with pytest.raises(MigfwError, match=r"^config testbed.guest.emulator: .* is not an exec"):
+        LocalTestbed({"testbed": {**base, "guest": guest}}).vm_shape()
+
+
 def _external_cfg(tmp_path: Path, **over: object) -> dict:
     key = tmp_path / "key"
     key.write_text("k")
@@ -423,6 +450,33 @@ def test_ensure_vm_never_provisions_on_external_hosts(monkeypatch) -> None:
     monkeypatch.setattr(provision, "vm_locations", lambda bed: {})
     with pytest.raises(MigfwError, match="external testbed: domain vm is not running"):
         provision.ensure_vm(_bed("external"))
+
+
+def test_guest_console_keeps_the_alarming_lines(tmp_path: Path) -> None:
+    from migfw.testbed.provision import guest_console
+
+    bed = _bed()
+    bed.extra.update(host_roots={"A": str(tmp_path / "A"), "B": str(tmp_path / "B")},
+                     serial_log="/var/log/libvirt/qemu/migfw-serial.log")  # fmt: skip
+    log = tmp_path / "B" / "var/log/libvirt/qemu/migfw-serial.log"
+    log.parent.mkdir(parents=True)
+    assert guest_console(bed, "B") is None  # no file yet
+    log.write_text("\n")
+    assert guest_console(bed, "B") is None  # nothing printed since the guest arrived
+    lines = [
+        "[   61.204113] virtio_net virtio0: output.0:id 3 is not a head!",
+        "[   61.300000] virtio_net virtio0 eth0: NETDEV WATCHDOG: transmit queue 0 timed out",
+        "[   88.012345] watchdog: BUG: soft lockup - CPU#0 stuck for 23s! [swapper/0:0]",
+        "[   88.012900] RIP: 0010:native_safe_halt+0xb/0x10",
+        "[   90.000001] list_del corruption. next->prev should be ffff9e, but was dead000000000122",
+    ]
+    log.write_text("\n".join(lines) + "\n")
+    text, info = guest_console(bed, "B")
+    assert text.splitlines() == lines
+    assert info == {"host": "B", "lines": 5, "alerts": [lines[0], *lines[2:]],
+                    "alerts_total": 4}  # fmt: skip
+    assert guest_console(bed, "B", max_alerts=1)[1]["alerts"] == [lines[0]]
+    assert guest_console(_bed("external"), "B") is None  # no host roots: no console
 
 
 # ------------------------------------------------------------------ preflight

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from pathlib import Path
 from string import Template
@@ -34,7 +35,7 @@ def render_domain_xml(params: dict[str, Any], template: Path = DOMAIN_TEMPLATE) 
         "domain_type": "kvm" if accel == "kvm" else "qemu",
         "memory_mib": str(memory),
         "vcpus": str(vcpus),
-        "emulator": params.get("emulator", EMULATOR),
+        "emulator": params.get("emulator") or EMULATOR,
     }
     for key in ("name", "kernel", "initrd", "cmdline", "bridge", "tap", "mac", "serial_log"):
         values[key] = str(params[key])
@@ -103,6 +104,31 @@ def serial_log(bed: Testbed, host: str) -> Path | None:
     if not roots:
         return None
     return Path(roots[host]) / bed.extra["serial_log"].lstrip("/")
+
+
+# Kernel messages that mean the guest is hurt (oops, lockup, corrupted virtio ring, panic).
+CONSOLE_ALERT = re.compile(
+    r"BUG:|Oops|soft lockup|hung_task|not a head|WARNING:|Kernel panic|general protection"
+    r"|corruption|RIP:|Call Trace"
+)
+
+
+def guest_console(
+    bed: Testbed, host: str, max_alerts: int = 20
+) -> tuple[str, dict[str, Any]] | None:
+    """The guest's serial console on `host` and its alarming lines, or None when empty or
+    unknown (external provider). libvirt recreates the file when a migration arrives, so on
+    a destination it holds only what the guest printed since it arrived there."""
+    log = serial_log(bed, host)
+    if log is None or not log.exists():
+        return None
+    text = log.read_text(errors="replace")
+    if not text.strip():
+        return None
+    lines = text.splitlines()
+    alerts = [line.strip() for line in lines if CONSOLE_ALERT.search(line)]
+    return text, {"host": host, "lines": len(lines), "alerts": alerts[:max_alerts],
+                  "alerts_total": len(alerts)}  # fmt: skip
 
 
 def wait_ready(bed: Testbed, host: str, timeout: float = 90.0) -> float:

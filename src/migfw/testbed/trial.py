@@ -325,7 +325,7 @@ def software_versions(bed: Testbed, guest_nft: str | None) -> dict[str, Any]:
     if manifest and Path(manifest).exists():
         guest_kernel = json.loads(Path(manifest).read_text()).get("kernel_version")
     return {
-        "qemu": qemu_version() if bed.provider == "local" else None,
+        "qemu": qemu_version(bed.extra.get("emulator")) if bed.provider == "local" else None,
         "libvirt": libvirt_version,
         "kernel": {"host": platform.release(), "guest": guest_kernel},
         "nft": guest_nft,
@@ -407,7 +407,7 @@ def run_trial(
     `factors` override the config's migration settings (and testbed.guest.memory_mib).
     """
     from migfw.testbed.migrate import migrate, migration_settings, write_jobstats
-    from migfw.testbed.provision import find_vm
+    from migfw.testbed.provision import find_vm, guest_console
 
     if interval_s <= 0:
         raise MigfwError(f"--interval: {interval_s} must be positive")
@@ -502,6 +502,12 @@ def run_trial(
         mig = result["migration"]
         write_jobstats(partial / "jobstats.csv", mig.get("jobstats") or [])
         clock = result["clock"]
+        # Read the guest's console before any repair re-provisions the VM (which empties it):
+        # where it ran after the migration, i.e. the destination unless the migration failed.
+        console = guest_console(bed, source if mig.get("hypervisor") is None else destination)
+        if console is not None:
+            (partial / "console.log").write_text(console[0])
+            log("console", **console[1])
         recovery, repair_error = None, None
         if clocks:
             clocks["end"] = clock_offsets(bed)
@@ -627,6 +633,7 @@ def run_trial(
             "health": health,
             "pids": pids,
             "recovery": recovery,
+            "console": console[1] if console is not None else None,
             "ruleset": {"identical_before_after": identical, "diff": diff},
             "enforcement": enforcement,
             "firewall": firewall,
