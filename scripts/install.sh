@@ -4,6 +4,8 @@
 #   bash scripts/install.sh --analysis-only  only what analysis-only reruns need (no root needed
 #                                            if python3-venv is already there)
 #   bash scripts/install.sh --test           everything plus the test and lint tools
+#   add --qemu-backports                     also QEMU from bookworm-backports into .qemu-backports/
+#                                            for config/thesis.yaml (scripts/install-qemu-backports.sh)
 #   add --resolve                            resolve pyproject.toml's ranges afresh instead of
 #                                            installing the locked set (requirements/<mode>.txt)
 # Python packages go into .venv/ beside this repository; activate it with `. .venv/bin/activate`.
@@ -15,12 +17,14 @@ cd "$(dirname "$0")/.."
 
 mode=full
 resolve=no
+qemu_backports=no
 for arg in "$@"; do
   case "$arg" in
     --analysis-only) mode=analysis ;;
     --test) mode=test ;;
     --resolve) resolve=yes ;;
-    *) echo "install.sh: unknown option $arg (use --analysis-only, --test, --resolve)" >&2; exit 2 ;;
+    --qemu-backports) qemu_backports=yes ;;
+    *) echo "install.sh: unknown option $arg (use --analysis-only, --test, --resolve, --qemu-backports)" >&2; exit 2 ;;
   esac
 done
 
@@ -67,6 +71,10 @@ if [ "$mode" != analysis ] && [ "$(id -u)" -eq 0 ]; then
   # libvirt's QEMU driver wants this user and group to exist even when it runs guests as root.
   getent group libvirt-qemu >/dev/null || groupadd --system libvirt-qemu
   getent passwd libvirt-qemu >/dev/null || useradd --system -g libvirt-qemu -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
+fi
+
+if [ "$qemu_backports" = yes ]; then
+  bash scripts/install-qemu-backports.sh
 fi
 
 # The python3 first on PATH (it may be newer than Debian's) makes the venv.

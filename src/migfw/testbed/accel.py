@@ -23,9 +23,9 @@ from migfw.io import write_json
 QEMU = "qemu-system-x86_64"
 
 
-def qemu_version() -> str:
+def qemu_version(binary: str | None = None) -> str:
     try:
-        out = subprocess.run([QEMU, "--version"], capture_output=True, text=True).stdout
+        out = subprocess.run([binary or QEMU, "--version"], capture_output=True, text=True).stdout
     except FileNotFoundError:
         return "missing"
     return out.splitlines()[0].strip() if out else "unknown"

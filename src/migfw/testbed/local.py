@@ -206,10 +206,23 @@ class LocalTestbed:
         self.lab = bool(cfg_get(cfg, "testbed.lab_in_a_box", False))
         self.controller_address = str(base + 1)
 
-    def vm_shape(self) -> dict[str, int]:
+    def vm_shape(self) -> dict[str, Any]:
+        """What the VM is made of; a change re-provisions it (hosts stay)."""
+        from migfw.testbed.provision import EMULATOR
+
+        # A relative path is the repository's (run from its root), e.g. .qemu-backports/…
+        emulator = str(
+            Path(cfg_get(self.cfg, "testbed.guest.emulator", None) or EMULATOR).absolute()
+        )
+        if not os.access(emulator, os.X_OK):
+            raise MigfwError(
+                f"config testbed.guest.emulator: {emulator} is not an executable (for "
+                ".qemu-backports/qemu-system-x86_64 run scripts/install-qemu-backports.sh)"
+            )
         return {
             "memory_mib": int(cfg_get(self.cfg, "testbed.guest.memory_mib", 128)),
             "vcpus": int(cfg_get(self.cfg, "testbed.guest.vcpus", 1)),
+            "emulator": emulator,
         }
 
     # ------------------------------------------------------------------ paths
