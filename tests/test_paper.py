@@ -79,3 +79,32 @@ def test_bad_transcription_is_one_clear_error(tmp_path):
     with pytest.raises(MigfwError, match="ut_s"):
         reproduce_table11(bad, SUMMARY, tmp_path / "out")
     assert not (tmp_path / "out" / "audit.csv").exists()
+
+
+def test_thesis_preset_comparison_gives_libvirts_tmt_and_survivors() -> None:
+    """paper_vs_reproduction's TMT cell: PS·I and libvirt's TMT (ms → s) with their t CIs,
+    and how many of the compared experiment's trials kept a live guest (hand-built frames)."""
+    from migfw.paper.compare import _measured_by_interval, _survival, _thesis_rows
+
+    rows = [  # experiment, interval, placement, metric, n, mean, ci_t_low, ci_t_high
+        ("thesis512", 0.5, "vm", "hv_total_ms", 4, 15350.0, 14600.0, 16100.0),
+        ("thesis512", 0.01, "vm", "hv_total_ms", 3, 15360.0, 13320.0, 17390.0),
+        ("thesis", 0.01, "vm", "hv_total_ms", 8, 700.0, 600.0, 800.0),  # another experiment
+    ]
+    cols = ["experiment", "interval_s", "placement", "metric", "n", "mean", "ci_t_low",
+            "ci_t_high"]  # fmt: skip
+    summary = _thesis_rows(pd.DataFrame(rows, columns=cols))
+    cell = _measured_by_interval(summary, "hv_total_ms", " s", scale=1e-3)
+    assert cell.split("; ") == [
+        "15.35 s [14.60, 16.10] at I = 0.5 s (n = 4)",
+        "15.36 s [13.32, 17.39] at I = 0.01 s (n = 3)",
+    ]
+    trials = pd.DataFrame(
+        {
+            "experiment": ["thesis512"] * 8 + ["thesis"] * 2,
+            "placement": ["vm"] * 10,
+            "status": ["ok"] * 7 + ["failed"] + ["failed"] * 2,
+        }
+    )
+    assert _survival(trials, summary).startswith(" 7 of 8 trials kept a live guest;")
+    assert _survival(None, summary) == ""

@@ -33,6 +33,8 @@ rule paper_vs_reproduction:
                 input.paper_summary,
                 "--summary",
                 input.summary,
+                "--trials",
+                input.trials,
             ],
             ["--attack-window", input.attack_window],
             [
