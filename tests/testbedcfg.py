@@ -42,4 +42,10 @@ def local_config(
     cfg["testbed"]["guest_dir"] = str(REPO / "results" / "testbed" / "guest")
     cfg["trials"]["lead_in_s"] = 2.0
     cfg["trials"]["settle_s"] = 2.0
+    # MIGFW_TEST_EMULATOR=.qemu-backports/qemu-system-x86_64 runs them on another QEMU.
+    if os.environ.get("MIGFW_TEST_EMULATOR"):
+        emulator = Path(os.environ["MIGFW_TEST_EMULATOR"])
+        cfg["testbed"]["guest"]["emulator"] = str(
+            emulator if emulator.is_absolute() else REPO / emulator
+        )
     return cfg
