@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import secrets
 import shlex
 import sys
 import time
@@ -28,7 +29,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from migfw.errors import MigfwError
-from migfw.testbed.prober import ProbeSession, capture_filter
+from migfw.testbed.attacker import AttackSession
+from migfw.testbed.prober import ProbeSession
 
 SSH_TRANSPORTS = ("ssh", "libssh", "libssh2")
 # Print this host's CLOCK_REALTIME for every line read; `date` where python3 is missing.
@@ -156,191 +158,375 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-class RemoteProbeSession(ProbeSession):
-    """ProbeSession whose tcpdump and prober run on `prober['target']` over SSH."""
+class RemoteSh:
+    """One long-lived `sh` on a host, over one SSH channel: each command costs a round trip.
 
-    def __init__(
-        self, prober: dict[str, Any], *args: Any, service: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:  # fmt: skip
-        super().__init__(None, *args, **kwargs)
-        self.remote = prober
-        # The `service` workload's request generator runs beside the prober, on its host:
-        # {"services": ["ftp:21", ...], "rate_hz": R, "log": local service.csv path}.
-        self.service = service
-        self.service_result: dict[str, Any] | None = None
+    Why not one SSH exec per command: every exec is a new session, and the server runs the
+    login shell (`bash -c`), which reads the user's ~/.bashrc first. On this machine root's
+    ~/.bashrc runs `pyenv init` - measured 0.55-0.97 s per command (remote prober stop: 10
+    commands, 8.9 s). A lab's accounts can be as slow; one shell pays it once.
+    Commands run with stdin from /dev/null; their stderr is merged into the output.
+    """
+
+    def __init__(self, shell: Any, timeout_s: float = 30.0) -> None:
+        self.shell = shell
+        self.address = shell.address
+        self.chan = shell.conn.client.get_transport().open_session()
+        self.chan.settimeout(timeout_s)
+        self.chan.exec_command("exec sh")
+        self.buf = b""
+
+    def run(self, cmd: str, check: bool = True, timeout: float = 30.0) -> str:
+        marker = f"__migfw_rc_{secrets.token_hex(6)}"
+        script = f"{{ {cmd}\n}} </dev/null 2>&1; printf '\\n{marker} %d\\n' $?\n"
+        deadline = time.monotonic() + timeout
+        needle = f"\n{marker} ".encode()
+        try:
+            self.chan.sendall(script.encode())
+            while True:
+                at = self.buf.find(needle)
+                if at >= 0 and self.buf.find(b"\n", at + len(needle)) >= 0:
+                    break
+                if time.monotonic() > deadline:
+                    raise MigfwError(f"ssh {self.address}: `{cmd}` timed out after {timeout:.0f} s")
+                self.chan.settimeout(max(0.05, deadline - time.monotonic()))
+                chunk = self.chan.recv(65536)
+                if not chunk:
+                    raise MigfwError(f"ssh {self.address}: shell exited running `{cmd}`")
+                self.buf += chunk
+        except (OSError, TimeoutError) as exc:
+            raise MigfwError(
+                f"ssh {self.address}: connection lost running `{cmd}`: {exc}"
+            ) from None
+        end = self.buf.index(b"\n", at + len(needle))
+        out = self.buf[:at].decode(errors="replace")
+        code = int(self.buf[at + len(needle) : end])
+        self.buf = self.buf[end + 1 :]
+        if check and code != 0:
+            last = out.strip().splitlines()
+            raise MigfwError(f"ssh {self.address}: `{cmd}` exited {code}: "
+                             f"{last[-1] if last else 'no output'}")  # fmt: skip
+        return out
+
+    def close(self) -> None:
+        try:
+            self.chan.close()
+        except OSError:
+            pass
+
+
+class RemoteProcs:
+    """Processes of one session on a remote host: a private temporary directory, each
+    process started detached with its output in files, stopped and killed by pid."""
+
+    def __init__(self, target: dict[str, Any], ready_timeout_s: float = 30.0) -> None:
+        self.target = target
+        self.host = target["host"]
+        self.ready_timeout_s = ready_timeout_s
         self.shell: Any = None
+        self.sh: RemoteSh | None = None
         self.workdir: str | None = None
-        # The processes live on the prober host: `pids` (what a later run on this machine
-        # may kill after a crash) stays empty; these are killed over SSH.
-        self.remote_pids: dict[str, int] = {}
-        self.copied: dict[str, str] = {}
+        self.pids: dict[str, int] = {}
 
-    def _run(self, cmd: str, check: bool = True) -> str:
-        return self.shell.run(cmd, check=check, timeout=30)
+    def open(self, prefix: str = "migfw-probe") -> str:
+        self.shell = open_shell(self.target)
+        self.sh = RemoteSh(self.shell)
+        self.workdir = self.run(f"mktemp -d /tmp/{prefix}.XXXXXXXX").strip()
+        return self.workdir
 
-    def _spawn(self, name: str, argv: list[str]) -> int:
+    def run(self, cmd: str, check: bool = True, timeout: float = 30.0) -> str:
+        assert self.sh is not None
+        return self.sh.run(cmd, check=check, timeout=timeout)
+
+    def spawn(self, name: str, argv: list[str]) -> int:
         """Start argv detached in the work dir, stdout/stderr to files; return its pid."""
-        out = self._run(
-            # A simple command alone goes to the background, so $! is its
-            # pid (sh forks once and setsid execs the command) and signals reach it.
-            f"setsid {shlex.join(argv)} >{self.workdir}/{name}.out"
-            f" 2>{self.workdir}/{name}.err </dev/null & echo $!"
+        out = self.run(
+            # In a subshell that exits at once: the process is orphaned (its exit is reaped by
+            # init, so /proc shows it gone), and $! is its pid (setsid execs the command).
+            f"( setsid {shlex.join(argv)} >{self.workdir}/{name}.out"
+            f" 2>{self.workdir}/{name}.err </dev/null & echo $! )"
         )
-        self.remote_pids[name] = int(out.strip())
-        return self.remote_pids[name]
+        self.pids[name] = int(out.strip().splitlines()[-1])
+        return self.pids[name]
 
-    def _wait_for(self, name: str, stream: str, want: str) -> str:
-        deadline = time.monotonic() + self.ready_timeout_s
-        while time.monotonic() < deadline:
-            text = self._run(f"cat {self.workdir}/{name}.{stream}", check=False)
-            for line in text.splitlines():
-                if want in line:
-                    return line
-            if not self._alive(name):
-                err = self._run(f"tail -n 3 {self.workdir}/{name}.err", check=False).strip()
-                raise MigfwError(f"{name} on {self.remote['target']['host']} exited: "
-                                 f"{err.splitlines()[-1] if err else 'no output'}")  # fmt: skip
-            time.sleep(0.1)
-        raise MigfwError(
-            f"{name} on {self.remote['target']['host']}: no {want!r} after "
-            f"{self.ready_timeout_s:.0f} s"
-        )
-
-    def _alive(self, name: str) -> bool:
-        pid = self.remote_pids.get(name)
+    def alive(self, name: str) -> bool:
+        pid = self.pids.get(name)
         if not pid:
             return False
         # A zombie (nobody reaped it yet) has exited too.
         probe = f's=$(cut -d" " -f3 /proc/{pid}/stat 2>/dev/null) && [ "$s" != Z ] && echo y'
-        return self._run(probe, check=False) == "y\n"
+        return self.run(probe, check=False).strip() == "y"
+
+    def _last_err(self, name: str) -> str:
+        err = self.run(f"tail -n 3 {self.workdir}/{name}.err", check=False).strip()
+        return err.splitlines()[-1] if err else "no output"
+
+    def wait_for(self, name: str, stream: str, want: str) -> str:
+        """The first line of `name`'s stdout/stderr file containing `want` (a deadline)."""
+        deadline = time.monotonic() + self.ready_timeout_s
+        while time.monotonic() < deadline:
+            text = self.run(f"cat {self.workdir}/{name}.{stream}", check=False)
+            for line in text.splitlines():
+                if want in line:
+                    return line
+            if not self.alive(name):
+                raise MigfwError(f"{name} on {self.host} exited: {self._last_err(name)}")
+            time.sleep(0.05)
+        raise MigfwError(f"{name} on {self.host}: no {want!r} after {self.ready_timeout_s:.0f} s")
+
+    def stop(self, name: str, signal_name: str, want: str | None, timeout_s: float = 15) -> str:
+        """Signal `name` and wait until it has exited (and, if `want`, printed a line
+        starting with it; that line is returned)."""
+        self.run(f"kill -{signal_name} {self.pids[name]}", check=False)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.alive(name):
+                if want is None:
+                    return ""
+                text = self.run(f"cat {self.workdir}/{name}.out", check=False)
+                for line in text.splitlines():
+                    if line.startswith(want):
+                        return line
+                raise MigfwError(f"{name} on {self.host} failed: {self._last_err(name)}")
+            time.sleep(0.02)
+        raise MigfwError(f"{name} on {self.host}: did not stop within {timeout_s:.0f} s")
+
+    def get(self, name: str, local: Path) -> None:
+        self.shell.conn.get(f"{self.workdir}/{name}", str(local))
+
+    def fetch(self, files: dict[str, Path]) -> dict[str, str]:
+        """Copy each file back; its SHA-256 here must equal the one the remote host computed."""
+        out = self.run(f"cd {self.workdir} && sha256sum {' '.join(files)}")
+        remote = {name: digest for digest, name in (ln.split() for ln in out.splitlines())}
+        copied = {}
+        for name, local in files.items():
+            self.get(name, local)
+            digest = _sha256(local)
+            if digest != remote.get(name):
+                raise MigfwError(
+                    f"{name} copied from {self.host}: SHA-256 {digest} differs from the "
+                    f"remote host's {remote.get(name)}"
+                )
+            copied[name] = digest
+        return copied
+
+    def close(self) -> None:
+        """Kill what is left, remove the work dir, close the session (never raises)."""
+        if self.shell is not None and self.shell.conn is not None:
+            try:
+                if self.sh is not None:
+                    pids = " ".join(str(p) for p in self.pids.values())
+                    if pids:
+                        self.run(f"kill -KILL {pids} 2>/dev/null", check=False)
+                    if self.workdir and self.workdir.startswith("/tmp/migfw-"):
+                        self.run(f"rm -rf {self.workdir}", check=False)
+            except MigfwError:
+                pass  # the host is gone; nothing of ours can be left running there
+            if self.sh is not None:
+                self.sh.close()
+            self.shell.close()
+        self.shell, self.sh = None, None
+
+
+class _RemoteSession:
+    """Mixin: a ProbeSession (or AttackSession) whose tcpdump and sender run on
+    `remote['target']` over SSH. The sender's command is the local one with the
+    interpreter and file paths moved to the remote host; the files come back by SFTP,
+    checked against the SHA-256 the remote host computed."""
+
+    pcap_path: Path
+    sendlog_path: Path
+    enforcement_log_path: Path
+    enforcement: dict[str, Any] | None
+    iface: str
+    target: str
+    interval_s: float
+    ready_timeout_s: float
+    result: dict[str, Any] | None
+
+    def __init__(self, remote: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        self.exclude_sports = tuple(kwargs.pop("exclude_sports", ()))
+        super().__init__(None, *args, **kwargs)  # type: ignore[call-arg]
+        self.remote = remote
+        self.procs = RemoteProcs(remote["target"], self.ready_timeout_s)
+        # The processes live on the remote host: `pids` (what a later run on this machine
+        # may kill after a crash) stays empty; these are killed over SSH.
+        self.remote_pids = self.procs.pids
+        self.copied: dict[str, str] = {}
+
+    @property
+    def workdir(self) -> str | None:
+        return self.procs.workdir
+
+    def _remote_files(self) -> dict[str, Path]:
+        files = {self.pcap_path.name: self._pcap_part, self.sendlog_path.name: self.sendlog_path}
+        if self.enforcement:
+            files[self.enforcement_log_path.name] = self.enforcement_log_path
+        return files
+
+    def _remote_argv(self) -> list[str]:
+        moved = {str(self.sendlog_path): f"{self.workdir}/{self.sendlog_path.name}",
+                 str(self.enforcement_log_path):
+                     f"{self.workdir}/{self.enforcement_log_path.name}"}  # fmt: skip
+        argv = [moved.get(a, a) for a in self._command()]  # type: ignore[attr-defined]
+        return [self.remote["python"], *argv[1:]]
+
+    def _remote_filter(self) -> str:
+        text = self._dump_filter()  # type: ignore[attr-defined]
+        if self.exclude_sports:
+            # Another session's packets on this host (the attacker's SYNs and their answers
+            # when it shares the prober's host): its own capture has them.
+            ports = " or ".join(f"tcp port {p}" for p in self.exclude_sports)
+            text = f"({text}) and not ({ports})"
+        return text
 
     def start(self) -> None:
         self.pcap_path.parent.mkdir(parents=True, exist_ok=True)
         self._pcap_part = self.pcap_path.with_name(f".{self.pcap_path.name}.part")
         try:
-            self.shell = open_shell(self.remote["target"])
-            self.workdir = self._run("mktemp -d /tmp/migfw-probe.XXXXXXXX").strip()
-            wd = self.workdir
-            self._spawn("tcpdump", [
+            wd = self.procs.open()
+            self.procs.spawn("tcpdump", [
                 "tcpdump", "-n", "-Z", "root", "-i", self.iface, "-s", "192", "-B", "16384",
                 "-U", "--immediate-mode", "--time-stamp-precision=nano", "-w",
-                f"{wd}/probe.pcap", capture_filter(self.target),
+                f"{wd}/{self.pcap_path.name}", self._remote_filter(),
             ])  # fmt: skip
-            self._wait_for("tcpdump", "err", "listening on")
-            cmd = [self.remote["python"], "-m", "migfw.testbed.prober", "--target",
-                   self.target, "--interval", repr(self.interval_s),
-                   "--sendlog", f"{wd}/sendlog.csv", "--ident", str(self.ident)]  # fmt: skip
-            if self.enforcement:
-                cmd += [
-                    "--enf-rate", str(self.enforcement["rate_hz"]),
-                    "--blocked-port", str(self.enforcement["blocked_port"]),
-                    "--allowed-port", str(self.enforcement["allowed_port"]),
-                    "--enforcement-log", f"{wd}/enforcement.csv",
-                ]  # fmt: skip
-            self._spawn("prober", cmd)
-            line = self._wait_for("prober", "out", "READY")
+            self.procs.wait_for("tcpdump", "err", "listening on")
+            self.procs.spawn("sender", self._remote_argv())
+            line = self.procs.wait_for("sender", "out", "READY")
             self.t0_ns = int(line.split()[1])
-            if self.service:
-                from migfw.testbed.service import ServiceSession
-
-                gen = ServiceSession(None, self.target, self.service["services"],
-                                     self.service["rate_hz"], f"{wd}/service.csv")  # fmt: skip
-                self._spawn("service", [self.remote["python"], *gen.command()[1:]])
-                self._wait_for("service", "out", "READY")
+            self._after_start()
         except BaseException:
             self._kill()
             raise
+
+    def _after_start(self) -> None:
+        """More processes beside the sender (RemoteProbeSession: the service requests)."""
+
+    def _before_stop(self) -> None:
+        """Stop those first."""
 
     def stray(self, own_address: str) -> dict[str, Any]:
         """Other probers' traffic in the capture so far (a copy of it, fetched now)."""
         from migfw.testbed.prober import stray_traffic
 
-        self.shell.conn.get(f"{self.workdir}/probe.pcap", str(self._pcap_part))
-        return stray_traffic(self._pcap_part, self.target, own_address, self.ident)
+        self.procs.get(self.pcap_path.name, self._pcap_part)
+        return stray_traffic(self._pcap_part, self.target, own_address, self.ident)  # type: ignore[attr-defined]
 
     def stop(self, linger_s: float = 0.5) -> dict[str, Any]:
-        if not self.remote_pids.get("prober"):
+        """As ProbeSession.stop: the sender first, `linger_s` for the last answers, then
+        tcpdump (SIGINT: with -U and --immediate-mode every packet is already written)."""
+        from migfw.testbed.prober import _TCPDUMP_STATS
+
+        if not self.procs.pids.get("sender"):
             raise MigfwError("prober: stop() before start()")
         try:
-            if self.service:  # the load first: it waits for its requests in flight (<= 5 s)
-                self._run(f"kill -TERM {self.remote_pids['service']}")
-                self.service_result = json.loads(self._wait_for_exit("service", "DONE ")[5:])
-            self._run(f"kill -TERM {self.remote_pids['prober']}")
-            line = self._wait_for_exit("prober", "DONE ")
+            self._before_stop()
+            line = self.procs.stop("sender", "TERM", "DONE ")
             stats = json.loads(line[5:])
             time.sleep(linger_s)
-            self._run(f"kill -INT {self.remote_pids['tcpdump']}", check=False)
-            self._wait_for_exit("tcpdump", None)
-            dump_err = self._run(f"cat {self.workdir}/tcpdump.err", check=False)
-            from migfw.testbed.prober import _TCPDUMP_STATS
-
+            self.procs.stop("tcpdump", "INT", None)
+            dump_err = self.procs.run(f"cat {self.workdir}/tcpdump.err", check=False)
             summary = {}
             for key, rx in _TCPDUMP_STATS.items():
                 m = rx.search(dump_err)
                 summary[key] = int(m[1]) if m else None
-            files = {"probe.pcap": self._pcap_part, "sendlog.csv": self.sendlog_path}
-            if self.enforcement:
-                files["enforcement.csv"] = self.enforcement_log_path
-            if self.service:
-                files["service.csv"] = Path(self.service["log"])
-            self.copied = self._fetch(files)
+            self.copied = self.procs.fetch(self._remote_files())
             self._pcap_part.replace(self.pcap_path)
             result = {**stats, **summary, "t0_ns": self.t0_ns, "interval_s": self.interval_s}
-            result.update(self._enforcement_summary())
+            result.update(self._enforcement_summary())  # type: ignore[attr-defined]
             result["copied_sha256"] = self.copied
             self.result = result
             return result
         finally:
             self._kill()
 
-    def _wait_for_exit(self, name: str, want: str | None) -> str:
-        """Wait until `name` has exited (and, if `want`, printed a line starting with it)."""
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if not self._alive(name):
-                if want is None:
-                    return ""
-                text = self._run(f"cat {self.workdir}/{name}.out", check=False)
-                for line in text.splitlines():
-                    if line.startswith(want):
-                        return line
-                err = self._run(f"tail -n 3 {self.workdir}/{name}.err", check=False).strip()
-                raise MigfwError(f"{name} on {self.remote['target']['host']} failed: "
-                                 f"{err.splitlines()[-1] if err else 'no output'}")  # fmt: skip
-            time.sleep(0.1)
-        raise MigfwError(f"{name} on {self.remote['target']['host']}: did not stop within 15 s")
-
-    def _fetch(self, files: dict[str, Path]) -> dict[str, str]:
-        """Copy each file back; its SHA-256 here must equal the one the prober host computed."""
-        names = " ".join(files)
-        out = self._run(f"cd {self.workdir} && sha256sum {names}")
-        remote = {name: digest for digest, name in (ln.split() for ln in out.splitlines())}
-        copied = {}
-        for name, local in files.items():
-            self.shell.conn.get(f"{self.workdir}/{name}", str(local))
-            digest = _sha256(local)
-            if digest != remote.get(name):
-                raise MigfwError(
-                    f"{name} copied from {self.remote['target']['host']}: SHA-256 {digest} "
-                    f"differs from the prober host's {remote.get(name)}"
-                )
-            copied[name] = digest
-        return copied
-
     def _kill(self) -> None:
-        if self.shell is not None and self.shell.conn is not None:
-            try:
-                for pid in self.remote_pids.values():
-                    self._run(f"kill -KILL {pid} 2>/dev/null", check=False)
-                if self.workdir and self.workdir.startswith("/tmp/migfw-probe."):
-                    self._run(f"rm -rf {self.workdir}", check=False)
-            except MigfwError:
-                pass  # the host is gone; nothing of ours can be left running there
-            self.shell.close()
-        self.shell = None
+        self.procs.close()
         if getattr(self, "_pcap_part", None) is not None and self.result is None:
             self._pcap_part.unlink(missing_ok=True)
+
+
+class RemoteProbeSession(_RemoteSession, ProbeSession):
+    """ProbeSession whose tcpdump and prober run on `prober['target']` over SSH."""
+
+    def __init__(
+        self, prober: dict[str, Any], *args: Any, service: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:  # fmt: skip
+        super().__init__(prober, *args, **kwargs)
+        # The `service` workload's request generator runs beside the prober, on its host:
+        # {"services": ["ftp:21", ...], "rate_hz": R, "log": local service.csv path}.
+        self.service = service
+        self.service_result: dict[str, Any] | None = None
+
+    def _after_start(self) -> None:
+        if self.service:
+            from migfw.testbed.service import ServiceSession
+
+            log = f"{self.workdir}/service.csv"
+            gen = ServiceSession(None, self.target, self.service["services"],
+                                 self.service["rate_hz"], log)  # fmt: skip
+            self.procs.spawn("service", [self.remote["python"], *gen.command()[1:]])
+            self.procs.wait_for("service", "out", "READY")
+
+    def _before_stop(self) -> None:
+        if self.service:  # the load first: it waits for its requests in flight (<= 5 s)
+            line = self.procs.stop("service", "TERM", "DONE ")
+            self.service_result = json.loads(line[5:])
+
+    def _remote_files(self) -> dict[str, Path]:
+        files = super()._remote_files()
+        if self.service:
+            files["service.csv"] = Path(self.service["log"])
+        return files
+
+
+class RemoteAttackSession(_RemoteSession, AttackSession):
+    """AttackSession (attack.pcap, attack_sendlog.csv) on `prober['target']` over SSH."""
+
+
+class RemoteFlowSession:
+    """FlowSession's flows process on a remote host (flows.csv copied back, SHA-256 checked)."""
+
+    def __init__(self, remote: dict[str, Any], target: str, flows: list[str], rate_hz: float,
+                 log_path: str | Path, timeout_s: float = 10.0,
+                 ready_timeout_s: float = 30.0) -> None:  # fmt: skip
+        self.remote, self.target, self.flows = remote, target, list(flows)
+        self.rate_hz, self.log_path = float(rate_hz), Path(log_path)
+        self.timeout_s = timeout_s
+        self.procs = RemoteProcs(remote["target"], ready_timeout_s)
+        self.remote_pids = self.procs.pids
+        self.connected: dict[str, Any] | None = None
+        self.copied: dict[str, str] = {}
+
+    def start(self) -> dict[str, Any]:
+        try:
+            wd = self.procs.open("migfw-flows")
+            cmd = [self.remote["python"], "-m", "migfw.testbed.flows", "--target", self.target,
+                   "--rate", repr(self.rate_hz), "--log", f"{wd}/{self.log_path.name}",
+                   "--timeout", repr(self.timeout_s)]  # fmt: skip
+            for spec in self.flows:
+                cmd += ["--flow", spec]
+            self.procs.spawn("flows", cmd)
+            line = self.procs.wait_for("flows", "out", "READY ")
+            self.connected = json.loads(line[line.index("READY ") + 6 :])
+            return self.connected
+        except BaseException:
+            self.kill()
+            raise
+
+    def stop(self) -> dict[str, Any]:
+        if self.connected is None:
+            raise MigfwError("flows: stop() before start()")
+        try:
+            line = self.procs.stop("flows", "TERM", "DONE ")
+            self.copied = self.procs.fetch({self.log_path.name: self.log_path})
+            return json.loads(line[5:])
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        self.procs.close()
 
 
 # ---------------------------------------------------------------- ruleset checks, remotely
