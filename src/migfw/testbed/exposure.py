@@ -14,8 +14,10 @@ When the guest has no `table inet migfw` (placements without a guest firewall) n
 rule is needed or added; trial.json records `temporary_rule: null`. A host-side firewall
 that blocks tcp/7 then refuses the connection, recorded as `error:connect ...` in flows.csv.
 
-Both run only where the testbed has them: the external provider (a remote prober host, no
-attacker namespace) runs neither; its prober sends the blocked-port probes itself.
+Both run where the prober runs: in the local testbed's attacker and prober namespaces; with
+the external provider on this machine, or - `prober_host` set - on the prober host over SSH
+(migfw.testbed.remote: RemoteAttackSession, RemoteFlowSession), whose files come back
+checked by SHA-256 (`copied_sha256`). There the attacker's address is the prober's.
 """
 
 from __future__ import annotations
@@ -82,7 +84,8 @@ class TrialTraffic:
 
     @property
     def attacker_address(self) -> str | None:
-        return self.bed.extra.get("attacker_address")
+        # No attacker namespace (external provider): the SYNs leave from the prober's address.
+        return self.bed.extra.get("attacker_address") or self.bed.prober_address
 
     def start(self, log: Any) -> None:
         try:
@@ -96,14 +99,20 @@ class TrialTraffic:
         from migfw.testbed.flows import FlowSession
 
         rate = float(self.flows_cfg.get("rate_hz", 100) or 0)
-        if rate <= 0 or self.bed.extra.get("prober"):
-            # Flows start in the prober's namespace on this machine; a remote prober host
-            # (external provider) has no flow client: its trials record `flows: null`.
+        if rate <= 0:
             return
         specs = [f"{n}:{p}:{k}" for n, p, k in (STATEFUL, ESTABLISHED)]
-        self.flows = FlowSession(self.bed.prober_netns, self.bed.vm_address, specs, rate,
-                                 self.folder / "flows.csv",
-                                 timeout_s=float(self.flows_cfg.get("timeout_s", 10)))  # fmt: skip
+        timeout = float(self.flows_cfg.get("timeout_s", 10))
+        remote = self.bed.extra.get("prober")
+        if remote:  # the flows start where the prober runs: on the prober host
+            from migfw.testbed.remote import RemoteFlowSession
+
+            self.flows = RemoteFlowSession(
+                remote, self.bed.vm_address, specs, rate, self.folder / "flows.csv", timeout
+            )
+        else:
+            self.flows = FlowSession(self.bed.prober_netns, self.bed.vm_address, specs, rate,
+                                     self.folder / "flows.csv", timeout_s=timeout)  # fmt: skip
         handle = None
         with _guest_shell(self.bed) as shell:
             handle = add_temporary_rule(shell, self.bed.prober_address or "", ESTABLISHED[1])
@@ -133,17 +142,22 @@ class TrialTraffic:
 
         rate = float(self.enforcement.get("rate_hz", 0) or 0)
         netns = self.bed.extra.get("attacker_netns")
-        if rate <= 0 or not netns:
+        if rate <= 0:
             return
         blocked = int(self.enforcement.get("blocked_port", 23))
         allowed = int(self.enforcement.get("allowed_port", 22))
         allowed_rate = float(self.enforcement.get("allowed_rate_hz") or min(rate, 100.0))
-        self.attack = AttackSession(
-            netns, str(self.bed.extra.get("attacker_iface", "eth0")), self.bed.vm_address,
-            str(self.attacker_address), blocked, allowed, rate,
-            self.folder / "attack.pcap", self.folder / "attack_sendlog.csv",
-            allowed_rate_hz=allowed_rate,
-        )  # fmt: skip
+        args = (self.bed.vm_address, str(self.attacker_address), blocked, allowed, rate,
+                self.folder / "attack.pcap", self.folder / "attack_sendlog.csv")  # fmt: skip
+        remote = self.bed.extra.get("prober")
+        if remote:  # on the prober host, from the prober's address and interface
+            from migfw.testbed.remote import RemoteAttackSession
+
+            self.attack = RemoteAttackSession(remote, str(self.bed.prober_iface), *args,
+                                              allowed_rate_hz=allowed_rate)  # fmt: skip
+        else:  # the attacker namespace (local), or this machine (external, local prober)
+            iface = str(self.bed.extra.get("attacker_iface") or self.bed.prober_iface)
+            self.attack = AttackSession(netns, iface, *args, allowed_rate_hz=allowed_rate)
         self.attack.start()
         log("attack_started", pids=self.attack.pids, rate_hz=rate)
         # `address` is the attacked address (the VM), as the attack-window analysis reads it.
@@ -156,8 +170,17 @@ class TrialTraffic:
         out = {}
         if self.attack is not None:
             out.update({f"attack_{k}": v for k, v in self.attack.pids.items()})
-        if self.flows is not None and self.flows.proc is not None:
+        if self.flows is not None and getattr(self.flows, "proc", None) is not None:
             out["flows"] = self.flows.proc.pid
+        return out
+
+    @property
+    def remote_pids(self) -> dict[str, int]:
+        """PIDs on the prober host (killed over SSH, never here)."""
+        out = {}
+        for name, session in (("attack", self.attack), ("flows", self.flows)):
+            for k, v in (getattr(session, "remote_pids", None) or {}).items():
+                out[f"{name}_{k}"] = v
         return out
 
     def stop(self, log: Any) -> dict[str, Any]:
@@ -177,7 +200,7 @@ class TrialTraffic:
                     log("attack_stopped", **summary)
                 except MigfwError as exc:
                     errors.append(str(exc))
-            if self.flows is not None and self.flows.proc is not None:
+            if self.flows is not None and self.flows.connected is not None:
                 try:
                     res = self.flows.stop()
                     self.record["flows"].update(res["flows"])
@@ -186,6 +209,9 @@ class TrialTraffic:
                     errors.append(str(exc))
         finally:
             self.kill()
+        copied = {**getattr(self.attack, "copied", {}), **getattr(self.flows, "copied", {})}
+        if copied:  # files copied back from the prober host, SHA-256 checked
+            self.record["copied_sha256"] = copied
         if errors:
             self.record["errors"] = errors
         return self.record

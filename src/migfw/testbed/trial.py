@@ -695,9 +695,9 @@ def _probe_and_migrate(
     from migfw.testbed.migrate import MigrationFailed
     from migfw.testbed.prober import ProbeSession
 
-    # The blocked-port probes come from the attacker namespace where the testbed has one
-    # (local provider); otherwise (external provider, remote prober) the prober sends them.
-    has_attacker = bool(bed.extra.get("attacker_netns"))
+    # The blocked-port probes come from the attacker (migfw.testbed.exposure): the local
+    # testbed's attacker namespace, or where the external provider's prober runs.
+    has_attacker = bool(bed.extra.get("attacker_netns")) or bed.provider == "external"
     clock = StepClock()
     probe_enforcement = None if has_attacker else enforcement
     args = (bed.prober_iface, bed.vm_address, interval_s, partial / "probe.pcap",
@@ -706,6 +706,7 @@ def _probe_and_migrate(
     # machine, or the prober host: then the remote session runs them beside the prober).
     wants_service = (load or {}).get("workload") == "service"
     if bed.extra.get("prober"):  # tcpdump and the prober run on the prober host, over SSH
+        from migfw.testbed.attacker import probe_sport
         from migfw.testbed.remote import RemoteProbeSession
         from migfw.testbed.service import ALLOWED
 
@@ -713,9 +714,13 @@ def _probe_and_migrate(
         if wants_service:
             remote_service = {"services": list(ALLOWED), "rate_hz": load["service_rate_hz"],
                               "log": partial / "service.csv"}  # fmt: skip
+        # The attacker shares the host: its SYNs and their answers are attack.pcap's.
+        ports = (int((enforcement or {}).get(k, d)) for k, d in (("blocked_port", 23),
+                                                               ("allowed_port", 22)))  # fmt: skip
         session: ProbeSession = RemoteProbeSession(
-            bed.extra["prober"], *args, enforcement=probe_enforcement, service=remote_service
-        )
+            bed.extra["prober"], *args, enforcement=probe_enforcement, service=remote_service,
+            exclude_sports=tuple(probe_sport(p) for p in ports) if has_attacker else (),
+        )  # fmt: skip
         wants_service = False  # started and stopped by the remote session
     else:
         session = ProbeSession(bed.prober_netns, *args, enforcement=probe_enforcement)
@@ -736,6 +741,8 @@ def _probe_and_migrate(
     try:
         traffic.start(log)
         prober["pids"] = {**session.pids, **traffic.pids}
+        if traffic.remote_pids:
+            prober["remote_pids"] = {**prober.get("remote_pids", {}), **traffic.remote_pids}
         if wants_service:
             from migfw.testbed.service import ALLOWED, ServiceSession
 
@@ -804,6 +811,9 @@ def _probe_and_migrate(
         (Path(bed.state_dir) / "prober.json").unlink(missing_ok=True)
     if not has_attacker:  # the prober's own enforcement SYNs (no attacker namespace)
         traffic_record.setdefault("breaches", capture.get("breaches") or [])
+    if traffic_record.get("copied_sha256"):  # attack.pcap, its send log, flows.csv
+        capture["copied_sha256"] = {**(capture.get("copied_sha256") or {}),
+                                    **traffic_record.pop("copied_sha256")}  # fmt: skip
     if traffic_record.get("errors") and not failure:
         failure = "attack/flows: " + "; ".join(traffic_record["errors"])
     if service_errors and not failure:
