@@ -119,23 +119,58 @@ def _external_bed(tmp_path: Path):
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("placement", ["vmm", "vmm-agent", "none"])
-def test_external_provider_refuses_host_placements(tmp_path: Path, placement: str) -> None:
-    """Host firewalls live in the hosts' namespaces, which only the local provider has."""
+@pytest.mark.parametrize("placement", ["vmm", "vmm-agent"])
+def test_external_host_placements_need_ssh_logins(tmp_path: Path, placement: str) -> None:
+    """Host firewalls are set up over SSH with the libvirt URI's login: a URI without one
+    (qemu+tls) is refused in one line, at config time and by the trial."""
     from migfw.testbed.trial import setup_placement
 
-    with pytest.raises(MigfwError, match=f"placement {placement}: needs the local provider"):
-        setup_placement({}, _external_bed(tmp_path), placement, "A", print, tmp_path)
+    bed = _external_bed(tmp_path)
+    for host in bed.hosts.values():
+        host.uri = "qemu+tls://hv.lab/system"
+    with pytest.raises(MigfwError, match=f"placement {placement}: the external provider "
+                       "reaches host firewalls over SSH only"):  # fmt: skip
+        setup_placement({}, bed, placement, "A", print, tmp_path)
+    from migfw.testbed.external import external_testbed
+
+    key, known = tmp_path / "k", tmp_path / "kh"
+    key.write_text("k")
+    known.write_text("kh")
+    cfg = {"testbed": {"provider": "external", "external": {
+        "source_uri": "qemu+tls://hv-a/system", "destination_uri": "qemu+tls://hv-b/system",
+        "source_migration_uri": "tcp://10.0.0.1", "destination_migration_uri": "tcp://10.0.0.2",
+        "domain": "vm", "vm_address": "192.0.2.10", "ssh_key": str(key),
+        "ssh_known_hosts": str(known)}},
+        "experiments": {"x": {"factors": {"interval_s": [0.01], "placement": ["vm", placement]}}},
+    }  # fmt: skip
+    with pytest.raises(MigfwError, match=f"source_uri: placement {placement} needs an SSH"):
+        external_testbed(cfg)
+    cfg["experiments"]["x"]["factors"]["placement"] = ["vm", "none"]
+    assert external_testbed(cfg).provider == "external"
 
 
-def test_no_attacker_and_no_flows_without_a_local_prober_namespace(tmp_path: Path) -> None:
-    """A remote prober (external provider): TrialTraffic starts nothing and records nothing;
-    the prober sends the blocked-port probes (trial._probe_and_migrate)."""
+def test_attacker_and_flows_go_where_the_remote_prober_runs(tmp_path: Path, monkeypatch) -> None:
+    """A remote prober (external provider): the attacker and the flows are sessions on the
+    prober host, sending from the prober's address and interface (started here without a
+    host: their start() is replaced; tests/test_lab_in_a_box.py runs them for real)."""
+    from migfw.testbed import remote
     from migfw.testbed.exposure import TrialTraffic
 
-    events = []
-    traffic = TrialTraffic(_external_bed(tmp_path), tmp_path, None, {"rate_hz": 100})
-    traffic.start(lambda step, **f: events.append(step))
-    assert traffic.pids == {} and events == []
-    assert traffic.stop(lambda step, **f: events.append(step)) == {}
-    assert list(tmp_path.iterdir()) == []
+    started = []
+    monkeypatch.setattr(remote.RemoteAttackSession, "start", lambda s: started.append(s))
+    monkeypatch.setattr(remote.RemoteFlowSession, "start",
+                        lambda s: started.append(s) or {"connected": {}})  # fmt: skip
+    bed = _external_bed(tmp_path)
+    bed.extra["prober"].update(target={"host": "127.0.0.2"}, python="/opt/py")
+    traffic = TrialTraffic(bed, tmp_path, {"rate_hz": 1000, "blocked_port": 23,
+                                           "allowed_port": 22}, {"rate_hz": 0})  # fmt: skip
+    traffic.start(lambda step, **f: None)
+    (attack,) = started
+    assert isinstance(attack, remote.RemoteAttackSession)
+    assert attack.source == "127.0.0.2" and attack.iface == "lo" and attack.ports == (23, 22)
+    assert attack.netns is None and attack.remote is bed.extra["prober"]
+    assert traffic.record["attack"]["attacker"] == "127.0.0.2"
+    attack.procs.workdir = "/tmp/migfw-probe.X"
+    argv = attack._remote_argv()  # the remote interpreter, the send log in the remote dir
+    assert argv[:3] == ["/opt/py", "-m", "migfw.testbed.attacker"]
+    assert argv[argv.index("--sendlog") + 1] == "/tmp/migfw-probe.X/attack_sendlog.csv"

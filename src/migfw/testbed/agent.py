@@ -111,6 +111,7 @@ class EventAgent:
         self.callbacks: dict[str, int] = {}
         self.worker: threading.Thread | None = None
         self.log: list[dict[str, Any]] = []
+        self.cleanup: list[Callable[[], None]] = []  # run at stop(), after the last action
 
     def _callback(self, host: str) -> Callable[..., None]:
         def on_lifecycle(_conn: Any, dom: Any, event: int, detail: int, _opaque: Any) -> None:
@@ -162,6 +163,11 @@ class EventAgent:
         if self.worker is not None:
             self.events.put(None)
             self.worker.join(self.logic.delay_ms / 1000.0 + drain_s)
+        while self.cleanup:
+            try:
+                self.cleanup.pop()()
+            except Exception:  # noqa: BLE001 - closing sessions; nothing to report
+                pass
         return {**self.logic.report(), "events": self.log}
 
 

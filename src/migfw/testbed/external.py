@@ -32,6 +32,19 @@ REQUIRED = [
 ]
 
 
+def host_placements(cfg: dict[str, Any]) -> list[str]:
+    """The host-firewall placements (vmm, vmm-agent) the enabled experiments ask for."""
+    found: list[str] = []
+    for spec in (cfg.get("experiments") or {}).values():
+        if not isinstance(spec, dict) or not spec.get("enabled", True):
+            continue
+        levels = (spec.get("factors") or {}).get("placement") or []
+        for level in levels if isinstance(levels, list) else [levels]:
+            if level in ("vmm", "vmm-agent") and level not in found:
+                found.append(str(level))
+    return found
+
+
 def route_to(address: str) -> tuple[str | None, str | None]:
     """(interface, source address) the kernel would use to reach `address`."""
     try:
@@ -90,6 +103,16 @@ def external_testbed(cfg: dict[str, Any]) -> Testbed:
     for key in ("source_migration_uri", "destination_migration_uri"):
         if not str(ext[key]).startswith("tcp://"):
             raise MigfwError(f"config testbed.external.{key}: {ext[key]!r} must be tcp://HOST")
+    for key in ("source_uri", "destination_uri"):
+        from migfw.testbed.remote import libvirt_ssh_target
+
+        wanted = host_placements(cfg)
+        if wanted and libvirt_ssh_target(str(ext[key])) is None:
+            # nft / iptables on the hosts run over SSH with the URI's login.
+            raise MigfwError(
+                f"config testbed.external.{key}: placement {wanted[0]} needs an SSH login to "
+                "the host (a qemu+ssh:// or qemu+libssh:// URI)"
+            )
     vm = str(ext["vm_address"])
     iface, source = (None, None) if prober else route_to(vm)
     return Testbed(
@@ -113,18 +136,22 @@ def external_testbed(cfg: dict[str, Any]) -> Testbed:
     )
 
 
-def domain_accelerator(bed: Testbed, host: str) -> str:
-    """kvm or tcg, as the running domain's XML says (<domain type='kvm'|'qemu'>)."""
+def domain_facts(bed: Testbed, host: str) -> tuple[str, str | None]:
+    """kvm or tcg, as the running domain's XML says (<domain type='kvm'|'qemu'>), and the
+    VM's tap device on that host (its interface's <target dev>)."""
     import xml.etree.ElementTree as ET
 
     from migfw.testbed.provision import connect
 
     conn = connect(bed, host)
     try:
-        kind = ET.fromstring(conn.lookupByName(bed.vm_name).XMLDesc(0)).get("type")
+        root = ET.fromstring(conn.lookupByName(bed.vm_name).XMLDesc(0))
     finally:
         conn.close()
-    return "kvm" if kind == "kvm" else "tcg"
+    target = root.find("./devices/interface/target")
+    return ("kvm" if root.get("type") == "kvm" else "tcg"), (
+        None if target is None else target.get("dev")
+    )
 
 
 def resolve_remote_prober(bed: Testbed) -> None:
@@ -160,7 +187,9 @@ class ExternalTestbed:
 
         bed = external_testbed(self.cfg)
         where = ensure_vm(bed)  # the domain must run on exactly one of the two hosts
-        bed.accelerator = domain_accelerator(bed, where)
+        bed.accelerator, tap = domain_facts(bed, where)
+        if tap:  # the VM's bridge port: host placements filter on it
+            bed.extra["tap"] = tap
         if bed.extra.get("prober"):
             resolve_remote_prober(bed)
         return bed

@@ -10,6 +10,10 @@
 
 Every placement is checked with real packets before a trial (verify_rules from the prober's
 namespace) and by looking where rules are: in the guest, on host A, on host B.
+
+The host commands (`nft`, `iptables -S`) run in the host's namespace (local provider) or,
+for the external provider, on the host over SSH with the login of its `qemu+*ssh://` URI
+(`HostSsh`); nwfilter is defined through the hosts' libvirt connections either way.
 """
 
 from __future__ import annotations
@@ -37,24 +41,88 @@ def host_netns(bed: Testbed, host: str) -> str:
     return f"{prefix}-host{host}"
 
 
-def _nft(netns: str, args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
+class HostSsh:
+    """Commands on a hypervisor host over SSH (external provider): one session, one shell,
+    opened on first use (migfw.testbed.remote.RemoteSh)."""
+
+    def __init__(self, name: str, target: dict[str, Any]) -> None:
+        self.name, self.target = name, target
+        self.shell: Any = None
+        self.sh: Any = None
+
+    def __str__(self) -> str:
+        return f"host {self.name} ({self.target['user']}@{self.target['host']})"
+
+    def open(self) -> HostSsh:
+        from migfw.testbed.remote import RemoteSh, open_shell
+
+        if self.sh is None:
+            self.shell = open_shell(self.target)
+            self.sh = RemoteSh(self.shell)
+            self.sh.run("true")  # the login shell's start-up is paid here, not by a command
+        return self
+
+    def run(self, argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
+        import shlex
+
+        self.open()
+        cmd = shlex.join(argv)
+        if stdin is not None:
+            cmd = f"printf %s {shlex.quote(stdin)} | {cmd}"
+        out = self.sh.run(cmd, check=False)
+        rc = int(self.sh.last_code)
+        return subprocess.CompletedProcess(argv, rc, out, out if rc else "")  # stderr merged
+
+    def close(self) -> None:
+        if self.sh is not None:
+            self.sh.close()
+            self.shell.close()
+        self.sh = self.shell = None
+
+
+def host_commands(bed: Testbed, host: str) -> str | HostSsh:
+    """Where host `host`'s firewall commands run: its namespace (local provider) or an SSH
+    login to it (external: the login of its libvirt URI, which must be qemu+ssh/libssh)."""
+    if bed.provider == "local":
+        return host_netns(bed, host)
+    from migfw.testbed.remote import libvirt_ssh_target
+
+    target = libvirt_ssh_target(bed.hosts[host].uri)
+    if target is None:
+        raise MigfwError(
+            f"host {host}: host firewalls need an SSH login to the host; its libvirt URI "
+            f"{bed.hosts[host].uri} is not qemu+ssh/libssh"
+        )
+    return HostSsh(host, target)
+
+
+def close_host(where: str | HostSsh) -> None:
+    if isinstance(where, HostSsh):
+        where.close()
+
+
+def _run(where: str | HostSsh, argv: list[str], stdin: str | None = None):
+    if isinstance(where, HostSsh):
+        return where.run(argv, stdin)
     try:
-        return subprocess.run(
-            netns_argv(netns, ["nft", *args]), input=stdin, capture_output=True, text=True,
-            timeout=30,
-        )  # fmt: skip
+        return subprocess.run(netns_argv(where, argv), input=stdin, capture_output=True,
+                              text=True, timeout=30)  # fmt: skip
     except FileNotFoundError:
-        raise MigfwError("nft: command not found (apt-get install nftables)") from None
+        raise MigfwError(f"{argv[0]}: command not found") from None
 
 
-def install_host_rules(netns: str, text: str) -> None:
+def _nft(where: str | HostSsh, args: list[str], stdin: str | None = None):
+    return _run(where, ["nft", *args], stdin)
+
+
+def install_host_rules(netns: str | HostSsh, text: str) -> None:
     """Load the host ruleset (atomic: one `nft -f` transaction) in the host's namespace."""
     proc = _nft(netns, ["-f", "-"], text)
     if proc.returncode != 0:
         raise MigfwError(f"host rules in {netns}: {explain_nft_error(proc.stderr, text)}")
 
 
-def remove_host_rules(netns: str) -> None:
+def remove_host_rules(netns: str | HostSsh) -> None:
     """Delete our host tables in one transaction (absent tables are fine)."""
     text = "".join(
         f"table {fam} {HOST_TABLE}\ndelete table {fam} {HOST_TABLE}\n" for fam in ("bridge", "inet")
@@ -64,7 +132,7 @@ def remove_host_rules(netns: str) -> None:
         raise MigfwError(f"removing host rules in {netns}: {proc.stderr.strip()}")
 
 
-def host_rules_present(netns: str) -> bool:
+def host_rules_present(netns: str | HostSsh) -> bool:
     """True if our inet host table has rules other than the base ones in this namespace."""
     proc = _nft(netns, ["list", "table", "inet", HOST_TABLE])
     return proc.returncode == 0 and "comment" in proc.stdout
@@ -84,15 +152,40 @@ def nwfilter_bound(bed: Testbed, host: str) -> bool:
         conn.close()
 
 
-def nwfilter_chains_present(netns: str, port: str) -> bool:
+def nwfilter_chains_present(netns: str | HostSsh, port: str) -> bool:
     """True if nwfilter's iptables chains for `port` exist in the host's namespace."""
     try:
-        proc = subprocess.run(
-            netns_argv(netns, ["iptables", "-w", "-S"]), capture_output=True, text=True, timeout=30
-        )
-    except FileNotFoundError:
+        proc = _run(netns, ["iptables", "-w", "-S"])
+    except MigfwError:
         return False
     return proc.returncode == 0 and f"-{port}" in proc.stdout
+
+
+def domain_port(conn: Any, vm_name: str) -> str | None:
+    """The VM's tap device on the host of `conn` (its live XML's interface target)."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(conn.lookupByName(vm_name).XMLDesc(0))
+    target = root.find("./devices/interface/target")
+    return None if target is None else target.get("dev")
+
+
+def port_on(bed: Testbed, host: str) -> str:
+    """The VM's bridge port on `host`: fixed for the local testbed (the same tap name on both
+    hosts); asked of the host's libvirtd for the external provider (a lab's libvirt may name
+    it vnetN, per host)."""
+    if bed.provider == "local":
+        return str(bed.extra.get("tap", "mfwtap0"))
+    from migfw.testbed.provision import connect
+
+    conn = connect(bed, host)
+    try:
+        port = domain_port(conn, bed.vm_name)
+    finally:
+        conn.close()
+    if not port:
+        raise MigfwError(f"host {host}: VM {bed.vm_name} has no interface target (tap) in its XML")
+    return port
 
 
 def define_nwfilter(bed: Testbed, xml: str) -> None:
@@ -151,13 +244,26 @@ def set_filterref(bed: Testbed, host: str, enabled: bool) -> None:
 
 def where_rules(bed: Testbed, guest_has_rules: bool) -> dict[str, bool]:
     """Where a firewall is in force now: guest, host A, host B (nft tables or nwfilter)."""
-    port = bed.extra.get("tap", "mfwtap0")
+    port = str(bed.extra.get("tap", "mfwtap0"))
     out: dict[str, bool] = {}
     for host in ("A", "B"):
-        ns = host_netns(bed, host)
-        out[host] = host_rules_present(ns) or nwfilter_chains_present(ns, port)
+        where = host_commands(bed, host)
+        try:
+            out[host] = host_rules_present(where) or nwfilter_chains_present(where, port)
+        finally:
+            close_host(where)
     out["guest"] = guest_has_rules
     return out
+
+
+def hosts_reachable(bed: Testbed) -> bool:
+    """Can the hosts' firewalls be set up and looked at? Local: always; external: when both
+    libvirt URIs are SSH logins (qemu+ssh/libssh)."""
+    if bed.provider == "local":
+        return True
+    from migfw.testbed.remote import libvirt_ssh_target
+
+    return all(libvirt_ssh_target(h.uri) is not None for h in bed.hosts.values())
 
 
 def expected_where(placement: str, current: str) -> dict[str, bool]:

@@ -175,6 +175,7 @@ class RemoteSh:
         self.chan.settimeout(timeout_s)
         self.chan.exec_command("exec sh")
         self.buf = b""
+        self.last_code: int | None = None
 
     def run(self, cmd: str, check: bool = True, timeout: float = 30.0) -> str:
         marker = f"__migfw_rc_{secrets.token_hex(6)}"
@@ -202,6 +203,7 @@ class RemoteSh:
         out = self.buf[:at].decode(errors="replace")
         code = int(self.buf[at + len(needle) : end])
         self.buf = self.buf[end + 1 :]
+        self.last_code = code
         if check and code != 0:
             last = out.strip().splitlines()
             raise MigfwError(f"ssh {self.address}: `{cmd}` exited {code}: "
@@ -569,6 +571,23 @@ def remote_verify(
         raise MigfwError(f"remote verify on {prober['target']['host']}: no result") from None
 
 
+def remote_probe_tcp(bed: Any, port: int, timeout_s: float = 1.0) -> str:
+    """One TCP SYN from the prober host to the VM's `port`: 'answer ...' or 'silence'."""
+    prober = bed.extra["prober"]
+    shell = open_shell(prober["target"])
+    try:
+        argv = [prober["python"], "-m", "migfw.testbed.remote", "probe-tcp", "--source",
+                str(bed.prober_address), "--target", bed.vm_address, "--port", str(int(port)),
+                "--timeout", repr(float(timeout_s))]  # fmt: skip
+        out = shell.run(shlex.join(argv), timeout=60)
+    finally:
+        shell.close()
+    lines = out.strip().splitlines()
+    if not lines:
+        raise MigfwError(f"remote probe-tcp on {prober['target']['host']}: no result")
+    return lines[-1]
+
+
 def _cmd_verify(spec_path: str) -> int:
     from migfw.testbed.deploy import GuestShell, verify_rules
     from migfw.testbed.ruleset import load_ruleset
@@ -587,8 +606,18 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     verify = sub.add_parser("verify", help="run the ruleset's packet checks from this host")
     verify.add_argument("spec")
+    probe = sub.add_parser("probe-tcp", help="one TCP SYN to a port: answer or silence")
+    probe.add_argument("--source", required=True)
+    probe.add_argument("--target", required=True)
+    probe.add_argument("--port", type=int, required=True)
+    probe.add_argument("--timeout", type=float, default=1.0)
     args = parser.parse_args(argv)
     try:
+        if args.cmd == "probe-tcp":
+            from migfw.testbed.deploy import probe_tcp
+
+            print(probe_tcp(args.source, args.target, args.port, args.timeout))
+            return 0
         return _cmd_verify(args.spec)
     except MigfwError as exc:
         print(f"migfw remote: {exc}", file=sys.stderr)

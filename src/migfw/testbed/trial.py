@@ -183,26 +183,32 @@ def setup_placement(
 ) -> dict[str, Any]:
     """Put the firewall where `placement` wants it (and nowhere else), then prove it with
     packets and by looking in the guest and on both hosts. Writes rule_checks.json and, for
-    host placements, the rendered host rules."""
+    host placements, the rendered host rules. The hosts are reached in their namespaces
+    (local) or over SSH (external: placement.host_commands)."""
     from migfw.testbed import placement as pl
     from migfw.testbed.deploy import require_rules_ok, verify_rules
     from migfw.testbed.ruleset import load_ruleset, render_host_nft, render_nwfilter
 
-    if bed.provider != "local" and placement != "vm":
-        # Host firewalls are set up and looked at in the hosts' namespaces: ours only.
+    look = pl.hosts_reachable(bed)
+    if placement in pl.HOST_PLACEMENTS and not look:
         raise MigfwError(
-            f"placement {placement}: needs the local provider (the {bed.provider} provider "
-            "runs placement vm only)"
+            f"placement {placement}: the {bed.provider} provider reaches host firewalls over "
+            "SSH only: give qemu+ssh:// or qemu+libssh:// URIs"
         )
-    rs = load_ruleset(cfg_get(cfg, "ruleset", "config/ruleset.yaml"))
+    ruleset_path = cfg_get(cfg, "ruleset", "config/ruleset.yaml")
+    rs = load_ruleset(ruleset_path)
     addresses = addresses_for(bed)
     port = str(bed.extra.get("tap", "mfwtap0"))
     # Hosts first: no host rules and no filterref unless the placement wants them there.
-    if placement != "vmm" and bed.provider == "local":
+    if placement != "vmm":
         pl.set_filterref(bed, current, False)
-    for host in ("A", "B"):
-        if bed.provider == "local" and not (placement == "vmm-agent" and host == current):
-            pl.remove_host_rules(pl.host_netns(bed, host))
+    for host in ("A", "B") if look else ():
+        if not (placement == "vmm-agent" and host == current):
+            where = pl.host_commands(bed, host)
+            try:
+                pl.remove_host_rules(where)
+            finally:
+                pl.close_host(where)
     if placement == "vm":
         deployed = ensure_ruleset(cfg, bed, log)
         checks = deployed["checks"]
@@ -217,7 +223,11 @@ def setup_placement(
         if placement == "vmm-agent":
             text = render_host_nft(rs, addresses, port)
             (partial / "host_rules.nft").write_text(text)
-            pl.install_host_rules(pl.host_netns(bed, current), text)
+            where = pl.host_commands(bed, current)
+            try:
+                pl.install_host_rules(where, text)
+            finally:
+                pl.close_host(where)
             log("host_rules_installed", host=current)
         elif placement == "vmm":
             xml = render_nwfilter(rs, addresses)
@@ -228,18 +238,23 @@ def setup_placement(
         with guest_shell(bed) as shell:
             shell.run("nft flush ruleset")
             log("ruleset_flushed")
-            guest_rules = False
-            if placement == "none":
-                checks = _none_checks(cfg, bed)
-            else:
+        guest_rules = False
+        if placement == "none":
+            checks = _none_checks(cfg, bed)
+        elif bed.extra.get("prober"):  # the packets come from the remote prober host
+            from migfw.testbed.remote import remote_verify
+
+            checks = remote_verify(bed, ruleset_path, addresses, ftp_path="readme.txt")
+        else:
+            with guest_shell(bed) as shell:
                 checks = verify_rules(rs, addresses, bed.prober_netns, shell,
                                       ftp_path="readme.txt")  # fmt: skip
         log("verify", placement=placement, checks=len(checks),
             failed=sum(1 for c in checks if c["ok"] is False))  # fmt: skip
     write_json(partial / "rule_checks.json", checks)
     require_rules_ok(checks)
-    if bed.provider != "local":
-        # The lab's hosts are not ours to look into: the guest's ruleset is what is known.
+    if not look:
+        # Hosts without an SSH login cannot be looked into: the guest's ruleset is known.
         return {"checks": checks, "where": {"A": None, "B": None, "guest": guest_rules}}
     where = pl.where_rules(bed, guest_rules)
     pl.require_where(placement, current, where)
@@ -252,11 +267,35 @@ def _none_checks(cfg: dict[str, Any], bed: Testbed) -> list[dict[str, Any]]:
     from migfw.testbed.netns import in_netns
 
     port = int(cfg_get(cfg, "trials.enforcement.blocked_port", 23))
-    with in_netns(bed.prober_netns):
-        observed = probe_tcp(bed.prober_address or "", bed.vm_address, port, 1.0)
+    if bed.extra.get("prober"):  # from the prober host, as every other check
+        from migfw.testbed.remote import remote_probe_tcp
+
+        observed = remote_probe_tcp(bed, port)
+    else:
+        with in_netns(bed.prober_netns):
+            observed = probe_tcp(bed.prober_address or "", bed.vm_address, port, 1.0)
     return [{"rule": "none", "probe": f"tcp SYN {bed.prober_address} -> {bed.vm_address}:{port}",
              "expected": "answer", "observed": observed,
              "ok": observed.split(" ")[0] == "answer", "deciding_rule": None}]  # fmt: skip
+
+
+def _host_hooks(bed: Testbed, agent: Any) -> tuple[dict[str, Any], Any]:
+    """Each host's command session (opened now, so an install pays no SSH login), and the
+    VM's port on a host: asked of the agent's own libvirt connection to it (external)."""
+    from migfw.testbed import placement as pl
+
+    where = {h: pl.host_commands(bed, h) for h in ("A", "B")}
+    agent.cleanup.extend(lambda w=w: pl.close_host(w) for w in where.values())
+    for w in where.values():
+        if isinstance(w, pl.HostSsh):
+            w.open()
+
+    def port(host: str) -> str:
+        if bed.provider == "local" or host not in agent.conns:
+            return str(bed.extra.get("tap", "mfwtap0"))
+        return pl.domain_port(agent.conns[host], bed.vm_name) or str(bed.extra.get("tap"))
+
+    return where, port
 
 
 def start_agent(cfg: dict[str, Any], bed: Testbed, current: str, delay_ms: float):  # -> EventAgent
@@ -265,14 +304,17 @@ def start_agent(cfg: dict[str, Any], bed: Testbed, current: str, delay_ms: float
     from migfw.testbed.agent import AgentLogic, EventAgent
     from migfw.testbed.ruleset import load_ruleset, render_host_nft
 
-    text = render_host_nft(load_ruleset(cfg_get(cfg, "ruleset", "config/ruleset.yaml")),
-                           addresses_for(bed), str(bed.extra.get("tap", "mfwtap0")))  # fmt: skip
+    rs = load_ruleset(cfg_get(cfg, "ruleset", "config/ruleset.yaml"))
+    addresses = addresses_for(bed)
+    hooks: dict[str, Any] = {}
     logic = AgentLogic(
         current, delay_ms,
-        install=lambda host: pl.install_host_rules(pl.host_netns(bed, host), text),
-        remove=lambda host: pl.remove_host_rules(pl.host_netns(bed, host)),
+        install=lambda host: pl.install_host_rules(
+            hooks["where"][host], render_host_nft(rs, addresses, hooks["port"](host))),
+        remove=lambda host: pl.remove_host_rules(hooks["where"][host]),
     )  # fmt: skip
     agent = EventAgent({h: bed.hosts[h].uri for h in ("A", "B")}, bed.vm_name, logic)
+    hooks["where"], hooks["port"] = _host_hooks(bed, agent)
     agent.start()
     return agent
 
@@ -282,11 +324,12 @@ def start_observer(bed: Testbed, current: str):  # -> EventAgent
     from migfw.testbed import placement as pl
     from migfw.testbed.agent import EventAgent, FilterObserver
 
-    port = str(bed.extra.get("tap", "mfwtap0"))
+    hooks: dict[str, Any] = {}
     logic = FilterObserver(
-        current, lambda h: pl.nwfilter_chains_present(pl.host_netns(bed, h), port)
+        current, lambda h: pl.nwfilter_chains_present(hooks["where"][h], hooks["port"](h))
     )
     agent = EventAgent({h: bed.hosts[h].uri for h in ("A", "B")}, bed.vm_name, logic)  # type: ignore[arg-type]
+    hooks["where"], hooks["port"] = _host_hooks(bed, agent)
     agent.start()
     return agent
 
@@ -548,11 +591,12 @@ def run_trial(
                     log("repair_failed", error=repair_error)
         if result.get("service") is not None:  # the requests' summary (service.csv)
             load_record.update(result["service"])
+        from migfw.testbed.placement import hosts_reachable as placement_hosts_reachable
         from migfw.testbed.placement import record, where_rules
 
         rules_after = None
         has_rules = bool(after and "table inet migfw" in after)
-        if bed.provider != "local":  # as setup_placement: only the guest is looked at
+        if not placement_hosts_reachable(bed):  # as setup_placement: the guest only
             rules_after = {"A": None, "B": None, "guest": has_rules}
         else:
             try:
