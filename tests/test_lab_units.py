@@ -102,7 +102,14 @@ def test_lab_in_a_box_config_is_valid_and_names_only_addresses() -> None:
     from migfw.trials.contract import planned_trials
 
     trials = planned_trials(cfg["experiments"])
-    assert len(trials) >= 4 and all(t.startswith("lab/i0.001") for t in trials), trials
+    downtime = [t for t in trials if t.startswith("lab/")]
+    assert len(downtime) >= 4 and all(t.startswith("lab/i0.001") for t in downtime), trials
+    # The attack window through the external provider: every placement, at 1 kHz, with the
+    # attacker at the default 1 kHz (no slower experiment rate).
+    attack = cfg["experiments"]["lab_attack"]
+    assert set(attack["factors"]["placement"]) == {"vm", "vmm", "vmm-agent", "none"}
+    assert attack["factors"]["interval_s"] == [0.001] and "attack_rate_hz" not in attack
+    assert cfg["trials"]["enforcement"]["rate_hz"] == 1000
 
 
 def _external_bed(tmp_path: Path):

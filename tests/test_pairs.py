@@ -93,10 +93,7 @@ def test_two_pairs_run_concurrently_without_overlap(tmp_path: Path) -> None:
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
-    from migfw.testbed.cleanup import leftovers
-
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    cfg["trials_dir"] = str(tmp_path / "trials")
     cfg["ruleset"] = str(REPO / "config" / "ruleset.yaml")
     cfg["testbed"].update(
         pairs=2, state_dir=str(tmp_path / "state"),
@@ -104,6 +101,34 @@ def test_two_pairs_run_concurrently_without_overlap(tmp_path: Path) -> None:
         local={"prefix": "mfpr", "subnet": "10.238.0.0/24", "migration_subnet": "10.238.1.0/30"},
     )  # fmt: skip
     cfg["trials"].update(lead_in_s=2.0, settle_s=2.0)
+    _run_two_pairs(cfg, tmp_path)
+
+
+@pytest.mark.testbed
+@pytest.mark.slow
+def test_two_lab_pairs_through_the_external_provider(tmp_path: Path) -> None:
+    """The external provider given a list of 2 pairs, both lab-in-a-box pairs (each with its
+    SSH servers, prober host, attacker and flows): the same checks."""
+    reason = _skip_reason() or (shutil.which("sshd") is None and "sshd not installed")
+    if reason:
+        pytest.skip(reason)
+    from test_lab_in_a_box import lab_config, lab_external
+
+    prefix, net = (os.environ.get("MIGFW_LAB_PAIRS_TEST_NET") or "mfpl,10.237").split(",")
+    cfg = lab_config(tmp_path, prefix, net)
+    state = Path(cfg["testbed"]["state_dir"])
+    cfg["testbed"]["external"]["pairs"] = [{}, lab_external(state, prefix, net, 1)]
+    metas = _run_two_pairs(cfg, tmp_path)
+    assert all(m["provider"] == "external" and m["prober"]["host"] for m in metas)
+    assert {m["prober"]["host"] for m in metas} == {f"root@{net}.0.2", f"root@{net}.2.2"}
+
+
+def _run_two_pairs(cfg: dict, tmp_path: Path) -> list[dict]:
+    """4 trials of 2 pairs by Snakemake with --cores 2: both pairs used, side by side, never
+    two migrations on one pair at once (from the trials' own timestamps)."""
+    from migfw.testbed.cleanup import leftovers
+
+    cfg["trials_dir"] = str(tmp_path / "trials")
     cfg["experiments"] = {
         name: {**spec, "enabled": False} for name, spec in cfg["experiments"].items()
     }
@@ -158,3 +183,8 @@ def test_two_pairs_run_concurrently_without_overlap(tmp_path: Path) -> None:
             if made.is_file() and made not in before and not kept:
                 made.unlink()
     assert not any(leftovers(cfg).values())
+    for pair in (0, 1):  # and nothing of either pair's box
+        from migfw.testbed.pairs import pair_config
+
+        assert not any(leftovers(pair_config(cfg, pair)).values())
+    return metas

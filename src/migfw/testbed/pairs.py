@@ -5,8 +5,10 @@ Local provider: `testbed.pairs: N` builds N testbeds. Pair 0 is the configured o
 `testbed.local.subnet`) and its own state directory `<state_dir>/pair<k>` (the guest image
 is shared). External provider: `testbed.external.pairs` is a list of mappings, each
 overriding the `testbed.external` keys (URIs, domain, vm_address, ...) for its pair; without
-it there is one pair. The workflow gives each pair its own Snakemake resource (`pair<k>=1`,
-profiles/default), so trials of different pairs run at once and never two on one pair.
+it there is one pair. With `lab_in_a_box`, external pair k's hosts are local pair k, brought
+up with SSH servers like pair 0 (its entry names their addresses and keys). The workflow
+gives each pair its own Snakemake resource (`pair<k>=1`, profiles/default), so trials of
+different pairs run at once and never two on one pair.
 """
 
 from __future__ import annotations
@@ -62,9 +64,20 @@ def pair_config(cfg: dict[str, Any], pair: int) -> dict[str, Any]:
                 raise MigfwError(f"config testbed.external.pairs[{pair}]: must be a mapping")
             testbed["external"] = {**testbed.get("external", {}), **entry}
             testbed["external"].pop("pairs", None)
-        if pair:
+        if pair and cfg_get(cfg, "testbed.lab_in_a_box", False):
+            # The lab in a box: pair k's hosts are the local pair k (prefix, subnets and
+            # state dir as `testbed.pairs` derives them); its entry names their addresses.
+            _local_pair(out, cfg, pair)
+        elif pair:
             testbed["state_dir"] = str(state_dir(cfg) / f"pair{pair}")
         return out
+    _local_pair(out, cfg, pair)
+    return out
+
+
+def _local_pair(out: dict[str, Any], cfg: dict[str, Any], pair: int) -> None:
+    """Pair `pair`'s local testbed in `out`: prefix+k, subnets moved up, state dir pair<k>."""
+    testbed = out.setdefault("testbed", {})
     local = testbed.setdefault("local", {})
     subnet = ipaddress.ip_network(str(cfg_get(cfg, "testbed.local.subnet", "10.231.0.0/24")))
     by = pair * 2 * subnet.num_addresses
@@ -76,7 +89,6 @@ def pair_config(cfg: dict[str, Any], pair: int) -> dict[str, Any]:
     base = state_dir(cfg)
     testbed["state_dir"] = str(base / f"pair{pair}")
     testbed["guest_dir"] = str(Path(cfg_get(cfg, "testbed.guest_dir", str(base / "guest"))))
-    return out
 
 
 def all_pair_configs(cfg: dict[str, Any]) -> list[dict[str, Any]]:
@@ -84,7 +96,8 @@ def all_pair_configs(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     from migfw.config import network_problems
 
     configs = [pair_config(cfg, k) for k in range(pair_count(cfg))]
-    if cfg_get(cfg, "testbed.provider", "local") != "external":
+    lab = cfg_get(cfg, "testbed.lab_in_a_box", False)
+    if cfg_get(cfg, "testbed.provider", "local") != "external" or lab:
         for k, c in enumerate(configs[1:], start=1):
             problems = network_problems(c)
             if problems:
