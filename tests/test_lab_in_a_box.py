@@ -72,7 +72,9 @@ def lab_external(state: Path, prefix: str, net: str, pair: int = 0) -> dict:
         "source_migration_uri": f"tcp://{a}.{b}.{third + 1}.1",
         "destination_migration_uri": f"tcp://{a}.{b}.{third + 1}.2",
         "domain": f"{prefix}-target", "vm_address": f"{a}.{b}.{third}.10", "ssh_user": "root",
-        "ssh_key": str(guest / "id_ed25519"), "ssh_known_hosts": str(guest / "known_hosts"),
+        # The box's own pin of the guest's host key at this VM's address (the image's
+        # known_hosts names whichever address built it last).
+        "ssh_key": str(guest / "id_ed25519"), "ssh_known_hosts": str(state / "guest_known_hosts"),
         "prober_host": f"root@{a}.{b}.{third}.2", "prober_ssh_key": str(lab / "id_ed25519"),
         "prober_known_hosts": str(lab / "known_hosts"), "prober_python": None,
     }  # fmt: skip
