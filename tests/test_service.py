@@ -369,7 +369,8 @@ def test_remote_probe_session_runs_the_load_beside_the_prober(tmp_path: Path, mo
     """With a prober host (external provider), the remote probe session starts the request
     generator there with the prober's interpreter, stops it before the prober and copies
     service.csv back SHA-256-checked. The SSH session is a stand-in that answers like the
-    prober host's shell (the real path: the lab in a box, docs/testbed.md)."""
+    prober host's shell, one command at a time as migfw.testbed.remote.RemoteSh sends them
+    (the real path: the lab in a box, docs/testbed.md, tests/test_lab_in_a_box.py)."""
     import hashlib
     import re
 
@@ -394,7 +395,7 @@ def test_remote_probe_session_runs_the_load_beside_the_prober(tmp_path: Path, mo
             self.commands.append(cmd)
             if cmd.startswith("mktemp"):
                 return "/tmp/migfw-probe.test\n"
-            if cmd.startswith("setsid"):
+            if cmd.startswith("( setsid"):
                 pid = 100 + len(self.pids)
                 self.pids[pid] = re.search(r">/tmp/migfw-probe.test/(\w+)\.out", cmd)[1]
                 return f"{pid}\n"
@@ -407,7 +408,7 @@ def test_remote_probe_session_runs_the_load_beside_the_prober(tmp_path: Path, mo
                 name = cmd.rsplit("/", 1)[1]
                 return {
                     "tcpdump.err": "listening on eth0\n",
-                    "prober.out": "READY 123\nDONE {}\n",
+                    "sender.out": "READY 123\nDONE {}\n",
                     "service.out": "READY {}\nDONE " + json.dumps(done) + "\n",
                 }.get(name, "")
             if cmd.startswith("cd /tmp/migfw-probe.test && sha256sum"):
@@ -420,16 +421,17 @@ def test_remote_probe_session_runs_the_load_beside_the_prober(tmp_path: Path, mo
 
     shell = Shell()
     monkeypatch.setattr(remote, "open_shell", lambda target: shell)
+    monkeypatch.setattr(remote, "RemoteSh", lambda shell: shell)  # runs each command
     prober = {"target": {"host": "10.0.0.3"}, "python": "/opt/migfw/bin/python"}
     session = remote.RemoteProbeSession(
         prober, "eth0", "10.0.0.10", 0.01, tmp_path / "probe.pcap", tmp_path / "sendlog.csv",
         service={"services": ["ftp:21", "ssh:22"], "rate_hz": 2.0, "log": tmp_path / "svc.csv"},
     )  # fmt: skip
     session.start()
-    spawned = [c for c in shell.commands if c.startswith("setsid")]
-    assert [shell.pids[p] for p in sorted(shell.pids)] == ["tcpdump", "prober", "service"]
+    spawned = [c for c in shell.commands if c.startswith("( setsid")]
+    assert [shell.pids[p] for p in sorted(shell.pids)] == ["tcpdump", "sender", "service"]
     assert spawned[2].startswith(
-        "setsid /opt/migfw/bin/python -m migfw.testbed.service --target 10.0.0.10 --rate 2.0 "
+        "( setsid /opt/migfw/bin/python -m migfw.testbed.service --target 10.0.0.10 --rate 2.0 "
         "--log /tmp/migfw-probe.test/service.csv --timeout 5.0 --service ftp:21 --service ssh:22"
     )
     session.stop(linger_s=0)
