@@ -9,33 +9,22 @@ MIGFW_ATTACK_TEST_NET="prefix,subnet,migration_subnet" when another testbed uses
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-from testbedcfg import local_config, skip_reason
+from testbedcfg import local_testbed, own_net
 from trialchecks import check_attack, check_flows, check_no_breach
 
 REPO = Path(__file__).resolve().parents[1]
-PREFIX, SUBNET, MIGRATION = (
-    os.environ.get("MIGFW_ATTACK_TEST_NET") or "mfwa,10.231.40.0/24,10.231.41.0/30"
-).split(",")
+NET = own_net("MIGFW_ATTACK_TEST_NET", "mfwa,10.231.40.0/24,10.231.41.0/30")
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
 
 @pytest.fixture
 def testbed_cfg(tmp_path: Path):
-    reason = skip_reason(("tshark", "apt-get"))
-    if reason:
-        pytest.skip(reason)
-    from migfw.testbed.local import LocalTestbed
-
-    cfg = local_config(PREFIX, tmp_path / "state", SUBNET, MIGRATION)
-    try:
+    with local_testbed(NET, tmp_path / "state", ("tshark", "apt-get")) as cfg:
         yield cfg
-    finally:
-        LocalTestbed(cfg).down(quiet=True)
 
 
 def test_vm_trial_attack_capture_and_flows(testbed_cfg, tmp_path: Path) -> None:
@@ -58,4 +47,4 @@ def test_vm_trial_attack_capture_and_flows(testbed_cfg, tmp_path: Path) -> None:
           f"{sender['allowed_answers']}; downtime {meta['hypervisor']['downtime_ms']} ms; "
           f"stateful stall {stall:.0f} ms")  # fmt: skip
     bed.down(quiet=True)
-    assert list_netns(PREFIX) == []
+    assert list_netns(NET[0]) == []

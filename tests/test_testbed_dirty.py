@@ -13,15 +13,12 @@ MIGFW_DIRTY_TEST_NET="prefix,subnet,migration_subnet" when another testbed uses 
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import pytest
-from testbedcfg import local_config, skip_reason
+from testbedcfg import local_testbed, own_net
 
-PREFIX, SUBNET, MIGRATION = (
-    os.environ.get("MIGFW_DIRTY_TEST_NET") or "mfwd,10.231.50.0/24,10.231.51.0/30"
-).split(",")
+NET = own_net("MIGFW_DIRTY_TEST_NET", "mfwd,10.231.50.0/24,10.231.51.0/30")
 ASKED_MIBPS = 8.0
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
@@ -29,16 +26,8 @@ pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
 @pytest.fixture
 def testbed_cfg(tmp_path: Path):
-    reason = skip_reason(("apt-get",))
-    if reason:
-        pytest.skip(reason)
-    from migfw.testbed.local import LocalTestbed
-
-    cfg = local_config(PREFIX, tmp_path / "state", SUBNET, MIGRATION)
-    try:
+    with local_testbed(NET, tmp_path / "state", ("apt-get",)) as cfg:
         yield cfg
-    finally:
-        LocalTestbed(cfg).down(quiet=True)
 
 
 def test_one_dirty_trial_qemu_sees_the_rate_asked_for(testbed_cfg, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from testbedcfg import local_config, skip_reason
+from testbedcfg import local_testbed
 from trialchecks import (
     check_agent_placement,
     check_nwfilter_placement,
@@ -33,17 +33,9 @@ pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def bed_cfg(tmp_path_factory: pytest.TempPathFactory):
-    reason = skip_reason()
-    if reason:
-        pytest.skip(reason)
-    from migfw.testbed.local import LocalTestbed
-
     tmp = tmp_path_factory.mktemp("placements")
-    cfg = local_config(PREFIX, tmp / "state", SUBNET, MIGRATION)
-    try:
+    with local_testbed((PREFIX, SUBNET, MIGRATION), tmp / "state") as cfg:
         yield cfg, tmp
-    finally:
-        LocalTestbed(cfg).down(quiet=True)
 
 
 def _trial(bed_cfg, name: str, factors: dict) -> dict:

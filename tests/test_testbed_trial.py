@@ -18,7 +18,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from testbedcfg import local_config, skip_reason
+from testbedcfg import local_testbed
 
 REPO = Path(__file__).resolve().parents[1]
 PREFIX = "mfwx"  # not a prefix of any other helper's namespaces
@@ -28,16 +28,8 @@ pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
 @pytest.fixture
 def testbed_cfg(tmp_path: Path):
-    reason = skip_reason(("apt-get",))
-    if reason:
-        pytest.skip(reason)
-    from migfw.testbed.local import LocalTestbed
-
-    cfg = local_config(PREFIX, tmp_path / "state")
-    try:
+    with local_testbed((PREFIX, None, None), tmp_path / "state", ("apt-get",)) as cfg:
         yield cfg
-    finally:
-        LocalTestbed(cfg).down(quiet=True)  # whatever happened in the test
 
 
 def test_one_migration_trial_matches_hypervisor_downtime(

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,3 +52,29 @@ def local_config(
             emulator if emulator.is_absolute() else REPO / emulator
         )
     return cfg
+
+
+def own_net(variable: str, default: str) -> tuple[str, str, str]:
+    """(prefix, subnet, migration subnet) of a test's own testbed; `variable` overrides it
+    as "prefix,subnet,migration_subnet" so parallel sessions never share one."""
+    prefix, subnet, migration = (os.environ.get(variable) or default).split(",")
+    return prefix, subnet, migration
+
+
+@contextmanager
+def local_testbed(
+    net: tuple[str, str | None, str | None], state: Path, needs: tuple[str, ...] = ()
+) -> Iterator[dict[str, Any]]:
+    """The config of a local testbed of the test's own, taken down whatever the test did;
+    skips the test where a real testbed cannot run (`needs`: extra commands)."""
+    reason = skip_reason(needs)
+    if reason:
+        pytest.skip(reason)
+    from migfw.testbed.local import LocalTestbed
+
+    prefix, subnet, migration = net
+    cfg = local_config(prefix, state, subnet, migration)
+    try:
+        yield cfg
+    finally:
+        LocalTestbed(cfg).down(quiet=True)
