@@ -134,7 +134,7 @@ def spread(items, k):
 
 
 # Timeline figures cost ~0.3 s each: a 1,000-trial archive draws a spread subset.
-TIMELINE_TRIALS = spread(TRIALS, config["analysis"].get("timelines", 50))
+TIMELINE_TRIALS = spread(TRIALS, config["analysis"].get("timelines", 16))
 
 
 def pair_count():
