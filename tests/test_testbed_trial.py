@@ -162,6 +162,9 @@ def test_one_migration_trial_matches_hypervisor_downtime(
         [sys.executable, "-X", "faulthandler", "-m", "migfw", "testbed", "trial",
          "--config", str(cfg_file), "--trial-id", "t3", "--interval", "0.01", "--out", str(out3)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A shell running the suite in the background (`cmd &`) hands its children SIGINT
+        # ignored, and Python then keeps ignoring it: the Ctrl-C below would not arrive.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         for line in proc.stdout:
