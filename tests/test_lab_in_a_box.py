@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
+from testbedcfg import skip_reason
 from trialchecks import (
     check_attack,
     check_downtime,
@@ -37,17 +37,7 @@ pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
 
 def _skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (namespaces, libvirtd, sshd)"
-    for cmd in ("qemu-system-x86_64", "libvirtd", "tcpdump", "ip", "sshd", "nc", "tshark"):
-        if shutil.which(cmd) is None and not Path("/usr/sbin", cmd).exists():
-            return f"{cmd} not installed"
-    for module in ("libvirt", "fabric", "scapy"):
-        try:
-            __import__(module)
-        except ImportError:
-            return f"python module {module} missing"
-    return None
+    return skip_reason(("sshd", "nc", "tshark"))
 
 
 def lab_external(state: Path, prefix: str, net: str, pair: int = 0) -> dict:

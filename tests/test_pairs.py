@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from testbedcfg import skip_reason
 
 from migfw.errors import MigfwError
 from migfw.testbed.pairs import all_pair_configs, pair_config, pair_count
@@ -77,14 +77,9 @@ def test_external_pairs_override_the_external_block(tmp_path: Path) -> None:
 
 
 def _skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (namespaces, libvirtd)"
-    for cmd in ("qemu-system-x86_64", "libvirtd", "tcpdump", "ip"):
-        if shutil.which(cmd) is None:
-            return f"{cmd} not installed"
     if not (REPO / "results" / "testbed" / "guest" / "manifest.json").exists():
         return "guest image not built (migfw testbed image)"
-    return None
+    return skip_reason()
 
 
 @pytest.mark.testbed
@@ -109,7 +104,7 @@ def test_two_pairs_run_concurrently_without_overlap(tmp_path: Path) -> None:
 def test_two_lab_pairs_through_the_external_provider(tmp_path: Path) -> None:
     """The external provider given a list of 2 pairs, both lab-in-a-box pairs (each with its
     SSH servers, prober host, attacker and flows): the same checks."""
-    reason = _skip_reason() or (shutil.which("sshd") is None and "sshd not installed")
+    reason = _skip_reason() or skip_reason(("sshd",))
     if reason:
         pytest.skip(reason)
     from test_lab_in_a_box import lab_config, lab_external

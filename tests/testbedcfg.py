@@ -21,7 +21,8 @@ def skip_reason(commands: tuple[str, ...] = ()) -> str | None:
     if os.geteuid() != 0:
         return "needs root (namespaces, libvirtd)"
     for cmd in ("qemu-system-x86_64", "libvirtd", "tcpdump", "ip", "nft", *commands):
-        if shutil.which(cmd) is None:
+        # sshd lives in /usr/sbin, which a non-login PATH may lack
+        if shutil.which(cmd) is None and not Path("/usr/sbin", cmd).exists():
             return f"{cmd} not installed"
     for module in ("libvirt", "fabric", "scapy"):
         try:

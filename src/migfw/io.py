@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -63,3 +64,12 @@ def write_csv(path: str | os.PathLike, frame: Any, **kwargs: Any) -> None:
     kwargs.setdefault("index", False)
     with atomic_write(path, newline="") as handle:
         frame.to_csv(handle, **kwargs)
+
+
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks (captures can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from migfw.errors import MigfwError
-from migfw.io import atomic_write, write_json
+from migfw.io import atomic_write, sha256_file, write_json
 
 RESOURCES = Path(__file__).resolve().parents[3] / "resources"
 GUEST_RESOURCES = RESOURCES / "guest"
@@ -192,14 +192,6 @@ def write_known_hosts(out: Path, addresses: list[str], host_pub: str) -> Path:
         for address in addresses:
             handle.write(f"{address} {host_pub}\n")
     return path
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def plan(kernel_meta: str) -> dict[str, str]:

@@ -18,7 +18,6 @@ the sum of the two bounds.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import secrets
 import shlex
@@ -29,6 +28,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from migfw.errors import MigfwError
+from migfw.io import sha256_file
 from migfw.testbed.attacker import AttackSession
 from migfw.testbed.prober import ProbeSession
 
@@ -148,14 +148,6 @@ def clock_offsets(bed: Any) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------ remote probing
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class RemoteSh:
@@ -303,7 +295,7 @@ class RemoteProcs:
         copied = {}
         for name, local in files.items():
             self.get(name, local)
-            digest = _sha256(local)
+            digest = sha256_file(local)
             if digest != remote.get(name):
                 raise MigfwError(
                     f"{name} copied from {self.host}: SHA-256 {digest} differs from the "
