@@ -11,7 +11,7 @@ import argparse
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -21,6 +21,9 @@ from migfw.measure.attack import ATTACK_COLUMNS
 from migfw.measure.service import SERVICE_COLUMNS, service_metrics
 from migfw.measure.stats import summarize
 from migfw.trials.contract import discover_trials, load_trial
+
+if TYPE_CHECKING:  # probes loads the compiled kernels: only when a capture is analysed
+    from migfw.measure.probes import ProbeTable
 
 # Stable column order of results/analysis/trials.csv.
 TRIAL_COLUMNS = [
@@ -104,24 +107,21 @@ SUMMARY_METRICS = [
 
 def probe_metrics_for(
     pcap: Path, target: str, interval_s: float, window: tuple[float, float] | None
-) -> dict[str, Any]:
-    """The probe metrics of one capture (see migfw.measure.probes)."""
-    from migfw.measure.probes import analyse_capture
+) -> tuple[dict[str, Any], ProbeTable]:
+    """The probe metrics of one capture (see migfw.measure.probes) and its matched probes."""
+    from migfw.measure.probes import analyse_capture_table
 
-    metrics = analyse_capture(pcap, target=target, interval_s=interval_s, window=window)
+    metrics, table = analyse_capture_table(pcap, target, interval_s, window)
     metrics["_request_ids"] = metrics.get("request_ids", {})
     for key in ("file", "target", "interval_s", "request_ids"):  # in the row, or used apart
         metrics.pop(key, None)
-    return metrics
+    return metrics, table
 
 
-def phase_metrics_for(trial_dir: Path, meta: dict[str, Any]) -> dict[str, Any]:
-    """The hypervisor's phases joined to the probes (see migfw.measure.phases)."""
-    from migfw.measure.capture import read_echoes
+def phase_metrics_for(trial_dir: Path, meta: dict[str, Any], table: ProbeTable) -> dict[str, Any]:
+    """The hypervisor's phases joined to the trial's matched probes (migfw.measure.phases)."""
     from migfw.measure.phases import join_phases, read_jobstats
-    from migfw.measure.probes import match_probes
 
-    table = match_probes(read_echoes(trial_dir / "probe.pcap", meta["target"]))
     return join_phases(
         meta["phases"], table.send_ns, table.answered, table.reply_ns, read_jobstats(trial_dir)
     )
@@ -171,7 +171,8 @@ def trial_metrics(trial_dir: str | Path) -> dict[str, Any]:
     pcap = trial_dir / "probe.pcap"
     if not pcap.exists():
         raise MigfwError(f"{pcap}: missing although {trial_dir / 'trial.json'} says status ok")
-    row.update(probe_metrics_for(pcap, meta["target"], float(meta["interval_s"]), window))
+    probes, table = probe_metrics_for(pcap, meta["target"], float(meta["interval_s"]), window)
+    row.update(probes)
     # Echo requests with an ICMP id other than this trial's prober are someone else's
     # (e.g. an orphan prober of a killed run): every loss count is then suspect.
     own = (meta.get("prober") or {}).get("icmp_id")
@@ -183,7 +184,7 @@ def trial_metrics(trial_dir: str | Path) -> dict[str, Any]:
             flags.append("stray_icmp_id")
     row["flags"] = ";".join(dict.fromkeys(flags))
     if meta.get("phases"):
-        row.update(phase_metrics_for(trial_dir, meta))
+        row.update(phase_metrics_for(trial_dir, meta, table))
     if window and row.get("dt_gap_s") is not None:
         row["ut_meta_s"] = row["tmt_meta_s"] - row["dt_gap_s"]
         row["ut_meta_pct"] = 100 * row["ut_meta_s"] / row["tmt_meta_s"]

@@ -274,6 +274,17 @@ def analyse_capture(
     window: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     """The whole `migfw probes` analysis of one capture: read, match, metrics."""
+    return analyse_capture_table(path, target, interval_s, window)[0]
+
+
+def analyse_capture_table(
+    path: str | Path,
+    target: str | None,
+    interval_s: float,
+    window: tuple[float, float] | None = None,
+) -> tuple[dict[str, Any], ProbeTable]:
+    """`analyse_capture` and the matched probes it computed them from, for callers that join
+    more to the probes (the hypervisor's phases) without reading the capture again."""
     if not (isinstance(interval_s, int | float) and math.isfinite(interval_s) and interval_s > 0):
         raise MigfwError(f"--interval {interval_s!r}: must be a positive number of seconds")
     if target is None:
@@ -300,7 +311,7 @@ def analyse_capture(
     result["format"] = echoes.fmt
     ids, counts = np.unique(echoes.ident[echoes.kind == 0], return_counts=True)
     result["request_ids"] = {int(i): int(c) for i, c in zip(ids, counts, strict=True)}
-    return result
+    return result, table
 
 
 def _fmt(v: Any) -> str:
