@@ -1,0 +1,119 @@
+"""Clusters grown link by link (every new member checked against the cluster), and one
+merged record per cluster."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pandas as pd
+
+from migfw.slr.dedupe.features import _Features
+from migfw.slr.dedupe.result import CANONICAL_COLUMNS, text_column
+from migfw.slr.dedupe.scoring import _LOCATORS, GUARD, MATCH, W_YEAR, _conflicts, _evidence
+
+
+class _Clusters:
+    """Union-find whose unions are vetoed when any cross-pair contradicts."""
+
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+        self.members: dict[int, list[int]] = {i: [i] for i in range(n)}
+        self.apart: set[frozenset] = set()  # pairs a person called different
+
+    def force_union(self, i: int, j: int) -> None:
+        """A person's 'same': joined without the machine's checks."""
+        ri, rj = self.find(i), self.find(j)
+        if ri == rj:
+            return
+        if len(self.members[ri]) < len(self.members[rj]):
+            ri, rj = rj, ri
+        self.parent[rj] = ri
+        self.members[ri].extend(self.members.pop(rj))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def try_union(self, feat: _Features, i: int, j: int) -> str:
+        """Join the clusters of i and j; return '' or the reason it was refused."""
+        ri, rj = self.find(i), self.find(j)
+        if ri == rj:
+            return ""
+        for a in self.members[ri]:
+            for b in self.members[rj]:
+                if frozenset((a, b)) in self.apart:
+                    return f"cluster-conflict:{feat.ids[a]}~{feat.ids[b]}:person-different"
+                conflicts = _conflicts(feat, a, b)
+                same_doi = bool(feat.doi_base[a]) and feat.doi_base[a] == feat.doi_base[b]
+                if not conflicts and not same_doi:
+                    ev = _evidence(feat, a, b)
+                    # Below the merge threshold, a member that contradicts another on a
+                    # locator (year, volume, issue, pages) is a sibling item, not a copy.
+                    against = [k for k in _LOCATORS if ev.weights.get(k, 0) < W_YEAR["missing"]]
+                    if ev.score < GUARD or (ev.score < MATCH and against):
+                        conflicts = [f"evidence{ev.score:+g}", *against]
+                if conflicts:
+                    return f"cluster-conflict:{feat.ids[a]}~{feat.ids[b]}:" + "+".join(conflicts)
+        if len(self.members[ri]) < len(self.members[rj]):
+            ri, rj = rj, ri
+        self.parent[rj] = ri
+        self.members[ri].extend(self.members.pop(rj))
+        return ""
+
+
+def _best(values: list[str], prefer_longest: bool = False) -> str:
+    present = [v for v in values if v]
+    if not present:
+        return ""
+    if prefer_longest:
+        return max(present, key=len)
+    counts = Counter(present)
+    # Most common value; ties go to the longest (most complete) spelling.
+    return max(counts, key=lambda v: (counts[v], len(v)))
+
+
+def _merge_cluster(columns: dict[str, list], members: list[int]) -> dict:
+    out: dict = {}
+    for column, values in columns.items():
+        picked = [values[m] for m in members]
+        if column in ("title", "abstract", "authors", "keywords"):
+            out[column] = _best(picked, prefer_longest=True)
+        elif column in ("database", "source_file", "format"):
+            out[column] = "; ".join(sorted({v for v in picked if v}))
+        elif column == "year":
+            years = [v for v in picked if v is not None]
+            out[column] = Counter(years).most_common(1)[0][0] if years else None
+        else:
+            out[column] = _best(picked)
+    return out
+
+
+def _merged_records(records: pd.DataFrame, cluster_of: list[str], years: list[int]) -> pd.DataFrame:
+    """One row per cluster: field-wise best value, union of provenance, member list."""
+    names = [c for c in CANONICAL_COLUMNS if c in records.columns and c != "source_index"]
+    columns = {c: text_column(records, c) for c in names if c != "year"}
+    if "year" in records.columns:
+        columns["year"] = [y or None for y in years]
+    groups: dict[str, list[int]] = {}
+    for index, cid in enumerate(cluster_of):
+        groups.setdefault(cid, []).append(index)
+    ids = columns.get("record_id") or text_column(records, "record_id")
+    rows = []
+    for cid, members in groups.items():
+        if len(members) == 1:  # most clusters: copy, don't merge
+            row = {c: values[members[0]] for c, values in columns.items()}
+        else:
+            row = _merge_cluster(columns, members)
+        # The cluster is named after its first member, so a record id stays citable.
+        row["record_id"] = ids[members[0]]
+        row["cluster_id"] = cid
+        row["n_records"] = len(members)
+        row["members"] = "; ".join(ids[m] for m in members)
+        rows.append(row)
+    order = ["cluster_id"] + [c for c in names if c in columns] + ["n_records", "members"]
+    merged = pd.DataFrame(rows, columns=order)
+    if "year" in merged.columns:
+        merged["year"] = merged["year"].astype("Int64")
+    return merged

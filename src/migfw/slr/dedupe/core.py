@@ -1,0 +1,116 @@
+"""`deduplicate`: features -> candidate pairs -> pair decisions -> person's decisions ->
+clusters -> merged records."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+
+from migfw.errors import MigfwError
+from migfw.slr.dedupe.blocking import CHUNK, _candidate_pairs, _prefilter
+from migfw.slr.dedupe.clustering import _Clusters, _merged_records
+from migfw.slr.dedupe.features import _features
+from migfw.slr.dedupe.result import (
+    BLOCKED,
+    DISTINCT,
+    DUPLICATE,
+    LINK_COLUMNS,
+    MAYBE,
+    DedupeResult,
+)
+from migfw.slr.dedupe.scoring import _score_pair
+
+
+def deduplicate(
+    records: pd.DataFrame,
+    progress: bool = False,
+    decisions: list[tuple[str, str, str]] | None = None,
+) -> DedupeResult:
+    """Cluster duplicate records; see the module docstring for the rules.
+
+    `decisions`: a person's (record_a, record_b, "same"/"different") verdicts (see
+    `load_dedupe_decisions`); they override the machine and are recorded with
+    `decided_by = person`."""
+    if "record_id" not in records.columns:
+        raise MigfwError("records: no record_id column (expected the canonical record table)")
+    records = records.reset_index(drop=True)
+    ids = records["record_id"].astype(str)
+    if ids.duplicated().any():
+        dup = ids[ids.duplicated()].iloc[0]
+        raise MigfwError(f"records: record_id {dup!r} occurs twice; record ids must be unique")
+    t0 = time.perf_counter()
+    feat = _features(records)
+    n = len(records)
+    pairs = _candidate_pairs(feat)
+    n_candidates = len(pairs)
+    if len(pairs):
+        # Chunked, so the temporary string lists stay small at 50,000+ records.
+        pairs = np.concatenate(
+            [_prefilter(feat, pairs[k : k + CHUNK]) for k in range(0, len(pairs), CHUNK)]
+        )
+
+    rows = []
+    row_of: dict[tuple[int, int], dict] = {}
+    for i, j in pairs.tolist():
+        row = _score_pair(feat, i, j)
+        row["_i"], row["_j"] = i, j
+        rows.append(row)
+        row_of[(i, j)] = row
+    groups = _Clusters(n)
+    index = {rid: k for k, rid in enumerate(feat.ids)}
+    for a, b, verdict in decisions or []:
+        if a not in index or b not in index:
+            continue  # a decision about records not in this run (checked by the loader)
+        i, j = sorted((index[a], index[b]))
+        row = row_of.get((i, j))
+        if row is None:  # a pair the blocking never proposed: score it now
+            row = _score_pair(feat, i, j)
+            row["_i"], row["_j"] = i, j
+            rows.append(row)
+            row_of[(i, j)] = row
+        row["rule"] = f"person:{verdict} (machine: {row['decision']}, {row['rule']})"
+        row["decision"] = DUPLICATE if verdict == "same" else DISTINCT
+        row["decided_by"] = "person"
+        if verdict == "same":
+            groups.force_union(i, j)
+        else:
+            groups.apart.add(frozenset((i, j)))
+    # Strongest links first, so a weak link cannot pre-empt a DOI-backed one.
+    rows.sort(key=lambda r: (not r["rule"].startswith("doi"), -r["score"]))
+    for row in rows:
+        if row["decision"] != DUPLICATE or row["decided_by"] == "person":
+            continue
+        refused = groups.try_union(feat, row["_i"], row["_j"])
+        if refused:
+            row["decision"], row["rule"] = BLOCKED, f"{row['rule']}; {refused}"
+
+    # Cluster ids in order of first appearance of a member.
+    root_to_cluster: dict[int, str] = {}
+    cluster_of = []
+    for i in range(n):
+        root = groups.find(i)
+        if root not in root_to_cluster:
+            root_to_cluster[root] = f"C{len(root_to_cluster) + 1:06d}"
+        cluster_of.append(root_to_cluster[root])
+    clusters = pd.DataFrame({"record_id": ids, "cluster_id": cluster_of})
+
+    link_rows = [
+        {"record_a": feat.ids[r.pop("_i")], "record_b": feat.ids[r.pop("_j")], **r} for r in rows
+    ]
+    links = pd.DataFrame(link_rows, columns=LINK_COLUMNS)
+    links = links.sort_values(["record_a", "record_b"], kind="stable").reset_index(drop=True)
+
+    merged = _merged_records(records, cluster_of, feat.year)
+    stats = {
+        "records": n,
+        "candidate_pairs": int(n_candidates),
+        "scored_pairs": len(rows),
+        "links": int((links["decision"] == DUPLICATE).sum()),
+        "review_pairs": int((links["decision"] == MAYBE).sum()),
+        "person_decisions": int((links["decided_by"] == "person").sum()),
+        "clusters": len(root_to_cluster),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    return DedupeResult(clusters=clusters, links=links, merged=merged, stats=stats)

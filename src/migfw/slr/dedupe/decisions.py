@@ -1,0 +1,83 @@
+"""The person's side: the uncertain pairs side by side (review table) and the decisions
+file a reviewer fills in."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from migfw.errors import MigfwError
+from migfw.slr.dedupe.result import MAYBE, DedupeResult
+from migfw.slr.dedupe.scoring import MATCH, REVIEW
+
+REVIEW_FIELDS = ["title", "authors", "year", "venue", "volume", "issue", "pages", "doi",
+                 "database", "record_id"]  # fmt: skip
+DECISION_VALUES = ("same", "different")
+
+
+def review_table(result: DedupeResult, records: pd.DataFrame) -> pd.DataFrame:
+    """The pairs the machine left to a person (`maybe`), both records side by side.
+
+    Columns: record_a, record_b, leaning (the machine's guess: same/different), score
+    (REVIEW <= score < MATCH unless a rule sent it), rule, evidence, then a_<field> and
+    b_<field> for REVIEW_FIELDS, and an empty `decision` the reviewer fills with
+    same/different. Save the edited file as the decisions file (slr.dedupe_decisions)."""
+    links = result.links
+    todo = links[(links["decision"] == MAYBE) & (links["decided_by"] != "person")]
+    fields = [f for f in REVIEW_FIELDS if f in records.columns]
+    by_id = records.set_index("record_id")[[f for f in fields if f != "record_id"]]
+    out = pd.DataFrame(
+        {
+            "record_a": todo["record_a"].to_numpy(),
+            "record_b": todo["record_b"].to_numpy(),
+            "leaning": np.where(todo["score"] >= (MATCH + REVIEW) / 2, "same", "different"),
+            "score": todo["score"].to_numpy(),
+            "rule": todo["rule"].to_numpy(),
+            "evidence": todo["evidence"].to_numpy(),
+        }
+    )
+    for side in ("a", "b"):
+        part = by_id.reindex(out[f"record_{side}"]).reset_index(drop=True)
+        for f in fields:
+            if f != "record_id":
+                out[f"{side}_{f}"] = part[f].astype("string").fillna("").to_numpy()
+    out["decision"] = ""
+    return out.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def load_dedupe_decisions(
+    path: str | Path, record_ids: Iterable[str]
+) -> list[tuple[str, str, str]]:
+    """A person's duplicate decisions: CSV with record_a, record_b, decision (same /
+    different; empty rows are skipped, so the review file itself can be the input).
+    A missing file means no decisions yet."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, comment=None)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise MigfwError(f"{path}: cannot read ({str(exc).splitlines()[0]})") from None
+    except pd.errors.EmptyDataError:
+        return []
+    missing = {"record_a", "record_b", "decision"} - set(frame.columns)
+    if missing:
+        raise MigfwError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+    known = set(record_ids)
+    out = []
+    for line, row in enumerate(frame.itertuples(index=False), 2):
+        verdict = row.decision.strip().lower()
+        if not verdict:
+            continue
+        if verdict not in DECISION_VALUES:
+            raise MigfwError(
+                f"{path}: line {line}: decision {row.decision!r} (expected same or different)"
+            )
+        for rid in (row.record_a.strip(), row.record_b.strip()):
+            if rid not in known:
+                raise MigfwError(f"{path}: line {line}: record {rid!r} is not an imported record")
+        out.append((row.record_a.strip(), row.record_b.strip(), verdict))
+    return out

@@ -1,0 +1,308 @@
+"""Pair evidence: true conflicts (rules) and the weighted evidence of each field."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from rapidfuzz import fuzz
+
+from migfw.slr.dedupe.features import _Features
+from migfw.slr.dedupe.result import DISTINCT, DUPLICATE, MAYBE
+from migfw.slr.normalise import venue_abbreviation_match
+
+PREFILTER_TITLE = 80.0  # candidate pairs below this title ratio are not scored further
+PREFILTER_TITLE = 80.0  # candidate pairs below this title ratio are not scored further
+TITLE_SAME = 95.0  # fuzzy-title threshold for a duplicate without a shared DOI
+TITLE_EXACTISH = 98.0  # stricter threshold used when a field is missing on one side
+TITLE_DOI_AGREE = 80.0  # title agreement needed to accept an equal DOI
+AUTHOR_SAME = 0.8  # share of the shorter author list matched in the longer one
+
+# Evidence model (no DOI shared): each field adds or subtracts weight according to how
+# reliably real exports fill it. Title and authors are strong; year, venue, volume and
+# start page are locators that databases usually agree on; issue/number is nearly
+# worthless (some exports put the database's accession number there), so it can add a
+# little but never subtracts. Calibrated on bib-dedupe's digital_work set, its pair and
+# special cases, CiteSource's set and synthetic copies of real records corrupted the ways
+# exports differ (scripts/bench_dedupe.py). A pair scoring >= MATCH is merged, one
+# between REVIEW and MATCH goes to a person (dedupe_review.csv), below REVIEW is distinct.
+MATCH = 5.0
+REVIEW = 3.0
+GUARD = 0.0  # a cluster may not hold two members whose pair evidence is below this
+_LOCATORS = ("year", "volume", "issue", "pages")
+W_TITLE = {"exact": 4.0, "same": 3.0, "truncated": 2.0, "close": 1.0, "similar": -1.0,
+           "differs": -1.5, "missing": 0.0}  # fmt: skip
+W_AUTHORS = {"same": 2.0, "most": 1.0, "few": -2.0, "differ": -4.0, "missing": -1.0}
+W_YEAR = {"equal": 1.0, "off1_journal": -0.5, "off1_conference": -2.0, "off1": -1.0,
+          "off2": -3.0, "missing": -0.5}  # fmt: skip
+W_VENUE = {"same": 1.0, "differ": -1.0}
+W_VOLUME = {"equal": 1.0, "differ": -2.0}
+# Start pages first; two full ranges with the same start but different ends are two
+# items (a recurring "Editorial introduction" on page 1 of every issue).
+W_PAGES = {"equal": 1.5, "differ": -2.5, "end_differs": -3.0}
+# A differing issue/number only counts when both look like issue numbers (<= 3 digits;
+# accession numbers are longer): then it is another issue of the journal (a recurring
+# column, "Editor's comments" in every issue; journals that restart pages every issue).
+W_ISSUE = {"equal": 0.25, "differ": -5.0}
+
+
+def _containment(a: Iterable[str], b: Iterable[str]) -> float:
+    """Share of the smaller name set found (exactly or fuzzily) in the larger one."""
+    a, b = set(a), set(b)
+    small, big = (a, b) if len(a) <= len(b) else (b, a)
+    hits = sum(1 for t in small if t in big or any(fuzz.ratio(t, u) >= 85 for u in big))
+    return hits / len(small)
+
+
+def _author_sim(feat: _Features, i: int, j: int) -> float:
+    """-1 when a side has no authors. Surnames first (robust to author lists cut to 3 by
+    a database), then all name tokens (robust to names split the wrong way round)."""
+    if not feat.tokens[i] or not feat.tokens[j]:
+        return -1.0
+    by_surname = (
+        _containment(feat.authors[i], feat.authors[j])
+        if feat.authors[i] and feat.authors[j]
+        else 0.0
+    )
+    if by_surname == 1.0:
+        return 1.0
+    return max(by_surname, _containment(feat.tokens[i], feat.tokens[j]))
+
+
+def _first_author_agrees(feat: _Features, i: int, j: int) -> bool:
+    a, b = feat.authors[i], feat.authors[j]
+    if not a or not b:
+        return True
+    if fuzz.ratio(a[0], b[0]) >= 85:
+        return True
+    # Name order mixed up by one database ("Reynoso, Gómez" vs "Gómez Reynoso").
+    return a[0] in feat.tokens[j] or b[0] in feat.tokens[i]
+
+
+def _title_sim(feat: _Features, i: int, j: int) -> tuple[float, bool]:
+    """(ratio 0-100, is_prefix): is_prefix when one title is the other truncated."""
+    a, b = feat.title[i], feat.title[j]
+    if not a or not b:
+        return 0.0, False
+    ratio = fuzz.ratio(a, b)
+    if ratio < TITLE_EXACTISH and (len(feat.variants[i]) > 1 or len(feat.variants[j]) > 1):
+        # 'English title [Original title]' against either language's copy.
+        ratio = max(fuzz.ratio(u, v) for u in feat.variants[i] for v in feat.variants[j])
+    short, long_ = (a, b) if len(a) <= len(b) else (b, a)
+    # A dropped subtitle or a cut-off title: the shorter (>= 4 words) must match the
+    # longer up to a word boundary.
+    prefix = (
+        ratio < TITLE_SAME
+        and len(short) >= 20
+        and len(short.split()) >= 4
+        and fuzz.ratio(short, long_[: len(short)]) >= TITLE_SAME
+        # (+-1 character: a typo may have added or dropped a letter near the cut)
+        and " " in long_[len(short) - 1 : len(short) + 2]
+    )
+    return ratio, prefix
+
+
+def _conflicts(feat: _Features, i: int, j: int) -> list[str]:
+    """True contradictions: two different works whatever the other fields say (used for
+    pairs and for cluster checks). Fields that exports fill inconsistently (pages,
+    volume, issue, a year or two) are weighed in `_evidence` instead."""
+    out = []
+    same_doi = bool(feat.doi_base[i]) and feat.doi_base[i] == feat.doi_base[j]
+    if feat.doi_base[i] and feat.doi_base[j] and not same_doi:
+        out.append("doi")
+    if same_doi:
+        return out  # the DOI identifies the work; field disagreements are export noise
+    yi, yj = feat.year[i], feat.year[j]
+    vi, vj = feat.vtype[i], feat.vtype[j]
+    # "Part I"/"Part II", "... 2019"/"... 2020": one differing number, two works.
+    # (A number present on one side only may just be a truncated subtitle.)
+    if feat.numbers[i] - feat.numbers[j] and feat.numbers[j] - feat.numbers[i]:
+        out.append("title_numbers")
+    if vi and vj and vi != vj:
+        out.append("venue_type")  # conference paper vs its journal version
+    if feat.notice[i] != feat.notice[j]:
+        out.append("notice")  # erratum/retraction/comment vs the item it is about
+    if yi and yj and abs(yi - yj) > 2:
+        out.append("year")
+    return out
+
+
+def _end_page(pages: str) -> str:
+    """End page of a normalised range ('221-228' -> '228'); '' when there is none."""
+    parts = re.split(r"\s*[-–—]+\s*", pages, maxsplit=1)
+    return parts[1].strip() if len(parts) == 2 else ""
+
+
+def _state(a: str, b: str) -> str:
+    if not a and not b:
+        return "missing"
+    if not a or not b:
+        return "one-missing"
+    return "equal" if a == b else "differ"
+
+
+def _venue_sim(feat: _Features, i: int, j: int) -> float:
+    """0-1, or -1 when a side has no venue; 1 when one is an ISO 4/NLM abbreviation or
+    an acronym of the other ('J Clin Epidemiol' ~ 'Journal of Clinical Epidemiology')."""
+    if not feat.venue[i] or not feat.venue[j]:
+        return -1.0
+    sim = fuzz.token_set_ratio(feat.venue[i], feat.venue[j]) / 100
+    if sim < 0.8 and venue_abbreviation_match(feat.vtokens[i], feat.vtokens[j]):
+        return 1.0
+    return sim
+
+
+@dataclass
+class _Evidence:
+    t_sim: float
+    t_prefix: bool
+    a_sim: float
+    v_sim: float
+    weights: dict[str, float]  # field -> weight it contributed
+    score: float
+    conflicts: list[str]
+    locator: bool  # same start page and volume (or one volume missing)
+
+
+def _evidence(feat: _Features, i: int, j: int) -> _Evidence:
+    """Weigh every field of a pair (see the W_* tables at the top)."""
+    t_sim, t_prefix = _title_sim(feat, i, j)
+    a_sim = _author_sim(feat, i, j)
+    v_sim = _venue_sim(feat, i, j)
+    generic = feat.generic[i] or feat.generic[j]
+    w: dict[str, float] = {}
+    if generic:
+        w["title"] = W_TITLE["missing"]
+    elif t_sim >= TITLE_EXACTISH:
+        w["title"] = W_TITLE["exact"]
+    elif t_sim >= TITLE_SAME:
+        w["title"] = W_TITLE["same"]
+    elif t_prefix:
+        w["title"] = W_TITLE["truncated"]
+    elif t_sim >= 90:
+        w["title"] = W_TITLE["close"]
+    elif t_sim >= PREFILTER_TITLE:
+        w["title"] = W_TITLE["similar"]
+    else:
+        w["title"] = W_TITLE["differs"]
+    if a_sim < 0:
+        w["authors"] = W_AUTHORS["missing"]
+    elif not _first_author_agrees(feat, i, j):
+        w["authors"] = W_AUTHORS["few"] if a_sim >= AUTHOR_SAME else W_AUTHORS["differ"]
+    elif a_sim >= 0.9:
+        w["authors"] = W_AUTHORS["same"]
+    elif a_sim >= AUTHOR_SAME:
+        w["authors"] = W_AUTHORS["most"]
+    elif a_sim >= 0.5:
+        w["authors"] = W_AUTHORS["few"]
+    else:
+        w["authors"] = W_AUTHORS["differ"]
+    yi, yj = feat.year[i], feat.year[j]
+    if not (yi and yj):
+        w["year"] = W_YEAR["missing"]
+    elif yi == yj:
+        w["year"] = W_YEAR["equal"]
+    elif abs(yi - yj) == 1:
+        # Online-first vs issue year (journals); conference year vs proceedings year.
+        types = {feat.vtype[i], feat.vtype[j]} - {""}
+        kind = "off1_" + types.pop() if len(types) == 1 else "off1"
+        w["year"] = W_YEAR[kind]
+    else:
+        w["year"] = W_YEAR["off2"]
+    if v_sim >= 0:
+        w["venue"] = W_VENUE["same"] if v_sim >= 0.8 else W_VENUE["differ"]
+    vol = _state(feat.volume[i], feat.volume[j])
+    if vol in ("equal", "differ"):
+        w["volume"] = W_VOLUME[vol]
+    # Online-first versions have no volume and pages "1-n": no evidence either way.
+    online_first = (feat.page[i] == "1" and not feat.volume[i]) or (
+        feat.page[j] == "1" and not feat.volume[j]
+    )
+    page = _state(feat.page[i], feat.page[j])
+    if page in ("equal", "differ") and not (page == "differ" and online_first):
+        w["pages"] = W_PAGES[page]
+        if page == "equal":
+            ends = [_end_page(feat.pages[k]) for k in (i, j)]
+            if all(ends) and ends[0] != ends[1]:
+                w["pages"] = W_PAGES["end_differs"]
+    issue = _state(feat.issue[i], feat.issue[j])
+    if issue == "equal":
+        w["issue"] = W_ISSUE["equal"]
+    elif issue == "differ" and max(map(len, (feat.issue[i], feat.issue[j]))) <= 3:
+        w["issue"] = W_ISSUE["differ"]
+    locator = page == "equal" and vol != "differ" and (vol == "equal" or v_sim >= 0.8)
+    return _Evidence(
+        t_sim, t_prefix, a_sim, v_sim, w, sum(w.values()), _conflicts(feat, i, j), locator
+    )
+
+
+def _score_pair(feat: _Features, i: int, j: int) -> dict:
+    """Decide one candidate pair; return the link row (without record ids)."""
+    ev = _evidence(feat, i, j)
+    t_sim, t_prefix, a_sim, conflicts = ev.t_sim, ev.t_prefix, ev.a_sim, ev.conflicts
+    yi, yj = feat.year[i], feat.year[j]
+    doi_state = _state(feat.doi[i], feat.doi[j])
+    same_doi = bool(feat.doi_base[i]) and feat.doi_base[i] == feat.doi_base[j]
+    if doi_state == "differ" and same_doi:
+        doi_state = "same-base"  # Cochrane review versions
+    generic = feat.generic[i] or feat.generic[j]
+    decided_by = "rule"
+    score = ev.score
+    if same_doi:
+        if feat.title[i] == feat.title[j] and feat.title[i]:
+            decision, rule = DUPLICATE, "doi+title-equal"
+        elif not feat.title[i] or not feat.title[j]:
+            # A DOI with no title on one side: the authors and year must not object.
+            ok = ev.weights["authors"] >= W_AUTHORS["missing"] and ev.weights["year"] > -1
+            decision, rule = (DUPLICATE, "doi+(no title)") if ok else (MAYBE, "doi-title-missing")
+        elif generic:
+            # "Editorial" with one DOI: the other fields must carry it.
+            decision, rule = (
+                (DUPLICATE, "doi+fields(title uninformative)")
+                if ev.score >= MATCH
+                else (MAYBE, "doi-equal-title-uninformative")
+            )
+        elif t_sim >= TITLE_DOI_AGREE or t_prefix:
+            decision, rule = DUPLICATE, "doi+title"
+        else:
+            decision, rule = DISTINCT, "doi-shared-titles-differ"
+        if decision == DUPLICATE:
+            score = max(score, MATCH + 5)
+    elif conflicts:
+        decision, rule = DISTINCT, "conflict:" + "+".join(conflicts)
+    else:
+        decided_by = "model"
+        rule = "evidence:" + "".join(
+            f"{'+' if v > 0 else '-'}{k}" for k, v in ev.weights.items() if v
+        ).lstrip("+")
+        if score >= MATCH:
+            decision = DUPLICATE
+        elif score >= REVIEW:
+            decision = MAYBE
+        else:
+            decision = DISTINCT
+        if decision == DUPLICATE and ev.weights["title"] <= 0 and not ev.locator:
+            # No usable title: only the locator (volume + start page) can identify it.
+            decision, rule = MAYBE, rule + "; no title and no locator"
+    row = {
+        "decision": decision,
+        "score": round(score, 2),
+        "rule": rule,
+        "decided_by": decided_by,
+        "title_sim": round(t_sim / 100, 4),
+        "author_sim": round(a_sim, 4) if a_sim >= 0 else "",
+        "venue_sim": round(ev.v_sim, 4) if ev.v_sim >= 0 else "",
+        "doi": doi_state,
+        "year": f"{yi or ''}|{yj or ''}",
+        "pages": _state(feat.page[i], feat.page[j]),
+        "volume": _state(feat.volume[i], feat.volume[j]),
+        "issue": _state(feat.issue[i], feat.issue[j]),
+        "venue_type": f"{feat.vtype[i]}|{feat.vtype[j]}",
+    }
+    row["evidence"] = (
+        "; ".join(f"{k}={v:+g}" for k, v in ev.weights.items())
+        + f"; total={ev.score:+g}; title_sim={row['title_sim']}; doi={doi_state}"
+        + (f"; conflicts={'+'.join(conflicts)}" if conflicts else "")
+    )
+    return row
