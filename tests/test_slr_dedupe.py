@@ -99,7 +99,8 @@ def test_equal_doi_with_case_and_url_differences_merges(tmp_path: Path) -> None:
     result = deduplicate(read_exports([a, b]))
     assert _same(result, "s1", "w1")
     link = _link(result, "s1", "w1")
-    assert link.decision == DUPLICATE and link.rule.startswith("doi")
+    # Equal after normalisation in every compared field: merged as an exact copy.
+    assert link.decision == DUPLICATE and link.rule == "exact-copy"
     assert link.doi == "equal"
 
 
@@ -562,3 +563,72 @@ def test_digital_work_sensitivity_and_no_false_merge() -> None:
         ctruth, dict(zip(result.clusters.record_id, result.clusters.cluster_id, strict=True))
     )
     assert counts["sensitivity"] >= 0.99 and counts["fp_rate"] < 0.0005 / 100
+
+
+# ---------------------------------------------------------------- bad input (issue 19)
+
+
+def test_decisions_self_pair_and_contradictions_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    path = _ris(tmp_path / "x.ris", [{**BASE, "ID": "a"}, {**BASE, "ID": "b", "PY": "2015"},
+                                     {**BASE, "ID": "c", "PY": "2017"}])  # fmt: skip
+    out = tmp_path / "out"
+    bad = tmp_path / "d.csv"
+    argv = ["slr", "dedupe", str(path), "--out", str(out), "--decisions", str(bad)]
+    cases = {
+        "record_a,record_b,decision\na,a,same\n": "d.csv: line 2: record 'a' is paired with itself",
+        # The same pair both ways (either order of the ids): refused, naming both lines.
+        "record_a,record_b,decision\na,b,same\nb,c,same\nb,a,different\n": (
+            "d.csv: line 4: b / a decided 'different' here but 'same' on line 2"
+        ),
+        # A chain of the person's own 'same' decisions joins a pair they called different.
+        "record_a,record_b,decision\na,b,same\nb,c,same\na,c,different\n": (
+            "d.csv: line 4: a / c decided 'different', but other rows decided 'same' along"
+        ),
+    }
+    for text, message in cases.items():
+        bad.write_text(text)
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("migfw slr: ") and message in err[-1], err
+        assert not any("Traceback" in line for line in err)
+    assert not out.exists()
+    # The same decision written twice is no contradiction.
+    bad.write_text("record_a,record_b,decision\na,b,same\nb,a,same\n")
+    assert main(argv) == 0
+
+
+def test_output_paths_of_the_wrong_kind_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    path = _ris(tmp_path / "x.ris", [{**BASE, "ID": "a"}])
+    a_file = tmp_path / "taken.csv"
+    a_file.write_text("keep me\n")
+    assert main(["slr", "dedupe", str(path), "--out", str(a_file)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"migfw slr: --out {a_file}: is a file; give a folder (created if missing)"]
+    assert main(["slr", "import", str(path), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"migfw slr: --out {tmp_path}: is a folder; give a file name"]
+    assert main(["slr", "import", str(path), "--out", str(a_file / "records.csv")]) == 2
+    assert f"{a_file} is a file, not a folder" in capsys.readouterr().err
+    assert a_file.read_text() == "keep me\n"
+
+
+def test_many_exact_copies_are_one_cluster_without_pairwise_work(tmp_path: Path) -> None:
+    """Copies of one record (the 116,251-copy case of issue 19, smaller): folded before
+    blocking, so no candidate pair is formed and the guard never goes quadratic."""
+    n = 3000
+    lines = []
+    for _ in range(n):
+        lines += ["TY  - JOUR", f"TI  - {BASE['TI']}", "AU  - Nguyen, Thi Mai", "PY  - 2013",
+                  "T2  - Journal of Cloud Computing", "VL  - 2", "SP  - 101", "EP  - 118",
+                  "ER  - ", ""]  # fmt: skip
+    path = tmp_path / "copies.ris"
+    path.write_text("\n".join(lines))
+    result = deduplicate(read_exports([path]))
+    assert result.stats["clusters"] == 1 and result.stats["exact_copies"] == n - 1
+    assert result.stats["candidate_pairs"] == 0
+    assert len(result.links) == n - 1 and set(result.links.rule) == {"exact-copy"}
+    assert result.merged.iloc[0].n_records == n

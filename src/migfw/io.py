@@ -32,6 +32,25 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Ite
         raise
 
 
+def check_output_path(path: str | os.PathLike, kind: str, option: str = "--out") -> Path:
+    """Refuse, in one line, an output path of the wrong kind before any work is done:
+    `kind` "file" (must not be a folder) or "folder" (must not be a file); a parent that
+    is a file is refused as well."""
+    from migfw.errors import MigfwError
+
+    path = Path(path)
+    if kind == "file" and path.is_dir():
+        raise MigfwError(f"{option} {path}: is a folder; give a file name")
+    if kind == "folder" and path.exists() and not path.is_dir():
+        raise MigfwError(f"{option} {path}: is a file; give a folder (created if missing)")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise MigfwError(f"{option} {path}: {parent} is a file, not a folder")
+            break
+    return path
+
+
 def read_yaml(path: str | os.PathLike, what: str = "file") -> Any:
     """Parse a YAML file; a missing, unreadable or malformed file is one MigfwError line
     naming the file, `what` it is, and (for a syntax error) the line."""

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from migfw.io import write_csv
+from migfw.io import check_output_path, write_csv
 from migfw.slr.dedupe.core import deduplicate
 from migfw.slr.dedupe.decisions import load_dedupe_decisions, review_table
 from migfw.slr.dedupe.export import library_records, write_ris
@@ -15,6 +15,7 @@ from migfw.slr.dedupe.export import library_records, write_ris
 def _run(args: argparse.Namespace) -> int:
     from migfw.slr.imports import read_exports  # S1's reader (raises MigfwError)
 
+    check_output_path(args.out, "folder")
     records = read_exports([str(p) for p in args.files], databases=args.database)
     print(f"records imported: {len(records)}", file=sys.stderr)
     person = load_dedupe_decisions(args.decisions, records["record_id"]) if args.decisions else []

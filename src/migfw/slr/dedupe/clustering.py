@@ -11,6 +11,17 @@ from migfw.slr.dedupe.features import _Features
 from migfw.slr.dedupe.result import CANONICAL_COLUMNS, text_column
 from migfw.slr.dedupe.scoring import _LOCATORS, GUARD, MATCH, W_YEAR, _conflicts, _evidence
 
+GUARD_SAMPLE = 32  # members of a large cluster checked when it grows (bounds the time)
+
+
+def _sample(members: list[int]) -> list[int]:
+    """All members, or GUARD_SAMPLE of them spread evenly over the cluster's join order
+    (a cluster of thousands of near-copies would otherwise cost a quadratic check)."""
+    if len(members) <= GUARD_SAMPLE:
+        return members
+    step = len(members) / GUARD_SAMPLE
+    return [members[int(k * step)] for k in range(GUARD_SAMPLE)]
+
 
 class _Clusters:
     """Union-find whose unions are vetoed when any cross-pair contradicts."""
@@ -41,8 +52,8 @@ class _Clusters:
         ri, rj = self.find(i), self.find(j)
         if ri == rj:
             return ""
-        for a in self.members[ri]:
-            for b in self.members[rj]:
+        for a in _sample(self.members[ri]):
+            for b in _sample(self.members[rj]):
                 if frozenset((a, b)) in self.apart:
                     return f"cluster-conflict:{feat.ids[a]}~{feat.ids[b]}:person-different"
                 conflicts = _conflicts(feat, a, b)

@@ -11,7 +11,7 @@ import pandas as pd
 from migfw.errors import MigfwError
 from migfw.slr.dedupe.blocking import CHUNK, _candidate_pairs, _prefilter
 from migfw.slr.dedupe.clustering import _Clusters, _merged_records
-from migfw.slr.dedupe.features import _features
+from migfw.slr.dedupe.features import _exact_copy_of, _Features, _features, _take
 from migfw.slr.dedupe.result import (
     BLOCKED,
     DISTINCT,
@@ -20,7 +20,7 @@ from migfw.slr.dedupe.result import (
     MAYBE,
     DedupeResult,
 )
-from migfw.slr.dedupe.scoring import _score_pair
+from migfw.slr.dedupe.scoring import MATCH, _score_pair
 
 
 def deduplicate(
@@ -43,13 +43,20 @@ def deduplicate(
     t0 = time.perf_counter()
     feat = _features(records)
     n = len(records)
-    pairs = _candidate_pairs(feat)
+    index = {rid: k for k, rid in enumerate(feat.ids)}
+    named = {index[r] for a, b, _ in decisions or [] for r in (a, b) if r in index}
+    copy_of = _exact_copy_of(feat, named)
+    reps = np.flatnonzero(copy_of == np.arange(n))
+    # Blocking and scoring see one record per set of exact copies (numbered 0..len(reps)).
+    sub = _take(feat, reps)
+    pairs = _candidate_pairs(sub)
     n_candidates = len(pairs)
     if len(pairs):
         # Chunked, so the temporary string lists stay small at 50,000+ records.
         pairs = np.concatenate(
-            [_prefilter(feat, pairs[k : k + CHUNK]) for k in range(0, len(pairs), CHUNK)]
+            [_prefilter(sub, pairs[k : k + CHUNK]) for k in range(0, len(pairs), CHUNK)]
         )
+    pairs = reps[pairs] if len(pairs) else pairs
 
     rows = []
     row_of: dict[tuple[int, int], dict] = {}
@@ -59,7 +66,6 @@ def deduplicate(
         rows.append(row)
         row_of[(i, j)] = row
     groups = _Clusters(n)
-    index = {rid: k for k, rid in enumerate(feat.ids)}
     for a, b, verdict in decisions or []:
         if a not in index or b not in index:
             continue  # a decision about records not in this run (checked by the loader)
@@ -86,6 +92,12 @@ def deduplicate(
         if refused:
             row["decision"], row["rule"] = BLOCKED, f"{row['rule']}; {refused}"
 
+    # Exact copies join their first copy's cluster (no check needed: nothing differs).
+    copies = np.flatnonzero(copy_of != np.arange(n))
+    for i in copies.tolist():
+        groups.force_union(int(copy_of[i]), i)
+        rows.append(_copy_row(feat, int(copy_of[i]), i))
+
     # Cluster ids in order of first appearance of a member.
     root_to_cluster: dict[int, str] = {}
     cluster_of = []
@@ -106,6 +118,7 @@ def deduplicate(
     stats = {
         "records": n,
         "candidate_pairs": int(n_candidates),
+        "exact_copies": len(copies),
         "scored_pairs": len(rows),
         "links": int((links["decision"] == DUPLICATE).sum()),
         "review_pairs": int((links["decision"] == MAYBE).sum()),
@@ -114,3 +127,11 @@ def deduplicate(
         "seconds": round(time.perf_counter() - t0, 3),
     }
     return DedupeResult(clusters=clusters, links=links, merged=merged, stats=stats)
+
+
+def _copy_row(feat: _Features, i: int, j: int) -> dict:
+    """The link row of an exact copy: the pair's evidence, decided by the copy rule."""
+    row = _score_pair(feat, i, j)
+    row.update(_i=i, _j=j, decision=DUPLICATE, rule="exact-copy", decided_by="rule")
+    row["score"] = max(row["score"], MATCH + 5)
+    return row

@@ -67,7 +67,8 @@ def load_dedupe_decisions(
     if missing:
         raise MigfwError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
     known = set(record_ids)
-    out = []
+    out: list[tuple[str, str, str]] = []
+    seen: dict[frozenset, tuple[int, str]] = {}  # pair -> (line, verdict) of its first row
     for line, row in enumerate(frame.itertuples(index=False), 2):
         verdict = row.decision.strip().lower()
         if not verdict:
@@ -76,8 +77,42 @@ def load_dedupe_decisions(
             raise MigfwError(
                 f"{path}: line {line}: decision {row.decision!r} (expected same or different)"
             )
-        for rid in (row.record_a.strip(), row.record_b.strip()):
+        a, b = row.record_a.strip(), row.record_b.strip()
+        for rid in (a, b):
             if rid not in known:
                 raise MigfwError(f"{path}: line {line}: record {rid!r} is not an imported record")
-        out.append((row.record_a.strip(), row.record_b.strip(), verdict))
+        if a == b:
+            raise MigfwError(f"{path}: line {line}: record {a!r} is paired with itself")
+        first = seen.setdefault(frozenset((a, b)), (line, verdict))
+        if first[1] != verdict:
+            raise MigfwError(
+                f"{path}: line {line}: {a} / {b} decided {verdict!r} here but "
+                f"{first[1]!r} on line {first[0]}"
+            )
+        if first[0] == line:
+            out.append((a, b, verdict))
+    _check_transitive(path, out, {k: v[0] for k, v in seen.items()})
     return out
+
+
+def _check_transitive(
+    path: Path, decisions: list[tuple[str, str, str]], line_of: dict[frozenset, int]
+) -> None:
+    """A 'different' between two records that the person's own 'same' decisions chain
+    together (a=b, b=c, a!=c) cannot all hold: refuse it instead of letting one win."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.get(x, x) != x:
+            x = parent[x] = parent.get(parent[x], parent[x])
+        return x
+
+    for a, b, verdict in decisions:
+        if verdict == "same":
+            parent[find(a)] = find(b)
+    for a, b, verdict in decisions:
+        if verdict == "different" and find(a) == find(b):
+            raise MigfwError(
+                f"{path}: line {line_of[frozenset((a, b))]}: {a} / {b} decided 'different', "
+                "but other rows decided 'same' along a chain that joins them"
+            )

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
@@ -222,3 +222,33 @@ def _features(records: pd.DataFrame) -> _Features:
 def _codes(values: list[str]) -> np.ndarray:
     """Integer codes of equal values; -1 for empty."""
     return pd.factorize(pd.Series(values, dtype=object).replace("", None))[0]
+
+
+def _take(feat: _Features, idx: np.ndarray) -> _Features:
+    """The features of records `idx` only (same order), e.g. one copy of each exact copy."""
+    out = {}
+    for f in fields(feat):
+        values = getattr(feat, f.name)
+        if isinstance(values, np.ndarray):
+            out[f.name] = values[idx]
+        else:
+            out[f.name] = [values[i] for i in idx.tolist()]
+    return _Features(**out)
+
+
+def _exact_copy_of(feat: _Features, keep_apart: set[int]) -> np.ndarray:
+    """For each record, the first record it is an exact copy of (itself when none): every
+    compared field equal after normalisation and a title that names a work. Copies are
+    merged without being compared pair by pair, so 100,000 copies of one record cost no
+    more than one (records in `keep_apart`, named in a person's decisions, never fold)."""
+    first: dict[tuple, int] = {}
+    out = np.arange(len(feat.ids), dtype=np.int64)
+    for i in range(len(feat.ids)):
+        if feat.generic[i] or not feat.title[i] or i in keep_apart:
+            continue
+        key = (
+            feat.title[i], feat.doi[i], tuple(feat.authors[i]), feat.tokens[i], feat.year[i],
+            feat.venue[i], feat.volume[i], feat.issue[i], feat.pages[i], feat.vtype[i],
+        )  # fmt: skip
+        out[i] = first.setdefault(key, i)
+    return out

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from migfw.io import write_csv
+from migfw.io import check_output_path, write_csv
 from migfw.slr.imports.core import _unique_ids, read_export
 from migfw.slr.imports.detect import _detect
 from migfw.slr.imports.records import SlrImportWarning, _read_text
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
+    check_output_path(args.out, "file")
     frames = []
     for path in args.files:
         # Each file's warnings go out right after its line, even if a later file fails.
