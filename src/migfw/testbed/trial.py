@@ -61,6 +61,13 @@ class EventLog:
 
 
 IMPLEMENTED_PLACEMENTS = ("vm", "vmm", "vmm-agent", "none")
+# Factor levels of issue 22's contract (migfw.trials.attack_contract) the testbed applies so
+# far; a trial asking for another level is refused rather than run without it.
+IMPLEMENTED_LEVELS: dict[str, tuple[Any, ...]] = {
+    "trigger": ("resume", None),
+    "port_default": ("open", None),
+    "nf_conntrack_tcp_loose": (None,),
+}
 # Written when a testbed could not be repaired after a failed trial: every later trial refuses
 # in one line until `migfw testbed cleanup`/`down` (the failed trial itself is kept: its
 # command exits 0 so Snakemake never deletes its capture).
@@ -461,6 +468,12 @@ def run_trial(
             f"trial {trial_id}: placement {placement!r} is not implemented by the testbed yet "
             f"(implemented: {', '.join(IMPLEMENTED_PLACEMENTS)})"
         )
+    for name, levels in IMPLEMENTED_LEVELS.items():
+        if factors.get(name) not in levels:
+            raise MigfwError(
+                f"trial {trial_id}: factor {name}={factors[name]!r} is not applied by the "
+                "testbed yet (docs/attack_window.md: a later stage of issue 22)"
+            )
     from migfw.testbed.pairs import pair_config
 
     cfg = pair_config(cfg, pair)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from migfw.errors import MigfwError
+from migfw.trials.attack_contract import AGENT_FACTORS, AGENT_PLACEMENTS
 
 if TYPE_CHECKING:  # numpy is imported where a log is read: the Snakefile imports this module
     import numpy as np
@@ -32,7 +33,10 @@ if TYPE_CHECKING:  # numpy is imported where a log is read: the Snakefile import
 # so their ids are fixed before they are implemented.
 FACTOR_CODES: dict[str, str] = {
     "placement": "",
+    "trigger": "tr",
     "agent_delay_ms": "d",
+    "port_default": "pd",
+    "nf_conntrack_tcp_loose": "ctl",
     "interval_s": "i",
     "workload": "w",
     "dirty_mib": "dm",
@@ -45,8 +49,8 @@ FACTOR_CODES: dict[str, str] = {
     "service_rate_hz": "sr",
 }
 KNOWN_FACTORS = tuple(FACTOR_CODES)
-PLACEMENTS = ("vm", "vmm", "vmm-agent", "none", "both")
-TEXT_FACTORS = ("placement", "workload", "algorithm")
+PLACEMENTS = ("vm", "vmm", "vmm-agent", "none", "both", "vmm-state")
+TEXT_FACTORS = ("placement", "workload", "algorithm", "trigger", "port_default")
 DEFAULT_EXPERIMENT = "default"  # flat legacy folders
 DEFAULT_FACTORS: dict[str, Any] = {"placement": "vm"}
 # Snakemake's `trial` wildcard: exactly <experiment>/<slug>.
@@ -84,7 +88,7 @@ def trial_name(
 
     The slug holds the levels of the factors in `varying` (those with more than one level in
     the experiment; all given factors if None), plus `agent_delay_ms` whenever set (it only
-    applies to placement vmm-agent), e.g. `placement/vmm-agent-d200-r03`.
+    applies to the agent placements, AGENT_PLACEMENTS), e.g. `placement/vmm-agent-d200-r03`.
     """
     parts = []
     for name in _slug_factors(factors, varying):
@@ -163,7 +167,8 @@ def trial_cells(trial_ids: list[str]) -> dict[str, list[str]]:
 
 
 def experiment_grid(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every factor combination of an experiment, agent_delay_ms only with vmm-agent."""
+    """Every factor combination of an experiment; the agent's factors (AGENT_FACTORS:
+    trigger, agent_delay_ms, port_default) only with the agent placements."""
     levels = {name: list(values) for name, values in (spec.get("factors") or {}).items()}
     for name, default in DEFAULT_FACTORS.items():
         levels.setdefault(name, [default])
@@ -171,8 +176,10 @@ def experiment_grid(spec: dict[str, Any]) -> list[dict[str, Any]]:
     combos: list[dict[str, Any]] = []
     for values in itertools.product(*(levels[n] for n in names)):
         combo = dict(zip(names, values, strict=True))
-        if combo.get("placement") != "vmm-agent" and "agent_delay_ms" in combo:
-            combo["agent_delay_ms"] = None  # applies only to vmm-agent
+        if combo.get("placement") not in AGENT_PLACEMENTS:
+            for name in AGENT_FACTORS:  # they apply only where an agent programs the host
+                if name in combo:
+                    combo[name] = None
         if combo not in combos:
             combos.append(combo)
     return combos
