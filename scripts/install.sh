@@ -42,6 +42,8 @@ else
     dropbear-bin openssh-sftp-server openssh-client procps psmisc
     iptables ebtables  # libvirt nwfilter (placement vmm): the nft-backed binaries
     openssh-server netcat-openbsd  # the lab in a box: sshd per host namespace, nc for libvirt
+    # placement ovn: OVS (userspace datapath) + OVN per host namespace, conntrack, ethtool
+    openvswitch-switch ovn-central ovn-host conntrack ethtool
   )
 fi
 if [ "$mode" = test ]; then

@@ -44,8 +44,10 @@ from migfw.io import write_json
 from migfw.testbed.base import HostInfo, Testbed, cfg_get, read_state, state_dir
 
 RUN_ROOT = Path("/run/migfw")
+# run/openvswitch: the host's own OVS run directory (migfw.testbed.ovn), so the ovs-vsctl
+# that libvirt runs to plug an OVS port reaches this host's database.
 PRIVATE_DIRS = ["etc/libvirt", "run/libvirt", "var/lib/libvirt", "var/cache/libvirt",
-                "var/log/libvirt"]  # fmt: skip
+                "var/log/libvirt", "run/openvswitch"]  # fmt: skip
 BRIDGE = "br0"
 TAP = "mfwtap0"  # same name on both hosts, so the domain XML migrates unchanged
 VM_MAC = "52:54:00:e7:00:0a"

@@ -40,10 +40,34 @@ def render_domain_xml(params: dict[str, Any], template: Path = DOMAIN_TEMPLATE) 
     for key in ("name", "kernel", "initrd", "cmdline", "bridge", "tap", "mac", "serial_log"):
         values[key] = str(params[key])
     escaped = {k: escape(v, {"'": "&apos;", '"': "&quot;"}) for k, v in values.items()}
+    escaped["virtualport"] = virtualport_xml(params.get("virtualport_id"))
     try:
         return Template(template.read_text()).substitute(escaped)
     except KeyError as exc:
         raise MigfwError(f"{template}: placeholder ${exc.args[0]} has no value") from exc
+
+
+def virtualport_xml(interface_id: str | None) -> str:
+    """An Open vSwitch port (OVN's logical port `interface_id`, a UUID as Neutron's port ids
+    are): libvirt plugs the tap into the OVS bridge with ovs-vsctl and sets iface-id, on
+    every host the VM starts or arrives on. Empty for a Linux bridge."""
+    if not interface_id:
+        return ""
+    import uuid
+
+    try:
+        value = str(uuid.UUID(str(interface_id)))
+    except ValueError:
+        raise MigfwError(
+            f"domain XML: virtualport interfaceid {interface_id!r} is not a UUID"
+        ) from None
+    # The userspace (netdev) datapath forwards frames as they are: a guest relying on
+    # checksum offload would send TCP with partial checksums that every receiver drops.
+    return (
+        f"\n      <virtualport type='openvswitch'><parameters interfaceid='{value}'/>"
+        "</virtualport>\n      <driver><host csum='off' gso='off' tso4='off' tso6='off' "
+        "ecn='off' ufo='off'/></driver>"
+    )
 
 
 def domain_params(bed: Testbed) -> dict[str, Any]:

@@ -1,0 +1,624 @@
+"""OVN on the embedded testbed (issue 18): a cloud SDN's firewall beside the others.
+
+    <prefix>-ovn (control):  ovsdb-server (OVN_Northbound + OVN_Southbound, ptcp:6642 on
+                             eth0 = subnet .4, on the switch) + ovn-northd
+    <prefix>-hostA/B:        ovsdb-server (its own conf.db) + ovs-vswitchd (userspace
+                             `netdev` datapath: no kernel module here) + ovn-controller
+                             (system-id <prefix>-chassis-A/B, Geneve encap IP = the host's
+                             address on mig0, the migration link = the underlay)
+        br-int   the integration bridge (ovn-controller's); the VM's tap is plugged here by
+                 libvirt itself (<virtualport type='openvswitch'> with iface-id), so libvirt's
+                 own migration plugs it on the destination
+        br-phys  the provider bridge: localnet port `physnet` <-> veth <-> the host's Linux
+                 br0 <-> up0 <-> the switch, where the prober and the attacker are
+
+Why localnet rather than a gateway: a localnet port is how Neutron's provider networks
+reach VMs (OpenStack's usual set-up for VMs with addresses on a physical network); the VM
+keeps its address on the prober's subnet, the prober and the attacker stay exactly where
+they are for every other placement (one hop from both hosts on the same switch), and the
+packets between them and the VM leave and enter at the chassis the VM is bound to — the
+path whose hand-over a migration exercises. A gateway (router port or l2gateway) would put
+a third, fixed chassis between the prober and the VM and route or hairpin every packet
+through it: a different path for the `ovn` placement than for the others, and the window
+would partly measure the gateway. Geneve still shows: a port bound to two chassis
+(multichassis) on a localnet switch has its traffic tunnelled between the chassis.
+
+libvirt runs `ovs-vsctl` when it plugs the tap; each host's libvirtd has its own mount
+namespace (migfw.testbed.local) where the host's OVS run directory is bind-mounted on
+/run/openvswitch, so that ovs-vsctl reaches the right host's database.
+
+Every daemon is started by `start_ovn` (on demand: the first `ovn` placement, or `migfw
+testbed up` for a config that uses it) with its PID recorded in the testbed's state.json;
+`LocalTestbed.down` kills them by those PIDs (and by namespace) with everything else. A daemon
+that does not come up is one line naming it and its log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from migfw.errors import MigfwError
+
+OVS_SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
+NB_SCHEMA = Path("/usr/share/ovn/ovn-nb.ovsschema")
+SB_SCHEMA = Path("/usr/share/ovn/ovn-sb.ovsschema")
+SB_PORT = 6642
+PHYSNET = "physnet"
+INT_BRIDGE = "br-int"
+PHYS_BRIDGE = "br-phys"
+PHYS_VETH = ("ovsphy0", "ovsphy1")  # in br-phys, in the host's Linux br0
+UNDERLAY_BRIDGE = "br-ul"  # holds the Geneve encap IP; its port ul0 is a veth to the other host
+UNDERLAY_VETH = "ul0"
+SWITCH = "migfw-ls"
+LOCALNET_PORT = "migfw-ln"
+PORT_GROUP = "pg_migfw"
+CONTROL_OFFSET = 4  # the control namespace's address on the testbed subnet
+BINARIES = ("ovsdb-server", "ovsdb-tool", "ovs-vswitchd", "ovs-vsctl", "ovs-appctl",
+            "ovn-controller", "ovn-northd", "ovn-nbctl", "ovn-sbctl", "ovsdb-client")  # fmt: skip
+
+
+class OvnSite:
+    """Names, paths and addresses of the OVN pieces of one local testbed (no side effects)."""
+
+    def __init__(self, local: Any) -> None:
+        self.prefix = local.prefix
+        self.run_root = Path(local.run_root)
+        self.host_ns = {h: local.ns[h] for h in ("A", "B")}
+        self.switch_ns = local.ns["switch"]
+        self.control_ns = f"{self.prefix}-ovn"
+        # The Geneve underlay: its own /30 right after the migration subnet, on a veth pair
+        # between the hosts whose ends sit in an OVS bridge (userspace tunnels leave through
+        # an OVS bridge that holds the encap IP: OVS's native tunnelling). The migration
+        # stream keeps its own link, so every placement migrates over the same path.
+        import ipaddress
+
+        mig = ipaddress.ip_network(f"{local.mig_address['A']}/{local.mig_plen}", strict=False)
+        underlay = ipaddress.ip_network(
+            f"{mig.network_address + mig.num_addresses}/{mig.prefixlen}"
+        )
+        hosts = list(underlay.hosts())
+        self.underlay = underlay
+        self.encap_ip = {"A": str(hosts[0]), "B": str(hosts[1])}
+        self.control_address = str(local.subnet.network_address + CONTROL_OFFSET)
+        self.plen = local.plen
+
+    # ------------------------------------------------------------------ paths
+    def host_root(self, host: str) -> Path:
+        return self.run_root / f"host{host}"
+
+    def ovs_rundir(self, host: str) -> Path:
+        """Bind-mounted on /run/openvswitch in host's libvirtd (PRIVATE_DIRS)."""
+        return self.host_root(host) / "run/openvswitch"
+
+    def ovs_db(self, host: str) -> str:
+        return f"unix:{self.ovs_rundir(host) / 'db.sock'}"
+
+    def control_dir(self) -> Path:
+        return self.run_root / "ovn-central"
+
+    def central_db(self) -> str:
+        """NB and SB, one ovsdb-server, reached over its unix socket from this machine."""
+        return f"unix:{self.control_dir() / 'ovn.sock'}"
+
+    def sb_remote(self) -> str:
+        return f"tcp:{self.control_address}:{SB_PORT}"
+
+    @property
+    def vm_port(self) -> str:
+        """The VM's logical switch port name = libvirt's interfaceid = OVS iface-id: a UUID,
+        as Neutron's port ids are (libvirt accepts nothing else); fixed per testbed."""
+        import uuid
+
+        return str(uuid.uuid5(uuid.NAMESPACE_DNS, f"migfw.{self.prefix}.vm-port"))
+
+    def chassis(self, host: str) -> str:
+        return f"{self.prefix}-chassis-{host}"
+
+    def host_env(self, host: str) -> dict[str, str]:
+        run = self.ovs_rundir(host)
+        return {"OVS_RUNDIR": str(run), "OVS_DBDIR": str(run), "OVS_LOGDIR": str(run),
+                "OVN_RUNDIR": str(run), "OVN_DBDIR": str(run), "OVN_LOGDIR": str(run)}  # fmt: skip
+
+    def control_env(self) -> dict[str, str]:
+        d = str(self.control_dir())
+        return {"OVN_RUNDIR": d, "OVN_DBDIR": d, "OVN_LOGDIR": d, "OVS_RUNDIR": d}
+
+
+# ---------------------------------------------------------------------- commands
+
+
+def run(argv: list[str], env: dict[str, str] | None = None, timeout: float = 30,
+        check: bool = True, stdin: str | None = None) -> str:  # fmt: skip
+    """Run an OVS/OVN client command from this machine (they talk over unix sockets, so
+    no namespace is needed); failure -> one line naming the command and its error."""
+    import os
+
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, **(env or {})}, input=stdin)  # fmt: skip
+    except FileNotFoundError:
+        raise MigfwError(f"{argv[0]}: command not found (apt-get install openvswitch-switch "
+                         "ovn-central ovn-host; scripts/install.sh does)") from None  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise MigfwError(f"`{' '.join(argv[:4])} …` timed out after {timeout} s") from None
+    if check and proc.returncode != 0:
+        lines = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+        raise MigfwError(
+            f"`{' '.join(argv[:4])} …` failed: {lines[-1] if lines else proc.returncode}"
+        )
+    return proc.stdout
+
+
+def vsctl(site: OvnSite, host: str, *args: str, timeout: float = 15) -> str:
+    return run(["ovs-vsctl", f"--db={site.ovs_db(host)}", f"--timeout={int(timeout)}", *args],
+               site.host_env(host), timeout=timeout + 5)  # fmt: skip
+
+
+def nbctl(site: OvnSite, *args: str) -> str:
+    return run(["ovn-nbctl", f"--db={site.central_db()}", "--timeout=15", *args],
+               site.control_env())  # fmt: skip
+
+
+def sbctl(site: OvnSite, *args: str) -> str:
+    return run(["ovn-sbctl", f"--db={site.central_db()}", "--timeout=15", *args],
+               site.control_env())  # fmt: skip
+
+
+def appctl(site: OvnSite, host: str, target: str, *args: str, timeout: float = 15) -> str:
+    """ovs-appctl to `target` (ovs-vswitchd | ovn-controller) of host `host`."""
+    ctl = site.ovs_rundir(host) / f"{target}.ctl"  # --unixctl at start (_daemon_args)
+    if not ctl.exists():  # ovn-controller has no --unixctl: <OVN_RUNDIR>/<name>.<pid>.ctl
+        ctl = ctl.with_name(f"{target}.{_pidfile(ctl.with_suffix('.pid'))}.ctl")
+    return run(["ovs-appctl", "-t", str(ctl), f"--timeout={int(timeout)}", *args],
+               site.host_env(host), timeout=timeout + 5)  # fmt: skip
+
+
+def _pidfile(path: Path) -> int:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        raise MigfwError(f"{path}: no pid file (is the daemon running?)") from None
+
+
+# ---------------------------------------------------------------------- daemons
+
+
+def _log_tail(log: Path, stderr: Path) -> str:
+    for path in (stderr, log):
+        with contextlib.suppress(OSError):
+            lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+            bad = [ln for ln in lines if "|ERR|" in ln or "|EMER|" in ln or "error" in ln.lower()]
+            if bad or lines:
+                return (bad or lines)[-1].strip()
+    return "no output"
+
+
+def _spawn(name: str, netns: str, argv: list[str], env: dict[str, str], workdir: Path,
+           state: dict[str, Any], key: str, write_state: Callable[[dict[str, Any]], None],
+           ) -> int:  # fmt: skip
+    """Start one daemon in `netns` (ip netns exec → env → the daemon: the PID is its own),
+    record its PID under `key` before anything else can fail."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    stderr = workdir / f"{name}.stderr"
+    with open(stderr, "ab") as handle:
+        try:
+            proc = subprocess.Popen(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    netns,
+                    "env",
+                    *(f"{k}={v}" for k, v in env.items()),
+                    *argv,
+                ],  # fmt: skip
+                stdin=subprocess.DEVNULL,
+                stdout=handle,
+                stderr=handle,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise MigfwError(f"{name}: ip not found") from None
+    state.setdefault("pids", {})[key] = proc.pid
+    write_state(state)
+    return proc.pid
+
+
+def _wait(what: str, ready: Callable[[], bool], pid: int, log: Path, stderr: Path,
+          timeout: float = 20) -> None:  # fmt: skip
+    """Until `ready()`; a dead daemon or a timeout is one line naming it and its log."""
+    from migfw.testbed.local import pid_alive
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if not pid_alive(pid):
+            raise MigfwError(f"{what} exited at start: {_log_tail(log, stderr)} (log: {log})")
+        with contextlib.suppress(MigfwError):
+            if ready():
+                return
+        if time.monotonic() > deadline:
+            raise MigfwError(f"{what} not ready after {timeout:.0f} s: "
+                             f"{_log_tail(log, stderr)} (log: {log})")  # fmt: skip
+        time.sleep(0.1)
+
+
+def _daemon_args(name: str, rundir: Path, unixctl: bool = True) -> list[str]:
+    args = [f"--pidfile={rundir / (name + '.pid')}", f"--log-file={rundir / (name + '.log')}",
+            "-vconsole:off"]  # fmt: skip
+    return args + [f"--unixctl={rundir / (name + '.ctl')}"] if unixctl else args
+
+
+def ovn_running(site: OvnSite, state: dict[str, Any]) -> bool:
+    from migfw.testbed.local import pid_alive
+
+    pids = state.get("pids", {})
+    keys = ["ovn-central", "ovn-northd"] + [f"{d}_{h}" for h in ("A", "B")
+                                            for d in ("ovsdb-server", "ovs-vswitchd",
+                                                      "ovn-controller")]  # fmt: skip
+    return all(pid_alive(pids.get(k), k.split("_")[0].replace("ovn-central", "ovsdb-server"))
+               for k in keys)  # fmt: skip
+
+
+def _control_network(site: OvnSite, state: dict[str, Any], write_state: Callable) -> None:
+    from migfw.testbed.local import BRIDGE, netns_exists, sh
+
+    ns = site.control_ns
+    if not netns_exists(ns):
+        sh(["ip", "netns", "add", ns])
+        state.setdefault("namespaces", []).append(ns)
+        write_state(state)
+        sh(["ip", "-n", ns, "link", "set", "lo", "up"])
+        sh(["ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", "pO",
+            "netns", site.switch_ns])  # fmt: skip
+        sh(["ip", "-n", site.switch_ns, "link", "set", "pO", "master", BRIDGE, "up"])
+        sh(["ip", "-n", ns, "addr", "add", f"{site.control_address}/{site.plen}", "dev", "eth0"])
+        sh(["ip", "-n", ns, "link", "set", "eth0", "up"])
+    a, b = site.host_ns["A"], site.host_ns["B"]
+    if sh(["ip", "-n", a, "link", "show", UNDERLAY_VETH], check=False).returncode != 0:
+        sh(["ip", "link", "add", UNDERLAY_VETH, "netns", a, "type", "veth", "peer", "name",
+            UNDERLAY_VETH, "netns", b])  # fmt: skip
+        for hns in (a, b):
+            sh(["ip", "-n", hns, "link", "set", UNDERLAY_VETH, "up"])
+            sh(["ip", "netns", "exec", hns, "ethtool", "-K", UNDERLAY_VETH, "tx", "off"],
+               check=False)  # fmt: skip
+    for host in ("A", "B"):  # the provider bridge's uplink into the host's Linux br0
+        hns = site.host_ns[host]
+        if sh(["ip", "-n", hns, "link", "show", PHYS_VETH[0]], check=False).returncode == 0:
+            continue
+        sh(["ip", "-n", hns, "link", "add", PHYS_VETH[0], "type", "veth", "peer", "name",
+            PHYS_VETH[1]])  # fmt: skip
+        sh(["ip", "-n", hns, "link", "set", PHYS_VETH[1], "master", BRIDGE, "up"])
+        sh(["ip", "-n", hns, "link", "set", PHYS_VETH[0], "up"])
+        # Userspace datapath: no checksum offload on the veth (OVS would forward the kernel's
+        # partial checksums as they are).
+        for dev in PHYS_VETH:
+            sh(["ip", "netns", "exec", hns, "ethtool", "-K", dev, "tx", "off"], check=False)
+
+
+def start_control(site: OvnSite, state: dict[str, Any], write_state: Callable) -> None:
+    from migfw.testbed.local import pid_alive
+
+    d = site.control_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    if not pid_alive(state.get("pids", {}).get("ovn-central"), "ovsdb-server"):
+        for db, schema in (("ovnnb_db.db", NB_SCHEMA), ("ovnsb_db.db", SB_SCHEMA)):
+            (d / db).unlink(missing_ok=True)
+            run(["ovsdb-tool", "create", str(d / db), str(schema)])
+        argv = ["ovsdb-server", str(d / "ovnnb_db.db"), str(d / "ovnsb_db.db"),
+                f"--remote=punix:{d / 'ovn.sock'}",
+                f"--remote=ptcp:{SB_PORT}:{site.control_address}",
+                *_daemon_args("ovn-central", d)]  # fmt: skip
+        pid = _spawn("ovn-central", site.control_ns, argv, site.control_env(), d, state,
+                     "ovn-central", write_state)  # fmt: skip
+        _wait("ovsdb-server (OVN NB/SB) in " + site.control_ns,
+              lambda: bool(nbctl(site, "--no-leader-only", "show") is not None), pid,
+              d / "ovn-central.log", d / "ovn-central.stderr")  # fmt: skip
+    if not pid_alive(state.get("pids", {}).get("ovn-northd"), "ovn-northd"):
+        argv = ["ovn-northd", f"--ovnnb-db={site.central_db()}",
+                f"--ovnsb-db={site.central_db()}", *_daemon_args("ovn-northd", d)]  # fmt: skip
+        pid = _spawn("ovn-northd", site.control_ns, argv, site.control_env(), d, state,
+                     "ovn-northd", write_state)  # fmt: skip
+        _wait("ovn-northd in " + site.control_ns,
+              lambda: "active" in appctl_path(d / "ovn-northd.ctl", "status"), pid,
+              d / "ovn-northd.log", d / "ovn-northd.stderr")  # fmt: skip
+
+
+def appctl_path(ctl: Path, *args: str) -> str:
+    return run(["ovs-appctl", "-t", str(ctl), "--timeout=5", *args], timeout=10)
+
+
+def start_host(site: OvnSite, host: str, state: dict[str, Any], write_state: Callable) -> None:
+    from migfw.testbed.local import pid_alive
+
+    rundir, env, ns = site.ovs_rundir(host), site.host_env(host), site.host_ns[host]
+    rundir.mkdir(parents=True, exist_ok=True)
+    pids = state.setdefault("pids", {})
+    if not pid_alive(pids.get(f"ovsdb-server_{host}"), "ovsdb-server"):
+        db = rundir / "conf.db"
+        db.unlink(missing_ok=True)
+        run(["ovsdb-tool", "create", str(db), str(OVS_SCHEMA)])
+        argv = ["ovsdb-server", str(db), f"--remote=punix:{rundir / 'db.sock'}",
+                "--remote=db:Open_vSwitch,Open_vSwitch,manager_options",
+                *_daemon_args("ovsdb-server", rundir)]  # fmt: skip
+        pid = _spawn("ovsdb-server", ns, argv, env, rundir, state, f"ovsdb-server_{host}",
+                     write_state)  # fmt: skip
+        _wait(f"ovsdb-server of host {host}",
+              lambda: vsctl(site, host, "--no-wait", "init") is not None, pid,
+              rundir / "ovsdb-server.log", rundir / "ovsdb-server.stderr")  # fmt: skip
+    if not pid_alive(pids.get(f"ovs-vswitchd_{host}"), "ovs-vswitchd"):
+        argv = ["ovs-vswitchd", site.ovs_db(host), *_daemon_args("ovs-vswitchd", rundir)]
+        pid = _spawn("ovs-vswitchd", ns, argv, env, rundir, state, f"ovs-vswitchd_{host}",
+                     write_state)  # fmt: skip
+        _wait(f"ovs-vswitchd of host {host}",
+              lambda: "ovs-vswitchd" in appctl(site, host, "ovs-vswitchd", "version"), pid,
+              rundir / "ovs-vswitchd.log", rundir / "ovs-vswitchd.stderr")  # fmt: skip
+        vsctl(site, host,
+              "--", "set", "Open_vSwitch", ".",
+              f"external_ids:system-id={site.chassis(host)}",
+              f"external_ids:hostname={site.chassis(host)}",
+              f"external_ids:ovn-remote={site.sb_remote()}",
+              "external_ids:ovn-encap-type=geneve",
+              f"external_ids:ovn-encap-ip={site.encap_ip[host]}",
+              f"external_ids:ovn-bridge-mappings={PHYSNET}:{PHYS_BRIDGE}",
+              "external_ids:ovn-bridge-datapath-type=netdev",
+              "--", "--may-exist", "add-br", INT_BRIDGE,
+              "--", "set", "Bridge", INT_BRIDGE, "datapath_type=netdev", "fail-mode=secure",
+              "--", "--may-exist", "add-br", PHYS_BRIDGE,
+              "--", "set", "Bridge", PHYS_BRIDGE, "datapath_type=netdev",
+              "--", "--may-exist", "add-port", PHYS_BRIDGE, PHYS_VETH[0],
+              "--", "--may-exist", "add-br", UNDERLAY_BRIDGE,
+              "--", "set", "Bridge", UNDERLAY_BRIDGE, "datapath_type=netdev",
+              "--", "--may-exist", "add-port", UNDERLAY_BRIDGE, UNDERLAY_VETH)  # fmt: skip
+        from migfw.testbed.local import sh
+
+        ns_ = site.host_ns[host]
+        plen = site.underlay.prefixlen
+        sh(["ip", "-n", ns_, "addr", "replace", f"{site.encap_ip[host]}/{plen}", "dev",
+            UNDERLAY_BRIDGE])  # fmt: skip
+        sh(["ip", "-n", ns_, "link", "set", UNDERLAY_BRIDGE, "up"])
+    if not pid_alive(pids.get(f"ovn-controller_{host}"), "ovn-controller"):
+        argv = ["ovn-controller", site.ovs_db(host),
+                *_daemon_args("ovn-controller", rundir, unixctl=False)]  # fmt: skip
+        pid = _spawn("ovn-controller", ns, argv, env, rundir, state, f"ovn-controller_{host}",
+                     write_state)  # fmt: skip
+        _wait(f"ovn-controller of host {host} (chassis {site.chassis(host)})",
+              lambda: site.chassis(host) in sbctl(site, "--columns=name", "list", "Chassis"),
+              pid, rundir / "ovn-controller.log", rundir / "ovn-controller.stderr")  # fmt: skip
+
+
+def start_ovn(local: Any, state: dict[str, Any], write_state: Callable) -> OvnSite:
+    """Start (or complete) the OVN pieces of a running local testbed; idempotent."""
+    import shutil
+
+    missing = [b for b in BINARIES if shutil.which(b) is None]
+    if missing:
+        raise MigfwError(
+            f"OVN placement: {', '.join(missing)} not installed (apt-get install "
+            "openvswitch-switch ovn-central ovn-host; scripts/install.sh does)"
+        )
+    site = OvnSite(local)
+    started = time.monotonic()
+    _control_network(site, state, write_state)
+    start_control(site, state, write_state)
+    for host in ("A", "B"):
+        start_host(site, host, state, write_state)
+    ensure_logical_switch(site)
+    state["ovn"] = {"control_ns": site.control_ns, "chassis": {h: site.chassis(h) for h in "AB"},
+                    "encap_ip": site.encap_ip, "sb_remote": site.sb_remote(),
+                    "central_db": site.central_db(),
+                    "start_s": round(time.monotonic() - started, 2)}  # fmt: skip
+    write_state(state)
+    return site
+
+
+# ---------------------------------------------------------------------- logical network
+
+
+def ensure_logical_switch(site: OvnSite) -> None:
+    """One logical switch with a localnet port to the provider network (idempotent)."""
+    nbctl(site, "--may-exist", "ls-add", SWITCH,
+          "--", "--may-exist", "lsp-add", SWITCH, LOCALNET_PORT,
+          "--", "lsp-set-type", LOCALNET_PORT, "localnet",
+          "--", "lsp-set-addresses", LOCALNET_PORT, "unknown",
+          "--", "lsp-set-options", LOCALNET_PORT, f"network_name={PHYSNET}")  # fmt: skip
+
+
+def ensure_vm_port(site: OvnSite, mac: str, ip: str, chassis: list[str]) -> None:
+    """The VM's logical switch port: its MAC/IP, port security, bound to `chassis`."""
+    nbctl(site, "--may-exist", "lsp-add", SWITCH, site.vm_port,
+          "--", "lsp-set-addresses", site.vm_port, f"{mac} {ip}",
+          "--", "lsp-set-port-security", site.vm_port, f"{mac} {ip}",
+          "--", "set", "Logical_Switch_Port", site.vm_port,
+          f'options:requested-chassis="{",".join(chassis)}"')  # fmt: skip
+
+
+def set_requested_chassis(site: OvnSite, chassis: list[str], rarp: bool) -> None:
+    """Nova + Neutron OVN's binding change: requested-chassis (and activation-strategy)."""
+    args = ["set", "Logical_Switch_Port", site.vm_port,
+            f'options:requested-chassis="{",".join(chassis)}"']  # fmt: skip
+    if rarp:
+        args += ["options:activation-strategy=rarp"]
+    else:
+        args += [
+            "--",
+            "remove",
+            "Logical_Switch_Port",
+            site.vm_port,
+            "options",
+            "activation-strategy",
+        ]
+    nbctl(site, *args)
+
+
+def read_json(text: str) -> Any:
+    return json.loads(text) if text.strip() else None
+
+
+# ---------------------------------------------------------------------- Port_Binding monitor
+
+BINDING_COLUMNS = ("logical_port", "chassis", "additional_chassis", "requested_chassis",
+                   "requested_additional_chassis", "options", "up")  # fmt: skip
+
+
+def _ovsdb_value(value: Any) -> Any:
+    """An OVSDB JSON datum as Python: uuid -> str, set -> list, map -> dict."""
+    if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
+        kind, body = value
+        if kind == "uuid":
+            return body
+        if kind == "set":
+            return [_ovsdb_value(v) for v in body]
+        if kind == "map":
+            return {k: _ovsdb_value(v) for k, v in body}
+    return value
+
+
+def chassis_names(site: OvnSite) -> dict[str, str]:
+    """SB Chassis row UUID -> chassis name."""
+    data = json.loads(sbctl(site, "--format=json", "--columns=_uuid,name", "list", "Chassis"))
+    return {_ovsdb_value(row[0]): row[1] for row in data["data"]}
+
+
+def binding_rows(text: str, port: str) -> list[dict[str, Any]]:
+    """The `new`/`initial`/`insert` rows of logical port `port` in one line of
+    `ovsdb-client monitor --format=json` output (columns BINDING_COLUMNS)."""
+    doc = json.loads(text)
+    heads = doc["headings"]
+    out = []
+    for raw in doc["data"]:
+        row = dict(zip(heads, raw, strict=False))
+        if row.get("action") in ("old", "delete") or row.get("logical_port") != port:
+            continue
+        out.append({c: _ovsdb_value(row.get(c)) for c in BINDING_COLUMNS if c in row})
+    return out
+
+
+def _one(value: Any) -> Any:
+    """An optional column (a set of 0 or 1) as its value or None."""
+    if isinstance(value, list):
+        return value[0] if value else None
+    return value
+
+
+def binding_state(row: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """What a Port_Binding row says about where the port is bound, chassis by name."""
+
+    def name(uuid: Any) -> Any:
+        return names.get(uuid, uuid)
+
+    options = row.get("options") or {}
+    extra = row.get("additional_chassis") or []
+    return {
+        "chassis": name(_one(row.get("chassis"))),
+        "additional_chassis": sorted(
+            name(u) for u in (extra if isinstance(extra, list) else [extra])
+        ),
+        "requested_chassis": options.get("requested-chassis"),
+        "activation_strategy": options.get("activation-strategy"),
+        "additional_chassis_activated": options.get("additional-chassis-activated"),
+        "up": _one(row.get("up")),
+    }
+
+
+def transitions(samples: list[tuple[float, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Time-stamped binding states, keeping only those that differ from the one before."""
+    out: list[dict[str, Any]] = []
+    for t, st in samples:
+        if not out or any(out[-1][k] != v for k, v in st.items()):
+            out.append({"t": round(t, 6), **st})
+    return out
+
+
+class BindingMonitor:
+    """`ovsdb-client monitor` of the SB Port_Binding table, the VM's row; every update is
+    stamped with time.time() as it arrives (the clock of the captures and the hypervisor's
+    events; ovsdb-client's own --timestamp crashes with --format=json in OVS 3.1)."""
+
+    def __init__(self, site: OvnSite, raw_path: Path | None = None) -> None:
+        self.site, self.raw_path = site, raw_path
+        self.samples: list[tuple[float, dict[str, Any]]] = []
+        self.names: dict[str, str] = {}
+        self.proc: subprocess.Popen | None = None
+        self.thread: Any = None
+        self.errors: list[str] = []
+
+    def start(self) -> BindingMonitor:
+        import threading
+
+        self.names = chassis_names(self.site)
+        self.proc = subprocess.Popen(
+            [
+                "ovsdb-client",
+                "monitor",
+                "--format=json",
+                self.site.central_db(),
+                "OVN_Southbound",
+                "Port_Binding",
+                ",".join(BINDING_COLUMNS),
+            ],  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+        ready = threading.Event()
+        self.thread = threading.Thread(target=self._read, args=(ready,), daemon=True)
+        self.thread.start()
+        if not ready.wait(10):
+            self.stop()
+            raise MigfwError("ovsdb-client monitor of OVN_Southbound Port_Binding: no "
+                             "initial rows after 10 s")  # fmt: skip
+        return self
+
+    def _read(self, ready: Any) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        raw = open(self.raw_path, "a") if self.raw_path else None  # noqa: SIM115
+        try:
+            for line in self.proc.stdout:
+                t = time.time()
+                if raw:
+                    raw.write(json.dumps({"t": t, "update": line.strip()}) + "\n")
+                    raw.flush()
+                try:
+                    rows = binding_rows(line, self.site.vm_port)
+                except (ValueError, KeyError) as exc:
+                    self.errors.append(f"unreadable monitor line: {exc}")
+                    continue
+                for row in rows:
+                    self.samples.append((t, binding_state(row, self.names)))
+                ready.set()
+        finally:
+            if raw:
+                raw.close()
+
+    def stop(self) -> dict[str, Any]:
+        from migfw.testbed.local import kill_pid
+
+        if self.proc is not None:
+            kill_pid(self.proc.pid, grace=1.0)
+            if self.thread is not None:
+                self.thread.join(timeout=5)
+            self.proc = None
+        return {"port": self.site.vm_port, "transitions": transitions(self.samples),
+                "errors": self.errors}  # fmt: skip
+
+
+def flow_install(site: OvnSite, host: str) -> dict[str, Any]:
+    """When host's ovn-controller had installed the VM port's flows (OVS Interface
+    external_ids ovn-installed-ts, ms since the epoch) and the port's OpenFlow number."""
+    out = vsctl(site, host, "--format=json", "--columns=name,ofport,external_ids", "find",
+                "Interface", f"external_ids:iface-id={site.vm_port}")  # fmt: skip
+    data = json.loads(out)["data"]
+    if not data:
+        return {"host": host, "plugged": False, "ovn_installed": None, "ofport": None}
+    name, ofport, ext = (_ovsdb_value(v) for v in data[0])
+    ts = ext.get("ovn-installed-ts")
+    return {"host": host, "plugged": True, "iface": name, "ofport": ofport,
+            "ovn_installed": ext.get("ovn-installed") == "true",
+            "ovn_installed_t": int(ts) / 1000 if ts else None}  # fmt: skip

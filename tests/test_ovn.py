@@ -1,0 +1,212 @@
+"""OVN placement pieces (issue 18): the ACL rendering, the Port_Binding monitor's parsing,
+the domain XML's OVS port, and the real OVN daemons in a testbed's namespaces."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from migfw.errors import MigfwError
+from migfw.testbed import ovn, ovn_acl
+from migfw.testbed.provision import render_domain_xml, virtualport_xml
+from migfw.testbed.ruleset import ruleset_from_data
+
+ADDRESSES = {"target": "10.9.0.10", "remote": "10.9.0.2", "net": "10.9.0.0/24",
+             "other": "10.9.0.99"}  # fmt: skip
+
+
+def _rs(rules: list[dict]) -> object:
+    return ruleset_from_data({"version": 1, "name": "t", "rules": rules})
+
+
+def test_acls_keep_pf_order_and_directions() -> None:
+    # pf: last match wins unless quick. Worked by hand: the quick SSH pass first (2000), then
+    # the non-quick rules in reverse file order: S2 block http from remote (1999), S1 pass
+    # 21,80 from net (1998), D1 block in (1997). `any` gives both directions at one priority.
+    rs = _rs([
+        {"id": "D1", "action": "block", "direction": "in"},
+        {"id": "S1", "action": "pass", "direction": "in", "proto": "tcp", "src": "net",
+         "dst": "target", "dport": [21, 80]},
+        {"id": "S2", "action": "block", "direction": "in", "proto": "tcp", "src": "remote",
+         "dst": "target", "dport": 80},
+        {"id": "Q", "action": "pass", "direction": "any", "quick": True, "proto": "udp",
+         "dport": "5000:5010"},
+        {"id": "L", "action": "pass", "direction": "any", "quick": True, "iface": "lo"},
+    ])  # fmt: skip
+    acls = ovn_acl.render_acls(rs, ADDRESSES)
+    got = [(a.name, a.direction, a.priority, a.action) for a in acls]
+    assert got == [
+        ("Q", "to-lport", 2000, "allow-related"),
+        ("Q", "from-lport", 2000, "allow-related"),
+        ("S2", "to-lport", 1999, "drop"),
+        ("S1", "to-lport", 1998, "allow-related"),
+        ("D1", "to-lport", 1997, "drop"),
+        ("pf-default", "to-lport", 2, "allow-related"),
+        ("default-drop", "to-lport", 1, "drop"),
+        ("pf-default", "from-lport", 2, "allow-related"),
+        ("default-drop", "from-lport", 1, "drop"),
+    ]
+    by = {(a.name, a.direction): a.match for a in acls}
+    assert by[("S1", "to-lport")] == (
+        "outport == @pg_migfw && ip4 && ip4.src == 10.9.0.0/24 && ip4.dst == 10.9.0.10"
+        " && tcp && tcp.dst == {21, 80}"
+    )
+    assert by[("Q", "from-lport")] == (
+        "inport == @pg_migfw && ip4 && udp && (udp.dst >= 5000 && udp.dst <= 5010)"
+    )
+    assert by[("D1", "to-lport")] == "outport == @pg_migfw && ip4"  # ARP is never filtered
+
+
+def test_acl_icmp_mixed_ports_and_script() -> None:
+    rs = _rs([
+        {"id": "P1", "action": "pass", "direction": "in", "proto": "icmp", "dst": "target",
+         "icmp_type": "echo-request"},
+        {"id": "M", "action": "block", "direction": "in", "proto": "tcp",
+         "dport": [22, "100:200"], "src": ["remote", "other"]},
+    ])  # fmt: skip
+    acls = ovn_acl.render_acls(rs, ADDRESSES)
+    assert acls[0].match == (
+        "outport == @pg_migfw && ip4 && ip4.src == {10.9.0.2, 10.9.0.99} && tcp"
+        " && (tcp.dst == 22 || (tcp.dst >= 100 && tcp.dst <= 200))"
+    )
+    assert (
+        acls[1].match
+        == "outport == @pg_migfw && ip4 && ip4.dst == 10.9.0.10 && icmp4 && icmp4.type == 8"
+    )
+    script = ovn_acl.nbctl_script(acls, "port-uuid")
+    # One transaction: the old group (and with it its ACLs) goes, the new one is made.
+    assert script[:7] == ["--if-exists", "destroy", "Port_Group", "pg_migfw", "--", "pg-add",
+                          "pg_migfw"]  # fmt: skip
+    assert script.count("create") == len(acls) and "log=false" in script
+    assert f"match={json.dumps(acls[0].match)}" in script
+
+
+BINDING_LINE = (
+    '{"data":[["d7b0","initial","c927",["uuid","498f"],["set",[]],["uuid","498f"],'
+    '["map",[["requested-chassis","m-chassis-A"]]],true],["493e","initial","migfw-ln",'
+    '["set",[]],["set",[]],["set",[]],["map",[["network_name","physnet"]]],false]],'
+    '"headings":["row","action","logical_port","chassis","additional_chassis",'
+    '"requested_chassis","options","up"]}'
+)  # a real `ovsdb-client monitor --format=json` line, uuids shortened
+
+
+def test_binding_rows_and_transitions() -> None:
+    rows = ovn.binding_rows(BINDING_LINE, "c927")
+    assert len(rows) == 1
+    names = {"498f": "m-chassis-A", "77aa": "m-chassis-B"}
+    st = ovn.binding_state(rows[0], names)
+    assert st == {"chassis": "m-chassis-A", "additional_chassis": [],
+                  "requested_chassis": "m-chassis-A", "activation_strategy": None,
+                  "additional_chassis_activated": None, "up": True}  # fmt: skip
+    update = ('{"data":[["d7b0","old",null,null,["set",[]],null,["map",[]],null],'
+              '["d7b0","new","c927",["uuid","498f"],["uuid","77aa"],["uuid","498f"],'
+              '["map",[["activation-strategy","rarp"],["additional-chassis-activated",'
+              '"m-chassis-B"],["requested-chassis","m-chassis-A,m-chassis-B"]]],true]],'
+              '"headings":["row","action","logical_port","chassis","additional_chassis",'
+              '"requested_chassis","options","up"]}')  # fmt: skip
+    st2 = ovn.binding_state(ovn.binding_rows(update, "c927")[0], names)
+    assert st2["additional_chassis"] == ["m-chassis-B"]
+    assert st2["additional_chassis_activated"] == "m-chassis-B"
+    trans = ovn.transitions([(1.0, st), (1.5, st), (2.0, st2)])
+    assert [t["t"] for t in trans] == [1.0, 2.0]  # the repeated state is no transition
+
+
+def test_domain_xml_ovs_port() -> None:
+    assert virtualport_xml(None) == ""
+    with pytest.raises(MigfwError, match="not a UUID"):
+        virtualport_xml("migfw-vm")
+    params = {"name": "v", "kernel": "/k", "initrd": "/i", "cmdline": "c", "bridge": "br-int",
+              "tap": "t0", "mac": "52:54:00:00:00:01", "serial_log": "/s", "memory_mib": 128,
+              "vcpus": 1, "virtualport_id": "6d696766-772d-4f56-9e00-000000000018"}  # fmt: skip
+    xml = render_domain_xml(params)
+    assert "<virtualport type='openvswitch'><parameters interfaceid='6d696766-" in xml
+    assert "csum='off'" in xml  # the userspace datapath forwards partial checksums as they are
+    assert "virtualport" not in render_domain_xml({**params, "virtualport_id": None})
+
+
+# ------------------------------------------------------------------ real daemons
+
+NEEDS = ("ovsdb-server", "ovs-vswitchd", "ovn-controller", "ovn-northd", "ethtool")
+
+
+def _skip() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (namespaces)"
+    missing = [b for b in NEEDS if shutil.which(b) is None and not Path("/usr/sbin", b).exists()]
+    return f"{', '.join(missing)} not installed" if missing else None
+
+
+@pytest.fixture
+def bare_testbed(tmp_path: Path):
+    """A local testbed's namespaces and links (no libvirtd, no VM) under its own prefix."""
+    reason = _skip()
+    if reason:
+        pytest.skip(reason)
+    from testbedcfg import local_config
+
+    from migfw.testbed.local import LocalTestbed
+
+    cfg = local_config("mfo", tmp_path / "state", "10.236.0.0/24", "10.236.1.0/30")
+    bed = LocalTestbed(cfg)
+    bed.down(quiet=True)
+    state = {"provider": "local", "prefix": bed.prefix, "phase": "starting",
+             "namespaces": [], "pids": {}}  # fmt: skip
+    bed._write_state(state)
+    try:
+        bed._make_network(state)
+        yield bed, state
+    finally:
+        bed.down(quiet=True)
+
+
+def test_ovn_daemons_start_tunnel_and_go(bare_testbed) -> None:
+    from migfw.testbed.local import list_netns, pid_alive, pids_in_netns
+
+    bed, state = bare_testbed
+    site = ovn.start_ovn(bed, state, bed._write_state)
+    daemons = ("ovsdb-server", "ovs-vswitchd", "ovn-controller")
+    keys = {"ovn-central", "ovn-northd"} | {f"{d}_{h}" for h in "AB" for d in daemons}
+    assert keys <= set(state["pids"])
+    assert ovn.ovn_running(site, state)
+    names = set(ovn.chassis_names(site).values())
+    assert names == {site.chassis("A"), site.chassis("B")}
+    # Each chassis made a Geneve tunnel to the other's encap IP on the underlay bridge.
+    for host, other in (("A", "B"), ("B", "A")):
+        ifaces = ovn.vsctl(site, host, "--format=json", "--columns=type,options", "list",
+                           "Interface")  # fmt: skip
+        assert f'"remote_ip","{site.encap_ip[other]}"' in ifaces.replace(" ", "")
+    # Idempotent: a second start starts nothing new.
+    before = dict(state["pids"])
+    ovn.start_ovn(bed, state, bed._write_state)
+    assert state["pids"] == before
+    recorded = list(state["pids"].values())
+    bed.down(quiet=True)
+    assert not any(pid_alive(p) for p in recorded)
+    assert not list_netns(bed.prefix) and not pids_in_netns([site.control_ns])
+    assert not bed.run_root.exists()
+
+
+def test_ovn_failed_start_is_one_line(bare_testbed, monkeypatch) -> None:
+    bed, state = bare_testbed
+    real = ovn._daemon_args
+
+    def broken(name: str, rundir: Path, unixctl: bool = True) -> list[str]:
+        # A pid file it cannot create: the real daemon gives up at start.
+        args = real(name, rundir, unixctl)
+        if name == "ovn-northd":
+            args[0] = "--pidfile=/nonexistent-migfw/ovn-northd.pid"
+        return args
+
+    monkeypatch.setattr(ovn, "_daemon_args", broken)
+    started = time.monotonic()
+    with pytest.raises(MigfwError) as err:
+        ovn.start_ovn(bed, state, bed._write_state)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("ovn-northd in mfo-ovn exited at start")
+    assert "nonexistent-migfw" in message and "ovn-northd.log" in message
+    assert time.monotonic() - started < 15
