@@ -170,9 +170,13 @@ def test_ovn_daemons_start_tunnel_and_go(bare_testbed) -> None:
     bed, state = bare_testbed
     site = ovn.start_ovn(bed, state, bed._write_state)
     daemons = ("ovsdb-server", "ovs-vswitchd", "ovn-controller")
-    keys = {"ovn-central", "ovn-northd"} | {f"{d}_{h}" for h in "AB" for d in daemons}
+    keys = {"ovsdb-server_central", "ovn-northd_central"} | {
+        f"{d}_{h}" for h in "AB" for d in daemons
+    }
     assert keys <= set(state["pids"])
     assert ovn.ovn_running(site, state)
+    # The testbed's status knows each recorded daemon by the name before "_" (its binary).
+    assert not bed.status().get("daemons_dead")
     names = set(ovn.chassis_names(site).values())
     assert names == {site.chassis("A"), site.chassis("B")}
     # Each chassis made a Geneve tunnel to the other's encap IP on the underlay bridge.

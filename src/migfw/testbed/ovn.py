@@ -258,10 +258,10 @@ def ovn_running(site: OvnSite, state: dict[str, Any]) -> bool:
     from migfw.testbed.local import pid_alive
 
     pids = state.get("pids", {})
-    keys = ["ovn-central", "ovn-northd"] + [f"{d}_{h}" for h in ("A", "B")
+    keys = ["ovsdb-server_central", "ovn-northd_central"] + [f"{d}_{h}" for h in ("A", "B")
                                             for d in ("ovsdb-server", "ovs-vswitchd",
                                                       "ovn-controller")]  # fmt: skip
-    return all(pid_alive(pids.get(k), k.split("_")[0].replace("ovn-central", "ovsdb-server"))
+    return all(pid_alive(pids.get(k), k.split("_")[0])
                for k in keys)  # fmt: skip
 
 
@@ -306,7 +306,7 @@ def start_control(site: OvnSite, state: dict[str, Any], write_state: Callable) -
 
     d = site.control_dir()
     d.mkdir(parents=True, exist_ok=True)
-    if not pid_alive(state.get("pids", {}).get("ovn-central"), "ovsdb-server"):
+    if not pid_alive(state.get("pids", {}).get("ovsdb-server_central"), "ovsdb-server"):
         for db, schema in (("ovnnb_db.db", NB_SCHEMA), ("ovnsb_db.db", SB_SCHEMA)):
             (d / db).unlink(missing_ok=True)
             run(["ovsdb-tool", "create", str(d / db), str(schema)])
@@ -315,15 +315,15 @@ def start_control(site: OvnSite, state: dict[str, Any], write_state: Callable) -
                 f"--remote=ptcp:{SB_PORT}:{site.control_address}",
                 *_daemon_args("ovn-central", d)]  # fmt: skip
         pid = _spawn("ovn-central", site.control_ns, argv, site.control_env(), d, state,
-                     "ovn-central", write_state)  # fmt: skip
+                     "ovsdb-server_central", write_state)  # fmt: skip
         _wait("ovsdb-server (OVN NB/SB) in " + site.control_ns,
               lambda: bool(nbctl(site, "--no-leader-only", "show") is not None), pid,
               d / "ovn-central.log", d / "ovn-central.stderr")  # fmt: skip
-    if not pid_alive(state.get("pids", {}).get("ovn-northd"), "ovn-northd"):
+    if not pid_alive(state.get("pids", {}).get("ovn-northd_central"), "ovn-northd"):
         argv = ["ovn-northd", f"--ovnnb-db={site.central_db()}",
                 f"--ovnsb-db={site.central_db()}", *_daemon_args("ovn-northd", d)]  # fmt: skip
         pid = _spawn("ovn-northd", site.control_ns, argv, site.control_env(), d, state,
-                     "ovn-northd", write_state)  # fmt: skip
+                     "ovn-northd_central", write_state)  # fmt: skip
         _wait("ovn-northd in " + site.control_ns,
               lambda: "active" in appctl_path(d / "ovn-northd.ctl", "status"), pid,
               d / "ovn-northd.log", d / "ovn-northd.stderr")  # fmt: skip

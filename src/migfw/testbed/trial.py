@@ -60,7 +60,7 @@ class EventLog:
         self.handle.close()
 
 
-IMPLEMENTED_PLACEMENTS = ("vm", "vmm", "vmm-agent", "none")
+IMPLEMENTED_PLACEMENTS = ("vm", "vmm", "vmm-agent", "none", "ovn")
 # Factor levels of issue 22's contract (migfw.trials.attack_contract) the testbed applies so
 # far; a trial asking for another level is refused rather than run without it.
 IMPLEMENTED_LEVELS: dict[str, tuple[Any, ...]] = {
@@ -216,6 +216,14 @@ def setup_placement(
                 pl.remove_host_rules(where)
             finally:
                 pl.close_host(where)
+    if placement == "ovn":  # OVN ACLs on the VM's logical port (migfw.testbed.ovn_placement)
+        from migfw.testbed import ovn_placement
+
+        fw = ovn_placement.setup(cfg, bed, current, log, partial)
+        (Path(bed.state_dir) / "deployed.json").unlink(missing_ok=True)
+        write_json(partial / "rule_checks.json", fw["checks"])
+        require_rules_ok(fw["checks"])
+        return fw
     if placement == "vm":
         deployed = ensure_ruleset(cfg, bed, log)
         checks = deployed["checks"]
@@ -510,6 +518,9 @@ def run_trial(
         log("start", trial_id=trial_id, interval_s=interval_s)
         bed = ensure_up(cfg)
         log("testbed", provider=bed.provider, accelerator=bed.accelerator)
+        from migfw.testbed.ovn_placement import ensure_nic
+
+        ensure_nic(cfg, bed, placement, log)  # an OVS port for `ovn`, the Linux bridge else
         from migfw.testbed.deploy import diff_rulesets, read_ruleset
 
         source = find_vm(bed)
@@ -542,11 +553,22 @@ def run_trial(
             clocks["start"] = clock_offsets(bed)
             log("clock", **clocks["start"])
         print(f"{label} interval {interval_s} direction {arrow}: lead-in…", flush=True)
-        result = _probe_and_migrate(
-            bed, partial, interval_s, enforcement, lead_in, settle, log,
-            lambda: migrate(bed, source, destination, settings),
-            label, flows_cfg, load,
-        )  # fmt: skip
+        do_migrate = lambda: migrate(bed, source, destination, settings)  # noqa: E731
+        ovn_trial = None
+        if placement == "ovn":
+            from migfw.testbed.ovn_placement import DEFAULT_BINDING, OvnTrial
+
+            binding = str(factors.get("ovn_binding") or DEFAULT_BINDING)
+            ovn_trial = OvnTrial(cfg, bed, source, destination, binding, partial, log).start()
+            do_migrate = lambda: ovn_trial.migrate(  # noqa: E731
+                lambda: migrate(bed, source, destination, settings))  # fmt: skip
+        try:
+            result = _probe_and_migrate(
+                bed, partial, interval_s, enforcement, lead_in, settle, log,
+                do_migrate, label, flows_cfg, load,
+            )  # fmt: skip
+        finally:
+            ovn_record = ovn_trial.stop() if ovn_trial is not None else None
         agent_report = None
         if agent is not None:
             agent_report = agent.stop()
@@ -609,7 +631,11 @@ def run_trial(
 
         rules_after = None
         has_rules = bool(after and "table inet migfw" in after)
-        if not placement_hosts_reachable(bed):  # as setup_placement: the guest only
+        if placement == "ovn":
+            from migfw.testbed.ovn_placement import bound_where, site_for
+
+            rules_after = {**bound_where(site_for(cfg, start=False)), "guest": has_rules}
+        elif not placement_hosts_reachable(bed):  # as setup_placement: the guest only
             rules_after = {"A": None, "B": None, "guest": has_rules}
         else:
             try:
@@ -694,6 +720,7 @@ def run_trial(
             "ruleset": {"identical_before_after": identical, "diff": diff},
             "enforcement": enforcement,
             "firewall": firewall,
+            "ovn": ovn_record,
             "lead_in_s": lead_in,
             "settle_s": settle,
             "software": software_versions(bed, guest_nft),
@@ -979,6 +1006,9 @@ def _cmd_placement(args: argparse.Namespace) -> int:
     owner = acquire(cfg, "migfw testbed placement")  # None: our Snakemake run owns it
     try:
         bed = ensure_up(cfg)
+        from migfw.testbed.ovn_placement import ensure_nic
+
+        ensure_nic(cfg, bed, args.placement, lambda *a, **k: None)
         current = find_vm(bed)
         if current is None:
             raise MigfwError(f"VM {bed.vm_name} is not running on exactly one host")

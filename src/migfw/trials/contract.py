@@ -37,6 +37,7 @@ FACTOR_CODES: dict[str, str] = {
     "agent_delay_ms": "d",
     "port_default": "pd",
     "nf_conntrack_tcp_loose": "ctl",
+    "ovn_binding": "ob",  # placement ovn: multichassis | rebind (migfw.testbed.ovn_placement)
     "interval_s": "i",
     "workload": "w",
     "dirty_mib": "dm",
@@ -49,8 +50,8 @@ FACTOR_CODES: dict[str, str] = {
     "service_rate_hz": "sr",
 }
 KNOWN_FACTORS = tuple(FACTOR_CODES)
-PLACEMENTS = ("vm", "vmm", "vmm-agent", "none", "both", "vmm-state")
-TEXT_FACTORS = ("placement", "workload", "algorithm", "trigger", "port_default")
+PLACEMENTS = ("vm", "vmm", "vmm-agent", "none", "both", "vmm-state", "ovn")
+TEXT_FACTORS = ("placement", "workload", "algorithm", "trigger", "port_default", "ovn_binding")
 DEFAULT_EXPERIMENT = "default"  # flat legacy folders
 DEFAULT_FACTORS: dict[str, Any] = {"placement": "vm"}
 # Snakemake's `trial` wildcard: exactly <experiment>/<slug>.
@@ -180,6 +181,8 @@ def experiment_grid(spec: dict[str, Any]) -> list[dict[str, Any]]:
             for name in AGENT_FACTORS:  # they apply only where an agent programs the host
                 if name in combo:
                     combo[name] = None
+        if combo.get("placement") != "ovn" and "ovn_binding" in combo:
+            combo["ovn_binding"] = None  # how OVN moves the port: only for placement ovn
         if combo not in combos:
             combos.append(combo)
     return combos

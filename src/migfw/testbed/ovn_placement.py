@@ -1,0 +1,253 @@
+"""Placement `ovn`: the ruleset as OVN ACLs, the VM's port moved as Nova + Neutron OVN move it.
+
+Before a trial (`setup`): the OVN daemons run (migfw.testbed.ovn, started on demand), the VM's
+NIC is an Open vSwitch port on br-int (libvirt's `<virtualport type='openvswitch'>` with the
+logical port's UUID as iface-id: a VM on the Linux bridge is re-provisioned for it, and back
+for the other placements), its logical switch port is bound to the VM's host, the ACLs are
+loaded (`ovn-nbctl --wait=hv sync`: both chassis have the flows), the guest's own ruleset is
+flushed, and every rule is checked with packets from the prober, as for every placement.
+
+During the migration (`OvnTrial`), the factor `ovn_binding`:
+- `multichassis` - Nova + Neutron OVN since multi-chassis port bindings (OVN 22.09): before
+  migrating, `requested-chassis=<src>,<dst>` and `activation-strategy=rarp` (the destination
+  claims the port as additional chassis when libvirt plugs the tap, installs its flows, and
+  keeps the port blocked until the VM's own RARP; then sets `additional-chassis-activated`);
+  after the migration `requested-chassis=<dst>` alone.
+- `rebind` - before multi-chassis: the port stays bound to the source during the migration
+  and is bound to the destination only after the VM resumed there (when the migration call
+  returns, as Nova's post-live-migration step updates the binding).
+Recorded in trial.json `ovn`: the NB changes with their times, the SB Port_Binding's
+transitions (chassis, additional chassis, activation) stamped as the monitor saw them, each
+host's OVS Interface `ovn-installed-ts` (when its ovn-controller had the port's flows), the
+conntrack of both hosts' userspace datapaths (`ovs-appctl dpctl/dump-conntrack`) before the
+migration, right after it and at the end (conntrack/), and the Geneve underlay capture
+(underlay.pcap: what the chassis tunnel to each other).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from migfw.errors import MigfwError
+from migfw.testbed.base import Testbed, read_state
+
+BINDINGS = ("multichassis", "rebind")
+DEFAULT_BINDING = "multichassis"
+LINUX_BRIDGE = "br0"
+
+
+def _local(cfg: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    from migfw.testbed.local import LocalTestbed
+
+    local = LocalTestbed(cfg)
+    state = read_state(local.state_dir)
+    if not state or state.get("phase") != "up":
+        raise MigfwError(f"placement ovn: testbed {local.prefix} is not up")
+    return local, state
+
+
+def site_for(cfg: dict[str, Any], start: bool = True) -> Any:
+    """The testbed's OvnSite, its daemons started first when `start`."""
+    from migfw.testbed import ovn
+
+    local, state = _local(cfg)
+    if start and not ovn.ovn_running(ovn.OvnSite(local), state):
+        return ovn.start_ovn(local, state, local._write_state)
+    return ovn.OvnSite(local)
+
+
+def on_ovs(bed: Testbed) -> bool:
+    return bool(bed.extra.get("virtualport_id"))
+
+
+def ensure_nic(cfg: dict[str, Any], bed: Testbed, placement: str, log: Any) -> bool:
+    """The VM's NIC where `placement` needs it: an OVS port on br-int for `ovn`, the Linux
+    bridge for the others. libvirt cannot move a running interface between the two (live
+    update: "unable to change config on 'bridge' network type"), so the VM is booted anew
+    on host A. Returns True when it did so."""
+    want = placement == "ovn"
+    if bed.provider != "local" or on_ovs(bed) == want:
+        if want and bed.provider != "local":
+            raise MigfwError("placement ovn: needs the local provider (an OVN of its own)")
+        return False
+    from migfw.testbed import ovn
+    from migfw.testbed.provision import destroy_vm, ensure_vm
+
+    started = time.monotonic()
+    if want:
+        site = site_for(cfg)
+        # Bound to A, where the new VM boots (libvirt plugs it while it starts).
+        ovn.ensure_vm_port(site, bed.extra["mac"], bed.vm_address, [site.chassis("A")])
+        bed.extra.update(bridge=ovn.INT_BRIDGE, virtualport_id=site.vm_port)
+    else:
+        bed.extra.update(bridge=LINUX_BRIDGE, virtualport_id=None)
+    destroy_vm(bed)
+    ensure_vm(bed)
+    local, state = _local(cfg)
+    state["testbed"] = bed.to_dict()
+    local._write_state(state)
+    (Path(bed.state_dir) / "deployed.json").unlink(missing_ok=True)
+    log("nic_moved", to=bed.extra["bridge"], boot_s=round(time.monotonic() - started, 2))
+    return True
+
+
+def bound_where(site: Any) -> dict[str, bool]:
+    """Which host's chassis the VM's Port_Binding names (main or additional) now."""
+    import json
+
+    from migfw.testbed import ovn
+
+    names = ovn.chassis_names(site)
+    out = ovn.sbctl(site, "--format=json", "--columns=chassis,additional_chassis", "find",
+                    "Port_Binding", f"logical_port={site.vm_port}")  # fmt: skip
+    rows = json.loads(out)["data"]
+    bound: set[str] = set()
+    for row in rows:
+        for cell in row:
+            value = ovn._ovsdb_value(cell)
+            bound |= {names.get(v, v) for v in (value if isinstance(value, list) else [value])}
+    return {h: site.chassis(h) in bound for h in ("A", "B")}
+
+
+def setup(cfg: dict[str, Any], bed: Testbed, current: str, log: Any, partial: Path) -> dict:
+    """ACLs on the VM's port group, bound to `current`; checked by packets (module doc)."""
+    from migfw.testbed import ovn, ovn_acl
+    from migfw.testbed.base import cfg_get
+    from migfw.testbed.deploy import GuestShell, verify_rules
+    from migfw.testbed.ruleset import default_addresses, load_ruleset
+
+    site = site_for(cfg)
+    rs = load_ruleset(cfg_get(cfg, "ruleset", "config/ruleset.yaml"))
+    addresses = default_addresses(bed.vm_address, bed.prober_address or "", bed.extra.get("subnet"))
+    acls = ovn_acl.render_acls(rs, addresses)
+    (partial / "ovn_acls.txt").write_text(ovn_acl.render_text(acls))
+    ovn.ensure_vm_port(site, bed.extra["mac"], bed.vm_address, [site.chassis(current)])
+    ovn.set_requested_chassis(site, [site.chassis(current)], rarp=False)
+    ovn_acl.apply_acls(site, acls)
+    ovn.nbctl(site, "--wait=hv", "--timeout=30", "sync")  # both chassis installed the flows
+    log("ovn_acls_installed", acls=len(acls), host=current)
+    guest = (bed.vm_address, bed.ssh_user, bed.ssh_key, bed.ssh_known_hosts)
+    with GuestShell(*guest, netns=bed.ssh_netns) as shell:
+        shell.run("nft flush ruleset")
+        log("ruleset_flushed")
+        checks = verify_rules(rs, addresses, bed.prober_netns, shell, ftp_path="readme.txt")
+    log("verify", placement="ovn", checks=len(checks),
+        failed=sum(1 for c in checks if c["ok"] is False))  # fmt: skip
+    where = {**bound_where(site), "guest": False}
+    if not where[current] or where[bed.other(current)]:
+        raise MigfwError(f"placement ovn: the VM's port is bound to {where}, not host {current}")
+    return {"checks": checks, "where": where}
+
+
+def conntrack_dump(site: Any, host: str) -> str:
+    from migfw.testbed import ovn
+
+    try:
+        return ovn.appctl(site, host, "ovs-vswitchd", "dpctl/dump-conntrack")
+    except MigfwError as exc:
+        return f"# dpctl/dump-conntrack failed: {exc}\n"
+
+
+class OvnTrial:
+    """The binding steps around one migration, the SB monitor, conntrack dumps, the underlay
+    capture; `stop()` returns trial.json's `ovn` object."""
+
+    def __init__(self, cfg: dict[str, Any], bed: Testbed, source: str, destination: str,
+                 binding: str, partial: Path, log: Any) -> None:  # fmt: skip
+        if binding not in BINDINGS:
+            raise MigfwError(f"factor ovn_binding: {binding!r} is not one of {', '.join(BINDINGS)}")
+        self.site = site_for(cfg, start=False)
+        self.cfg = cfg
+        self.bed, self.src, self.dst, self.binding = bed, source, destination, binding
+        self.partial, self.log = partial, log
+        self.steps: list[dict[str, Any]] = []
+        self.monitor: Any = None
+        self.capture: subprocess.Popen | None = None
+        (partial / "conntrack").mkdir(exist_ok=True)
+
+    def _dump(self, moment: str) -> None:
+        for role, host in (("src", self.src), ("dst", self.dst)):
+            text = conntrack_dump(self.site, host)
+            (self.partial / "conntrack" / f"ovs-{role}-{moment}.txt").write_text(text)
+
+    def _request(self, step: str, hosts: list[str], rarp: bool) -> None:
+        from migfw.testbed import ovn
+
+        t0 = time.time()
+        ovn.set_requested_chassis(self.site, [self.site.chassis(h) for h in hosts], rarp)
+        self.steps.append({"step": step, "t": t0, "done_t": time.time(),
+                           "requested_chassis": [self.site.chassis(h) for h in hosts],
+                           "activation_strategy": "rarp" if rarp else None})  # fmt: skip
+        self.log("ovn_binding", binding_step=step, hosts=hosts, rarp=rarp)
+
+    def start(self) -> OvnTrial:
+        from migfw.testbed import ovn
+        from migfw.testbed.netns import netns_argv
+
+        self.monitor = ovn.BindingMonitor(self.site, self.partial / "port_binding.jsonl").start()
+        self.capture = subprocess.Popen(
+            netns_argv(
+                self.site.host_ns[self.src],
+                [
+                    "tcpdump",
+                    "-i",
+                    ovn.UNDERLAY_VETH,
+                    "-U",
+                    "-n",
+                    "-w",
+                    str(self.partial / "underlay.pcap"),
+                    "udp port 6081",
+                ],
+            ),  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self._dump("before")
+        return self
+
+    def migrate(self, do_migrate: Any) -> dict[str, Any]:
+        """Nova's sequence around libvirt's migration (module doc)."""
+        if self.binding == "multichassis":
+            self._request("before_migration", [self.src, self.dst], rarp=True)
+        try:
+            result = do_migrate()
+        finally:
+            self._dump("resume")
+            # After the migration (or its failure): the port is bound where the VM runs.
+            from migfw.testbed.provision import find_vm
+
+            where = find_vm(self.bed) or self.src
+            self._request("after_migration", [where], rarp=False)
+        return result
+
+    def stop(self) -> dict[str, Any]:
+        from migfw.testbed import ovn
+        from migfw.testbed.local import kill_pid
+
+        self._dump("end")
+        report = self.monitor.stop() if self.monitor is not None else {}
+        from migfw.testbed.local import LocalTestbed
+
+        # OVS 3.1.0's userspace conntrack has aborted ovs-vswitchd mid-trial (assertion in
+        # conn_update_state): the trial says which daemon died.
+        dead = LocalTestbed(self.cfg).status().get("daemons_dead") or []
+        if self.capture is not None:
+            kill_pid(self.capture.pid, grace=2.0)
+        dumps = sorted(p.name for p in (self.partial / "conntrack").glob("ovs-*"))
+        installed = {}
+        for host in ("A", "B"):
+            try:
+                installed[host] = ovn.flow_install(self.site, host)
+            except MigfwError as exc:
+                installed[host] = {"host": host, "error": str(exc)}
+        return {"binding": self.binding, "port": self.site.vm_port,
+                "chassis": {h: self.site.chassis(h) for h in ("A", "B")},
+                "steps": self.steps, "port_binding": report.get("transitions", []),
+                "monitor_errors": report.get("errors", []),
+                "flow_install": installed, "underlay_pcap": "underlay.pcap",
+                "daemons_dead": dead,
+                "conntrack_dumps": dumps}  # fmt: skip
