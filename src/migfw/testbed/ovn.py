@@ -392,6 +392,34 @@ def start_host(site: OvnSite, host: str, state: dict[str, Any], write_state: Cal
               pid, rundir / "ovn-controller.log", rundir / "ovn-controller.stderr")  # fmt: skip
 
 
+def disable_zero_snat(site: OvnSite, host: str, timeout: float = 10) -> None:
+    """Tell host's ovn-controller that the datapath has no all-zero SNAT, so that its
+    `ct_commit` carries no `nat(src)`. With it, OVS 3.1.0's userspace conntrack (Debian 12;
+    no newer OVS in bookworm or its backports) keeps a reverse-NAT entry per committed
+    connection and aborted ovs-vswitchd on both hosts in the first real trial (`conntrack.c:
+    1063: assertion conn->conn_type == CT_CONN_TYPE_DEFAULT failed in conn_update_state()`).
+    The all-zero SNAT only avoids tuple clashes between NATed and firewalled sessions; the
+    testbed has no NAT. ovn-controller reads the capability from the OVS Datapath row."""
+    deadline = time.monotonic() + timeout
+    while True:
+        uuid = vsctl(site, host, "--columns=_uuid", "--bare", "find", "Datapath").strip()
+        if uuid:
+            vsctl(site, host, "set", "Datapath", uuid.split()[0], "capabilities:ct_zero_snat=false")
+            return
+        if time.monotonic() > deadline:
+            raise MigfwError(f"host {host}: no OVS Datapath row after {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def zero_snat(site: OvnSite, host: str) -> str | None:
+    """The ct_zero_snat capability ovn-controller of `host` reads (None: no Datapath row)."""
+    uuid = vsctl(site, host, "--columns=_uuid", "--bare", "find", "Datapath").strip()
+    if not uuid:
+        return None
+    return vsctl(site, host, "get", "Datapath", uuid.split()[0],
+                 "capabilities:ct_zero_snat").strip().strip('"')  # fmt: skip
+
+
 def start_ovn(local: Any, state: dict[str, Any], write_state: Callable) -> OvnSite:
     """Start (or complete) the OVN pieces of a running local testbed; idempotent."""
     import shutil
@@ -408,6 +436,7 @@ def start_ovn(local: Any, state: dict[str, Any], write_state: Callable) -> OvnSi
     start_control(site, state, write_state)
     for host in ("A", "B"):
         start_host(site, host, state, write_state)
+        disable_zero_snat(site, host)
     ensure_logical_switch(site)
     state["ovn"] = {"control_ns": site.control_ns, "chassis": {h: site.chassis(h) for h in "AB"},
                     "encap_ip": site.encap_ip, "sb_remote": site.sb_remote(),

@@ -120,6 +120,10 @@ def setup(cfg: dict[str, Any], bed: Testbed, current: str, log: Any, partial: Pa
     from migfw.testbed.ruleset import default_addresses, load_ruleset
 
     site = site_for(cfg)
+    for host in ("A", "B"):  # ovs-vswitchd may have written its capabilities back
+        if ovn.zero_snat(site, host) != "false":
+            ovn.disable_zero_snat(site, host)
+            log("ovn_zero_snat_disabled", host=host)
     rs = load_ruleset(cfg_get(cfg, "ruleset", "config/ruleset.yaml"))
     addresses = default_addresses(bed.vm_address, bed.prober_address or "", bed.extra.get("subnet"))
     acls = ovn_acl.render_acls(rs, addresses)
