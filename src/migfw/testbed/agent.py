@@ -79,28 +79,6 @@ class AgentLogic:
         return out
 
 
-_LOOP_STARTED = threading.Lock()
-_loop_thread: threading.Thread | None = None
-
-
-def _ensure_event_loop() -> None:
-    """libvirt's default event loop, once per process, in a daemon thread."""
-    global _loop_thread
-    import libvirt
-
-    with _LOOP_STARTED:
-        if _loop_thread is not None:
-            return
-        libvirt.virEventRegisterDefaultImpl()
-
-        def run() -> None:
-            while True:
-                libvirt.virEventRunDefaultImpl()
-
-        _loop_thread = threading.Thread(target=run, name="libvirt-events", daemon=True)
-        _loop_thread.start()
-
-
 class EventAgent:
     """Runs AgentLogic on lifecycle events of `vm_name` from both hosts' libvirtds."""
 
@@ -133,13 +111,14 @@ class EventAgent:
     def start(self) -> None:
         import libvirt
 
-        _ensure_event_loop()
+        from migfw.testbed.provision import NoAnswer, open_libvirt
+
         self.worker = threading.Thread(target=self._work, name="migfw-agent", daemon=True)
         self.worker.start()
         for host, uri in self.uris.items():
             try:
-                conn = libvirt.open(uri)
-            except libvirt.libvirtError as exc:
+                conn = open_libvirt(uri)  # the event loop, keepalives, a bounded open
+            except (libvirt.libvirtError, NoAnswer) as exc:
                 self.stop()
                 raise MigfwError(f"agent: cannot connect to host {host} ({uri}): {exc}") from exc
             self.conns[host] = conn

@@ -151,6 +151,25 @@ def kill_pid(pid: int, grace: float = 3.0) -> None:
             os.waitpid(pid, 0)
 
 
+def _proc_state(pid: int | None) -> str:
+    """' (state T: stopped)' etc. from /proc, for the repair's record; '' if unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, TypeError):
+        return ""
+    code = stat.rsplit(")", 1)[1].split()[0]
+    names = {"T": "stopped", "t": "traced", "D": "uninterruptible sleep", "Z": "zombie"}
+    return f" (state {code}: {names[code]})" if code in names else ""
+
+
+def _wait_gone(pid: int | None, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # type: ignore[arg-type]
+        time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM/SIGHUP raise KeyboardInterrupt, so `finally` blocks clean up on kill too."""
@@ -250,8 +269,10 @@ class LocalTestbed:
         missing = [n for n in state.get("namespaces", []) if not netns_exists(n)]
         dead = [k for k, p in state.get("pids", {}).items()
                 if not pid_alive(p, k.split("_")[0])]  # fmt: skip
-        report.update(namespaces_missing=missing, daemons_dead=dead)
-        if missing or dead or state.get("phase") != "up":
+        hung = [f"libvirtd_{h}" for h in self.unresponsive_daemons(state)
+                if f"libvirtd_{h}" not in dead]  # fmt: skip
+        report.update(namespaces_missing=missing, daemons_dead=dead, daemons_unresponsive=hung)
+        if missing or dead or hung or state.get("phase") != "up":
             report["reason"] = "incomplete testbed (run `migfw testbed down` or `up`)"
             return report
         from migfw.testbed.provision import find_vm
@@ -268,8 +289,9 @@ class LocalTestbed:
         state = read_state(self.state_dir)
         if state and state.get("phase") == "up":
             status = self.status()
-            if status.get("daemons_dead") and not status.get("namespaces_missing"):
-                # A daemon died (a hypervisor fault): restart it, keep the rest.
+            broken = status.get("daemons_dead") or status.get("daemons_unresponsive")
+            if broken and not status.get("namespaces_missing"):
+                # A daemon died or hangs (a hypervisor fault): restart it, keep the rest.
                 self.repair()
                 status = self.status()
                 state = read_state(self.state_dir) or state
@@ -448,6 +470,9 @@ class LocalTestbed:
 
     def _write_libvirt_config(self, host: str) -> Path:
         root = self.host_root(host)
+        # root only: the daemons' sockets, logs and the guest's console live below it.
+        self.run_root.mkdir(parents=True, exist_ok=True)
+        self.run_root.chmod(0o700)
         for rel in PRIVATE_DIRS:
             (root / rel).mkdir(parents=True, exist_ok=True)
             Path("/", rel).mkdir(parents=True, exist_ok=True)  # bind-mount targets
@@ -457,7 +482,10 @@ class LocalTestbed:
         etc = root / "etc/libvirt"
         (etc / "libvirtd.conf").write_text(
             f'unix_sock_dir = "{root / "sock"}"\n'
+            # Every socket root's only: the read-only one defaults to 0777 (any local user
+            # could list the domains and read their XML and job statistics).
             'unix_sock_group = "root"\nunix_sock_rw_perms = "0700"\nauth_unix_rw = "none"\n'
+            'unix_sock_ro_perms = "0700"\nunix_sock_admin_perms = "0700"\n'
             f'host_uuid = "{host_uuid}"\n'
             'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"\n'
         )
@@ -467,6 +495,9 @@ class LocalTestbed:
             'security_driver = "none"\ncgroup_controllers = [ ]\nnamespaces = [ ]\n'
             'stdio_handler = "file"\n'
             f'migration_address = "{mig}"\nmigration_host = "{mig}"\n'
+            # p2p: the source daemon's own connection to the destination ends like ours
+            # (migfw.testbed.provision) when the destination stops answering.
+            "keepalive_interval = 3\nkeepalive_count = 3\n"
         )
         (etc / "libvirt.conf").write_text("")
         return root
@@ -506,6 +537,8 @@ class LocalTestbed:
     def _wait_socket(self, host: str, state: dict[str, Any], timeout: float = 20) -> None:
         import libvirt
 
+        from migfw.testbed.provision import PING_TIMEOUT_S, NoAnswer, open_libvirt
+
         deadline = time.monotonic() + timeout
         pid = state["pids"][f"libvirtd_{host}"]
         last = ""
@@ -517,10 +550,10 @@ class LocalTestbed:
                 )
             if self.socket_path(host).exists():
                 try:
-                    conn = libvirt.open(self.uri(host))
+                    conn = open_libvirt(self.uri(host), PING_TIMEOUT_S, keepalive=False)
                     conn.close()
                     return
-                except libvirt.libvirtError as exc:
+                except (libvirt.libvirtError, NoAnswer) as exc:
                     last = str(exc)
             time.sleep(0.2)
         raise MigfwError(f"libvirtd for host {host} not answering after {timeout} s: {last}")
@@ -535,8 +568,24 @@ class LocalTestbed:
             return None
         return pid if pid_alive(pid) else None
 
+    def unresponsive_daemons(self, state: dict[str, Any] | None = None) -> list[str]:
+        """Hosts whose libvirtd is alive (by its recorded PID) but answers no new connection
+        within PING_TIMEOUT_S (stopped, hung)."""
+        from migfw.testbed.provision import libvirtd_answers
+
+        state = state if state is not None else read_state(self.state_dir) or {}
+        hosts = []
+        for host in ("A", "B"):
+            pid = state.get("pids", {}).get(f"libvirtd_{host}")
+            if pid_alive(pid, "libvirtd") and self.socket_path(host).exists():
+                if libvirtd_answers(self.uri(host)) is not None:
+                    hosts.append(host)
+        return hosts
+
     def repair(self) -> list[str]:
-        """Restart every libvirtd whose recorded PID is dead; one MigfwError line if it cannot.
+        """Restart every libvirtd whose recorded PID is dead or does not answer (killed by
+        that PID first), then kill the VM's QEMU where it does not answer (its domain is then
+        gone and the caller re-provisions it); one MigfwError line if it cannot.
 
         The namespaces, bridges and the other daemon stay; a restarted daemon finds the
         domains it still has (QEMU outlives its daemon) from libvirt's own status files.
@@ -547,12 +596,33 @@ class LocalTestbed:
         missing = [n for n in state.get("namespaces", []) if not netns_exists(n)]
         if missing:
             raise MigfwError(f"testbed {self.prefix}: namespaces gone ({', '.join(missing)})")
+        done = self._restart_daemons(state)
+        killed = self.kill_unresponsive_qemus()
+        if killed:
+            done += killed
+            # libvirt 9.0's daemon can crash (SIGSEGV, seen here) when the QEMU of an
+            # outgoing migration dies under a pending call: look again and restart it.
+            time.sleep(1.0)
+            done += self._restart_daemons(read_state(self.state_dir) or state)
+        return done
+
+    def _restart_daemons(self, state: dict[str, Any]) -> list[str]:
+        """Restart each libvirtd that is dead or does not answer (killed by PID first)."""
         done = []
+        hung = self.unresponsive_daemons(state)
         for host in ("A", "B"):
             key = f"libvirtd_{host}"
             old = state["pids"].get(key)
-            if pid_alive(old, "libvirtd"):
+            if host in hung:
+                why = f"PID {old} did not answer{_proc_state(old)}, killed"
+                # Stopped or hung: SIGKILL works on a stopped process too.
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(old, signal.SIGKILL)
+                _wait_gone(old)
+            elif pid_alive(old, "libvirtd"):
                 continue
+            else:
+                why = f"PID {old} dead"
             with contextlib.suppress(OSError):
                 self.socket_path(host).unlink()  # the dead daemon's socket
             try:
@@ -561,8 +631,28 @@ class LocalTestbed:
                 raise MigfwError(f"host {host}: cannot restart libvirtd: {exc}") from exc
             self._wait_socket(host, state)
             new = state["pids"][key]
-            done.append(f"restarted libvirtd of host {host} (PID {old} dead, now {new})")
+            done.append(f"restarted libvirtd of host {host} ({why}, now {new})")
         return done
+
+    def kill_unresponsive_qemus(self) -> list[str]:
+        """Kill (by libvirt's pid file) the VM's QEMU on a host where it does not answer a
+        monitor query within PING_TIMEOUT_S, e.g. stopped mid-migration."""
+        from migfw.testbed.provision import qemu_answers
+
+        killed = []
+        for host in ("A", "B"):
+            pid = self.vm_pid(host)
+            if pid is None:
+                continue
+            problem = qemu_answers(self.uri(host), self.vm_name)
+            if problem is None:
+                continue
+            state_note = _proc_state(pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            _wait_gone(pid)
+            killed.append(f"killed QEMU PID {pid} on host {host}: {problem}{state_note}")
+        return killed
 
     def stray_qemus(self, keep: int) -> list[int]:
         """QEMUs of this testbed other than `keep` (the VM): left by a failed migration, e.g.

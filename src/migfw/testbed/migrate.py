@@ -12,6 +12,16 @@ Any failure, abort or refusal raises MigrationFailed with libvirt's reason and w
 recorded up to then (`details`); the caller records it as a failed trial (never silently
 retried). A combination libvirt or QEMU refuses is such a failure, not a crash.
 
+Bounded in time (`ProgressWatch`, from the same job-statistics samples): a migration whose
+data processed stops increasing and whose remaining data stops decreasing for
+`stall_timeout_s` is aborted through libvirt (`abortJob`) and raises MigrationStalled
+("migration stalled: no progress for N s", with the last job statistics); a job-statistics
+call that does not return for that long means the source's libvirtd or the VM's QEMU stopped
+answering (MigrationFailed naming which, `details["unresponsive"]`), and a libvirt
+connection whose keepalive times out (migfw.testbed.provision.connect) ends the migrate call.
+A migration that finishes but had a stretch without progress of `slow_stall_s` or more is
+marked slow (`watchdog.slow`; the trial flags it `migration_slow`).
+
 Clock: every timestamp here is `time.time()` (CLOCK_REALTIME, epoch seconds) taken in this
 process when the sample returned or the event was delivered; tcpdump stamps the probe capture
 with the same kernel clock, so phases and probes share one clock. The error of an event's
@@ -55,7 +65,14 @@ DEFAULTS: dict[str, Any] = {
     "algorithm": "precopy",
     "multifd_channels": 2,
     "xbzrle_cache_mib": 0,
+    # The progress watchdog (ProgressWatch): abort after this long without progress; flag a
+    # finished migration that had a stretch without progress this long.
+    "stall_timeout_s": 10.0,
+    "slow_stall_s": 3.0,
 }
+# After a stall: how long abortJob may take, and how long the migrate call then has to return.
+ABORT_TIMEOUT_S = 10.0
+RETURN_TIMEOUT_S = 30.0
 # jobstats.csv columns: sample time, then libvirt's typed-parameter names (active job).
 JOBSTAT_FIELDS = [
     "time_elapsed",
@@ -92,6 +109,10 @@ class MigrationFailed(MigfwError):
     def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.details = details or {}
+
+
+class MigrationStalled(MigrationFailed):
+    """No progress for `stall_timeout_s`: the watchdog aborted the migration."""
 
 
 def _num(value: Any) -> float | None:
@@ -133,7 +154,9 @@ def migration_settings(values: dict[str, Any], where: str = "migration") -> dict
         raise MigfwError(
             f"config {where}.algorithm: {out['algorithm']!r} is not one of {', '.join(ALGORITHMS)}"
         )
-    for key in ("bandwidth_mibps", "max_downtime_ms", "multifd_channels", "xbzrle_cache_mib"):
+    numbers = ("bandwidth_mibps", "max_downtime_ms", "multifd_channels", "xbzrle_cache_mib",
+               "stall_timeout_s", "slow_stall_s")  # fmt: skip
+    for key in numbers:
         try:
             out[key] = float(out[key])
         except (TypeError, ValueError):
@@ -146,6 +169,16 @@ def migration_settings(values: dict[str, Any], where: str = "migration") -> dict
             "number >= 1"
         )
     out["multifd_channels"] = int(out["multifd_channels"])
+    if out["stall_timeout_s"] < 1:
+        raise MigfwError(
+            f"config {where}.stall_timeout_s: {out['stall_timeout_s']:g} s is below 1 s (the "
+            "job statistics are sampled every 25 ms; shorter would abort healthy migrations)"
+        )
+    if not 0 < out["slow_stall_s"] < out["stall_timeout_s"]:
+        raise MigfwError(
+            f"config {where}.slow_stall_s: {out['slow_stall_s']:g} s must be above 0 and below "
+            f"stall_timeout_s ({out['stall_timeout_s']:g} s)"
+        )
     return out
 
 
@@ -229,29 +262,12 @@ def in_force_record(
 # ------------------------------------------------------------------ event loop
 
 
-_LOOP_LOCK = threading.Lock()
-_LOOP_STARTED = False
-
-
 def start_event_loop() -> None:
-    """Register libvirt's default event loop and run it in a daemon thread (once per process).
+    """libvirt's default event loop (migfw.testbed.provision.ensure_event_loop): must run
+    before the connections whose events we want are opened."""
+    from migfw.testbed.provision import ensure_event_loop
 
-    Must run before the connections whose events we want are opened.
-    """
-    global _LOOP_STARTED
-    import libvirt
-
-    with _LOOP_LOCK:
-        if _LOOP_STARTED:
-            return
-        libvirt.virEventRegisterDefaultImpl()
-
-        def loop() -> None:
-            while True:
-                libvirt.virEventRunDefaultImpl()
-
-        threading.Thread(target=loop, name="libvirt-events", daemon=True).start()
-        _LOOP_STARTED = True
+    ensure_event_loop()
 
 
 def _details(lv: Any, kind: str) -> dict[int, str]:
@@ -379,12 +395,110 @@ def jobstats_row(
     return row
 
 
+class ProgressWatch:
+    """How long a migration has gone without progress, from its job-statistics samples.
+
+    Progress is the data processed increasing or the data remaining decreasing (libvirt's
+    `data_processed`/`data_remaining`: RAM, device state and disks). A stretch without
+    progress is proven by samples only: from the sample that last showed progress to the
+    start of the latest call that still showed none - a slow call (libvirtd busy for
+    seconds) that comes back with progress proves nothing. Not counted: the stretch after
+    the last byte is sent (remaining 0: the switchover, the destination finishing). The set-up
+    before the first byte (a destination that is not ready) is kept apart (`setup_s`). A call
+    that does not return at all is `pending_s` (the source's libvirtd or QEMU does not
+    answer). All times are monotonic seconds: a stepped wall clock cannot fake or hide a stall.
+    """
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.last_progress = started
+        self.quiet_until: float | None = None  # start of the latest call showing no progress
+        self.longest = 0.0  # the longest proven stretch without progress once streaming
+        self.setup_s: float | None = None  # set-up: the call to the first byte moved
+        self.processed: int | None = None
+        self.remaining: int | None = None
+        self.streaming = False  # the first byte has moved
+        self.done_sending = False  # remaining reached 0 after data moved
+        self.last_stats: dict[str, Any] | None = None
+        self.last_progress_stats: dict[str, Any] | None = None
+        self.call_started: float | None = None  # a sample call in flight since
+        self.lock = threading.Lock()
+
+    def calling(self, now: float) -> None:
+        with self.lock:
+            self.call_started = now
+
+    def sample(self, now: float, stats: dict[str, Any] | None, began: float | None = None) -> None:
+        """One returned sample (`stats` None: the call failed or no job runs), its call made
+        at `began` (default `now`)."""
+        began = now if began is None else began
+        with self.lock:
+            self.call_started = None
+            if not stats:
+                return
+            self.last_stats = stats
+            processed, remaining = stats.get("data_processed"), stats.get("data_remaining")
+            moved = processed is not None and processed > (self.processed or 0)
+            drained = (
+                remaining is not None and self.remaining is not None and remaining < self.remaining
+            )
+            if processed is not None:
+                self.processed = max(processed, self.processed or 0)
+            if remaining is not None:
+                self.remaining = remaining
+            if moved or drained:
+                if not self.streaming:
+                    self.setup_s = now - self.started
+                elif self.quiet_until is not None:
+                    self.longest = max(self.longest, self.quiet_until - self.last_progress)
+                self.streaming = True
+                self.last_progress, self.quiet_until = now, None
+                self.last_progress_stats = stats
+            else:
+                self.quiet_until = max(began, self.quiet_until or began)
+            self.done_sending = self.streaming and remaining == 0
+            if self.done_sending:  # the switchover is not a stall: nothing to prove
+                self.last_progress, self.quiet_until = now, None
+
+    def idle_s(self, now: float | None = None) -> float:
+        """Proven seconds without progress so far (0 once all data is sent)."""
+        with self.lock:
+            if self.done_sending or self.quiet_until is None:
+                return 0.0
+            return max(0.0, self.quiet_until - self.last_progress)
+
+    def pending_s(self, now: float) -> float:
+        """Seconds the sample call in flight has been waiting for libvirt (0 if none)."""
+        with self.lock:
+            return 0.0 if self.call_started is None else now - self.call_started
+
+    def longest_s(self) -> float:
+        """The longest proven stretch without progress after the first byte, the current
+        one included."""
+        current = self.idle_s() if self.streaming else 0.0
+        with self.lock:
+            return max(self.longest, current)
+
+    def record(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """trial.json `migration.watchdog`."""
+        longest = self.longest_s()
+        return {
+            "stall_timeout_s": settings["stall_timeout_s"],
+            "slow_stall_s": settings["slow_stall_s"],
+            "longest_no_progress_s": round(longest, 3),
+            "setup_s": None if self.setup_s is None else round(self.setup_s, 3),
+            "slow": longest >= settings["slow_stall_s"],
+            "streamed": self.streaming,
+        }
+
+
 class JobSampler:
     """Polls the source's job statistics; switches to post-copy after the first pass; reads
-    the settings in force once the job runs."""
+    the settings in force once the job runs; feeds the progress watchdog."""
 
     def __init__(self, lv: Any, dom: Any, settings: dict[str, Any]) -> None:
         self.lv, self.dom, self.settings = lv, dom, settings
+        self.watch = ProgressWatch(time.monotonic())
         self.rows: list[dict[str, Any]] = []
         self.stop = threading.Event()
         self.in_force: dict[str, Any] | None = None
@@ -409,10 +523,10 @@ class JobSampler:
         for thread in self.threads:
             thread.start()
 
-    def finish(self) -> None:
+    def finish(self, wait_s: float = 10.0) -> None:
         self.stop.set()
         for thread in self.threads:
-            thread.join(10)
+            thread.join(wait_s)  # a sample call stuck in a hung daemon stays behind
 
     def _postcopy(self) -> None:
         while not self.stop.is_set():
@@ -424,19 +538,25 @@ class JobSampler:
         lv = self.lv
         while not self.stop.is_set():
             began = time.monotonic()
+            self.watch.calling(began)
             try:
                 stats = self.dom.jobStats(0)
             except lv.libvirtError as exc:
                 self.errors.append(str(exc))
                 stats = {}
             t = time.time()
-            rpc_ms = round(1000 * (time.monotonic() - began), 2)
+            returned = time.monotonic()
+            rpc_ms = round(1000 * (returned - began), 2)
             job_type = int(stats.get("type", lv.VIR_DOMAIN_JOB_NONE))
-            if job_type != lv.VIR_DOMAIN_JOB_NONE:
+            active = job_type != lv.VIR_DOMAIN_JOB_NONE
+            self.watch.sample(returned, stats if active else None, began)
+            if active:
                 self.rows.append(jobstats_row(t, job_type, stats, rpc_ms))
                 if self.in_force is None and (stats.get("memory_total") or 0) > 0:
                     # QEMU is copying RAM: libvirt has applied this migration's parameters.
+                    self.watch.calling(time.monotonic())  # monitor calls: may hang too
                     self.in_force = self._read_in_force()
+                    self.watch.sample(time.monotonic(), None)
                 if (stats.get("memory_iteration") or 0) >= 2:
                     self.first_pass_done.set()
             self.stop.wait(max(0.0, SAMPLE_PERIOD_S - (time.monotonic() - began)))
@@ -504,8 +624,13 @@ def migrate(
     # The call's own time: the monitor commands below block while the guest's QEMU is
     # stopped, so a later timestamp would shift with a frozen guest.
     start = time.time()
-    sconn = connect(bed, source)
-    dconn = connect(bed, destination)
+    sconn = connect(bed, source, keepalive=False)
+    try:
+        dconn = connect(bed, destination, keepalive=False)
+    except BaseException:
+        sconn.close()
+        raise
+    liveness = Liveness({h: bed.hosts[h].uri for h in (source, destination)})
     done: threading.Event | None = None
     recorder: PhaseRecorder | None = None
     sampler: JobSampler | None = None
@@ -552,7 +677,8 @@ def migrate(
         try:
             worker.start()
             sampler.start()
-            done.wait(timeout_s)
+            liveness.start()
+            verdict = _watch(done, sampler, liveness, source, settings, timeout_s)
         except KeyboardInterrupt:
             _abort(dom)  # Ctrl-C: stop the migration, wait until libvirt has returned
             _wait(done, 120)
@@ -561,17 +687,13 @@ def migrate(
             if done.is_set():
                 sampler.finish()
         end = time.time()
-        if not done.is_set():
-            _abort(dom)
-            _wait(done, 60)
-            sampler.finish()
-            details.update(_recorded(recorder, sampler, start, time.time()))
-            raise MigrationFailed(
-                f"migration {source}→{destination} exceeded {timeout_s:.0f} s", details
-            )
+        if verdict is not None:
+            _give_up(verdict, source, destination, dom, done, sampler, liveness, recorder,
+                     details, start, timeout_s)  # fmt: skip
         wanted = ("resumed", "finished") if "error" not in outcome else ()
         recorder.wait_for(wanted, 2.0)
         details.update(_recorded(recorder, sampler, start, end))
+        details["watchdog"] = sampler.watch.record(settings)
         if "error" in outcome:
             raise MigrationFailed(
                 f"migration {source}→{destination} failed: {outcome['error']}", details
@@ -590,12 +712,205 @@ def migrate(
             **details,
         }
     finally:
+        liveness.stop()
         if recorder is not None and (done is None or done.is_set()):
             recorder.close()
         # Never close connections a still-running migrate call uses (use after free).
         if done is None or done.is_set():
-            sconn.close()
-            dconn.close()
+            for conn in (sconn, dconn):
+                with contextlib.suppress(libvirt.libvirtError):
+                    conn.close()
+
+
+WATCH_PERIOD_S = 0.1
+# Before the first byte moves (libvirt preparing the destination, starting its QEMU: 1.5-4.5 s
+# measured on the loaded 2-core machine) the bound is this many stall timeouts.
+SETUP_FACTOR = 3
+LIVENESS_PERIOD_S = 1.0
+
+
+class Liveness:
+    """Both daemons asked, each by its own thread, over a fresh connection every
+    LIVENESS_PERIOD_S, for a trivial call (getLibVersion); `silent_s(host)` is the time since
+    the last answer. A stopped daemon leaves its thread waiting (no second one is started)
+    until it answers or dies."""
+
+    def __init__(self, uris: dict[str, str]) -> None:
+        self.uris = uris
+        now = time.monotonic()
+        self.last_answer = {h: now for h in uris}
+        self.last_error: dict[str, str | None] = {h: None for h in uris}
+        self.stopped = threading.Event()
+        self.lock = threading.Lock()
+
+    def start(self) -> None:
+        for host in self.uris:
+            threading.Thread(target=self._run, args=(host,), name=f"liveness-{host}",
+                             daemon=True).start()  # fmt: skip
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def _run(self, host: str) -> None:
+        import libvirt
+
+        while not self.stopped.is_set():
+            try:
+                conn = libvirt.open(self.uris[host])
+                try:
+                    conn.getLibVersion()
+                finally:
+                    conn.close()
+                with self.lock:
+                    self.last_answer[host], self.last_error[host] = time.monotonic(), None
+            except libvirt.libvirtError as exc:
+                with self.lock:
+                    self.last_error[host] = str(exc)
+            self.stopped.wait(LIVENESS_PERIOD_S)
+
+    def silent_s(self, host: str, now: float) -> float:
+        with self.lock:
+            return now - self.last_answer[host]
+
+
+def _watch(
+    done: threading.Event,
+    sampler: JobSampler,
+    liveness: Liveness,
+    source: str,
+    settings: dict[str, Any],
+    timeout_s: float,
+) -> str | None:
+    """Wait for the migrate call; None when it returned, else why to give up on it:
+    `stalled` (samples show no progress), `unanswered:<host>` (that host's libvirtd answers
+    nothing, or - the source - a job-statistics call hangs) or `timeout`."""
+    limit = settings["stall_timeout_s"]
+    deadline = time.monotonic() + timeout_s
+    watch = sampler.watch
+    while not done.wait(WATCH_PERIOD_S):
+        now = time.monotonic()
+        for host in liveness.uris:
+            if liveness.silent_s(host, now) >= limit:
+                return f"unanswered:{host}"
+        if watch.pending_s(now) >= limit:
+            return f"unanswered:{source}"  # the source's QEMU (or its libvirtd)
+        if watch.idle_s(now) >= (limit if watch.streaming else SETUP_FACTOR * limit):
+            return "stalled"
+        if now >= deadline:
+            return "timeout"
+    return None
+
+
+def _give_up(
+    verdict: str,
+    source: str,
+    destination: str,
+    dom: Any,
+    done: threading.Event,
+    sampler: JobSampler,
+    liveness: Liveness,
+    recorder: PhaseRecorder,
+    details: dict[str, Any],
+    start: float,
+    timeout_s: float,
+) -> None:
+    """Stop a migration the watchdog gave up on, record what is known, raise MigrationFailed.
+
+    Stalled, too long, or the destination not answering: abortJob through the source's
+    libvirtd (bounded), then a bounded wait for the migrate call to return. The source's
+    libvirtd or QEMU not answering: nothing is sent to it (it would hang too). A call that
+    does not return is left to the testbed's repair, which restarts the hung daemon or kills
+    the hung QEMU by PID; the call then fails and returns."""
+    now = time.monotonic()
+    watch, settings = sampler.watch, details["settings"]
+    idle = watch.idle_s(now)
+    arrow = f"{source}→{destination}"
+    abort_error = None
+    hung = verdict.partition(":")[2] or None
+    if hung is not None:
+        silent = liveness.silent_s(hung, now)
+        if silent >= settings["stall_timeout_s"]:
+            what = "libvirtd"
+            why = f"no answer to a new connection for {silent:.0f} s"
+        else:  # the daemon answers; its job-statistics call, i.e. the VM's QEMU, does not
+            what = "the VM's QEMU"
+            why = (f"job statistics unanswered for {watch.pending_s(now):.0f} s while its "
+                   "libvirtd answers")  # fmt: skip
+        details["unresponsive"] = {
+            "what": what.removeprefix("the VM's "),
+            "host": hung,
+            "detail": why,
+            "error": liveness.last_error.get(hung),
+        }
+        reason = f"migration {arrow} failed: {what} on host {hung} does not answer ({why})"
+        if hung == destination:  # the source can still stop the migration
+            abort_error = _abort_bounded(dom, ABORT_TIMEOUT_S)
+            reason += "; aborted" if abort_error is None else f"; abort failed: {abort_error}"
+        _wait(done, 1.0)
+    else:
+        abort_error = _abort_bounded(dom, ABORT_TIMEOUT_S)
+        _wait(done, RETURN_TIMEOUT_S)
+        if verdict == "stalled":
+            reason = f"migration stalled: no progress for {idle:.0f} s ({arrow}; " + (
+                _progress_text(watch.last_stats) if watch.streaming
+                else "the migration stream never started"
+            ) + ")"  # fmt: skip
+        else:
+            reason = f"migration {arrow} exceeded {timeout_s:.0f} s"
+        reason += "; aborted" if abort_error is None else f"; abort failed: {abort_error}"
+        if not done.is_set():
+            reason += f"; the migrate call had not returned {RETURN_TIMEOUT_S:.0f} s later"
+    sampler.finish(wait_s=0.0 if not done.is_set() else 10.0)
+    details.update(_recorded(recorder, sampler, start, time.time()))
+    details["watchdog"] = {
+        **watch.record(settings),
+        "verdict": verdict,
+        "no_progress_s": round(idle, 3),
+        "last_jobstats": _plain_stats(watch.last_stats),
+        "last_progress_jobstats": _plain_stats(watch.last_progress_stats),
+        "sample_errors": sampler.errors[:3],
+        "abort_error": abort_error,
+        "call_returned": done.is_set(),
+    }
+    if verdict == "stalled":
+        raise MigrationStalled(reason, details)
+    raise MigrationFailed(reason, details)
+
+
+def _plain_stats(stats: dict[str, Any] | None) -> dict[str, Any] | None:
+    if stats is None:
+        return None
+    return {k: v for k, v in stats.items() if isinstance(v, int | float | str)}
+
+
+def _progress_text(stats: dict[str, Any] | None) -> str:
+    stats = stats or {}
+    mib = 2**20
+    processed, remaining = stats.get("data_processed"), stats.get("data_remaining")
+    if processed is None or remaining is None:
+        return "no data counters"
+    return f"{processed / mib:.1f} MiB sent, {remaining / mib:.1f} MiB remaining"
+
+
+def _abort_bounded(dom: Any, timeout_s: float) -> str | None:
+    """abortJob in a thread, waited for at most `timeout_s`: None, or why it failed."""
+    import libvirt
+
+    outcome: dict[str, str] = {}
+    returned = threading.Event()
+
+    def run() -> None:
+        try:
+            dom.abortJob()
+        except libvirt.libvirtError as exc:
+            outcome["error"] = str(exc)
+        finally:
+            returned.set()
+
+    threading.Thread(target=run, name="abort", daemon=True).start()
+    if not returned.wait(timeout_s):
+        return f"no answer within {timeout_s:.0f} s"
+    return outcome.get("error")
 
 
 def _recorded(

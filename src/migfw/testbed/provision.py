@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 import time
 from pathlib import Path
 from string import Template
@@ -81,14 +82,166 @@ def _quiet_libvirt() -> None:
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
 
-def connect(bed: Testbed, host: str):  # -> libvirt.virConnect
+# A libvirtd that stops answering (stopped, hung, its host gone) must not hang the run:
+# opening a connection is waited for at most OPEN_TIMEOUT_S, and connections send keepalives
+# - after KEEPALIVE_INTERVAL_S of silence, and KEEPALIVE_COUNT more unanswered, libvirt
+# closes it (~12 s) and the call pending on it fails ("connection closed due to keepalive
+# timeout"). Keepalives need libvirt's event loop running (ensure_event_loop). Not on the
+# migration's own connections: libvirt 9's client leaves a migrate3 call blocked when the
+# keepalive closes its connection, and crashed (SIGSEGV) when the daemon then died; the
+# migration watches both daemons itself (migfw.testbed.migrate.Liveness).
+OPEN_TIMEOUT_S = 15.0
+KEEPALIVE_INTERVAL_S = 3
+KEEPALIVE_COUNT = 3
+PING_TIMEOUT_S = 5.0
+
+_LOOP_LOCK = threading.Lock()
+_LOOP_STARTED = False
+
+
+def ensure_event_loop() -> None:
+    """Register libvirt's default event loop and run it in a daemon thread, once per process.
+
+    Connections opened before it carry neither events nor keepalives."""
+    global _LOOP_STARTED
+    import libvirt
+
+    with _LOOP_LOCK:
+        if _LOOP_STARTED:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+
+        def loop() -> None:
+            while True:
+                libvirt.virEventRunDefaultImpl()
+
+        threading.Thread(target=loop, name="libvirt-events", daemon=True).start()
+        _LOOP_STARTED = True
+
+
+class NoAnswer(MigfwError):
+    """A libvirt daemon accepted the connection but did not answer in time."""
+
+
+def open_libvirt(uri: str, timeout_s: float = OPEN_TIMEOUT_S, keepalive: bool = True):
+    """libvirt.open(uri), bounded in time, with keepalives on (-> libvirt.virConnect).
+
+    Raises NoAnswer after `timeout_s` (the opening thread closes the connection if it is
+    answered later) and libvirt.libvirtError as libvirt.open does."""
     import libvirt
 
     _quiet_libvirt()
+    ensure_event_loop()
+    result: dict[str, Any] = {}
+    lock = threading.Lock()
+    returned = threading.Event()
+
+    def run() -> None:
+        try:
+            conn = libvirt.open(uri)
+        except libvirt.libvirtError as exc:
+            result["error"] = exc
+        else:
+            with lock:
+                if result.get("abandoned"):  # answered too late: nobody will use it
+                    with contextlib.suppress(libvirt.libvirtError):
+                        conn.close()
+                    return
+                result["conn"] = conn
+        finally:
+            returned.set()
+
+    threading.Thread(target=run, name="libvirt-open", daemon=True).start()
+    if not returned.wait(timeout_s):
+        with lock:
+            if "conn" not in result and "error" not in result:
+                result["abandoned"] = True
+                raise NoAnswer(f"libvirt at {uri} did not answer within {timeout_s:.0f} s")
+    if "error" in result:
+        raise result["error"]
+    conn = result["conn"]
+    if keepalive:
+        try:
+            conn.setKeepAlive(KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT)
+        except libvirt.libvirtError:
+            pass  # a server without keepalive support: calls stay unbounded there
+    return conn
+
+
+def libvirtd_answers(uri: str, timeout_s: float = PING_TIMEOUT_S) -> str | None:
+    """None when the daemon at `uri` answers a new connection and a call within
+    `timeout_s`; else what happened (one line)."""
+    import libvirt
+
+    started = time.monotonic()
+    try:
+        conn = open_libvirt(uri, timeout_s, keepalive=False)
+    except NoAnswer as exc:
+        return str(exc)
+    except libvirt.libvirtError as exc:
+        return f"cannot connect: {exc}"
+    answered = threading.Event()
+
+    def call() -> None:
+        with contextlib.suppress(libvirt.libvirtError):
+            conn.getLibVersion()
+            answered.set()
+
+    worker = threading.Thread(target=call, name="libvirt-ping", daemon=True)
+    worker.start()
+    if answered.wait(max(0.5, timeout_s - (time.monotonic() - started))):
+        with contextlib.suppress(libvirt.libvirtError):
+            conn.close()
+        return None
+    return f"libvirt at {uri} accepted a connection but did not answer a call"
+
+
+def qemu_answers(uri: str, vm_name: str, timeout_s: float = PING_TIMEOUT_S) -> str | None:
+    """None when the QEMU of `vm_name` (through the daemon at `uri`) answers a read-only
+    monitor query (`query-status`) within `timeout_s`, or no such domain runs there; else
+    what happened (one line). A daemon that does not answer is libvirtd_answers's case."""
+    import libvirt
+
+    try:
+        import libvirt_qemu
+    except ImportError:
+        return None
+    try:
+        conn = open_libvirt(uri, timeout_s, keepalive=False)
+    except (NoAnswer, libvirt.libvirtError):
+        return None  # the daemon's problem, not QEMU's
+    outcome: dict[str, Any] = {}
+    answered = threading.Event()
+
+    def call() -> None:
+        try:
+            dom = conn.lookupByName(vm_name)
+            if dom.isActive():
+                libvirt_qemu.qemuMonitorCommand(dom, '{"execute":"query-status"}', 0)
+        except libvirt.libvirtError as exc:
+            outcome["error"] = str(exc)
+        answered.set()
+
+    threading.Thread(target=call, name="qemu-ping", daemon=True).start()
+    if not answered.wait(timeout_s):
+        return f"no answer to a monitor query within {timeout_s:.0f} s"
+    with contextlib.suppress(libvirt.libvirtError):
+        conn.close()
+    error = outcome.get("error", "")
+    # A domain that is gone is not a hung QEMU; a monitor that cannot be reached is.
+    if not error or "not found" in error or "not running" in error:
+        return None
+    return f"monitor query failed: {error}"
+
+
+def connect(bed: Testbed, host: str, keepalive: bool = True):  # -> libvirt.virConnect
+    import libvirt
 
     uri = bed.hosts[host].uri
     try:
-        return libvirt.open(uri)
+        return open_libvirt(uri, keepalive=keepalive)
+    except NoAnswer as exc:
+        raise NoAnswer(f"host {host}: libvirtd does not answer ({exc})") from None
     except libvirt.libvirtError as exc:
         raise MigfwError(f"host {host}: cannot connect to libvirt at {uri}: {exc}") from exc
 

@@ -407,6 +407,13 @@ def hypervisor_pids(cfg: dict[str, Any], bed: Testbed, vm_host: str | None) -> d
     return pids
 
 
+def watchdog_flags(migration: dict[str, Any]) -> list[str]:
+    """`migration_slow`: the migration finished but went `slow_stall_s` or longer without
+    progress (a stalled one is a failed trial instead)."""
+    watchdog = migration.get("watchdog") or {}
+    return ["migration_slow"] if watchdog.get("slow") and migration.get("hypervisor") else []
+
+
 def recover(cfg: dict[str, Any], bed: Testbed) -> dict[str, Any]:
     """After a failed migration: restart dead daemons (local), then one running VM again.
 
@@ -658,7 +665,7 @@ def run_trial(
                                     prober.get("icmp_id"), timeline, max_silence)  # fmt: skip
         except MigfwError as exc:  # e.g. an empty capture: the trial says so, no health
             health = {"max_silence_s": max_silence, "error": str(exc), "flags": []}
-        flags = list(dict.fromkeys(result["flags"] + health["flags"]))
+        flags = list(dict.fromkeys(result["flags"] + health["flags"] + watchdog_flags(mig)))
         log("health", **health)
         traffic = result["traffic"]
         attack = traffic.get("attack")
@@ -685,6 +692,10 @@ def run_trial(
                 "max_downtime_ms": mig.get("max_downtime_ms", settings["max_downtime_ms"] or None),
                 "requested": mig.get("requested"),
                 "in_force": mig.get("in_force"),
+                # The progress watchdog (migfw.testbed.migrate.ProgressWatch); after a stall
+                # or a hung daemon, the last job statistics and what did not answer.
+                "watchdog": mig.get("watchdog"),
+                "unresponsive": mig.get("unresponsive"),
             },
             "hypervisor": mig.get("hypervisor"),
             "phases": mig.get("phases"),
