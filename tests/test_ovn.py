@@ -214,3 +214,35 @@ def test_ovn_failed_start_is_one_line(bare_testbed, monkeypatch) -> None:
     assert "\n" not in message and message.startswith("ovn-northd in mfo-ovn exited at start")
     assert "nonexistent-migfw" in message and "ovn-northd.log" in message
     assert time.monotonic() - started < 15
+
+
+def test_attack_window_rows_per_ovn_binding_with_outages() -> None:
+    import pandas as pd
+
+    from migfw.measure.attackstats import attack_window_table
+    from migfw.paper.compare import _placement_label
+
+    rows = []
+    for placement, binding, outages in (
+        ("vm", None, [700.0, 710.0, 690.0]),
+        ("ovn", "multichassis", [800.0, 810.0, 790.0]),
+        ("ovn", "rebind", [3000.0, 3200.0, 3100.0]),
+    ):
+        for o in outages:
+            rows.append({"status": "ok", "experiment": "placement", "placement": placement,
+                         "ovn_binding": binding, "blocked_sent": 100, "blocked_answered": 0,
+                         "breach_window_ms": 0.0, "breaches_total_ms": 0.0,
+                         "established_survived": False, "stateful_flow_survived": True,
+                         "probe_outage_ms": o, "resume_to_first_reply_ms": o - 700,
+                         "allowed_sent": 10, "allowed_answered": 5})  # fmt: skip
+    table = attack_window_table(pd.DataFrame(rows), resamples=999, seed=1)
+    assert list(zip(table["placement"], table["ovn_binding"], strict=True)) == [
+        ("vm", ""), ("ovn", "multichassis"), ("ovn", "rebind")]  # fmt: skip
+    rebind = table.iloc[2]
+    # Hand-worked: mean 3100, SD 100, t CI 3100 ± t(0.975, 2)·100/√3 = 3100 ± 248.414
+    assert rebind["probe_outage_ms_mean"] == pytest.approx(3100.0)
+    assert rebind["probe_outage_ms_ci_t_low"] == pytest.approx(3100 - 248.414, abs=1e-2)
+    assert rebind["resume_to_first_reply_ms_mean"] == pytest.approx(2400.0)
+    assert rebind["allowed_answered_pct"] == pytest.approx(50.0)
+    assert rebind["diff_vs_vm_ms"] == 0.0  # no breach on either side
+    assert _placement_label(rebind) == "ovn (rebind)"

@@ -1,4 +1,5 @@
-"""results/analysis/attack_window.csv: the attack window per experiment x placement x delay.
+"""results/analysis/attack_window.csv: the attack window per experiment x placement x delay
+(x OVN binding for placement `ovn`).
 
 One row per group of successful trials that carry attack data (blocked_sent not empty):
 n, mean / SD / 95 % CI (Student t and percentile bootstrap) of breach_window_ms, the same
@@ -20,7 +21,10 @@ from migfw.errors import MigfwError
 from migfw.io import write_csv
 from migfw.measure.stats import describe
 
-GROUP = ["experiment", "placement", "agent_delay_ms"]
+GROUP = ["experiment", "placement", "agent_delay_ms", "ovn_binding"]
+# The outage beside the breach window: a placement that fails closed (OVN's unbound port)
+# shows no breach but a longer outage (mean and t CI of these trials.csv columns).
+OUTAGES = ("probe_outage_ms", "resume_to_first_reply_ms")
 FLOWS = {"established": "established_survived", "stateful": "stateful_flow_survived"}
 COLUMNS = [
     *GROUP,
@@ -43,6 +47,8 @@ COLUMNS = [
     "diff_vs_vm_ms",
     "diff_vs_vm_boot_low",
     "diff_vs_vm_boot_high",
+    *(f"{m}_{part}" for m in OUTAGES for part in ("mean", "ci_t_low", "ci_t_high")),
+    "allowed_answered_pct",
 ]
 
 
@@ -113,6 +119,7 @@ def attack_window_table(
     frame["experiment"] = frame["experiment"].fillna("").astype(str)
     frame["placement"] = frame["placement"].fillna("").astype(str)
     frame["agent_delay_ms"] = pd.to_numeric(frame["agent_delay_ms"], errors="coerce")
+    frame["ovn_binding"] = frame["ovn_binding"].fillna("").astype(str)
     rows: list[dict[str, Any]] = []
     for key, group in frame.groupby(GROUP, dropna=False, sort=True):
         window = pd.to_numeric(group["breach_window_ms"], errors="coerce").dropna()
@@ -152,12 +159,22 @@ def attack_window_table(
         ref_w = pd.to_numeric(ref["breach_window_ms"], errors="coerce").dropna().to_numpy()
         diff = diff_of_means(window.to_numpy(float), ref_w, confidence, resamples, seed)
         row.update(diff_vs_vm_ms=diff[0], diff_vs_vm_boot_low=diff[1], diff_vs_vm_boot_high=diff[2])
+        for metric in OUTAGES:
+            values = group[metric] if metric in group.columns else pd.Series([], dtype=float)
+            o = describe(pd.to_numeric(values, errors="coerce").tolist(), confidence,
+                         resamples, seed)  # fmt: skip
+            row.update({f"{metric}_mean": o["mean"], f"{metric}_ci_t_low": o["ci_t_low"],
+                        f"{metric}_ci_t_high": o["ci_t_high"]})  # fmt: skip
+        a_sent = pd.to_numeric(group.get("allowed_sent"), errors="coerce").sum()
+        a_answered = pd.to_numeric(group.get("allowed_answered"), errors="coerce").sum()
+        row["allowed_answered_pct"] = 100.0 * a_answered / a_sent if a_sent else math.nan
         rows.append(row)
     out = pd.DataFrame(rows, columns=COLUMNS)
-    order = {p: i for i, p in enumerate(["vm", "vmm", "vmm-agent", "none", "both"])}
+    order = {p: i for i, p in enumerate(["vm", "vmm", "vmm-agent", "ovn", "none", "both"])}
     if not out.empty:
         out["_o"] = out["placement"].map(lambda p: order.get(p, len(order)))
-        out = out.sort_values(["experiment", "_o", "agent_delay_ms"]).drop(columns="_o")
+        out = out.sort_values(["experiment", "_o", "agent_delay_ms", "ovn_binding"])
+        out = out.drop(columns="_o")
     return out.reset_index(drop=True)
 
 

@@ -185,13 +185,16 @@ def measurement_headlines(
 
 
 CLAIM_ATTACK = "VM-level firewalling reduces the attack window compared with VMM-level firewalling"
-VMM_LEVEL = ("vmm", "vmm-agent")
+VMM_LEVEL = ("vmm", "vmm-agent", "ovn")  # ovn: OVN's ACLs, enforced on the hosts
 
 
 def _placement_label(row: pd.Series) -> str:
     label = str(row["placement"])
     if label == "vmm-agent" and pd.notna(row.get("agent_delay_ms")):
         label += f" (delay {float(row['agent_delay_ms']):g} ms)"
+    binding = row.get("ovn_binding")
+    if label == "ovn" and isinstance(binding, str) and binding:
+        label += f" ({binding})"
     return label
 
 
@@ -239,7 +242,7 @@ def _attack_sentence(rows: pd.DataFrame) -> str:
     vm = rows[rows["placement"] == "vm"]
     vmm = rows[rows["placement"].isin(VMM_LEVEL)]
     if vm.empty or vmm.empty:
-        missing = "vm" if vm.empty else "a VMM-level placement (vmm, vmm-agent)"
+        missing = "vm" if vm.empty else "a VMM-level placement (vmm, vmm-agent, ovn)"
         return f"Not testable from this run: no trials with {missing}."
     ref = float(vm.iloc[0]["breach_window_ms_mean"])
     smaller, larger, unclear = [], [], []
