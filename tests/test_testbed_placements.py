@@ -1,6 +1,7 @@
 """Real trials per firewall placement on the embedded testbed (issue 8): `vm` (guest
-nftables), `vmm-agent` (host nftables installed by the libvirt-event agent after its delay)
-and `vmm` (libvirt nwfilter). One testbed for the module; every trial is a real migration.
+nftables), `vmm-agent` (host nftables installed by the libvirt-event agent after its delay),
+`vmm` (libvirt nwfilter) and `ovn` (OVN ACLs, multichassis binding; issue 18). One testbed
+for the module; every trial is a real migration.
 
 Needs root, QEMU, libvirtd (and iptables/ebtables for nwfilter); skipped otherwise. Uses its
 own prefix, so it does not disturb a testbed the user has up.
@@ -17,6 +18,7 @@ from testbedcfg import local_testbed
 from trialchecks import (
     check_agent_placement,
     check_nwfilter_placement,
+    check_ovn_placement,
     check_placement_trial,
     check_vm_placement,
 )
@@ -61,3 +63,11 @@ def test_vmm_nwfilter_follows_the_vm(bed_cfg) -> None:
     if shutil.which("iptables") is None or shutil.which("ebtables") is None:
         pytest.skip("nwfilter needs iptables and ebtables (scripts/install.sh)")
     check_nwfilter_placement(_trial(bed_cfg, "nwfilter", {"placement": "vmm"}))
+
+
+def test_ovn_acls_follow_the_multichassis_binding(bed_cfg) -> None:
+    if shutil.which("ovn-controller") is None:
+        pytest.skip("ovn-controller not installed (scripts/install.sh installs OVN)")
+    factors = {"placement": "ovn", "ovn_binding": "multichassis"}
+    meta = _trial(bed_cfg, "ovn", factors)
+    check_ovn_placement(bed_cfg[1] / "trials" / "ovn", meta, "multichassis")

@@ -197,3 +197,41 @@ def check_none_placement(out: Path, meta: dict[str, Any], vm: str) -> None:
     assert [c["observed"].split()[0] for c in fw["checks"]] == ["answer"]
     answered = tshark(out / "attack.pcap", f"ip.src=={vm} && tcp.srcport==23")
     assert answered and len(meta["breaches"]) > 0
+
+
+def check_ovn_placement(out: Path, meta: dict[str, Any], binding: str) -> None:
+    """OVN ACLs where the port is bound, the binding moved the way `binding` says, the
+    Geneve underlay carried the prober's packets during a multichassis migration."""
+    from migfw.measure.capture import read_echoes
+
+    fw, ovn = meta["firewall"], meta["ovn"]
+    src, dst = meta["migration"]["source"], meta["migration"]["destination"]
+    assert fw["rules_before"] == {src: True, dst: False, "guest": False}
+    assert fw["rules_after"] == {src: False, dst: True, "guest": False}
+    assert meta["breaches"] == [] and ovn["binding"] == binding and ovn["daemons_dead"] == []
+    names = ovn["chassis"]
+    trans = ovn["port_binding"]
+    assert trans[0]["chassis"] == names[src] and trans[-1]["chassis"] == names[dst]
+    assert trans[-1]["up"] is True and trans[-1]["requested_chassis"] == names[dst]
+    resumed = [e["t"] for e in meta["phases"]["events"]
+               if e.get("event") == "resumed" and e.get("host") == dst]  # fmt: skip
+    installed = ovn["flow_install"][dst]["ovn_installed_t"]
+    if binding == "multichassis":
+        steps = [s["step"] for s in ovn["steps"]]
+        assert steps == ["before_migration", "after_migration"]
+        extra = [t for t in trans if t["additional_chassis"] == [names[dst]]]
+        activated = [t["t"] for t in trans if t["additional_chassis_activated"] == names[dst]]
+        assert extra and activated, trans
+        # The destination had its flows before the VM resumed, and activated the port on
+        # the VM's RARP, after the resume (event delivery can lag by tens of ms).
+        assert installed < resumed[0] <= activated[0] + 0.2
+        echoes = read_echoes(out / "underlay.pcap", meta["target"])  # Geneve, decapsulated
+        assert len(echoes) > 0 and echoes.linktypes
+    else:
+        # Bound to the destination only after the VM resumed there.
+        assert installed > resumed[0]
+    dumps = {p.name for p in (out / "conntrack").iterdir()}
+    assert {
+        f"ovs-{r}-{m}.txt" for r in ("src", "dst") for m in ("before", "resume", "end")
+    } <= dumps
+    assert "icmp" in (out / "conntrack" / "ovs-src-before.txt").read_text()
