@@ -230,6 +230,10 @@ def check_ovn_placement(out: Path, meta: dict[str, Any], binding: str) -> None:
     else:
         # Bound to the destination only after the VM resumed there.
         assert installed > resumed[0]
+    # The established flow's temporary allow was an OVN ACL too, gone before the lead-in ended.
+    temporary = meta["flows"]["temporary_rules"]
+    assert [r["where"] for r in temporary] == [src] and "allow-related" in temporary[0]["rule"]
+    assert temporary[0]["added_at"] < temporary[0]["removed_at"] < meta["migration"]["start"]
     dumps = {p.name for p in (out / "conntrack").iterdir()}
     assert {
         f"ovs-{r}-{m}.txt" for r in ("src", "dst") for m in ("before", "resume", "end")

@@ -74,7 +74,12 @@ class TrialTraffic:
         folder: Path,
         enforcement: dict[str, Any] | None,
         flows_cfg: dict[str, Any] | None,
+        layers: list[Any] | None = None,
     ) -> None:
+        # Firewall layers outside the guest that also need the established flow's temporary
+        # allow (e.g. OVN's ACLs, migfw.testbed.ovn_placement.TemporaryAcl): add(source,
+        # port) -> the rule as text, remove(); `where` names the layer.
+        self.layers = list(layers or [])
         self.bed, self.folder = bed, Path(folder)
         self.enforcement = enforcement or {}
         self.flows_cfg = flows_cfg or {}
@@ -114,10 +119,16 @@ class TrialTraffic:
             self.flows = FlowSession(self.bed.prober_netns, self.bed.vm_address, specs, rate,
                                      self.folder / "flows.csv", timeout_s=timeout)  # fmt: skip
         handle = None
+        layer_rules: list[dict[str, Any]] = []
         with _guest_shell(self.bed) as shell:
             handle = add_temporary_rule(shell, self.bed.prober_address or "", ESTABLISHED[1])
             log("temporary_rule_added", handle=handle)
             try:
+                for layer in self.layers:
+                    rule = layer.add(self.bed.prober_address or "", ESTABLISHED[1])
+                    layer_rules.append({"where": layer.where, "rule": rule,
+                                        "added_at": time.time(), "removed_at": None})  # fmt: skip
+                    log("temporary_rule_added", where=layer.where)
                 connected = self.flows.start()
             finally:
                 removed_at = None
@@ -125,6 +136,10 @@ class TrialTraffic:
                     delete_temporary_rule(shell, handle)
                     removed_at = time.time()
                     log("temporary_rule_deleted", handle=handle)
+                for layer, rule in zip(self.layers, layer_rules, strict=False):
+                    layer.remove()
+                    rule["removed_at"] = removed_at = time.time()
+                    log("temporary_rule_deleted", where=layer.where)
         log("flows_started", **connected)
         self.record["flows"] = {
             "rate_hz": rate,
@@ -136,6 +151,9 @@ class TrialTraffic:
                 "where": "guest", "rule": f"ip saddr {self.bed.prober_address} tcp dport "
                 f"{ESTABLISHED[1]} accept", "handle": handle, "removed_at": removed_at},
         }  # fmt: skip
+        if layer_rules:  # every layer's temporary allow, and the moment the last one went
+            self.record["flows"]["temporary_rules"] = layer_rules
+            self.record["flows"]["allow_removed"] = removed_at
 
     def _start_attack(self, log: Any) -> None:
         from migfw.testbed.attacker import AttackSession

@@ -155,6 +155,34 @@ def conntrack_dump(site: Any, host: str) -> str:
         return f"# dpctl/dump-conntrack failed: {exc}\n"
 
 
+class TemporaryAcl:
+    """The established flow's temporary allow at the OVN layer (an `allow-related` ACL above
+    every rule), added while the flow connects and removed before the lead-in ends, as the
+    guest's temporary nft rule is (migfw.testbed.exposure)."""
+
+    NAME = "migfw-temporary-established"
+
+    def __init__(self, site: Any, where: str) -> None:
+        self.site, self.where = site, where
+
+    def add(self, source: str, port: int) -> str:
+        from migfw.testbed import ovn, ovn_acl
+
+        match = (f"outport == @{ovn_acl.PORT_GROUP} && ip4 && ip4.src == {source} && tcp "
+                 f"&& tcp.dst == {int(port)}")  # fmt: skip
+        acl = ovn_acl.Acl("to-lport", ovn_acl.TOP_PRIORITY + 1, match, "allow-related", self.NAME)
+        ovn.nbctl(self.site, "--wait=hv", *acl.nbctl(ovn_acl.PORT_GROUP)[1:])
+        return f"ovn acl to-lport {acl.priority} {match} allow-related"
+
+    def remove(self) -> None:
+        from migfw.testbed import ovn
+
+        uuids = ovn.nbctl(self.site, "--bare", "--columns=_uuid", "find", "ACL",
+                          f"name={self.NAME}").split()  # fmt: skip
+        for uuid in uuids:
+            ovn.nbctl(self.site, "--wait=hv", "remove", "Port_Group", "pg_migfw", "acls", uuid)
+
+
 class OvnTrial:
     """The binding steps around one migration, the SB monitor, conntrack dumps, the underlay
     capture; `stop()` returns trial.json's `ovn` object."""
@@ -171,6 +199,9 @@ class OvnTrial:
         self.monitor: Any = None
         self.capture: subprocess.Popen | None = None
         (partial / "conntrack").mkdir(exist_ok=True)
+
+    def temporary_acl(self) -> TemporaryAcl:
+        return TemporaryAcl(self.site, self.src)
 
     def _dump(self, moment: str) -> None:
         for role, host in (("src", self.src), ("dst", self.dst)):
@@ -210,11 +241,11 @@ class OvnTrial:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        self._dump("before")
         return self
 
     def migrate(self, do_migrate: Any) -> dict[str, Any]:
         """Nova's sequence around libvirt's migration (module doc)."""
+        self._dump("before")  # after the lead-in (the temporary allow is gone by then)
         if self.binding == "multichassis":
             self._request("before_migration", [self.src, self.dst], rarp=True)
         try:

@@ -573,6 +573,7 @@ def run_trial(
             result = _probe_and_migrate(
                 bed, partial, interval_s, enforcement, lead_in, settle, log,
                 do_migrate, label, flows_cfg, load,
+                layers=[ovn_trial.temporary_acl()] if ovn_trial is not None else None,
             )  # fmt: skip
         finally:
             ovn_record = ovn_trial.stop() if ovn_trial is not None else None
@@ -778,6 +779,7 @@ def _probe_and_migrate(
     label: str,
     flows_cfg: dict[str, Any] | None = None,
     load: dict[str, Any] | None = None,
+    layers: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Probe for lead_in, migrate, probe for settle; the probes always stop.
 
@@ -819,7 +821,8 @@ def _probe_and_migrate(
         wants_service = False  # started and stopped by the remote session
     else:
         session = ProbeSession(bed.prober_netns, *args, enforcement=probe_enforcement)
-    traffic = TrialTraffic(bed, partial, enforcement if has_attacker else None, flows_cfg)
+    traffic = TrialTraffic(bed, partial, enforcement if has_attacker else None, flows_cfg,
+                           layers=layers)  # fmt: skip
     failure = None
     flags: list[str] = []
     migration: dict[str, Any] = {}
