@@ -246,3 +246,38 @@ def test_attack_window_rows_per_ovn_binding_with_outages() -> None:
     assert rebind["allowed_answered_pct"] == pytest.approx(50.0)
     assert rebind["diff_vs_vm_ms"] == 0.0  # no breach on either side
     assert _placement_label(rebind) == "ovn (rebind)"
+
+
+def test_timeline_draws_the_geneve_underlay_and_the_binding(tmp_path: Path) -> None:
+    import pcapcraft as pc
+
+    from migfw.measure.figures import timeline_figure
+    from migfw.trials.crafted import CraftedTrial, craft_trial
+
+    spec = CraftedTrial("placement/ovn-r01", 0.01, seed=3)
+    craft_trial(spec, tmp_path)
+    meta = json.loads((tmp_path / "trial.json").read_text())
+    start = meta["migration"]["start"]
+    # 37 echo requests to the VM and 5 to another host, each inside Geneve between the hosts.
+    packets = []
+    for i, dst in enumerate([spec.target] * 37 + ["10.231.0.99"] * 5):
+        inner = pc.ether(pc.icmp4(spec.prober, dst, 8, spec.ident, i))
+        packets.append(
+            (int((start + 0.01 * i) * 1e9), pc.frame(1, pc.underlay(17, pc.geneve(inner))))
+        )
+    pc.write_pcap(tmp_path / "underlay.pcap", packets)
+    names = {"A": "c-A", "B": "c-B"}
+    base = {"additional_chassis": [], "requested_chassis": "c-A", "activation_strategy": None,
+            "additional_chassis_activated": None, "up": True}  # fmt: skip
+    meta["ovn"] = {"binding": "multichassis", "chassis": names, "port_binding": [
+        {**base, "t": start - 1, "chassis": "c-A"},
+        {**base, "t": start + 0.1, "chassis": "c-A", "additional_chassis": ["c-B"]},
+        {**base, "t": start + 0.2, "chassis": "c-A", "additional_chassis": ["c-B"],
+         "additional_chassis_activated": "c-B"},
+        {**base, "t": start + 0.5, "chassis": "c-B"},
+    ]}  # fmt: skip
+    (tmp_path / "trial.json").write_text(json.dumps(meta))
+    timeline_figure(tmp_path, tmp_path / "t.png")
+    svg = (tmp_path / "t.svg").read_text()
+    assert "37 echoes tunnelled between the hosts" in svg  # only those to the VM
+    assert "activated" in svg and "bound B" in svg and "extra B" in svg

@@ -206,11 +206,15 @@ def timeline_figure(trial_dir: str | Path, out_png: str | Path) -> None:
     has_attack = (trial_dir / "attack.pcap").exists() and meta["status"] == "ok"
     has_flows = (trial_dir / "flows.csv").exists() and meta["status"] == "ok"
     has_service = (trial_dir / "service.csv").exists() and meta["status"] == "ok"
+    # Placement ovn: the Geneve underlay between the hosts (decapsulated by the capture
+    # reader) and the Port_Binding's transitions.
+    has_underlay = (trial_dir / "underlay.pcap").exists() and meta["status"] == "ok"
     # The hypervisor's phases (testbed trials, migfw.measure.phases) above the probe raster,
     # on the same clock.
     hv_phases = meta.get("phases") if meta["status"] == "ok" else None
     has_phases = isinstance(hv_phases, dict) and "suspended" in hv_phases
-    ratios = [1] * has_phases + [1] + [1] * has_attack + [1] * has_flows + [1] * has_service + [3]
+    ratios = [1] * has_phases + [1] + [1] * has_attack + [1] * has_flows + [1] * has_service
+    ratios += [1] * has_underlay + [3]
     fig = _figure(figsize=(9, 4 + 0.8 * (len(ratios) - 2)))
     axes = fig.subplots(len(ratios), 1, sharex=True, gridspec_kw={"height_ratios": ratios})
     ax_raster, ax_rtt = axes[int(has_phases)], axes[-1]
@@ -251,6 +255,9 @@ def timeline_figure(trial_dir: str | Path, out_png: str | Path) -> None:
         row += 1
     if has_service:
         title_extra += _service_raster(axes[row], trial_dir, start)
+        row += 1
+    if has_underlay:
+        title_extra += _underlay_raster(axes[row], trial_dir, meta, start)
     rtt_ms = table.rtt_ns / 1e6
     ax_rtt.scatter(t[answered], rtt_ms[answered], s=2, color="#2171b5")
     ax_rtt.set_yscale("log")
@@ -299,6 +306,45 @@ def _breach_raster(ax: Axes, trial_dir: Path, meta: dict, start: float) -> str:
     ax.legend(fontsize=7, loc="upper left", ncols=2)
     placement = (meta.get("firewall") or {}).get("placement")
     return f"\n{placement or '?'}: {int(hit.sum())} of {len(hit)} blocked probes answered"
+
+
+def _underlay_raster(ax: Axes, trial_dir: Path, meta: dict, start: float) -> str:
+    """The prober's echoes that crossed the Geneve underlay between the hosts (OVN tunnels a
+    port bound to two chassis), and the Port_Binding's moves as labelled lines."""
+    from migfw.measure.capture import read_echoes
+
+    echoes = read_echoes(trial_dir / "underlay.pcap", meta["target"])
+    t = echoes.ts_ns / 1e9 - start
+    for kind, colour, name in ((0, "#6a51a3", "request"), (1, "#2171b5", "reply")):
+        mine = echoes.kind == kind
+        if mine.any():
+            ax.vlines(t[mine], 0, 1, color=colour, lw=0.3, label=f"echo {name} in Geneve")
+    ovn = meta.get("ovn") or {}
+    names = {v: k for k, v in (ovn.get("chassis") or {}).items()}
+    previous: dict = {}
+    for step in ovn.get("port_binding") or []:
+        if previous:
+            text = []
+            if step["additional_chassis"] != previous["additional_chassis"]:
+                extra = ",".join(names.get(c, c) for c in step["additional_chassis"]) or "-"
+                text.append(f"extra {extra}")
+            if step["additional_chassis_activated"] != previous["additional_chassis_activated"]:
+                if step["additional_chassis_activated"]:
+                    text.append("activated")
+            if step["chassis"] != previous["chassis"]:
+                text.append(f"bound {names.get(step['chassis'], step['chassis'] or '-')}")
+            if text:
+                x = step["t"] - start
+                ax.axvline(x, color="#252525", lw=0.6, ls=":")
+                ax.annotate("; ".join(text), (x, 0.9), xytext=(2, 0), textcoords="offset points",
+                            fontsize=5, rotation=90, va="top")  # fmt: skip
+        previous = step
+    ax.set_yticks([])
+    ax.set_ylabel("Geneve", fontsize=7)
+    if len(echoes):
+        ax.legend(fontsize=7, loc="upper left", ncols=2)
+    binding = ovn.get("binding") or "?"
+    return f"; ovn {binding}: {len(echoes)} echoes tunnelled between the hosts"
 
 
 def _flow_raster(ax: Axes, trial_dir: Path, start: float) -> None:
@@ -354,20 +400,32 @@ def attack_window_figure(trials: pd.DataFrame, table: pd.DataFrame, out_png: str
         _save(fig, out_png)
         return
 
-    def label(placement, delay, experiment) -> str:
+    def label(placement, delay, experiment, binding=None) -> str:
         text = str(placement)
         if placement == "vmm-agent" and pd.notna(delay):
             text += f"\n{float(delay):g} ms"
+        if placement == "ovn" and isinstance(binding, str) and binding:
+            text += f"\n{binding}"
         return f"{text}\n({experiment})" if experiment else text
 
+    bindings = ok["ovn_binding"] if "ovn_binding" in ok.columns else [None] * len(ok)
     ok["label"] = [
-        label(p, d, e)
-        for p, d, e in zip(
-            ok["placement"], ok.get("agent_delay_ms"), ok["experiment"].fillna(""), strict=True
+        label(p, d, e, b)
+        for p, d, e, b in zip(
+            ok["placement"],
+            ok.get("agent_delay_ms"),
+            ok["experiment"].fillna(""),
+            bindings,
+            strict=True,
         )
     ]
     labels = [
-        label(r.placement, r.agent_delay_ms, r.experiment if isinstance(r.experiment, str) else "")
+        label(
+            r.placement,
+            r.agent_delay_ms,
+            r.experiment if isinstance(r.experiment, str) else "",
+            getattr(r, "ovn_binding", None),
+        )  # fmt: skip
         for r in table.itertuples()
     ]
     ok["breach_window_ms"] = pd.to_numeric(ok["breach_window_ms"], errors="coerce")
