@@ -192,6 +192,23 @@ def test_deploy_read_back_verify_and_catch_a_broken_rule(lab) -> None:
         # S3 (pass telnet from remote) is no longer shadowed: that is the breach.
         assert sum(not c["ok"] for c in broken if c["ok"] is not None) == 2
 
+        # The upload goes to a private folder, never a fixed path: a file planted at the old
+        # fixed name (by another user of a shared host) is neither read nor touched, and the
+        # folder is gone afterwards.
+        planted = Path("/tmp/migfw-ruleset.nft")
+        planted.write_text("flush ruleset\n")
+        try:
+            before_tmp = set(Path("/tmp").glob("migfw-ruleset.*"))
+            deploy_ruleset(shell, text)
+            assert diff_rulesets(canonical_listing(text), read_ruleset(shell)) == []
+            assert planted.read_text() == "flush ruleset\n"
+            assert set(Path("/tmp").glob("migfw-ruleset.*")) == before_tmp
+        finally:
+            planted.unlink()
+        handles = shell.run("nft -a list chain inet migfw input")
+        handle = next(ln.split("# handle ")[1] for ln in handles.splitlines() if '"S4"' in ln)
+        shell.run(f"nft delete rule inet migfw input handle {handle}")
+
         # A ruleset nft rejects is refused before anything is loaded.
         with pytest.raises(MigfwError, match=r"rejects the ruleset: line \d+"):
             deploy_ruleset(shell, text.replace("tcp dport 23", "tcp dport 23 bogus", 1))

@@ -35,7 +35,8 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture()
-def ftpd(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def ftpd(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[str, Path]]:
+    """The server in a namespace; `indirect` parameters are extra environment (limits)."""
     busybox = shutil.which("busybox")
     assert busybox
     # A PATH of busybox applets, as in the guest (nc, usleep, readlink, awk, ...).
@@ -55,7 +56,9 @@ def ftpd(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     (root / "link.txt").symlink_to(tmp_path / "secret.txt")
     (root / "sub").mkdir()
     with linked_pair(SERVER, CLIENT, 24, extra_remote_addrs=(OTHER,), prefix="mfch") as (g, r):
-        env = dict(os.environ, PATH=str(bindir), MIGFW_FTP_ROOT=str(root))
+        env = dict(os.environ, PATH=str(bindir), MIGFW_FTP_ROOT=str(root),
+                   MIGFW_FTP_SESSIONS=str(tmp_path / "sessions"),
+                   **getattr(request, "param", {}))  # fmt: skip
         argv = netns_argv(g, [busybox, "nc", "-ll", "-p", "21", "-e", str(script)])
         argv[0] = shutil.which(argv[0]) or argv[0]  # the host's ip, not busybox's
         server = subprocess.Popen(
@@ -75,6 +78,7 @@ def ftpd(tmp_path: Path) -> Iterator[tuple[str, Path]]:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.1)
+            request.node.ftpd_pgid = server.pid
             yield r, root
         finally:
             os.killpg(server.pid, 15)  # our own process group: nc and its sessions
@@ -184,3 +188,92 @@ def test_no_path_outside_the_folder(ftpd, name) -> None:
         ftp.sendcmd("CWD ..")
     assert ftp.sendcmd("SIZE readme.txt") == f"213 {len(README)}"
     ftp.quit()
+
+
+# ------------------------------------------------------------------ bounded (issue 19, item 6)
+
+LIMITS = {"MIGFW_FTP_MAX_SESSIONS": "4", "MIGFW_FTP_MAX_PER_CLIENT": "3", "MIGFW_FTP_IDLE_S": "60"}
+IDLE = {"MIGFW_FTP_IDLE_S": "2"}
+
+
+def _open(netns: str, source: str) -> tuple[socket.socket, bytes]:
+    """A raw control connection from `source`, and the server's first line."""
+    with in_netns(netns):
+        sock = socket.create_connection((SERVER, 21), timeout=10, source_address=(source, 0))
+    return sock, sock.makefile("rb").readline()
+
+
+def _sessions(pgid: int) -> int:
+    """Live session shells of the server (its process group; the listener is `nc`)."""
+    count = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.getpgid(int(pid)) != pgid:
+                continue
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(part.endswith(b"migfw-ftpd") for part in cmd) and b"nc" not in cmd[:2]:
+            count += 1
+    return count
+
+
+@pytest.mark.parametrize("ftpd", [LIMITS], indirect=True)
+def test_sessions_are_bounded_in_total_and_per_client(ftpd, request) -> None:
+    netns, _ = ftpd
+    time.sleep(0.3)  # the fixture's own probe connection has gone
+    opened = [_open(netns, CLIENT) for _ in range(3)]
+    assert all(line.startswith(b"220") for _, line in opened), opened
+    sock, line = _open(netns, CLIENT)  # a 4th from the same address
+    assert line.startswith(b"421 Too many connections"), line
+    sock.close()
+    other, line = _open(netns, OTHER)  # another address: room for one more in total
+    assert line.startswith(b"220"), line
+    sock, line = _open(netns, OTHER)
+    assert line.startswith(b"421"), line  # the total is full
+    sock.close()
+    # 40 more at once (the issue's case was 150 idle connections): none stays, memory bounded.
+    with in_netns(netns):
+        flood = [socket.create_connection((SERVER, 21), timeout=10) for _ in range(40)]
+    answers = [s.makefile("rb").readline() for s in flood]
+    assert [a for a in answers if not a.startswith(b"421")] == [], answers
+    time.sleep(0.5)  # the refused ones have exited
+    assert _sessions(request.node.ftpd_pgid) == 4
+    for s in flood:
+        s.close()
+    # A freed slot is taken again.
+    opened[0][0].close()
+    deadline = time.monotonic() + 5
+    while True:
+        sock, line = _open(netns, CLIENT)
+        sock.close()
+        if line.startswith(b"220") or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert line.startswith(b"220"), line
+    for s, _ in opened[1:]:
+        s.close()
+    other.close()
+
+
+@pytest.mark.parametrize("ftpd", [IDLE], indirect=True)
+def test_idle_sessions_are_closed_busy_ones_are_not(ftpd) -> None:
+    netns, _ = ftpd
+    idle, line = _open(netns, CLIENT)
+    assert line.startswith(b"220")
+    busy = _connect(netns)  # logged in, one NOOP every 0.5 s for twice the idle time
+    busy.login()
+    began = time.monotonic()
+    reader = idle.makefile("rb")
+    idle.settimeout(6)
+    closing = reader.readline()
+    waited = time.monotonic() - began
+    assert closing.startswith(b"421 Idle for 2 s"), closing
+    assert 1.5 <= waited <= 4.5, waited
+    assert reader.readline() == b""  # and the connection is closed
+    while time.monotonic() - began < 4:
+        with in_netns(netns):
+            assert busy.voidcmd("NOOP").startswith("200")
+        time.sleep(0.5)
+    busy.quit()
+    idle.close()

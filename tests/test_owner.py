@@ -70,9 +70,11 @@ def test_second_owner_refused_then_stale_lock_taken_over(tmp_path: Path) -> None
         assert (aborted[0] / "probe.pcap").read_bytes() == b"half"
         assert f"PID {holder.pid}" in (aborted[0] / "reason.txt").read_text()
         owner.release()
-        assert lock_path(cfg).read_text() == ""
-        again = acquire(cfg, "clean")  # a clean release leaves nothing to take over
+        assert not lock_path(cfg).exists()  # a clean release leaves nothing behind
+        again = acquire(cfg, "clean")
+        assert oct(lock_path(cfg).stat().st_mode & 0o777) == "0o600"
         again.release()
+        assert not lock_path(cfg).exists()
     finally:
         if holder.poll() is None:
             holder.kill()

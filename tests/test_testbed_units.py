@@ -343,7 +343,11 @@ def guest_ftpd(tmp_path: Path):
     script = REPO / "resources" / "guest" / "ftpd"
     proc = subprocess.Popen(
         [busybox, "nc", "-ll", "-p", str(port), "-e", busybox, "sh", str(script)],
-        env={**os.environ, "MIGFW_FTP_ROOT": str(root)},
+        env={
+            **os.environ,
+            "MIGFW_FTP_ROOT": str(root),
+            "MIGFW_FTP_SESSIONS": str(tmp_path / "sessions"),
+        },
         start_new_session=True,
     )
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import ftplib
+import hashlib
 import io
 import re
 import socket
@@ -29,7 +30,10 @@ from migfw.testbed.ruleset import (
     explain_nft_error,
 )
 
-REMOTE_RULESET_PATH = "/tmp/migfw-ruleset.nft"
+# The ruleset goes into a private folder made per deployment (mktemp -d: mode 0700, a name
+# nobody can guess or create first), never a fixed path another user of the host could swap.
+REMOTE_RULESET_DIR = "/tmp/migfw-ruleset.XXXXXXXX"
+_PRIVATE_DIR = re.compile(r"^/tmp/migfw-ruleset\.[A-Za-z0-9]{8}$")
 
 
 class RulesetMisbehaves(MigfwError):
@@ -173,18 +177,30 @@ class GuestShell:
 # ------------------------------------------------------------------ deploy and read back
 
 
-def deploy_ruleset(
-    shell: GuestShell, nft_text: str, remote_path: str = REMOTE_RULESET_PATH
-) -> None:
-    """Upload, check with `nft -c -f`, then load with `nft -f` (one atomic transaction)."""
-    shell.upload(nft_text, remote_path)
-    shell.run(f"nft -c -f {remote_path} 2>&1", check=False)
-    if shell.last_result.exited != 0:
-        raise MigfwError(
-            f"guest {shell.address} rejects the ruleset: "
-            f"{explain_nft_error(shell.last_result.stdout, nft_text)}"
-        )
-    shell.run(f"nft -f {remote_path}")
+def deploy_ruleset(shell: GuestShell, nft_text: str) -> None:
+    """Upload into a private folder, check with `nft -c -f`, make sure the file is still the
+    one uploaded (SHA-256), load that same file with `nft -f` (one atomic transaction), and
+    remove the folder."""
+    folder = shell.run(f"umask 077 && mktemp -d {REMOTE_RULESET_DIR}").strip()
+    if not _PRIVATE_DIR.match(folder):
+        raise MigfwError(f"guest {shell.address}: mktemp -d gave {folder!r}, not a private folder")
+    path = f"{folder}/ruleset.nft"
+    digest = hashlib.sha256(nft_text.encode()).hexdigest()
+    try:
+        shell.upload(nft_text, path)
+        shell.run(f"nft -c -f {path} 2>&1", check=False)
+        if shell.last_result.exited != 0:
+            raise MigfwError(
+                f"guest {shell.address} rejects the ruleset: "
+                f"{explain_nft_error(shell.last_result.stdout, nft_text)}"
+            )
+        found = shell.run(f"sha256sum {path}").split()[0]
+        if found != digest:
+            raise MigfwError(f"guest {shell.address}: {path} changed after it was checked "
+                             f"(sha256 {found}, uploaded {digest}); not loaded")  # fmt: skip
+        shell.run(f"nft -f {path}")
+    finally:
+        shell.run(f"rm -rf {folder}", check=False)
 
 
 _COUNTER = re.compile(r"counter packets \d+ bytes \d+")

@@ -10,7 +10,9 @@ The kernel drops the flock when the owner dies, however it dies, so:
   capture by their recorded PIDs, every process in the testbed's namespaces, the namespaces,
   half-written trials) are cleaned first, then the lock is taken over.
 
-A clean release empties the body.
+A clean release removes the file (while still holding the flock, so a process waiting on
+that file finds it unlinked and opens the path again): nothing is left in /run/migfw by a run,
+a `testbed down` or a trial that ended normally.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ def describe(owner: dict[str, Any] | None) -> str:
 
 
 class Ownership:
-    """The held lock; `release()` empties the body and drops the flock."""
+    """The held lock; `release()` removes the file and drops the flock."""
 
     def __init__(self, fd: int, path: Path) -> None:
         self.fd, self.path = fd, path
@@ -85,27 +87,43 @@ class Ownership:
             return
         with contextlib.suppress(OSError):
             os.ftruncate(self.fd, 0)
+            if _same_file(self.fd, self.path):
+                self.path.unlink()
         fcntl.flock(self.fd, fcntl.LOCK_UN)
         os.close(self.fd)
         self.fd = -1
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """The open lock file is still the one at `path` (not unlinked, not replaced)."""
+    try:
+        return os.fstat(fd).st_ino == os.stat(path).st_ino
+    except OSError:
+        return False
 
 
 def acquire(cfg: dict[str, Any], what: str = "migfw", quiet: bool = False) -> Ownership | None:
     """Own the testbed of `cfg` (None: an ancestor already owns it); refuse if another does."""
     path = lock_path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            owner = read_owner(path)
+            if owner and owner.get("pid") and is_ancestor(int(owner["pid"])):
+                return None
+            raise MigfwError(
+                f"testbed {path.stem} is in use by {describe(owner)} ({path}); "
+                "a second run would destroy its trials"
+            ) from None
+        if _same_file(fd, path):
+            break
+        # The owner released (and removed) it between our open and our flock: again.
+        fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
-        owner = read_owner(path)
-        if owner and owner.get("pid") and is_ancestor(int(owner["pid"])):
-            return None
-        raise MigfwError(
-            f"testbed {path.stem} is in use by {describe(owner)} ({path}); "
-            "a second run would destroy its trials"
-        ) from None
     try:
         old = read_owner(path)
         if old:
@@ -119,6 +137,29 @@ def acquire(cfg: dict[str, Any], what: str = "migfw", quiet: bool = False) -> Ow
         os.close(fd)
         raise
     return Ownership(fd, path)
+
+
+def remove_stale(cfg: dict[str, Any]) -> str | None:
+    """For `cleanup`: the lock file of an owner that died (flock free), removed; None if
+    there is none, or its owner is alive (never touched)."""
+    path = lock_path(cfg)
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    try:
+        if _same_file(fd, path):
+            path.unlink()
+            return str(path)
+        return None
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def takeover(cfg: dict[str, Any], old: dict[str, Any], quiet: bool = False) -> list[str]:

@@ -27,6 +27,7 @@ import argparse
 import copy
 import hashlib
 import json
+import os
 import platform
 import sys
 import time
@@ -972,6 +973,9 @@ def _cmd_trial(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     refuse_finished(Path(args.out))  # before anything else: a finished trial is immutable
+    # Captures are private by default (a lab's hosts have other users): the trial folder 0700,
+    # its files 0600, tcpdump's too (it inherits this). docs/testbed.md: sharing results.
+    os.umask(0o077)
     spec = resolve_trial(cfg, args)
     factors = dict(spec["factors"])
     interval = float(factors.pop("interval_s"))
