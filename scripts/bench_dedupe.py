@@ -53,15 +53,21 @@ MIGFW_RUNNER = (
     PEAK
     + r"""
 import json, sys, time
+from pathlib import Path
 import pandas as pd
-from migfw.slr.dedupe import deduplicate
+from migfw.slr.dedupe import deduplicate, linkage
+from migfw.slr.dedupe.scoring import Params
 jobs = json.loads(sys.argv[1])
+config = json.loads(Path("config.json").read_text()) if Path("config.json").exists() else {}
+keys = ("method", "match", "review", "guard")
+params = Params(**{k: config[k] for k in keys}) if config else Params()
+fallback = json.loads(Path(config["fallback"]).read_text()) if config.get("fallback") else None
 total = 0.0
 for src, dst in jobs:
-    records = pd.read_csv(src, dtype=str, keep_default_na=False)
-    records["year"] = pd.to_numeric(records["year"], errors="coerce").astype("Int64")
+    records = pd.read_pickle(src)
     t0 = time.perf_counter()
-    result = deduplicate(records)
+    model = linkage.model_for(records, fallback) if params.method == "splink" else None
+    result = deduplicate(records, params=params, model=model or fallback)
     total += time.perf_counter() - t0
     result.clusters.to_csv(dst, index=False)
 print(json.dumps({"seconds": total, "peak_kib": peak_kib()}))
@@ -223,6 +229,51 @@ def truth_from_merged_ids(ids: list[str], merged_csv: Path) -> dict[str, str]:
         for rid in members:
             truth[rid] = members[0]
     return truth
+
+
+def asysd_truth(records: pd.DataFrame, raw: pd.DataFrame) -> tuple[dict[str, str], int]:
+    """Clusters of ASySD's labelled set from its `source` column (one `unique` row per
+    work, the others `duplicate`); the file gives no group id, so each duplicate joins the
+    unique row it matches best: highest title ratio (within 1 point), then most agreeing
+    fields (DOI, year, journal, volume, start page), then the nearest row (groups are
+    mostly stored in contiguous blocks). Returns the truth and how many duplicates needed
+    the tie-break. Field agreement only separates same-titled works that the labels
+    already call different (two `unique` rows); it never makes a duplicate."""
+    from rapidfuzz import fuzz
+    from rapidfuzz.process import cdist
+
+    from migfw.slr.normalise import normalise_doi, title_key
+
+    ids = list(records["record_id"])
+    titles = [title_key(t) for t in raw["title"]]
+    uniques = [i for i, s in enumerate(raw["source"]) if s == "unique"]
+    ratio = cdist(titles, [titles[u] for u in uniques], scorer=fuzz.ratio, workers=-1)
+
+    def fields(i: int) -> tuple:
+        start = str(raw.at[i, "pages"]).split("-")[0]
+        volume = str(raw.at[i, "volume"]).split(" ")[0]
+        journal = str(raw.at[i, "journal"]).lower()
+        return (normalise_doi(raw.at[i, "doi"]), raw.at[i, "year"], journal, volume, start)
+
+    truth, tie_broken = {}, 0
+    for i, source in enumerate(raw["source"]):
+        if source == "unique":
+            truth[ids[i]] = ids[i]
+            continue
+        best = ratio[i].max()
+        near = [k for k in range(len(uniques)) if ratio[i, k] >= best - 1]
+        if len(near) > 1:
+            tie_broken += 1
+            mine = fields(i)
+
+            def agreement(k: int, i: int = i, mine: tuple = mine) -> tuple:
+                theirs = fields(uniques[k])
+                same = sum(bool(a) and a == b for a, b in zip(mine, theirs, strict=True))
+                return (-same, -ratio[i, k], abs(uniques[k] - i))
+
+            near.sort(key=agreement)
+        truth[ids[i]] = ids[uniques[near[0]]]
+    return truth, tie_broken
 
 
 # ---------------------------------------------------------------- synthetic data
@@ -511,6 +562,33 @@ def _short_range(pages: str, rng: random.Random) -> str:
     return f"{first}-{keep}"
 
 
+def _corrupt(rec: dict, rng: random.Random) -> dict:
+    """One database copy of a record, corrupted the ways exports differ (see
+    corrupt_copies)."""
+    rec = dict(rec)
+    rec["database"], rec["source_file"] = "corrupted", "corrupted.ris"
+    rec["issue"] = str(rng.randint(10**7, 10**9))  # accession number, never an issue
+    if rng.random() < 0.8:
+        rec["doi"] = ""
+    if rec.get("venue") and rng.random() < 0.6:
+        rec["venue"] = iso4(rec["venue"])
+    rec["authors"] = _author_format(rec["authors"], rng)
+    if rec.get("pages"):
+        rec["pages"] = _short_range(rec["pages"], rng)
+    r = rng.random()
+    has_locator = bool(rec.get("volume")) and bool(rec.get("pages"))
+    if r < 0.15:
+        rec["title"] = f"[{rec['title']}]."  # MEDLINE: translated title
+    elif r < 0.25:
+        words = rec["title"].split()
+        rec["title"] = f"{rec['title']} [{' '.join(reversed(words))}]"  # + original title
+    elif r < 0.32 and has_locator:
+        rec["title"] = ""  # empty title: only the locator can find it
+    if rng.random() < 0.05 and not rec.get("volume") and pd.notna(rec.get("year")):
+        rec["year"] = int(rec["year"]) - 1  # online-first
+    return rec
+
+
 def corrupt_copies(
     records: pd.DataFrame, truth: dict[str, str], n_copies: int, seed: int = 3
 ) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -532,28 +610,8 @@ def corrupt_copies(
     picks = rng.sample(usable, min(n_copies, len(usable)))
     copies = []
     for n, i in enumerate(picks):
-        rec = records.iloc[i].to_dict()
+        rec = _corrupt(records.iloc[i].to_dict(), rng)
         rec["record_id"] = f"copy_{n:05d}"
-        rec["database"], rec["source_file"] = "corrupted", "corrupted.ris"
-        rec["issue"] = str(rng.randint(10**7, 10**9))  # accession number, never an issue
-        if rng.random() < 0.8:
-            rec["doi"] = ""
-        if rec.get("venue") and rng.random() < 0.6:
-            rec["venue"] = iso4(rec["venue"])
-        rec["authors"] = _author_format(rec["authors"], rng)
-        if rec.get("pages"):
-            rec["pages"] = _short_range(rec["pages"], rng)
-        r = rng.random()
-        has_locator = bool(rec.get("volume")) and bool(rec.get("pages"))
-        if r < 0.15:
-            rec["title"] = f"[{rec['title']}]."  # MEDLINE: translated title
-        elif r < 0.25:
-            words = rec["title"].split()
-            rec["title"] = f"{rec['title']} [{' '.join(reversed(words))}]"  # + original title
-        elif r < 0.32 and has_locator:
-            rec["title"] = ""  # empty title: only the locator can find it
-        if rng.random() < 0.05 and not rec.get("volume"):
-            rec["year"] = int(rec["year"]) - 1  # online-first
         copies.append(rec)
     out = pd.concat([records, pd.DataFrame(copies)], ignore_index=True)
     out["year"] = pd.to_numeric(out["year"], errors="coerce").astype("Int64")
@@ -567,21 +625,15 @@ def corrupt_copies(
 
 
 def labelled_sets() -> list[dict]:
-    """Each set: name, canonical records (via S1's reader), truth or pair labels."""
+    """Every labelled set in ../shared/testdata/dedup (absent ones skipped). Each: name,
+    kind ("real": human labels, scored in the leave-one-dataset-out table; "silver":
+    another tool's output, agreement only), canonical records (via S1's reader) as a list
+    of frames deduplicated separately, truth (record -> cluster) or pair labels, and
+    `native`: what bib-dedupe reads (its own files as they are, else converted)."""
     from migfw.slr.imports import read_exports
 
     sets = []
-    digital = DEDUP_DATA / "bibdedupe_digital_work"
-    if digital.is_dir():
-        records = read_exports([digital / "records_pre_merged.csv"])
-        truth = truth_from_merged_ids(list(records["record_id"]), digital / "merged_record_ids.csv")
-        native = pd.read_csv(digital / "records_pre_merged.csv", dtype=str, keep_default_na=False)
-        sets.append({"name": "bibdedupe_digital_work", "records": [records], "truth": truth,
-                     "native": [native]})  # fmt: skip
-        corrupted, ctruth = corrupt_copies(records, truth, n_copies=1500, seed=3)
-        sets.append({"name": "digital_work + 1500 corrupted copies (synthetic)",
-                     "records": [corrupted], "truth": ctruth})  # fmt: skip
-    for name in ("bibdedupe_special_cases", "bibdedupe_small_testset"):
+    for name in ("bibdedupe_digital_work", "bibdedupe_special_cases", "bibdedupe_small_testset"):
         folder = DEDUP_DATA / name
         if not folder.is_dir():
             continue
@@ -589,18 +641,17 @@ def labelled_sets() -> list[dict]:
         truth = truth_from_merged_ids(list(records["record_id"]), folder / "merged_record_ids.csv")
         # bib-dedupe reads its own files as they are (its home ground).
         native = pd.read_csv(folder / "records_pre_merged.csv", dtype=str, keep_default_na=False)
-        native = [native[native["ID"] != ""]]
-        sets.append({"name": name, "records": [records], "truth": truth, "native": native})
-        if name == "bibdedupe_small_testset":
-            # merged_record_ids.csv leaves out id_0000728B although it carries the same DOI,
-            # title and fields; bib-dedupe's own later pair labels (test_cases.json) call
-            # 728/728B and 728B/728NEW duplicates. Score against the amended truth too.
-            amended = dict(truth)
-            amended["id_0000728B"] = truth["id_0000728"]
-            sets.append(
-                {"name": name + " (amended)", "records": [records], "truth": amended,
-                 "native": native}
-            )  # fmt: skip
+        native = native[native["ID"] != ""]
+        sets.append({"name": name, "kind": "real", "records": [records], "truth": truth,
+                     "native": [native]})  # fmt: skip
+    asysd = DEDUP_DATA / "asysd_labelled" / "labelled_test_set.csv"
+    if asysd.exists():
+        records = read_exports([asysd])
+        raw = pd.read_csv(asysd, encoding="cp1252", dtype=str, keep_default_na=False)
+        truth, tie_broken = asysd_truth(records, raw)
+        print(f"asysd_labelled: {tie_broken} duplicates placed by the tie-break", file=sys.stderr)
+        sets.append({"name": "asysd_labelled", "kind": "real", "records": [records],
+                     "truth": truth})  # fmt: skip
     cases_file = DEDUP_DATA / "bibdedupe_pair_cases" / "test_cases.json"
     if cases_file.exists():
         frames, labels, native = [], [], []
@@ -615,10 +666,8 @@ def labelled_sets() -> list[dict]:
             )
             pair = [case["record_a"], case["record_b"]]
             native.append(pd.DataFrame(pair).replace({None: "", "None": ""}).fillna(""))
-        sets.append(
-            {"name": "bibdedupe_pair_cases (25 pairs)", "records": frames, "pairs": labels,
-             "native": native}
-        )  # fmt: skip
+        sets.append({"name": "bibdedupe_pair_cases", "kind": "real", "records": frames,
+                     "pairs": labels, "native": native})  # fmt: skip
     silver = DEDUP_DATA / "citesource_benchmark_silver"
     if silver.is_dir():
         names = ["benchmark_15", "search1_166", "search2_278", "search3_302", "search4_460",
@@ -631,7 +680,7 @@ def labelled_sets() -> list[dict]:
         for cid, members in zip(export["duplicate_id"], export["record_ids"], strict=True):
             for number in members.split(","):
                 truth[by_number[int(number)]] = cid
-        sets.append({"name": "citesource_benchmark (SILVER: agreement only)", "records": [records],
+        sets.append({"name": "citesource_benchmark", "kind": "silver", "records": [records],
                      "truth": truth})  # fmt: skip
     return sets
 
@@ -651,19 +700,195 @@ def write_pair_case_csv(case: dict, path: Path) -> None:
             writer.writerow(row)
 
 
+# ---------------------------------------------------------------- leave one dataset out
+
+FP_COST = 10  # a false merge loses a study: it costs as much as ten missed duplicate pairs
+
+
+FAMILIES = ("splink", "evidence")
+
+
+def configurations(family: str) -> list:
+    """The candidates the evaluation chooses among. "splink": the Splink model at a grid
+    of match-weight thresholds (review band 6 below each) and two cluster checks (true
+    conflicts only, or conflicts and the hand-set evidence); "evidence": the hand-set
+    weights alone (nothing to choose: shown for comparison)."""
+    from migfw.slr.dedupe.scoring import Params
+
+    if family == "evidence":
+        return [Params("evidence")]
+    return [
+        Params("splink", m, m - 6.0, guard)
+        for guard in ("evidence", "conflicts")
+        for m in (0, 2, 4, 6, 8, 10, 12)
+    ]
+
+
+def counts_for(dataset: dict, preds: list[dict[str, str]]) -> dict:
+    if "pairs" in dataset:
+        return labelled_pair_counts(dataset["pairs"], preds)
+    pred = dict(itertools.chain.from_iterable(p.items() for p in preds))
+    return pair_counts(dataset["truth"], pred)
+
+
+def cost(counts: dict) -> float:
+    """Errors of one set, per true duplicate pair, so each set weighs the same."""
+    return (counts["FN"] + FP_COST * counts["FP"]) / max(counts["TP"] + counts["FN"], 1)
+
+
+def fallback_from(sets: list[dict]) -> dict:
+    """The small-input model trained (without labels) on the records of `sets`."""
+    from migfw.slr.dedupe import linkage
+
+    frames = [f for d in sets for f in d["records"]]
+    return linkage.train_records(pd.concat(frames, ignore_index=True))
+
+
+def evaluate(dataset: dict, params, fallback: dict, cache: dict) -> dict:
+    """In-process run of one configuration on one set; the input's own model is trained
+    once per frame (large frames), the fallback used for small ones."""
+    from migfw.slr.dedupe import deduplicate, linkage
+
+    preds = []
+    for k, frame in enumerate(dataset["records"]):
+        key = (dataset["name"], k)
+        if key not in cache:
+            cache[key] = linkage.model_for(frame)  # None: too small, use the fallback
+        model = cache[key] if cache[key] is not None else fallback
+        result = deduplicate(frame, params=params, model=model)
+        preds.append(dict(zip(result.clusters.record_id, result.clusters.cluster_id, strict=True)))
+    return counts_for(dataset, preds)
+
+
+def leave_one_dataset_out(sets: list[dict], family: str) -> tuple[dict, dict, dict]:
+    """For each real set: choose the configuration of `family` with the lowest summed cost
+    on the other real sets (and a fallback model trained on their records), then score it
+    on the held-out set. Returns {held-out name: (params, fallback)}, the choice on all
+    real sets (the default) and {held-out name: counts} (in-process; main reruns the
+    held-out runs timed, in child processes)."""
+    real = [d for d in sets if d["kind"] == "real"]
+    configs = configurations(family)
+    cache: dict = {}
+    memo: dict = {}
+
+    def set_cost(d: dict, c, fb_key: str, fb: dict) -> float:
+        big = all(len(f) >= _min_records() for f in d["records"])
+        key = (d["name"], c, "own" if big else fb_key)
+        if key not in memo:
+            memo[key] = cost(evaluate(d, c, fb, cache))
+        return memo[key]
+
+    def choose(train: list[dict], fb_key: str, fb: dict):
+        totals = [(sum(set_cost(d, c, fb_key, fb) for d in train), k) for k, c in
+                  enumerate(configs)]  # fmt: skip
+        return configs[min(totals)[1]], min(totals)[0]
+
+    folds, held_out = {}, {}
+    for held in real:
+        train = [d for d in real if d is not held]
+        fb = fallback_from(train)
+        chosen, train_cost = choose(train, f"without {held['name']}", fb)
+        held_out[held["name"]] = evaluate(held, chosen, fb, cache)
+        c = held_out[held["name"]]
+        print(f"{family} fold {held['name']}: chose {chosen} (training cost {train_cost:.4f}); "
+              f"held out TP={c['TP']} FP={c['FP']} FN={c['FN']}", flush=True)  # fmt: skip
+        folds[held["name"]] = (chosen, fb)
+    fb_all = fallback_from(real)
+    default, all_cost = choose(real, "all", fb_all)
+    print(f"{family} on all real sets: {default} (cost {all_cost:.4f})", flush=True)
+    return folds, {"params": default, "fallback": fb_all}, held_out
+
+
+def family_table(held: dict[str, dict[str, dict]]) -> str:
+    """Held-out counts of each family side by side (the numbers the library choice rests
+    on): TP/FP/FN per real set."""
+    lines = ["| data set | " + " | ".join(f"{f} TP/FP/FN (sensitivity)" for f in held) + " |",
+             "|---|" + "---|" * len(held)]  # fmt: skip
+    for name in next(iter(held.values())):
+        cells = []
+        for family in held:
+            c = held[family][name]
+            cells.append(f"{c['TP']}/{c['FP']}/{c['FN']} ({_f(c['sensitivity'])})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _min_records() -> int:
+    from migfw.slr.dedupe.linkage import MIN_RECORDS_TO_TRAIN
+
+    return MIN_RECORDS_TO_TRAIN
+
+
+# ---------------------------------------------------------------- scale corpus
+
+
+def make_corpus(n_records: int, seed: int = 5) -> tuple[pd.DataFrame, dict[str, str]]:
+    """A corpus of `n_records` built from the real labelled sets' records: every true
+    work once (digital_work, ASySD), new works recombined from them (first half of one
+    real title + second half of another, another record's authors, venue, volume and
+    pages, a new DOI or none), and corrupted database copies (`_corrupt`) of 30 % of
+    the works. Truth: a copy belongs to its work."""
+    rng = random.Random(seed)
+    works: list[dict] = []
+    for d in labelled_sets():
+        if d["kind"] != "real" or "truth" not in d or len(d["records"][0]) < 1000:
+            continue
+        frame = d["records"][0]
+        seen = set()
+        for rec in frame.to_dict("records"):
+            cluster = d["truth"][rec["record_id"]]
+            if cluster not in seen and rec.get("title") and rec.get("authors"):
+                seen.add(cluster)
+                works.append(rec)
+    real_works = list(works)
+    n_works = int(n_records / 1.45)
+    k = 0
+    while len(works) < n_works:
+        a, b, c, v = (rng.choice(real_works) for _ in range(4))
+        ta, tb = str(a["title"]).split(), str(b["title"]).split()
+        title = " ".join(ta[: max(len(ta) // 2, 2)] + tb[len(tb) // 2 :])
+        rec = dict(v)
+        rec.update(title=title, authors=c["authors"], abstract="",
+                   doi=f"10.9999/corpus.{k}" if rng.random() < 0.7 else "",
+                   year=int(rng.choice([a, b, c, v])["year"] or 2015))  # fmt: skip
+        works.append(rec)
+        k += 1
+    records, truth = [], {}
+    for w, rec in enumerate(works):
+        rid = f"w{w:07d}"
+        records.append({**rec, "record_id": rid})
+        truth[rid] = rid
+    c = 0
+    while len(records) < n_records:
+        w = rng.randrange(len(works))
+        rid = f"c{c:07d}"
+        records.append({**_corrupt(works[w], rng), "record_id": rid})
+        truth[rid] = f"w{w:07d}"
+        c += 1
+    out = pd.DataFrame(records)
+    out["year"] = pd.to_numeric(out["year"], errors="coerce").astype("Int64")
+    return out, truth
+
+
 # ---------------------------------------------------------------- main
 
 
-def run_tool(tool: str, python: str, dataset: dict, workdir: Path) -> tuple:
+def run_tool(tool: str, python: str, dataset: dict, workdir: Path, config: dict | None = None):
     jobs = []
     frames = dataset["records"]
     if tool == "bib-dedupe":
         frames = dataset.get("native") or [to_bibdedupe(f) for f in frames]
     for k, frame in enumerate(frames):
-        src, dst = workdir / f"{tool}_in_{k}.csv", workdir / f"{tool}_out_{k}.csv"
-        frame.to_csv(src, index=False)
+        src, dst = workdir / f"{tool}_in_{k}.pkl", workdir / f"{tool}_out_{k}.csv"
+        if tool == "bib-dedupe":
+            src = src.with_suffix(".csv")
+            frame.to_csv(src, index=False)
+        else:
+            frame.to_pickle(src)
         jobs.append((str(src), str(dst)))
     runner = BIBDEDUPE_RUNNER if tool == "bib-dedupe" else MIGFW_RUNNER
+    if config is not None:
+        (workdir / "config.json").write_text(json.dumps(config))
     info = run_measured(python, runner, jobs, workdir)
     preds = [read_clusters(Path(dst)) for _, dst in jobs]
     return info, preds
@@ -671,31 +896,35 @@ def run_tool(tool: str, python: str, dataset: dict, workdir: Path) -> tuple:
 
 def report(name: str, tool: str, counts: dict, info: dict) -> str:
     return (
-        f"{name:46s} {tool:10s} TP={counts['TP']:<7d} FP={counts['FP']:<5d} "
-        f"FN={counts['FN']:<6d} TN={counts['TN']:<11d} sens={counts['sensitivity']:.4f} "
-        f"spec={counts['specificity']:.6f} FPrate={counts['fp_rate'] * 100:.4f}% "
-        f"dedupe_s={info['seconds']:.2f} wall_s={info['wall']:.2f} peak={info['peak_mib']:.0f}MiB"
+        f"{name:28s} {tool:10s} TP={counts['TP']:<7d} FP={counts['FP']:<5d} "
+        f"FN={counts['FN']:<6d} sens={counts['sensitivity']:.4f} "
+        f"FPrate={counts['fp_rate'] * 100:.4f}% dedupe_s={info['seconds']:.2f} "
+        f"wall_s={info['wall']:.2f} peak={info['peak_mib']:.0f}MiB"
     )
 
 
 DOC = REPO / "docs" / "slr_dedupe.md"
 BEGIN, END = "<!-- bench_dedupe:begin -->", "<!-- bench_dedupe:end -->"
+MODEL_OUT = REPO / "src" / "migfw" / "data" / "dedupe_model.json"
 
 
 def _f(value: float, digits: int = 4) -> str:
     return "n/a" if value != value else f"{value:.{digits}f}"
 
 
-def markdown_table(rows: list[dict], command: str) -> str:
-    """The per-set table written into docs/slr_dedupe.md (targets checked per set)."""
+def markdown_table(rows: list[dict], scale: list[dict], command: str, default) -> str:
+    """The held-out table written into docs/slr_dedupe.md (targets checked per set)."""
     lines = [
         f"Generated by `{command}` on {date.today().isoformat()} ({os.cpu_count()} cores, "
         f"load average {os.getloadavg()[0]:.1f} at the end; timings are provisional when "
-        "the machine is shared). Pairwise counts; FP rate = FP / (FP + TN); `x faster` = "
-        "bib-dedupe's dedupe seconds / migfw's.",
+        "the machine is shared, so speed is the ratio to bib-dedupe in the same run). "
+        "migfw rows are **held out**: the method and thresholds were chosen on the other "
+        "real sets (and the small-input model trained on their records), never on the set "
+        f"scored. Pairwise counts; FP rate = FP / (FP + TN); `x faster` = bib-dedupe's "
+        f"dedupe seconds / migfw's. Chosen on all real sets (the default): `{default}`.",
         "",
-        "| data set | tool | TP | FP | FN | precision | sensitivity | FP rate | dedupe s "
-        "| x faster | targets |",
+        "| data set | tool | chosen on the others | TP | FP | FN | sensitivity | FP rate "
+        "| dedupe s | x faster | targets |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     by_set: dict[str, dict[str, dict]] = {}
@@ -708,23 +937,42 @@ def markdown_table(rows: list[dict], command: str) -> str:
             speed = targets = ""
             if tool == "migfw" and bib:
                 ratio = bib["seconds"] / max(row["seconds"], 1e-9)
-                speed = f"{ratio:.0f}x"
-                sens_ok = not c["sensitivity"] < bib["counts"]["sensitivity"]
-                fp_ok = not c["fp_rate"] > 0.0005
+                speed = f"{ratio:.1f}x"
+                b = bib["counts"]
                 miss = [
-                    name
-                    for name, ok in (
-                        ("sensitivity", sens_ok),
-                        ("FP rate", fp_ok),
-                        ("speed", ratio >= 5),
-                    )  # fmt: skip
+                    what
+                    for what, ok in (
+                        ("sensitivity", not c["sensitivity"] < b["sensitivity"]),
+                        ("false pairs", c["FP"] <= b["FP"]),
+                    )
                     if not ok
                 ]
+                if name == "bibdedupe_digital_work" and ratio < 5:
+                    miss.append("speed")
                 targets = "met" if not miss else "MISSED: " + ", ".join(miss)
+                if row.get("kind") == "silver":
+                    targets = "(silver labels: agreement only)"
             lines.append(
-                f"| {name if k == 0 else ''} | {tool} | {c['TP']} | {c['FP']} | "
-                f"{c['FN']} | {_f(c['precision'])} | {_f(c['sensitivity'])} | "
+                f"| {name if k == 0 else ''} | {tool} | {row.get('config', '')} | {c['TP']} | "
+                f"{c['FP']} | {c['FN']} | {_f(c['sensitivity'])} | "
                 f"{_f(c['fp_rate'] * 100, 4)} % | {row['seconds']:.2f} | {speed} | {targets} |"
+            )
+    if scale:
+        lines += [
+            "",
+            "| scale corpus (records) | dedupe s | peak MiB | MiB per 1,000 records "
+            "| sensitivity | FP | target (100,000 in <= 120 s) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for row in scale:
+            c = row["counts"]
+            target = ""
+            if row["n"] == 100_000:
+                target = "met" if row["seconds"] <= 120 else "MISSED"
+            lines.append(
+                f"| {row['n']:,} | {row['seconds']:.1f} | {row['peak_mib']:.0f} | "
+                f"{row['peak_mib'] / row['n'] * 1000:.1f} | {_f(c['sensitivity'])} | {c['FP']} "
+                f"| {target} |"
             )
     return "\n".join(lines)
 
@@ -741,10 +989,19 @@ def write_doc_table(table: str, doc: Path = DOC) -> None:
     tmp.replace(doc)
 
 
+def _config_json(params, fallback: dict, workdir: Path) -> dict:
+    path = workdir / "fallback.json"
+    path.write_text(json.dumps(fallback))
+    return {"method": params.method, "match": params.match, "review": params.review,
+            "guard": params.guard, "fallback": str(path)}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--synthetic", type=int, default=50_000, help="records (0 = skip)")
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--scale", default="25000,50000,100000",
+        help="corpus sizes for the speed/memory benchmark (comma list; '' = skip)",
+    )  # fmt: skip
     parser.add_argument("--no-bibdedupe", action="store_true", help="run migfw only")
     parser.add_argument("--only", default="", help="run only sets whose name contains this")
     parser.add_argument(
@@ -752,6 +1009,10 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="don't rewrite the table in docs/slr_dedupe.md (partial runs never do)",
     )
+    parser.add_argument(
+        "--write-model", action="store_true",
+        help=f"write the small-input model trained on all real sets to {MODEL_OUT}",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     rows: list[dict] = []
 
@@ -759,30 +1020,54 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_bibdedupe:
         tools["bib-dedupe"] = str(ensure_bibdedupe_venv())
     sets = labelled_sets()
-    if args.synthetic:
-        t0 = time.perf_counter()
-        records, truth = make_synthetic(args.synthetic, args.seed)
-        n_works = len(set(truth.values()))
-        print(f"synthetic: {len(records)} records, {n_works} works "
-              f"(generated in {time.perf_counter() - t0:.1f} s)")  # fmt: skip
-        sets.append({"name": f"synthetic_{args.synthetic}", "records": [records], "truth": truth})
+    held: dict[str, dict] = {}
+    for family in FAMILIES:
+        fam_folds, fam_default, held[family] = leave_one_dataset_out(sets, family)
+        if family == "splink":
+            folds, default = fam_folds, fam_default
+    families = family_table(held)
+    print(families)
+    from migfw.slr.dedupe.scoring import DEFAULT
 
+    if default["params"] != DEFAULT:
+        print(f"note: the shipped default {DEFAULT} differs from the choice on all real sets "
+              f"{default['params']}: update scoring.Params", file=sys.stderr)  # fmt: skip
+    if args.write_model:
+        MODEL_OUT.write_text(json.dumps(default["fallback"], indent=1) + "\n")
+        print(f"wrote {MODEL_OUT}", file=sys.stderr)
     sets = [d for d in sets if args.only in d["name"]]
     with tempfile.TemporaryDirectory(prefix="bench_dedupe_") as tmp:
         for dataset in sets:
+            params, fallback = folds.get(dataset["name"], (default["params"], default["fallback"]))
             for tool, python in tools.items():
                 workdir = Path(tmp) / f"{len(os.listdir(tmp))}"
                 workdir.mkdir()
-                info, preds = run_tool(tool, python, dataset, workdir)
-                if "pairs" in dataset:
-                    counts = labelled_pair_counts(dataset["pairs"], preds)
-                else:
-                    pred = dict(itertools.chain.from_iterable(p.items() for p in preds))
-                    counts = pair_counts(dataset["truth"], pred)
+                config = _config_json(params, fallback, workdir) if tool == "migfw" else None
+                info, preds = run_tool(tool, python, dataset, workdir, config)
+                counts = counts_for(dataset, preds)
                 print(report(dataset["name"], tool, counts, info), flush=True)
-                rows.append({"set": dataset["name"], "tool": tool, "counts": counts, **info})
+                rows.append({"set": dataset["name"], "tool": tool, "counts": counts,
+                             "kind": dataset["kind"],
+                             "config": f"{params.method} {params.match:g}/{params.review:g}"
+                             if tool == "migfw" and params.method == "splink"
+                             else (params.method if tool == "migfw" else ""), **info})  # fmt: skip
+        scale = []
+        for n in [int(x) for x in args.scale.split(",") if x.strip()]:
+            t0 = time.perf_counter()
+            records, truth = make_corpus(n)
+            print(f"corpus: {len(records)} records, {len(set(truth.values()))} works "
+                  f"(built in {time.perf_counter() - t0:.1f} s)", flush=True)  # fmt: skip
+            workdir = Path(tmp) / f"scale_{n}"
+            workdir.mkdir()
+            config = _config_json(default["params"], default["fallback"], workdir)
+            data = {"name": f"corpus_{n}", "records": [records], "truth": truth}
+            info, preds = run_tool("migfw", sys.executable, data, workdir, config)
+            counts = counts_for(data, preds)
+            print(report(data["name"], "migfw", counts, info), flush=True)
+            scale.append({"n": n, "counts": counts, **info})
     command = "python scripts/bench_dedupe.py" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
-    table = markdown_table(rows, command)
+    table = markdown_table(rows, scale, command, default["params"])
+    table += "\n\nHeld out, per method family (in-process runs):\n\n" + families
     print(table)
     if not (args.no_docs or args.only or args.no_bibdedupe):
         write_doc_table(table)

@@ -178,7 +178,7 @@ def normalise_doi(value: object) -> str:
     text = clean_text(value)
     if not text:
         return ""
-    if "%2f" in text.lower():
+    if re.search(r"%[0-9a-f]{2}", text, re.I):  # URL-encoded: '%2F', '%28' for '('
         text = unquote(text)
     match = _DOI_RE.search(text)
     if not match:

@@ -47,8 +47,10 @@ class _Clusters:
             i = self.parent[i]
         return i
 
-    def try_union(self, feat: _Features, i: int, j: int) -> str:
-        """Join the clusters of i and j; return '' or the reason it was refused."""
+    def try_union(self, feat: _Features, i: int, j: int, weigh: bool = True) -> str:
+        """Join the clusters of i and j; return '' or the reason it was refused. Every
+        cross pair is checked for true conflicts and, with `weigh`, for evidence against
+        (a sibling item on another page or issue)."""
         ri, rj = self.find(i), self.find(j)
         if ri == rj:
             return ""
@@ -58,7 +60,7 @@ class _Clusters:
                     return f"cluster-conflict:{feat.ids[a]}~{feat.ids[b]}:person-different"
                 conflicts = _conflicts(feat, a, b)
                 same_doi = bool(feat.doi_base[a]) and feat.doi_base[a] == feat.doi_base[b]
-                if not conflicts and not same_doi:
+                if weigh and not conflicts and not same_doi:
                     ev = _evidence(feat, a, b)
                     # Below the merge threshold, a member that contradicts another on a
                     # locator (year, volume, issue, pages) is a sibling item, not a copy.

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from migfw.errors import MigfwError
+from migfw.slr.dedupe import linkage
 from migfw.slr.dedupe.blocking import CHUNK, _candidate_pairs, _prefilter
 from migfw.slr.dedupe.clustering import _Clusters, _merged_records
 from migfw.slr.dedupe.features import _exact_copy_of, _Features, _features, _take
@@ -20,19 +21,22 @@ from migfw.slr.dedupe.result import (
     MAYBE,
     DedupeResult,
 )
-from migfw.slr.dedupe.scoring import MATCH, _score_pair
+from migfw.slr.dedupe.scoring import DEFAULT, MATCH, Params, _score_pair
 
 
 def deduplicate(
     records: pd.DataFrame,
     progress: bool = False,
     decisions: list[tuple[str, str, str]] | None = None,
+    params: Params = DEFAULT,
+    model: dict | None = None,
 ) -> DedupeResult:
     """Cluster duplicate records; see the module docstring for the rules.
 
     `decisions`: a person's (record_a, record_b, "same"/"different") verdicts (see
     `load_dedupe_decisions`); they override the machine and are recorded with
-    `decided_by = person`."""
+    `decided_by = person`. `params`: method and thresholds (scoring.Params); `model`: a
+    trained linkage model (default: trained on `records`, see linkage.py)."""
     if "record_id" not in records.columns:
         raise MigfwError("records: no record_id column (expected the canonical record table)")
     records = records.reset_index(drop=True)
@@ -56,12 +60,16 @@ def deduplicate(
         pairs = np.concatenate(
             [_prefilter(sub, pairs[k : k + CHUNK]) for k in range(0, len(pairs), CHUNK)]
         )
+    weights: list[float | None] = [None] * len(pairs)
+    if params.method == "splink":
+        scored, _, model = linkage.score_pairs(sub, pairs, model)
+        weights = scored.tolist()
     pairs = reps[pairs] if len(pairs) else pairs
 
     rows = []
     row_of: dict[tuple[int, int], dict] = {}
-    for i, j in pairs.tolist():
-        row = _score_pair(feat, i, j)
+    for (i, j), weight in zip(pairs.tolist(), weights, strict=True):
+        row = _score_pair(feat, i, j, weight, params)
         row["_i"], row["_j"] = i, j
         rows.append(row)
         row_of[(i, j)] = row
@@ -88,7 +96,7 @@ def deduplicate(
     for row in rows:
         if row["decision"] != DUPLICATE or row["decided_by"] == "person":
             continue
-        refused = groups.try_union(feat, row["_i"], row["_j"])
+        refused = groups.try_union(feat, row["_i"], row["_j"], params.guard == "evidence")
         if refused:
             row["decision"], row["rule"] = BLOCKED, f"{row['rule']}; {refused}"
 
@@ -124,6 +132,7 @@ def deduplicate(
         "review_pairs": int((links["decision"] == MAYBE).sum()),
         "person_decisions": int((links["decided_by"] == "person").sum()),
         "clusters": len(root_to_cluster),
+        "method": params.method,
         "seconds": round(time.perf_counter() - t0, 3),
     }
     return DedupeResult(clusters=clusters, links=links, merged=merged, stats=stats)

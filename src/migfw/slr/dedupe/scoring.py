@@ -237,8 +237,60 @@ def _evidence(feat: _Features, i: int, j: int) -> _Evidence:
     )
 
 
-def _score_pair(feat: _Features, i: int, j: int) -> dict:
-    """Decide one candidate pair; return the link row (without record ids)."""
+@dataclass(frozen=True)
+class Params:
+    """How the model's score becomes a decision. `method` "splink": the pair's match
+    weight (linkage.py) against `match`/`review`; "evidence": the hand-set weights above
+    against MATCH/REVIEW. Chosen by the leave-one-dataset-out evaluation
+    (scripts/bench_dedupe.py), never by in-sample scores."""
+
+    method: str = "splink"
+    match: float = 0.0  # match weight 0: posterior odds 1:1, match probability 0.5
+    review: float = -6.0  # down to match probability ~0.015: a person decides
+    guard: str = "evidence"  # cluster check: "evidence" (conflicts and evidence) or "conflicts"
+
+
+DEFAULT = Params()
+TITLE_CLOSE = 90.0  # below this (and not truncated or a translation) two titles differ
+
+
+def _same_doi(feat: _Features, i: int, j: int) -> bool:
+    return bool(feat.doi_base[i]) and feat.doi_base[i] == feat.doi_base[j]
+
+
+def _distinct_row(feat: _Features, i: int, j: int, weight: float) -> dict:
+    """The link row of a pair the model scores below the review band."""
+    yi, yj = feat.year[i], feat.year[j]
+    return {
+        "decision": DISTINCT, "score": round(weight, 2), "rule": f"splink:{weight:+.1f}",
+        "decided_by": "model", "title_sim": "", "author_sim": "", "venue_sim": "",
+        "doi": _state(feat.doi[i], feat.doi[j]), "year": f"{yi or ''}|{yj or ''}",
+        "pages": _state(feat.page[i], feat.page[j]),
+        "volume": _state(feat.volume[i], feat.volume[j]),
+        "issue": _state(feat.issue[i], feat.issue[j]),
+        "venue_type": f"{feat.vtype[i]}|{feat.vtype[j]}",
+        "evidence": f"match weight {weight:+.2f} below the review band",
+    }  # fmt: skip
+
+
+def _start_pages_differ(feat: _Features, i: int, j: int) -> bool:
+    return bool(feat.page[i] and feat.page[j]) and feat.page[i] != feat.page[j]
+
+
+def _titles_differ(feat: _Features, ev: _Evidence, i: int, j: int) -> bool:
+    """Two informative titles that disagree beyond a variant (typo, punctuation,
+    subtitle or truncation, bracketed translation): no venue evidence outweighs this."""
+    informative = feat.title[i] and feat.title[j] and not (feat.generic[i] or feat.generic[j])
+    return bool(informative) and ev.t_sim < TITLE_CLOSE and not ev.t_prefix
+
+
+def _score_pair(
+    feat: _Features, i: int, j: int, weight: float | None = None, params: Params = DEFAULT
+) -> dict:
+    """Decide one candidate pair; return the link row (without record ids). `weight`:
+    the linkage model's match weight for the pair (params.method "splink")."""
+    if weight is not None and weight < params.review and not _same_doi(feat, i, j):
+        return _distinct_row(feat, i, j, weight)  # most candidates: no evidence to weigh
     ev = _evidence(feat, i, j)
     t_sim, t_prefix, a_sim, conflicts = ev.t_sim, ev.t_prefix, ev.a_sim, ev.conflicts
     yi, yj = feat.year[i], feat.year[j]
@@ -263,6 +315,9 @@ def _score_pair(feat: _Features, i: int, j: int) -> dict:
                 if ev.score >= MATCH
                 else (MAYBE, "doi-equal-title-uninformative")
             )
+        elif (t_sim >= TITLE_DOI_AGREE or t_prefix) and _start_pages_differ(feat, i, j):
+            # Abstracts of one supplement can share its DOI: a person decides.
+            decision, rule = MAYBE, "doi-shared-pages-differ"
         elif t_sim >= TITLE_DOI_AGREE or t_prefix:
             decision, rule = DUPLICATE, "doi+title"
         else:
@@ -273,18 +328,38 @@ def _score_pair(feat: _Features, i: int, j: int) -> dict:
         decision, rule = DISTINCT, "conflict:" + "+".join(conflicts)
     else:
         decided_by = "model"
-        rule = "evidence:" + "".join(
-            f"{'+' if v > 0 else '-'}{k}" for k, v in ev.weights.items() if v
-        ).lstrip("+")
-        if score >= MATCH:
+        if weight is not None:
+            score, match, review = weight, params.match, params.review
+            rule = f"splink:{weight:+.1f}"
+        else:
+            match, review = MATCH, REVIEW
+            rule = "evidence:" + "".join(
+                f"{'+' if v > 0 else '-'}{k}" for k, v in ev.weights.items() if v
+            ).lstrip("+")
+        if score >= match:
             decision = DUPLICATE
-        elif score >= REVIEW:
+        elif score >= review:
             decision = MAYBE
         else:
             decision = DISTINCT
-        if decision == DUPLICATE and ev.weights["title"] <= 0 and not ev.locator:
-            # No usable title: only the locator (volume + start page) can identify it.
-            decision, rule = MAYBE, rule + "; no title and no locator"
+        if _titles_differ(feat, ev, i, j):
+            # Different titles: the other fields can send the pair to a person at most.
+            if decision == DUPLICATE:
+                decision, rule = MAYBE, rule + "; titles differ"
+            elif decision == MAYBE:
+                decision, rule = DISTINCT, rule + "; titles differ"
+        elif (
+            decision == DUPLICATE
+            and (generic or not feat.title[i] or not feat.title[j])
+            and not (ev.weights["authors"] > 0 and ev.locator)
+        ):
+            # No usable title and no shared DOI: the venue and its locators alone never
+            # merge (a person decides); the same authors on the same page may.
+            decision, rule = MAYBE, rule + "; no usable title"
+        elif decision == DUPLICATE and yi and yj and abs(yi - yj) == 2:
+            # Two years apart (more is a conflict): a reprint, a later version or a
+            # misdated copy; the fields cannot tell, a person can.
+            decision, rule = MAYBE, rule + "; years two apart"
     row = {
         "decision": decision,
         "score": round(score, 2),

@@ -1,0 +1,311 @@
+"""Probabilistic record linkage (Fellegi-Sunter) with Splink on DuckDB.
+
+Each candidate pair gets a match weight: the log2 Bayes factor that the two records are
+one work, summed over independent field comparisons plus the prior. The m probabilities
+(how often a level occurs among true duplicates) are estimated on each input by
+expectation maximisation and the u probabilities (among different works) by random
+sampling, both without labels, so the weights follow the export at hand (a database that
+abbreviates every journal makes venue agreement worth less). An input too small to
+estimate anything from (< MIN_RECORDS_TO_TRAIN records) uses the fallback model in
+`migfw/data/dedupe_model.json`, trained the same way (no labels) on the real labelled
+sets' records (scripts/bench_dedupe.py --write-model).
+
+The comparison levels are built from this project's normalisation (features.py): folded
+titles with their bracketed translations, surname keys from author lists in any format,
+venue initials (an ISO 4 / NLM abbreviation or an acronym has the initials of the full
+name), start pages, DOIs. Splink never sees the hard conflicts; scoring.py applies them
+as vetoes after the weights.
+
+The same settings run on Spark: pass `SparkAPI(spark_session=...)` as `db_api` (see
+docs/slr_dedupe.md, "Scale and Spark").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from migfw.slr.dedupe.features import _Features
+
+MIN_RECORDS_TO_TRAIN = 400  # fewer records: EM has too few duplicates to learn from
+U_SAMPLE_PAIRS = 300_000  # random pairs for the u probabilities
+TRAIN_RECORDS = 50_000  # larger inputs are trained on a random sample of this many records
+MODEL_FILE = Path(__file__).resolve().parents[2] / "data" / "dedupe_model.json"
+# Prior for the share of duplicates among all pairs, from the deterministic rules below:
+# how many of the true duplicates these rules are assumed to find.
+DETERMINISTIC_RECALL = 0.7
+
+TITLE_LEVELS = [
+    "exact or translation",
+    "jaro-winkler >= 0.97",
+    "one truncated",
+    "jaro-winkler >= 0.90",
+]
+AUTHOR_LEVELS = ["same list", "first same, most shared", "all name words shared", "some shared"]
+
+
+def _jw(col: str) -> str:
+    """SQL: Jaro-Winkler similarity (0-1) of `col` (Levenshtein is ~10x slower in DuckDB:
+    14 s per million title pairs against 1.6 s, measured under load)."""
+    return f"jaro_winkler_similarity({col}_l, {col}_r)"
+
+
+def _comparison(name: str, null_sql: str, levels: list[tuple[str, str, float]]) -> Any:
+    """A Splink comparison: a null level, `levels` as (SQL condition, label, starting m
+    probability) in order, and an else level taking the remaining m."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    built = [cll.CustomLevel(null_sql, "missing").configure(is_null_level=True)]
+    built += [cll.CustomLevel(sql, label).configure(m_probability=m) for sql, label, m in levels]
+    rest = max(1.0 - sum(m for _, _, m in levels), 0.01)
+    built.append(cll.ElseLevel().configure(m_probability=rest))
+    return cl.CustomComparison(output_column_name=name, comparison_levels=built)
+
+
+def _null(col: str) -> str:
+    return f"{col}_l IS NULL OR {col}_r IS NULL"
+
+
+def _exact(col: str, m: float) -> tuple[str, str, float]:
+    return (f"{col}_l = {col}_r", "equal", m)
+
+
+def _comparisons() -> list:
+    """Field comparisons (levels best first; starting m probabilities, which EM updates
+    where the input shows the level among likely duplicates)."""
+    shared = "len(list_intersect(authors_l, authors_r))::DOUBLE"
+    # First author equal, or one letter apart ("Hiess" / "Hiessl").
+    first = "jaro_winkler_similarity(authors_l[1], authors_r[1]) >= 0.92"
+    shorter = "least(len(authors_l), len(authors_r))"
+    truncated = (
+        "(length(title_l) >= 20 AND starts_with(title_r, title_l || ' ')) OR "
+        "(length(title_r) >= 20 AND starts_with(title_l, title_r || ' '))"
+    )
+    variant = "title_l = title_r OR len(list_intersect(variants_l, variants_r)) > 0"
+    return [
+        _comparison("title", _null("title"), [
+            (variant, TITLE_LEVELS[0], 0.85),
+            (f"{_jw('title')} >= 0.97", TITLE_LEVELS[1], 0.05),
+            (truncated, TITLE_LEVELS[2], 0.04),
+            (f"{_jw('title')} >= 0.90", TITLE_LEVELS[3], 0.03),
+        ]),
+        _comparison("authors", _null("authors"), [
+            (f"authors_l[1] = authors_r[1] AND {shared} >= {shorter}", AUTHOR_LEVELS[0], 0.8),
+            (f"{first} AND {shared} >= 0.5 * {shorter}",
+             AUTHOR_LEVELS[1], 0.1),
+            # Names split the wrong way round ("Andrea, C." for "Carignani, Andrea").
+            ("len(list_intersect(names_l, names_r)) >= least(len(names_l), len(names_r))",
+             AUTHOR_LEVELS[2], 0.04),
+            (f"{shared} > 0", AUTHOR_LEVELS[3], 0.03),
+        ]),
+        _comparison("year", _null("year"), [
+            _exact("year", 0.9),
+            # A conference's year against its proceedings' year; online-first journals.
+            ("abs(year_l - year_r) = 1 AND 'conference' IN (vtype_l, vtype_r)",
+             "one apart, conference", 0.04),
+            ("abs(year_l - year_r) = 1", "one apart", 0.04),
+        ]),
+        _comparison("venue", _null("venue"), [
+            _exact("venue", 0.6),
+            ("len(list_intersect(vkeys_l, vkeys_r)) > 0", "abbreviation or acronym", 0.25),
+            ("len(list_intersect(vwords_l, vwords_r)) >= "
+             "0.6 * least(len(vwords_l), len(vwords_r))", "most words shared", 0.1),
+        ]),
+        _comparison("volume", _null("volume"), [_exact("volume", 0.95)]),
+        _comparison("page", _null("page"), [_exact("page", 0.95)]),
+        _comparison("doi", _null("doi"), [_exact("doi", 0.97)]),
+    ]  # fmt: skip
+
+
+def _settings() -> Any:
+    from splink import SettingsCreator
+
+    return SettingsCreator(
+        link_type="dedupe_only",
+        unique_id_column_name="unique_id",
+        comparisons=_comparisons(),
+        retain_intermediate_calculation_columns=False,
+        retain_matching_columns=False,
+        additional_columns_to_retain=[],
+    )
+
+
+_GENERIC_VENUE_WORDS = frozenset(
+    "journal international proceedings conference annual ieee acm american european "
+    "symposium workshop review transactions research".split()
+)
+
+
+def _venue_keys(tokens: list[str]) -> list[str]:
+    """Keys an abbreviated or acronym form shares with the full venue name: the initials
+    of all words ('journal clinical epidemiology' and 'j clin epidemiol' -> 'jce') and any
+    word that is itself an acronym of 3-6 letters ('icis', 'amcis', 'jama')."""
+    if not tokens:
+        return []
+    keys = {"".join(t[0] for t in tokens)} if len(tokens) > 1 else set()
+    keys |= {t for t in tokens if 3 <= len(t) <= 6 and t.isalpha() and t not in
+             _GENERIC_VENUE_WORDS and not any(c in "aeiou" for c in t[1:-1])}  # fmt: skip
+    if len(tokens) == 1:
+        keys.add(tokens[0])
+    return sorted(keys)
+
+
+def record_table(feat: _Features) -> pd.DataFrame:
+    """The columns Splink compares, one row per record (NULL where a field is missing or,
+    for the title, names no work: 'Editorial')."""
+
+    def none(value: Any) -> Any:
+        return value or None
+
+    generic = feat.generic
+    return pd.DataFrame(
+        {
+            "unique_id": np.arange(len(feat.ids), dtype=np.int64),
+            "title": [None if g else none(t) for t, g in zip(feat.title, generic, strict=True)],
+            "variants": [None if g else v for v, g in zip(feat.variants, generic, strict=True)],
+            "authors": [a or None for a in feat.authors],
+            "year": pd.array([y or None for y in feat.year], dtype="Int64"),
+            "venue": [none(v) for v in feat.venue],
+            "vtype": [none(v) for v in feat.vtype],
+            "vkeys": [_venue_keys(t) or None for t in feat.vtokens],
+            "vwords": [sorted(set(t)) or None for t in feat.vtokens],
+            "names": [sorted(t) or None for t in feat.tokens],
+            "volume": [none(v) for v in feat.volume],
+            "page": [none(p) for p in feat.page],
+            "doi": [none(d) for d in feat.doi_base],
+        }
+    )
+
+
+def _linker(table: pd.DataFrame, settings: Any, db_api: Any = None) -> Any:
+    from splink import DuckDBAPI, Linker
+
+    db_api = db_api or DuckDBAPI()
+    frame = db_api.register(table)
+    return Linker(frame, settings, log_level=None)
+
+
+def train(table: pd.DataFrame, db_api: Any = None, seed: int = 1) -> dict:
+    """Estimate the model on `table` without labels; return Splink's model dict."""
+    from splink import block_on
+
+    logging.getLogger("splink").setLevel(logging.ERROR)
+    if len(table) > TRAIN_RECORDS:  # the probabilities, not the pairs, are wanted here
+        table = table.sample(TRAIN_RECORDS, random_state=seed).reset_index(drop=True)
+    linker = _linker(table, _settings(), db_api)
+    n = len(table)
+    linker.training.estimate_probability_two_random_records_match(
+        [block_on("doi"), block_on("title", "year")], recall=DETERMINISTIC_RECALL
+    )
+    linker.training.estimate_u_using_random_sampling(
+        max_pairs=min(U_SAMPLE_PAIRS, n * (n - 1) // 2),
+        seed=seed,
+        min_count_per_level=None,
+        num_chunks=1,
+    )
+    # Each session fixes the fields it blocks on and learns the others' m probabilities.
+    for rule in (block_on("title"), block_on("doi"), block_on("volume", "page", "year")):
+        try:
+            linker.training.estimate_parameters_using_expectation_maximisation(
+                rule, fix_probability_two_random_records_match=True
+            )
+        except Exception as exc:  # a session whose rule finds no pairs learns nothing
+            logging.getLogger(__name__).debug("EM session %s skipped: %s", rule, exc)
+    return smooth(linker.misc.save_model_to_json())
+
+
+M_FLOOR = 0.02  # smallest m probability a level keeps after EM
+
+
+def smooth(model: dict, floor: float = M_FLOOR) -> dict:
+    """Floor each level's m probability at `floor` and renormalise. EM on one input
+    drives the m of a level it never sees among the likely duplicates to ~0, which makes
+    that level a veto worth -100 or less (one typo in a surname, a conference dated a
+    year apart); another input will show it. Weights stay bounded, vetoes stay rules."""
+    for comparison in model["comparisons"]:
+        levels = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
+        ms = [max(lv.get("m_probability") or 0.0, floor) for lv in levels]
+        total = sum(ms)
+        for lv, m in zip(levels, ms, strict=True):
+            lv["m_probability"] = m / total
+            if not lv.get("u_probability"):
+                lv["u_probability"] = 1e-6  # never seen among random pairs
+    return model
+
+
+def _representatives(records: pd.DataFrame) -> _Features:
+    """Features of one record per set of exact copies: what `deduplicate` links."""
+    from migfw.slr.dedupe.features import _exact_copy_of, _features, _take
+
+    feat = _features(records.reset_index(drop=True))
+    copy_of = _exact_copy_of(feat, set())
+    return _take(feat, np.flatnonzero(copy_of == np.arange(len(copy_of))))
+
+
+def train_records(records: pd.DataFrame, db_api: Any = None) -> dict:
+    """`train` on a canonical record table (e.g. several sets' records together)."""
+    return train(record_table(_representatives(records)), db_api)
+
+
+def model_for(records: pd.DataFrame, fallback: dict | None = None) -> dict | None:
+    """The model `deduplicate` would use on `records`: trained on them when there are
+    enough, else `fallback` (None: the shipped one is used)."""
+    feat = _representatives(records)
+    if len(feat.ids) >= MIN_RECORDS_TO_TRAIN:
+        return train(record_table(feat))
+    return fallback
+
+
+def fallback_model() -> dict:
+    """The shipped model for inputs too small to train on."""
+    return json.loads(MODEL_FILE.read_text())
+
+
+def score_pairs(
+    feat: _Features, pairs: np.ndarray, model: dict | None = None, db_api: Any = None
+) -> tuple[np.ndarray, pd.DataFrame, dict]:
+    """Match weight of each candidate pair (rows of `pairs`, indices into `feat`) and the
+    comparison level of each field (gamma_<field>, -1 = missing). `model`: a trained
+    model dict; default: trained on this input, or the fallback when it is too small."""
+    table = record_table(feat)
+    if model is None:
+        model = train(table, db_api) if len(table) >= MIN_RECORDS_TO_TRAIN else fallback_model()
+    if not len(pairs):
+        return np.empty(0), pd.DataFrame(), model
+    logging.getLogger("splink").setLevel(logging.ERROR)
+    linker = _linker(table, model, db_api)
+    api = linker._db_api
+    blocked = pd.DataFrame(
+        {"match_key": "0", "join_key_l": pairs[:, 0].astype(np.int64),
+         "join_key_r": pairs[:, 1].astype(np.int64)}
+    )  # fmt: skip
+    linker.table_management.register_blocked_pairs_for_predict(api.register(blocked))
+    scored = linker.inference.predict(warning_mode="never").as_pandas_dataframe()
+    key = scored["unique_id_l"].to_numpy() * len(table) + scored["unique_id_r"].to_numpy()
+    order = pd.Series(np.arange(len(scored)), index=key)
+    rows = order.reindex(pairs[:, 0].astype(np.int64) * len(table) + pairs[:, 1]).to_numpy()
+    scored = scored.iloc[rows].reset_index(drop=True)
+    gammas = scored[[c for c in scored.columns if c.startswith("gamma_")]]
+    return scored["match_weight"].to_numpy(dtype=float), gammas, model
+
+
+def level_weights(model: dict) -> dict[str, list[tuple[str, float]]]:
+    """Each comparison's levels with their match weight (log2 m/u), for the docs/links."""
+    out = {}
+    for comparison in model["comparisons"]:
+        levels = []
+        for level in comparison["comparison_levels"]:
+            if level.get("is_null_level"):
+                continue
+            m, u = level.get("m_probability"), level.get("u_probability")
+            weight = math.log2(m / u) if m and u else float("nan")
+            levels.append((level.get("label_for_charts", level["sql_condition"]), weight))
+        out[comparison["output_column_name"]] = levels
+    return out
