@@ -122,7 +122,7 @@ def test_trials_without_attack_data_get_empty_cells(tmp_path: Path) -> None:
         ("attack.pcap", b"hello\n", "not a pcap"),
         ("attack_sendlog.csv", b"port,index\n23,0\n", "header must be"),
         ("attack_sendlog.csv", b"port,index,t_sched_ns,t_send_ns\n23,0,x,1\n", "line 2"),
-        ("flows.csv", b"flow,seq,t_send_ns,t_reply_ns,event\nweird,0,1,2,\n", "unknown flow"),
+        ("flows.csv", b"flow,seq,t_send_ns,t_reply_ns,event\nWeird-1,0,1,2,\n", "flow name"),
         ("flows.csv", b"flow,seq,t_send_ns,t_reply_ns,event\nstateful,0,1,2.5,\n", "integers"),
     ],
 )
@@ -156,8 +156,11 @@ def test_flows_hand_worked(tmp_path: Path) -> None:
         f"established,1,{T0 + 3_000_000},{T0 + 3_000_100},\n"
         f"established,2,{after},,reset\n"
     )
-    m = attack.attack_metrics(tmp_path, META)
+    # Both flows' first requests (at T0) precede the migration's start: they opened.
+    meta = dict(META, migration={"start": (T0 + 1_000_000) / 1e9, "end": end_s})
+    m = attack.attack_metrics(tmp_path, meta)
     assert end_s < after / 1e9
+    assert m["stateful_opened"] is True and m["established_opened"] is True
     assert m["stateful_flow_survived"] is True and m["stateful_reset"] is False
     assert m["stateful_stall_ms"] == pytest.approx(20.0002, abs=1e-9)
     assert m["established_survived"] is False and m["established_reset"] is True
@@ -325,23 +328,79 @@ def test_verdict_sentence_follows_the_numbers(tmp_path: Path) -> None:
     from migfw.measure.attackstats import COLUMNS
     from migfw.paper.compare import attack_window_headline
 
-    assert "no placement trials" in attack_window_headline(tmp_path / "attack_window.csv").measured
-    base = dict.fromkeys(COLUMNS, 0.0)
-    base.update(experiment="placement", n=3, established_n=3, established_survived=3)
+    def verdict():
+        return attack_window_headline(tmp_path / "attack_window.csv")[0]
+
+    assert "no placement trials" in verdict().measured
+    # An attack_window.csv from before issue 22 (no bounds): the observed windows decide.
+    base = dict.fromkeys(COLUMNS, float("nan"))
+    base.update(experiment="placement", side="switch", n=3, established_n=3,
+                established_survived=3, breach_window_ms_mean=0.0)  # fmt: skip
     rows = [
-        dict(base, placement="vm", agent_delay_ms=None),
-        dict(base, placement="vmm", agent_delay_ms=None, breach_window_ms_mean=0.0,
+        dict(base, placement="vm", diff_vs_vm_ms=0.0),
+        dict(base, placement="vmm", breach_window_ms_mean=0.0,
              diff_vs_vm_ms=0.0, diff_vs_vm_boot_low=0.0, diff_vs_vm_boot_high=0.0),
     ]  # fmt: skip
     pd.DataFrame(rows).to_csv(tmp_path / "attack_window.csv", index=False)
-    why = attack_window_headline(tmp_path / "attack_window.csv").why
+    why = verdict().why
     assert "No difference is shown against vmm" in why and "do not support" in why
+    assert "From the default run (experiment `placement`)" in verdict().measured
     agent = dict(base, placement="vmm-agent", agent_delay_ms=200, breach_window_ms_mean=205.0)
     agent.update(diff_vs_vm_ms=205.0, diff_vs_vm_boot_low=204.0, diff_vs_vm_boot_high=206.0)
     rows.append(agent)
     pd.DataFrame(rows).to_csv(tmp_path / "attack_window.csv", index=False)
-    why = attack_window_headline(tmp_path / "attack_window.csv").why
+    why = verdict().why
     assert "smaller than under vmm-agent (delay 200 ms)" in why and "only for some" in why
+    # With bounds: vmm-agent's windows beyond the most vm could have had; vmm's zero windows
+    # against vm's bound (and vm's zeros against vmm's): no difference, whatever the sign.
+    bounded = dict(breached_trials=0, breached_upper=0.45, bound_ms=2.9)
+    rows = [
+        dict(rows[0], **bounded),
+        dict(
+            rows[1],
+            **dict(bounded, bound_ms=22.5),
+            excess_over_vm_ms=-2.0,
+            excess_over_vm_boot_low=-2.9,
+            excess_over_vm_boot_high=-1.0,
+            vm_excess_ms=-15.0,
+            vm_excess_boot_low=-22.5,
+            vm_excess_boot_high=-9.0,
+        ),
+        dict(
+            agent,
+            breached_trials=3,
+            breach_window_ms_min=200.0,
+            breach_window_ms_max=210.0,
+            breach_window_hi_ms_max=212.0,
+            excess_over_vm_ms=203.0,
+            excess_over_vm_boot_low=201.0,
+            excess_over_vm_boot_high=206.0,
+            vm_excess_ms=-207.0,
+            vm_excess_boot_low=-212.0,
+            vm_excess_boot_high=-202.0,
+        ),
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "attack_window.csv", index=False)
+    row = verdict()
+    assert "never breached (0/3 trials breached (≤ 45 % per trial, every exposure < 2.9 ms))" in (
+        row.why
+    )
+    assert "smaller than under vmm-agent (delay 200 ms) (203.0 ms beyond vm's bound" in row.why
+    assert "No difference is shown against vmm (" in row.why
+    assert "vmm-agent (delay 200 ms): 3/3 trials breached, window 200.0–210.0 ms" in row.measured
+    assert "0.0 (CI 0–0)" not in row.measured + row.why
+    # The report's landing page: valid reStructuredText (a warning would stop docutils).
+    from docutils.core import publish_parts
+
+    from migfw.paper.compare import verdict_rst
+
+    html = publish_parts(verdict_rst(row), writer_name="html",
+                         settings_overrides={"halt_level": 2})["html_body"]  # fmt: skip
+    assert "never breached" in html and "3/3 trials breached" in html
+    pd.DataFrame([dict(r, experiment="attack") for r in rows] + rows).to_csv(
+        tmp_path / "attack_window.csv", index=False
+    )
+    assert "From the full grid (config/attack.yaml, experiment `attack`)" in verdict().measured
 
 
 def test_cli_craft_attack_window_and_figures(tmp_path: Path, capsys) -> None:

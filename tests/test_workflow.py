@@ -77,10 +77,19 @@ def work(tmp_path_factory) -> Path:
 
 def test_full_run_then_nothing_to_do(work):
     trials = pd.read_csv(work / "results/analysis/trials.csv")
-    # thesis: 2 intervals x 3 repetitions; placement: vm and none x 1 (config/test.yaml).
-    assert len(trials) == 8 and set(trials["status"]) == {"ok"}
-    assert trials["experiment"].value_counts().to_dict() == {"thesis": 6, "placement": 2}
-    assert set(trials["trial_id"]) >= {"thesis/i0.5-r01", "placement/vm-r01", "placement/none-r01"}
+    # thesis: 2 intervals x 3 repetitions; placement: vm, none, vmm-state x 1 (config/test.yaml).
+    assert len(trials) == 9 and set(trials["status"]) == {"ok"}
+    assert trials["experiment"].value_counts().to_dict() == {"thesis": 6, "placement": 3}
+    assert set(trials["trial_id"]) >= {"thesis/i0.5-r01", "placement/vm-r01", "placement/none-r01",
+                                       "placement/vmm-state-d200-r01"}  # fmt: skip
+    # vmm-state's crafted trial carries every issue-22 file: each attacker side has its row.
+    sides = pd.read_csv(work / "results/analysis/attack_window.csv")
+    assert set(sides[sides["placement"] == "vmm-state"]["side"]) == {
+        "switch", "dst_cotenant", "src_cotenant", "egress"}  # fmt: skip
+    flows = pd.read_csv(work / "results/analysis/flow_survival.csv")
+    assert "guest_first" in set(flows["flow"])
+    verdict = (work / "results/verdict.rst").read_text()
+    assert "From the default run (experiment `placement`)" in verdict
     for name in ("uptime.png", "uptime.svg", "dt_estimators.png", "paper_uptime.png"):
         assert (work / "results/figures" / name).stat().st_size > 1000
     assert (work / "results/slr/table6.csv").exists()
@@ -98,7 +107,7 @@ def test_analysis_only_needs_no_testbed_packages(work, tmp_path):
     dry = planned_jobs(
         snakemake(work, "-n", *args, "--forcerun", "trial_metrics", pythonpath=blocker)
     )
-    assert dry["trial_metrics"] == 4 and "crafted_trial" not in dry
+    assert dry["trial_metrics"] == 5 and "crafted_trial" not in dry
     snakemake(work, *args, "--forcerun", "trial_metrics", pythonpath=blocker)
     after = pd.read_csv(work / "results/analysis/trials.csv")
     pd.testing.assert_frame_equal(before, after)
@@ -123,7 +132,7 @@ def test_analysis_code_change_reruns_analysis_never_trials(work):
     try:
         probes.write_text(original + "\n# an edit to the analysis code\n")
         jobs = planned_jobs(snakemake(work, "-n", "--configfile", "config/test.yaml"))
-        assert jobs.get("trial_metrics") == 4 and "crafted_trial" not in jobs
+        assert jobs.get("trial_metrics") == 5 and "crafted_trial" not in jobs
         # The same holds for real trials: in testbed mode the trial folders exist, so the
         # edited analysis reruns and the trials (protected captures) do not.
         manifest = work / "results/testbed/guest/manifest.json"
@@ -141,7 +150,7 @@ def test_analysis_code_change_reruns_analysis_never_trials(work):
         ]
         jobs = planned_jobs(snakemake(work, "-n", *args))
         assert "trial" not in jobs and "guest_image" not in jobs, jobs
-        assert jobs.get("trial_metrics") == 4
+        assert jobs.get("trial_metrics") == 5
     finally:
         probes.write_text(original)
         shutil.rmtree(work / "results/trials", ignore_errors=True)
@@ -182,7 +191,7 @@ def test_archive_round_trip_reproduces_the_analysis(work, tmp_path):
         names = tar.getnames()
         assert "Snakefile" in names and "src/migfw/measure/probes.py" in names
         # The captured trials travel with the workflow as its external inputs.
-        assert sum(n.endswith("probe.pcap") for n in names) == 8
+        assert sum(n.endswith("probe.pcap") for n in names) == 9
         unpacked = tmp_path / "elsewhere"
         tar.extractall(unpacked, filter="data")
     snakemake(unpacked, *args)

@@ -92,3 +92,19 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def csv_records(handle: IO, path: Path, want: list[str]) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of a CSV whose header must be `want`; blank lines skipped. A
+    wrong header is one MigfwError naming the file."""
+    import csv
+
+    from migfw.errors import MigfwError
+
+    reader = csv.reader(handle)
+    header = next(reader, None)
+    if header is None or [h.strip() for h in header] != want:
+        raise MigfwError(f"{path}: header must be {','.join(want)}, found {header}")
+    for line, rec in enumerate(reader, start=2):
+        if rec:
+            yield line, rec

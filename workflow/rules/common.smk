@@ -221,10 +221,11 @@ def inputs_of_trial(trial):
     # input set would change after the first run and rerun their analysis; a finished folder
     # never changes, so nothing is missed. Folders analysed as found (trials_source:
     # directory) declare every file, so `snakemake --archive` carries the whole trial.
-    if SOURCE == "directory":
-        for path in sorted(Path(folder).iterdir()):
-            if path.is_file() and path.name not in ("trial.json", "probe.pcap"):
-                inputs[re.sub(r"\W", "_", path.name)] = str(path)
+    if SOURCE == "directory":  # subfolders too: conntrack/<host>-<moment>.txt
+        for path in sorted(Path(folder).rglob("*")):
+            name = path.relative_to(folder).as_posix()
+            if path.is_file() and name not in ("trial.json", "probe.pcap"):
+                inputs[re.sub(r"\W", "_", name)] = str(path)
     return inputs
 
 
@@ -296,6 +297,7 @@ def all_outputs():
         "results/figures/uptime.png",
         "results/figures/dt_estimators.png",
         "results/analysis/attack_window.csv",
+        "results/analysis/flow_survival.csv",
         "results/figures/attack_window.png",
         "results/analysis/sweeps.csv",
         "results/analysis/power.csv",
@@ -310,3 +312,21 @@ def all_outputs():
     if config["slr"]["enabled"]:
         outputs += SLR_OUTPUTS
     return outputs
+
+
+def compare_argv(input, output):
+    """`migfw compare`'s arguments, every file named: the rule's inputs and outputs."""
+    slr = [[f"--slr-{n.replace('_', '-')}", f] for n, f in zip(SLR_COMPARED, input.slr)]
+    return [
+        ["compare", "--paper-summary", input.paper_summary, "--summary", input.summary],
+        ["--trials", input.trials, "--attack-window", input.attack_window],
+        [
+            "--flows",
+            input.flows,
+            *slr,
+            "--out",
+            output.table,
+            "--verdict",
+            output.verdict,
+        ],
+    ]

@@ -13,30 +13,40 @@ blocked port: the ruleset DROPs that port, so any answer means the SYN reached t
 TCP stack. Runs of breaches are maximal sequences of consecutive probe indices that were
 all answered; their times are the probes' send times from the send log.
 
-Trials without these files get empty cells (the thesis's trials); a corrupt file stops the
-analysis with one line naming the file and the problem.
+Issue 22 adds attackers on every side (`breach_<side>_...` columns, one capture and send log
+per side), exposure bounds that never let a breach-free trial read as "0", and the flows'
+fate with connection state (migfw.measure.flowstate). Trials without these files get empty
+cells (the thesis's trials); a corrupt file stops the analysis with one line naming the file
+and the problem.
 """
 
 from __future__ import annotations
 
-import csv
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from migfw.errors import MigfwError
+from migfw.io import csv_records
+from migfw.measure.flowstate import flow_state
+from migfw.trials.attack_contract import (
+    ATTACKER_SIDES,
+    SENDLOG_HEADER,
+    probe_sport,
+    side_files,
+    side_meta,
+)
 
 SYN, RST, ACK = 0x02, 0x04, 0x10
 POSITIONS = ("before_switchover", "blackout", "after_resume")
-TERMINAL_EVENTS = ("reset", "closed", "timeout", "error")
 
 # Per-trial columns this module fills (trials.csv), contract names first.
 ATTACK_COLUMNS = [
     "blocked_sent",
     "blocked_answered",
+    "breached",
     "breach_window_ms",
     "breach_window_lo_ms",
     "breach_window_hi_ms",
@@ -55,30 +65,46 @@ EXTRA_COLUMNS = [
     "stateful_stall_ms",
     "stateful_reset",
 ]
+# Per attacker side (ATTACKER_SIDES), trials.csv `breach_<side>_<metric>`; docs/attack_window.md.
+SIDE_METRICS = [
+    "sent",
+    "answered",
+    "breached",
+    "runs",
+    "max_run_probes",
+    "window_ms",
+    "window_hi_ms",
+    "bound_ms",
+    "gap_max_ms",
+    "total_ms",
+    "position",
+    "captured",
+    "rate_hz",
+    "allowed_sent",
+    "allowed_answered",
+    "allowed_outage_ms",
+    "allowed_outage_hi_ms",
+]
+
+
+def side_column(side: str, metric: str) -> str:
+    return f"breach_{side}_{metric}"
+
+
+SIDE_COLUMNS = [side_column(side, m) for side in ATTACKER_SIDES for m in SIDE_METRICS]
 
 
 # --------------------------------------------------------------------------- send log
 
 
-def _records(handle: Any, path: Path, want: list[str]) -> Iterator[tuple[int, list[str]]]:
-    """(line number, fields) of a CSV whose header must be `want`; blank lines skipped."""
-    reader = csv.reader(handle)
-    header = next(reader, None)
-    if header is None or [h.strip() for h in header] != want:
-        raise MigfwError(f"{path}: header must be {','.join(want)}, found {header}")
-    for line, rec in enumerate(reader, start=2):
-        if rec:
-            yield line, rec
-
-
 def read_sendlog(path: str | Path) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """port -> (probe indices, send times ns), sorted by index; one-line errors."""
     path = Path(path)
-    want = ["port", "index", "t_sched_ns", "t_send_ns"]
+    want = SENDLOG_HEADER
     rows: list[tuple[int, int, int]] = []
     try:
         with open(path, newline="") as handle:
-            for line, rec in _records(handle, path, want):
+            for line, rec in csv_records(handle, path, want):
                 try:
                     port, index, _sched, send = (int(v) for v in rec)
                 except ValueError:
@@ -170,6 +196,133 @@ def longest_run(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     return best
 
 
+def gap_max_ms(send_ns: np.ndarray) -> float:
+    """The longest time between two consecutive logged probes (ms; 0 for fewer than two)."""
+    if len(send_ns) < 2:
+        return 0.0
+    return int(np.max(np.diff(np.sort(send_ns)))) / 1e6
+
+
+def exposure_bound_ms(runs: list[dict[str, Any]], send_ns: np.ndarray) -> float:
+    """Every exposure inside the probed span, seen or not, was shorter than this (ms).
+
+    An exposure is an interval in which a probe sent would be answered. One that held no
+    probe lies between two consecutive probes: shorter than the longest gap. One that held the
+    probes of a run a..b lies strictly between probes a-1 and b+1: shorter than the run's
+    `hi_ms`. So the bound is the larger of the longest gap and every run's `hi_ms`.
+    """
+    return max([gap_max_ms(send_ns), *(r["hi_ms"] for r in runs)])
+
+
+def probe_evidence(
+    segments: Any, port: int, sport: int, egress: bool
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """(probe indices with evidence, the capture time of each one's first evidence, SYNs to
+    `port` in the capture).
+
+    Inbound: evidence is the VM's answer (SYN-ACK or RST+ACK, index = ack - 1) from `port` to
+    the side's probe port `sport`. Egress: evidence is the VM's SYN itself (index = seq) from
+    `sport` to `port`, captured where it arrived.
+    """
+    flags = segments.flags
+    syn_only = (flags & (SYN | ACK)) == SYN
+    if egress:
+        hit = ~segments.to_target & (segments.dport == port) & (segments.sport == sport)
+        hit &= syn_only
+        idx = segments.seq[hit].astype(np.int64)
+        captured = int(hit.sum())
+    else:
+        hit = ~segments.to_target & (segments.sport == port) & (segments.dport == sport)
+        hit &= ((flags & ACK) != 0) & ((flags & (SYN | RST)) != 0)
+        idx = (segments.ack[hit].astype(np.int64) - 1) % (1 << 32)
+        probes = segments.to_target & (segments.dport == port) & (segments.sport == sport)
+        captured = int((probes & syn_only).sum())
+    ts = segments.ts_ns[hit]
+    order = np.lexsort((ts, idx))
+    idx, ts = idx[order], ts[order]
+    first = np.r_[True, idx[1:] != idx[:-1]] if len(idx) else np.zeros(0, bool)
+    return idx[first], ts[first], captured
+
+
+def _outage(index: np.ndarray, send: np.ndarray, answered: np.ndarray) -> tuple[float, float]:
+    """The longest run of unanswered probes: (first to last unanswered, between the answered
+    neighbours) in ms; (0, 0) when every probe was answered or none was sent."""
+    missing = index[~np.isin(index, answered)]
+    runs = breach_runs(index, send, missing)
+    best = longest_run(runs)
+    return (best["lo_ms"], best["hi_ms"]) if best else (0.0, 0.0)
+
+
+def side_metrics(
+    trial_dir: Path, meta: dict[str, Any], side: str, phases: dict
+) -> dict[str, Any] | None:
+    """One attacker side's `breach_<side>_...` cells (docs/attack_window.md); None without
+    its capture and send log. Windows and bounds are differences of send-log times (the
+    side's own clock); a run's position compares its first evidence's capture time (the host
+    clock) with the guest's pause and resume."""
+    from migfw.measure.capture import read_tcp
+
+    pcap_name, log_name = side_files(side)
+    pcap, sendlog = trial_dir / pcap_name, trial_dir / log_name
+    if not pcap.exists() and not sendlog.exists():
+        return None
+    for path in (pcap, sendlog):
+        if not path.exists():
+            raise MigfwError(f"{path}: missing although {trial_dir} has {side} attack data")
+    info = side_meta(meta, side) or {}
+    where = "trial.json " + ("attack" if side == "switch" and "attackers" not in meta
+                             else f"attackers.{side}")  # fmt: skip
+    for key in ("address", "blocked_port"):
+        if info.get(key) is None:
+            raise MigfwError(f"{where}: missing {key} (needed to read {pcap_name})")
+    egress = side == "egress"
+    blocked = int(info["blocked_port"])
+    log = read_sendlog(sendlog)
+    segments = read_tcp(pcap, str(info["address"]))
+    empty = (np.empty(0, np.int64), np.empty(0, np.int64))
+    index, send = log.get(blocked, empty)
+    hit, hit_ts, captured = probe_evidence(segments, blocked, probe_sport(side, blocked), egress)
+    keep = np.isin(hit, index)  # evidence for a probe never logged is ignored
+    hit, hit_ts = hit[keep], hit_ts[keep]
+    runs = breach_runs(index, send, hit)
+    best = longest_run(runs)
+    # Where each run starts: by its first probe's send time on the host's clock; a send log
+    # on the guest's clock (egress) by the capture time of that probe's evidence instead.
+    guest_clock = info.get("clock", "guest" if egress else "host") == "guest"
+    at = dict(zip(hit.tolist(), hit_ts.tolist(), strict=True))
+    positions = []
+    for run in runs:
+        first = at[run["first_index"]] if guest_clock else run["first_send_ns"]
+        pos = run_position({"first_send_ns": first}, phases.get("pause"), phases.get("resume"))
+        if pos not in positions:
+            positions.append(pos)
+    row = {
+        "sent": int(len(index)),
+        "answered": int(len(hit)),
+        "breached": bool(len(hit)),
+        "runs": len(runs),
+        "max_run_probes": max((r["count"] for r in runs), default=0),
+        "window_ms": best["lo_ms"] if best else 0.0,
+        "window_hi_ms": best["hi_ms"] if best else 0.0,
+        "bound_ms": exposure_bound_ms(runs, send),
+        "gap_max_ms": gap_max_ms(send),
+        "total_ms": float(sum(r["window_ms"] for r in runs)),
+        "position": ";".join(positions) or "none",
+        "captured": captured,
+        "rate_hz": info.get("rate_hz"),
+    }
+    allowed = info.get("allowed_port")
+    if allowed is not None and int(allowed) in log:
+        a_index, a_send = log[int(allowed)]
+        a_hit, _, _ = probe_evidence(segments, int(allowed), probe_sport(side, int(allowed)),
+                                     egress)  # fmt: skip
+        a_hit = a_hit[np.isin(a_hit, a_index)]
+        outage = _outage(a_index, a_send, a_hit)
+        row.update(allowed_sent=int(len(a_index)), allowed_answered=int(len(a_hit)),
+                   allowed_outage_ms=outage[0], allowed_outage_hi_ms=outage[1])  # fmt: skip
+    return {side_column(side, k): v for k, v in row.items()}
+
+
 # --------------------------------------------------------------------------- migration phases
 
 
@@ -200,6 +353,18 @@ def migration_phases(meta: dict[str, Any], outage: tuple[float, float] | None = 
     return {"pause": pause, "resume": resume, "source": source}
 
 
+def switchover(meta: dict[str, Any], outage: tuple[float, float] | None = None) -> dict:
+    """pause / resume (epoch s) for issue 22's metrics: the hypervisor's events when the
+    testbed recorded them (`phases.suspended`/`resumed`), else as `migration_phases` (the
+    older `breach_position` column keeps using that one)."""
+    phases = meta.get("phases")
+    if isinstance(phases, dict) and phases.get("suspended") is not None:
+        if phases.get("resumed") is not None:
+            return {"pause": float(phases["suspended"]), "resume": float(phases["resumed"]),
+                    "source": "hypervisor_events"}  # fmt: skip
+    return migration_phases(meta, outage)
+
+
 def run_position(run: dict[str, Any], pause: float | None, resume: float | None) -> str:
     """Where a breach run starts relative to the migration: before the VM paused on the
     source (before_switchover), while it was paused (blackout), or after it resumed on the
@@ -226,78 +391,17 @@ def breach_position(runs: list[dict[str, Any]], phases: dict) -> str | list[str]
     return found[0] if len(found) == 1 else found
 
 
-# --------------------------------------------------------------------------- flows
-
-
-def read_flows(path: str | Path) -> dict[str, dict[str, Any]]:
-    """flow -> {send (int64 ns), reply (int64 ns, -1 if unanswered), events: [(seq, event)]}.
-
-    Parsed as exact integers: epoch nanoseconds do not fit a float64 exactly.
-    """
-    path = Path(path)
-    want = ["flow", "seq", "t_send_ns", "t_reply_ns", "event"]
-    rows: dict[str, list[tuple[int, int, int]]] = {}
-    events: dict[str, list[tuple[int, str]]] = {}
-    try:
-        with open(path, newline="") as handle:
-            for line, rec in _records(handle, path, want):
-                if len(rec) != 5:
-                    raise MigfwError(f"{path}: line {line}: expected 5 fields, got {len(rec)}")
-                flow, seq, send, reply, event = (v.strip() for v in rec)
-                if flow not in ("stateful", "established"):
-                    raise MigfwError(
-                        f"{path}: line {line}: unknown flow {flow!r} (stateful or established)"
-                    )
-                try:
-                    item = (int(seq), int(send), int(reply) if reply else -1)
-                except ValueError:
-                    raise MigfwError(
-                        f"{path}: line {line}: seq/t_send_ns/t_reply_ns must be integers"
-                    ) from None
-                rows.setdefault(flow, []).append(item)
-                if event:
-                    events.setdefault(flow, []).append((item[0], event))
-    except OSError as exc:
-        raise MigfwError(f"{path}: cannot read ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise MigfwError(f"{path}: not a text CSV file") from None
-    out: dict[str, dict[str, Any]] = {}
-    for flow, items in rows.items():
-        arr = np.array(items, dtype=np.int64)
-        arr = arr[np.argsort(arr[:, 1], kind="stable")]
-        out[flow] = {"send": arr[:, 1], "reply": arr[:, 2], "events": events.get(flow, [])}
-    return out
-
-
-def flow_metrics(flow: dict[str, Any] | None, after_s: float | None) -> dict[str, Any]:
-    """survived: no reset/closed/timeout/error event, and a request sent after `after_s`
-    (the migration's end) was answered. stall_ms: the longest gap between the reply times of
-    consecutive answered requests. reset: a `reset` event was recorded."""
-    if flow is None:
-        return {"survived": None, "stall_ms": None, "reset": None}
-    events = [e for _, e in flow["events"]]
-    ended = any(e.split(":", 1)[0] in TERMINAL_EVENTS for e in events)
-    answered = flow["reply"] >= 0
-    late = flow["send"] >= round(after_s * 1e9) if after_s is not None else answered
-    survived = bool(not ended and np.any(answered & late))
-    rx = np.sort(flow["reply"][answered])
-    stall = int(np.max(np.diff(rx))) / 1e6 if len(rx) >= 2 else None
-    return {"survived": survived, "stall_ms": stall, "reset": "reset" in events}
-
-
 # --------------------------------------------------------------------------- per trial
 
 
 def attack_metrics(
     trial_dir: str | Path, meta: dict[str, Any], outage: tuple[float, float] | None = None
 ) -> dict[str, Any]:
-    """The attack-window columns of one trial (empty dict if it has no attack data)."""
+    """The attack-window columns of one trial (empty dict if it has no attack data): the
+    switch attacker's older columns, `breach_<side>_...` per attacker side, and the flows
+    with their connection state (migfw.measure.flowstate)."""
     trial_dir = Path(trial_dir)
-    pcap, sendlog, flows = (
-        trial_dir / "attack.pcap",
-        trial_dir / "attack_sendlog.csv",
-        trial_dir / "flows.csv",
-    )
+    pcap, sendlog = trial_dir / "attack.pcap", trial_dir / "attack_sendlog.csv"
     row: dict[str, Any] = {}
     phases = migration_phases(meta, outage)
     if pcap.exists() or sendlog.exists():
@@ -305,26 +409,34 @@ def attack_metrics(
             if not path.exists():
                 raise MigfwError(f"{path}: missing although {trial_dir} has attack data")
         row.update(_probe_part(pcap, sendlog, meta, phases))
-    if flows.exists():
-        parsed = read_flows(flows)
-        after = (meta.get("migration") or {}).get("end")
-        est = flow_metrics(parsed.get("established"), after)
-        sta = flow_metrics(parsed.get("stateful"), after)
-        row.update(
-            established_survived=est["survived"],
-            established_stall_ms=est["stall_ms"],
-            established_reset=est["reset"],
-            stateful_flow_survived=sta["survived"],
-            stateful_stall_ms=sta["stall_ms"],
-            stateful_reset=sta["reset"],
-        )
+    moments = switchover(meta, outage)
+    for side in ATTACKER_SIDES:
+        row.update(side_metrics(trial_dir, meta, side, moments) or {})
+    row.update(flow_state(trial_dir, meta, moments["resume"]))
+    row.update(agent_timing(meta, moments["resume"]))
     return row
+
+
+AGENT_COLUMNS = ["agent_event_after_resume_ms", "agent_installed_after_resume_ms"]
+
+
+def agent_timing(meta: dict[str, Any], resume_s: float | None) -> dict[str, Any]:
+    """When the host agent saw its event and installed the destination's rules, relative to
+    the guest's resume (ms; negative: before it, as `trigger` pre or incoming should be)."""
+    agent = (meta.get("firewall") or {}).get("agent") or {}
+    if resume_s is None or not isinstance(agent, dict):
+        return {}
+    out = {}
+    for column, key in zip(AGENT_COLUMNS, ("event_seen", "rules_installed"), strict=True):
+        if isinstance(agent.get(key), int | float):
+            out[column] = round(1000.0 * (float(agent[key]) - float(resume_s)), 6)
+    return out
 
 
 def _probe_part(pcap: Path, sendlog: Path, meta: dict[str, Any], phases: dict) -> dict[str, Any]:
     from migfw.measure.capture import read_tcp
 
-    attack = meta.get("attack") or {}
+    attack = side_meta(meta, "switch") or {}
     where = "trial.json attack"
     for key in ("address", "blocked_port", "allowed_port"):
         if attack.get(key) is None:
@@ -343,6 +455,7 @@ def _probe_part(pcap: Path, sendlog: Path, meta: dict[str, Any], phases: dict) -
     return {
         "blocked_sent": int(len(index)),
         "blocked_answered": int(len(answered)),
+        "breached": bool(len(answered)),
         "blocked_captured": captured,
         "allowed_sent": int(len(a_index)),
         "allowed_answered": int(np.isin(a_answered, a_index).sum()),

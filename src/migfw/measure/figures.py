@@ -10,6 +10,7 @@ import argparse
 import os
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,70 +50,110 @@ def _save(fig: Figure, out_png: str | Path) -> None:
 MAX_LABELLED_TRIALS = 40
 
 
+# Placements where the firewall is in the guest: the only ones where "firewall uptime" (the
+# guest's ruleset running) means anything.
+GUEST_PLACEMENTS = ("vm", "both")
+SLOT_IN = 0.24  # inches per bar: a 7-pt label turned upright is ~0.1 in wide, so none overlap
+
+
+def _short_label(trial_id: str, interval: float) -> str:
+    """A trial's tick label inside its panel: the id without the experiment and the interval
+    (both in the panel's title), e.g. thesis/i0.5-r03 -> r03."""
+    tail = str(trial_id).rsplit("/", 1)[-1]
+    parts = [p for p in tail.split("-") if p != f"i{interval:g}"]
+    return "-".join(parts) or tail
+
+
 def uptime_figure(
     trials: pd.DataFrame, out_png: str | Path, title: str, label: str = "trial_id"
-) -> None:
+) -> Figure:
     """The thesis's Figure 7, with more: TMT and UT per trial, mean UT with 95 % CIs.
 
-    One panel per probe interval; bars are TMT (light) with UT (dark) inside, so the thin
-    light cap is the downtime; the band is the mean UT's Student-t CI, the dashed lines the
-    thesis's normal CI.
+    One row of panels per experiment, one panel per probe interval, only trials whose firewall
+    is in the guest (GUEST_PLACEMENTS: elsewhere "firewall uptime" means nothing). Bars are
+    TMT (light) with UT (dark) inside, so the thin light cap is the downtime, each labelled
+    upright with its UT %; right of the trials the mean UT with the thesis's normal CI (dashed)
+    and the Student-t CI (solid). Each bar gets a fixed width on the page, so no two labels
+    overlap; the legend sits below every panel, clear of the axis labels.
     """
-    ok = trials[trials.get("status", "ok") == "ok"] if "status" in trials else trials
+    ok = trials[trials["status"] == "ok"] if "status" in trials else trials
     ok = ok.dropna(subset=["tmt_s", "ut_s"])
+    if "placement" in ok:
+        ok = ok[ok["placement"].fillna("vm").isin(GUEST_PLACEMENTS)]
     if ok.empty:
-        raise MigfwError("no successful trial with TMT and UT to plot")
-    intervals = sorted(ok["interval_s"].unique(), reverse=True)
-    fig = _figure(figsize=(4.2 * len(intervals), 3.6))
-    axes = fig.subplots(1, len(intervals), squeeze=False, sharey=False)
-    for ax, interval in zip(axes[0], intervals, strict=True):
-        group = ok[ok["interval_s"] == interval].sort_values(label)
-        x = np.arange(len(group))
-        labelled = len(group) <= MAX_LABELLED_TRIALS
-        if labelled:
-            ax.bar(x, group["tmt_s"], color="#c6dbef", label="TMT = PS·I")
-            ax.bar(x, group["ut_s"], color="#2171b5", width=0.6, label="UT = TMT − DT")
-        else:  # one filled outline per series: thousands of bars draw in seconds each
-            edges = np.arange(len(group) + 1) - 0.5
-            ax.stairs(group["tmt_s"], edges, fill=True, color="#c6dbef", label="TMT = PS·I")
-            ax.stairs(group["ut_s"], edges, fill=True, color="#2171b5", label="UT = TMT − DT")
-        if labelled:
-            for xi, (ut, pct) in enumerate(zip(group["ut_s"], group["ut_pct"], strict=True)):
-                ax.text(xi, ut, f"{pct:.1f}%", ha="center", va="bottom", fontsize=7)
-        s = describe(group["ut_s"], seed=0, resamples=2000)
-        # The mean stands apart, right of the trials, as wide as 1/40 of the panel at least.
-        wide = max(0.6, len(group) / MAX_LABELLED_TRIALS)
-        m = len(group) - 0.5 + wide
-        ax.bar(m, s["mean"], color="#fd8d3c", width=wide, label="mean UT")
-        if s["n"] >= 2:
-            for dx, low, high, style, name in (
-                (-0.12, s["ci_z_low"], s["ci_z_high"], "--", "95% CI as in thesis (z)"),
-                (0.12, s["ci_t_low"], s["ci_t_high"], "-", "95% CI, Student t"),
-            ):
-                bars = ax.errorbar(
-                    m + dx * wide / 0.6,
-                    s["mean"],
-                    yerr=[[s["mean"] - low], [high - s["mean"]]],
-                    fmt="none",
-                    ecolor="k",
-                    capsize=3,
-                    lw=1,
-                    label=name,
-                )
-                bars[-1][0].set_linestyle(style)
-        if labelled:
-            ax.set_xticks([*x, m], [*group[label], "mean"], rotation=45, ha="right", fontsize=7)
-        else:  # trials in id order, unlabelled; the mean keeps its tick
-            ax.set_xticks([m], ["mean"], rotation=45, ha="right", fontsize=7)
-        order = "" if labelled else ", trials in id order"
-        ax.set_title(f"I = {interval:g} s (n = {len(group)}{order})")
-        ax.set_ylabel("seconds")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(
-        handles, labels, fontsize=7, loc="lower center", ncols=5, bbox_to_anchor=(0.5, -0.08)
-    )
+        raise MigfwError(
+            "no successful trial with TMT and UT whose firewall is in the guest "
+            f"(placements {', '.join(GUEST_PLACEMENTS)}) to plot"
+        )
+    experiments = [""]
+    if "experiment" in ok:  # the thesis's own experiments first
+        names = ok["experiment"].fillna("").unique()
+        experiments = sorted(names, key=lambda e: (not str(e).startswith("thesis"), str(e)))
+    rows = []
+    for experiment in experiments:
+        part = ok[ok["experiment"].fillna("") == experiment] if experiment else ok
+        intervals = sorted(part["interval_s"].unique(), reverse=True)
+        rows.append([(experiment, i, part[part["interval_s"] == i]) for i in intervals])
+    slots = [sum(min(len(g), MAX_LABELLED_TRIALS) + 3 for _, _, g in row) for row in rows]
+    width = max(6.0, SLOT_IN * max(slots) + 1.2)
+    fig = _figure(figsize=(width, 3.4 * len(rows) + 0.9), layout="constrained")
+    subfigs = fig.subfigures(len(rows), 1, squeeze=False)[:, 0]
+    handles: list = []
+    names: list[str] = []
+    for subfig, row, used in zip(subfigs, rows, slots, strict=True):
+        ratios = [min(len(g), MAX_LABELLED_TRIALS) + 3 for _, _, g in row]
+        spare = max(slots) - used  # an empty slot keeps every bar the same width on the page
+        axes = subfig.subplots(1, len(row) + bool(spare), squeeze=False,
+                               width_ratios=ratios + [spare] * bool(spare))[0]  # fmt: skip
+        if spare:
+            axes[-1].set_axis_off()
+        for ax, (experiment, interval, group) in zip(axes, row, strict=False):
+            _uptime_panel(ax, group.sort_values(label), label, interval)
+            where = f"{experiment}: " if experiment else ""
+            ax.set_title(f"{where}I = {interval:g} s (n = {len(group)})", fontsize=9)
+        handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=7, loc="outside lower center", ncols=5)
     fig.suptitle(title)
     _save(fig, out_png)
+    return fig
+
+
+def _uptime_panel(ax: Axes, group: pd.DataFrame, label: str, interval: float) -> None:
+    x = np.arange(len(group))
+    labelled = len(group) <= MAX_LABELLED_TRIALS
+    top = float(np.nanmax(group["tmt_s"])) or 1.0
+    if labelled:
+        ax.bar(x, group["tmt_s"], color="#c6dbef", label="TMT = PS·I")
+        ax.bar(x, group["ut_s"], color="#2171b5", width=0.6, label="UT = TMT − DT")
+        for xi, (ut, pct) in enumerate(zip(group["ut_s"], group["ut_pct"], strict=True)):
+            inside = ut >= 0.35 * top  # room for the upright label inside the bar
+            ax.text(xi, ut - 0.02 * top if inside else ut + 0.02 * top, f"{pct:.1f}%",
+                    ha="center", va="top" if inside else "bottom", fontsize=6, rotation=90,
+                    color="white" if inside else "#08306b")  # fmt: skip
+    else:  # one filled outline per series: thousands of bars draw in seconds each
+        edges = np.arange(len(group) + 1) - 0.5
+        ax.stairs(group["tmt_s"], edges, fill=True, color="#c6dbef", label="TMT = PS·I")
+        ax.stairs(group["ut_s"], edges, fill=True, color="#2171b5", label="UT = TMT − DT")
+    s = describe(group["ut_s"], seed=0, resamples=2000)
+    m = len(group) + 0.5  # the mean stands apart, right of the trials
+    ax.bar(m, s["mean"], color="#fd8d3c", width=1.2, label="mean UT")
+    if s["n"] >= 2:
+        for dx, low, high, style, name in (
+            (-0.25, s["ci_z_low"], s["ci_z_high"], "--", "95% CI as in thesis (z)"),
+            (0.25, s["ci_t_low"], s["ci_t_high"], "-", "95% CI, Student t"),
+        ):
+            bars = ax.errorbar(m + dx, s["mean"], yerr=[[s["mean"] - low], [high - s["mean"]]],
+                               fmt="none", ecolor="k", capsize=3, lw=1, label=name)  # fmt: skip
+            bars[-1][0].set_linestyle(style)
+    if labelled:
+        ticks = [_short_label(t, interval) for t in group[label]]
+        ax.set_xticks([*x, m], [*ticks, "mean"], rotation=90, fontsize=7)
+    else:  # trials in id order, unlabelled; the mean keeps its tick
+        ax.set_xticks([m], ["mean"], rotation=90, fontsize=7)
+        ax.set_xlabel("trials in id order", fontsize=7)
+    ax.set_xlim(-0.7, m + 0.9)
+    ax.set_ylim(0, max(top * 1.3, ax.get_ylim()[1]))  # room for labels above short bars
+    ax.set_ylabel("seconds")
 
 
 def estimators_figure(trials: pd.DataFrame, out_png: str | Path) -> None:
@@ -348,22 +389,26 @@ def _underlay_raster(ax: Axes, trial_dir: Path, meta: dict, start: float) -> str
 
 
 def _flow_raster(ax: Axes, trial_dir: Path, start: float) -> None:
-    """Each flow's answered requests as ticks on its own line; events (reset...) in red."""
-    from migfw.measure.attack import read_flows
+    """Each flow's requests on its own line: answered green, unanswered pale red; events
+    (reset...) as red crosses."""
+    from migfw.measure.flowstate import read_flows
+    from migfw.trials.attack_contract import KNOWN_FLOWS
 
     flows = read_flows(trial_dir / "flows.csv")
-    for y, name in enumerate(("stateful", "established")):
-        flow = flows.get(name)
-        if flow is None:
-            continue
+    names = [n for n in KNOWN_FLOWS if n in flows]
+    names += sorted(set(flows) - set(names))  # a lab's own flows after the contract's
+    for y, name in enumerate(names):
+        flow = flows[name]
         ok = flow["reply"] >= 0
-        ax.plot(flow["send"][ok] / 1e9 - start, np.full(ok.sum(), y), "|", ms=6, color="#238b45")
+        t = flow["send"] / 1e9 - start
+        ax.plot(t[ok], np.full(ok.sum(), y), "|", ms=6, color="#238b45")
+        ax.plot(t[~ok], np.full((~ok).sum(), y), "|", ms=4, color="#fc9272")
         last = flow["send"][-1] / 1e9 - start
         for _seq, event in flow["events"]:
             ax.plot(last, y, "x", color="#cb181d")
             ax.annotate(event, (last, y), xytext=(3, 3), textcoords="offset points", fontsize=6)
-    ax.set_yticks([0, 1], ["stateful", "established"], fontsize=7)
-    ax.set_ylim(-0.6, 1.6)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set_ylim(-0.6, len(names) - 0.4)
 
 
 def _service_raster(ax: Axes, trial_dir: Path, start: float) -> str:
@@ -388,66 +433,115 @@ def _service_raster(ax: Axes, trial_dir: Path, start: float) -> str:
     return f"; service: {int((~ok).sum())} of {len(ok)} requests failed"
 
 
-def attack_window_figure(trials: pd.DataFrame, table: pd.DataFrame, out_png: str | Path) -> None:
-    """Breach window by placement: each trial a point, the mean with its t and bootstrap CIs."""
-    ok = trials[(trials["status"] == "ok") & trials["blocked_sent"].notna()].copy()
-    fig = _figure(figsize=(7, 3.5))
-    ax = fig.subplots()
-    if ok.empty:
+CELL_LEVELS = (("trigger", "{}"), ("agent_delay_ms", "{:g} ms"), ("port_default", "port {}"),
+               ("nf_conntrack_tcp_loose", "loose {:g}"), ("ovn_binding", "{}"))  # fmt: skip
+
+
+def cell_label(row: Any) -> str:
+    """A cell's tick label: its placement, then the levels of the factors it has."""
+    from migfw.trials.contract import KNOWN_FACTORS
+
+    parts = [str(row["placement"])]
+    known = dict(CELL_LEVELS)
+    others = [(f, f + " {}") for f in KNOWN_FACTORS if f != "placement" and f not in known]
+    for factor, text in [*CELL_LEVELS, *others]:  # a grid's other factors too (ovn_binding)
+        value = row.get(factor) if hasattr(row, "get") else None
+        if value not in (None, "") and not (isinstance(value, float) and np.isnan(value)):
+            parts.append(text.format(float(value) if isinstance(value, int | float) else value))
+    return "\n".join(parts)
+
+
+def attack_window_figure(trials: pd.DataFrame, table: pd.DataFrame, out_png: str | Path) -> Figure:
+    """The breach window per placement × factor cell, one panel per attacker side.
+
+    Each trial is a grey point at its observed window with a line up to its bound between the
+    unanswered neighbours (a one-probe breach is a point at 0 with a line up to ~2 probe gaps,
+    never a bare zero); a breached cell has its mean with the Student-t (red) and bootstrap
+    (blue) CI; a cell no probe got through is a green downward triangle at its bound ("every
+    exposure was shorter than this"), labelled 0/n. Symlog axis: zero and seconds share it.
+    """
+    from migfw.measure.attackstats import side_frame
+    from migfw.trials.attack_contract import ATTACKER_SIDES, SIDE_TEXT
+
+    if not table.empty and "side" not in table:
+        table = table.assign(side="switch")
+    sides = [s for s in ATTACKER_SIDES if not table.empty and (table["side"] == s).any()]
+    if not sides:
+        fig = _figure(figsize=(7, 3.5))
+        ax = fig.subplots()
         ax.text(0.5, 0.5, "no trials with attack data (no placement experiment in this run)",
                 ha="center", va="center", transform=ax.transAxes)  # fmt: skip
         ax.set_axis_off()
         _save(fig, out_png)
-        return
+        return fig
+    most = max(int((table["side"] == s).sum()) for s in sides)
+    fig = _figure(figsize=(max(7.0, 0.42 * most + 2.0), 3.3 * len(sides) + 0.8),
+                  layout="constrained")  # fmt: skip
+    axes = fig.subplots(len(sides), 1, squeeze=False)[:, 0]
+    for ax, side in zip(axes, sides, strict=True):
+        cells = table[table["side"] == side].reset_index(drop=True)
+        _attack_panel(ax, side_frame(trials, side), cells)
+        ax.set_title(SIDE_TEXT.get(side, side), fontsize=9)
+    handles, names = [], []
+    for ax in axes:  # every kind of mark once, from whichever panel has it
+        for h, n in zip(*ax.get_legend_handles_labels(), strict=True):
+            if n not in names:
+                handles.append(h)
+                names.append(n)
+    fig.legend(handles, names, fontsize=7, loc="outside lower center", ncols=5)
+    fig.suptitle("Attack window during live migration, by firewall placement and attacker side "
+                 "(95 % CIs)")  # fmt: skip
+    _save(fig, out_png)
+    return fig
 
-    def label(placement, delay, experiment, binding=None) -> str:
-        text = str(placement)
-        if placement == "vmm-agent" and pd.notna(delay):
-            text += f"\n{float(delay):g} ms"
-        if placement == "ovn" and isinstance(binding, str) and binding:
-            text += f"\n{binding}"
-        return f"{text}\n({experiment})" if experiment else text
 
-    bindings = ok["ovn_binding"] if "ovn_binding" in ok.columns else [None] * len(ok)
-    ok["label"] = [
-        label(p, d, e, b)
-        for p, d, e, b in zip(
-            ok["placement"],
-            ok.get("agent_delay_ms"),
-            ok["experiment"].fillna(""),
-            bindings,
-            strict=True,
-        )
-    ]
-    labels = [
-        label(
-            r.placement,
-            r.agent_delay_ms,
-            r.experiment if isinstance(r.experiment, str) else "",
-            getattr(r, "ovn_binding", None),
-        )  # fmt: skip
-        for r in table.itertuples()
-    ]
-    ok["breach_window_ms"] = pd.to_numeric(ok["breach_window_ms"], errors="coerce")
-    _sns().stripplot(data=ok, x="label", y="breach_window_ms", order=labels, ax=ax, color="#525252",
-                  size=4, jitter=0.15, alpha=0.8)  # fmt: skip
-    styles = (("ci_t", "o", "#cb181d", 0.3, "mean, t CI"), ("ci_boot", "s", "#2171b5", 0.42,
-              "mean, bootstrap CI"))  # fmt: skip
-    for i, r in enumerate(table.itertuples()):
-        mean = r.breach_window_ms_mean
-        for ci, marker, colour, dx, name in styles:
-            low = getattr(r, f"breach_window_ms_{ci}_low")
-            high = getattr(r, f"breach_window_ms_{ci}_high")
+def _same(series: pd.Series, value: Any) -> pd.Series:
+    """Which cells of a factor column hold `value` (empty and NaN alike; 1 == 1.0)."""
+    if value is None or value == "" or (isinstance(value, float) and np.isnan(value)):
+        return series.isna() | (series.astype(str) == "")
+    try:
+        return pd.to_numeric(series, errors="coerce") == float(value)
+    except (TypeError, ValueError):
+        return series.astype(str) == str(value)
+
+
+def _attack_panel(ax: Axes, per_trial: pd.DataFrame, cells: pd.DataFrame) -> None:
+    from migfw.trials.contract import KNOWN_FACTORS
+
+    keys = [k for k in ("experiment", *KNOWN_FACTORS) if k in cells and k in per_trial]
+    for i, cell in cells.iterrows():
+        mine = per_trial
+        for key in keys:  # the cell's trials: every factor level the same
+            mine = mine[_same(mine[key], cell.get(key))]
+        jitter = np.linspace(-0.15, 0.15, len(mine)) if len(mine) > 1 else np.zeros(len(mine))
+        lo, hi = mine["window_ms"].to_numpy(float), mine["window_hi_ms"].to_numpy(float)
+        ax.vlines(i + jitter, lo, np.maximum(lo, hi), color="#969696", lw=0.8,
+                  label="trial: observed window → its bound" if i == 0 else None)  # fmt: skip
+        ax.plot(i + jitter, lo, "o", color="#525252", ms=3)
+        mean = cell["breach_window_ms_mean"]
+        if pd.notna(cell.get("breached_trials")) and int(cell["breached_trials"]) == 0:
+            bound = cell.get("bound_ms")
+            if pd.notna(bound):
+                ax.plot(i + 0.36, bound, "v", color="#238b45", ms=6,
+                        label="no probe answered: every exposure < this")  # fmt: skip
+            at = (i + 0.36, bound if pd.notna(bound) else 0)
+            ax.annotate(f"0/{int(cell['n'])}", at, xytext=(4, 0), textcoords="offset points",
+                        fontsize=6, va="center")  # fmt: skip
+            continue
+        for ci, marker, colour, dx, name in (("ci_t", "o", "#cb181d", 0.3, "mean, t CI"),
+                                             ("ci_boot", "s", "#2171b5", 0.42,
+                                              "mean, bootstrap CI")):  # fmt: skip
+            low = cell.get(f"breach_window_ms_{ci}_low")
+            high = cell.get(f"breach_window_ms_{ci}_high")
             err = [[0.0 if pd.isna(low) else mean - low], [0.0 if pd.isna(high) else high - mean]]
             ax.errorbar(i + dx, mean, yerr=err, fmt=marker, color=colour, capsize=3, ms=4,
-                        label=name if i == 0 else None)  # fmt: skip
-    ax.set_xlabel("firewall placement")
-    ax.set_yscale("symlog", linthresh=1.0)  # zero (vm) and seconds (none) on one axis
+                        label=name)  # fmt: skip
+    ax.set_xticks(range(len(cells)), [cell_label(r) for _, r in cells.iterrows()], fontsize=6)
+    ax.set_xlim(-0.6, len(cells) - 0.3)
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_ylim(-0.3, max(10.0, ax.get_ylim()[1] * 2))  # windows are never negative
     ax.set_ylabel("breach window (ms, symlog)")
-    ax.set_title("Attack window during live migration, by firewall placement (95 % CIs)")
-    ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    _save(fig, out_png)
+    ax.set_xlabel("firewall placement (and factor levels)", fontsize=8)
 
 
 def _cli_attack_window(args: argparse.Namespace) -> int:

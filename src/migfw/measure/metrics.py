@@ -17,15 +17,18 @@ import pandas as pd
 
 from migfw.errors import MigfwError
 from migfw.io import write_csv, write_json
-from migfw.measure.attack import ATTACK_COLUMNS
+from migfw.measure.attack import AGENT_COLUMNS, ATTACK_COLUMNS, SIDE_COLUMNS
+from migfw.measure.flowstate import flow_columns
 from migfw.measure.service import SERVICE_COLUMNS, service_metrics
 from migfw.measure.stats import summarize
+from migfw.trials.attack_contract import AGENT_PLACEMENTS
 from migfw.trials.contract import discover_trials, load_trial
 
 if TYPE_CHECKING:  # probes loads the compiled kernels: only when a capture is analysed
     from migfw.measure.probes import ProbeTable
 
-# Stable column order of results/analysis/trials.csv.
+# Stable column order of results/analysis/trials.csv (each name once: the flows' columns repeat
+# some of ATTACK_COLUMNS, which keep their place).
 TRIAL_COLUMNS = [
     "trial_id",
     "experiment",
@@ -74,11 +77,16 @@ TRIAL_COLUMNS = [
     "ruleset_intact",
     # The attack window (migfw.measure.attack): empty for trials without attack data.
     *ATTACK_COLUMNS,
+    # Issue 22: attackers on every side, the flows' fate and state, the agent's timing.
+    *SIDE_COLUMNS,
+    *flow_columns(),
+    *AGENT_COLUMNS,
     # The `service` workload's requests (migfw.measure.service): empty without service.csv.
     *SERVICE_COLUMNS,
     "flags",
     "stray_requests",
 ]
+TRIAL_COLUMNS = list(dict.fromkeys(TRIAL_COLUMNS))
 
 # Metrics summarised across trials (summary.csv).
 SUMMARY_METRICS = [
@@ -143,7 +151,7 @@ def trial_metrics(trial_dir: str | Path) -> dict[str, Any]:
         "trial_id": meta["trial_id"],
         "experiment": meta.get("experiment", "default"),
         "placement": placement,
-        "agent_delay_ms": delay if placement == "vmm-agent" else None,
+        "agent_delay_ms": delay if placement in AGENT_PLACEMENTS else None,
         **factors,  # one column per other factor (issue 10's sweeps)
         "interval_s": meta["interval_s"],
         "status": meta["status"],
@@ -165,6 +173,11 @@ def trial_metrics(trial_dir: str | Path) -> dict[str, Any]:
     if window:
         row["tmt_meta_s"] = window[1] - window[0]
     flags = list(meta.get("flags") or [])
+    loose = ((meta.get("conntrack") or {}).get("tcp_loose") or {}).values()
+    if row.get("nf_conntrack_tcp_loose") is not None and any(
+        v is not None and int(v) != int(row["nf_conntrack_tcp_loose"]) for v in loose
+    ):
+        flags.append("tcp_loose_mismatch")  # a layer ran with another level than asked
     row["flags"] = ";".join(flags)
     if meta["status"] != "ok":
         return row
@@ -206,11 +219,8 @@ def attack_row(trial_dir: Path, meta: dict[str, Any], row: dict[str, Any]) -> di
 def collect(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """trials.csv: known columns first in a stable order, extra metrics after them."""
     frame = pd.DataFrame(rows)
-    for column in TRIAL_COLUMNS:
-        if column not in frame.columns:
-            frame[column] = pd.NA
     extra = sorted(c for c in frame.columns if c not in TRIAL_COLUMNS)
-    frame = frame[TRIAL_COLUMNS + extra]
+    frame = frame.reindex(columns=TRIAL_COLUMNS + extra, fill_value=pd.NA)
     frame["flags"] = frame["flags"].fillna("")
     return frame.sort_values(
         ["experiment", "interval_s", "trial_id"], ascending=[True, False, True]

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from migfw.errors import MigfwError
 from migfw.io import atomic_write
+from migfw.trials.attack_contract import (
+    DEFAULT_ATTACK_EXPERIMENT,
+    FULL_GRID_EXPERIMENT,
+    SIDE_TEXT,
+)
 
 
 @dataclass
@@ -19,6 +24,9 @@ class Headline:
     recomputed: str
     measured: str
     why: str
+    # The measured and why parts one by one (the attack-window verdict: one per side), for
+    # the report's landing page.
+    parts: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _read(path: Path) -> pd.DataFrame | None:
@@ -185,25 +193,98 @@ def measurement_headlines(
 
 
 CLAIM_ATTACK = "VM-level firewalling reduces the attack window compared with VMM-level firewalling"
-VMM_LEVEL = ("vmm", "vmm-agent", "ovn")  # ovn: OVN's ACLs, enforced on the hosts
+VMM_LEVEL = ("vmm", "vmm-agent", "vmm-state", "ovn")  # ovn: OVN's ACLs, on the hosts
+FACTOR_LABELS = {"trigger": "trigger {}", "agent_delay_ms": "delay {:g} ms",
+                 "port_default": "port {}", "nf_conntrack_tcp_loose": "tcp_loose {:g}",
+                 "ovn_binding": "{}"}  # fmt: skip
 
 
 def _placement_label(row: pd.Series) -> str:
+    """The placement and the factor levels of its cell, e.g. `vmm-agent (delay 200 ms)`."""
+    from migfw.trials.contract import KNOWN_FACTORS
+
     label = str(row["placement"])
-    if label == "vmm-agent" and pd.notna(row.get("agent_delay_ms")):
-        label += f" (delay {float(row['agent_delay_ms']):g} ms)"
-    binding = row.get("ovn_binding")
-    if label == "ovn" and isinstance(binding, str) and binding:
-        label += f" ({binding})"
-    return label
+    levels = []
+    others = [f for f in KNOWN_FACTORS if f != "placement" and f not in FACTOR_LABELS]
+    for factor in [*FACTOR_LABELS, *others]:  # a grid's other factors (ovn_binding, ...) too
+        value = row.get(factor)
+        if value is None or value == "" or (isinstance(value, float) and pd.isna(value)):
+            continue
+        text = FACTOR_LABELS.get(factor, factor + " {}")
+        levels.append(text.format(float(value) if isinstance(value, int | float) else value))
+    return f"{label} ({', '.join(levels)})" if levels else label
 
 
-def attack_window_headline(attack_window_csv: Path) -> Headline:
-    """The thesis's central claim, tested with the placement trials (attack_window.csv).
+def verdict_source(table: pd.DataFrame) -> tuple[list[str], str]:
+    """Which experiment(s) the verdict is drawn from, and a sentence saying so: the full grid
+    (config/attack.yaml, experiment `attack`) when it ran, else the default run's `placement`
+    experiment, else every experiment with attack data."""
+    names = sorted(set(table["experiment"].fillna("").astype(str)))
+    if FULL_GRID_EXPERIMENT in names:
+        return [FULL_GRID_EXPERIMENT], (
+            f"From the full grid (config/attack.yaml, experiment `{FULL_GRID_EXPERIMENT}`)."
+        )
+    if DEFAULT_ATTACK_EXPERIMENT in names:
+        return [DEFAULT_ATTACK_EXPERIMENT], (
+            f"From the default run (experiment `{DEFAULT_ATTACK_EXPERIMENT}`); the full grid "
+            f"(config/attack.yaml, experiment `{FULL_GRID_EXPERIMENT}`) has not run."
+        )
+    listed = ", ".join(f"`{n}`" for n in names)
+    return names, f"From experiment(s) {listed}; neither the full grid nor the default ran."
 
-    The sentence is generated from the numbers: for each VMM-level row, whether the
-    bootstrap CI of its difference in mean breach window against `vm` lies above zero
-    (VM-level smaller), below zero (VM-level larger) or spans it (no difference shown).
+
+def _cell_short(r: pd.Series) -> str:
+    """One cell in a few words: breached trials and window, or the breach-free bound."""
+    n, k = int(r["n"]), r.get("breached_trials")
+    if k is None or pd.isna(k):  # an attack_window.csv from before issue 22
+        return (f"{_fmt(r['breach_window_ms_mean'], ' ms', 1)} (t CI "
+                f"{_fmt(r['breach_window_ms_ci_t_low'], '', 1)}–"
+                f"{_fmt(r['breach_window_ms_ci_t_high'], '', 1)}, n = {n})")  # fmt: skip
+    k = int(k)
+    if k == 0:
+        bound = r.get("bound_ms")
+        tail = f", every exposure < {bound:.1f} ms" if pd.notna(bound) else ""
+        return f"0/{n} trials breached (≤ {100 * r['breached_upper']:.0f} % per trial{tail})"
+    low, high = r["breach_window_ms_min"], r["breach_window_hi_ms_max"]
+    window = (f"window {r['breach_window_ms_min']:.1f}–{r['breach_window_ms_max']:.1f} ms "
+              f"(mean {r['breach_window_ms_mean']:.1f}; < {high:.1f})"
+              if pd.notna(high) else f"window ≥ {low:.1f} ms")  # fmt: skip
+    return f"{k}/{n} trials breached, {window}"
+
+
+def _flow_cells(flows: pd.DataFrame | None, experiments: list[str]) -> list[str]:
+    """Per flow and placement: opened k of n, and survival over the opened flows only."""
+    if flows is None or flows.empty:
+        return []
+    sel = flows[flows["experiment"].fillna("").astype(str).isin(experiments)]
+    out = []
+    for flow, rows in sel.groupby("flow", sort=False):
+        parts = []
+        for _, r in rows.iterrows():
+            label = _placement_label(r)
+            if int(r["opened"]) == 0:
+                parts.append(f"{label} did not open (0/{int(r['trials'])})")
+            else:
+                parts.append(f"{label} survived {int(r['survived'])}/{int(r['opened'])} opened"
+                             + (f" (of {int(r['trials'])} trials)"
+                                if int(r["opened"]) < int(r["trials"]) else ""))  # fmt: skip
+        who = {"prober": "prober speaks first", "guest": "guest speaks first"}.get(
+            rows.iloc[0].get("initiative"), ""
+        )
+        out.append(f"flow {flow}" + (f" ({who})" if who else "") + ": " + "; ".join(parts))
+    return out
+
+
+def attack_window_headline(
+    attack_window_csv: Path, flows_csv: Path | None = None
+) -> tuple[Headline, str]:
+    """The thesis's central claim, tested with the placement trials (attack_window.csv,
+    flow_survival.csv): the table row and the full verdict (markdown, every compared cell).
+
+    A VMM-level cell's windows are compared with the most the VM-level firewall could have had
+    (its per-trial bounds): VM-level smaller when that difference's bootstrap CI lies above 0;
+    larger when vm's observed windows exceed the cell's bounds likewise; else no difference
+    is shown. An attack_window.csv without bounds falls back to the observed windows' difference.
     """
     printed = (
         "argued, not measured (VM-level: exposed only while the VM is paused; VMM-level: "
@@ -218,53 +299,99 @@ def attack_window_headline(attack_window_csv: Path) -> Headline:
             "no placement trials in this run",
             "This run has no trials with attack data (attack.pcap), so the claim is not "
             "tested here; run the `placement` experiment.",
-        )
-    measured, sentences = [], []
-    for experiment, rows in table.groupby(table["experiment"].fillna(""), sort=True):
-        cells = []
-        for _, r in rows.iterrows():
-            cell = (
-                f"{_placement_label(r)}: {_fmt(r['breach_window_ms_mean'], ' ms', 1)} "
-                f"(t CI {_fmt(r['breach_window_ms_ci_t_low'], '', 1)}–"
-                f"{_fmt(r['breach_window_ms_ci_t_high'], '', 1)}, n = {int(r['n'])}; "
-                f"{_fmt(r['blocked_answered_pct'], ' %', 1)} of blocked probes answered; "
-                f"established flow survived {int(r['established_survived'])}/"
-                f"{int(r['established_n'])})"
-            )
-            cells.append(cell)
-        prefix = f"[{experiment}] " if experiment else ""
-        measured.append(prefix + "; ".join(cells))
+        ), ""
+    flows = _read(flows_csv) if flows_csv is not None else None
+    if "side" not in table:
+        table = table.assign(side="switch")
+    experiments, source = verdict_source(table)
+    table = table[table["experiment"].fillna("").astype(str).isin(experiments)]
+    measured, sentences, details = [source], [], []
+    for (experiment, side), rows in table.groupby(
+        [table["experiment"].fillna(""), table["side"]], sort=False
+    ):
+        prefix = f"[{experiment}, {SIDE_TEXT.get(side, side)}] "
+        cells = [f"{_placement_label(r)}: {_cell_short(r)}" for _, r in rows.iterrows()]
+        measured.append(prefix + "; ".join(cells) + ".")
         sentences.append(prefix + _attack_sentence(rows))
-    return Headline(CLAIM_ATTACK, printed, "—", " ".join(measured), " ".join(sentences))
+        details.append(f"### {experiment}: {SIDE_TEXT.get(side, side)}\n")
+        details += [f"- **{_placement_label(r)}** — {r.get('statement', _cell_short(r))}"
+                    for _, r in rows.iterrows()]  # fmt: skip
+        details.append("")
+    flow_text = _flow_cells(flows, experiments)
+    if flow_text:
+        measured.append("Flows (survival counted over the flows that opened): "
+                        + "; ".join(flow_text) + ".")  # fmt: skip
+        details.append("### Flows (flow_survival.csv)\n")
+        sel = flows[flows["experiment"].fillna("").astype(str).isin(experiments)]
+        details += [f"- **{_placement_label(r)}** — {r['statement']}" for _, r in sel.iterrows()]
+        details.append("")
+    detail_md = "\n".join([
+        "## The attack-window verdict in full", "",
+        source + " Each cell: what was compared (attacker side, probes, trials) and what it "
+        "showed; a breach-free cell states the bound its probes set (docs/attack_window.md).",
+        "", *details,
+    ])  # fmt: skip
+    parts = list(zip(measured[1 : 1 + len(sentences)], sentences, strict=True))
+    parts += [(m, "") for m in measured[1 + len(sentences) :]]  # the flows
+    head = Headline(CLAIM_ATTACK, printed, "—", " ".join(measured), " ".join(sentences), parts)
+    return head, detail_md
+
+
+def _decide(r: pd.Series) -> str:
+    """smaller / larger / unclear: the VM-level firewall's window against this cell's."""
+    over, under = r.get("excess_over_vm_boot_low"), r.get("vm_excess_boot_low")
+    if over is not None and (pd.notna(over) or pd.notna(under)):
+        if pd.notna(over) and over > 0:
+            return "smaller"
+        if pd.notna(under) and under > 0:
+            return "larger"
+        return "unclear"
+    low, high = r["diff_vs_vm_boot_low"], r["diff_vs_vm_boot_high"]
+    if pd.notna(low) and low > 0:
+        return "smaller"
+    if pd.notna(high) and high < 0:
+        return "larger"
+    return "unclear"
 
 
 def _attack_sentence(rows: pd.DataFrame) -> str:
     vm = rows[rows["placement"] == "vm"]
     vmm = rows[rows["placement"].isin(VMM_LEVEL)]
     if vm.empty or vmm.empty:
-        missing = "vm" if vm.empty else "a VMM-level placement (vmm, vmm-agent, ovn)"
+        missing = "vm" if vm.empty else f"a VMM-level placement ({', '.join(VMM_LEVEL)})"
         return f"Not testable from this run: no trials with {missing}."
-    ref = float(vm.iloc[0]["breach_window_ms_mean"])
-    smaller, larger, unclear = [], [], []
+    found: dict[str, list[str]] = {"smaller": [], "larger": [], "unclear": []}
     for _, r in vmm.iterrows():
-        low, high = r["diff_vs_vm_boot_low"], r["diff_vs_vm_boot_high"]
-        text = (
-            f"{_placement_label(r)} ({_fmt(r['diff_vs_vm_ms'], ' ms', 1)} vs vm, bootstrap CI "
-            f"{_fmt(low, '', 1)}–{_fmt(high, '', 1)})"
-        )
-        if pd.notna(low) and low > 0:
-            smaller.append(text)
-        elif pd.notna(high) and high < 0:
-            larger.append(text)
+        bounded = pd.notna(r.get("excess_over_vm_ms"))
+        if bounded and pd.isna(r.get("excess_over_vm_boot_low")):
+            text = (f"{_placement_label(r)} ({_fmt(r['excess_over_vm_ms'], ' ms', 1)} beyond vm's "
+                    "bound; too few trials for an interval)")  # fmt: skip
+        elif bounded:
+            text = (f"{_placement_label(r)} ({_fmt(r['excess_over_vm_ms'], ' ms', 1)} beyond vm's "
+                    f"bound, bootstrap CI {_fmt(r['excess_over_vm_boot_low'], '', 1)}–"
+                    f"{_fmt(r['excess_over_vm_boot_high'], '', 1)})")  # fmt: skip
         else:
-            unclear.append(text)
-    parts = [f"The VM-level firewall's mean breach window is {ref:.1f} ms."]
-    if smaller:
-        parts.append("It is smaller than under " + ", ".join(smaller) + ".")
-    if larger:
-        parts.append("It is larger than under " + ", ".join(larger) + ".")
-    if unclear:
-        parts.append("No difference is shown against " + ", ".join(unclear) + ".")
+            text = (f"{_placement_label(r)} ({_fmt(r['diff_vs_vm_ms'], ' ms', 1)} vs vm, bootstrap "
+                    f"CI {_fmt(r['diff_vs_vm_boot_low'], '', 1)}–"
+                    f"{_fmt(r['diff_vs_vm_boot_high'], '', 1)})")  # fmt: skip
+        found[_decide(r)].append(text)
+    smaller, larger, unclear = found["smaller"], found["larger"], found["unclear"]
+    ref = vm.iloc[0]
+    if pd.notna(ref.get("breached_trials")) and int(ref["breached_trials"]) == 0:
+        parts = [f"The VM-level firewall was never breached ({_cell_short(ref)})."]
+    else:
+        parts = [f"The VM-level firewall's mean breach window is "
+                 f"{float(ref['breach_window_ms_mean']):.1f} ms."]  # fmt: skip
+    if len(vmm) > 6:  # a grid: counts, the cells are listed in full below the table
+        parts.append(f"Against {len(vmm)} VMM-level cells: smaller than {len(smaller)}, larger "
+                     f"than {len(larger)}, no difference shown for {len(unclear)}.")  # fmt: skip
+    else:
+        if smaller:
+            parts.append("It is smaller than under " + ", ".join(smaller) + ".")
+        if larger:
+            parts.append("It is larger than under " + ", ".join(larger) + ".")
+        if unclear:
+            parts.append("No difference is shown against " + ", ".join(unclear) + ".")
     if smaller and not (larger or unclear):
         parts.append("The measurements support the claim for every VMM-level placement run.")
     elif smaller:
@@ -278,6 +405,27 @@ def _attack_sentence(rows: pd.DataFrame) -> str:
             "of blocked probes answered."
         )
     return " ".join(parts)
+
+
+def verdict_rst(row: Headline) -> str:
+    """The verdict for the report's landing page (reStructuredText): per experiment and
+    attacker side, what it says and the numbers it rests on."""
+    if not row.parts:
+        return f"**Verdict on the thesis's claim** ({row.claim}): {row.measured}. {row.why}\n"
+    source = row.measured.split(" [", 1)[0]
+    lines = [f"**Verdict on the thesis's claim** ({row.claim}). {source}", ""]
+    for measured, why in row.parts:
+        if why:
+            lines += [f"- {_rst(why)}", "", f"  *Measured:* {_rst(measured.split('] ', 1)[-1])}"]
+        else:
+            lines.append(f"- {_rst(measured)}")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def _rst(text: str) -> str:
+    """Plain text safe in reStructuredText (markup characters escaped)."""
+    return "".join("\\" + c if c in "*`_|" else c for c in text)
 
 
 SLR_INPUTS = ("audit", "quality_summary", "sensitivity", "table6")  # results/slr/<name>.csv
@@ -355,11 +503,15 @@ def write_comparison(
     slr: dict[str, Path] | None,
     out: str | Path,
     trials: str | Path | None = None,
+    flows: str | Path | None = None,
+    verdict_out: str | Path | None = None,
 ) -> list[Headline]:
     """Write the markdown table and return its rows (`slr` None: no SLR rows; `trials`:
     trials.csv, for how many of the compared trials kept a live guest)."""
     rows = measurement_headlines(Path(paper_summary), Path(summary), trials and Path(trials))
-    rows.append(attack_window_headline(Path(attack_window)))
+    flows = Path(flows) if flows else Path(attack_window).with_name("flow_survival.csv")
+    verdict, details = attack_window_headline(Path(attack_window), flows)
+    rows.append(verdict)
     if slr:
         rows += slr_headlines(slr)
     lines = [
@@ -374,8 +526,13 @@ def write_comparison(
     for h in rows:
         cells = [h.claim, h.printed, h.recomputed, h.measured, h.why]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    if details:
+        lines += ["", details]
     with atomic_write(out) as handle:
         handle.write("\n".join(lines) + "\n")
+    if verdict_out:
+        with atomic_write(verdict_out) as handle:
+            handle.write(verdict_rst(verdict))
     return rows
 
 
@@ -394,6 +551,8 @@ def _cli(args: argparse.Namespace) -> int:
         slr,
         args.out,
         args.trials or analysis_dir / "trials.csv",
+        args.flows or analysis_dir / "flow_survival.csv",
+        args.verdict,
     )
     print(f"{len(rows)} headlines -> {args.out}")
     return 0
@@ -405,6 +564,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--summary", help="summary.csv (default: in --analysis-dir)")
     p.add_argument("--attack-window", help="attack_window.csv (default: in --analysis-dir)")
     p.add_argument("--trials", help="trials.csv (default: in --analysis-dir)")
+    p.add_argument("--flows", help="flow_survival.csv (default: in --analysis-dir)")
+    p.add_argument("--verdict", help="also write the verdict here (reStructuredText, the "
+                   "report's landing page)")  # fmt: skip
     for name in SLR_INPUTS:
         p.add_argument(f"--slr-{name.replace('_', '-')}", help=f"SLR {name}.csv")
     p.add_argument("--paper-dir", default="results/paper", help="default folder of its inputs")

@@ -44,8 +44,15 @@ SIDE_TEXT = {
     "egress": "the guest's own SYNs to a destination its ruleset blocks",
 }
 SENDLOG_HEADER = ["port", "index", "t_sched_ns", "t_send_ns"]
-SPORT_BASE = 40000  # a probe to port p leaves from source port 40000 + p % 1000
+# A side's probe to port p leaves from source port base + p % 1000 (switch 40000, as today):
+# answers are told apart by the port they go to, whichever capture they show up in.
+SIDE_SPORT_BASE = {"switch": 40000, "dst_cotenant": 41000, "src_cotenant": 42000, "egress": 43000}
 CLOCKS = ("host", "guest")
+
+
+def probe_sport(side: str, dport: int) -> int:
+    """The source port of a side's SYN probes to `dport`."""
+    return SIDE_SPORT_BASE[side] + int(dport) % 1000
 
 
 def side_files(side: str) -> tuple[str, str]:
@@ -72,7 +79,9 @@ INITIATIVES = ("prober", "guest")
 # Flows with a fixed role, for trials whose trial.json does not describe them (older trials):
 # who speaks first after the resume, and whether only connection state admits the flow.
 KNOWN_FLOWS: dict[str, dict[str, Any]] = {
-    "stateful": {"initiative": "prober", "state_only": False},  # FTP control, rule S1/F1
+    # FTP control, rule S1/F1: NOOP at 100 Hz, so after the resume either side's segment may
+    # come first (one in flight at the pause); flows.pcap says which.
+    "stateful": {"initiative": None, "state_only": False},
     "established": {"initiative": "prober", "state_only": True},  # echo: guest answers at once
     "guest_first": {"initiative": "guest", "state_only": True},  # guest holds, answers on its tick
 }

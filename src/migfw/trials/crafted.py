@@ -14,6 +14,7 @@ import argparse
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +25,17 @@ from migfw.trials.contract import (
     parse_trial_id,
     trial_name,
     trial_spec,
+)
+from migfw.trials.craftpcap import (  # noqa: F401 - also this module's API (tests import them)
+    ACK,
+    ATTACKER,
+    ETH_IP_TCP,
+    RST,
+    SYN,
+    _checksum,
+    pcap_bytes,
+    tcp_frames,
+    write_side,
 )
 
 ETH_IP_ICMP = 14 + 20 + 8
@@ -48,14 +60,6 @@ class CraftedTrial:
     ident: int = 0x4D46
     experiment: str = "default"
     factors: dict | None = None
-
-
-def _checksum(words: np.ndarray) -> np.ndarray:
-    """Internet checksum of each row of big-endian 16-bit words."""
-    total = words.astype(np.uint64).sum(axis=1)
-    while np.any(total >> 16):
-        total = (total & 0xFFFF) + (total >> 16)
-    return (~total & 0xFFFF).astype(np.uint16)
 
 
 def echo_frames(
@@ -88,26 +92,6 @@ def echo_frames(
     icmp[:, 2] = icmp_sum >> 8
     icmp[:, 3] = icmp_sum & 0xFF
     return frame
-
-
-def pcap_bytes(ts_ns: np.ndarray, frames: np.ndarray) -> bytes:
-    """A classic little-endian nanosecond pcap (link type Ethernet) of equal-length frames."""
-    order = np.argsort(ts_ns, kind="stable")
-    ts_ns, frames = ts_ns[order], frames[order]
-    n, length = frames.shape
-    header = np.zeros((n, 4), dtype="<u4")
-    header[:, 0] = ts_ns // 1_000_000_000
-    header[:, 1] = ts_ns % 1_000_000_000
-    header[:, 2] = length
-    header[:, 3] = length
-    records = np.concatenate([header.view(np.uint8).reshape(n, 16), frames], axis=1)
-    # magic (ns), version 2.4, thiszone, sigfigs, snaplen, link type Ethernet
-    file_header = (
-        np.array([0xA1B23C4D], "<u4").tobytes()
-        + np.array([2, 4], "<u2").tobytes()
-        + np.array([0, 0, 65535, 1], "<u4").tobytes()
-    )
-    return file_header + records.tobytes()
 
 
 def craft_trial(spec: CraftedTrial, out_dir: str | Path) -> dict:
@@ -316,11 +300,23 @@ def _cli(args: argparse.Namespace) -> int:
         spec = crafted_spec(args.trial, args.seed, factors)
         placement, delay = _attack_placement(spec, args)
         if placement:
+            levels = spec.factors or {}
+            model = {
+                "trigger": args.trigger or levels.get("trigger"),
+                "port_default": args.port_default or levels.get("port_default"),
+                "tcp_loose": args.tcp_loose if args.tcp_loose is not None
+                else levels.get("nf_conntrack_tcp_loose"),
+            }  # fmt: skip
+            issue22 = (args.issue22 or placement in ("vmm-state", "both")
+                       or any(v is not None for v in model.values()))  # fmt: skip
             attack = CraftedAttack(
                 placement,
-                delay if placement == "vmm-agent" else None,
+                delay if placement in ("vmm-agent", "vmm-state") else None,
                 vmm_window_ms=args.vmm_window_ms,
                 rate_hz=args.rate_hz,
+                issue22=issue22,
+                open_everywhere=not args.guest_only_allow,
+                **model,
             )
             extra = {"experiment": args.experiment} if args.experiment else None
             craft_placement_trial(spec, attack, Path(args.out), extra)
@@ -343,73 +339,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument(
         "--placement",
-        choices=["vm", "vmm", "vmm-agent", "none", "both"],
+        choices=["vm", "vmm", "vmm-agent", "none", "both", "vmm-state"],
         help="also write attack data (attack.pcap, attack_sendlog.csv, flows.csv) for this "
         "firewall placement, with known breach windows (truth.json)",
     )
     p.add_argument("--agent-delay-ms", type=float, default=200.0, help="vmm-agent's delay")
     p.add_argument("--vmm-window-ms", type=float, default=0.0, help="vmm's breach window")
     p.add_argument("--rate-hz", type=float, default=1000.0, help="attack probe rate")
+    p.add_argument(
+        "--issue22",
+        action="store_true",
+        help="also every attacker side, the "
+        "two-sided flows, conntrack dumps (implied by the options below, by their "
+        "factors in the trial's experiment, and by vmm-state or both)",
+    )
+    p.add_argument("--trigger", choices=["pre", "incoming", "resume"])
+    p.add_argument("--port-default", choices=["open", "closed"])
+    p.add_argument("--tcp-loose", type=int, choices=[0, 1])
+    p.add_argument(
+        "--guest-only-allow",
+        action="store_true",
+        help="the flows' temporary allow "
+        "rule only in the guest (under host placements they never open)",
+    )
     p.add_argument("--experiment", help="trial.json experiment name")
     p.set_defaults(func=_cli)
 
 
 # --------------------------------------------------------------------------- attack window
-
-ETH_IP_TCP = 14 + 20 + 20
-SYN, RST, ACK = 0x02, 0x04, 0x10
-ATTACKER = "10.231.0.66"
-
-
-def tcp_frames(
-    src: str,
-    dst: str,
-    sport: np.ndarray,
-    dport: np.ndarray,
-    seq: np.ndarray,
-    ack: np.ndarray,
-    flags: np.ndarray,
-) -> np.ndarray:
-    """Ethernet/IPv4/TCP frames (no options, no payload) as an (n, 54) uint8 array, IP and
-    TCP checksums filled in."""
-    n = len(seq)
-    frame = np.zeros((n, ETH_IP_TCP), dtype=np.uint8)
-    frame[:, 0:6] = [0x52, 0x54, 0, 0, 0, 0x0A]
-    frame[:, 6:12] = [0x52, 0x54, 0, 0, 0, 0x66]
-    frame[:, 12:14] = [0x08, 0x00]
-    ip = frame[:, 14:34]
-    ip[:, 0] = 0x45
-    ip[:, 2:4] = [0, 40]
-    ip[:, 8] = 64
-    ip[:, 9] = 6
-    s = np.frombuffer(ipaddress.IPv4Address(src).packed, np.uint8)
-    d = np.frombuffer(ipaddress.IPv4Address(dst).packed, np.uint8)
-    ip[:, 12:16] = s
-    ip[:, 16:20] = d
-    ip_sum = _checksum(ip.view(">u2").reshape(n, 10))
-    ip[:, 10] = ip_sum >> 8
-    ip[:, 11] = ip_sum & 0xFF
-    tcp = frame[:, 34:]
-
-    def put(col: int, values: np.ndarray, width: int) -> None:
-        v = np.asarray(values, dtype=np.uint64)
-        for i in range(width):
-            tcp[:, col + i] = (v >> np.uint64(8 * (width - 1 - i))) & np.uint64(0xFF)
-
-    put(0, sport, 2)
-    put(2, dport, 2)
-    put(4, seq, 4)
-    put(8, ack, 4)
-    tcp[:, 12] = 5 << 4  # data offset: 5 words
-    tcp[:, 13] = np.asarray(flags, dtype=np.uint8)
-    tcp[:, 14:16] = [0xFA, 0xF0]  # window 64240
-    pseudo = np.zeros((n, 12), np.uint8)
-    pseudo[:, 0:4], pseudo[:, 4:8], pseudo[:, 9], pseudo[:, 11] = s, d, 6, 20
-    words = np.concatenate([pseudo, tcp], axis=1).view(">u2").reshape(n, 16)
-    tcp_sum = _checksum(words)
-    tcp[:, 16] = tcp_sum >> 8
-    tcp[:, 17] = tcp_sum & 0xFF
-    return frame
 
 
 @dataclass
@@ -423,6 +380,12 @@ class CraftedAttack:
       vmm-agent: from resume (the VM appears on the destination host, unfiltered) until
                  resume + event_lag_ms + agent_delay_ms (the agent installs the rules);
       vmm:       from resume for vmm_window_ms (0: the destination filters at once).
+
+    `issue22` (implied by any of its settings) switches to the model of
+    migfw.trials.crafted_exposure: the agent's `trigger` and `port_default`, vmm-state, the
+    attackers of `sides` besides the switch, flows in both directions of initiative
+    (`established`, `guest_first`; `open_everywhere` False reproduces the older testbed whose
+    temporary allow rule was only in the guest) and conntrack dumps.
     """
 
     placement: str = "vm"
@@ -435,6 +398,23 @@ class CraftedAttack:
     jitter_us: int = 20
     rtt_us: int = 300
     flow_rate_hz: float = 100.0
+    issue22: bool = False
+    trigger: str | None = None  # pre | incoming | resume (agent placements; default resume)
+    port_default: str | None = None  # open | closed (agent placements; default open)
+    tcp_loose: int | None = None  # 0 | 1 (default 1, the kernel's)
+    sides: tuple[str, ...] = ("dst_cotenant", "src_cotenant", "egress")
+    open_everywhere: bool = True
+
+    def model(self, start: int, end: int, mig_start: int, pause: int, resume: int):  # -> Model
+        from migfw.trials.crafted_exposure import Model
+
+        return Model(
+            self.placement, start, end, mig_start, pause, resume,
+            trigger=self.trigger or "resume", agent_delay_ms=float(self.agent_delay_ms or 0),
+            port_default=self.port_default or "open",
+            tcp_loose=1 if self.tcp_loose is None else int(self.tcp_loose),
+            vmm_window_ms=self.vmm_window_ms, event_lag_ms=self.event_lag_ms,
+        )  # fmt: skip
 
 
 def _answer_flags(count: int, rng: np.random.Generator) -> np.ndarray:
@@ -451,9 +431,11 @@ def craft_attack(
     resume_ns: int,
     target: str,
     seed: int = 0,
+    model: Any = None,
 ) -> dict:
     """Write attack.pcap, attack_sendlog.csv and flows.csv for one trial; return the truth
-    (breach window etc., computed from the construction, not by the analysis)."""
+    (breach window etc., computed from the construction, not by the analysis). With a
+    crafted_exposure `model`, it says which probes get through (and flows.csv is left to it)."""
     rng = np.random.default_rng(seed)
     period = round(1e9 / attack.rate_hz)
     count = int((end_ns - start_ns) // period)
@@ -466,7 +448,11 @@ def craft_attack(
         t_send = t_sched + rng.integers(0, attack.jitter_us * 1000 + 1, count)
         arrive = t_send + half
         up = (arrive < pause_ns) | (arrive >= resume_ns)  # the guest runs
-        if port == attack.allowed_port or attack.placement == "none":
+        if model is not None:
+            passes = model.unfiltered if port == attack.blocked_port else (
+                lambda t: model.runs(t) and not model.closed(t))  # fmt: skip
+            reach = np.array([passes(int(a)) for a in arrive], dtype=bool)
+        elif port == attack.allowed_port or attack.placement == "none":
             reach = up
         elif attack.placement in ("vm", "both"):  # the guest's own ruleset drops it
             reach = np.zeros(count, bool)
@@ -509,7 +495,8 @@ def craft_attack(
     with atomic_write(out_dir / "attack_sendlog.csv", "w") as handle:
         handle.write("port,index,t_sched_ns,t_send_ns\n")
         handle.writelines(f"{p},{i},{a},{b}\n" for p, i, a, b in rows)
-    truth.update(_craft_flows(attack, out_dir, start_ns, end_ns, pause_ns, resume_ns, rng))
+    if model is None:
+        truth.update(_craft_flows(attack, out_dir, start_ns, end_ns, pause_ns, resume_ns, rng))
     return truth
 
 
@@ -522,74 +509,24 @@ def write_attack(
     """attack.pcap + attack_sendlog.csv from explicit lists, for hand-worked tests:
     sends (port, index, t_send_ns) and answers (t_ns, port, probe index, TCP flags). The
     pcap keeps the answers in the order given (capture order), after the probes."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    s = np.array(sends, dtype=np.int64).reshape(-1, 3)
-    a = np.array(answers, dtype=np.int64).reshape(-1, 4)
-    probes = tcp_frames(
-        ATTACKER, target, 40000 + s[:, 0] % 1000, s[:, 0], s[:, 1], np.zeros(len(s)),
-        np.full(len(s), SYN),
-    )  # fmt: skip
-    replies = tcp_frames(
-        target, ATTACKER, a[:, 1], 40000 + a[:, 1] % 1000, np.arange(len(a)) * 7919,
-        a[:, 2] + 1, a[:, 3],
-    )  # fmt: skip
-    frames = np.concatenate([probes, replies])
-    ts = np.concatenate([s[:, 2], a[:, 0]])
-    # pcap_bytes sorts by time; keep capture order as given instead (reordered answers).
-    n, length = frames.shape
-    header = np.zeros((n, 4), dtype="<u4")
-    header[:, 0], header[:, 1] = ts // 1_000_000_000, ts % 1_000_000_000
-    header[:, 2] = header[:, 3] = length
-    data = (
-        pcap_bytes(ts[:0], frames[:0])
-        + np.concatenate([header.view(np.uint8).reshape(n, 16), frames], axis=1).tobytes()
-    )
-    with atomic_write(out_dir / "attack.pcap", "wb") as handle:
-        handle.write(data)
-    with atomic_write(out_dir / "attack_sendlog.csv", "w") as handle:
-        handle.write("port,index,t_sched_ns,t_send_ns\n")
-        handle.writelines(f"{p},{i},{t},{t}\n" for p, i, t in sends)
+    write_side(out_dir, "switch", target, ATTACKER, sends, answers)
 
 
 def _attack_truth(
     index: np.ndarray, t_send: np.ndarray, reach: np.ndarray, pause_ns: int, resume_ns: int
 ) -> dict:
     """Runs of answered probes, by construction (pure Python, independent of the analysis)."""
-    runs, current = [], []
-    for i in range(len(index)):
-        if reach[i]:
-            current.append(i)
-        elif current:
-            runs.append(current)
-            current = []
-    if current:
-        runs.append(current)
-    out = []
-    for r in runs:
-        a, b = r[0], r[-1]
-        before = t_send[a - 1] if a > 0 else t_send[a]
-        after = t_send[b + 1] if b + 1 < len(index) else t_send[b]
-        first = int(t_send[a])
-        pos = "before_switchover" if first < pause_ns else (
-            "blackout" if first < resume_ns else "after_resume"
-        )  # fmt: skip
-        out.append(
-            {
-                "window_ms": (int(t_send[b]) - first) / 1e6,
-                "hi_ms": (int(after) - int(before)) / 1e6,
-                "count": len(r),
-                "position": pos,
-            }
-        )
-    best = max(out, key=lambda r: (r["window_ms"], r["count"]), default=None)
+    from migfw.trials.crafted_exposure import runs_truth
+
+    send = [int(t) for t in t_send]
+    t = runs_truth(send, [bool(r) for r in reach], send, pause_ns, resume_ns)
     return {
-        "blocked_answered": int(reach.sum()),
-        "breach_runs": len(out),
-        "breach_window_ms": best["window_ms"] if best else 0.0,
-        "breach_window_hi_ms": best["hi_ms"] if best else 0.0,
-        "breaches_total_ms": sum(r["window_ms"] for r in out),
-        "breach_positions": [r["position"] for r in out],
+        "blocked_answered": t["answered"],
+        "breach_runs": t["runs"],
+        "breach_window_ms": t["window_ms"],
+        "breach_window_hi_ms": t["window_hi_ms"],
+        "breaches_total_ms": t["total_ms"],
+        "breach_positions": t["run_positions"],
     }
 
 
@@ -638,7 +575,9 @@ def craft_placement_trial(
 ) -> dict:
     """A crafted trial with attack data: probe.pcap/trial.json as craft_trial, plus
     attack.pcap, attack_sendlog.csv, flows.csv, and trial.json's firewall/attack/phases;
-    truth.json gains the attack truth."""
+    truth.json gains the attack truth. With `attack.issue22`, also every other attacker
+    side, the two-sided flows with flows.pcap, the conntrack dumps and the factors
+    (crafted_exposure), their truth under truth.json `sides` and `flows`."""
     import json
 
     out_dir = Path(out_dir)
@@ -646,11 +585,16 @@ def craft_placement_trial(
     pause, resume = round(truth["pause_start"] * 1e9), round(truth["pause_end"] * 1e9)
     start = int(spec.start_epoch * 1e9)
     end = start + int((spec.lead_in_s + spec.migration_s + spec.settle_s) * 1e9)
+    mig_start = start + int(spec.lead_in_s * 1e9)
+    model = attack.model(start, end, mig_start, pause, resume) if attack.issue22 else None
     truth.update(
-        craft_attack(attack, out_dir, start, end, pause, resume, spec.target, spec.seed + 7)
+        craft_attack(
+            attack, out_dir, start, end, pause, resume, spec.target, spec.seed + 7, model
+        )  # fmt: skip
     )
     meta = json.loads((out_dir / "trial.json").read_text())
-    delay = attack.agent_delay_ms if attack.placement == "vmm-agent" else None
+    agent_placement = attack.placement in ("vmm-agent", "vmm-state")
+    delay = attack.agent_delay_ms if agent_placement else None
     meta.update(
         {
             "firewall": {"placement": attack.placement, "agent_delay_ms": delay},
@@ -665,8 +609,24 @@ def craft_placement_trial(
     )
     positions = list(dict.fromkeys(truth["breach_positions"]))  # by construction
     meta["breach_position"] = (positions[0] if len(positions) == 1 else positions) or "none"
-    meta.update(extra or {})
     factors = meta.setdefault("factors", {})
+    if model is not None:
+        from migfw.trials.crafted_exposure import craft_exposure
+
+        added, exposure = craft_exposure(
+            model, out_dir, spec.target, attack.rate_hz, tuple(attack.sides),
+            attack.flow_rate_hz, attack.open_everywhere, spec.seed + 13,
+        )  # fmt: skip
+        agent = added.pop("agent", None)
+        meta.update(added)
+        if agent:
+            meta["firewall"]["agent"] = agent
+        if agent_placement:
+            meta["firewall"]["port_default"] = {"level": model.port_default}
+            factors.update(trigger=model.trigger, port_default=model.port_default)
+        factors["nf_conntrack_tcp_loose"] = model.tcp_loose
+        truth.update(exposure)
+    meta.update(extra or {})
     factors.setdefault("interval_s", spec.interval_s)
     factors["placement"] = attack.placement  # the placement crafted is the trial's
     if delay is not None:
