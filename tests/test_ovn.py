@@ -281,3 +281,20 @@ def test_timeline_draws_the_geneve_underlay_and_the_binding(tmp_path: Path) -> N
     svg = (tmp_path / "t.svg").read_text()
     assert "37 echoes tunnelled between the hosts" in svg  # only those to the VM
     assert "activated" in svg and "bound B" in svg and "extra B" in svg
+
+
+def test_a_killed_ovn_daemon_is_repaired(bare_testbed) -> None:
+    from migfw.testbed.local import kill_pid, pid_alive
+
+    bed, state = bare_testbed
+    site = ovn.start_ovn(bed, state, bed._write_state)
+    assert ovn.repair_ovn(bed, state, bed._write_state) == []  # whole: nothing to do
+    victim = state["pids"]["ovn-controller_B"]
+    others = [p for k, p in state["pids"].items() if k != "ovn-controller_B"]
+    kill_pid(victim)  # a fault, injected by the recorded PID
+    assert not ovn.ovn_running(site, state)
+    done = ovn.repair_ovn(bed, state, bed._write_state)
+    assert done == ["restarted OVN (dead: ovn-controller_B)"]
+    assert ovn.ovn_running(site, state) and not any(pid_alive(p) for p in others)
+    assert set(ovn.chassis_names(site).values()) == {site.chassis("A"), site.chassis("B")}
+    assert ovn.zero_snat(site, "B") == "false"

@@ -632,6 +632,9 @@ class LocalTestbed:
             self._wait_socket(host, state)
             new = state["pids"][key]
             done.append(f"restarted libvirtd of host {host} ({why}, now {new})")
+        from migfw.testbed.ovn import repair_ovn  # placement ovn's daemons, when started
+
+        done += repair_ovn(self, state, self._write_state)
         return done
 
     def kill_unresponsive_qemus(self) -> list[str]:

@@ -258,11 +258,7 @@ def ovn_running(site: OvnSite, state: dict[str, Any]) -> bool:
     from migfw.testbed.local import pid_alive
 
     pids = state.get("pids", {})
-    keys = ["ovsdb-server_central", "ovn-northd_central"] + [f"{d}_{h}" for h in ("A", "B")
-                                            for d in ("ovsdb-server", "ovs-vswitchd",
-                                                      "ovn-controller")]  # fmt: skip
-    return all(pid_alive(pids.get(k), k.split("_")[0])
-               for k in keys)  # fmt: skip
+    return all(pid_alive(pids.get(k), k.split("_")[0]) for k in OVN_KEYS)
 
 
 def _control_network(site: OvnSite, state: dict[str, Any], write_state: Callable) -> None:
@@ -444,6 +440,45 @@ def start_ovn(local: Any, state: dict[str, Any], write_state: Callable) -> OvnSi
                     "start_s": round(time.monotonic() - started, 2)}  # fmt: skip
     write_state(state)
     return site
+
+
+OVN_KEYS = ("ovsdb-server_central", "ovn-northd_central") + tuple(
+    f"{d}_{h}" for h in ("A", "B") for d in ("ovsdb-server", "ovs-vswitchd", "ovn-controller")
+)
+
+
+def repair_ovn(local: Any, state: dict[str, Any], write_state: Callable) -> list[str]:
+    """A testbed whose OVN lost a daemon (killed, or aborted as OVS 3.1.0's conntrack did):
+    stop the rest by their recorded PIDs, drop the databases and start OVN afresh (the VM's
+    port is plugged again when the VM is re-provisioned; every `ovn` trial loads its port,
+    binding and ACLs anew). Returns what it did, [] when OVN is whole or was never started."""
+    from migfw.testbed.local import kill_pid, pid_alive
+
+    if not state.get("ovn"):
+        return []
+    site = OvnSite(local)
+    if ovn_running(site, state):
+        return []
+    pids = state.setdefault("pids", {})
+    dead = [k for k in OVN_KEYS if not pid_alive(pids.get(k), k.split("_")[0])]
+    for key in OVN_KEYS:
+        pid = pids.pop(key, None)
+        if pid_alive(pid, key.split("_")[0]):
+            kill_pid(pid)
+    import shutil
+
+    for path in (site.control_dir(), site.ovs_rundir("A"), site.ovs_rundir("B")):
+        # Empty the run directories, never remove them: each host's libvirtd has its own
+        # bind-mounted on /run/openvswitch.
+        for child in path.glob("*") if path.exists() else []:
+            if child.is_dir():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+    state.pop("ovn", None)
+    write_state(state)
+    start_ovn(local, state, write_state)
+    return [f"restarted OVN (dead: {', '.join(dead)})"]
 
 
 # ---------------------------------------------------------------------- logical network
