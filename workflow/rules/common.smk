@@ -194,6 +194,17 @@ def trial_folder(wildcards):
     return str(trial_dir(TRIALS_DIR, wildcards.trial))
 
 
+def ovn_first(wildcards):
+    """Placement `ovn` (its deployment, then its trials) before the others: its VM has an
+    OVS port, the others' a Linux-bridge one, and every switch between them boots the VM
+    anew (docs/placements.md), so one block of ovn jobs costs two switches in all."""
+    from migfw.trials.contract import parse_trial_id
+
+    if "placement" in wildcards.keys():
+        return int(wildcards.placement == "ovn")
+    return int(parse_trial_id(wildcards.trial)[1].get("placement") == "ovn")
+
+
 def trial_deployment(wildcards):
     """A trial's provisioning and placement evidence, as ancient inputs: they order the
     DAG (testbed_up -> deploy_placement -> trial) and never re-trigger a trial."""

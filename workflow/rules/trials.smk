@@ -93,6 +93,7 @@ if SOURCE == "testbed":
             f"{LOGS}/deploy_placement/{{placement}}.log",
         wildcard_constraints:
             placement="vm|vmm|vmm-agent|none|ovn",
+        priority: ovn_first
         resources:
             **ALL_PAIRS,
         run:
@@ -122,6 +123,7 @@ if SOURCE == "testbed":
             f"{BENCH}/trials/{{trial}}.tsv"
         wildcard_constraints:
             trial=unfinished_pattern(),
+        priority: ovn_first
         resources:
             **PAIR_RESOURCES,
         run:
