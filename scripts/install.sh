@@ -48,6 +48,9 @@ else
 fi
 if [ "$mode" = test ]; then
   apt_packages+=(tshark iputils-ping)
+  # The one-node Slurm of tests/test_slurm.py and CI (scripts/slurm-local.sh): Debian's
+  # Slurm 22.05 with its accounting daemon and database, so `sacct` answers the executor.
+  apt_packages+=(slurm-wlm slurmdbd munge mariadb-server mariadb-client)
 fi
 
 missing=()

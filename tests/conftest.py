@@ -25,8 +25,9 @@ def testdata() -> Path:
 
 # Tests that make namespaces, links or testbeds use fixed names and subnets. Two suites run at
 # once on one machine (parallel sessions, each in its own clone) would collide: such modules
-# take one machine-wide lock for their duration, so they run one module at a time.
-_NETWORK_MODULE = re.compile(r"netns|testbedcfg|nethelpers|LocalTestbed|linked_pair")
+# take one machine-wide lock for their duration, so they run one module at a time (so do the
+# modules that start the one-node Slurm, scripts/slurm-local.sh: its /run/slurm/conf is one).
+_NETWORK_MODULE = re.compile(r"netns|testbedcfg|nethelpers|LocalTestbed|linked_pair|slurm-local")
 _MACHINE_LOCK = Path("/run/migfw-tests.lock")
 
 

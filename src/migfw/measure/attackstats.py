@@ -118,11 +118,11 @@ def diff_of_means(
         return diff, diff, diff
     from scipy import stats as sps
 
-    from migfw.measure.stats import BOOTSTRAP_BATCH_VALUES
+    from migfw.measure.stats import BOOTSTRAP_BATCH_VALUES, resample_means
 
     boot = sps.bootstrap(
         (x, ref),
-        lambda a, b, axis=-1: np.mean(a, axis=axis) - np.mean(b, axis=axis),
+        lambda a, b, axis=-1: resample_means(a, axis) - resample_means(b, axis),
         confidence_level=confidence,
         n_resamples=resamples,
         method="percentile",

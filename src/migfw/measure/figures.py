@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
@@ -41,7 +42,10 @@ def _save(fig: Figure, out_png: str | Path) -> None:
     out_png.parent.mkdir(parents=True, exist_ok=True)
     for path in (out_png, out_png.with_suffix(".svg")):
         tmp = path.with_name(f".{path.name}.part{path.suffix}")
-        fig.savefig(tmp, dpi=150, bbox_inches="tight")
+        # No date and fixed element ids in the SVG: the same figure is the same bytes on a
+        # cluster node and here (tests/test_slurm.py compares them).
+        with matplotlib.rc_context({"svg.hashsalt": "migfw"}):
+            fig.savefig(tmp, dpi=150, bbox_inches="tight", metadata={"Date": None})
         os.replace(tmp, path)
 
 

@@ -397,6 +397,13 @@ def _save(fig, png: str | os.PathLike, svg: str | os.PathLike) -> None:
         for path, fmt in ((png, "png"), (svg, "svg")):
             mode = "wb" if fmt == "png" else "w"
             with atomic_write(Path(path), mode) as handle:
-                fig.savefig(handle, format=fmt, dpi=200 if fmt == "png" else None)
+                # No date and fixed element ids in the SVG: reruns give the same bytes.
+                with plt.rc_context({"svg.hashsalt": "migfw"}):
+                    fig.savefig(
+                        handle,
+                        format=fmt,
+                        dpi=200 if fmt == "png" else None,
+                        metadata={"Date": None},
+                    )
     finally:
         plt.close(fig)
