@@ -1,16 +1,23 @@
-"""How the analysis scales: analysis-only reruns of 24, 240 and 1,000 cached 1 kHz trials, and
-the first `migfw probes` after a fresh install.
+"""How the analysis scales: the first analysis of 24 cached 1 kHz trials, analysis-only reruns of
+24 to 10,000, the same on a one-node Slurm, and the first `migfw probes` after a fresh install.
 
-    python scripts/bench_analysis.py [--sizes 24 240 1000] [--work DIR] [--keep]
+    python scripts/bench_analysis.py [--sizes 24 1000 10000] [--work DIR] [--keep] [--slurm]
 
-For the largest size it crafts that many 1 kHz trial folders (migfw.trials.crafted: real
-pcaps, ~10-18 s of probes each, ~3 MB), and gives each smaller set the first N of them
-(symlinks). The workflow runs in a copy of this repository's tracked files (so results/ here
-is untouched) with config/config.yaml changed only in trials_source=directory, trials_dir=<set>
-and slr.enabled=false (the SLR branch is no part of a measurement rerun). Per set it runs
-  1. the first analysis (untimed target; every per-trial metric and the timeline figures),
-  2. the README's rerun, timed: snakemake --cores 1 --forcerun trial_metrics,
-and prints wall time and the peak resident memory of the largest process (ru_maxrss).
+It crafts 1,000 distinct 1 kHz trial folders (migfw.trials.crafted: real pcaps, ~10-18 s of
+probes each, ~3 MB); above 1,000, trial k is a folder of its own whose trial.json names it
+and whose capture is a hard link to the capture of trial (k-1) mod 1,000 + 1 (10,000 distinct
+crafted captures would be 31 GB of disk; the analysis still opens, reads and parses 10,000
+files, through the page cache). Each set gets the first N (symlinks). The workflow runs in a
+copy of this repository's tracked files (results/ here is untouched) with config/config.yaml
+changed only in trials_source=directory, trials_dir=<set> and analysis.factors=[interval_s].
+Per set it runs, with the load average before each figure:
+  1. the first analysis from an empty results/ (every metric, 16 timelines, the paper and
+     SLR rules), timed: for 24 trials the target is 15 s;
+  2. the README's rerun, timed: snakemake --cores 1 --forcerun trial_metrics, with wall and
+     CPU time and the peak resident memory of the largest process (ru_maxrss); targets
+     24: 15 s, 1,000: 3 min, 10,000: 5 min with peak memory within 10 % of 1,000's;
+  3. with --slurm and a running cluster (SLURM_CONF, MIGFW_SLURM_ACCOUNT/PARTITION set, e.g.
+     by scripts/slurm-local.sh env), the same rerun through profiles/slurm, timed.
 The first `migfw probes` is timed in a new process after an empty numba cache was filled by
 `python -m migfw.measure.warm`, exactly as scripts/install.sh does (and, for comparison,
 with the cache left empty). Timings depend on what else loads the machine: run it alone.
@@ -31,7 +38,10 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-TARGETS_S = {24: 15.0, 1000: 180.0}  # issue 13
+TARGETS_S = {24: 15.0, 1000: 180.0, 10000: 300.0}  # issues 13 and 20
+FIRST_TARGET_S = {24: 15.0}  # the first analysis of 24 trials (issue 20)
+MEMORY_VS_1000 = 1.10  # 10,000 trials: peak memory within 10 % of 1,000's
+DISTINCT = 1000  # crafted captures; trials above this share them by hard link
 FIRST_PROBES_TARGET_S = 3.0
 
 
@@ -71,10 +81,29 @@ def craft_trials(root: Path, n: int) -> list[str]:
 
     factors = {"interval_s": 0.001}
     ids = [trial_name("bench", factors, r) for r in range(1, n + 1)]
-    for trial in ids:
-        if not (root / trial / "trial.json").exists():
-            craft_trial(crafted_spec(trial, factors=factors), root / trial)
+    for k, trial in enumerate(ids, start=1):
+        folder = root / trial
+        if (folder / "trial.json").exists():
+            continue
+        if k <= DISTINCT:
+            craft_trial(crafted_spec(trial, factors=factors), folder)
+            continue
+        twin = root / ids[(k - 1) % DISTINCT]
+        part = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(part, ignore_errors=True)
+        part.mkdir(parents=True)
+        for name in ("probe.pcap", "truth.json"):
+            os.link(twin / name, part / name)
+        meta = json.loads((twin / "trial.json").read_text())
+        meta.update(trial_id=trial, repetition=k)
+        (part / "trial.json").write_text(json.dumps(meta, indent=1))
+        part.rename(folder)
     return ids
+
+
+def load() -> str:
+    """The 1-minute load average, to print beside every timing."""
+    return Path("/proc/loadavg").read_text().split()[0]
 
 
 def copy_repo(dest: Path) -> None:
@@ -108,10 +137,15 @@ def first_probes(pcap: Path, scratch: Path) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[24, 240, 1000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[24, 1000, 10000])
     parser.add_argument("--work", type=Path, help="work folder (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--slurm", action="store_true", help="also rerun on the Slurm cluster")
     args = parser.parse_args()
+    if args.slurm and not os.environ.get("SLURM_CONF"):
+        sys.exit(
+            'bench_analysis: --slurm needs a cluster: eval "$(bash scripts/slurm-local.sh env)"'
+        )
     work = args.work or Path(tempfile.mkdtemp(prefix="migfw-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     snakemake = str(Path(sys.executable).with_name("snakemake"))
@@ -120,10 +154,6 @@ def main() -> int:
         t0 = time.perf_counter()
         ids = craft_trials(work / "trials", max(args.sizes))
         print(f"crafted {len(ids)} 1 kHz trials in {time.perf_counter() - t0:.0f} s", flush=True)
-        repo = work / "repo"
-        if not repo.exists():
-            repo.mkdir()
-            copy_repo(repo)
         for n in sorted(args.sizes):
             trial_set = work / f"set-{n}"
             trial_set.mkdir(exist_ok=True)
@@ -132,39 +162,75 @@ def main() -> int:
                 link.parent.mkdir(exist_ok=True)
                 if not link.exists():
                     link.symlink_to(work / "trials" / trial, target_is_directory=True)
+            # A fresh copy per set: its results/ starts empty, as in a fresh clone.
+            repo = work / f"repo-{n}"
+            shutil.rmtree(repo, ignore_errors=True)
+            repo.mkdir()
+            copy_repo(repo)
             config = yaml.safe_load((REPO / "config/config.yaml").read_text())
             config.update(trials_source="directory", trials_dir=str(trial_set))
-            config["slr"]["enabled"] = False
             config["analysis"]["factors"] = ["interval_s"]  # the crafted trials' one factor
             cfg = work / f"config-{n}.yaml"
             cfg.write_text(yaml.safe_dump(config))
             base = [snakemake, "--cores", "1", "--configfile", str(cfg)]
             # The copy's own package, not the install's: edits here cannot mix into a run.
             env = {**os.environ, "PYTHONPATH": str(repo / "src")}
-            first, first_cpu, _, _ = measured(base, repo, env)
+            # As scripts/install.sh does: the copy's numba kernels compiled before the first run.
+            subprocess.run([sys.executable, "-m", "migfw.measure.warm"], env=env, check=True)
+            load_first = load()
+            first, first_cpu, first_peak, _ = measured(
+                [*base, "--forcerun", "trial_metrics"], repo, env
+            )
+            load_rerun = load()
             rerun, cpu, peak, out = measured([*base, "--forcerun", "trial_metrics"], repo, env)
             jobs = out.count("Finished jobid")
-            rows.append((n, rerun, cpu, peak, jobs, first, first_cpu))
+            slurm = None
+            if args.slurm:
+                load_slurm = load()
+                cluster = [snakemake, "--profile", "profiles/slurm", "--cores", "2",
+                           "--configfile", str(cfg), "--forcerun", "trial_metrics"]  # fmt: skip
+                slurm_wall, _, _, slurm_out = measured(cluster, repo, env)
+                slurm = (slurm_wall, slurm_out.count("submitted with SLURM jobid"), load_slurm)
+            rows.append(dict(n=n, first=first, first_cpu=first_cpu, first_load=load_first,
+                             rerun=rerun, cpu=cpu, peak=peak, jobs=jobs, load=load_rerun,
+                             slurm=slurm))  # fmt: skip
             print(
-                f"{n:>5} trials: first analysis {first:6.1f} s (CPU {first_cpu:.1f} s); "
-                f"rerun {rerun:6.1f} s (CPU {cpu:.1f} s), {jobs} jobs, peak {peak:.0f} MiB",
+                f"{n:>6} trials: first analysis {first:6.1f} s (CPU {first_cpu:.1f} s, load "
+                f"{load_first}); rerun {rerun:6.1f} s (CPU {cpu:.1f} s, load {load_rerun}), "
+                f"{jobs} jobs, peak {peak:.0f} MiB"
+                + (f"; Slurm rerun {slurm[0]:.1f} s, {slurm[1]} jobs (load {slurm[2]})"
+                   if slurm else ""),
                 flush=True,
-            )
+            )  # fmt: skip
         pcap = work / "trials" / ids[0] / "probe.pcap"
         probes = first_probes(pcap, work)
     finally:
         if not args.keep and not args.work:
             shutil.rmtree(work, ignore_errors=True)
-    print("\nanalysis-only rerun (snakemake --cores 1 --forcerun trial_metrics), 1 kHz trials")
-    print("| trials | rerun s | target s | rerun CPU s | peak MiB | jobs | first analysis s |")
-    print("|---|---|---|---|---|---|---|")
+    print("\nanalysis only (snakemake --cores 1 ... --forcerun trial_metrics), 1 kHz trials")
+    print("| trials | first analysis s | target | rerun s | target | rerun CPU s | peak MiB |"
+          " jobs | load | Slurm rerun s (jobs) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     verdicts = []
-    for n, rerun, cpu, peak, jobs, first, _ in rows:
-        target = TARGETS_S.get(n)
-        mark = "" if target is None else (" ok" if rerun <= target else " MISSED")
-        verdicts.append(target is None or rerun <= target)
-        shown = f"{target:g}{mark}" if target else "-"
-        print(f"| {n} | {rerun:.1f} | {shown} | {cpu:.1f} | {peak:.0f} | {jobs} | {first:.1f} |")
+    peaks = {r["n"]: r["peak"] for r in rows}
+
+    def mark(value: float, target: float | None) -> str:
+        if target is None:
+            return "-"
+        verdicts.append(value <= target)
+        return f"{target:g} {'ok' if value <= target else 'MISSED'}"
+
+    for r in rows:
+        first_t, rerun_t = FIRST_TARGET_S.get(r["n"]), TARGETS_S.get(r["n"])
+        slurm = f"{r['slurm'][0]:.1f} ({r['slurm'][1]})" if r["slurm"] else "-"
+        print(f"| {r['n']} | {r['first']:.1f} | {mark(r['first'], first_t)} | {r['rerun']:.1f} |"
+              f" {mark(r['rerun'], rerun_t)} | {r['cpu']:.1f} | {r['peak']:.0f} | {r['jobs']} |"
+              f" {r['first_load']} / {r['load']} | {slurm} |")  # fmt: skip
+    if 1000 in peaks and 10000 in peaks:
+        ratio = peaks[10000] / peaks[1000]
+        verdicts.append(ratio <= MEMORY_VS_1000)
+        print(f"\npeak memory 10,000 / 1,000 trials: {ratio:.3f} (target <= {MEMORY_VS_1000:g}: "
+              f"{'ok' if ratio <= MEMORY_VS_1000 else 'MISSED'})")  # fmt: skip
     print(f"\nfirst `migfw probes` after install ({ids[0]}, target {FIRST_PROBES_TARGET_S:g} s):")
     for label in ("warmed at install", "cold numba cache"):
         print(f"  {label}: {probes[label]:.2f} s (CPU {probes[label + ' (CPU)']:.2f} s)")

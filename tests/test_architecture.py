@@ -107,7 +107,7 @@ def test_code_version_reads_sources_without_importing_them() -> None:
     ).stdout.splitlines()
     assert out[0] == "[]"
     closure = set(out[1].split())
-    # figures.py imports these (some inside functions); capture.py is reached through them.
+    # figures.py imports these (some inside functions); the capture package is reached through them.
     assert {"migfw.measure.stats", "migfw.measure.attack", "migfw.trials.contract"} <= closure
     assert "migfw.measure.capture" in closure and "migfw.slr.review" not in closure
 

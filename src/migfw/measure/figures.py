@@ -49,6 +49,17 @@ def _save(fig: Figure, out_png: str | Path) -> None:
         os.replace(tmp, path)
 
 
+def _ticks(ax: Axes, t: np.ndarray, color: str, lw: float, label: str) -> None:
+    """A vertical tick per time in t, as one path (NaN-separated) drawn as a bitmap in SVGs.
+
+    ax.vlines makes a Path object per tick (~0.5 s for 18,000 probes, a 1 kHz trial) and an
+    SVG path per tick (writing the SVG took 4 of a timeline's 6.6 s).
+    """
+    xs = np.repeat(np.asarray(t, dtype=float), 3)
+    ys = np.tile([0.0, 1.0, np.nan], len(t))
+    ax.plot(xs, ys, color=color, lw=lw, label=label, rasterized=True)
+
+
 # Above this many trials in a panel, per-trial labels would overlap (and take seconds to lay
 # out): panels then show the distribution instead of one labelled bar per trial.
 MAX_LABELLED_TRIALS = 40
@@ -279,8 +290,8 @@ def timeline_figure(trial_dir: str | Path, out_png: str | Path) -> None:
     start = migration.get("start") or float(send_s.min())
     t = send_s - start
     answered = table.answered
-    ax_raster.vlines(t[answered], 0, 1, color="#2171b5", lw=0.3, label="answered")
-    ax_raster.vlines(t[~answered], 0, 1, color="#cb181d", lw=0.8, label="lost")
+    _ticks(ax_raster, t[answered], color="#2171b5", lw=0.3, label="answered")
+    _ticks(ax_raster, t[~answered], color="#cb181d", lw=0.8, label="lost")
     ax_raster.set_yticks([])
     ax_raster.set_ylabel("ICMP", fontsize=7)
     if has_phases:
@@ -304,7 +315,7 @@ def timeline_figure(trial_dir: str | Path, out_png: str | Path) -> None:
     if has_underlay:
         title_extra += _underlay_raster(axes[row], trial_dir, meta, start)
     rtt_ms = table.rtt_ns / 1e6
-    ax_rtt.scatter(t[answered], rtt_ms[answered], s=2, color="#2171b5")
+    ax_rtt.scatter(t[answered], rtt_ms[answered], s=2, color="#2171b5", rasterized=True)
     ax_rtt.set_yscale("log")
     ax_rtt.set_ylabel("RTT (ms)")
     ax_rtt.set_xlabel("seconds since migration start")
@@ -344,8 +355,8 @@ def _breach_raster(ax: Axes, trial_dir: Path, meta: dict, start: float) -> str:
         index, answered_indices(read_tcp(trial_dir / "attack.pcap", attack["address"]), port)[0]
     )
     t = send / 1e9 - start
-    ax.vlines(t[~hit], 0, 1, color="#bdbdbd", lw=0.2, label="blocked probe, dropped")
-    ax.vlines(t[hit], 0, 1, color="#cb181d", lw=0.8, label="breach (answered)")
+    _ticks(ax, t[~hit], color="#bdbdbd", lw=0.2, label="blocked probe, dropped")
+    _ticks(ax, t[hit], color="#cb181d", lw=0.8, label="breach (answered)")
     ax.set_yticks([])
     ax.set_ylabel(f"port {port}", fontsize=7)
     ax.legend(fontsize=7, loc="upper left", ncols=2)
@@ -363,7 +374,7 @@ def _underlay_raster(ax: Axes, trial_dir: Path, meta: dict, start: float) -> str
     for kind, colour, name in ((0, "#6a51a3", "request"), (1, "#2171b5", "reply")):
         mine = echoes.kind == kind
         if mine.any():
-            ax.vlines(t[mine], 0, 1, color=colour, lw=0.3, label=f"echo {name} in Geneve")
+            _ticks(ax, t[mine], color=colour, lw=0.3, label=f"echo {name} in Geneve")
     ovn = meta.get("ovn") or {}
     names = {v: k for k, v in (ovn.get("chassis") or {}).items()}
     previous: dict = {}
