@@ -42,6 +42,7 @@ from migfw.config import DEFAULT_SUBNETS, SUBNET_KEYS
 from migfw.errors import MigfwError
 from migfw.io import write_json
 from migfw.testbed.base import HostInfo, Testbed, cfg_get, read_state, state_dir
+from migfw.testbed.procs import kill_pid, pid_alive, sh  # noqa: F401 - also imported from here
 
 RUN_ROOT = Path("/run/migfw")
 # run/openvswitch: the host's own OVS run directory (migfw.testbed.ovn), so the ovs-vsctl
@@ -51,20 +52,6 @@ PRIVATE_DIRS = ["etc/libvirt", "run/libvirt", "var/lib/libvirt", "var/cache/libv
 BRIDGE = "br0"
 TAP = "mfwtap0"  # same name on both hosts, so the domain XML migrates unchanged
 VM_MAC = "52:54:00:e7:00:0a"
-
-
-def sh(cmd: list[str], check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
-    """Run a command; a failure is one line naming the command and its last stderr line."""
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except FileNotFoundError as exc:
-        raise MigfwError(f"command not found: {cmd[0]}") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise MigfwError(f"`{' '.join(cmd)}` timed out after {timeout} s") from exc
-    if check and proc.returncode != 0:
-        last = (proc.stderr or proc.stdout).strip().splitlines()
-        raise MigfwError(f"`{' '.join(cmd)}` failed: {last[-1] if last else proc.returncode}")
-    return proc
 
 
 ATTACKER_NFT = """table inet migfw_attacker {{
@@ -120,35 +107,6 @@ def pids_in_netns(names: list[str]) -> list[int]:
         except OSError:
             continue
     return sorted(found)
-
-
-def pid_alive(pid: int | None, needle: str | None = None) -> bool:
-    if not pid:
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    if stat.rsplit(")", 1)[1].split()[0] == "Z":
-        return False
-    return needle is None or needle in cmdline
-
-
-def kill_pid(pid: int, grace: float = 3.0) -> None:
-    """SIGTERM, wait, then SIGKILL one process by id."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and pid_alive(pid):
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.05)
-    if pid_alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
 
 
 def _proc_state(pid: int | None) -> str:

@@ -51,6 +51,7 @@ SB_SCHEMA = Path("/usr/share/ovn/ovn-sb.ovsschema")
 SB_PORT = 6642
 PHYSNET = "physnet"
 INT_BRIDGE = "br-int"
+LINUX_BRIDGE = "br0"  # the switch's and each host's Linux bridge (migfw.testbed.local.BRIDGE)
 PHYS_BRIDGE = "br-phys"
 PHYS_VETH = ("ovsphy0", "ovsphy1")  # in br-phys, in the host's Linux br0
 UNDERLAY_BRIDGE = "br-ul"  # holds the Geneve encap IP; its port ul0 is a veth to the other host
@@ -233,7 +234,7 @@ def _spawn(name: str, netns: str, argv: list[str], env: dict[str, str], workdir:
 def _wait(what: str, ready: Callable[[], bool], pid: int, log: Path, stderr: Path,
           timeout: float = 20) -> None:  # fmt: skip
     """Until `ready()`; a dead daemon or a timeout is one line naming it and its log."""
-    from migfw.testbed.local import pid_alive
+    from migfw.testbed.procs import pid_alive
 
     deadline = time.monotonic() + timeout
     while True:
@@ -255,14 +256,15 @@ def _daemon_args(name: str, rundir: Path, unixctl: bool = True) -> list[str]:
 
 
 def ovn_running(site: OvnSite, state: dict[str, Any]) -> bool:
-    from migfw.testbed.local import pid_alive
+    from migfw.testbed.procs import pid_alive
 
     pids = state.get("pids", {})
     return all(pid_alive(pids.get(k), k.split("_")[0]) for k in OVN_KEYS)
 
 
 def _control_network(site: OvnSite, state: dict[str, Any], write_state: Callable) -> None:
-    from migfw.testbed.local import BRIDGE, netns_exists, sh
+    from migfw.testbed.netns import exists as netns_exists
+    from migfw.testbed.procs import sh
 
     ns = site.control_ns
     if not netns_exists(ns):
@@ -272,7 +274,7 @@ def _control_network(site: OvnSite, state: dict[str, Any], write_state: Callable
         sh(["ip", "-n", ns, "link", "set", "lo", "up"])
         sh(["ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", "pO",
             "netns", site.switch_ns])  # fmt: skip
-        sh(["ip", "-n", site.switch_ns, "link", "set", "pO", "master", BRIDGE, "up"])
+        sh(["ip", "-n", site.switch_ns, "link", "set", "pO", "master", LINUX_BRIDGE, "up"])
         sh(["ip", "-n", ns, "addr", "add", f"{site.control_address}/{site.plen}", "dev", "eth0"])
         sh(["ip", "-n", ns, "link", "set", "eth0", "up"])
     a, b = site.host_ns["A"], site.host_ns["B"]
@@ -289,7 +291,7 @@ def _control_network(site: OvnSite, state: dict[str, Any], write_state: Callable
             continue
         sh(["ip", "-n", hns, "link", "add", PHYS_VETH[0], "type", "veth", "peer", "name",
             PHYS_VETH[1]])  # fmt: skip
-        sh(["ip", "-n", hns, "link", "set", PHYS_VETH[1], "master", BRIDGE, "up"])
+        sh(["ip", "-n", hns, "link", "set", PHYS_VETH[1], "master", LINUX_BRIDGE, "up"])
         sh(["ip", "-n", hns, "link", "set", PHYS_VETH[0], "up"])
         # Userspace datapath: no checksum offload on the veth (OVS would forward the kernel's
         # partial checksums as they are).
@@ -298,7 +300,7 @@ def _control_network(site: OvnSite, state: dict[str, Any], write_state: Callable
 
 
 def start_control(site: OvnSite, state: dict[str, Any], write_state: Callable) -> None:
-    from migfw.testbed.local import pid_alive
+    from migfw.testbed.procs import pid_alive
 
     d = site.control_dir()
     d.mkdir(parents=True, exist_ok=True)
@@ -330,7 +332,7 @@ def appctl_path(ctl: Path, *args: str) -> str:
 
 
 def start_host(site: OvnSite, host: str, state: dict[str, Any], write_state: Callable) -> None:
-    from migfw.testbed.local import pid_alive
+    from migfw.testbed.procs import pid_alive
 
     rundir, env, ns = site.ovs_rundir(host), site.host_env(host), site.host_ns[host]
     rundir.mkdir(parents=True, exist_ok=True)
@@ -371,7 +373,7 @@ def start_host(site: OvnSite, host: str, state: dict[str, Any], write_state: Cal
               "--", "--may-exist", "add-br", UNDERLAY_BRIDGE,
               "--", "set", "Bridge", UNDERLAY_BRIDGE, "datapath_type=netdev",
               "--", "--may-exist", "add-port", UNDERLAY_BRIDGE, UNDERLAY_VETH)  # fmt: skip
-        from migfw.testbed.local import sh
+        from migfw.testbed.procs import sh
 
         ns_ = site.host_ns[host]
         plen = site.underlay.prefixlen
@@ -452,7 +454,7 @@ def repair_ovn(local: Any, state: dict[str, Any], write_state: Callable) -> list
     stop the rest by their recorded PIDs, drop the databases and start OVN afresh (the VM's
     port is plugged again when the VM is re-provisioned; every `ovn` trial loads its port,
     binding and ACLs anew). Returns what it did, [] when OVN is whole or was never started."""
-    from migfw.testbed.local import kill_pid, pid_alive
+    from migfw.testbed.procs import kill_pid, pid_alive
 
     if not state.get("ovn"):
         return []
@@ -662,7 +664,7 @@ class BindingMonitor:
                 raw.close()
 
     def stop(self) -> dict[str, Any]:
-        from migfw.testbed.local import kill_pid
+        from migfw.testbed.procs import kill_pid
 
         if self.proc is not None:
             kill_pid(self.proc.pid, grace=1.0)
