@@ -298,3 +298,32 @@ def test_a_killed_ovn_daemon_is_repaired(bare_testbed) -> None:
     assert ovn.ovn_running(site, state) and not any(pid_alive(p) for p in others)
     assert set(ovn.chassis_names(site).values()) == {site.chassis("A"), site.chassis("B")}
     assert ovn.zero_snat(site, "B") == "false"
+
+
+OVS_DUMP = "\n".join(
+    [  # real lines of a trial's ovs-src-before.txt / ovs-dst-end.txt
+        "tcp,orig=(src=10.218.0.2,dst=10.218.0.10,sport=58306,dport=7),reply=(src=10.218.0.10,"
+        "dst=10.218.0.2,sport=7,dport=58306),zone=1,mark=1,protoinfo=(state=ESTABLISHED)",
+        "icmp,orig=(src=10.218.0.2,dst=10.218.0.10,id=33472,type=8,code=0),reply=(src=10.218.0.10,"
+        "dst=10.218.0.2,id=33472,type=0,code=0),zone=1",
+        "tcp,orig=(src=10.218.0.10,dst=10.218.0.2,sport=7,dport=47252),reply=(src=10.218.0.2,"
+        "dst=10.218.0.10,sport=47252,dport=7),zone=1,protoinfo=(state=TIME_WAIT)",
+    ]
+)
+
+
+def test_ovs_conntrack_dump_reads_as_a_conntrack_listing() -> None:
+    from migfw.measure.flowstate import flow_entry, parse_conntrack
+
+    listing = ovn.ovs_to_listing(OVS_DUMP)
+    lines = listing.splitlines()
+    assert lines[1] == (
+        "tcp 6 0 ESTABLISHED src=10.218.0.2 dst=10.218.0.10 sport=58306 dport=7 "
+        "src=10.218.0.10 dst=10.218.0.2 sport=7 dport=58306 mark=1 zone=1"
+    )
+    entries = parse_conntrack(listing)
+    assert [(e["proto"], e["state"]) for e in entries] == [
+        ("tcp", "ESTABLISHED"), ("icmp", None), ("tcp", "TIME_WAIT")]  # fmt: skip
+    assert flow_entry(entries, "10.218.0.10", 7, 58306) == "ESTABLISHED:prober"
+    assert flow_entry(entries, "10.218.0.10", 7, 47252) == "TIME_WAIT:guest"
+    assert ovn.ovs_to_listing("garbage\n").splitlines()[1:] == []

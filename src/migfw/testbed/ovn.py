@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -688,3 +689,35 @@ def flow_install(site: OvnSite, host: str) -> dict[str, Any]:
     return {"host": host, "plugged": True, "iface": name, "ofport": ofport,
             "ovn_installed": ext.get("ovn-installed") == "true",
             "ovn_installed_t": int(ts) / 1000 if ts else None}  # fmt: skip
+
+
+# ---------------------------------------------------------------------- conntrack dumps
+
+_OVS_TUPLE = re.compile(r"(orig|reply)=\(([^)]*)\)")
+
+
+def ovs_to_listing(text: str) -> str:
+    """`ovs-appctl dpctl/dump-conntrack` lines as `conntrack -L`'s plain listing (proto,
+    number, timeout 0, TCP state, the original then the reply tuple, then mark and zone), the
+    format the flow analysis reads (migfw.measure.flowstate); lines it cannot read are left
+    out. OVS prints e.g. `tcp,orig=(src=A,dst=B,sport=1,dport=2),reply=(...),zone=1,mark=1,
+    protoinfo=(state=ESTABLISHED)`."""
+    numbers = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "sctp": 132}
+    out = ["# converted from ovs-appctl dpctl/dump-conntrack (migfw.testbed.ovn.ovs_to_listing)"]
+    for line in text.splitlines():
+        proto = line.split(",", 1)[0].strip()
+        tuples = dict(_OVS_TUPLE.findall(line))
+        if proto not in numbers or "orig" not in tuples:
+            continue
+        state = re.search(r"state=([A-Z_0-9]+)", line)
+        parts = [proto, str(numbers[proto]), "0"] + ([state[1]] if state else [])
+        for direction in ("orig", "reply"):
+            fields = dict(
+                kv.split("=", 1) for kv in tuples.get(direction, "").split(",") if "=" in kv
+            )
+            parts += [f"{k}={fields[k]}" for k in ("src", "dst", "sport", "dport") if k in fields]
+        for key in ("mark", "zone"):
+            found = re.search(rf"(?:^|,){key}=(\d+)", line)
+            parts.append(f"{key}={found[1] if found else 0}")
+        out.append(" ".join(parts))
+    return "\n".join(out) + "\n"

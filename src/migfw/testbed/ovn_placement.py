@@ -196,6 +196,7 @@ class OvnTrial:
         self.bed, self.src, self.dst, self.binding = bed, source, destination, binding
         self.partial, self.log = partial, log
         self.steps: list[dict[str, Any]] = []
+        self.dumps: dict[str, Any] = {}
         self.monitor: Any = None
         self.capture: subprocess.Popen | None = None
         (partial / "conntrack").mkdir(exist_ok=True)
@@ -204,9 +205,17 @@ class OvnTrial:
         return TemporaryAcl(self.site, self.src)
 
     def _dump(self, moment: str) -> None:
+        """OVS's own dump (ovs-<role>-<moment>.txt) and the same entries as a `conntrack -L`
+        listing under the contract's name (<role>-<moment>.txt, docs/attack_window.md)."""
+        from migfw.testbed.ovn import ovs_to_listing
+
         for role, host in (("src", self.src), ("dst", self.dst)):
+            t = time.time()
             text = conntrack_dump(self.site, host)
             (self.partial / "conntrack" / f"ovs-{role}-{moment}.txt").write_text(text)
+            (self.partial / "conntrack" / f"{role}-{moment}.txt").write_text(ovs_to_listing(text))
+            self.dumps[f"{role}-{moment}"] = {"t": t, "host": host,
+                                              "rc": 1 if text.startswith("# ") else 0}  # fmt: skip
 
     def _request(self, step: str, hosts: list[str], rarp: bool) -> None:
         from migfw.testbed import ovn
@@ -272,7 +281,7 @@ class OvnTrial:
         dead = LocalTestbed(self.cfg).status().get("daemons_dead") or []
         if self.capture is not None:
             kill_pid(self.capture.pid, grace=2.0)
-        dumps = sorted(p.name for p in (self.partial / "conntrack").glob("ovs-*"))
+        dumps = sorted(p.name for p in (self.partial / "conntrack").glob("*.txt"))
         installed = {}
         for host in ("A", "B"):
             try:
@@ -284,5 +293,5 @@ class OvnTrial:
                 "steps": self.steps, "port_binding": report.get("transitions", []),
                 "monitor_errors": report.get("errors", []),
                 "flow_install": installed, "underlay_pcap": "underlay.pcap",
-                "daemons_dead": dead,
+                "daemons_dead": dead, "conntrack": {"dumps": self.dumps},
                 "conntrack_dumps": dumps}  # fmt: skip
