@@ -643,3 +643,57 @@ def test_many_exact_copies_are_one_cluster_without_pairwise_work(tmp_path: Path)
     assert result.stats["candidate_pairs"] == 0
     assert len(result.links) == n - 1 and set(result.links.rule) == {"exact-copy"}
     assert result.merged.iloc[0].n_records == n
+
+
+# ---------------------------------------------------------------- linkage model, evaluation
+
+
+def test_model_sql_rewritten_for_spark_keeps_levels_and_probabilities() -> None:
+    from migfw.slr.dedupe import linkage
+
+    model = linkage.fallback_model()
+    spark = linkage.in_dialect(model, "spark")
+    assert spark["sql_dialect"] == "spark"
+    for ours, theirs in zip(model["comparisons"], spark["comparisons"], strict=True):
+        for a, b in zip(ours["comparison_levels"], theirs["comparison_levels"], strict=True):
+            assert a.get("m_probability") == b.get("m_probability")
+            assert a.get("u_probability") == b.get("u_probability")
+    sql = json.dumps(spark)
+    assert "array_intersect" in sql and "element_at(authors_l, 1)" in sql
+    assert "list_intersect" not in sql and "jaro_winkler_similarity" not in sql
+    # DuckDB's own rewrite changes nothing but the spelling of the casts.
+    assert len(linkage.in_dialect(model, "duckdb")["comparisons"]) == 7
+
+
+def test_em_on_an_input_without_shared_dois_keeps_every_comparison() -> None:
+    """Splink drops the blocked fields from the model while an EM session runs; a session
+    that finds no pair must not leave the model without them."""
+    from migfw.slr.dedupe import linkage
+
+    bench = _bench()
+    records, _ = bench.make_synthetic(1200, seed=3)
+    records["doi"] = [f"10.1/{k}" for k in range(len(records))]  # no DOI shared
+    model = linkage.train_records(records)
+    names = [c["output_column_name"] for c in model["comparisons"]]
+    assert names == ["title", "authors", "year", "venue", "volume", "page", "doi"]
+
+
+def test_asysd_truth_by_hand() -> None:
+    """Two `unique` rows share a title (two works); each duplicate joins the one whose
+    other fields agree, a duplicate with its own title joins its unique row."""
+    bench = _bench()
+    raw = pd.DataFrame(
+        {
+            "title": ["Same title", "Same title", "Same title", "Other work", "Other work."],
+            "doi": ["10.1/a", "10.1/b", "http://dx.doi.org/10.1/b", "", ""],
+            "year": ["2012", "2012", "2012", "2010", "2010"],
+            "journal": ["Diabetes", "Diabetologia", "Diabetologia", "J X", "J X"],
+            "volume": ["1", "55", "55", "3", "3"],
+            "pages": ["A1", "S2", "S2", "1-2", "1-2"],
+            "source": ["unique", "unique", "duplicate", "duplicate", "unique"],
+        }
+    )
+    records = pd.DataFrame({"record_id": ["r0", "r1", "r2", "r3", "r4"]})
+    truth, tie_broken = bench.asysd_truth(records, raw)
+    assert truth == {"r0": "r0", "r1": "r1", "r2": "r1", "r3": "r4", "r4": "r4"}
+    assert tie_broken == 1

@@ -4,6 +4,7 @@ clusters -> merged records."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,13 +31,16 @@ def deduplicate(
     decisions: list[tuple[str, str, str]] | None = None,
     params: Params = DEFAULT,
     model: dict | None = None,
+    db_api: Any = None,
 ) -> DedupeResult:
     """Cluster duplicate records; see the module docstring for the rules.
 
     `decisions`: a person's (record_a, record_b, "same"/"different") verdicts (see
     `load_dedupe_decisions`); they override the machine and are recorded with
     `decided_by = person`. `params`: method and thresholds (scoring.Params); `model`: a
-    trained linkage model (default: trained on `records`, see linkage.py)."""
+    trained linkage model (default: trained on `records`, see linkage.py); `db_api`: the
+    Splink backend that trains and scores it (default: DuckDB in this process; a
+    `splink.SparkAPI` runs the same model on Spark, see docs/slr_dedupe.md)."""
     if "record_id" not in records.columns:
         raise MigfwError("records: no record_id column (expected the canonical record table)")
     records = records.reset_index(drop=True)
@@ -62,7 +66,7 @@ def deduplicate(
         )
     weights: list[float | None] = [None] * len(pairs)
     if params.method == "splink":
-        scored, _, model = linkage.score_pairs(sub, pairs, model)
+        scored, _, model = linkage.score_pairs(sub, pairs, model, db_api)
         weights = scored.tolist()
     pairs = reps[pairs] if len(pairs) else pairs
 

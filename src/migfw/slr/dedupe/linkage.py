@@ -22,6 +22,7 @@ docs/slr_dedupe.md, "Scale and Spark").
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -50,10 +51,22 @@ TITLE_LEVELS = [
 AUTHOR_LEVELS = ["same list", "first same, most shared", "all name words shared", "some shared"]
 
 
-def _jw(col: str) -> str:
-    """SQL: Jaro-Winkler similarity (0-1) of `col` (Levenshtein is ~10x slower in DuckDB:
-    14 s per million title pairs against 1.6 s, measured under load)."""
-    return f"jaro_winkler_similarity({col}_l, {col}_r)"
+# SQL that differs between Splink's backends: DuckDB (local) and Spark (a cluster; Splink
+# registers its jaro_winkler UDF there). Everything else in the levels is plain SQL.
+_SQL = {
+    "duckdb": {
+        "jw": "jaro_winkler_similarity({a}, {b})", "shared": "len(list_intersect({a}, {b}))",
+        "size": "len({a})", "first": "{a}[1]", "starts": "starts_with({a}, {b})",
+    },
+    "spark": {
+        "jw": "jaro_winkler({a}, {b})", "shared": "size(array_intersect({a}, {b}))",
+        "size": "size({a})", "first": "element_at({a}, 1)", "starts": "startswith({a}, {b})",
+    },
+}  # fmt: skip
+
+
+def _sql(dialect: str, name: str, a: str, b: str = "") -> str:
+    return _SQL[dialect][name].format(a=a, b=b)
 
 
 def _comparison(name: str, null_sql: str, levels: list[tuple[str, str, float]]) -> Any:
@@ -77,33 +90,45 @@ def _exact(col: str, m: float) -> tuple[str, str, float]:
     return (f"{col}_l = {col}_r", "equal", m)
 
 
-def _comparisons() -> list:
+def _comparisons(dialect: str = "duckdb") -> list:
     """Field comparisons (levels best first; starting m probabilities, which EM updates
-    where the input shows the level among likely duplicates)."""
-    shared = "len(list_intersect(authors_l, authors_r))::DOUBLE"
+    where the input shows the level among likely duplicates). Jaro-Winkler, not
+    Levenshtein: DuckDB's Levenshtein is ~10x slower (14 s per million title pairs against
+    1.6 s, measured under load)."""
+
+    def jw(col: str) -> str:
+        return _sql(dialect, "jw", f"{col}_l", f"{col}_r")
+
+    def shared(col: str) -> str:
+        return f"CAST({_sql(dialect, 'shared', f'{col}_l', f'{col}_r')} AS DOUBLE)"
+
+    def shorter(col: str) -> str:
+        return f"least({_sql(dialect, 'size', f'{col}_l')}, {_sql(dialect, 'size', f'{col}_r')})"
+
+    first_l, first_r = _sql(dialect, "first", "authors_l"), _sql(dialect, "first", "authors_r")
     # First author equal, or one letter apart ("Hiess" / "Hiessl").
-    first = "jaro_winkler_similarity(authors_l[1], authors_r[1]) >= 0.92"
-    shorter = "least(len(authors_l), len(authors_r))"
+    first = f"{_sql(dialect, 'jw', first_l, first_r)} >= 0.92"
+    title_l_word, title_r_word = "title_l || ' '", "title_r || ' '"
     truncated = (
-        "(length(title_l) >= 20 AND starts_with(title_r, title_l || ' ')) OR "
-        "(length(title_r) >= 20 AND starts_with(title_l, title_r || ' '))"
+        f"(length(title_l) >= 20 AND {_sql(dialect, 'starts', 'title_r', title_l_word)}) OR "
+        f"(length(title_r) >= 20 AND {_sql(dialect, 'starts', 'title_l', title_r_word)})"
     )
-    variant = "title_l = title_r OR len(list_intersect(variants_l, variants_r)) > 0"
+    variant = f"title_l = title_r OR {shared('variants')} > 0"
     return [
         _comparison("title", _null("title"), [
             (variant, TITLE_LEVELS[0], 0.85),
-            (f"{_jw('title')} >= 0.97", TITLE_LEVELS[1], 0.05),
+            (f"{jw('title')} >= 0.97", TITLE_LEVELS[1], 0.05),
             (truncated, TITLE_LEVELS[2], 0.04),
-            (f"{_jw('title')} >= 0.90", TITLE_LEVELS[3], 0.03),
+            (f"{jw('title')} >= 0.90", TITLE_LEVELS[3], 0.03),
         ]),
         _comparison("authors", _null("authors"), [
-            (f"authors_l[1] = authors_r[1] AND {shared} >= {shorter}", AUTHOR_LEVELS[0], 0.8),
-            (f"{first} AND {shared} >= 0.5 * {shorter}",
+            (f"{first_l} = {first_r} AND {shared('authors')} >= {shorter('authors')}",
+             AUTHOR_LEVELS[0], 0.8),
+            (f"{first} AND {shared('authors')} >= 0.5 * {shorter('authors')}",
              AUTHOR_LEVELS[1], 0.1),
             # Names split the wrong way round ("Andrea, C." for "Carignani, Andrea").
-            ("len(list_intersect(names_l, names_r)) >= least(len(names_l), len(names_r))",
-             AUTHOR_LEVELS[2], 0.04),
-            (f"{shared} > 0", AUTHOR_LEVELS[3], 0.03),
+            (f"{shared('names')} >= {shorter('names')}", AUTHOR_LEVELS[2], 0.04),
+            (f"{shared('authors')} > 0", AUTHOR_LEVELS[3], 0.03),
         ]),
         _comparison("year", _null("year"), [
             _exact("year", 0.9),
@@ -114,9 +139,8 @@ def _comparisons() -> list:
         ]),
         _comparison("venue", _null("venue"), [
             _exact("venue", 0.6),
-            ("len(list_intersect(vkeys_l, vkeys_r)) > 0", "abbreviation or acronym", 0.25),
-            ("len(list_intersect(vwords_l, vwords_r)) >= "
-             "0.6 * least(len(vwords_l), len(vwords_r))", "most words shared", 0.1),
+            (f"{shared('vkeys')} > 0", "abbreviation or acronym", 0.25),
+            (f"{shared('vwords')} >= 0.6 * {shorter('vwords')}", "most words shared", 0.1),
         ]),
         _comparison("volume", _null("volume"), [_exact("volume", 0.95)]),
         _comparison("page", _null("page"), [_exact("page", 0.95)]),
@@ -124,13 +148,13 @@ def _comparisons() -> list:
     ]  # fmt: skip
 
 
-def _settings() -> Any:
+def _settings(dialect: str = "duckdb") -> Any:
     from splink import SettingsCreator
 
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="unique_id",
-        comparisons=_comparisons(),
+        comparisons=_comparisons(dialect),
         retain_intermediate_calculation_columns=False,
         retain_matching_columns=False,
         additional_columns_to_retain=[],
@@ -199,7 +223,7 @@ def train(table: pd.DataFrame, db_api: Any = None, seed: int = 1) -> dict:
     logging.getLogger("splink").setLevel(logging.ERROR)
     if len(table) > TRAIN_RECORDS:  # the probabilities, not the pairs, are wanted here
         table = table.sample(TRAIN_RECORDS, random_state=seed).reset_index(drop=True)
-    linker = _linker(table, _settings(), db_api)
+    linker = _linker(table, _settings(_dialect(db_api)), db_api)
     n = len(table)
     linker.training.estimate_probability_two_random_records_match(
         [block_on("doi"), block_on("title", "year")], recall=DETERMINISTIC_RECALL
@@ -211,13 +235,20 @@ def train(table: pd.DataFrame, db_api: Any = None, seed: int = 1) -> dict:
         num_chunks=1,
     )
     # Each session fixes the fields it blocks on and learns the others' m probabilities.
-    for rule in (block_on("title"), block_on("doi"), block_on("volume", "page", "year")):
+    # A session whose rule finds no pair is skipped: Splink would fail it after taking
+    # the blocked fields out of the model.
+    for columns in (("title",), ("doi",), ("volume", "page", "year")):
+        keyed = table.dropna(subset=list(columns))
+        if not keyed.duplicated(subset=list(columns)).any():
+            continue
+        before = copy.deepcopy(linker._settings_obj)
         try:
             linker.training.estimate_parameters_using_expectation_maximisation(
-                rule, fix_probability_two_random_records_match=True
+                block_on(*columns), fix_probability_two_random_records_match=True
             )
-        except Exception as exc:  # a session whose rule finds no pairs learns nothing
-            logging.getLogger(__name__).debug("EM session %s skipped: %s", rule, exc)
+        except Exception as exc:  # EM found nothing to learn: keep the model as it was
+            linker._settings_obj = before
+            logging.getLogger(__name__).debug("EM session on %s skipped: %s", columns, exc)
     return smooth(linker.misc.save_model_to_json())
 
 
@@ -263,6 +294,23 @@ def model_for(records: pd.DataFrame, fallback: dict | None = None) -> dict | Non
     return fallback
 
 
+def _dialect(db_api: Any) -> str:
+    return "duckdb" if db_api is None else db_api.sql_dialect.sql_dialect_str
+
+
+def in_dialect(model: dict, dialect: str) -> dict:
+    """`model` with its levels' SQL written for `dialect` (a model trained on DuckDB, like
+    the shipped fallback, scored on Spark): same levels, same m and u."""
+    fresh = _settings(dialect).create_settings_dict(dialect)
+    out = json.loads(json.dumps(model))
+    for comparison, new in zip(out["comparisons"], fresh["comparisons"], strict=True):
+        for level, sql in zip(comparison["comparison_levels"], new["comparison_levels"],
+                              strict=True):  # fmt: skip
+            level["sql_condition"] = sql["sql_condition"]
+    out["sql_dialect"] = dialect
+    return out
+
+
 def fallback_model() -> dict:
     """The shipped model for inputs too small to train on."""
     return json.loads(MODEL_FILE.read_text())
@@ -280,7 +328,7 @@ def score_pairs(
     if not len(pairs):
         return np.empty(0), pd.DataFrame(), model
     logging.getLogger("splink").setLevel(logging.ERROR)
-    linker = _linker(table, model, db_api)
+    linker = _linker(table, in_dialect(model, _dialect(db_api)), db_api)
     api = linker._db_api
     blocked = pd.DataFrame(
         {"match_key": "0", "join_key_l": pairs[:, 0].astype(np.int64),
