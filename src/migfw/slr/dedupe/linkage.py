@@ -35,7 +35,7 @@ import pandas as pd
 from migfw.slr.dedupe.features import _Features
 
 MIN_RECORDS_TO_TRAIN = 400  # fewer records: EM has too few duplicates to learn from
-U_SAMPLE_PAIRS = 300_000  # random pairs for the u probabilities
+U_SAMPLE_PAIRS = 100_000  # random pairs for the u probabilities (a rare level: floored)
 TRAIN_RECORDS = 50_000  # larger inputs are trained on a random sample of this many records
 MODEL_FILE = Path(__file__).resolve().parents[2] / "data" / "dedupe_model.json"
 # Prior for the share of duplicates among all pairs, from the deterministic rules below:
