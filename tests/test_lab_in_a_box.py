@@ -195,3 +195,20 @@ def test_lab_in_a_box_external_matches_local(lab_cfg, tmp_path: Path) -> None:
     LocalTestbed(lab_cfg).down(quiet=True)
     assert not any(leftovers(lab_cfg).values())
     assert not Path("/sys/class/net", f"{PREFIX}-up").exists()
+
+
+def test_lab_in_a_box_config_names_the_two_local_pairs_it_brings_up() -> None:
+    """config/lab-in-a-box.yaml's second pair is exactly what the box builds as local pair 1
+    (the same derivation as lab_external), so its URIs, keys and addresses reach that pair."""
+    from migfw.testbed.pairs import pair_config, pair_count
+
+    cfg = yaml.safe_load((REPO / "config" / "lab-in-a-box.yaml").read_text())
+    assert pair_count(cfg) == 2
+    local = cfg["testbed"]["local"]
+    prefix, net = local["prefix"], local["subnet"].rsplit(".", 2)[0]
+    for pair in (0, 1):
+        want = lab_external(Path("results/testbed"), prefix, net, pair)
+        got = pair_config(cfg, pair)["testbed"]["external"]
+        # ssh_key: the shared guest image's key, written relative in the config file.
+        want["ssh_key"] = "results/testbed/guest/id_ed25519"
+        assert {k: got[k] for k in want} == want, pair

@@ -1,17 +1,23 @@
 """Host pairs (testbed.pairs): each pair's config, and two local pairs run by Snakemake with
 --cores 2 - both used, never two migrations on one pair at once (from the trials' own
-timestamps), always one per pair's resource."""
+timestamps), always one per pair's resource; two lab-in-a-box pairs under profiles/slurm with
+the analysis on the one-node Slurm (scripts/slurm-local.sh)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
+from slurmlocal import local_slurm
+from slurmlocal import skip_reason as slurm_skip_reason
 from testbedcfg import skip_reason
 
 from migfw.errors import MigfwError
@@ -113,14 +119,23 @@ def test_two_lab_pairs_through_the_external_provider(tmp_path: Path) -> None:
     cfg = lab_config(tmp_path, prefix, net)
     state = Path(cfg["testbed"]["state_dir"])
     cfg["testbed"]["external"]["pairs"] = [{}, lab_external(state, prefix, net, 1)]
-    metas = _run_two_pairs(cfg, tmp_path)
+    # As config/lab-in-a-box.yaml under profiles/slurm (README): the trials run here, one
+    # migration per pair, and their analysis (per-cell metrics, trials.csv) on a real
+    # one-node Slurm (scripts/slurm-local.sh), when it can be started.
+    if slurm_skip_reason() is None:
+        with local_slurm(tmp_path / "slurm") as env:
+            metas = _run_two_pairs(cfg, tmp_path, slurm_env=env)
+    else:
+        metas = _run_two_pairs(cfg, tmp_path)
     assert all(m["provider"] == "external" and m["prober"]["host"] for m in metas)
     assert {m["prober"]["host"] for m in metas} == {f"root@{net}.0.2", f"root@{net}.2.2"}
 
 
-def _run_two_pairs(cfg: dict, tmp_path: Path) -> list[dict]:
+def _run_two_pairs(cfg: dict, tmp_path: Path, slurm_env: dict | None = None) -> list[dict]:
     """4 trials of 2 pairs by Snakemake with --cores 2: both pairs used, side by side, never
-    two migrations on one pair at once (from the trials' own timestamps)."""
+    two migrations on one pair at once (from the trials' own timestamps). With `slurm_env`
+    (a running cluster's environment) under profiles/slurm, trials.csv too: its jobs must be
+    Slurm jobs, the trials never."""
     from migfw.testbed.cleanup import leftovers
 
     cfg["trials_dir"] = str(tmp_path / "trials")
@@ -142,15 +157,33 @@ def _run_two_pairs(cfg: dict, tmp_path: Path) -> list[dict]:
     # Snakemake runs in the repository: what it adds to results/ (the testbed's evidence
     # files, logs) is removed afterwards, so later tests see the repository as it was.
     results = REPO / "results"
+    analysis, kept = results / "analysis", tmp_path / "analysis.before"
+    wanted = [*targets, "results/analysis/trials.csv"] if slurm_env is not None else targets
+    if slurm_env is not None:
+        if analysis.exists():  # this clone's own analysis, put back afterwards
+            shutil.move(analysis, kept)
     before = {f for f in results.rglob("*") if f.is_file()} if results.is_dir() else set()
+    profile = ["--profile", "profiles/slurm"] if slurm_env is not None else []
     try:
         proc = subprocess.run(
             # Targets first: --configfile takes every value after it.
-            [sys.executable, "-m", "snakemake", *targets, "--cores", "2", "--nolock",
+            [sys.executable, "-m", "snakemake", *wanted, *profile, "--cores", "2", "--nolock",
              "--configfile", str(config)],
-            cwd=REPO, capture_output=True, text=True, timeout=1200,
+            cwd=REPO, capture_output=True, text=True, timeout=1200, env=slurm_env,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr[-3000:]
+        if slurm_env is not None:
+            out = proc.stdout + proc.stderr
+            ids = re.findall(r"submitted with SLURM jobid (\d+)", out)
+            comments = subprocess.run(
+                ["sacct", "-X", "-n", "-P", "-j", ",".join(ids), "--format=Comment,State"],
+                env=slurm_env, capture_output=True, text=True, check=True,
+            ).stdout.split()  # fmt: skip
+            # The metrics group and the analysis group (trials_table), nothing else.
+            assert len(ids) == 2 and all(c.endswith("|COMPLETED") for c in comments), comments
+            assert not [c for c in comments if "trial_" in c.replace("trial_metrics", "")]
+            table = pd.read_csv(analysis / "trials.csv")
+            assert sorted(table["trial_id"]) == sorted(trials)
         metas = [json.loads(Path(t).read_text()) for t in targets]
         assert all(m["status"] == "ok" for m in metas), [m["failure"] for m in metas]
         assert sorted(m["pair"] for m in metas) == [0, 0, 1, 1]
@@ -174,9 +207,12 @@ def _run_two_pairs(cfg: dict, tmp_path: Path) -> list[dict]:
         subprocess.run([sys.executable, "-m", "migfw", "testbed", "down", "--config",
                         str(config)], cwd=REPO, capture_output=True)  # fmt: skip
         for made in sorted(results.rglob("*")) if results.is_dir() else []:
-            kept = {"guest", "cache"} & set(made.relative_to(results).parts[:2])
-            if made.is_file() and made not in before and not kept:
+            ours = {"guest", "cache"} & set(made.relative_to(results).parts[:2])
+            if made.is_file() and made not in before and not ours:
                 made.unlink()
+        if kept.exists():
+            shutil.rmtree(analysis, ignore_errors=True)
+            shutil.move(kept, analysis)
     assert not any(leftovers(cfg).values())
     for pair in (0, 1):  # and nothing of either pair's box
         from migfw.testbed.pairs import pair_config
