@@ -413,7 +413,8 @@ def test_cli_craft_attack_window_and_figures(tmp_path: Path, capsys) -> None:
             for rep in (1, 2):
                 name = f"{placement}-d{delay}-r{rep}"
                 folder = tmp_path / "trials" / name
-                args = ["craft", "--trial", f"i0.5-r0{rep}", "--out", str(folder)]
+                # One id per trial: two folders with one trial_id are refused (issue 19).
+                args = ["craft", "--trial", f"{name[:-3]}-i0.5-r0{rep}", "--out", str(folder)]
                 args += ["--placement", placement, "--agent-delay-ms", str(delay)]
                 args += ["--experiment", "placement", "--rate-hz", "200"]
                 assert main(args) == 0

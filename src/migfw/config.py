@@ -104,7 +104,23 @@ def config_problems(config: dict[str, Any], schema_path: str | Path) -> list[str
             message = f"{error.instance!r} is not valid"  # a long regex helps nobody
         problems.append(f"{key}: {message}" + (f" ({allowed})" if allowed else ""))
     problems += [p for p in network_problems(config) if p.split(":", 1)[0] not in bad_keys]
+    problems += [p for p in watchdog_problems(config) if p.split(":", 1)[0] not in bad_keys]
     return problems
+
+
+def watchdog_problems(config: dict[str, Any]) -> list[str]:
+    """migration.slow_stall_s must be below migration.stall_timeout_s."""
+    timeout = _get(config, "migration.stall_timeout_s")
+    slow = _get(config, "migration.slow_stall_s")
+    numbers = (int, float)
+    if isinstance(timeout, numbers) and isinstance(slow, numbers) and not slow < timeout:
+        return [f"migration.slow_stall_s: {slow:g} s must be below stall_timeout_s ({timeout:g} s)"]
+    return []
+
+
+def config_value(config: dict[str, Any], dotted: str) -> Any:
+    """The value at `a.b.c`, or None when a level is missing or null."""
+    return _get(config, dotted)
 
 
 def _get(config: dict[str, Any], dotted: str) -> Any:

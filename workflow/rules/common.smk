@@ -19,6 +19,7 @@ from migfw.trials.contract import (
     trial_id_of,
 )
 from migfw.config import coerce_config, config_problems
+from migfw.testbed.ruleset import enforcement_problems
 from migfw.cli import run_in_process
 from migfw.provenance import code_version
 
@@ -26,8 +27,10 @@ from migfw.provenance import code_version
 # comes first, and Snakemake's own validation after it.
 _SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 config.update(coerce_config(config, _SCHEMA))
-_problems = config_problems(config, _SCHEMA) or experiment_problems(
-    config.get("experiments")
+_problems = (
+    config_problems(config, _SCHEMA)
+    or experiment_problems(config.get("experiments"))
+    or enforcement_problems(config)
 )
 if _problems:
     raise WorkflowError("invalid configuration:\n  " + "\n  ".join(_problems))

@@ -170,6 +170,11 @@ def trial_metrics(trial_dir: str | Path) -> dict[str, Any]:
     }
     start, end = migration.get("start"), migration.get("end")
     window = (float(start), float(end)) if start is not None and end is not None else None
+    if window is not None and window[1] < window[0]:
+        raise MigfwError(
+            f"{trial_dir / 'trial.json'}: trial {meta['trial_id']}: migration.end {window[1]} "
+            f"is {window[0] - window[1]:.3f} s before migration.start {window[0]}"
+        )
     if window:
         row["tmt_meta_s"] = window[1] - window[0]
     flags = list(meta.get("flags") or [])
@@ -216,8 +221,29 @@ def attack_row(trial_dir: Path, meta: dict[str, Any], row: dict[str, Any]) -> di
     return attack_metrics(trial_dir, meta, outage)
 
 
+FOLDER = "_folder"  # per-trial metrics: the folder they came from (not a trials.csv column)
+
+
+def refuse_duplicate_ids(rows: list[dict[str, Any]]) -> None:
+    """One line naming the folders when two trials carry one trial_id (a copied folder):
+    both would be counted, every statistic weighted twice."""
+    seen: dict[str, Any] = {}
+    for row in rows:
+        tid = row.get("trial_id")
+        if tid in seen:
+            first, second = seen[tid], row.get(FOLDER)
+            where = f" in {first} and {second}" if first and second else " twice"
+            raise MigfwError(
+                f"trial id {tid} appears{where} (trial.json trial_id); keep one folder per "
+                "trial: a copy would count twice in every statistic"
+            )
+        seen[tid] = row.get(FOLDER)
+
+
 def collect(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """trials.csv: known columns first in a stable order, extra metrics after them."""
+    refuse_duplicate_ids(rows)
+    rows = [{k: v for k, v in row.items() if k != FOLDER} for row in rows]
     frame = pd.DataFrame(rows)
     extra = sorted(c for c in frame.columns if c not in TRIAL_COLUMNS)
     frame = frame.reindex(columns=TRIAL_COLUMNS + extra, fill_value=pd.NA)
@@ -255,7 +281,9 @@ def _json_safe(row: dict[str, Any]) -> dict[str, Any]:
 
 def _cli_trial(args: argparse.Namespace) -> int:
     # One call for a whole cell of trials: the workflow pays its per-job cost per cell.
-    rows = [_json_safe(trial_metrics(folder)) for folder in args.trial_dirs]
+    rows = [{**_json_safe(trial_metrics(folder)), FOLDER: str(folder)}
+            for folder in args.trial_dirs]  # fmt: skip
+    refuse_duplicate_ids(rows)
     write_json(args.out, rows)
     return 0
 
@@ -273,7 +301,7 @@ def _cli_collect(args: argparse.Namespace) -> int:
             raise MigfwError(f"{path}: expected per-trial metrics objects")
         rows += found
     if args.trials_dir:
-        rows += [trial_metrics(d) for d in discover_trials(args.trials_dir)]
+        rows += [{**trial_metrics(d), FOLDER: str(d)} for d in discover_trials(args.trials_dir)]
     if not rows:
         raise MigfwError("no trials to collect")
     trials = collect(rows)

@@ -7,9 +7,13 @@ analysis of one capture: read (migfw.measure.capture), match, metrics.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
 import math
+import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,7 +173,7 @@ def probe_metrics(
     if window is not None:
         start, end = window
         if not end >= start:
-            raise MigfwError(f"window {start}..{end}: end is before start")
+            raise MigfwError(f"window {start}..{end}: its end is before its start")
         sel = (send >= round(start * 1e9)) & (send <= round(end * 1e9))
     else:
         sel = np.ones(len(send), bool)
@@ -314,6 +318,27 @@ def analyse_capture_table(
     return result, table
 
 
+@contextlib.contextmanager
+def _regular_file(path: str) -> Iterator[str]:
+    """`path`, or a private copy of it when it is a FIFO, a pipe (/dev/stdin) or a device:
+    the capture may be read twice (to find the target, then the probes)."""
+    try:
+        regular = Path(path).is_file()
+    except OSError:
+        regular = False
+    if regular or not Path(path).exists():
+        yield path  # the reader names a missing file itself
+        return
+    with tempfile.TemporaryDirectory(prefix="migfw-probes-") as tmp:
+        copy = Path(tmp) / "capture"
+        try:
+            with open(path, "rb") as src, open(copy, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        except OSError as exc:
+            raise MigfwError(f"{path}: cannot read ({exc.strerror})") from None
+        yield str(copy)
+
+
 def _fmt(v: Any) -> str:
     if v is None:
         return "-"
@@ -324,7 +349,11 @@ def _fmt(v: Any) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     window = tuple(args.window) if args.window else None
-    result = analyse_capture(args.pcap, args.target, args.interval, window)
+    if window is not None and not window[1] >= window[0]:
+        raise MigfwError(f"--window {window[0]} {window[1]}: END is before START")
+    with _regular_file(args.pcap) as path:
+        result = analyse_capture(path, args.target, args.interval, window)
+    result["file"] = str(args.pcap)
     if args.json:
         print(json.dumps(result))
         return 0

@@ -71,9 +71,11 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raise MigfwError(f"{path}: config must be a mapping of keys")
     # Checked here too so every `migfw testbed` command (not only Snakemake) refuses a bad
     # subnet in one line instead of failing deep inside with a ValueError.
-    from migfw.config import network_problems
+    from migfw.config import network_problems, watchdog_problems
+    from migfw.testbed.ruleset import enforcement_problems
 
-    problems = network_problems(data)
+    problems = network_problems(data) or enforcement_problems(data)
+    problems += watchdog_problems(data)
     if problems:
         raise MigfwError(f"{path}: " + "; ".join(problems))
     data.setdefault("_path", str(path))

@@ -339,6 +339,54 @@ def decide(rs: Ruleset, pkt: Packet, addresses: dict[str, str]) -> str:
     return rule.action if rule else "pass"
 
 
+def enforcement_problems(config: dict[str, Any]) -> list[str]:
+    """The attacker's ports against each other and against the ruleset: the blocked port must
+    differ from the allowed one, the ruleset must block a SYN to it from the prober and the
+    attacker, and pass one to the allowed port. Otherwise every answer on the "blocked" port
+    would count as a breach (or the allowed port, the control, would never answer)."""
+    from migfw.config import DEFAULT_SUBNETS, SUBNET_KEYS, config_value
+
+    key = "trials.enforcement"
+    blocked, allowed = (
+        config_value(config, f"{key}.blocked_port"),
+        config_value(config, f"{key}.allowed_port"),
+    )
+    if not isinstance(blocked, int) or not isinstance(allowed, int):
+        return []
+    if blocked == allowed:
+        return [f"{key}.blocked_port: {blocked} is also allowed_port; every answer would count "
+                "as a breach (the ruleset must block one port and pass the other)"]  # fmt: skip
+    path = config.get("ruleset")
+    if not isinstance(path, str) or not Path(path).is_file():
+        return []  # a missing ruleset is reported by the step that reads it
+    try:
+        ruleset = load_ruleset(path)
+        subnet = ipaddress.ip_network(
+            str(config_value(config, SUBNET_KEYS[0]) or DEFAULT_SUBNETS[SUBNET_KEYS[0]])
+        )
+        base = subnet.network_address
+        vm, prober, attacker = (str(base + k) for k in (10, 2, 3))
+        addresses = default_addresses(vm, prober, str(subnet))
+        check_addresses(addresses)
+    except (MigfwError, ValueError):
+        return []  # the ruleset's or the subnet's own check names the problem
+    problems = []
+    verbs = {"block": "blocks", "pass": "passes"}
+    for port, want, name in ((blocked, "block", "blocked_port"), (allowed, "pass", "allowed_port")):
+        for who, src in (("the prober", prober), ("the attacker", attacker)):
+            packet = Packet("in", "tcp", src, vm, sport=40000, dport=port)
+            rule = deciding_rule(ruleset, packet, addresses)
+            verdict = rule.action if rule else "pass"
+            if verdict != want:
+                by = f"rule {rule.id}" if rule else "no rule (pass)"
+                problems.append(
+                    f"{key}.{name}: {path} does not {want} tcp/{port} from {who} ({src} -> "
+                    f"{vm}: {verdict} by {by}); pick a port the ruleset {verbs[want]}"
+                )
+                break
+    return problems
+
+
 def nft_order(rs: Ruleset) -> list[Rule]:
     """Rules in the order a first-match engine must see them to reach pf's verdicts."""
     quick = [r for r in rs.rules if r.quick]

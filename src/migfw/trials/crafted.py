@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from migfw.errors import MigfwError
 from migfw.io import atomic_write, write_json
 from migfw.trials.contract import (
     DEFAULT_FACTORS,
@@ -60,6 +61,7 @@ class CraftedTrial:
     ident: int = 0x4D46
     experiment: str = "default"
     factors: dict | None = None
+    repetition: int | None = None  # None: the id's -rNN (1 if it has none)
 
 
 def echo_frames(
@@ -176,7 +178,7 @@ def craft_trial(spec: CraftedTrial, out_dir: str | Path) -> dict:
                 "total_ms": spec.migration_s * 1000,
                 "setup_ms": 10.0,
             },
-            "repetition": spec.seed,
+            "repetition": _repetition(spec),
             "direction": "A->B",
             "accelerator": "crafted",
             "crafted": True,
@@ -184,6 +186,16 @@ def craft_trial(spec: CraftedTrial, out_dir: str | Path) -> dict:
         },
     )
     return truth
+
+
+def _repetition(spec: CraftedTrial) -> int:
+    """The trial's repetition: given, else read from its id (`…-r03` -> 3), else 1."""
+    if spec.repetition is not None:
+        return int(spec.repetition)
+    try:
+        return parse_trial_id(spec.trial_id)[2]
+    except MigfwError:
+        return 1
 
 
 # The `service` workload (migfw.testbed.service): its default rate and request timeout.
@@ -243,6 +255,11 @@ def crafted_spec(
     experiment, slug_factors, rep = parse_trial_id(trial_id)
     factors = {**slug_factors, **(factors or {})}
     rep = rep if repetition is None else repetition
+    if "interval_s" not in factors:
+        raise MigfwError(
+            f"trial {trial_id}: its id gives no interval_s (the experiment fixes it): pass "
+            "--config with that experiment, or one --intervals value"
+        )
     interval = float(factors["interval_s"])
     salt = sum(trial_id.encode()) if experiment != "default" else 0  # legacy ids: as before
     rng = np.random.default_rng([seed, rep, round(interval * 1e6), salt])
@@ -255,19 +272,33 @@ def crafted_spec(
         start_epoch=1_700_000_000.0 + 1000 * rep + round(interval * 1e4),
         experiment=experiment,
         factors=factors,
+        repetition=rep,
     )
 
 
 def craft_demo_set(
-    out_dir: str | Path, intervals: list[float], repetitions: int, seed: int = 1
+    out_dir: str | Path,
+    intervals: list[float],
+    repetitions: int,
+    seed: int = 1,
+    experiment: str = "demo",
+    attack: CraftedAttack | None = None,
 ) -> list[str]:
-    """A set of crafted trials (one folder each, <out>/demo/i<I>-rNN) with varied lengths."""
+    """A set of crafted trials (one folder each, <out>/<experiment>/i<I>-rNN, or
+    <placement>-i<I>-rNN with attack data for `attack`'s placement) with varied lengths."""
     ids = []
     for interval in intervals:
         for rep in range(1, repetitions + 1):
-            factors = {"interval_s": interval}
-            spec = crafted_spec(trial_name("demo", factors, rep), seed, factors)
-            craft_trial(spec, Path(out_dir) / spec.trial_id)
+            factors: dict = {"interval_s": interval}
+            if attack is not None:
+                factors["placement"] = attack.placement
+                if attack.agent_delay_ms is not None:
+                    factors["agent_delay_ms"] = attack.agent_delay_ms
+            spec = crafted_spec(trial_name(experiment, factors, rep), seed, factors)
+            if attack is not None:
+                craft_placement_trial(spec, attack, Path(out_dir) / spec.trial_id)
+            else:
+                craft_trial(spec, Path(out_dir) / spec.trial_id)
             ids.append(spec.trial_id)
     return ids
 
@@ -290,6 +321,12 @@ def _attack_placement(spec: CraftedTrial, args: argparse.Namespace) -> tuple[str
 
 
 def _cli(args: argparse.Namespace) -> int:
+    from migfw.trials.contract import EXPERIMENT_NAME
+
+    if args.experiment is not None and not EXPERIMENT_NAME.match(args.experiment):
+        raise MigfwError(f"--experiment {args.experiment!r}: must match {EXPERIMENT_NAME.pattern}")
+    if args.repetitions < 1:
+        raise MigfwError(f"--repetitions {args.repetitions}: must be at least 1")
     if args.trial:
         factors = None
         if args.config:
@@ -297,6 +334,11 @@ def _cli(args: argparse.Namespace) -> int:
 
             cfg = read_yaml(args.config)
             factors = trial_spec((cfg or {}).get("experiments") or {}, args.trial)["factors"]
+        elif args.intervals_given:
+            if len(args.intervals) != 1:
+                raise MigfwError(f"--intervals: one trial ({args.trial}) takes one interval, "
+                                 f"got {len(args.intervals)}")  # fmt: skip
+            factors = {"interval_s": args.intervals[0]}
         spec = crafted_spec(args.trial, args.seed, factors)
         placement, delay = _attack_placement(spec, args)
         if placement:
@@ -324,9 +366,33 @@ def _cli(args: argparse.Namespace) -> int:
             craft_trial(spec, Path(args.out))
         print(f"crafted {args.trial} in {args.out}")
         return 0
-    ids = craft_demo_set(args.out, args.intervals, args.repetitions, args.seed)
-    print(f"crafted {len(ids)} trials in {args.out}")
+    attack = None
+    if args.placement:
+        model = {"trigger": args.trigger, "port_default": args.port_default,
+                 "tcp_loose": args.tcp_loose}  # fmt: skip
+        attack = CraftedAttack(
+            args.placement,
+            args.agent_delay_ms if args.placement in ("vmm-agent", "vmm-state") else None,
+            vmm_window_ms=args.vmm_window_ms,
+            rate_hz=args.rate_hz,
+            issue22=args.issue22
+            or args.placement in ("vmm-state", "both")
+            or any(v is not None for v in model.values()),
+            open_everywhere=not args.guest_only_allow,
+            **model,
+        )
+    ids = craft_demo_set(args.out, args.intervals, args.repetitions, args.seed,
+                         args.experiment or "demo", attack)  # fmt: skip
+    print(f"crafted {len(ids)} trials in {Path(args.out) / (args.experiment or 'demo')}")
     return 0
+
+
+class _Given(argparse.Action):
+    """Stores the values and remembers that the option was given (not its default)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -334,7 +400,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--trial", help="one trial id (e.g. thesis/i0.01-r03) written into --out")
     p.add_argument("--config", help="config whose experiments give the trial's factor levels")
-    p.add_argument("--intervals", type=float, nargs="+", default=[0.5, 0.01])
+    p.add_argument("--intervals", type=float, nargs="+", default=[0.5, 0.01], action=_Given,
+                   help="probe intervals of the demo set; with --trial, its interval when the "
+                   "id does not carry one and there is no --config")  # fmt: skip
+    p.set_defaults(intervals_given=False)
     p.add_argument("--repetitions", type=int, default=4)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument(
@@ -362,7 +431,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the flows' temporary allow "
         "rule only in the guest (under host placements they never open)",
     )
-    p.add_argument("--experiment", help="trial.json experiment name")
+    p.add_argument("--experiment", help="experiment name (demo set: its folder and ids, default "
+                   "demo; --trial: written into trial.json)")  # fmt: skip
     p.set_defaults(func=_cli)
 
 

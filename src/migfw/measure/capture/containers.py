@@ -4,6 +4,7 @@ pcapng section and interface blocks and turns kernel error codes into one-line e
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import os
 import struct
@@ -201,6 +202,30 @@ def _target_bytes(target: str) -> np.ndarray:
     return out
 
 
+class _Replayed:
+    """A stream that cannot seek, with the bytes already read from it put back in front."""
+
+    def __init__(self, head: bytes, handle: io.BufferedReader) -> None:
+        self.head, self.handle = head, handle
+
+    def read(self, n: int = -1) -> bytes:
+        if not self.head:
+            return self.handle.read(n)
+        if n < 0:
+            out, self.head = self.head + self.handle.read(), b""
+            return out
+        out, self.head = self.head[:n], self.head[n:]
+        return out + (self.handle.read(n - len(out)) if n > len(out) else b"")
+
+    def readinto(self, buffer: memoryview) -> int:
+        if not self.head:
+            return self.handle.readinto(buffer) or 0
+        n = min(len(self.head), len(buffer))
+        buffer[:n] = self.head[:n]
+        self.head = self.head[n:]
+        return n
+
+
 class _Reader:
     """Drives the kernels over a file in chunks; keeps the carried-over partial record."""
 
@@ -226,7 +251,10 @@ class _Reader:
         with handle:
             self.fh = handle
             head = handle.read(4)
-            handle.seek(0)
+            if handle.seekable():
+                handle.seek(0)
+            else:  # a FIFO or a pipe (tcpdump -w - | ...): read once, the head replayed
+                self.fh = _Replayed(head, handle)
             if len(head) < 4:
                 raise self.fail(_describe_start(head), 0)
             magic_le = struct.unpack("<I", head)[0]
