@@ -160,12 +160,15 @@ def test_file_names() -> None:
         ac.side_files("roof")
 
 
-def test_testbed_refuses_levels_it_does_not_apply(tmp_path) -> None:
+def test_testbed_applies_every_contract_level_and_refuses_others(tmp_path) -> None:
+    """Every level of issue 22's factors is applied by the testbed now; a level outside the
+    contract is still refused in one line before anything is touched."""
     from migfw.testbed.trial import IMPLEMENTED_LEVELS, run_trial
 
-    assert IMPLEMENTED_LEVELS["trigger"] == ("resume", None)
-    for factors in ({"trigger": "pre"}, {"port_default": "closed"},
-                    {"nf_conntrack_tcp_loose": 0}):  # fmt: skip
+    for name, levels in ac.FACTOR_LEVELS.items():
+        assert set(levels) <= set(IMPLEMENTED_LEVELS[name]), name
+    for factors in ({"trigger": "later"}, {"port_default": "ajar"},
+                    {"nf_conntrack_tcp_loose": 2}):  # fmt: skip
         name = next(iter(factors))
         with pytest.raises(MigfwError, match=f"factor {name}=.* not applied by the testbed"):
             run_trial({}, "attack/x-r01", 0.001, tmp_path / "t",

@@ -12,8 +12,10 @@ from migfw.errors import MigfwError
 from migfw.testbed.agent import (
     EVENT_RESUMED,
     EVENT_STARTED,
+    EVENT_SUSPENDED,
     RESUMED_MIGRATED,
     STARTED_MIGRATED,
+    SUSPENDED_MIGRATED,
     AgentLogic,
 )
 from migfw.testbed.placement import expected_where, record, require_where
@@ -185,3 +187,72 @@ def test_expected_where_and_record() -> None:
         require_where("vmm", "A", {"A": True, "B": True, "guest": False})
     fw = record("vm", 200, {"A": False}, None, [], None)
     assert fw["agent_delay_ms"] is None and fw["placement"] == "vm"
+
+
+def _recording(clock: FakeClock, actions: list) -> dict:
+    def install(host: str) -> None:
+        clock.t += 0.004
+        actions.append(("install", host, round(clock.t, 3)))
+
+    def remove(host: str) -> None:
+        clock.t += 0.003
+        actions.append(("remove", host, round(clock.t, 3)))
+
+    def carry(source: str, destination: str) -> dict:
+        actions.append(("carry", source, destination))
+        return {"entries": 3, "inserted": 3, "failed": 0}
+
+    return {"install": install, "remove": remove, "carry": carry}
+
+
+def test_agent_trigger_incoming_programs_the_destination_before_the_resume() -> None:
+    clock, actions = FakeClock(), []
+    hooks = _recording(clock, actions)
+    logic = AgentLogic("A", 50, hooks["install"], hooks["remove"], clock=clock,
+                       sleep=clock.sleep, trigger="incoming")  # fmt: skip
+    clock.t = 990.0
+    logic.on_event("B", EVENT_STARTED, STARTED_MIGRATED, 990.0)
+    assert actions == [("install", "B", 990.054)] and logic.current == "A"
+    clock.t = 1000.0
+    logic.on_event("B", EVENT_RESUMED, RESUMED_MIGRATED, 1000.0)  # no second install
+    assert actions[1:] == [("remove", "A", 1000.003)] and logic.current == "B"
+    report = logic.report()
+    assert report["trigger"] == "incoming" and report["event"] == "incoming"
+    assert report["event_seen"] == 990.0 and report["resumed_seen"] == 1000.0
+    assert report["rules_installed"] == pytest.approx(990.054)
+    assert "state_copies" not in report
+
+
+def test_agent_trigger_pre_and_state_copies_at_the_switchover() -> None:
+    """vmm-state: programmed before migrating (with a first copy of the state), the final
+    copy when the source pauses the VM, the source's rules removed after the resume."""
+    clock, actions = FakeClock(), []
+    hooks = _recording(clock, actions)
+    logic = AgentLogic("B", 0, hooks["install"], hooks["remove"], clock=clock,
+                       sleep=clock.sleep, trigger="pre", carry=hooks["carry"])  # fmt: skip
+    logic.before_migration("A")
+    assert actions == [("install", "A", 1000.004), ("carry", "B", "A")]
+    logic.on_event("A", EVENT_STARTED, STARTED_MIGRATED, 1001.0)  # already programmed
+    logic.on_event("A", EVENT_SUSPENDED, SUSPENDED_MIGRATED, 1001.5)  # the other host's
+    logic.on_event("B", EVENT_SUSPENDED, SUSPENDED_MIGRATED, 1002.0)  # the source pauses
+    logic.join(5.0)
+    assert actions[2:] == [("carry", "B", "A")]
+    logic.on_event("A", EVENT_RESUMED, RESUMED_MIGRATED, 1002.2)
+    assert actions[3][:2] == ("remove", "B") and logic.current == "A"
+    report = logic.report()
+    assert [c["moment"] for c in report["state_copies"]] == ["pre", "suspended"]
+    assert report["suspended_seen"] == 1002.0 and report["event"] == "pre"
+    with pytest.raises(MigfwError, match="trigger"):
+        AgentLogic("A", 0, hooks["install"], hooks["remove"], trigger="later")
+
+
+def test_closed_port_text_drops_both_directions_and_is_replaced_by_the_rules() -> None:
+    from migfw.testbed.ruleset import HOST_TABLE, render_host_nft
+    from migfw.testbed.temporary import closed_port_nft
+
+    text = closed_port_nft("mfwtap0")
+    assert 'oifname "mfwtap0" drop' in text and 'iifname "mfwtap0" drop' in text
+    # The agent's install deletes the same bridge table first: one transaction opens it.
+    assert f"delete table bridge {HOST_TABLE}" in render_host_nft(RULESET, ADDR, "mfwtap0")
+    with pytest.raises(MigfwError, match="interface name"):
+        closed_port_nft("a b")

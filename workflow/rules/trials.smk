@@ -92,7 +92,7 @@ if SOURCE == "testbed":
         log:
             f"{LOGS}/deploy_placement/{{placement}}.log",
         wildcard_constraints:
-            placement="vm|vmm|vmm-agent|none|ovn",
+            placement="vm|vmm|vmm-agent|none|ovn|vmm-state",
         priority: ovn_first
         resources:
             **ALL_PAIRS,

@@ -44,9 +44,10 @@ SENDLOG_HEADER = ["port", "index", "t_sched_ns", "t_send_ns"]
 SYN, RST, ACK = 0x02, 0x04, 0x10
 
 
-def probe_sport(dport: int) -> int:
-    """The fixed source port of the SYN probes to `dport`."""
-    return SPORT_BASE + dport % 1000
+def probe_sport(dport: int, base: int = SPORT_BASE) -> int:
+    """The fixed source port of the SYN probes to `dport` (a side's own `base`: contract's
+    migfw.trials.attack_contract.SIDE_SPORT_BASE)."""
+    return base + dport % 1000
 
 
 def run_attacker(
@@ -57,6 +58,7 @@ def run_attacker(
     duration_s: float | None = None,
     stop: threading.Event | None = None,
     ready: Any = None,
+    sport_base: int = SPORT_BASE,
 ) -> dict[str, Any]:
     """Send SYNs to each of `ports` at its rate (`rate_hz`: one for all, or one per port)
     until `duration_s` or `stop`; write the send log; return rate and lateness statistics."""
@@ -70,7 +72,7 @@ def run_attacker(
     stop = stop or threading.Event()
     src = _source_for(target)
     syns = [SynTemplate(src, target, p) for p in ports]
-    sports = [probe_sport(p) for p in ports]
+    sports = [probe_sport(p, sport_base) for p in ports]
     periods = [int(round(1e9 / r)) for r in rates]
     # Port i's probes start i/len(ports) of the first port's period later (interleaved).
     offsets = [i * periods[0] // len(ports) for i in range(len(ports))]
@@ -131,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
                    "comma-separated per port")  # fmt: skip
     p.add_argument("--sendlog", type=Path, required=True)
     p.add_argument("--duration", type=float, default=None, help="default: until SIGTERM")
+    p.add_argument("--sport-base", type=int, default=SPORT_BASE,
+                   help="probes to port p leave from this + p %% 1000")  # fmt: skip
     args = p.parse_args(argv)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -141,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         stats = run_attacker(
             args.target, ports, rates if len(rates) > 1 else rates[0], args.sendlog,
             args.duration, stop,
-            ready=lambda t0: print(f"READY {t0}", flush=True),
+            ready=lambda t0: print(f"READY {t0}", flush=True), sport_base=args.sport_base,
         )  # fmt: skip
     except ValueError:
         print(f"attacker: --ports {args.ports!r}: expected comma-separated integers",
@@ -158,7 +162,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def capture_answers(
-    pcap: str | Path, target: str, source: str, ports: tuple[int, ...]
+    pcap: str | Path,
+    target: str,
+    source: str,
+    ports: tuple[int, ...],
+    sport_base: int | None = None,
 ) -> dict[int, dict[str, Any]]:
     """Per probed port: SYN probes from `source` in the capture, and the VM's answers
     (SYN-ACK or RST with ACK; probe index = ack - 1, distinct) as {index: (time_s, flags)}.
@@ -192,7 +200,14 @@ def capture_answers(
         src, dst = frame[26:30], frame[30:34]
         if src == me and dst == vm and dport in out and flags & (SYN | ACK) == SYN:
             out[dport]["probes"] += 1
-        elif src == vm and dst == me and sport in out and flags & ACK and flags & (SYN | RST):
+        elif (
+            src == vm
+            and dst == me
+            and sport in out
+            and flags & ACK
+            and flags & (SYN | RST)
+            and (sport_base is None or dport == probe_sport(sport, sport_base))
+        ):
             entry = out[sport]
             entry["answer_segments"] += 1
             index = (ack - 1) % (1 << 32)
@@ -220,6 +235,7 @@ class AttackSession(ProbeSession):
         sendlog_path: str | Path,
         ready_timeout_s: float = 30.0,
         allowed_rate_hz: float | None = None,
+        sport_base: int = SPORT_BASE,
     ) -> None:
         if not float(rate_hz) > 0:
             raise MigfwError(f"attacker: rate_hz {rate_hz!r} must be positive")
@@ -232,6 +248,28 @@ class AttackSession(ProbeSession):
         self.rate_hz = float(rate_hz)
         self.allowed_rate_hz = allowed_rate
         self.ports = (int(blocked_port), int(allowed_port))
+        self.sport_base = int(sport_base)
+
+    def start_async(self) -> None:
+        """start() in a thread (several attackers start at once); start_wait() joins it and
+        raises what start() raised."""
+        import threading
+
+        self._start_error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self.start()
+            except BaseException as exc:  # noqa: BLE001 - re-raised by start_wait()
+                self._start_error = exc
+
+        self._starter = threading.Thread(target=run, name="migfw-attacker-start", daemon=True)
+        self._starter.start()
+
+    def start_wait(self) -> None:
+        self._starter.join()
+        if self._start_error is not None:
+            raise self._start_error
 
     def _dump_filter(self) -> str:
         return f"host {self.target} and tcp"
@@ -241,12 +279,13 @@ class AttackSession(ProbeSession):
             sys.executable, "-m", "migfw.testbed.attacker", "--target", self.target,
             "--ports", ",".join(map(str, self.ports)),
             "--rate", f"{self.rate_hz!r},{self.allowed_rate_hz!r}",
-            "--sendlog", str(self.sendlog_path),
+            "--sendlog", str(self.sendlog_path), "--sport-base", str(self.sport_base),
         ]  # fmt: skip
 
     def _enforcement_summary(self) -> dict[str, Any]:
         """Breaches (answered blocked probes) and allowed answers, read from the capture."""
-        found = capture_answers(self.pcap_path, self.target, self.source, self.ports)
+        found = capture_answers(self.pcap_path, self.target, self.source, self.ports,
+                                self.sport_base)  # fmt: skip
         blocked, allowed = (found[p] for p in self.ports)
         breaches = [
             {"index": i, "time": t, "port": self.ports[0], "flags": f}

@@ -147,8 +147,6 @@ def insert_script(entries: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-
-
 def carry(source: Any, destination: Any, address: str) -> dict[str, Any]:
     """Copy the VM's entries from `source` to `destination` now: {t_dump, t_inserted,
     entries, inserted, failed, error}. Never raises: the trial records what happened."""
@@ -167,3 +165,64 @@ def carry(source: Any, destination: Any, address: str) -> dict[str, Any]:
     except MigfwError as exc:
         record["error"] = str(exc)
     return record
+
+
+class TrialConntrack:
+    """One trial's connection-tracking side: the tcp_loose factor applied to both hosts and
+    the guest, and the dumps at `before`, `resume` and `end` (trial.json `conntrack`)."""
+
+    def __init__(self, bed: Any, folder: Path, source: str, destination: str,
+                 tcp_loose: int | None) -> None:  # fmt: skip
+        self.bed, self.folder = bed, Path(folder)
+        self.roles = {"src": source, "dst": destination}
+        self.tcp_loose = None if tcp_loose is None else int(tcp_loose)
+        self.dumps = Dumps(self.folder)
+
+    def _host(self, host: str) -> Any:
+        from migfw.testbed import placement as pl
+
+        return pl.host_commands(self.bed, host)
+
+    def _each_host(self, action: Any) -> dict[str, Any]:
+        from migfw.testbed import placement as pl
+
+        out = {}
+        for role, host in self.roles.items():
+            where = self._host(host)
+            try:
+                out[role] = action(role, host, where)
+            finally:
+                pl.close_host(where)
+        return out
+
+    def apply(self, shell: Any) -> dict[str, int | None]:
+        """Set the factor's level (None: leave it) everywhere; the values read back."""
+        got = self._each_host(lambda r, h, w: set_host_tcp_loose(w, self.tcp_loose))
+        got["guest"] = set_guest_tcp_loose(shell, self.tcp_loose)
+        self.dumps.record["tcp_loose"] = got
+        if self.tcp_loose is not None and any(v != self.tcp_loose for v in got.values()):
+            raise MigfwError(
+                f"nf_conntrack_tcp_loose={self.tcp_loose} did not hold: read back {got}"
+            )
+        return got
+
+    def dump(self, moment: str, shell: Any | None = None) -> None:
+        """Both hosts' tables and the guest's (a shell of its own unless one is given)."""
+        self._each_host(lambda role, host, where: self.dumps.host(role, where, host, moment))
+        try:
+            if shell is not None:
+                self.dumps.guest(shell, moment)
+            else:
+                from migfw.testbed.deploy import GuestShell
+
+                bed = self.bed
+                with GuestShell(bed.vm_address, bed.ssh_user, bed.ssh_key, bed.ssh_known_hosts,
+                                netns=bed.ssh_netns) as own:  # fmt: skip
+                    self.dumps.guest(own, moment)
+        except MigfwError as exc:  # an unreachable guest: the dump says so
+            self.dumps._write("guest", moment, f"# {exc}\n",
+                              {"t": time.time(), "host": "guest", "rc": 255})  # fmt: skip
+
+    @property
+    def record(self) -> dict[str, Any]:
+        return self.dumps.record

@@ -423,8 +423,25 @@ def verify_rules(
             "ok": ok, "deciding_rule": verdict.id if verdict else None,
         })  # fmt: skip
 
+    plan = plan_checks(rs, addresses)
+    # The inbound probes run at once, each in its own thread (setns is per thread) with its
+    # own socket: a silence costs one timeout in all instead of one per probe (24 checks
+    # took ~5 s one after another). Outbound and FTP checks use the guest's shell: in order.
+    from concurrent.futures import ThreadPoolExecutor
+
+    def observe(pkt: Packet) -> str:
+        with in_netns(netns):
+            if pkt.proto == "tcp":
+                return probe_tcp(pkt.src, pkt.dst, pkt.dport, timeout_s)
+            if pkt.proto == "udp":
+                return probe_udp(pkt.src, pkt.dst, pkt.dport, timeout_s)
+            return probe_icmp_echo(pkt.src, pkt.dst, timeout_s)
+
+    inbound = [pkt for _, pkt, _ in plan if pkt is not None]
+    with ThreadPoolExecutor(max_workers=max(1, min(32, len(inbound)))) as pool:
+        observed_all = dict(zip(map(id, inbound), pool.map(observe, inbound), strict=True))
     ftp_done = False
-    for rule, pkt, why in plan_checks(rs, addresses):
+    for rule, pkt, why in plan:
         if pkt is None:
             if why == "outbound":
                 _verify_outbound(rule, rs, addresses, netns, shell, add)
@@ -432,13 +449,7 @@ def verify_rules(
                 add(rule, "-", "-", why, None)
             continue
         expected = "answer" if decide(rs, pkt, addresses) == "pass" else "silence"
-        with in_netns(netns):
-            if pkt.proto == "tcp":
-                observed = probe_tcp(pkt.src, pkt.dst, pkt.dport, timeout_s)
-            elif pkt.proto == "udp":
-                observed = probe_udp(pkt.src, pkt.dst, pkt.dport, timeout_s)
-            else:
-                observed = probe_icmp_echo(pkt.src, pkt.dst, timeout_s)
+        observed = observed_all[id(pkt)]
         add(rule, _describe(pkt), expected, observed, deciding_rule(rs, pkt, addresses))
         # The thesis's FTP check: a real anonymous login and download, once.
         if pkt.proto == "tcp" and pkt.dport == 21 and pkt.src == addresses["remote"]:

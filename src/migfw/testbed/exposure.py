@@ -32,6 +32,9 @@ from migfw.testbed.base import Testbed
 
 STATEFUL = ("stateful", 21, "ftp")  # passed by the ruleset (S1/F1: tcp/21 from the prober)
 ESTABLISHED = ("established", 7, "echo")  # passed by no rule: only as ct state established
+# issue 22: the guest holds each request for its tick, so it speaks first after the resume
+GUEST_FIRST = ("guest_first", 8, "hold")
+STATE_ONLY = (ESTABLISHED, GUEST_FIRST)
 TEMP_COMMENT = "migfw-temporary-established"
 
 
@@ -43,15 +46,17 @@ def _guest_shell(bed: Testbed):  # -> GuestShell
     )
 
 
-def add_temporary_rule(shell: Any, source: str, port: int) -> int | None:
-    """Insert `ip saddr SOURCE tcp dport PORT accept` at the top of the guest's input chain;
-    its handle, or None when the guest has no migfw table (nothing to get past)."""
+def add_temporary_rule(shell: Any, source: str, port: int | tuple[int, ...]) -> int | None:
+    """Insert `ip saddr SOURCE tcp dport PORT(S) accept` at the top of the guest's input
+    chain; its handle, or None when the guest has no migfw table (nothing to get past)."""
     tables = shell.run("nft list tables")
     if "inet migfw" not in tables:
         return None
+    ports = (port,) if isinstance(port, int) else tuple(port)
+    dport = str(int(ports[0])) if len(ports) == 1 else "{ " + ", ".join(map(str, ports)) + " }"
     out = shell.run(
         f"nft --echo --handle insert rule inet migfw input ip saddr {source} "
-        f'tcp dport {int(port)} accept comment "{TEMP_COMMENT}"'
+        f'tcp dport {dport} accept comment "{TEMP_COMMENT}"'
     )
     m = re.search(r"# handle (\d+)", out)
     if not m:
@@ -75,7 +80,12 @@ class TrialTraffic:
         enforcement: dict[str, Any] | None,
         flows_cfg: dict[str, Any] | None,
         layers: list[Any] | None = None,
+        sides: dict[str, dict[str, Any]] | None = None,
     ) -> None:
+        # Attackers beside the switch's (issue 22): {side: {netns, iface, address, host,
+        # rate_hz, allowed_rate_hz}} - the co-tenants of migfw.testbed.cotenant.
+        self.sides = dict(sides or {})
+        self.side_sessions: dict[str, Any] = {}
         # Firewall layers outside the guest that also need the established flow's temporary
         # allow (e.g. OVN's ACLs, migfw.testbed.ovn_placement.TemporaryAcl): add(source,
         # port) -> the rule as text, remove(); `where` names the layer.
@@ -102,11 +112,14 @@ class TrialTraffic:
 
     def _start_flows(self, log: Any) -> None:
         from migfw.testbed.flows import FlowSession
+        from migfw.trials.attack_contract import KNOWN_FLOWS
 
         rate = float(self.flows_cfg.get("rate_hz", 100) or 0)
         if rate <= 0:
             return
-        specs = [f"{n}:{p}:{k}" for n, p, k in (STATEFUL, ESTABLISHED)]
+        flows = (STATEFUL, *STATE_ONLY)
+        specs = [f"{n}:{p}:{k}" for n, p, k in flows]
+        state_ports = tuple(p for _, p, _ in STATE_ONLY)
         timeout = float(self.flows_cfg.get("timeout_s", 10))
         remote = self.bed.extra.get("prober")
         if remote:  # the flows start where the prober runs: on the prober host
@@ -119,41 +132,66 @@ class TrialTraffic:
             self.flows = FlowSession(self.bed.prober_netns, self.bed.vm_address, specs, rate,
                                      self.folder / "flows.csv", timeout_s=timeout)  # fmt: skip
         handle = None
-        layer_rules: list[dict[str, Any]] = []
+        source = self.bed.prober_address or ""
+        rules: list[dict[str, Any]] = []
+        added: list[Any] = []
         with _guest_shell(self.bed) as shell:
-            handle = add_temporary_rule(shell, self.bed.prober_address or "", ESTABLISHED[1])
-            log("temporary_rule_added", handle=handle)
+            # Every active layer admits the state-only flows while they connect (issue 22):
+            # the guest's ruleset (when it has one) and each host layer of the placement.
+            handle = add_temporary_rule(shell, source, state_ports)
+            if handle is not None:
+                rules.append(
+                    {
+                        "where": "guest",
+                        "rule": f"ip saddr {source} tcp dport "
+                        f"{{{', '.join(map(str, state_ports))}}} accept",
+                        "handle": handle,
+                        "added_at": time.time(),
+                        "removed_at": None,
+                    }
+                )
+                log("temporary_rule_added", where="guest", handle=handle)
             try:
                 for layer in self.layers:
-                    rule = layer.add(self.bed.prober_address or "", ESTABLISHED[1])
-                    layer_rules.append({"where": layer.where, "rule": rule,
-                                        "added_at": time.time(), "removed_at": None})  # fmt: skip
+                    added.append(layer)
+                    text = "; ".join(layer.add(source, p) for p in state_ports)
+                    rules.append({"where": layer.where, "rule": text,
+                                  "added_at": time.time(), "removed_at": None})  # fmt: skip
                     log("temporary_rule_added", where=layer.where)
                 connected = self.flows.start()
             finally:
-                removed_at = None
                 if handle is not None:
                     delete_temporary_rule(shell, handle)
-                    removed_at = time.time()
-                    log("temporary_rule_deleted", handle=handle)
-                for layer, rule in zip(self.layers, layer_rules, strict=False):
+                    rules[0]["removed_at"] = time.time()
+                    log("temporary_rule_deleted", where="guest", handle=handle)
+                for layer, rule in zip(added, rules[1 if handle is not None else 0 :],
+                                       strict=False):  # fmt: skip
                     layer.remove()
-                    rule["removed_at"] = removed_at = time.time()
+                    rule["removed_at"] = time.time()
                     log("temporary_rule_deleted", where=layer.where)
         log("flows_started", **connected)
+        removed = [r["removed_at"] for r in rules if r["removed_at"] is not None]
         self.record["flows"] = {
             "rate_hz": rate,
             "stateful": {"port": STATEFUL[1], "service": "ftp NOOP"},
             "established": {"port": ESTABLISHED[1], "service": "echo"},
+            "guest_first": {"port": GUEST_FIRST[1], "service": "held echo (migfw-hold)"},
+            # issue 22's description of each flow (local_port added from the flows' DONE)
+            "flows": {n: {"port": p, "local_port": None, "state_only": KNOWN_FLOWS[n]["state_only"],
+                          **({"initiative": KNOWN_FLOWS[n]["initiative"]}
+                             if KNOWN_FLOWS[n]["initiative"] else {})}
+                      for n, p, _ in flows},  # fmt: skip
             "connected": connected.get("connected"),
             "connect_errors": {k: v for k, v in (connected.get("errors") or {}).items() if v},
             "temporary_rule": None if handle is None else {
-                "where": "guest", "rule": f"ip saddr {self.bed.prober_address} tcp dport "
-                f"{ESTABLISHED[1]} accept", "handle": handle, "removed_at": removed_at},
+                "where": "guest", "rule": rules[0]["rule"], "handle": handle,
+                "removed_at": rules[0]["removed_at"]},
+            "temporary_rules": rules,
+            "allow_removed": max(removed) if removed else None,
+            # The flows leave the prober on the probe capture's interface: probe.pcap holds
+            # every TCP segment of the VM there, both directions.
+            "capture": "probe.pcap",
         }  # fmt: skip
-        if layer_rules:  # every layer's temporary allow, and the moment the last one went
-            self.record["flows"]["temporary_rules"] = layer_rules
-            self.record["flows"]["allow_removed"] = removed_at
 
     def _start_attack(self, log: Any) -> None:
         from migfw.testbed.attacker import AttackSession
@@ -176,18 +214,52 @@ class TrialTraffic:
         else:  # the attacker namespace (local), or this machine (external, local prober)
             iface = str(self.bed.extra.get("attacker_iface") or self.bed.prober_iface)
             self.attack = AttackSession(netns, iface, *args, allowed_rate_hz=allowed_rate)
+        self._start_sides(blocked, allowed, log)  # co-tenants: they start beside the switch's
         self.attack.start()
         log("attack_started", pids=self.attack.pids, rate_hz=rate)
+        for side, session in self.side_sessions.items():  # started meanwhile (threads)
+            session.start_wait()
+            log("attack_started", side=side, pids=session.pids,
+                rate_hz=self.record["attackers"][side]["rate_hz"])  # fmt: skip
         # `address` is the attacked address (the VM), as the attack-window analysis reads it.
         self.record["attack"] = {"address": self.bed.vm_address, "attacker": self.attacker_address,
                                  "blocked_port": blocked, "allowed_port": allowed,
                                  "rate_hz": rate, "allowed_rate_hz": allowed_rate}  # fmt: skip
+        switch = {"address": self.bed.vm_address, "peer": self.attacker_address, "host": None,
+                  "blocked_port": blocked, "allowed_port": allowed, "rate_hz": rate,
+                  "allowed_rate_hz": allowed_rate, "clock": "host"}  # fmt: skip
+        self.record["attackers"] = {"switch": switch, **self.record.get("attackers", {})}
+
+    def _start_sides(self, blocked: int, allowed: int, log: Any) -> None:
+        """The co-tenant attackers: each its own namespace, capture, send log, port base."""
+        from migfw.testbed.attacker import AttackSession
+        from migfw.trials.attack_contract import SIDE_SPORT_BASE, side_files
+
+        for side, where in self.sides.items():
+            rate = float(where.get("rate_hz") or 0)
+            if rate <= 0:
+                continue
+            allowed_rate = float(where.get("allowed_rate_hz") or min(rate, 100.0))
+            pcap, sendlog = side_files(side)
+            session = AttackSession(where["netns"], where["iface"], self.bed.vm_address,
+                                    where["address"], blocked, allowed, rate,
+                                    self.folder / pcap, self.folder / sendlog,
+                                    allowed_rate_hz=allowed_rate,
+                                    sport_base=SIDE_SPORT_BASE[side])  # fmt: skip
+            session.start_async()
+            self.side_sessions[side] = session
+            self.record.setdefault("attackers", {})[side] = {
+                "address": self.bed.vm_address, "peer": where["address"],
+                "host": where.get("host"), "blocked_port": blocked, "allowed_port": allowed,
+                "rate_hz": rate, "allowed_rate_hz": allowed_rate, "clock": "host"}  # fmt: skip
 
     @property
     def pids(self) -> dict[str, int]:
         out = {}
         if self.attack is not None:
             out.update({f"attack_{k}": v for k, v in self.attack.pids.items()})
+        for side, session in self.side_sessions.items():
+            out.update({f"attack_{side}_{k}": v for k, v in session.pids.items()})
         if self.flows is not None and getattr(self.flows, "proc", None) is not None:
             out["flows"] = self.flows.proc.pid
         return out
@@ -201,32 +273,60 @@ class TrialTraffic:
                 out[f"{name}_{k}"] = v
         return out
 
-    def stop(self, log: Any) -> dict[str, Any]:
-        """Stop the attacker, then the flows; the trial.json parts (attack, flows)."""
-        errors = []
+    def stop(self, log: Any, also: Any = None) -> dict[str, Any]:
+        """Stop every attacker and the flows at once (each waits for its last answers; in
+        parallel the waits overlap); the trial.json parts (attack, attackers, flows).
+        `also`: one more stop to run beside them (the ICMP prober's); its result or
+        exception is in `self.also_result`."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        errors: list[str] = []
+        jobs: dict[str, Any] = {}
+        if self.attack is not None:
+            jobs["switch"] = self.attack.stop
+        jobs.update({side: s.stop for side, s in self.side_sessions.items()})
+        if self.flows is not None and self.flows.connected is not None:
+            jobs["flows"] = self.flows.stop
+        if also is not None:
+            jobs["also"] = also
+        results: dict[str, Any] = {}
         try:
-            if self.attack is not None:
-                try:
-                    res = self.attack.stop()
-                    summary = {k: res.get(k) for k in (
-                        "syns_sent", "sent_per_port", "achieved_rate_hz", "lateness_p50_us",
-                        "lateness_p99_us", "lateness_max_us", "send_errors", "scheduling",
-                        "capture_packets", "capture_dropped", "blocked_captured",
-                        "allowed_captured", "blocked_answers", "allowed_answers")}  # fmt: skip
-                    self.record["attack"]["sender"] = summary
-                    self.record["breaches"] = res.get("breaches") or []
-                    log("attack_stopped", **summary)
-                except MigfwError as exc:
-                    errors.append(str(exc))
-            if self.flows is not None and self.flows.connected is not None:
-                try:
-                    res = self.flows.stop()
-                    self.record["flows"].update(res["flows"])
-                    log("flows_stopped", **res["flows"])
-                except MigfwError as exc:
-                    errors.append(str(exc))
+            # Sessions on a prober host share its SSH login: one at a time there.
+            workers = 1 if self.bed.extra.get("prober") else max(1, len(jobs))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                futures = {name: pool.submit(job) for name, job in jobs.items()}
+                for name, future in futures.items():
+                    try:
+                        results[name] = future.result()
+                    except MigfwError as exc:
+                        results[name] = exc
         finally:
             self.kill()
+        self.also_result = results.pop("also", None)
+        for name, res in results.items():
+            if isinstance(res, MigfwError):
+                errors.append(str(res) if name in ("switch", "flows") else f"{name}: {res}")
+            elif name == "switch":
+                summary = {k: res.get(k) for k in (
+                    "syns_sent", "sent_per_port", "achieved_rate_hz", "lateness_p50_us",
+                    "lateness_p99_us", "lateness_max_us", "send_errors", "scheduling",
+                    "capture_packets", "capture_dropped", "blocked_captured",
+                    "allowed_captured", "blocked_answers", "allowed_answers")}  # fmt: skip
+                self.record["attack"]["sender"] = summary
+                self.record["breaches"] = res.get("breaches") or []
+                log("attack_stopped", **summary)
+            elif name == "flows":
+                self.record["flows"].update(res["flows"])
+                for flow, described in self.record["flows"].get("flows", {}).items():
+                    described["local_port"] = (res["flows"].get(flow) or {}).get("local_port")
+                log("flows_stopped", **res["flows"])
+            else:
+                summary = {k: res.get(k) for k in (
+                    "syns_sent", "achieved_rate_hz", "lateness_p99_us", "send_errors",
+                    "capture_packets", "capture_dropped", "blocked_captured",
+                    "blocked_answers", "allowed_answers")}  # fmt: skip
+                self.record["attackers"][name]["sender"] = summary
+                log("attack_stopped", side=name, **summary)
         copied = {**getattr(self.attack, "copied", {}), **getattr(self.flows, "copied", {})}
         if copied:  # files copied back from the prober host, SHA-256 checked
             self.record["copied_sha256"] = copied
@@ -237,5 +337,7 @@ class TrialTraffic:
     def kill(self) -> None:
         if self.attack is not None:
             self.attack._kill()
+        for session in self.side_sessions.values():
+            session._kill()
         if self.flows is not None:
             self.flows.kill()

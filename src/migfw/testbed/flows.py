@@ -43,7 +43,9 @@ from migfw.io import atomic_write
 from migfw.testbed.netns import netns_argv
 
 FLOWS_HEADER = ["flow", "seq", "t_send_ns", "t_reply_ns", "event"]
-KINDS = ("ftp", "echo")
+# ftp: NOOP -> 200; echo: a line echoed at once; hold: a line echoed after the guest's tick
+# (migfw-hold, tcp/8), the next request sent only once answered (issue 22's `guest_first`).
+KINDS = ("ftp", "echo", "hold")
 TERMINAL = ("reset", "closed", "timeout", "error")
 
 
@@ -65,6 +67,8 @@ class Flow:
         self.buf = b""
         self.alive = False
         self.connected_at: int | None = None
+        self.local_port: int | None = None
+        self.next_seq = 0  # hold: its own request counter
 
     def connect(self, target: str, timeout_s: float) -> str | None:
         """Open the connection (and read the FTP greeting); None or the error text."""
@@ -87,10 +91,16 @@ class Flow:
             self.rows.append([0, t, None, f"error:connect {text}"])
             return text
         self.sock, self.alive, self.connected_at = sock, True, time.time_ns()
+        self.local_port = sock.getsockname()[1]
         return None
 
     def request(self, seq: int) -> bytes:
         return b"NOOP\r\n" if self.kind == "ftp" else f"{seq}\n".encode()
+
+    def send_next(self) -> None:
+        """hold: the next request, once the previous one was answered."""
+        self.send(self.next_seq)
+        self.next_seq += 1
 
     def end(self, event: str) -> None:
         """A terminal event: mark it on the latest request's row and stop the flow."""
@@ -156,6 +166,7 @@ class Flow:
         latency = [r[2] - r[1] for r in self.rows if r[2] is not None]
         return {
             "port": self.port,
+            "local_port": self.local_port,
             "kind": self.kind,
             "requests": len(self.rows),
             "answered": len(replies),
@@ -210,7 +221,11 @@ def run_flows(
         due = t0 + k * period
         if stopping_at is None and now >= due:
             for f in live:
-                f.send(k)
+                if f.kind == "hold":
+                    if not f.outstanding:  # the first request, or one after an answer
+                        f.send_next()
+                else:
+                    f.send(k)
             k += 1
             continue
         wait = 0.05 if stopping_at is not None else max(0.0, (due - now) / 1e9)
@@ -218,6 +233,8 @@ def run_flows(
         for f in live:
             if f.sock in ready_socks and f.alive:
                 f.receive()
+                if f.kind == "hold" and f.alive and not f.outstanding and stopping_at is None:
+                    f.send_next()  # at once: the guest holds a request nearly all the time
         wall = time.time_ns()
         for f in live:
             if f.alive and f.outstanding and wall - f.rows[f.outstanding[0]][1] > timeout_s * 1e9:

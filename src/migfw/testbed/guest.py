@@ -324,6 +324,7 @@ def build_image(out: Path, cache: Path, kernel_meta: str, vm_addresses: list[str
         _copy(GUEST_RESOURCES / "init", root, "/init")
         _copy(GUEST_RESOURCES / "inittab", root, "/etc/inittab")
         _copy(GUEST_RESOURCES / "ftpd", root, "/usr/sbin/migfw-ftpd")
+        _copy(GUEST_RESOURCES / "hold", root, "/usr/sbin/migfw-hold")
         _copy(GUEST_RESOURCES / "ftp-readme.txt", root, "/srv/ftp/readme.txt")
         compiler = build_dirty(root / "usr/bin/migfw-dirty")
         _copy(out / HOST_KEY, root, f"/etc/dropbear/{HOST_KEY}")
@@ -341,7 +342,7 @@ def build_image(out: Path, cache: Path, kernel_meta: str, vm_addresses: list[str
         os.chmod(root / "root", 0o700)
         os.chmod(root / "root" / ".ssh", 0o700)
         os.chmod(root / "root/.ssh/authorized_keys", 0o600)
-        for rel in ("init", "usr/sbin/migfw-ftpd"):
+        for rel in ("init", "usr/sbin/migfw-ftpd", "usr/sbin/migfw-hold"):
             os.chmod(root / rel, 0o755)
         for rel in ("proc", "sys", "dev", "tmp", "run", "var/log"):
             (root / rel).mkdir(parents=True, exist_ok=True)

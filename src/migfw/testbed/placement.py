@@ -27,8 +27,9 @@ from migfw.testbed.base import Testbed
 from migfw.testbed.netns import netns_argv
 from migfw.testbed.ruleset import HOST_TABLE, NWFILTER_NAME, explain_nft_error
 
-PLACEMENTS = ("vm", "vmm", "vmm-agent", "none")
-HOST_PLACEMENTS = ("vmm", "vmm-agent")
+PLACEMENTS = ("vm", "vmm", "vmm-agent", "none", "vmm-state")
+# vmm-state: vmm-agent's host rules plus the VM's conntrack entries carried (issue 22)
+HOST_PLACEMENTS = ("vmm", "vmm-agent", "vmm-state")
 
 
 def host_netns(bed: Testbed, host: str) -> str:

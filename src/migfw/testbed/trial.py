@@ -61,14 +61,18 @@ class EventLog:
         self.handle.close()
 
 
-IMPLEMENTED_PLACEMENTS = ("vm", "vmm", "vmm-agent", "none", "ovn")
+IMPLEMENTED_PLACEMENTS = ("vm", "vmm", "vmm-agent", "none", "ovn", "vmm-state")
+# Placements whose destination is programmed by migfw's host agent (trigger, delay, default).
+AGENT_PLACEMENTS = ("vmm-agent", "vmm-state")
 # Factor levels of issue 22's contract (migfw.trials.attack_contract) the testbed applies so
 # far; a trial asking for another level is refused rather than run without it.
 IMPLEMENTED_LEVELS: dict[str, tuple[Any, ...]] = {
-    "trigger": ("resume", None),
-    "port_default": ("open", None),
-    "nf_conntrack_tcp_loose": (None,),
+    "trigger": ("pre", "incoming", "resume", None),
+    "port_default": ("open", "closed", None),
+    "nf_conntrack_tcp_loose": (None, 0, 1),
 }
+# How long before the settle ends the `end` conntrack dumps start (they take ~0.3 s).
+END_DUMP_S = 0.5
 # Written when a testbed could not be repaired after a failed trial: every later trial refuses
 # in one line until `migfw testbed cleanup`/`down` (the failed trial itself is kept: its
 # command exits 0 so Snakemake never deletes its capture).
@@ -211,7 +215,7 @@ def setup_placement(
     if placement != "vmm":
         pl.set_filterref(bed, current, False)
     for host in ("A", "B") if look else ():
-        if not (placement == "vmm-agent" and host == current):
+        if not (placement in AGENT_PLACEMENTS and host == current):
             where = pl.host_commands(bed, host)
             try:
                 pl.remove_host_rules(where)
@@ -236,7 +240,7 @@ def setup_placement(
         # Host rules first, then a fresh SSH session: a session opened before nwfilter's
         # conntrack rules appear stalled (its mid-stream packets are NEW to the host's
         # conntrack and fall to the default block).
-        if placement == "vmm-agent":
+        if placement in AGENT_PLACEMENTS:
             text = render_host_nft(rs, addresses, port)
             (partial / "host_rules.nft").write_text(text)
             where = pl.host_commands(bed, current)
@@ -314,8 +318,16 @@ def _host_hooks(bed: Testbed, agent: Any) -> tuple[dict[str, Any], Any]:
     return where, port
 
 
-def start_agent(cfg: dict[str, Any], bed: Testbed, current: str, delay_ms: float):  # -> EventAgent
-    """The vmm-agent placement's agent, listening to both hosts for the trial."""
+def start_agent(
+    cfg: dict[str, Any],
+    bed: Testbed,
+    current: str,
+    delay_ms: float,
+    trigger: str = "resume",
+    carry_state: bool = False,
+):  # -> EventAgent
+    """The host agent of `vmm-agent` (and `vmm-state`, which also carries the VM's conntrack
+    entries: `carry_state`), listening to both hosts for the trial."""
     from migfw.testbed import placement as pl
     from migfw.testbed.agent import AgentLogic, EventAgent
     from migfw.testbed.ruleset import load_ruleset, render_host_nft
@@ -323,16 +335,45 @@ def start_agent(cfg: dict[str, Any], bed: Testbed, current: str, delay_ms: float
     rs = load_ruleset(cfg_get(cfg, "ruleset", "config/ruleset.yaml"))
     addresses = addresses_for(bed)
     hooks: dict[str, Any] = {}
+    carry = None
+    if carry_state:
+        from migfw.testbed.conntrack import carry as copy_state
+
+        def carry(source: str, destination: str) -> dict[str, Any]:
+            return copy_state(hooks["where"][source], hooks["where"][destination],
+                              bed.vm_address)  # fmt: skip
+
     logic = AgentLogic(
         current, delay_ms,
         install=lambda host: pl.install_host_rules(
             hooks["where"][host], render_host_nft(rs, addresses, hooks["port"](host))),
         remove=lambda host: pl.remove_host_rules(hooks["where"][host]),
+        trigger=trigger, carry=carry,
     )  # fmt: skip
     agent = EventAgent({h: bed.hosts[h].uri for h in ("A", "B")}, bed.vm_name, logic)
     hooks["where"], hooks["port"] = _host_hooks(bed, agent)
     agent.start()
     return agent
+
+
+def close_destination_port(
+    bed: Testbed, destination: str, factors: dict[str, Any], log: EventLog
+) -> dict[str, Any]:
+    """`port_default`: `closed` drops every frame of the VM's port on the destination until
+    the agent's install (migfw.testbed.temporary.closed_port_nft); `open` leaves it alone."""
+    from migfw.testbed import placement as pl
+    from migfw.testbed.temporary import closed_port_nft
+
+    level = str(factors.get("port_default") or "open")
+    if level != "closed":
+        return {"level": level, "closed_at": None}
+    where = pl.host_commands(bed, destination)
+    try:
+        pl.install_host_rules(where, closed_port_nft(pl.port_on(bed, destination)))
+    finally:
+        pl.close_host(where)
+    log("port_closed", host=destination)
+    return {"level": level, "closed_at": time.time(), "host": destination}
 
 
 def start_observer(bed: Testbed, current: str):  # -> EventAgent
@@ -537,19 +578,27 @@ def run_trial(
         destination = bed.other(source)
         pids = hypervisor_pids(cfg, bed, source)
         log("pids", **pids)  # read by fault-injection tests: the daemons and the VM's QEMU
-        delay_ms = float(factors.get("agent_delay_ms", 200)) if placement == "vmm-agent" else None
+        delay_ms = (float(factors.get("agent_delay_ms") or 0 if "agent_delay_ms" in factors
+                          else 200) if placement in AGENT_PLACEMENTS else None)  # fmt: skip
         fw = setup_placement(cfg, bed, placement, source, log, partial)
         restore = placement == "none"
+        from migfw.testbed.trialstate import TrialExtras
+
+        extras = TrialExtras.for_trial(cfg, bed, placement, factors, source, destination, partial)
         with guest_shell(bed) as shell:
             before = read_ruleset(shell)
             guest_nft = shell.run("nft --version").strip()
+            extras.apply(shell)  # nf_conntrack_tcp_loose on both hosts and in the guest
             workload.start(shell, load)  # runs through lead-in, migration and settle
             log("workload_started", **load)
         (partial / "ruleset_before.nft").write_text(before)
         agent = None
-        if placement == "vmm-agent":
-            agent = start_agent(cfg, bed, source, delay_ms)
-            log("agent_started", delay_ms=delay_ms)
+        port_default = None
+        if placement in AGENT_PLACEMENTS:
+            trigger = str(factors.get("trigger") or "resume")
+            agent = start_agent(cfg, bed, source, delay_ms, trigger, placement == "vmm-state")
+            log("agent_started", delay_ms=delay_ms, trigger=trigger)
+            port_default = close_destination_port(bed, destination, factors, log)
         elif placement == "vmm":
             agent = start_observer(bed, source)  # when does the destination's filter exist?
         direction = f"{source}->{destination}"  # ASCII: it ends up in CSV columns
@@ -561,7 +610,13 @@ def run_trial(
             clocks["start"] = clock_offsets(bed)
             log("clock", **clocks["start"])
         print(f"{label} interval {interval_s} direction {arrow}: lead-in…", flush=True)
-        do_migrate = lambda: migrate(bed, source, destination, settings)  # noqa: E731
+
+        def do_migrate() -> dict[str, Any]:
+            if agent is not None and hasattr(agent.logic, "before_migration"):
+                agent.logic.before_migration(destination)  # trigger `pre` programs it now
+                log("agent_before_migration", trigger=agent.logic.trigger)
+            return migrate(bed, source, destination, settings)
+
         ovn_trial = None
         if placement == "ovn":
             from migfw.testbed.ovn_placement import DEFAULT_BINDING, OvnTrial
@@ -570,14 +625,17 @@ def run_trial(
             ovn_trial = OvnTrial(cfg, bed, source, destination, binding, partial, log).start()
             do_migrate = lambda: ovn_trial.migrate(  # noqa: E731
                 lambda: migrate(bed, source, destination, settings))  # fmt: skip
+        layers = list(extras.layers)
+        if ovn_trial is not None:
+            layers.append(ovn_trial.temporary_acl())
         try:
             result = _probe_and_migrate(
                 bed, partial, interval_s, enforcement, lead_in, settle, log,
-                do_migrate, label, flows_cfg, load,
-                layers=[ovn_trial.temporary_acl()] if ovn_trial is not None else None,
+                do_migrate, label, flows_cfg, load, layers=layers, extras=extras,
             )  # fmt: skip
         finally:
             ovn_record = ovn_trial.stop() if ovn_trial is not None else None
+            extras.close()
         agent_report = None
         if agent is not None:
             agent_report = agent.stop()
@@ -656,6 +714,11 @@ def run_trial(
             observed, agent_report = agent_report.get("nwfilter_at_events"), None
         firewall = record(placement, delay_ms, fw["where"], rules_after, fw["checks"],
                           agent_report)  # fmt: skip
+        if placement in AGENT_PLACEMENTS:
+            firewall["agent_delay_ms"] = delay_ms
+        if port_default is not None:  # when the closed port opened: the agent's install
+            opened = (agent_report or {}).get("rules_installed")
+            firewall["port_default"] = {**port_default, "opened_at": opened}
         if observed is not None:
             firewall["nwfilter_at_events"] = observed
         cap = result["capture"]
@@ -722,6 +785,9 @@ def run_trial(
             "breaches": (traffic.get("breaches") if attack is not None else cap.get("breaches"))
             or [],
             "attack": attack,
+            # issue 22: every attacker side, and the conntrack dumps (docs/attack_window.md)
+            "attackers": traffic.get("attackers"),
+            "conntrack": extras.record,
             "flows": traffic.get("flows"),
             "prober": {**prober, **prober_record(bed, result["capture"])},
             "flags": flags,
@@ -781,6 +847,7 @@ def _probe_and_migrate(
     flows_cfg: dict[str, Any] | None = None,
     load: dict[str, Any] | None = None,
     layers: list[Any] | None = None,
+    extras: Any = None,
 ) -> dict[str, Any]:
     """Probe for lead_in, migrate, probe for settle; the probes always stop.
 
@@ -823,7 +890,13 @@ def _probe_and_migrate(
     else:
         session = ProbeSession(bed.prober_netns, *args, enforcement=probe_enforcement)
     traffic = TrialTraffic(bed, partial, enforcement if has_attacker else None, flows_cfg,
-                           layers=layers)  # fmt: skip
+                           layers=layers, sides=getattr(extras, "sides", None))  # fmt: skip
+
+    def dump(moment: str) -> None:  # conntrack dumps, inside the probing (issue 22)
+        if extras is not None:
+            extras.dump(moment)
+            log("conntrack_dump", moment=moment)
+
     failure = None
     flags: list[str] = []
     migration: dict[str, Any] = {}
@@ -857,7 +930,8 @@ def _probe_and_migrate(
         # the flows takes seconds on a loaded machine): `lead_in` of it precede the migration.
         clock.mark("lead_in_start")
         log("probe_started", icmp_id=session.ident, pids=prober["pids"])
-        time.sleep(lead_in)
+        dump("before")  # the temporary allows are gone: the state-only flows' entries
+        time.sleep(max(0.0, lead_in - (time.monotonic() - clock.steps["lead_in_start"])))
         stray = session.stray(bed.prober_address or "")
         # The attacker's SYNs are ours too (a switch floods them to the prober's port
         # while the VM's MAC is not yet learned on its new port).
@@ -888,7 +962,14 @@ def _probe_and_migrate(
                 if not isinstance(exc, MigrationFailed):
                     failure = f"migration failed: {failure}"
                 log("migrate_failed", error=failure)
-            time.sleep(settle)
+            if migration.get("hypervisor"):
+                dump("resume")  # the migrate call returns just after the resume event
+            # The end dump is taken in the settle's last moments (while every flow still
+            # runs), so it costs the trial no time of its own.
+            left = settle - (time.monotonic() - clock.steps["migrate_return"])
+            time.sleep(max(0.0, left - END_DUMP_S))
+            dump("end")
+            time.sleep(max(0.0, settle - (time.monotonic() - clock.steps["migrate_return"])))
             clock.mark("settle_end")
     finally:
         try:
@@ -898,11 +979,15 @@ def _probe_and_migrate(
                     log("service_stopped", **service_record)
                 except MigfwError as exc:
                     service_errors.append(str(exc))
-            traffic_record = traffic.stop(log)
+            # The probes stop beside the attackers and flows (their last-answer waits overlap).
+            traffic_record = traffic.stop(log, also=session.stop)
         finally:
             if service is not None:
                 service.kill()
-            capture = session.stop()
+            stopped = getattr(traffic, "also_result", None)
+            if isinstance(stopped, BaseException):
+                raise stopped
+            capture = stopped if stopped is not None else session.stop()
         log("probe_stopped", **{k: v for k, v in capture.items() if k != "breaches"})
         if getattr(session, "service_result", None) is not None:  # run on the prober host
             service_record = session.service_result

@@ -1,0 +1,102 @@
+"""What issue 22 adds to a trial around the migration, in one object the trial runner calls:
+the co-tenant attackers (migfw.testbed.cotenant), the state-only flows' temporary allow at
+every host layer (migfw.testbed.temporary), the `nf_conntrack_tcp_loose` factor and the
+conntrack dumps before / just after the resume / at the end (migfw.testbed.conntrack).
+
+    extras = TrialExtras.for_trial(cfg, bed, placement, factors, source, destination, folder)
+    extras.apply(shell)                 # the factor's level on both hosts and in the guest
+    ... TrialTraffic(..., layers=extras.layers, sides=extras.sides)
+    extras.dump("before") / ("resume") / ("end")
+    meta["conntrack"] = extras.record
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from migfw.testbed.base import Testbed, cfg_get
+from migfw.testbed.conntrack import TrialConntrack
+
+# Placements whose firewall sits on the host the VM runs on, as host nftables.
+HOST_NFT_PLACEMENTS = ("vmm-agent", "vmm-state")
+# Co-tenants sit on the hosts' Linux bridges; under `ovn` the VM's port is on OVS's br-int.
+NO_COTENANT_PLACEMENTS = ("ovn",)
+DEFAULT_SIDE_RATES = {"dst_cotenant": (250.0, 50.0), "src_cotenant": (250.0, 50.0)}
+
+
+def side_rates(cfg: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """(blocked, allowed) SYNs per second per co-tenant side: trials.enforcement.sides."""
+    configured = cfg_get(cfg, "trials.enforcement.sides", None) or {}
+    out = {}
+    for side, (rate, allowed) in DEFAULT_SIDE_RATES.items():
+        given = configured.get(side) or {}
+        out[side] = (float(given.get("rate_hz", rate)),
+                     float(given.get("allowed_rate_hz", allowed)))  # fmt: skip
+    return out
+
+
+class TrialExtras:
+    def __init__(self, bed: Testbed, conntrack: TrialConntrack | None,
+                 sides: dict[str, dict[str, Any]], layers: list[Any]) -> None:  # fmt: skip
+        self.bed, self.conntrack, self.sides, self.layers = bed, conntrack, sides, layers
+        self.closers: list[Any] = []
+
+    @classmethod
+    def for_trial(
+        cls,
+        cfg: dict[str, Any],
+        bed: Testbed,
+        placement: str,
+        factors: dict[str, Any],
+        source: str,
+        destination: str,
+        folder: Path,
+    ) -> TrialExtras:
+        from migfw.testbed import placement as pl
+
+        local = bed.provider == "local"
+        hosts = pl.hosts_reachable(bed)
+        loose = factors.get("nf_conntrack_tcp_loose")
+        conntrack = (TrialConntrack(bed, folder, source, destination, loose)
+                     if hosts else None)  # fmt: skip
+        sides: dict[str, dict[str, Any]] = {}
+        rate = float(cfg_get(cfg, "trials.enforcement.rate_hz", 0) or 0)
+        if local and rate > 0 and placement not in NO_COTENANT_PLACEMENTS:
+            from migfw.testbed import cotenant
+            from migfw.testbed.local import LocalTestbed
+
+            rates = side_rates(cfg)
+            for side, where in cotenant.sides_for(LocalTestbed(cfg), source, destination).items():
+                sides[side] = {**where, "rate_hz": rates[side][0],
+                               "allowed_rate_hz": rates[side][1]}  # fmt: skip
+        extras = cls(bed, conntrack, sides, [])
+        if hosts and placement in HOST_NFT_PLACEMENTS:
+            from migfw.testbed.temporary import HostNftAllow
+
+            where = pl.host_commands(bed, source)
+            extras.closers.append(lambda: pl.close_host(where))
+            extras.layers.append(HostNftAllow(where, source))
+        elif hosts and placement in ("vmm", "both"):
+            from migfw.testbed.temporary import NwfilterAllow
+
+            where = pl.host_commands(bed, source)
+            extras.closers.append(lambda: pl.close_host(where))
+            extras.layers.append(NwfilterAllow(where, source, pl.port_on(bed, source)))
+        return extras
+
+    def apply(self, shell: Any) -> None:
+        if self.conntrack is not None:
+            self.conntrack.apply(shell)
+
+    def dump(self, moment: str) -> None:
+        if self.conntrack is not None:
+            self.conntrack.dump(moment)
+
+    @property
+    def record(self) -> dict[str, Any] | None:
+        return None if self.conntrack is None else self.conntrack.record
+
+    def close(self) -> None:
+        while self.closers:
+            self.closers.pop()()
