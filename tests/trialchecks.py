@@ -98,7 +98,7 @@ def check_flows(out: Path, meta: dict[str, Any], guest_rule: bool = True) -> flo
         assert summary["temporary_rule"]["where"] == "guest"
         assert "migfw-temporary" not in (out / "ruleset_before.nft").read_text()
         assert json.loads((out / "trial.json").read_text())["flows"]["connected"] == {
-            "stateful": True, "established": True}  # fmt: skip
+            "stateful": True, "established": True, "guest_first": True}  # fmt: skip
     row = attack_metrics(out, meta)
     assert row["stateful_flow_survived"] is True and row["stateful_stall_ms"] == stall
     return stall

@@ -29,6 +29,7 @@ from migfw.trials.attack_contract import conntrack_file
 
 TCP_LOOSE_SYSCTL = "net.netfilter.nf_conntrack_tcp_loose"
 TCP_LOOSE_PROC = "/proc/sys/net/netfilter/nf_conntrack_tcp_loose"
+DEFAULT_TCP_LOOSE = 1  # Linux's default
 
 
 def run_on(where: Any, argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -172,10 +173,14 @@ class TrialConntrack:
     the guest, and the dumps at `before`, `resume` and `end` (trial.json `conntrack`)."""
 
     def __init__(self, bed: Any, folder: Path, source: str, destination: str,
-                 tcp_loose: int | None) -> None:  # fmt: skip
+                 tcp_loose: int | None, host_dumps: bool = True) -> None:  # fmt: skip
+        # host_dumps False: another part writes the hosts' dumps (ovn: OVS's own conntrack).
+        self.host_dumps = host_dumps
         self.bed, self.folder = bed, Path(folder)
         self.roles = {"src": source, "dst": destination}
-        self.tcp_loose = None if tcp_loose is None else int(tcp_loose)
+        # No level given: the kernel's default (1), restored, so a trial never inherits the
+        # level an earlier trial left in a namespace or the guest.
+        self.tcp_loose = DEFAULT_TCP_LOOSE if tcp_loose is None else int(tcp_loose)
         self.dumps = Dumps(self.folder)
 
     def _host(self, host: str) -> Any:
@@ -200,7 +205,7 @@ class TrialConntrack:
         got = self._each_host(lambda r, h, w: set_host_tcp_loose(w, self.tcp_loose))
         got["guest"] = set_guest_tcp_loose(shell, self.tcp_loose)
         self.dumps.record["tcp_loose"] = got
-        if self.tcp_loose is not None and any(v != self.tcp_loose for v in got.values()):
+        if any(v != self.tcp_loose for v in got.values()):
             raise MigfwError(
                 f"nf_conntrack_tcp_loose={self.tcp_loose} did not hold: read back {got}"
             )
@@ -208,7 +213,8 @@ class TrialConntrack:
 
     def dump(self, moment: str, shell: Any | None = None) -> None:
         """Both hosts' tables and the guest's (a shell of its own unless one is given)."""
-        self._each_host(lambda role, host, where: self.dumps.host(role, where, host, moment))
+        if self.host_dumps:
+            self._each_host(lambda role, host, where: self.dumps.host(role, where, host, moment))
         try:
             if shell is not None:
                 self.dumps.guest(shell, moment)

@@ -584,7 +584,8 @@ def run_trial(
         restore = placement == "none"
         from migfw.testbed.trialstate import TrialExtras
 
-        extras = TrialExtras.for_trial(cfg, bed, placement, factors, source, destination, partial)
+        extras = TrialExtras.for_trial(cfg, bed, placement, factors, source, destination, partial,
+                                       enforcement)  # fmt: skip
         with guest_shell(bed) as shell:
             before = read_ruleset(shell)
             guest_nft = shell.run("nft --version").strip()
@@ -787,7 +788,7 @@ def run_trial(
             "attack": attack,
             # issue 22: every attacker side, and the conntrack dumps (docs/attack_window.md)
             "attackers": traffic.get("attackers"),
-            "conntrack": extras.record,
+            "conntrack": _conntrack_record(extras.record, ovn_record),
             "flows": traffic.get("flows"),
             "prober": {**prober, **prober_record(bed, result["capture"])},
             "flags": flags,
@@ -1005,6 +1006,18 @@ def _probe_and_migrate(
     return {"failure": failure, "migration": migration, "capture": capture,
             "prober": prober, "flags": flags, "traffic": traffic_record,
             "clock": clock, "service": service_record}  # fmt: skip
+
+
+def _conntrack_record(
+    record: dict[str, Any] | None, ovn_record: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """trial.json `conntrack`: the kernel dumps, and under ovn OVS's own (its hosts' tables)."""
+    ovn_dumps = ((ovn_record or {}).get("conntrack") or {}).get("dumps") or {}
+    if record is None and not ovn_dumps:
+        return None
+    out = dict(record or {"tcp_loose": {}, "dumps": {}})
+    out["dumps"] = {**out.get("dumps", {}), **ovn_dumps}
+    return out
 
 
 def _breach_position(folder: Path, meta: dict[str, Any]) -> Any:

@@ -52,24 +52,27 @@ class TrialExtras:
         source: str,
         destination: str,
         folder: Path,
+        enforcement: dict[str, Any] | None = None,
     ) -> TrialExtras:
         from migfw.testbed import placement as pl
 
         local = bed.provider == "local"
         hosts = pl.hosts_reachable(bed)
         loose = factors.get("nf_conntrack_tcp_loose")
-        conntrack = (TrialConntrack(bed, folder, source, destination, loose)
+        conntrack = (TrialConntrack(bed, folder, source, destination, loose,
+                                    host_dumps=placement != "ovn")
                      if hosts else None)  # fmt: skip
         sides: dict[str, dict[str, Any]] = {}
-        rate = float(cfg_get(cfg, "trials.enforcement.rate_hz", 0) or 0)
+        # The experiment's attack rate caps the co-tenants' (the thesis experiment's 20 Hz).
+        rate = float((enforcement or {}).get("rate_hz") or 0)
         if local and rate > 0 and placement not in NO_COTENANT_PLACEMENTS:
             from migfw.testbed import cotenant
             from migfw.testbed.local import LocalTestbed
 
             rates = side_rates(cfg)
             for side, where in cotenant.sides_for(LocalTestbed(cfg), source, destination).items():
-                sides[side] = {**where, "rate_hz": rates[side][0],
-                               "allowed_rate_hz": rates[side][1]}  # fmt: skip
+                sides[side] = {**where, "rate_hz": min(rates[side][0], rate),
+                               "allowed_rate_hz": min(rates[side][1], rate)}  # fmt: skip
         extras = cls(bed, conntrack, sides, [])
         if hosts and placement in HOST_NFT_PLACEMENTS:
             from migfw.testbed.temporary import HostNftAllow
