@@ -56,12 +56,13 @@ rule summary_table:
         confidence=config["analysis"]["confidence"],
         resamples=config["analysis"]["bootstrap_resamples"],
         seed=config["analysis"]["seed"],
+        exclude_flags=EXCLUDE_FLAGS,
     run:
         run_migfw(
             log,
             ["summarize", input, "--out", output, "--factors", params.factors],
             ["--confidence", params.confidence, "--resamples", params.resamples],
-            ["--seed", params.seed],
+            ["--seed", params.seed, "--exclude-flags", params.exclude_flags],
         )
 
 
@@ -91,6 +92,7 @@ rule attack_window_table:
         confidence=config["analysis"]["confidence"],
         resamples=config["analysis"]["bootstrap_resamples"],
         seed=config["analysis"]["seed"],
+        exclude_flags=EXCLUDE_FLAGS,
     run:
         run_migfw(
             log,
@@ -103,7 +105,7 @@ rule attack_window_table:
                 output.flows,
             ],
             ["--confidence", params.confidence, "--resamples", params.resamples],
-            ["--seed", params.seed],
+            ["--seed", params.seed, "--exclude-flags", params.exclude_flags],
         )
 
 
@@ -140,6 +142,7 @@ rule sweeps:
     params:
         code=code_version("migfw.measure.sweeps"),
         factors=SWEEP_FACTORS,
+        exclude_flags=EXCLUDE_FLAGS,
     run:
         run_migfw(
             log,
@@ -150,5 +153,5 @@ rule sweeps:
                 "--power-difference",
                 output.power_difference,
             ],
-            ["--figure", output.png],
+            ["--figure", output.png, "--exclude-flags", params.exclude_flags],
         )

@@ -56,6 +56,9 @@ def effective_config(log):
 
 
 BENCH = "results/benchmarks"
+# Trials carrying any of these flags are left out of the statistics (summary, attack window,
+# sweeps); each table row says how many flagged trials it includes and how many were left out.
+EXCLUDE_FLAGS = list(config["analysis"].get("exclude_flags") or [])
 # trials.csv columns the sweep table and figure look at (those an experiment varies).
 SWEEP_FACTORS = list(KNOWN_FACTORS)
 

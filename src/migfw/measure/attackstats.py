@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ from migfw.errors import MigfwError
 from migfw.io import write_csv
 from migfw.measure.attack import side_column
 from migfw.measure.flowstate import CT_METRICS, flow_column
-from migfw.measure.stats import describe
+from migfw.measure.stats import add_exclude_flags_argument, describe
 from migfw.trials.attack_contract import ATTACK_FACTORS, ATTACKER_SIDES, KNOWN_FLOWS, SIDE_TEXT
 
 GROUP = ["experiment", "placement", *ATTACK_FACTORS, "ovn_binding", "side"]
@@ -287,10 +288,19 @@ def cell_statement(row: dict[str, Any], confidence: float) -> str:
 
 
 def attack_window_table(
-    trials: pd.DataFrame, confidence: float = 0.95, resamples: int = 9999, seed: int = 0
+    trials: pd.DataFrame,
+    confidence: float = 0.95,
+    resamples: int = 9999,
+    seed: int = 0,
+    exclude_flags: Sequence[str] = (),
 ) -> pd.DataFrame:
     """The attack_window.csv rows: one per experiment x placement x factor cell x attacker
-    side with data (empty table, same columns, without placement trials)."""
+    side with data (empty table, same columns, without placement trials). Trials carrying a
+    flag in `exclude_flags` are left out; each row counts the flagged trials it includes and
+    those left out (migfw.measure.stats.with_flag_columns)."""
+    from migfw.measure.stats import exclude_flagged
+
+    trials, excluded = exclude_flagged(trials, exclude_flags)
     need = {"blocked_sent", "breach_window_ms", "status"}
     if not need <= set(trials.columns):
         missing = ", ".join(sorted(need - set(trials.columns)))
@@ -314,7 +324,28 @@ def attack_window_table(
         order = ["experiment", "_s", "_o", *ATTACK_FACTORS, "ovn_binding", *extra]
         out = out.sort_values(order, kind="stable", na_position="first")
         out = out.drop(columns=["_o", "_s"])
-    return out.reset_index(drop=True)
+    return _with_flags(out.reset_index(drop=True), trials, excluded, extra, keys)
+
+
+def _with_flags(
+    table: pd.DataFrame, kept: pd.DataFrame, excluded: pd.DataFrame, extra: list[str],
+    keys: list[str],
+) -> pd.DataFrame:  # fmt: skip
+    """FLAG_COLUMNS per row, over the trials in its cell and side as side_frame keys them."""
+    from migfw.measure.stats import with_flag_columns
+
+    def per_side(frame: pd.DataFrame) -> pd.DataFrame:
+        ok = frame[frame["status"] == "ok"] if "status" in frame else frame
+        if ok.empty or "trial_id" not in ok:
+            return ok.iloc[0:0]
+        flags = dict(zip(ok["trial_id"], ok.get("flags", pd.Series("", index=ok.index)),
+                         strict=True))  # fmt: skip
+        sides = pd.concat([side_frame(ok, side, extra) for side in ATTACKER_SIDES],
+                          ignore_index=True)  # fmt: skip
+        sides["flags"] = sides["trial_id"].map(flags)
+        return sides
+
+    return with_flag_columns(table, per_side(kept), per_side(excluded), keys)
 
 
 def _reference(frame: pd.DataFrame, key: dict[str, Any]) -> pd.DataFrame:
@@ -531,11 +562,14 @@ def _cli(args: argparse.Namespace) -> int:
         trials = pd.read_csv(args.trials)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise MigfwError(f"{args.trials}: cannot read trials table ({exc})") from None
-    table = attack_window_table(trials, args.confidence, args.resamples, args.seed)
+    table = attack_window_table(trials, args.confidence, args.resamples, args.seed,
+                                args.exclude_flags)  # fmt: skip
     write_csv(args.out, table)
     print(f"{len(table)} attack-window rows -> {args.out}")
     if args.flows:
-        flows = flow_table(trials, args.confidence)
+        from migfw.measure.stats import exclude_flagged
+
+        flows = flow_table(exclude_flagged(trials, args.exclude_flags)[0], args.confidence)
         write_csv(args.flows, flows)
         print(f"{len(flows)} flow rows -> {args.flows}")
     return 0
@@ -552,4 +586,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--confidence", type=float, default=0.95)
     p.add_argument("--resamples", type=int, default=9999)
     p.add_argument("--seed", type=int, default=0)
+    add_exclude_flags_argument(p)
     p.set_defaults(func=_cli)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ from migfw.io import write_csv, write_json
 from migfw.measure.attack import AGENT_COLUMNS, ATTACK_COLUMNS, SIDE_COLUMNS
 from migfw.measure.flowstate import flow_columns
 from migfw.measure.service import SERVICE_COLUMNS, service_metrics
-from migfw.measure.stats import summarize
+from migfw.measure.stats import add_exclude_flags_argument, summarize
 from migfw.trials.attack_contract import AGENT_PLACEMENTS
 from migfw.trials.contract import discover_trials, load_trial
 
@@ -259,13 +260,20 @@ def summary_table(
     confidence: float,
     resamples: int,
     seed: int,
+    exclude_flags: Sequence[str] = (),
 ) -> pd.DataFrame:
-    """summary.csv: statistics over the successful trials only."""
+    """summary.csv: statistics over the successful trials only, without those carrying a
+    flag in `exclude_flags`; each row says how many flagged trials its cell includes and how
+    many it left out (migfw.measure.stats.with_flag_columns)."""
+    from migfw.measure.stats import exclude_flagged, with_flag_columns
+
     ok = trials[trials["status"] == "ok"]
     # Statistics never mix experiments: group by experiment first, then the given factors.
     if "experiment" in ok.columns and "experiment" not in factors:
         factors = ["experiment", *factors]
-    return summarize(ok, SUMMARY_METRICS, factors, confidence, resamples, seed)
+    kept, excluded = exclude_flagged(ok, exclude_flags)
+    table = summarize(kept, SUMMARY_METRICS, factors, confidence, resamples, seed)
+    return with_flag_columns(table, kept, excluded, factors)
 
 
 def _json_safe(row: dict[str, Any]) -> dict[str, Any]:
@@ -316,7 +324,8 @@ def _cli_summary(args: argparse.Namespace) -> int:
         trials = pd.read_csv(args.trials)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise MigfwError(f"{args.trials}: cannot read trials table ({exc})") from None
-    summary = summary_table(trials, args.factors, args.confidence, args.resamples, args.seed)
+    summary = summary_table(trials, args.factors, args.confidence, args.resamples, args.seed,
+                            args.exclude_flags)  # fmt: skip
     write_csv(args.out, summary)
     print(f"{len(summary)} summary rows -> {args.out}")
     return 0
@@ -343,4 +352,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--confidence", type=float, default=0.95)
     p.add_argument("--resamples", type=int, default=9999)
     p.add_argument("--seed", type=int, default=0)
+    add_exclude_flags_argument(p)
     p.set_defaults(func=_cli_summary)

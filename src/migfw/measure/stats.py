@@ -141,3 +141,80 @@ def _isnan(value: object) -> bool:
         return math.isnan(float(value))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return True
+
+
+# ------------------------------------------------------------------ flagged trials
+# A flag (trials.csv `flags`, ";"-separated) says a trial's numbers include something that was
+# not the migration: a slow migration, a stepped clock, a guest that went silent, someone
+# else's probes. The statistics tables say how many flagged trials each row includes
+# (`flagged_trials`, `flags`: name:count) and how many `analysis.exclude_flags` left out of it
+# (`excluded_flagged`).
+FLAG_COLUMNS = ["flagged_trials", "flags", "excluded_flagged"]
+
+
+def split_flags(value: object) -> list[str]:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    return [f for f in str(value).split(";") if f]
+
+
+def exclude_flagged(
+    trials: pd.DataFrame, exclude: Sequence[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(trials kept, trials left out): a trial carrying any flag in `exclude` is left out."""
+    if not exclude or "flags" not in trials:
+        return trials, trials.iloc[0:0]
+    wanted = set(exclude)
+    hit = trials["flags"].map(lambda v: bool(wanted & set(split_flags(v))))
+    return trials[~hit], trials[hit]
+
+
+def flag_counts(flags: pd.Series) -> tuple[int, str]:
+    """How many of these trials carry a flag, and "name:count;…" of the flags."""
+    lists = [split_flags(v) for v in flags]
+    counts: dict[str, int] = {}
+    for names in lists:
+        for name in dict.fromkeys(names):
+            counts[name] = counts.get(name, 0) + 1
+    return sum(1 for names in lists if names), ";".join(
+        f"{k}:{v}" for k, v in sorted(counts.items())
+    )
+
+
+def with_flag_columns(
+    table: pd.DataFrame, kept: pd.DataFrame, excluded: pd.DataFrame, keys: Sequence[str]
+) -> pd.DataFrame:
+    """`table` (one row per `keys` cell) with FLAG_COLUMNS counted over the trials of each
+    cell: `kept` (what the row's statistics were computed from) and `excluded`."""
+    keys = [k for k in keys if k in table.columns]
+    out = table.copy()
+
+    def cells(frame: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
+        if frame.empty or any(k not in frame.columns for k in keys):
+            return {}
+        if not keys:
+            return {(): frame}
+        grouped = frame.groupby(keys, dropna=False, sort=False)
+        return {(k if isinstance(k, tuple) else (k,)): g for k, g in grouped}
+
+    def norm(key: tuple) -> tuple:
+        return tuple("" if pd.isna(v) else str(v) for v in key)
+
+    kept_cells = {norm(k): g for k, g in cells(kept).items()}
+    excluded_cells = {norm(k): g for k, g in cells(excluded).items()}
+    flagged, names, left_out = [], [], []
+    for _, row in out.iterrows():
+        key = norm(tuple(row[k] for k in keys))
+        group = kept_cells.get(key)
+        n, text = flag_counts(group["flags"]) if group is not None and "flags" in group else (0, "")
+        flagged.append(n)
+        names.append(text)
+        left_out.append(len(excluded_cells.get(key, ())))
+    out["flagged_trials"], out["flags"], out["excluded_flagged"] = flagged, names, left_out
+    return out
+
+
+def add_exclude_flags_argument(parser) -> None:  # noqa: ANN001 - an argparse parser
+    """`--exclude-flags FLAG…` (analysis.exclude_flags) for a statistics command."""
+    parser.add_argument("--exclude-flags", nargs="*", default=[], metavar="FLAG",
+                        help="leave out trials carrying any of these flags")  # fmt: skip

@@ -30,6 +30,7 @@ import pandas as pd
 
 from migfw.errors import MigfwError
 from migfw.io import write_csv
+from migfw.measure.stats import add_exclude_flags_argument
 
 # metric column → (label, scale to ms)
 SWEEP_METRICS = {
@@ -49,7 +50,7 @@ DIFFERENCES_MS = (10, 20, 50, 100)
 ALPHA, POWER = 0.05, 0.8
 # `by`/`by_level`: the other factor held at one level (empty: pooled over the other factors).
 SWEEP_COLUMNS = ["experiment", "factor", "level", "by", "by_level", "metric", "n", "mean",
-                 "ci_low", "ci_high"]  # fmt: skip
+                 "ci_low", "ci_high", "flagged_trials", "flags", "excluded_flagged"]  # fmt: skip
 
 
 def _ok(trials: pd.DataFrame) -> pd.DataFrame:
@@ -83,21 +84,33 @@ def _mean_ci(values: pd.Series) -> tuple[int, float, float, float]:
     return n, mean, mean - half, mean + half
 
 
-def sweep_table(trials: pd.DataFrame, factors: list[str]) -> pd.DataFrame:
+def sweep_table(
+    trials: pd.DataFrame, factors: list[str], excluded: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per experiment × varied factor × level × metric (values in ms), pooled over
     the experiment's other factors (`by` empty); where it varies exactly two factors, also one
     row per level of the other (`by`, `by_level`): how a metric responds to one factor under
-    each level of the other."""
+    each level of the other. Each row counts the flagged trials in its cell and those
+    `excluded` (left out by analysis.exclude_flags) from it."""
+    from migfw.measure.stats import flag_counts
+
     ok = _ok(trials)
+    left_out = _ok(excluded) if excluded is not None else ok.iloc[0:0]
     rows = []
 
     def add(experiment: str, factor: str, part: pd.DataFrame, by: str, by_level) -> None:
         for level, cell in part.groupby(factor, sort=True):
+            flagged, names = flag_counts(cell["flags"]) if "flags" in cell else (0, "")
+            out = left_out[left_out["experiment"].astype(str) == experiment]
+            out = out[out[factor] == level] if factor in out else out.iloc[0:0]
+            if by and by in out:
+                out = out[out[by] == by_level]
             for metric, (_label, scale) in SWEEP_METRICS.items():
                 if metric not in cell or cell[metric].isna().all():
                     continue
                 n, mean, lo, hi = _mean_ci(pd.to_numeric(cell[metric], errors="coerce") * scale)
-                rows.append([experiment, factor, level, by, by_level, metric, n, mean, lo, hi])
+                rows.append([experiment, factor, level, by, by_level, metric, n, mean, lo, hi,
+                             flagged, names, len(out)])  # fmt: skip
 
     for experiment, names in varied_factors(trials, factors).items():
         group = ok[ok["experiment"].astype(str) == experiment]
@@ -374,8 +387,10 @@ def _read(path: str) -> pd.DataFrame:
 
 
 def _cli(args: argparse.Namespace) -> int:
-    trials = _read(args.trials)
-    table = sweep_table(trials, args.factors)
+    from migfw.measure.stats import exclude_flagged
+
+    trials, excluded = exclude_flagged(_read(args.trials), args.exclude_flags)
+    table = sweep_table(trials, args.factors, excluded)
     write_csv(args.table, table)
     write_csv(args.power, power_table(trials, args.factors))
     if args.power_difference:
@@ -395,4 +410,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--power-difference", help="power table CSV (differences between cells; optional)"
     )
     p.add_argument("--figure", required=True, help="PNG; an SVG is written beside it")
+    add_exclude_flags_argument(p)
     p.set_defaults(func=_cli)

@@ -8,6 +8,15 @@ the longest time without an echo reply from the guest (the period's edges count 
 is its silence; a silence over `trials.max_silence_s` flags the trial (`guest_silent_lead_in`,
 `guest_silent_settle`): the guest or its host stopped answering outside the migration, so its
 numbers are not the migration's.
+
+A stepped wall clock (set back or forward during the trial: by hand, by an NTP step) is found
+two ways (`check_clock`): the trial process's own clock, by a second (monotonic, epoch) pair
+taken at the end - the epoch time elapsed must equal the monotonic time elapsed; and the
+capture's clock, by the probes - the prober sends request k at t0 + k·I on the monotonic
+clock, so capture time minus k·I is level, and a lasting change of that level (not a late
+request, which comes back) is a step of the clock that stamped the capture. Over
+CLOCK_STEP_TOLERANCE_S either way flags the trial `clock_step`: its epoch times (capture,
+events, job statistics) do not share one clock any more.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ STEPS = ("lead_in_start", "migrate_call", "migrate_return", "settle_end")
 PERIODS = {"lead_in": ("lead_in_start", "migrate_call"),
            "settle": ("migrate_return", "settle_end")}  # fmt: skip
 DEFAULT_MAX_SILENCE_S = 2.0
+CLOCK_STEP_TOLERANCE_S = 0.5  # NTP slews at most 0.5 ms/s: 15 ms over a 30 s trial
 
 
 class StepClock:
@@ -41,8 +51,11 @@ class StepClock:
         return None if mono is None else mono - self.mono_anchor + self.epoch_anchor
 
     def to_dict(self) -> dict[str, Any]:
+        """The steps, the anchor and a second anchor taken now (check_clock compares them)."""
+        end_mono, end_epoch = time.monotonic(), time.time()
         return {"clock": "monotonic", "steps": dict(self.steps),
-                "anchor": {"monotonic": self.mono_anchor, "epoch": self.epoch_anchor}}  # fmt: skip
+                "anchor": {"monotonic": self.mono_anchor, "epoch": self.epoch_anchor},
+                "anchor_end": {"monotonic": end_mono, "epoch": end_epoch}}  # fmt: skip
 
 
 def longest_silence(reply_ns: np.ndarray, start_ns: int, end_ns: int) -> float:
@@ -53,9 +66,16 @@ def longest_silence(reply_ns: np.ndarray, start_ns: int, end_ns: int) -> float:
 
 
 def echo_reply_times(pcap: str | Path, target: str, icmp_id: int | None) -> np.ndarray:
-    """Epoch ns of echo replies from `target` (with `icmp_id`) in the trial's own capture:
-    classic pcap, Ethernet, as tcpdump writes it on the prober's veth (the analysis stage
-    reads any capture; the testbed must not import it)."""
+    """Epoch ns of echo replies from `target` (with `icmp_id`) in the trial's own capture."""
+    return _echoes(pcap, target, icmp_id)[2]
+
+
+def _echoes(
+    pcap: str | Path, target: str, icmp_id: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Echo requests to `target` (epoch ns, ICMP seq) and replies from it (epoch ns) with
+    `icmp_id`, from the trial's own capture: classic pcap, Ethernet, as tcpdump writes it on
+    the prober's veth (the analysis stage reads any capture; the testbed must not import it)."""
     import socket
     import struct
 
@@ -70,8 +90,8 @@ def echo_reply_times(pcap: str | Path, target: str, icmp_id: int | None) -> np.n
     else:
         raise MigfwError(f"{pcap}: not a classic pcap file")
     scale = 1 if magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d") else 1000
-    src = socket.inet_aton(target)
-    out = []
+    addr = socket.inet_aton(target)
+    requests, seqs, replies = [], [], []
     pos = 24
     while pos + 16 <= len(data):
         sec, frac, incl = struct.unpack_from(endian + "III", data, pos)
@@ -80,12 +100,66 @@ def echo_reply_times(pcap: str | Path, target: str, icmp_id: int | None) -> np.n
         if len(frame) < 42 or frame[12:14] != b"\x08\x00" or frame[23] != 1:
             continue
         l4 = frame[14 + (frame[14] & 0x0F) * 4 :]
-        if frame[26:30] != src or len(l4) < 8 or l4[0] != 0:
+        if len(l4) < 8 or l4[0] not in (0, 8):
             continue
         if icmp_id is not None and int.from_bytes(l4[4:6], "big") != icmp_id:
             continue
-        out.append(sec * 10**9 + frac * scale)
-    return np.array(out, np.int64)
+        t = sec * 10**9 + frac * scale
+        if l4[0] == 0 and frame[26:30] == addr:
+            replies.append(t)
+        elif l4[0] == 8 and frame[30:34] == addr:
+            requests.append(t)
+            seqs.append(int.from_bytes(l4[6:8], "big"))
+    return (np.array(requests, np.int64), np.array(seqs, np.int64),
+            np.array(replies, np.int64))  # fmt: skip
+
+
+def capture_clock_steps(
+    send_ns: np.ndarray, seq: np.ndarray, tolerance_s: float = CLOCK_STEP_TOLERANCE_S
+) -> list[dict[str, Any]]:
+    """Lasting jumps of (capture time - k·I) over the requests of one constant-rate prober:
+    each `{"at": epoch s of the first request after it, "step_s": signed size}`.
+
+    The series is cut where consecutive requests' levels differ by more than the tolerance;
+    a step is a cut between two stretches whose median levels differ by more than it. A
+    prober that stalled sends its overdue requests at once and is back on schedule: that
+    stretch's median stays level, so no step."""
+    if len(send_ns) < 8:
+        return []
+    k = np.concatenate(([0], np.cumsum((np.diff(seq) + 65536) % 65536)))  # seq unwrapped
+    interval_ns = float(np.median(np.diff(send_ns) / np.maximum(np.diff(k), 1)))
+    level = send_ns - k * interval_ns
+    cuts = np.flatnonzero(np.abs(np.diff(level)) > tolerance_s * 1e9) + 1
+    edges = [0, *cuts.tolist(), len(level)]
+    stretches = [(a, b) for a, b in zip(edges, edges[1:], strict=False) if b - a >= 3]
+    found = []
+    for (a0, b0), (a1, b1) in zip(stretches, stretches[1:], strict=False):
+        step = float(np.median(level[a1:b1]) - np.median(level[a0:b0])) / 1e9
+        if abs(step) > tolerance_s:
+            found.append({"at": int(send_ns[a1]) / 1e9, "step_s": round(step, 3)})
+    return found
+
+
+def check_clock(
+    timeline: dict[str, Any],
+    send_ns: np.ndarray,
+    seq: np.ndarray,
+    tolerance_s: float = CLOCK_STEP_TOLERANCE_S,
+) -> dict[str, Any]:
+    """The trial's wall clock against its monotonic timeline, and the capture's against the
+    probes' schedule (module doc); `flags` is ["clock_step"] if either stepped."""
+    out: dict[str, Any] = {"tolerance_s": tolerance_s, "process_step_s": None,
+                           "capture_steps": capture_clock_steps(send_ns, seq, tolerance_s),
+                           "flags": []}  # fmt: skip
+    start, end = timeline.get("anchor"), timeline.get("anchor_end")
+    if start and end:
+        drift = (end["epoch"] - start["epoch"]) - (end["monotonic"] - start["monotonic"])
+        out["process_step_s"] = round(drift, 3)
+    if (out["process_step_s"] is not None and abs(out["process_step_s"]) > tolerance_s) or out[
+        "capture_steps"
+    ]:
+        out["flags"] = ["clock_step"]
+    return out
 
 
 def check_silences(
@@ -95,10 +169,13 @@ def check_silences(
     timeline: dict[str, Any],
     max_silence_s: float,
 ) -> dict[str, Any]:
-    """Per period: its length and longest silence (s); `flags` for each over the limit."""
-    reply_ns = echo_reply_times(pcap, target, icmp_id)
+    """Per period: its length and longest silence (s); `flags` for each over the limit; and
+    the clock check (`clock`, its flag `clock_step` among the flags)."""
+    send_ns, seq, reply_ns = _echoes(pcap, target, icmp_id)
     steps, anchor = timeline["steps"], timeline["anchor"]
-    out: dict[str, Any] = {"max_silence_s": max_silence_s, "periods": {}, "flags": []}
+    clock = check_clock(timeline, send_ns, seq)
+    out: dict[str, Any] = {"max_silence_s": max_silence_s, "periods": {}, "flags": [],
+                           "clock": clock}  # fmt: skip
     for period, (first, last) in PERIODS.items():
         if first not in steps or last not in steps:
             continue  # e.g. no settle when the trial refused to migrate
@@ -109,4 +186,5 @@ def check_silences(
                                   "longest_silence_s": round(silence, 3)}  # fmt: skip
         if silence > max_silence_s:
             out["flags"].append(f"guest_silent_{period}")
+    out["flags"] += clock["flags"]
     return out

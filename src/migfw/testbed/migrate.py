@@ -730,10 +730,11 @@ LIVENESS_PERIOD_S = 1.0
 
 
 class Liveness:
-    """Both daemons asked, each by its own thread, over a fresh connection every
-    LIVENESS_PERIOD_S, for a trivial call (getLibVersion); `silent_s(host)` is the time since
-    the last answer. A stopped daemon leaves its thread waiting (no second one is started)
-    until it answers or dies."""
+    """Both daemons asked, each by its own thread over its own connection (no keepalive),
+    for a trivial call (getLibVersion) every LIVENESS_PERIOD_S; `silent_s(host)` is the time
+    since the last answer. A stopped daemon leaves its thread waiting in the call until it
+    answers or dies (then the connection is opened again). One connection per host, not one
+    per question: over qemu+libssh each opening is an SSH login."""
 
     def __init__(self, uris: dict[str, str]) -> None:
         self.uris = uris
@@ -754,19 +755,25 @@ class Liveness:
     def _run(self, host: str) -> None:
         import libvirt
 
+        conn = None
         while not self.stopped.is_set():
             try:
-                conn = libvirt.open(self.uris[host])
-                try:
-                    conn.getLibVersion()
-                finally:
-                    conn.close()
+                if conn is None:
+                    conn = libvirt.open(self.uris[host])
+                conn.getLibVersion()
                 with self.lock:
                     self.last_answer[host], self.last_error[host] = time.monotonic(), None
             except libvirt.libvirtError as exc:
                 with self.lock:
                     self.last_error[host] = str(exc)
+                if conn is not None:
+                    with contextlib.suppress(libvirt.libvirtError):
+                        conn.close()
+                conn = None
             self.stopped.wait(LIVENESS_PERIOD_S)
+        if conn is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                conn.close()
 
     def silent_s(self, host: str, now: float) -> float:
         with self.lock:
@@ -831,7 +838,7 @@ def _give_up(
         silent = liveness.silent_s(hung, now)
         if silent >= settings["stall_timeout_s"]:
             what = "libvirtd"
-            why = f"no answer to a new connection for {silent:.0f} s"
+            why = f"no answer to a call for {silent:.0f} s"
         else:  # the daemon answers; its job-statistics call, i.e. the VM's QEMU, does not
             what = "the VM's QEMU"
             why = (f"job statistics unanswered for {watch.pending_s(now):.0f} s while its "

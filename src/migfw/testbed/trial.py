@@ -24,6 +24,7 @@ flushed for the trial; `none` restores it after.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import hashlib
 import json
@@ -554,7 +555,17 @@ def run_trial(
     max_silence = float(cfg_get(cfg, "trials.max_silence_s", DEFAULT_MAX_SILENCE_S))
     out = Path(out)
     refuse_unrepaired(cfg)
+    from migfw.testbed import diskspace
+
+    # Stop in one line, before anything is written, if the trial would not fit on its disk.
+    space = diskspace.check_trial_space(out, trial_id, interval_s, lead_in, settle, enforcement,
+                                        flows_cfg)  # fmt: skip
     partial = check_out_dir(out, trial_id)
+    # What a trial that fails for lack of space records (diskspace.after_failure).
+    base: dict[str, Any] = {"trial_id": trial_id, "experiment": experiment or DEFAULT_EXPERIMENT,
+                            "factors": factors, "interval_s": interval_s, "target": None,
+                            "repetition": int(repetition), "pair": pair, "disk_space": space,
+                            "migration": {"source": None, "destination": None}}  # fmt: skip
     log = EventLog(partial / "events.jsonl")
     if of and index is None:
         # k of "trial k/N": the finished trials beside this one, plus this one.
@@ -566,6 +577,7 @@ def run_trial(
     try:
         log("start", trial_id=trial_id, interval_s=interval_s)
         bed = ensure_up(cfg)
+        base["target"] = bed.vm_address
         log("testbed", provider=bed.provider, accelerator=bed.accelerator)
         from migfw.testbed.ovn_placement import ensure_nic
 
@@ -576,6 +588,7 @@ def run_trial(
         if source is None:
             raise MigfwError(f"VM {bed.vm_name} is not running on exactly one host")
         destination = bed.other(source)
+        base["migration"] = {"source": source, "destination": destination}
         pids = hypervisor_pids(cfg, bed, source)
         log("pids", **pids)  # read by fault-injection tests: the daemons and the VM's QEMU
         delay_ms = (float(factors.get("agent_delay_ms") or 0 if "agent_delay_ms" in factors
@@ -805,6 +818,7 @@ def run_trial(
             "settle_s": settle,
             "software": software_versions(bed, guest_nft),
             "wall_s": round(time.monotonic() - wall, 2),
+            "disk_space": space,  # free before the trial, and what it was expected to write
         }
         if attack is not None and _breach_position(partial, meta) is not None:
             meta["breach_position"] = _breach_position(partial, meta)
@@ -822,7 +836,13 @@ def run_trial(
     except BaseException as exc:
         if agent is not None:
             agent.stop(drain_s=0.5)
-        log.close()
+        with contextlib.suppress(OSError):  # a full disk fails the log's last flush too
+            log.close()
+        recorded = diskspace.after_failure(exc, partial, out, base)
+        if recorded is not None:
+            print(f"{label}: recorded as failed ({recorded['failure']})", file=sys.stderr,
+                  flush=True)  # fmt: skip
+            return recorded
         reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"error: {exc}"
         if partial.exists():
             move_aside(partial, out, trial_id, f"{reason} (this run could not finish the trial)")
