@@ -230,6 +230,12 @@ def check_ovn_placement(out: Path, meta: dict[str, Any], binding: str) -> None:
     else:
         # Bound to the destination only after the VM resumed there.
         assert installed > resumed[0]
+    # The co-tenants are logical switch ports on the hosts' br-int: the destination's never
+    # got an answer from the blocked port, and its allowed probes were delivered by OVN.
+    for side in ("dst_cotenant", "src_cotenant"):
+        sender = (meta.get("attackers") or {}).get(side, {}).get("sender") or {}
+        if sender:
+            assert sender["blocked_answers"] == 0 and sender["allowed_answers"] > 0, sender
     # The established flow's temporary allow was an OVN ACL too, gone before the lead-in ended.
     temporary = meta["flows"]["temporary_rules"]
     assert [r["where"] for r in temporary] == [src] and "allow-related" in temporary[0]["rule"]

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from migfw.errors import MigfwError
-from migfw.testbed.base import Testbed, read_state
+from migfw.testbed.base import Testbed, cfg_get, read_state
 
 BINDINGS = ("multichassis", "rebind")
 DEFAULT_BINDING = "multichassis"
@@ -92,6 +92,54 @@ def ensure_nic(cfg: dict[str, Any], bed: Testbed, placement: str, log: Any) -> b
     (Path(bed.state_dir) / "deployed.json").unlink(missing_ok=True)
     log("nic_moved", to=bed.extra["bridge"], boot_s=round(time.monotonic() - started, 2))
     return True
+
+
+def place_cotenants(cfg: dict[str, Any], bed: Testbed, placement: str, log: Any) -> None:
+    """Issue 22's co-tenant attackers (migfw.testbed.cotenant) where the VM's neighbours are:
+    under `ovn` another tenant's VM is another logical switch port on the host's br-int
+    (its port `co0` an OVS port with its own iface-id, bound to its host), so what it sends
+    the VM is delivered on that chassis by OVN and meets the ACLs there; under the other
+    placements `co0` is on the host's Linux bridge, beside the VM's tap. Moves only what is
+    not where it should be."""
+    if bed.provider != "local" or not float(cfg_get(cfg, "trials.enforcement.rate_hz", 1000) or 0):
+        return
+    import uuid
+
+    from migfw.testbed import cotenant, ovn
+    from migfw.testbed.procs import sh
+
+    local, _ = _local(cfg)
+    want = placement == "ovn"
+    if not want and not (_local(cfg)[1].get("ovn")):
+        return  # OVN never ran: the co-tenants are where cotenant.ensure puts them
+    made = cotenant.ensure(local)
+    site = site_for(cfg) if want else ovn.OvnSite(local)
+    for host, info in made.items():
+        hns = local.ns[host]
+        ports = ovn.vsctl(site, host, "list-ports", ovn.INT_BRIDGE).split()
+        on_ovs = cotenant.PORT in ports
+        if on_ovs == want:
+            continue
+        if want:
+            name = str(uuid.uuid5(uuid.NAMESPACE_DNS, f"migfw.{local.prefix}.cotenant-{host}"))
+            mac = sh(
+                ["ip", "-n", info["netns"], "-br", "link", "show", info["iface"]]
+            ).stdout.split()[2]
+            ovn.nbctl(site, "--may-exist", "lsp-add", ovn.SWITCH, name,
+                      "--", "lsp-set-addresses", name, f"{mac} {info['address']}",
+                      "--", "set", "Logical_Switch_Port", name,
+                      f'options:requested-chassis="{site.chassis(host)}"')  # fmt: skip
+            sh(["ip", "-n", hns, "link", "set", cotenant.PORT, "nomaster"])
+            for ns_, dev in ((hns, cotenant.PORT), (info["netns"], info["iface"])):
+                # The userspace datapath forwards partial checksums as they are.
+                sh(["ip", "netns", "exec", ns_, "ethtool", "-K", dev, "tx", "off"], check=False)
+            iface_id = f"external_ids:iface-id={name}"
+            ovn.vsctl(site, host, "--may-exist", "add-port", ovn.INT_BRIDGE, cotenant.PORT,
+                      "--", "set", "Interface", cotenant.PORT, iface_id)  # fmt: skip
+        else:
+            ovn.vsctl(site, host, "--if-exists", "del-port", ovn.INT_BRIDGE, cotenant.PORT)
+            sh(["ip", "-n", hns, "link", "set", cotenant.PORT, "master", LINUX_BRIDGE, "up"])
+        log("cotenant_moved", host=host, to=ovn.INT_BRIDGE if want else LINUX_BRIDGE)
 
 
 def bound_where(site: Any) -> dict[str, bool]:

@@ -582,6 +582,9 @@ def run_trial(
         from migfw.testbed.ovn_placement import ensure_nic
 
         ensure_nic(cfg, bed, placement, log)  # an OVS port for `ovn`, the Linux bridge else
+        from migfw.testbed.ovn_placement import place_cotenants
+
+        place_cotenants(cfg, bed, placement, log)  # the co-tenants beside the VM's port
         from migfw.testbed.deploy import diff_rulesets, read_ruleset
 
         source = find_vm(bed)

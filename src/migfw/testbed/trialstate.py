@@ -20,8 +20,9 @@ from migfw.testbed.conntrack import TrialConntrack
 
 # Placements whose firewall sits on the host the VM runs on, as host nftables.
 HOST_NFT_PLACEMENTS = ("vmm-agent", "vmm-state")
-# Co-tenants sit on the hosts' Linux bridges; under `ovn` the VM's port is on OVS's br-int.
-NO_COTENANT_PLACEMENTS = ("ovn",)
+# Co-tenants sit beside the VM's port: on the hosts' Linux bridges, or under `ovn` as logical
+# switch ports on br-int (migfw.testbed.ovn_placement.place_cotenants).
+NO_COTENANT_PLACEMENTS: tuple[str, ...] = ()
 DEFAULT_SIDE_RATES = {"dst_cotenant": (250.0, 50.0), "src_cotenant": (250.0, 50.0)}
 
 
