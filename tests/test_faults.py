@@ -12,6 +12,16 @@ and `ip netns list`.
 The other faults of issue 9 have their own tests: a SIGKILLed run and its rerun, and a
 concurrent run (tests/test_owner.py), changed repetitions/intervals between runs
 (tests/test_immutable_trials.py), Ctrl-C mid-migration (tests/test_testbed_trial.py).
+
+Issue 19's faults hang rather than die, fill the disk or step the clock: a migration link
+black-holed (nftables drop on the destination's migration interface) once the stream is
+established, briefly (a slow migration) and for good (a stall); either libvirtd or the VM's
+QEMU stopped (SIGSTOP) mid-migration; the source libvirtd killed mid-migration; the trial
+folder's filesystem (a small tmpfs) filled while the trial captures; the trial process's wall
+clock stepped (an LD_PRELOAD shim, tests/data/clockstep.c: this shared machine's clock is
+never touched); 150 connections to the guest's FTP server. Each asserts the outcome, the time
+from the fault to the trial command's exit (the time to move on; printed as `fault-time`), and
+a working testbed after it (the next trial ok). Their watchdog runs with a 5 s stall timeout.
 """
 
 from __future__ import annotations
@@ -61,13 +71,20 @@ def bed(tmp_path_factory):
     cfg["trials"].update(lead_in_s=2.0, settle_s=2.0, max_silence_s=1.0)
     # A bandwidth cap stretches the migration to a few seconds, so a fault lands inside it.
     cfg["migration"]["bandwidth_mibps"] = 8
+    cfg["migration"].update(stall_timeout_s=5, slow_stall_s=2)
     cfg_file = root / "config.yaml"
     cfg_file.write_text(yaml.safe_dump(cfg))
-    ctx = {"cfg": cfg, "cfg_file": cfg_file, "root": root, "captures": {}, "pids": set()}
+    ctx = {"cfg": cfg, "cfg_file": cfg_file, "root": root, "captures": {}, "pids": set(),
+           "times": {}}  # fmt: skip
     try:
         yield ctx
     finally:
+        for name, seconds in ctx["times"].items():
+            print(f"fault-time {name}: {seconds:.1f} s (load {os.getloadavg()[0]:.1f})")
         LocalTestbed(cfg).down(quiet=True)
+        from migfw.testbed.owner import lock_path
+
+        assert not lock_path(cfg).exists()  # the last owner removed it
         # Nothing left: no namespace, no process by any PID a trial recorded, no run dir.
         assert list_netns(PREFIX) == []
         assert pids_in_netns(list_netns(PREFIX)) == []
@@ -80,9 +97,13 @@ def bed(tmp_path_factory):
         assert dry.returncode == 0 and dry.stdout.strip() == "cleanup: nothing left over", dry
         netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
         assert not [n for n in netns.stdout.split() if n.startswith(f"{PREFIX}-")]
-        # Every capture any test recorded is still there, byte for byte.
-        for path, digest in ctx["captures"].items():
-            assert _sha(path) == digest, path
+        try:
+            # Every capture any test recorded is still there, byte for byte.
+            for path, digest in ctx["captures"].items():
+                assert _sha(path) == digest, path
+        finally:
+            if ctx.get("tmpfs"):
+                subprocess.run(["umount", str(ctx["tmpfs"])], check=False)
 
 
 def _events(partial: Path) -> list[dict]:
@@ -93,12 +114,15 @@ def _events(partial: Path) -> list[dict]:
         return []
 
 
-def _start_trial(ctx: dict, name: str) -> tuple[subprocess.Popen, Path]:
-    out = ctx["root"] / "trials" / name
+def _start_trial(
+    ctx: dict, name: str, out: Path | None = None, env: dict | None = None
+) -> tuple[subprocess.Popen, Path]:
+    out = out or ctx["root"] / "trials" / name
     proc = subprocess.Popen(
         [sys.executable, "-m", "migfw", "testbed", "trial", "--config", str(ctx["cfg_file"]),
          "--trial-id", name, "--interval", "0.01", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env={**os.environ, **(env or {})},
     )  # fmt: skip
     return proc, out
 
@@ -316,3 +340,249 @@ def test_repair_fails_trial_kept_run_stops_in_one_line(bed) -> None:
     assert [p for p in bed["pids"] if pid_alive(p)] == []
     proc, out3 = _start_trial(bed, "after-cleanup")
     assert _finish(bed, proc, out3)["status"] == "ok"
+
+
+# ------------------------------------------------------------------ issue 19: hangs, disk, clock
+
+
+def _in_migration(proc: subprocess.Popen, out: Path) -> dict:
+    """Wait until the migration stream is established; the trial's `pids` event."""
+    pids = _wait_event(proc, out, "pids")
+    _wait_event(proc, out, "migrate_start")
+    destination = "B" if pids["qemu_host"] == "A" else "A"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # QEMU's incoming socket (libvirt's ports 49152+)
+        ss = subprocess.run(["ip", "netns", "exec", f"{PREFIX}-host{destination}", "ss", "-Htn",
+                             "state", "established"], capture_output=True, text=True)  # fmt: skip
+        if any(":4915" in line.split()[2] for line in ss.stdout.splitlines() if line.split()):
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the migration stream never connected")
+    return {**pids, "destination": destination}
+
+
+BLACKHOLE = """table netdev migfw_fault {
+  chain in { type filter hook ingress device "mig0" priority -500; policy drop; }
+}
+"""
+
+
+def _blackhole(host: str, on: bool) -> None:
+    ns = ["ip", "netns", "exec", f"{PREFIX}-host{host}", "nft"]
+    if on:
+        subprocess.run([*ns, "-f", "-"], input=BLACKHOLE, text=True, check=True)
+    else:
+        subprocess.run([*ns, "delete", "table", "netdev", "migfw_fault"], check=False)
+
+
+def _exit_after(bed: dict, name: str, proc: subprocess.Popen, since: float) -> float:
+    proc.wait(300)
+    seconds = time.monotonic() - since
+    bed["times"][name] = seconds
+    return seconds
+
+
+def _next_trial_ok(bed: dict, name: str, **kwargs) -> dict:
+    proc, out = _start_trial(bed, name, **kwargs)
+    meta = _finish(bed, proc, out)
+    assert meta["status"] == "ok", meta["failure"]
+    return meta
+
+
+def _clockstep_library(root: Path) -> Path:
+    lib = root / "clockstep.so"
+    if not lib.exists():
+        source = REPO / "tests" / "data" / "clockstep.c"
+        subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", str(lib), str(source), "-ldl"],
+                       check=True)  # fmt: skip
+    return lib
+
+
+def _libvirtd_stopped(bed: dict, side: str) -> dict:
+    """SIGSTOP the source's or the destination's libvirtd (its PID in state.json) once the
+    migration streams: a failed trial naming it within 60 s, the daemon killed and replaced."""
+    proc, out = _start_trial(bed, f"stop-{side}")
+    pids = _in_migration(proc, out)
+    host = pids["qemu_host"] if side == "source" else pids["destination"]
+    daemon = _state_pids(bed)[f"libvirtd_{host}"]
+    time.sleep(0.5)
+    os.kill(daemon, signal.SIGSTOP)
+    seconds = _exit_after(bed, f"{side} libvirtd SIGSTOP", proc, time.monotonic())
+    meta = _finish(bed, proc, out)
+    bed["pids"].add(daemon)
+    assert meta["status"] == "failed" and seconds < 60, (meta["failure"], seconds)
+    assert f"libvirtd on host {host} does not answer" in meta["failure"]
+    assert meta["migration"]["unresponsive"]["what"] == "libvirtd"
+    assert any(f"(PID {daemon} did not answer (state T: stopped), killed" in r
+               for r in meta["recovery"]["repaired"]), meta["recovery"]  # fmt: skip
+    assert not pid_alive(daemon)
+    return {**pids, "meta": meta}
+
+
+def test_source_libvirtd_stopped_then_a_clock_step_is_flagged(bed) -> None:
+    _libvirtd_stopped(bed, "source")
+
+    # The next trial, its process's wall clock stepped 3 s forward in the settle period: ok,
+    # flagged clock_step. The machine's clock is never touched (tests/data/clockstep.c).
+    offset = bed["root"] / "clock-offset"
+    offset.write_text("0\n")
+    env = {"LD_PRELOAD": str(_clockstep_library(bed["root"])),
+           "MIGFW_CLOCK_OFFSET_FILE": str(offset)}  # fmt: skip
+    proc, out = _start_trial(bed, "clock-step", env=env)
+    _wait_event(proc, out, "migrate_end")
+    time.sleep(0.5)
+    offset.write_text("3\n")
+    meta = _finish(bed, proc, out)
+    assert meta["status"] == "ok" and "clock_step" in meta["flags"], meta["flags"]
+    assert meta["health"]["clock"]["process_step_s"] == pytest.approx(3.0, abs=0.2)
+    assert meta["health"]["clock"]["capture_steps"] == []  # tcpdump's clock was not stepped
+
+
+def test_destination_libvirtd_stopped_then_a_short_outage_is_slow(bed) -> None:
+    pids = _libvirtd_stopped(bed, "destination")
+    assert pids["meta"]["recovery"]["vm_host"] == pids["qemu_host"]  # aborted: it stayed
+
+    # The link black-holed for 3 s once the stream runs: past slow_stall_s (2 s), short of
+    # the 5 s stall timeout - the migration finishes, flagged migration_slow.
+    proc, out = _start_trial(bed, "short-outage")
+    pids = _in_migration(proc, out)
+    _blackhole(pids["destination"], True)
+    try:
+        time.sleep(3.0)
+    finally:
+        _blackhole(pids["destination"], False)
+    meta = _finish(bed, proc, out)
+    assert meta["status"] == "ok", meta["failure"]
+    assert "migration_slow" in meta["flags"], meta["migration"]["watchdog"]
+    assert 2.0 <= meta["migration"]["watchdog"]["longest_no_progress_s"] < 5.0
+
+
+def test_blackholed_link_stalls_and_the_run_goes_on(bed) -> None:
+    proc, out = _start_trial(bed, "stall")
+    pids = _in_migration(proc, out)
+    time.sleep(0.5)
+    _blackhole(pids["destination"], True)
+    try:
+        seconds = _exit_after(bed, "migration link black-holed", proc, time.monotonic())
+    finally:
+        _blackhole(pids["destination"], False)
+    meta = _finish(bed, proc, out)
+    assert meta["status"] == "failed" and meta["hypervisor"] is None
+    assert meta["failure"].startswith("migration stalled: no progress for 5 s"), meta["failure"]
+    assert seconds < 5 + 30, seconds
+    watchdog = meta["migration"]["watchdog"]
+    assert watchdog["verdict"] == "stalled" and watchdog["call_returned"]
+    last = watchdog["last_jobstats"]
+    assert 0 < last["data_processed"] and last["data_remaining"] > 0
+    assert meta["recovery"]["vm_host"] == pids["qemu_host"] and not meta["recovery"]["repaired"]
+    _next_trial_ok(bed, "after-stall")
+
+
+def test_source_libvirtd_killed_mid_migration(bed) -> None:
+    proc, out = _start_trial(bed, "kill-src")
+    pids = _in_migration(proc, out)
+    daemon = _state_pids(bed)[f"libvirtd_{pids['qemu_host']}"]
+    time.sleep(0.5)
+    os.kill(daemon, signal.SIGKILL)
+    _exit_after(bed, "source libvirtd SIGKILL", proc, time.monotonic())
+    meta = _finish(bed, proc, out)
+    bed["pids"].add(daemon)
+    assert meta["status"] == "failed" and "migration" in meta["failure"], meta["failure"]
+    repaired = meta["recovery"]["repaired"]
+    assert repaired and f"libvirtd of host {pids['qemu_host']} (PID {daemon} dead" in repaired[0]
+    # The VM's true location: where exactly one running copy is, as the repair found it.
+    assert _vm_pid(bed, meta["recovery"]["vm_host"]) is not None
+    assert _qemus() == [_vm_pid(bed, meta["recovery"]["vm_host"])]
+    bed["tmpfs"] = _mount_tmpfs(bed["root"] / "small", 48)
+    # The next trial, written to a small filesystem (the next test fills it).
+    nxt = _next_trial_ok(bed, "on-small-disk", out=bed["tmpfs"] / "on-small-disk")
+    assert oct((bed["tmpfs"] / "on-small-disk").stat().st_mode & 0o777) == "0o700"
+    assert oct((bed["tmpfs"] / "on-small-disk" / "probe.pcap").stat().st_mode & 0o777) == "0o600"
+    assert nxt["disk_space"]["free_mib"] > nxt["disk_space"]["expected_mib"]
+
+
+def _mount_tmpfs(where: Path, mib: int) -> Path:
+    where.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={mib}m", "migfw-test", str(where)],
+                   check=True)  # fmt: skip
+    return where
+
+
+def test_disk_full_while_capturing_loses_no_finished_trial(bed) -> None:
+    small = bed.get("tmpfs")
+    if small is None:
+        pytest.skip("needs the small filesystem of test_source_libvirtd_killed_mid_migration")
+    filler = small / "filler"
+    try:
+        proc, out = _start_trial(bed, "disk-full", out=small / "disk-full")
+        _wait_event(proc, out, "probe_started")
+        time.sleep(0.5)
+        free = os.statvfs(small).f_bavail * os.statvfs(small).f_frsize
+        filling = time.monotonic()
+        with open(filler, "wb") as handle:  # leave 64 KiB: the capture runs into the wall
+            handle.truncate(0)
+            handle.write(b"\0" * max(0, free - 65536))
+        seconds = _exit_after(bed, "trial folder's disk full", proc, filling)
+        stdout, stderr = proc.communicate()
+        assert proc.returncode == 0, stderr
+        meta = json.loads((out / "trial.json").read_text())
+        assert meta["status"] == "failed" and "disk_full" in meta["flags"]
+        assert meta["failure"].startswith("no space left on device"), meta["failure"]
+        assert (out / "probe.pcap").stat().st_size == 24  # an empty capture, not a cut one
+        assert not list(small.glob("*.partial")) and not list(small.glob("*/.*.part"))
+        for path, digest in bed["captures"].items():  # the finished trial beside it: intact
+            assert _sha(path) == digest, path
+        # With the disk still full the next trial stops before writing anything, in one line.
+        proc, out2 = _start_trial(bed, "no-room", out=small / "no-room")
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode != 0 and len(err.strip().splitlines()) == 1, err
+        assert "MiB free on the filesystem of" in err and not out2.exists()
+    finally:
+        filler.unlink(missing_ok=True)
+    assert seconds < 60
+    _next_trial_ok(bed, "after-disk-full", out=small / "after-disk-full")
+
+
+def test_guest_qemu_stopped_mid_migration_is_replaced(bed) -> None:
+    proc, out = _start_trial(bed, "stop-qemu")
+    pids = _in_migration(proc, out)
+    time.sleep(0.5)
+    os.kill(pids["qemu"], signal.SIGSTOP)
+    seconds = _exit_after(bed, "guest QEMU SIGSTOP", proc, time.monotonic())
+    meta = _finish(bed, proc, out)
+    bed["pids"].add(pids["qemu"])
+    assert meta["status"] == "failed" and seconds < 120, (meta["failure"], seconds)
+    assert "the VM's QEMU on host" in meta["failure"] and "does not answer" in meta["failure"]
+    assert any(f"killed QEMU PID {pids['qemu']}" in r for r in meta["recovery"]["repaired"])
+    assert meta["recovery"]["reprovisioned"] and not pid_alive(pids["qemu"])
+    _next_trial_ok(bed, "after-stop-qemu")
+
+
+def test_guest_ftp_server_is_bounded(bed) -> None:
+    import socket
+
+    from migfw.testbed.base import Testbed, read_state
+    from migfw.testbed.netns import in_netns
+    from migfw.testbed.trial import guest_shell
+
+    state = read_state(Path(bed["cfg"]["testbed"]["state_dir"]))
+    testbed = Testbed.from_dict(state["testbed"])
+
+    def used_kib() -> int:
+        with guest_shell(testbed) as shell:
+            return int(shell.run("free -k | awk '/Mem:/{print $3}'"))
+
+    before = used_kib()
+    with in_netns(testbed.prober_netns):
+        socks = [socket.create_connection((testbed.vm_address, 21), timeout=120)
+                 for _ in range(60)]  # fmt: skip
+    try:
+        firsts = [s.makefile("rb").readline()[:3] for s in socks]
+        # At most 12 sessions from one address (fewer if the prober still had one open).
+        assert 1 <= firsts.count(b"220") <= 12 and firsts.count(b"421") >= 48, firsts
+        grown = used_kib() - before
+        assert grown < 8 * 1024, grown  # 12 sessions, not 60
+    finally:
+        for s in socks:
+            s.close()

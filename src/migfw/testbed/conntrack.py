@@ -31,6 +31,8 @@ TCP_LOOSE_SYSCTL = "net.netfilter.nf_conntrack_tcp_loose"
 TCP_LOOSE_PROC = "/proc/sys/net/netfilter/nf_conntrack_tcp_loose"
 DEFAULT_TCP_LOOSE = 1  # Linux's default
 
+GUEST_DUMP_TIMEOUT_S = 20.0  # SSH to the guest for its conntrack table (default 60 s)
+
 
 def run_on(where: Any, argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
     """`argv` on a host: in its namespace (str) or through its `run` (an SSH login)."""
@@ -222,8 +224,12 @@ class TrialConntrack:
                 from migfw.testbed.deploy import GuestShell
 
                 bed = self.bed
-                with GuestShell(bed.vm_address, bed.ssh_user, bed.ssh_key, bed.ssh_known_hosts,
-                                netns=bed.ssh_netns) as own:  # fmt: skip
+                # Bounded: a guest frozen or gone (its QEMU hung, issue 19) would hold the
+                # trial for GuestShell's default 60 s at every moment dumped.
+                own_shell = GuestShell(bed.vm_address, bed.ssh_user, bed.ssh_key,
+                                       bed.ssh_known_hosts, netns=bed.ssh_netns,
+                                       timeout_s=GUEST_DUMP_TIMEOUT_S)  # fmt: skip
+                with own_shell as own:
                     self.dumps.guest(own, moment)
         except MigfwError as exc:  # an unreachable guest: the dump says so
             self.dumps._write("guest", moment, f"# {exc}\n",
