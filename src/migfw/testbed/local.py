@@ -52,6 +52,7 @@ PRIVATE_DIRS = ["etc/libvirt", "run/libvirt", "var/lib/libvirt", "var/cache/libv
 BRIDGE = "br0"
 TAP = "mfwtap0"  # same name on both hosts, so the domain XML migrates unchanged
 VM_MAC = "52:54:00:e7:00:0a"
+SETTLE_S = 3.0  # after killing a hung QEMU, before looking at its daemon again
 
 
 ATTACKER_NFT = """table inet migfw_attacker {{
@@ -558,11 +559,36 @@ class LocalTestbed:
         killed = self.kill_unresponsive_qemus()
         if killed:
             done += killed
-            # libvirt 9.0's daemon can crash (SIGSEGV, seen here) when the QEMU of an
-            # outgoing migration dies under a pending call: look again and restart it.
-            time.sleep(1.0)
+            # libvirt 9.0's daemon can crash (SIGSEGV, seen twice, 1.2 s after the QEMU of an
+            # outgoing migration died under a pending call): let it settle, look again.
+            self._settle(state)
             done += self._restart_daemons(read_state(self.state_dir) or state)
         return done
+
+    def _settle(self, state: dict[str, Any], timeout_s: float = 10.0) -> None:
+        """Wait until each daemon has noticed its dead QEMU (the domain inactive) or died,
+        then SETTLE_S more."""
+        import libvirt
+
+        from migfw.testbed.provision import NoAnswer, open_libvirt
+
+        deadline = time.monotonic() + timeout_s
+        for host in ("A", "B"):
+            while time.monotonic() < deadline:
+                if not pid_alive(state["pids"].get(f"libvirtd_{host}"), "libvirtd"):
+                    break
+                try:
+                    conn = open_libvirt(self.uri(host), 2.0, keepalive=False)
+                    try:
+                        active = [d.name() for d in conn.listAllDomains()]
+                    finally:
+                        conn.close()
+                except (libvirt.libvirtError, NoAnswer):
+                    break
+                if self.vm_name not in active or self.vm_pid(host) is not None:
+                    break
+                time.sleep(0.2)
+        time.sleep(SETTLE_S)
 
     def _restart_daemons(self, state: dict[str, Any]) -> list[str]:
         """Restart each libvirtd that is dead or does not answer (killed by PID first)."""

@@ -470,7 +470,15 @@ def recover(cfg: dict[str, Any], bed: Testbed) -> dict[str, Any]:
 
         repaired = LocalTestbed(cfg).repair()
     earlier_boot = bed.extra.pop("last_boot_s", None)
-    where = ensure_vm(bed)  # sets last_boot_s only when it booted a new VM
+    try:
+        where = ensure_vm(bed)  # sets last_boot_s only when it booted a new VM
+    except MigfwError:
+        if bed.provider != "local":
+            raise
+        # A daemon that died during the repair itself (libvirt 9.0 after a killed QEMU):
+        # once more, then give up in one line.
+        repaired += LocalTestbed(cfg).repair()
+        where = ensure_vm(bed)
     reprovisioned = "last_boot_s" in bed.extra
     if not reprovisioned and earlier_boot is not None:
         bed.extra["last_boot_s"] = earlier_boot
