@@ -4,8 +4,10 @@
 #   bash scripts/install.sh --analysis-only  only what analysis-only reruns need (no root needed
 #                                            if python3-venv is already there)
 #   bash scripts/install.sh --test           everything plus the test and lint tools
-#   add --qemu-backports                     also QEMU from bookworm-backports into .qemu-backports/
-#                                            for config/thesis.yaml (scripts/install-qemu-backports.sh)
+#   (testbed modes)                          also QEMU 10 from Debian backports into .qemu-backports/,
+#                                            the default emulator (scripts/install-qemu-backports.sh;
+#                                            Debian 12's QEMU 7.2 loses guest memory in TCG migrations)
+#   add --system-qemu                        skip it: the trials then need testbed.guest.emulator: system
 #   add --resolve                            resolve pyproject.toml's ranges afresh instead of
 #                                            installing the locked set (requirements/<mode>.txt)
 # Python packages go into .venv/ beside this repository; activate it with `. .venv/bin/activate`.
@@ -17,14 +19,15 @@ cd "$(dirname "$0")/.."
 
 mode=full
 resolve=no
-qemu_backports=no
+qemu_backports=yes
 for arg in "$@"; do
   case "$arg" in
     --analysis-only) mode=analysis ;;
     --test) mode=test ;;
     --resolve) resolve=yes ;;
-    --qemu-backports) qemu_backports=yes ;;
-    *) echo "install.sh: unknown option $arg (use --analysis-only, --test, --resolve, --qemu-backports)" >&2; exit 2 ;;
+    --qemu-backports) qemu_backports=yes ;;  # the default since issue 22; kept for old commands
+    --system-qemu) qemu_backports=no ;;
+    *) echo "install.sh: unknown option $arg (use --analysis-only, --test, --resolve, --system-qemu)" >&2; exit 2 ;;
   esac
 done
 
@@ -78,8 +81,13 @@ if [ "$mode" != analysis ] && [ "$(id -u)" -eq 0 ]; then
   getent passwd libvirt-qemu >/dev/null || useradd --system -g libvirt-qemu -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
 fi
 
-if [ "$qemu_backports" = yes ]; then
-  bash scripts/install-qemu-backports.sh
+if [ "$qemu_backports" = yes ] && [ "$mode" != analysis ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    bash scripts/install-qemu-backports.sh
+  elif [ ! -x .qemu-backports/qemu-system-x86_64 ]; then
+    echo "install.sh: QEMU 10 (the default emulator) is installed as root; run this as root," \
+      "or use --system-qemu and testbed.guest.emulator: system" >&2
+  fi
 fi
 
 # The python3 first on PATH (it may be newer than Debian's) makes the venv.

@@ -117,17 +117,17 @@ def test_local_addresses_follow_the_configured_subnet(tmp_path: Path) -> None:
 
 
 def test_vm_shape_names_the_emulator(tmp_path: Path, monkeypatch) -> None:
-    """testbed.guest.emulator: default /usr/bin QEMU, a relative path from the working
-    directory (the repository's root), a missing binary one config error line."""
+    """testbed.guest.emulator: `system` the /usr/bin QEMU, the default QEMU 10 of
+    .qemu-backports/ relative to the working directory (the repository's root), a missing
+    binary one config error line."""
     from migfw.testbed.local import LocalTestbed
     from migfw.testbed.provision import render_domain_xml
 
     base = {"local": {"prefix": "zz", "subnet": "10.231.5.0/24",
                       "migration_subnet": "10.231.6.4/30"}, "state_dir": str(tmp_path)}  # fmt: skip
     if Path("/usr/bin/qemu-system-x86_64").exists():
-        assert LocalTestbed({"testbed": base}).vm_shape()["emulator"] == (
-            "/usr/bin/qemu-system-x86_64"
-        )
+        shaped = LocalTestbed({"testbed": {**base, "guest": {"emulator": "system"}}}).vm_shape()
+        assert shaped["emulator"] == "/usr/bin/qemu-system-x86_64"
     wrapper = tmp_path / ".qemu-backports" / "qemu-system-x86_64"
     wrapper.parent.mkdir()
     wrapper.write_text("#!/bin/sh\n")
@@ -136,6 +136,7 @@ def test_vm_shape_names_the_emulator(tmp_path: Path, monkeypatch) -> None:
     guest = {"memory_mib": 512, "emulator": ".qemu-backports/qemu-system-x86_64"}
     shape = LocalTestbed({"testbed": {**base, "guest": guest}}).vm_shape()
     assert shape == {"memory_mib": 512, "vcpus": 1, "emulator": str(wrapper)}
+    assert LocalTestbed({"testbed": base}).vm_shape() == shape | {"memory_mib": 128}  # default
     root = ET.fromstring(render_domain_xml({**XML_PARAMS, **shape}))
     assert root.findtext("devices/emulator") == str(wrapper)
     wrapper.chmod(0o644)

@@ -28,6 +28,19 @@ from migfw.trials.contract import discover_trials, load_trial
 if TYPE_CHECKING:  # probes loads the compiled kernels: only when a capture is analysed
     from migfw.measure.probes import ProbeTable
 
+
+def trial_overhead_s(meta: dict[str, Any]) -> float | None:
+    """A trial's wall time minus its lead-in, migrate call and settle (s): what placement
+    checks, starting and stopping the probes, copying and verification cost."""
+    migration = meta.get("migration") or {}
+    parts = (meta.get("wall_s"), meta.get("lead_in_s"), meta.get("settle_s"),
+             migration.get("start"), migration.get("end"))  # fmt: skip
+    if any(p is None for p in parts):
+        return None
+    wall, lead, settle, start, end = (float(p) for p in parts)
+    return round(wall - lead - settle - (end - start), 3)
+
+
 # Stable column order of results/analysis/trials.csv (each name once: the flows' columns repeat
 # some of ATTACK_COLUMNS, which keep their place).
 TRIAL_COLUMNS = [
@@ -41,6 +54,9 @@ TRIAL_COLUMNS = [
     "repetition",
     "direction",
     "accelerator",
+    "qemu",
+    "wall_s",
+    "overhead_s",
     "ps",
     "pr",
     "pl",
@@ -160,6 +176,11 @@ def trial_metrics(trial_dir: str | Path) -> dict[str, Any]:
         "repetition": meta.get("repetition"),
         "direction": meta.get("direction"),
         "accelerator": meta.get("accelerator"),
+        # The emulator's version line (testbed.guest.emulator) and the trial's own cost:
+        # wall time minus lead-in, the migrate call and settle (issue 22 item 7).
+        "qemu": (meta.get("software") or {}).get("qemu"),
+        "wall_s": meta.get("wall_s"),
+        "overhead_s": trial_overhead_s(meta),
         "hv_downtime_ms": hypervisor.get("downtime_ms"),
         "hv_total_ms": hypervisor.get("total_ms"),
         "hv_setup_ms": hypervisor.get("setup_ms"),

@@ -197,6 +197,46 @@ def benchmarks_table(bench_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["rule", "job", "seconds", "max_rss_mb", "cpu_seconds"])
 
 
+def emulator_versions(config: dict, trials_csv: str | Path | None) -> dict[str, str]:
+    """The configured emulator's version, and the QEMU versions the trials recorded."""
+    chosen = ((config.get("testbed") or {}).get("guest") or {}).get("emulator")
+    binary = {
+        None: ".qemu-backports/qemu-system-x86_64",
+        "system": "/usr/bin/qemu-system-x86_64",
+    }.get(chosen, str(chosen))
+    out = {f"emulator ({binary})": _first_line([binary, "--version"])}
+    if trials_csv and Path(trials_csv).exists():
+        trials = pd.read_csv(trials_csv)
+        if "qemu" in trials:
+            counts = trials["qemu"].fillna("not recorded").value_counts()
+            out["QEMU used by the trials"] = "; ".join(f"{k}: {v}" for k, v in counts.items())
+    return out
+
+
+def overhead_table(trials_csv: str | Path | None) -> pd.DataFrame:
+    """Per-trial overhead (trials.csv `overhead_s`: wall minus lead-in, migration, settle)."""
+    columns = ["trial_id", "experiment", "wall_s", "overhead_s"]
+    if not trials_csv or not Path(trials_csv).exists():
+        return pd.DataFrame(columns=columns)
+    trials = pd.read_csv(trials_csv)
+    if "overhead_s" not in trials:
+        return pd.DataFrame(columns=columns)
+    return trials.loc[trials["overhead_s"].notna(), columns].reset_index(drop=True)
+
+
+def overhead_lines(overhead: pd.DataFrame) -> list[str]:
+    """run_info's overhead section: the median per experiment, then every trial."""
+    lines = ["", "## Per-trial overhead (wall minus lead-in, migration and settle)", "",
+             "| experiment | trials | median s | max s |", "|---|---|---|---|"]  # fmt: skip
+    for name, group in overhead.groupby("experiment", sort=False):
+        lines.append(f"| {name} | {len(group)} | {group['overhead_s'].median():.2f} | "
+                     f"{group['overhead_s'].max():.2f} |")  # fmt: skip
+    lines += ["", "| trial | wall s | overhead s |", "|---|---|---|"]
+    lines += [f"| {r.trial_id} | {r.wall_s:.2f} | {r.overhead_s:.2f} |"
+              for r in overhead.itertuples()]  # fmt: skip
+    return lines
+
+
 def write_run_info(
     config_path: str | Path,
     trials_csv: str | Path | None,
@@ -211,12 +251,18 @@ def write_run_info(
         counts = trials["accelerator"].fillna("unknown").value_counts()
         accelerators = ", ".join(f"{k}: {v} trials" for k, v in counts.items()) or "none"
     bench = benchmarks_table(bench_dir)
+    overhead = overhead_table(trials_csv)
+    if not overhead.empty:  # one row per trial: rule trial_overhead, seconds = its overhead
+        rows = overhead.rename(columns={"trial_id": "job", "overhead_s": "seconds"})
+        rows = rows.assign(rule="trial_overhead", max_rss_mb=None, cpu_seconds=None)
+        bench = pd.concat([bench, rows[list(bench.columns)]], ignore_index=True)
     write_csv(out_bench, bench)
     lines = ["# Run parameters", "", f"Accelerator used by the trials: {accelerators}.", ""]
     lines += ["## Host", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in host_identity().items()]
     lines += ["", "## Software", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in software_versions().items()]
+    lines += [f"| {k} | {v} |" for k, v in emulator_versions(config, trials_csv).items()]
     lines += ["", "## Locked environment (scripts/install.sh, requirements/)", "", "| | |"]
     lines += ["|---|---|"] + [f"| {k} | {v} |" for k, v in locked_environment().items()]
     if not bench.empty:
@@ -231,6 +277,8 @@ def write_run_info(
         lines += [
             f"| {r} | {int(v['count'])} | {v['sum']} | {v['max']} |" for r, v in per_rule.iterrows()
         ]
+    if not overhead.empty:
+        lines += overhead_lines(overhead)
     lines += [
         "",
         "## Configuration in force",

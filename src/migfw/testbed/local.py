@@ -188,16 +188,18 @@ class LocalTestbed:
 
     def vm_shape(self) -> dict[str, Any]:
         """What the VM is made of; a change re-provisions it (hosts stay)."""
-        from migfw.testbed.provision import EMULATOR
+        from migfw.testbed.provision import DEFAULT_EMULATOR, EMULATOR
 
         # A relative path is the repository's (run from its root), e.g. .qemu-backports/…
-        emulator = str(
-            Path(cfg_get(self.cfg, "testbed.guest.emulator", None) or EMULATOR).absolute()
-        )
+        # `system`: the system's QEMU (Debian 12: 7.2); config.yaml's default is QEMU
+        # 10 from backports (scripts/install.sh).
+        chosen = cfg_get(self.cfg, "testbed.guest.emulator", DEFAULT_EMULATOR)
+        emulator = str(Path(EMULATOR if chosen == "system" else chosen).absolute())
         if not os.access(emulator, os.X_OK):
             raise MigfwError(
                 f"config testbed.guest.emulator: {emulator} is not an executable (for "
-                ".qemu-backports/qemu-system-x86_64 run scripts/install-qemu-backports.sh)"
+                ".qemu-backports/qemu-system-x86_64 run bash scripts/install.sh; `system` "
+                "selects the system's QEMU)"
             )
         return {
             "memory_mib": int(cfg_get(self.cfg, "testbed.guest.memory_mib", 128)),
