@@ -1,6 +1,7 @@
 """Real trials per firewall placement on the embedded testbed (issue 8): `vm` (guest
 nftables), `vmm-agent` (host nftables installed by the libvirt-event agent after its delay),
-`vmm` (libvirt nwfilter) and `ovn` (OVN ACLs, multichassis binding; issue 18). One testbed
+`vmm` (libvirt nwfilter), `ovn` (OVN ACLs, multichassis binding; issue 18) and `vmm-state`
+(the agent plus the VM's conntrack entries carried; issue 22). One testbed
 for the module; every trial is a real migration.
 
 Needs root, QEMU, libvirtd (and iptables/ebtables for nwfilter); skipped otherwise. Uses its
@@ -20,6 +21,7 @@ from trialchecks import (
     check_nwfilter_placement,
     check_ovn_placement,
     check_placement_trial,
+    check_state_placement,
     check_vm_placement,
 )
 
@@ -52,6 +54,14 @@ def _trial(bed_cfg, name: str, factors: dict) -> dict:
 # The assertions are tests/trialchecks.py's: the lab in a box's external trials get the same.
 def test_vm_placement_rules_in_guest_only(bed_cfg) -> None:
     check_vm_placement(_trial(bed_cfg, "vm", {"placement": "vm"}))
+
+
+def test_vmm_state_carries_conntrack_to_a_closed_port_programmed_at_incoming(bed_cfg) -> None:
+    """Issue 22: placement vmm-state, trigger incoming, port closed, tcp_loose 0."""
+    factors = {"placement": "vmm-state", "agent_delay_ms": 0, "trigger": "incoming",
+               "port_default": "closed", "nf_conntrack_tcp_loose": 0}  # fmt: skip
+    meta = _trial(bed_cfg, "state", factors)
+    check_state_placement(bed_cfg[1] / "trials" / "state", meta)
 
 
 def test_vmm_agent_moves_host_rules_after_its_delay(bed_cfg) -> None:

@@ -245,3 +245,48 @@ def check_ovn_placement(out: Path, meta: dict[str, Any], binding: str) -> None:
         f"ovs-{r}-{m}.txt" for r in ("src", "dst") for m in ("before", "resume", "end")
     } <= dumps
     assert "icmp" in (out / "conntrack" / "ovs-src-before.txt").read_text()
+
+
+def check_state_placement(out: Path, meta: dict[str, Any]) -> None:
+    """vmm-state (issue 22): the host agent programmed the destination on the incoming VM,
+    its closed port opened with that install, and the VM's conntrack entries were copied
+    there before the VM resumed; every flow opened under a temporary allow at the source's
+    host layer; dumps, tcp_loose and the co-tenants' files as the contract says."""
+    from migfw.measure.attack import attack_metrics
+
+    fw = meta["firewall"]
+    src, dst = meta["migration"]["source"], meta["migration"]["destination"]
+    assert fw["rules_before"] == {src: True, dst: False, "guest": False}
+    assert fw["rules_after"] == {src: False, dst: True, "guest": False}
+    agent = fw["agent"]
+    assert agent["trigger"] == "incoming" and agent["event"] == "incoming", agent
+    assert agent["host"] == dst and agent["errors"] == []
+    assert agent["incoming_seen"] <= agent["rules_installed"] < agent["resumed_seen"]
+    assert fw["port_default"]["level"] == "closed"
+    assert fw["port_default"]["closed_at"] < fw["port_default"]["opened_at"]
+    assert fw["port_default"]["opened_at"] == agent["rules_installed"]
+    copies = {c["moment"]: c for c in agent["state_copies"]}
+    assert set(copies) == {"incoming", "suspended"}, copies
+    final = copies["suspended"]
+    assert final["entries"] >= 3 and final["inserted"] >= 3, final  # the three flows at least
+    assert final["t_inserted"] >= agent["suspended_seen"]
+    flows = meta["flows"]
+    assert flows["connected"] == {"stateful": True, "established": True, "guest_first": True}
+    assert [r["where"] for r in flows["temporary_rules"]] == [src]
+    assert flows["allow_removed"] < meta["migration"]["start"]
+    record = meta["conntrack"]
+    assert record["tcp_loose"] == {"src": 0, "dst": 0, "guest": 0}
+    names = {p.name for p in (out / "conntrack").iterdir()}
+    assert names == {f"{h}-{m}.txt" for h in ("src", "dst", "guest")
+                     for m in ("before", "resume", "end")}  # fmt: skip
+    # The established flow's entry is on the destination right after the resume: carried.
+    local = flows["flows"]["established"]["local_port"]
+    assert f"sport={local} dport=7 " in (out / "conntrack" / "dst-resume.txt").read_text()
+    for side in ("dst_cotenant", "src_cotenant"):
+        assert (out / f"attack_{side}.pcap").exists() and meta["attackers"][side]["rate_hz"] > 0
+    assert meta["attackers"]["dst_cotenant"]["host"] == dst
+    row = attack_metrics(out, meta)
+    assert row["established_opened"] is True and row["guest_first_opened"] is True
+    assert row["breach_dst_cotenant_sent"] > 0 and row["breach_src_cotenant_sent"] > 0
+    # The closed port, then the rules: the destination never answered a blocked probe.
+    assert row["breach_dst_cotenant_answered"] == 0 and row["breach_switch_answered"] == 0
