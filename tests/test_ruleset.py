@@ -49,7 +49,8 @@ def rs() -> Ruleset:
 
 
 def test_sample_has_the_thesis_strata(rs: Ruleset) -> None:
-    assert len(rs.rules) == 15  # the 14-rule sample plus the FTP rule
+    assert len(rs.rules) == 16  # the 14-rule sample, the FTP rule, issue 22's egress rule
+    assert [r.id for r in rs.rules if r.stratum in ("verification", "attack")] == ["F1", "E1"]
     assert sum(r.stratum == 1 for r in rs.rules) == 7
     assert sum(r.stratum == 2 for r in rs.rules) == 7
     assert sum(r.stratum == 2 and r.proto == "icmp" for r in rs.rules) == 2
@@ -179,7 +180,17 @@ def test_render_pf_golden(rs: Ruleset) -> None:
     _golden("ruleset.pf", text)
     # pf keeps file order: rule lines appear in the YAML's order.
     rule_lines = [ln for ln in text.splitlines() if ln.startswith(("pass", "block"))]
-    assert len(rule_lines) == 15 and rule_lines[0] == "block drop in log all"
+    assert len(rule_lines) == 16 and rule_lines[0] == "block drop in log all"
+
+
+def test_egress_rule_blocks_only_the_sink_port(rs: Ruleset) -> None:
+    """E1 (issue 22): the VM's SYN to `other`:25 is blocked outbound, 26 passes (D3)."""
+    from migfw.testbed.egress import blocks_egress
+
+    assert blocks_egress(rs, ADDR) and not blocks_egress(rs, ADDR, port=26)
+    out = Packet("out", "tcp", T, ADDR["other"], 43025, 25)
+    assert deciding_rule(rs, out, ADDR).id == "E1"
+    assert decide(rs, Packet("out", "tcp", T, ADDR["remote"], 43025, 25), ADDR) == "pass"
 
 
 BAD = [

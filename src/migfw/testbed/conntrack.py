@@ -213,6 +213,14 @@ class TrialConntrack:
             )
         return got
 
+    def restore(self, shell: Any) -> None:
+        """Leave the kernel's default behind (a later SSH session or deployment that is not a
+        trial - `migfw testbed placement` - must not meet tcp_loose 0: the guest then drops
+        its own SSH session's mid-stream packets once a ruleset starts tracking them)."""
+        if self.tcp_loose != DEFAULT_TCP_LOOSE:
+            self._each_host(lambda r, h, w: set_host_tcp_loose(w, DEFAULT_TCP_LOOSE))
+            set_guest_tcp_loose(shell, DEFAULT_TCP_LOOSE)
+
     def dump(self, moment: str, shell: Any | None = None) -> None:
         """Both hosts' tables and the guest's (a shell of its own unless one is given)."""
         if self.host_dumps:

@@ -81,7 +81,11 @@ class TrialTraffic:
         flows_cfg: dict[str, Any] | None,
         layers: list[Any] | None = None,
         sides: dict[str, dict[str, Any]] | None = None,
+        egress: dict[str, Any] | None = None,
     ) -> None:
+        # The egress attacker (migfw.testbed.egress): {sink, rate_hz, allowed_rate_hz}.
+        self.egress_cfg = egress
+        self.egress: Any = None
         # Attackers beside the switch's (issue 22): {side: {netns, iface, address, host,
         # rate_hz, allowed_rate_hz}} - the co-tenants of migfw.testbed.cotenant.
         self.sides = dict(sides or {})
@@ -215,12 +219,19 @@ class TrialTraffic:
             iface = str(self.bed.extra.get("attacker_iface") or self.bed.prober_iface)
             self.attack = AttackSession(netns, iface, *args, allowed_rate_hz=allowed_rate)
         self._start_sides(blocked, allowed, log)  # co-tenants: they start beside the switch's
+        starter = self._start_egress()  # the guest's own sender, beside them too
         self.attack.start()
         log("attack_started", pids=self.attack.pids, rate_hz=rate)
         for side, session in self.side_sessions.items():  # started meanwhile (threads)
             session.start_wait()
             log("attack_started", side=side, pids=session.pids,
                 rate_hz=self.record["attackers"][side]["rate_hz"])  # fmt: skip
+        if starter is not None:
+            starter.join()
+            if self.egress_error is not None:
+                raise self.egress_error
+            log("attack_started", side="egress", pids=self.egress.pids,
+                rate_hz=self.egress.rate_hz)  # fmt: skip
         # `address` is the attacked address (the VM), as the attack-window analysis reads it.
         self.record["attack"] = {"address": self.bed.vm_address, "attacker": self.attacker_address,
                                  "blocked_port": blocked, "allowed_port": allowed,
@@ -229,6 +240,33 @@ class TrialTraffic:
                   "blocked_port": blocked, "allowed_port": allowed, "rate_hz": rate,
                   "allowed_rate_hz": allowed_rate, "clock": "host"}  # fmt: skip
         self.record["attackers"] = {"switch": switch, **self.record.get("attackers", {})}
+
+    def _start_egress(self) -> Any:
+        """The egress session's start in a thread (its SSH login and the sink's tcpdump)."""
+        import threading
+
+        from migfw.testbed.egress import ALLOWED, BLOCKED, EgressSession
+
+        self.egress_error: BaseException | None = None
+        if not self.egress_cfg:
+            return None
+        cfg = self.egress_cfg
+        self.egress = EgressSession(self.bed, cfg["sink"], self.folder, cfg["rate_hz"],
+                                    cfg["allowed_rate_hz"])  # fmt: skip
+        self.record.setdefault("attackers", {})["egress"] = {
+            "address": self.bed.vm_address, "peer": cfg["sink"]["address"], "host": None,
+            "blocked_port": BLOCKED, "allowed_port": ALLOWED, "rate_hz": cfg["rate_hz"],
+            "allowed_rate_hz": cfg["allowed_rate_hz"], "clock": "guest"}  # fmt: skip
+
+        def run() -> None:
+            try:
+                self.egress.start()
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
+                self.egress_error = exc
+
+        starter = threading.Thread(target=run, name="migfw-egress-start", daemon=True)
+        starter.start()
+        return starter
 
     def _start_sides(self, blocked: int, allowed: int, log: Any) -> None:
         """The co-tenant attackers: each its own namespace, capture, send log, port base."""
@@ -285,6 +323,8 @@ class TrialTraffic:
         if self.attack is not None:
             jobs["switch"] = self.attack.stop
         jobs.update({side: s.stop for side, s in self.side_sessions.items()})
+        if self.egress is not None and self.egress.guest_pid is not None:
+            jobs["egress"] = self.egress.stop
         if self.flows is not None and self.flows.connected is not None:
             jobs["flows"] = self.flows.stop
         if also is not None:
@@ -315,6 +355,9 @@ class TrialTraffic:
                 self.record["attack"]["sender"] = summary
                 self.record["breaches"] = res.get("breaches") or []
                 log("attack_stopped", **summary)
+            elif name == "egress":
+                self.record["attackers"]["egress"]["sender"] = res
+                log("attack_stopped", side="egress", **res)
             elif name == "flows":
                 self.record["flows"].update(res["flows"])
                 for flow, described in self.record["flows"].get("flows", {}).items():
@@ -339,5 +382,7 @@ class TrialTraffic:
             self.attack._kill()
         for session in self.side_sessions.values():
             session._kill()
+        if self.egress is not None:
+            self.egress.kill()
         if self.flows is not None:
             self.flows.kill()

@@ -27,7 +27,7 @@ from migfw.io import atomic_write, sha256_file, write_json
 
 RESOURCES = Path(__file__).resolve().parents[3] / "resources"
 GUEST_RESOURCES = RESOURCES / "guest"
-BUILDER_VERSION = "2"
+BUILDER_VERSION = "3"  # 3: migfw-syn (the egress attacker) and migfw-hold (tcp/8)
 READY_MARKER = "MIGFW-READY"
 
 # Debian packages the guest is made of (the kernel meta-package is resolved to its image).
@@ -227,22 +227,23 @@ def _module_order(tree: Path, kver: str) -> list[str]:
     return order
 
 
-def build_dirty(target: Path) -> str:
-    """Compile the guest's memory-dirtying workload (resources/guest/dirty.c) statically with
-    the host's Debian gcc; returns the compiler's version line (recorded in the manifest)."""
+def build_dirty(target: Path, source: str = "dirty.c") -> str:
+    """Compile a guest program of resources/guest/ (the memory-dirtying workload dirty.c, the
+    egress attacker syn.c) statically with the host's Debian gcc; returns the compiler's
+    version line (recorded in the manifest)."""
     gcc = shutil.which("gcc")
     if gcc is None:
         raise MigfwError("guest image: gcc not found (install.sh installs gcc and libc6-dev)")
     target.parent.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
-        [gcc, "-static", "-O2", "-Wall", "-o", str(target), str(GUEST_RESOURCES / "dirty.c")],
+        [gcc, "-static", "-O2", "-Wall", "-o", str(target), str(GUEST_RESOURCES / source)],
         capture_output=True,
         text=True,
         check=False,
     )
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise MigfwError(f"guest image: compiling resources/guest/dirty.c failed: {last}")
+        raise MigfwError(f"guest image: compiling resources/guest/{source} failed: {last}")
     return _run([gcc, "--version"]).splitlines()[0]
 
 
@@ -327,6 +328,7 @@ def build_image(out: Path, cache: Path, kernel_meta: str, vm_addresses: list[str
         _copy(GUEST_RESOURCES / "hold", root, "/usr/sbin/migfw-hold")
         _copy(GUEST_RESOURCES / "ftp-readme.txt", root, "/srv/ftp/readme.txt")
         compiler = build_dirty(root / "usr/bin/migfw-dirty")
+        build_dirty(root / "usr/bin/migfw-syn", "syn.c")  # the egress attacker (issue 22)
         _copy(out / HOST_KEY, root, f"/etc/dropbear/{HOST_KEY}")
         files = {
             "etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n",

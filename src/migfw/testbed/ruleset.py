@@ -54,7 +54,7 @@ class Rule:
     dport: tuple[tuple[int, int], ...] = ()
     icmp_type: str | None = None
     log: bool = False
-    stratum: int | str = 1  # 1, 2, or "verification" (the FTP rule)
+    stratum: int | str = 1  # 1, 2, "verification" (the FTP rule) or "attack" (issue 22's E1)
     note: str = ""
     relation: tuple[str, str] | None = None  # (kind, other rule id)
 
@@ -176,8 +176,8 @@ def parse_rule(raw: Any, where: str) -> Rule:
                 f"{where} field icmp_type", f"{icmp_type!r} is not one of {list(ICMP_TYPES)}"
             )
     stratum = raw.get("stratum", 1)
-    if stratum not in (1, 2, "verification"):
-        raise _fail(f"{where} field stratum", f"{stratum!r} is not 1, 2 or verification")
+    if stratum not in (1, 2, "verification", "attack"):
+        raise _fail(f"{where} field stratum", f"{stratum!r} is not 1, 2, verification or attack")
     relation = raw.get("relation")
     if relation is not None:
         if (

@@ -699,6 +699,7 @@ def run_trial(
             with guest_shell(bed) as shell:
                 after = read_ruleset(shell)
                 load_record = workload.stop(shell, load)
+                extras.restore(shell)  # nf_conntrack_tcp_loose back to the kernel's 1
             diff = diff_rulesets(before, after)
             identical = not diff
             (partial / "ruleset_after.nft").write_text(after)
@@ -922,7 +923,8 @@ def _probe_and_migrate(
     else:
         session = ProbeSession(bed.prober_netns, *args, enforcement=probe_enforcement)
     traffic = TrialTraffic(bed, partial, enforcement if has_attacker else None, flows_cfg,
-                           layers=layers, sides=getattr(extras, "sides", None))  # fmt: skip
+                           layers=layers, sides=getattr(extras, "sides", None),
+                           egress=getattr(extras, "egress", None))  # fmt: skip
 
     def dump(moment: str) -> None:  # conntrack dumps, inside the probing (issue 22)
         if extras is not None:

@@ -23,7 +23,8 @@ HOST_NFT_PLACEMENTS = ("vmm-agent", "vmm-state")
 # Co-tenants sit beside the VM's port: on the hosts' Linux bridges, or under `ovn` as logical
 # switch ports on br-int (migfw.testbed.ovn_placement.place_cotenants).
 NO_COTENANT_PLACEMENTS: tuple[str, ...] = ()
-DEFAULT_SIDE_RATES = {"dst_cotenant": (250.0, 50.0), "src_cotenant": (250.0, 50.0)}
+DEFAULT_SIDE_RATES = {"dst_cotenant": (250.0, 50.0), "src_cotenant": (250.0, 50.0),
+                      "egress": (100.0, 10.0)}  # fmt: skip
 
 
 def side_rates(cfg: dict[str, Any]) -> dict[str, tuple[float, float]]:
@@ -37,10 +38,27 @@ def side_rates(cfg: dict[str, Any]) -> dict[str, tuple[float, float]]:
     return out
 
 
+def egress_side(cfg: dict[str, Any], bed: Testbed, rate: float, allowed: float) -> Any:
+    """The egress attacker's sink (migfw.testbed.egress), when the ruleset blocks the VM's
+    SYNs to `other`:25 (rule E1); None when it does not (nothing to test)."""
+    from migfw.testbed import egress
+    from migfw.testbed.local import LocalTestbed
+    from migfw.testbed.ruleset import default_addresses, load_ruleset
+
+    rs = load_ruleset(cfg_get(cfg, "ruleset", "config/ruleset.yaml"))
+    addresses = default_addresses(bed.vm_address, bed.prober_address or "",
+                                  bed.extra.get("subnet"))  # fmt: skip
+    if not egress.blocks_egress(rs, addresses):
+        return None
+    sink = egress.ensure_sink(LocalTestbed(cfg), addresses["other"])
+    return {"sink": sink, "rate_hz": rate, "allowed_rate_hz": allowed}
+
+
 class TrialExtras:
     def __init__(self, bed: Testbed, conntrack: TrialConntrack | None,
                  sides: dict[str, dict[str, Any]], layers: list[Any]) -> None:  # fmt: skip
         self.bed, self.conntrack, self.sides, self.layers = bed, conntrack, sides, layers
+        self.egress: dict[str, Any] | None = None  # {sink, rate_hz, allowed_rate_hz}
         self.closers: list[Any] = []
 
     @classmethod
@@ -75,6 +93,9 @@ class TrialExtras:
                 sides[side] = {**where, "rate_hz": min(rates[side][0], rate),
                                "allowed_rate_hz": min(rates[side][1], rate)}  # fmt: skip
         extras = cls(bed, conntrack, sides, [])
+        if local and rate > 0 and min(side_rates(cfg)["egress"]) > 0:
+            extras.egress = egress_side(cfg, bed, min(side_rates(cfg)["egress"][0], rate),
+                                        min(side_rates(cfg)["egress"][1], rate))  # fmt: skip
         if hosts and placement in HOST_NFT_PLACEMENTS:
             from migfw.testbed.temporary import HostNftAllow
 
@@ -92,6 +113,10 @@ class TrialExtras:
     def apply(self, shell: Any) -> None:
         if self.conntrack is not None:
             self.conntrack.apply(shell)
+
+    def restore(self, shell: Any) -> None:
+        if self.conntrack is not None:
+            self.conntrack.restore(shell)
 
     def dump(self, moment: str) -> None:
         if self.conntrack is not None:
