@@ -16,7 +16,7 @@
 # accounting storage is disabled. squeue would do with a long MinJobAge, but then the
 # cluster would test a status path sites rarely use, and a finished job's record (state,
 # elapsed, exit code) would vanish after MinJobAge. Accounting also holds an account (migfw)
-# and a partition (local), so the README's slurm_account/slurm_partition are checked for real.
+# and a partition (local), so the profile's MIGFW_SLURM_ACCOUNT/MIGFW_SLURM_PARTITION are checked for real.
 set -euo pipefail
 
 dir=${MIGFW_SLURM_DIR:-/var/lib/migfw-slurm}

@@ -119,7 +119,7 @@ def test_two_lab_pairs_through_the_external_provider(tmp_path: Path) -> None:
     cfg = lab_config(tmp_path, prefix, net)
     state = Path(cfg["testbed"]["state_dir"])
     cfg["testbed"]["external"]["pairs"] = [{}, lab_external(state, prefix, net, 1)]
-    # As config/lab-in-a-box.yaml under profiles/slurm (README): the trials run here, one
+    # As config/lab-in-a-box.yaml under profiles/slurm (docs/lab.md): the trials run here, one
     # migration per pair, and their analysis (per-cell metrics, trials.csv) on a real
     # one-node Slurm (scripts/slurm-local.sh), when it can be started.
     if slurm_skip_reason() is None:

@@ -1,6 +1,6 @@
 """The analysis through Snakemake's Slurm executor on a real one-node Slurm.
 
-scripts/slurm-local.sh starts munged, MariaDB, slurmdbd, slurmctld and slurmd; the README's
+scripts/slurm-local.sh starts munged, MariaDB, slurmdbd, slurmctld and slurmd; docs/testbed.md's
 cluster command (profiles/slurm) then analyses cached trial folders as Slurm jobs, and every
 table, figure and SLR output must be byte-identical to a local run on the same folders. The
 controller's job records (sacct) must hold every submitted job as COMPLETED, and no daemon
@@ -59,7 +59,7 @@ def test_analysis_on_slurm_equals_the_local_run(tmp_path: Path) -> None:
     trials = local / "results" / "crafted_trials"
     with local_slurm(tmp_path / "slurm") as env:
         env["PYTHONPATH"] = str(cluster / "src")  # the copy's package
-        # The README's cluster command, on the folders as found.
+        # docs/testbed.md's cluster command, on the folders as found.
         out = _snakemake(
             cluster, "--profile", "profiles/slurm", "--cores", "2",
             "--configfile", "config/test.yaml",
