@@ -1,0 +1,139 @@
+"""The README stays a ten-minute read that points at things that exist.
+
+Checked against the repository itself, not against a copy of the README: its length, every
+relative link (and #anchor) of the README, config/README.md and docs/*.md, that the Layout
+block names every rule file and stage package and only paths that exist, that the rules,
+modules, presets and `migfw` commands the README names are real, and that every docs page is
+reachable from the README's index.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+README = REPO / "README.md"
+MAX_README_LINES = 150
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+# Files whose links are checked: the README and every page it is the index of.
+PAGES = [README, REPO / "config" / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading."""
+    text = re.sub(r"[`*_\[\]]|\]\([^)]*\)", "", heading.strip().lower())
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.M | re.S)
+    return {slug(m[1]) for m in re.finditer(r"^#+ (.+)$", text, re.M)}
+
+
+def relative_links(page: Path) -> list[str]:
+    text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.M | re.S)
+    return [t for t in LINK.findall(text) if not re.match(r"[a-z]+:", t)]
+
+
+def layout_block() -> str:
+    text = README.read_text()
+    section = text.split("\n## Layout", 1)[1].split("\n## ", 1)[0]
+    return re.search(r"^```\n(.*?)^```", section, re.M | re.S)[1]
+
+
+def test_slug_and_link_parsing_match_known_cases() -> None:
+    assert slug("Rerun only the analysis (cached pcaps)") == "rerun-only-the-analysis-cached-pcaps"
+    pairs = "many-host-pairs-at-once-testbedpairs"
+    assert slug("Many host pairs at once (`testbed.pairs`)") == pairs
+    assert LINK.findall("see [a](docs/x.md#y) and [b](https://e.org)") == [
+        "docs/x.md#y",
+        "https://e.org",
+    ]
+
+
+def test_readme_is_short() -> None:
+    lines = README.read_text().splitlines()
+    assert len(lines) <= MAX_README_LINES, f"README.md has {len(lines)} lines"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_relative_link_resolves(page: Path) -> None:
+    broken = []
+    for target in relative_links(page):
+        path, _, anchor = target.partition("#")
+        dest = (page.parent / path).resolve() if path else page
+        if not dest.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
+            broken.append(f"{target}: no heading with anchor #{anchor}")
+    assert not broken, f"{page.relative_to(REPO)}: " + "; ".join(broken)
+
+
+def test_every_docs_page_is_in_the_readme_index() -> None:
+    linked = {(REPO / t.partition("#")[0]).resolve() for t in relative_links(README)}
+    orphans = [p.name for p in sorted((REPO / "docs").glob("*.md")) if p.resolve() not in linked]
+    # A page may be reached through another page of its topic instead (the SLR's steps).
+    reached = {
+        (REPO / "docs" / t.partition("#")[0]).resolve()
+        for p in (REPO / "docs").glob("*.md")
+        if p.resolve() in linked
+        for t in relative_links(p)
+    }
+    orphans = [n for n in orphans if (REPO / "docs" / n).resolve() not in reached]
+    assert not orphans, f"docs pages nothing in the README leads to: {orphans}"
+
+
+def test_layout_names_real_paths_every_rule_file_and_every_stage_package() -> None:
+    block = layout_block()
+    # Every top-level path in the left column exists.
+    for line in block.splitlines():
+        head = line.split()[0] if line.strip() and not line.startswith(" ") else None
+        if head and head != "results/":
+            assert (REPO / head.rstrip("/")).exists(), f"Layout names {head}, which does not exist"
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        assert smk.name in block, f"Layout does not name {smk.name}"
+    package = REPO / "src" / "migfw"
+    for init in package.glob("*/__init__.py"):
+        stage = init.parent.name + "/"
+        assert re.search(rf"^\s+{re.escape(stage)}\s", block, re.M), f"Layout misses {stage}"
+    for sub in package.glob("*/*/__init__.py"):
+        assert sub.parent.name + "/" in block, f"Layout misses {sub.parent.name}/"
+    for module in re.findall(r"\b(\w+\.py)\b", block):
+        assert (package / module).exists(), f"Layout names src/migfw/{module}, which is absent"
+
+
+def test_rules_modules_and_presets_the_readme_names_exist() -> None:
+    text = README.read_text()
+    table = text.split("\n## What it produces", 1)[1].split("\n## ", 1)[0]
+    sources = [REPO / "Snakefile", *(REPO / "workflow").rglob("*.smk")]
+    rules = set(re.findall(r"^\s*rule (\w+):", "\n".join(p.read_text() for p in sources), re.M))
+    rows = [r for r in table.splitlines() if r.startswith("| ") and "---" not in r][1:]
+    assert len(rows) >= 6
+    for row in rows:
+        _, _, rule_cell, _, module_cell, _ = row.split("|")
+        for rule in re.findall(r"`(\w+)`", rule_cell):
+            assert rule in rules, f"README names rule {rule}, which no .smk defines"
+        for module in re.findall(r"`([\w/]+\.py)`", module_cell):
+            assert (REPO / "src" / "migfw" / module).is_file(), f"no src/migfw/{module}"
+    presets = set(re.findall(r"`(\w[\w-]*\.yaml)`", text.split("\n## Presets", 1)[1]))
+    on_disk = {p.name for p in (REPO / "config").glob("*.yaml")} - {"config.yaml", "ruleset.yaml"}
+    assert presets - {"config.yaml"} == on_disk, "README's preset table and config/ disagree"
+
+
+def test_migfw_commands_the_readme_names_exist() -> None:
+    helptext = subprocess.run(
+        [sys.executable, "-m", "migfw", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    text = README.read_text()
+    blocks = "\n".join(re.findall(r"^```sh\n(.*?)^```", text, re.M | re.S))
+    named = set(re.findall(r"`migfw ([a-z][a-z-]+)", text))
+    named |= set(re.findall(r"^migfw ([a-z][a-z-]+)", blocks, re.M))
+    assert named, "the README names no migfw command: the pattern is out of date"
+    for command in named:
+        assert re.search(rf"^\s+{command}\s", helptext, re.M), f"`migfw {command}` does not exist"
