@@ -137,3 +137,38 @@ def test_migfw_commands_the_readme_names_exist() -> None:
     assert named, "the README names no migfw command: the pattern is out of date"
     for command in named:
         assert re.search(rf"^\s+{command}\s", helptext, re.M), f"`migfw {command}` does not exist"
+
+
+def test_config_examples_in_the_docs_are_valid_configs() -> None:
+    """Each ```yaml block of the pages is a config a user would pass with --configfile."""
+    import yaml
+
+    from migfw.config import config_problems
+
+    def merged(base: dict, over: dict) -> dict:
+        for key, value in over.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                merged(base[key], value)
+            else:
+                base[key] = value
+        return base
+
+    schema = REPO / "workflow" / "schemas" / "config.schema.yaml"
+    blocks = [
+        (page, block)
+        for page in PAGES
+        for block in re.findall(r"^```yaml\n(.*?)^```", page.read_text(), re.M | re.S)
+    ]
+    assert blocks, "no ```yaml config example found: the pattern is out of date"
+    for page, block in blocks:
+        config = merged(
+            yaml.safe_load((REPO / "config" / "config.yaml").read_text()), yaml.safe_load(block)
+        )
+        problems = config_problems(config, schema)
+        assert not problems, f"{page.relative_to(REPO)}: {problems}"
+    # The check can fail: the key the old lab example used is refused.
+    bad = merged(
+        yaml.safe_load((REPO / "config" / "config.yaml").read_text()),
+        {"trials": {"intervals_s": [1]}},
+    )
+    assert config_problems(bad, schema)
