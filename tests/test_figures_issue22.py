@@ -55,6 +55,9 @@ def test_uptime_figure_per_experiment_guest_firewalls_only_no_overlaps(tmp_path:
     renderer = _extents(fig)
     axes = [ax for ax in fig.get_axes() if ax.axison]
     assert len(axes) == 4  # three thesis intervals, one placement panel
+    names = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert names == ["TMT = PS·I", "UT = TMT − DT", "mean UT", "95% CI as in thesis (z)",
+                     "95% CI, Student t"]  # fmt: skip
     legend = fig.legends[0].get_window_extent(renderer)
     for ax in axes:
         ticks = [t for t in ax.get_xticklabels() if t.get_text()]
@@ -71,6 +74,17 @@ def test_uptime_figure_per_experiment_guest_firewalls_only_no_overlaps(tmp_path:
             if t.get_text():
                 assert not _overlap(legend, t.get_window_extent(renderer)), t.get_text()
         assert not _overlap(legend, frame)
+
+
+def test_uptime_legend_keeps_the_cis_when_the_last_panel_has_one_trial(tmp_path: Path) -> None:
+    # config/test.yaml's shape: thesis with CIs, then one placement trial (no CI drawn there)
+    trials = _trials()
+    one = (trials["experiment"] == "placement") & (trials["trial_id"] == "placement/vm-r01")
+    trials = trials[(trials["experiment"] == "thesis") | one]
+    fig = uptime_figure(trials, tmp_path / "uptime.png", "Firewall uptime")
+    names = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "95% CI as in thesis (z)" in names and "95% CI, Student t" in names
+    assert len(names) == len(set(names)) == 5
 
 
 def test_attack_window_figure_has_a_panel_per_attacker_side(tmp_path: Path) -> None:

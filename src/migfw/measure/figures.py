@@ -121,8 +121,7 @@ def uptime_figure(
     width = max(6.0, SLOT_IN * max(slots) + 1.2)
     fig = _figure(figsize=(width, 3.4 * len(rows) + 0.9), layout="constrained")
     subfigs = fig.subfigures(len(rows), 1, squeeze=False)[:, 0]
-    handles: list = []
-    names: list[str] = []
+    legend: dict[str, object] = {}  # every panel's entries: a panel of one trial has no CIs
     for subfig, row, used in zip(subfigs, rows, slots, strict=True):
         ratios = [min(len(g), MAX_LABELLED_TRIALS) + 3 for _, _, g in row]
         spare = max(slots) - used  # an empty slot keeps every bar the same width on the page
@@ -134,8 +133,9 @@ def uptime_figure(
             _uptime_panel(ax, group.sort_values(label), label, interval)
             where = f"{experiment}: " if experiment else ""
             ax.set_title(f"{where}I = {interval:g} s (n = {len(group)})", fontsize=9)
-        handles, names = axes[0].get_legend_handles_labels()
-    fig.legend(handles, names, fontsize=7, loc="outside lower center", ncols=5)
+            for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
+                legend.setdefault(name, handle)
+    fig.legend(legend.values(), legend.keys(), fontsize=7, loc="outside lower center", ncols=5)
     fig.suptitle(title)
     _save(fig, out_png)
     return fig
