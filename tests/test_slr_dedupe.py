@@ -697,3 +697,48 @@ def test_asysd_truth_by_hand() -> None:
     truth, tie_broken = bench.asysd_truth(records, raw)
     assert truth == {"r0": "r0", "r1": "r1", "r2": "r1", "r3": "r4", "r4": "r4"}
     assert tie_broken == 1
+
+
+def test_article_number_filed_as_issue_is_not_another_issue(tmp_path: Path) -> None:
+    """One database files the electronic article number (791) as the issue and has no
+    pages; the publisher's copies have issue 3, page 791. Not two issues: the four copies
+    are one cluster (the cluster check used to refuse issue 791 vs 3)."""
+    art = {**BASE, "VL": "11"}
+    for tag in ("SP", "EP", "IS"):
+        art.pop(tag)
+    recs = [
+        {**art, "ID": "embase1", "IS": "791"},
+        {**art, "ID": "embase2", "IS": "791", "AU": ["Nguyen, T. M.", "Okafor, C."]},
+        {**art, "ID": "embase3", "IS": "791", "VL": "11 (3) (no pagination)",
+         "DO": "10.15252/msb.20145486"},
+        {**art, "ID": "publisher", "IS": "3", "SP": "791", "DO": "10.15252/msb.20145486"},
+    ]  # fmt: skip
+    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", recs)]))
+    assert _groups(result) == {frozenset({"embase1", "embase2", "embase3", "publisher"})}
+    # Two issue numbers that are both issues still tell two items apart.
+    other = {**art, "ID": "issue4", "IS": "4", "SP": "12"}
+    result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [recs[3], other])]))
+    assert "issue=-5" in _link(result, "publisher", "issue4").evidence
+
+
+def test_doi_naming_another_journal_does_not_veto_the_copy(tmp_path: Path) -> None:
+    """Elsevier DOIs carry the journal's code (10.1016/j.appet... is Appetite). A copy of
+    an Appetite abstract carrying a Regulatory Peptides DOI (a database's error) merges
+    with the copy whose DOI names Appetite; two DOIs that both name the journal, or
+    whose codes say nothing about it, stay a conflict."""
+    item = {**BASE, "T2": "Appetite", "SP": "e24"}
+    item.pop("EP")
+    right = {**item, "ID": "right", "DO": "10.1016/j.appet.2012.05.003"}
+    wrong = {**item, "ID": "wrong", "DO": "10.1016/j.regpep.2012.05.039",
+             "AU": ["Nguyen, T.", "Okafor, C.", "Lindqvist, E."]}  # fmt: skip
+    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [right, wrong])]))
+    assert _same(result, "right", "wrong")
+    sibling = {**wrong, "ID": "sibling", "DO": "10.1016/j.appet.2012.05.004"}
+    result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [right, sibling])]))
+    assert _link(result, "right", "sibling").rule == "conflict:doi"
+    # "jss" cannot be spelled from "Journal of Surgical Research": a misfit says nothing.
+    surg = {**item, "T2": "Journal of Surgical Research"}
+    a = {**surg, "ID": "a", "DO": "10.1016/j.jss.2012.11.060"}
+    b = {**surg, "ID": "b", "DO": "10.1016/j.jss.2012.11.061"}
+    result = deduplicate(read_exports([_ris(tmp_path / "z.ris", [a, b])]))
+    assert _link(result, "a", "b").rule == "conflict:doi"

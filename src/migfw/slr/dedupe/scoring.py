@@ -103,13 +103,55 @@ def _title_sim(feat: _Features, i: int, j: int) -> tuple[float, bool]:
     return ratio, prefix
 
 
+# Elsevier DOIs name the journal: 10.1016/j.<code>.<year>... ("j.appet" is Appetite).
+_JOURNAL_CODE_RE = re.compile(r"^10\.1016/j\.([a-z]+)\.")
+
+
+def _code_fits(code: str, words: list[str]) -> bool:
+    """Can `code` be spelled from prefixes of `words` in order, skipping any word
+    ("regpep" from "regulatory peptides")? Many real codes cannot ("jss" is the Journal
+    of Surgical Research), so a misfit alone says nothing."""
+    ends = {0}  # positions of `code` reachable after the words so far
+    for word in words:
+        nxt = set(ends)
+        for k in ends:
+            n = 0
+            while n < len(word) and k + n < len(code) and word[n] == code[k + n]:
+                n += 1
+                nxt.add(k + n)
+        ends = nxt
+        if len(code) in ends:
+            return True
+    return len(code) in ends
+
+
+def _doi_misfiled(feat: _Features, i: int, j: int) -> bool:
+    """Two different DOIs on records of one venue, where one DOI's journal code spells
+    that venue and the other's does not: the other is a DOI of another journal filed on
+    this record by a database (it names another work's journal), not evidence of two
+    works. Publishers whose DOIs carry no journal code never take this path."""
+    codes = [_JOURNAL_CODE_RE.match(feat.doi[k]) for k in (i, j)]
+    if not all(codes) or not feat.venue[i] or not feat.venue[j]:
+        return False
+    a, b = codes[0].group(1), codes[1].group(1)
+    one_venue = feat.venue[i] == feat.venue[j] or venue_abbreviation_match(
+        feat.vtokens[i], feat.vtokens[j]
+    )
+    if a == b or not one_venue:
+        return False
+    fits = [_code_fits(c, feat.venue[k].split()) for c, k in ((a, i), (b, j))]
+    fits_other = [_code_fits(c, feat.venue[k].split()) for c, k in ((a, j), (b, i))]
+    # Exactly one code spells the (shared) venue, as seen from both records.
+    return (fits[0] and fits_other[0]) != (fits[1] and fits_other[1])
+
+
 def _conflicts(feat: _Features, i: int, j: int) -> list[str]:
     """True contradictions: two different works whatever the other fields say (used for
     pairs and for cluster checks). Fields that exports fill inconsistently (pages,
     volume, issue, a year or two) are weighed in `_evidence` instead."""
     out = []
     same_doi = bool(feat.doi_base[i]) and feat.doi_base[i] == feat.doi_base[j]
-    if feat.doi_base[i] and feat.doi_base[j] and not same_doi:
+    if feat.doi_base[i] and feat.doi_base[j] and not same_doi and not _doi_misfiled(feat, i, j):
         out.append("doi")
     if same_doi:
         return out  # the DOI identifies the work; field disagreements are export noise
@@ -132,6 +174,16 @@ def _end_page(pages: str) -> str:
     """End page of a normalised range ('221-228' -> '228'); '' when there is none."""
     parts = re.split(r"\s*[-–—]+\s*", pages, maxsplit=1)
     return parts[1].strip() if len(parts) == 2 else ""
+
+
+def _article_number_as_issue(feat: _Features, i: int, j: int) -> bool:
+    """One copy's issue is the other's start page: an electronic article number filed
+    as the issue by one database (Embase: issue 791, no pages; the publisher: issue 3,
+    page 791). Not two issues of the journal."""
+    return bool(
+        (feat.issue[i] and feat.issue[i] == feat.page[j] and feat.issue[i] != feat.page[i])
+        or (feat.issue[j] and feat.issue[j] == feat.page[i] and feat.issue[j] != feat.page[j])
+    )
 
 
 def _state(a: str, b: str) -> str:
@@ -229,7 +281,11 @@ def _evidence(feat: _Features, i: int, j: int) -> _Evidence:
     issue = _state(feat.issue[i], feat.issue[j])
     if issue == "equal":
         w["issue"] = W_ISSUE["equal"]
-    elif issue == "differ" and max(map(len, (feat.issue[i], feat.issue[j]))) <= 3:
+    elif (
+        issue == "differ"
+        and max(map(len, (feat.issue[i], feat.issue[j]))) <= 3
+        and not _article_number_as_issue(feat, i, j)
+    ):
         w["issue"] = W_ISSUE["differ"]
     locator = page == "equal" and vol != "differ" and (vol == "equal" or v_sim >= 0.8)
     return _Evidence(
