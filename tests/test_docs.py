@@ -10,6 +10,7 @@ reachable from the README's index.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -172,3 +173,58 @@ def test_config_examples_in_the_docs_are_valid_configs() -> None:
         {"trials": {"intervals_s": [1]}},
     )
     assert config_problems(bad, schema)
+
+
+def _named_outputs(table: str, root: str) -> dict[str, set[str]]:
+    """results/ files named in a Markdown table's "File" column (placeholders left out), each
+    with the rules named in the same row's "Rule" column."""
+    header, *rows = [r for r in table.splitlines() if r.startswith("| ") and "---" not in r]
+    cells = [c.strip() for c in header.split("|")]
+    file_col = next(i for i, c in enumerate(cells) if c.startswith("File"))
+    rule_col = cells.index("Rule")
+    named: dict[str, set[str]] = {}
+    for row in rows:
+        folder = root
+        rules = set(re.findall(r"`(\w+)`", row.split("|")[rule_col]))
+        for token in re.findall(r"`([^`]+)`", row.split("|")[file_col]):
+            if not re.fullmatch(r"[\w./-]+\.(csv|json|png|md|rst|ris|nft|conf)", token):
+                continue
+            path = token if token.startswith(("results/", "config/", "resources/")) else None
+            if path is None:
+                path = (root + token) if "/" in token else folder + token
+            folder = path.rsplit("/", 1)[0] + "/"
+            named.setdefault(path, set()).update(rules)
+    return named
+
+
+@pytest.mark.skipif(shutil.which("snakemake") is None, reason="snakemake is not installed")
+def test_every_output_the_tables_name_is_made_by_the_rule_they_name() -> None:
+    """The README's and docs/outputs.md's Rule and File columns against a dry run of the
+    default config (every rule planned, testbed ones included): a renamed or dropped output,
+    or a file credited to the wrong rule, fails here."""
+    done = subprocess.run(
+        ["snakemake", "-n", "--forceall", "--nolock", "--cores", "1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    made: dict[str, set[str]] = {}
+    for job in re.finditer(r"^(?:local)?rule (\w+):\n((?: {4}.*\n)*)", done.stdout, re.M):
+        output = re.search(r"^\s+output: (.*)$", job[2], re.M)
+        for path in output[1].split(", ") if output else []:
+            made.setdefault(path.strip(), set()).add(job[1])
+    assert "trials_table" in made.get("results/analysis/trials.csv", ()), "dry-run format changed"
+    readme = README.read_text().split("\n## What it produces", 1)[1].split("\n## ", 1)[0]
+    outputs = (REPO / "docs" / "outputs.md").read_text().split("\n## ", 1)[0]
+    named = [*_named_outputs(readme, "results/").items()]
+    named += _named_outputs(outputs, "results/").items()
+    assert len(named) > 40
+    for path, rules in sorted(named):
+        if not path.startswith("results/"):
+            assert (REPO / path).exists(), f"{path} does not exist"
+        elif path not in made:
+            pytest.fail(f"{path} is named as an output but the workflow never makes it")
+        else:
+            assert made[path] & rules, f"{path} is made by {made[path]}, not by {rules}"
