@@ -460,6 +460,28 @@ def test_flow_table_counts_survival_over_opened_flows_only() -> None:
     assert "did not open in any of 3 trials" in flow_table(never).iloc[0]["statement"]
 
 
+def test_flow_table_tells_ovn_bindings_apart() -> None:
+    """attack_window.csv has a row per ovn_binding; flow_survival.csv must too (the full grid
+    runs ovn with multichassis and rebind: pooled, their flows would read as one cell)."""
+    rows = [{"status": "ok", "experiment": "attack", "placement": "ovn", "ovn_binding": binding,
+             "established_opened": True, "established_survived": survived}
+            for binding, survived in (("multichassis", True), ("multichassis", True),
+                                      ("rebind", False))]  # fmt: skip
+    rows.append(
+        {
+            "status": "ok",
+            "experiment": "attack",
+            "placement": "vm",
+            "established_opened": True,
+            "established_survived": True,
+        }
+    )
+    table = flow_table(pd.DataFrame(rows))
+    cells = {(r["placement"], r["ovn_binding"]): (r["trials"], r["survived"])
+             for _, r in table.iterrows()}  # fmt: skip
+    assert cells == {("vm", ""): (1, 1), ("ovn", "multichassis"): (2, 2), ("ovn", "rebind"): (1, 0)}
+
+
 def test_older_trials_table_gives_the_same_switch_numbers(tmp_path: Path) -> None:
     """A trials.csv from before issue 22 (no breach_switch_* columns) still gives its rows."""
     trials = hand_trials()

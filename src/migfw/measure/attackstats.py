@@ -429,7 +429,7 @@ def _cell(key: dict[str, Any], group: pd.DataFrame, frame: pd.DataFrame, confide
     return row
 
 
-FLOW_GROUP = ["experiment", "placement", *ATTACK_FACTORS, "flow"]
+FLOW_GROUP = ["experiment", "placement", *ATTACK_FACTORS, "ovn_binding", "flow"]
 FLOW_TABLE_COLUMNS = [
     *FLOW_GROUP,
     "initiative",
@@ -473,6 +473,7 @@ def flow_table(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
             ok[col] = pd.NA
     ok["experiment"] = ok["experiment"].fillna("").astype(str)
     ok["placement"] = ok["placement"].fillna("").astype(str)
+    ok["ovn_binding"] = ok["ovn_binding"].fillna("").astype(str)  # as in attack_window.csv
     flows = _flows_in(ok)
     extra = other_factors(ok[ok[[f"{f}_opened" for f in flows]].notna().any(axis=1)]
                           if flows else ok)  # fmt: skip
@@ -486,7 +487,8 @@ def flow_table(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     out = pd.DataFrame(rows, columns=columns)
     if not out.empty:
         out["_o"] = out["placement"].map(lambda p: PLACEMENT_ORDER.get(p, len(PLACEMENT_ORDER)))
-        out = out.sort_values(["experiment", "_o", *ATTACK_FACTORS, *extra], kind="stable",
+        out = out.sort_values(["experiment", "_o", *ATTACK_FACTORS, "ovn_binding", *extra],
+                              kind="stable",
                               na_position="first").drop(columns="_o")  # fmt: skip
     return out.reset_index(drop=True)
 
