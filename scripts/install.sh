@@ -110,7 +110,9 @@ else
   .venv/bin/python -m pip install -q --no-deps -e .
 fi
 # Compile the capture reader's numba kernels now, into the package's cache, so the first
-# analysis does not spend seconds compiling (migfw.measure.capture picks the cache folder).
+# analysis does not spend seconds compiling (migfw.measure.capture picks the cache folder),
+# and build the ahead-of-time module from them that every analysis job then runs without
+# importing numba (migfw.measure.capture.aot; skipped with a note if it cannot be built).
 .venv/bin/python -m migfw.measure.warm
 lock_sha=""
 [ -n "$lock" ] && lock_sha=$(sha256sum "$lock" | cut -d' ' -f1)

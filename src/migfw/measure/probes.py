@@ -19,72 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numba import njit, types
-from numba.typed import Dict
 
 from migfw.errors import MigfwError
-
-# Importing migfw.measure.capture first also settles NUMBA_CACHE_DIR for the kernel below.
 from migfw.measure.capture import Echoes, echo_destinations, read_echoes
+from migfw.measure.capture.aot import kernel
 
 _USEQ_BIAS = np.int64(1) << 43  # keeps (ident, unwrapped seq) keys positive
 LATE_MARGIN_S = 0.020  # a reply this much slower than the median RTT (and 3x it) is late
-
-
-@njit(cache=True)
-def _match_kernel(ts, kind, ident, seq):
-    """Walk echoes in time order: unwrap request sequences per identifier, drop duplicates,
-    link each reply to the closest preceding request with the same (ident, seq mod 2^16).
-
-    Returns per-request arrays (send, ident, useq, reply) and the three counters.
-    """
-    n = ts.shape[0]
-    last_seq = np.full(65536, -1, np.int64)  # per identifier: last request seq (16-bit)
-    last_useq = np.zeros(65536, np.int64)
-    latest = Dict.empty(key_type=types.int64, value_type=types.int64)  # ident<<16|seq -> useq
-    index = Dict.empty(key_type=types.int64, value_type=types.int64)  # (ident,useq) -> row
-    send = np.empty(n, np.int64)
-    r_ident = np.empty(n, np.uint16)
-    r_useq = np.empty(n, np.int64)
-    reply = np.full(n, -1, np.int64)
-    nreq = 0
-    dup_req = 0
-    dup_rep = 0
-    orphan = 0
-    for i in range(n):
-        idt = np.int64(ident[i])
-        s = np.int64(seq[i])
-        k16 = (idt << 16) | s
-        if kind[i] == 0:
-            if last_seq[idt] < 0:
-                u = s
-            else:
-                d = (s - last_seq[idt]) & 0xFFFF
-                if d >= 32768:  # a step backwards (reordered or duplicate), not a wrap
-                    d -= 65536
-                u = last_useq[idt] + d
-            last_seq[idt] = s
-            last_useq[idt] = u
-            latest[k16] = u
-            key = (idt << 44) + u + _USEQ_BIAS
-            if key in index:
-                dup_req += 1
-                continue
-            index[key] = nreq
-            send[nreq] = ts[i]
-            r_ident[nreq] = idt
-            r_useq[nreq] = u
-            nreq += 1
-        else:
-            if k16 not in latest:
-                orphan += 1
-                continue
-            row = index[(idt << 44) + latest[k16] + _USEQ_BIAS]
-            if reply[row] >= 0:
-                dup_rep += 1
-                continue
-            reply[row] = ts[i]
-    return send[:nreq], r_ident[:nreq], r_useq[:nreq], reply[:nreq], dup_req, dup_rep, orphan
 
 
 @dataclass
@@ -129,7 +70,7 @@ def match_probes(echoes: Echoes) -> ProbeTable:
     orphans and otherwise ignored.
     """
     order = np.argsort(echoes.ts_ns, kind="stable")
-    send, ident, useq, reply, dup_req, dup_rep, orphan = _match_kernel(
+    send, ident, useq, reply, dup_req, dup_rep, orphan = kernel("match_echoes")(
         echoes.ts_ns[order], echoes.kind[order], echoes.ident[order], echoes.seq[order]
     )
     # The kernel's arrays are sized for every echo; copy so the oversized bases are freed.

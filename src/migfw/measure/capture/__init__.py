@@ -24,7 +24,7 @@ import numpy as np
 
 from migfw.errors import MigfwError
 from migfw.measure.capture.containers import _Reader, _scan_pcap, _scan_pcapng
-from migfw.measure.capture.jit import M_TCP, _pick_cache_dir, ready_target
+from migfw.measure.capture.jit import M_TCP, _pick_cache_dir, realise
 from migfw.measure.capture.link import LINKTYPE_NAMES, LINKTYPES_READ, linktype_name
 from migfw.measure.capture.records import Echoes, TcpSegments, _Out
 
@@ -101,7 +101,7 @@ def warm_up() -> float:
     import time
 
     t0 = time.perf_counter()
-    ready_target()
+    realise()
     b = np.zeros(64, np.uint8)
     out = _Out(8, 0)
     cnt = np.zeros(8, np.int64)

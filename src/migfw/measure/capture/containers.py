@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from migfw.errors import MigfwError
+from migfw.measure.capture.aot import kernel
 from migfw.measure.capture.jit import (
     C_CUT,
     C_OTHER,
@@ -40,7 +41,6 @@ from migfw.measure.capture.jit import (
     ST_NEED_MORE,
     ST_SHB,
     njit,
-    ready_target,
 )  # fmt: skip
 from migfw.measure.capture.l4 import _emit
 from migfw.measure.capture.link import LINKTYPES_READ, _linktype_read, _u16, _u32, linktype_name
@@ -243,7 +243,6 @@ class _Reader:
         return MigfwError(f"{self.name}: {problem} at byte {offset}")
 
     def run(self) -> Echoes:
-        ready_target()
         try:
             handle = open(self.path, "rb")
         except OSError as exc:
@@ -331,10 +330,11 @@ class _Reader:
         # Every record is >= 16 bytes: one output slot per 16 buffer bytes never overflows.
         self.out = _Out(len(buf) // 16 + 1, self.mode)
         base, end, pos = 24, 0, 0
+        scan = kernel("scan_pcap")
         while True:
             buf, end, eof = self._fill(buf, pos, end)
             base += pos
-            pos, k, err, epos = _scan_pcap(
+            pos, k, err, epos = scan(
                 buf, 0, end, be, nano, lt, self.snap, self.mode, self.tgt, self.tgt_len,
                 self.out.ts, self.out.kind, self.out.ident, self.out.seq,
                 self.out.addr, self.out.alen, self.cnt,
@@ -390,10 +390,11 @@ class _Reader:
         if_off = np.zeros(cap_if, np.int64)
         lt_cnt = np.zeros(cap_if, np.int64)
         sections = 0
+        scan = kernel("scan_pcapng")
         self._refill(0)
         while True:
             out = self.out
-            pos, k, stop, err, epos, extra = _scan_pcapng(
+            pos, k, stop, err, epos, extra = scan(
                 self.buf, self.pos, self.end, be, if_lt, if_snap, if_mode, if_fac, if_off, n_if,
                 lt_cnt, self.mode, self.tgt, self.tgt_len,
                 out.ts, out.kind, out.ident, out.seq, out.addr, out.alen, self.cnt,

@@ -1,7 +1,9 @@
-"""numba for the capture reader: where compiled kernels are cached, a faster kernel load, and
-the kernels' shared constants (counters, reader modes, stop reasons, error codes, limits).
+"""numba for the capture reader: where compiled kernels are cached, kernels compiled only when
+first needed (realise), a faster kernel load, and the kernels' shared constants (counters,
+reader modes, stop reasons, error codes, limits).
 
 Imported before numba by every kernel module of the reader: it settles NUMBA_CACHE_DIR first.
+Importing it does not import numba: the ahead-of-time kernels (aot.py) run without it.
 """
 
 from __future__ import annotations
@@ -56,11 +58,53 @@ def _pick_cache_dir(package_dir: Path, home: Path) -> str:
 if not os.environ.get("NUMBA_CACHE_DIR"):
     os.environ["NUMBA_CACHE_DIR"] = _pick_cache_dir(Path(__file__).resolve().parent, Path.home())
 
-import numba  # noqa: E402  (after NUMBA_CACHE_DIR is settled)
-from numba import njit  # noqa: E402, F401  (the kernel modules' decorator)
 
-if os.environ.get("NUMBA_CACHE_DIR") and not numba.config.CACHE_DIR:
-    numba.config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
+class _Kernel:
+    """A kernel whose numba compilation waits until it is first needed.
+
+    `migfw probes` normally runs the ahead-of-time compiled kernels (migfw.measure.capture.aot)
+    and never imports numba (~0.4 CPU-s of start-up). Where those are missing, realise() turns
+    every kernel into a numba dispatcher (cached on disk as before) in each module that holds it.
+    """
+
+    def __init__(self, func, options: dict) -> None:  # noqa: ANN001
+        self.py_func, self.options = func, options
+        self.__name__, self.__doc__ = func.__name__, func.__doc__
+        _KERNELS.append(self)
+
+    def __call__(self, *args):  # noqa: ANN002, ANN204
+        return realise()[self.py_func](*args)
+
+
+_KERNELS: list[_Kernel] = []
+_DISPATCHERS: dict = {}
+
+
+def njit(**options):  # noqa: ANN201
+    """numba.njit, applied on first use (see _Kernel)."""
+    return lambda func: _Kernel(func, options)
+
+
+def realise() -> dict:
+    """Import numba, make each kernel a dispatcher and put it wherever a module holds the lazy
+    kernel (kernels call one another by their module globals, which numba resolves)."""
+    if len(_DISPATCHERS) == len(_KERNELS):
+        return _DISPATCHERS
+    import numba
+
+    if os.environ.get("NUMBA_CACHE_DIR") and not numba.config.CACHE_DIR:
+        numba.config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
+    for k in _KERNELS:
+        if k.py_func not in _DISPATCHERS:
+            _DISPATCHERS[k.py_func] = numba.njit(**k.options)(k.py_func)
+    lazy = {id(k): _DISPATCHERS[k.py_func] for k in _KERNELS}
+    for name, module in list(sys.modules.items()):
+        if name.startswith("migfw.") and module is not None:
+            for attr, value in list(vars(module).items()):
+                if isinstance(value, _Kernel):
+                    setattr(module, attr, lazy[id(value)])
+    ready_target()
+    return _DISPATCHERS
 
 
 class _NoScipyLinalg(importlib.abc.MetaPathFinder):
@@ -94,6 +138,7 @@ def ready_target() -> None:
     global _TARGET_READY
     if _TARGET_READY:
         return
+    import numba  # noqa: F401  (sets numba's config up first)
     from numba.core.registry import cpu_target
 
     if "scipy.linalg" in sys.modules:
