@@ -67,7 +67,8 @@ for src, dst in jobs:
     records = pd.read_pickle(src)
     t0 = time.perf_counter()
     model = linkage.model_for(records, fallback) if params.method == "splink" else None
-    result = deduplicate(records, params=params, model=model or fallback)
+    result = deduplicate(records, params=params, model=model or fallback,
+                         apart_by=config.get("apart_by"))
     total += time.perf_counter() - t0
     review += result.stats["review_pairs"]
     result.clusters.to_csv(dst, index=False)
@@ -643,8 +644,15 @@ def labelled_sets() -> list[dict]:
         # bib-dedupe reads its own files as they are (its home ground).
         native = pd.read_csv(folder / "records_pre_merged.csv", dtype=str, keep_default_na=False)
         native = native[native["ID"] != ""]
-        sets.append({"name": name, "kind": "real", "records": [records], "truth": truth,
-                     "native": [native]})  # fmt: skip
+        entry = {"name": name, "kind": "real", "records": [records], "truth": truth,
+                 "native": [native]}  # fmt: skip
+        if "search_set" in native.columns and (native["search_set"] != "").any():
+            # CoLRev's convention, which the labels follow: a search set was deduplicated
+            # before, its records are never merged with each other (deduplicate's apart_by).
+            sets_of = dict(zip(native["ID"], native["search_set"], strict=True))
+            records["search_set"] = records["record_id"].map(sets_of).fillna("")
+            entry["apart_by"] = "search_set"
+        sets.append(entry)
     asysd = DEDUP_DATA / "asysd_labelled" / "labelled_test_set.csv"
     if asysd.exists():
         records = read_exports([asysd])
@@ -756,7 +764,7 @@ def evaluate(dataset: dict, params, fallback: dict, cache: dict) -> dict:
         if key not in cache:
             cache[key] = linkage.model_for(frame)  # None: too small, use the fallback
         model = cache[key] if cache[key] is not None else fallback
-        result = deduplicate(frame, params=params, model=model)
+        result = deduplicate(frame, params=params, model=model, apart_by=dataset.get("apart_by"))
         preds.append(dict(zip(result.clusters.record_id, result.clusters.cluster_id, strict=True)))
     return counts_for(dataset, preds)
 
@@ -1045,6 +1053,8 @@ def main(argv: list[str] | None = None) -> int:
                 workdir = Path(tmp) / f"{len(os.listdir(tmp))}"
                 workdir.mkdir()
                 config = _config_json(params, fallback, workdir) if tool == "migfw" else None
+                if config is not None:
+                    config["apart_by"] = dataset.get("apart_by")
                 info, preds = run_tool(tool, python, dataset, workdir, config)
                 counts = counts_for(dataset, preds)
                 print(report(dataset["name"], tool, counts, info), flush=True)
@@ -1053,6 +1063,8 @@ def main(argv: list[str] | None = None) -> int:
                              "config": f"{params.method} {params.match:g}/{params.review:g}"
                              if tool == "migfw" and params.method == "splink"
                              else (params.method if tool == "migfw" else ""), **info})  # fmt: skip
+                if tool == "migfw" and dataset.get("apart_by"):
+                    rows[-1]["config"] += f", apart_by {dataset['apart_by']}"
         scale = []
         for n in [int(x) for x in args.scale.split(",") if x.strip()]:
             t0 = time.perf_counter()

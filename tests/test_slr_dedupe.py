@@ -338,6 +338,14 @@ def test_bibdedupe_small_testset_clusters() -> None:
     # id_0000728 and id_0000728NEW; bib-dedupe's own pair labels call them duplicates.
     truth = {g | {"id_0000728B"} if "id_0000728" in g else g for g in truth}
     assert _groups(result) == truth
+    # Under CoLRev's convention, which its labels follow (728 and 728B are both in the
+    # deduplicated search set "old_search"), the clusters are exactly the labelled ones.
+    native = pd.read_csv(folder / "records_pre_merged.csv", dtype=str, keep_default_na=False)
+    records = read_exports([folder / "records_pre_merged.csv"])
+    sets = dict(zip(native.ID, native.search_set, strict=True))
+    records["search_set"] = records["record_id"].map(sets)
+    result = deduplicate(records, apart_by="search_set")
+    assert _groups(result) == _truth_groups(folder / "merged_record_ids.csv")
 
 
 def test_bibdedupe_pair_cases_no_false_merge(tmp_path: Path) -> None:
@@ -742,3 +750,27 @@ def test_doi_naming_another_journal_does_not_veto_the_copy(tmp_path: Path) -> No
     b = {**surg, "ID": "b", "DO": "10.1016/j.jss.2012.11.061"}
     result = deduplicate(read_exports([_ris(tmp_path / "z.ris", [a, b])]))
     assert _link(result, "a", "b").rule == "conflict:doi"
+
+
+def test_apart_by_keeps_deduplicated_sets_apart(tmp_path: Path, capsys) -> None:
+    """Records of one already-deduplicated set are never merged by the machine, not even
+    identical ones; a record of another set joins the first of them; a person's 'same'
+    still joins the two; the CLI's --apart-by source_file does this per export file."""
+    one = {**BASE, "DO": "10.1186/jcc.2013.77"}
+    old = _ris(tmp_path / "old.ris", [{**one, "ID": "o1"}, {**one, "ID": "o2"}])
+    new = _ris(tmp_path / "new.ris", [{**one, "ID": "n1"}])
+    records = read_exports([old, new])
+    assert _groups(deduplicate(records)) == {frozenset({"o1", "o2", "n1"})}
+    result = deduplicate(records, apart_by="source_file")
+    assert _groups(result) == {frozenset({"o1", "n1"})}
+    assert _link(result, "o1", "o2").rule.startswith("same-set")
+    assert "same-set" in _link(result, "o2", "n1").rule  # refused by the cluster check
+    person = deduplicate(records, decisions=[("o1", "o2", "same")], apart_by="source_file")
+    assert _groups(person) == {frozenset({"o1", "o2", "n1"})}
+    with pytest.raises(MigfwError, match="no column 'search_set'"):
+        deduplicate(records, apart_by="search_set")
+    out = tmp_path / "out"
+    rc = main(["slr", "dedupe", str(old), str(new), "--out", str(out), "--apart-by", "source_file"])
+    assert rc == 0
+    clusters = pd.read_csv(out / "clusters.csv", dtype=str)
+    assert clusters.groupby("cluster_id").size().sort_values().tolist() == [1, 2]

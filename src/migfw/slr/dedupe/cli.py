@@ -19,7 +19,7 @@ def _run(args: argparse.Namespace) -> int:
     records = read_exports([str(p) for p in args.files], databases=args.database)
     print(f"records imported: {len(records)}", file=sys.stderr)
     person = load_dedupe_decisions(args.decisions, records["record_id"]) if args.decisions else []
-    result = deduplicate(records, decisions=person)
+    result = deduplicate(records, decisions=person, apart_by=args.apart_by)
     out = Path(args.out)
     write_csv(out / "clusters.csv", result.clusters)
     write_csv(out / "records.csv", result.merged)
@@ -64,5 +64,11 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
         metavar="CSV",
         help="a person's decisions (record_a, record_b, decision = same/different), e.g. "
         "review.csv with its decision column filled; they override the machine",
+    )
+    parser.add_argument(
+        "--apart-by",
+        choices=("source_file", "database"),
+        help="each FILE (source_file) or each database's records were already deduplicated: "
+        "records sharing it are never merged by the machine (CoLRev's search-set convention)",
     )
     parser.set_defaults(func=_run)

@@ -26,20 +26,30 @@ def _sample(members: list[int]) -> list[int]:
 class _Clusters:
     """Union-find whose unions are vetoed when any cross-pair contradicts."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, sets: list[str] | None = None) -> None:
         self.parent = list(range(n))
         self.members: dict[int, list[int]] = {i: [i] for i in range(n)}
         self.apart: set[frozenset] = set()  # pairs a person called different
+        # Already-deduplicated sets (deduplicate's `apart_by`): the sets each cluster
+        # holds; two clusters holding one set never join (a person may still join them).
+        self.sets: dict[int, set[str]] | None = (
+            {i: {v} if v else set() for i, v in enumerate(sets)} if sets is not None else None
+        )
 
     def force_union(self, i: int, j: int) -> None:
         """A person's 'same': joined without the machine's checks."""
         ri, rj = self.find(i), self.find(j)
         if ri == rj:
             return
+        self._join(ri, rj)
+
+    def _join(self, ri: int, rj: int) -> None:
         if len(self.members[ri]) < len(self.members[rj]):
             ri, rj = rj, ri
         self.parent[rj] = ri
         self.members[ri].extend(self.members.pop(rj))
+        if self.sets is not None:
+            self.sets[ri] |= self.sets.pop(rj)
 
     def find(self, i: int) -> int:
         while self.parent[i] != i:
@@ -54,6 +64,8 @@ class _Clusters:
         ri, rj = self.find(i), self.find(j)
         if ri == rj:
             return ""
+        if self.sets is not None and (shared := self.sets[ri] & self.sets[rj]):
+            return f"cluster-conflict:same-set:{min(shared)}"
         for a in _sample(self.members[ri]):
             for b in _sample(self.members[rj]):
                 if frozenset((a, b)) in self.apart:
@@ -69,10 +81,7 @@ class _Clusters:
                         conflicts = [f"evidence{ev.score:+g}", *against]
                 if conflicts:
                     return f"cluster-conflict:{feat.ids[a]}~{feat.ids[b]}:" + "+".join(conflicts)
-        if len(self.members[ri]) < len(self.members[rj]):
-            ri, rj = rj, ri
-        self.parent[rj] = ri
-        self.members[ri].extend(self.members.pop(rj))
+        self._join(ri, rj)
         return ""
 
 

@@ -21,6 +21,7 @@ from migfw.slr.dedupe.result import (
     LINK_COLUMNS,
     MAYBE,
     DedupeResult,
+    text_column,
 )
 from migfw.slr.dedupe.scoring import DEFAULT, MATCH, Params, _score_pair
 
@@ -32,6 +33,7 @@ def deduplicate(
     params: Params = DEFAULT,
     model: dict | None = None,
     db_api: Any = None,
+    apart_by: str | None = None,
 ) -> DedupeResult:
     """Cluster duplicate records; see the module docstring for the rules.
 
@@ -40,7 +42,11 @@ def deduplicate(
     `decided_by = person`. `params`: method and thresholds (scoring.Params); `model`: a
     trained linkage model (default: trained on `records`, see linkage.py); `db_api`: the
     Splink backend that trains and scores it (default: DuckDB in this process; a
-    `splink.SparkAPI` runs the same model on Spark, see docs/slr_dedupe.md)."""
+    `splink.SparkAPI` runs the same model on Spark, see docs/slr_dedupe.md).
+    `apart_by`: a column naming already-deduplicated sets (CoLRev's `search_set`, or
+    `source_file` when each export was deduplicated on its own): records with the same
+    non-empty value are never merged by the machine, not even identical ones (`rule`
+    `same-set`); a person's 'same' still joins them."""
     if "record_id" not in records.columns:
         raise MigfwError("records: no record_id column (expected the canonical record table)")
     records = records.reset_index(drop=True)
@@ -48,11 +54,19 @@ def deduplicate(
     if ids.duplicated().any():
         dup = ids[ids.duplicated()].iloc[0]
         raise MigfwError(f"records: record_id {dup!r} occurs twice; record ids must be unique")
+    sets = None
+    if apart_by is not None:
+        if apart_by not in records.columns:
+            raise MigfwError(f"records: no column {apart_by!r} to keep deduplicated sets apart")
+        sets = text_column(records, apart_by)
     t0 = time.perf_counter()
     feat = _features(records)
     n = len(records)
     index = {rid: k for k, rid in enumerate(feat.ids)}
     named = {index[r] for a, b, _ in decisions or [] for r in (a, b) if r in index}
+    if sets is not None:
+        # Identical records of one set are two works by the set's own account: no folding.
+        named |= {k for k, v in enumerate(sets) if v}
     copy_of = _exact_copy_of(feat, named)
     reps = np.flatnonzero(copy_of == np.arange(n))
     # Blocking and scoring see one record per set of exact copies (numbered 0..len(reps)).
@@ -74,10 +88,13 @@ def deduplicate(
     row_of: dict[tuple[int, int], dict] = {}
     for (i, j), weight in zip(pairs.tolist(), weights, strict=True):
         row = _score_pair(feat, i, j, weight, params)
+        if sets is not None and sets[i] and sets[i] == sets[j]:
+            row["decision"], row["rule"] = DISTINCT, f"same-set; machine: {row['rule']}"
+            row["decided_by"] = "rule"
         row["_i"], row["_j"] = i, j
         rows.append(row)
         row_of[(i, j)] = row
-    groups = _Clusters(n)
+    groups = _Clusters(n, sets)
     for a, b, verdict in decisions or []:
         if a not in index or b not in index:
             continue  # a decision about records not in this run (checked by the loader)
@@ -96,7 +113,8 @@ def deduplicate(
         else:
             groups.apart.add(frozenset((i, j)))
     # Strongest links first, so a weak link cannot pre-empt a DOI-backed one.
-    rows.sort(key=lambda r: (not r["rule"].startswith("doi"), -r["score"]))
+    # Ties in input order, so the first of equal candidates wins (deterministic).
+    rows.sort(key=lambda r: (not r["rule"].startswith("doi"), -r["score"], r["_i"], r["_j"]))
     for row in rows:
         if row["decision"] != DUPLICATE or row["decided_by"] == "person":
             continue
