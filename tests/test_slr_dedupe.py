@@ -774,3 +774,26 @@ def test_apart_by_keeps_deduplicated_sets_apart(tmp_path: Path, capsys) -> None:
     assert rc == 0
     clusters = pd.read_csv(out / "clusters.csv", dtype=str)
     assert clusters.groupby("cluster_id").size().sort_values().tolist() == [1, 2]
+
+
+def test_title_in_two_languages_on_the_same_item_merges(tmp_path: Path) -> None:
+    """The original (German) title in one database, the English one without brackets in
+    another, on the same item (authors, year, venue, volume, whole page range): one work.
+    Two different titles in one language on the same pages, or a translation on another
+    page range, stay apart (item 3: different titles never merge on venue evidence)."""
+    item = {**BASE, "T2": "Industrielle Beziehungen", "VL": "27", "IS": "2", "SP": "205",
+            "EP": "226", "AU": ["Greef, Samuel", "Schroeder, Wolfgang"]}  # fmt: skip
+    german = {**item, "ID": "de", "TI": "Plattformökonomie und Crowdworking als "
+              "Herausforderungen für das deutsche Modell der Arbeitsbeziehungen"}  # fmt: skip
+    english = {**item, "ID": "en", "AU": ["Greef, S.", "Schroeder, W."], "TI": "Platform "
+               "economy and crowdworking as challenges for the German model of industrial "
+               "relations"}  # fmt: skip
+    other = {**german, "ID": "other", "TI": "Gewerkschaften und die Plattformökonomie im "
+             "Dienstleistungssektor der deutschen Wirtschaft"}  # fmt: skip
+    elsewhere = {**english, "ID": "elsewhere", "EP": "230"}
+    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [german, english])]))
+    assert _same(result, "de", "en")
+    assert "title translated" in _link(result, "de", "en").rule
+    for rec in (other, elsewhere):
+        result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [german, rec])]))
+        assert not _same(result, "de", rec["ID"])

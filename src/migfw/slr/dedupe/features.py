@@ -62,6 +62,36 @@ _NOTICE_RE = re.compile(
     r"notice of retraction|expression of concern|comment on|comments on|commentary on|"
     r"reply to|response to|in reply|authors reply|author s reply|reply)\b"
 )
+# Function words that name a title's language (folded; words common to two of these
+# languages, such as "de", "des", "en", "a", "die", "an", are left out).
+_LANGUAGE_WORDS = {
+    "en": "the of and for with from on by to how what why does is are",
+    "de": "der das und fur mit von zum zur im auf uber eine einer als bei aus ist zwischen",
+    "fr": "le les et pour dans du une sur au aux est",
+    "es": "el los las y para por como",
+    "pt": "os dos das com em uma na ao",
+    "it": "il gli della delle dello nella sulla degli tra",
+    "nl": "het een van voor naar bij tussen",
+}
+_WORD_LANGUAGE = {w: lang for lang, words in _LANGUAGE_WORDS.items() for w in words.split()}
+
+
+def _language(title: str) -> str:
+    """The language whose function words the folded title uses most; '' when none or
+    a tie (too little to tell)."""
+    counts: dict[str, int] = {}
+    for word in title.split():
+        lang = _WORD_LANGUAGE.get(word)
+        if lang:
+            counts[lang] = counts.get(lang, 0) + 1
+    if not counts:
+        return ""
+    ranked = sorted(counts.values(), reverse=True)
+    if len(ranked) > 1 and ranked[0] == ranked[1]:
+        return ""
+    return max(counts, key=counts.__getitem__)
+
+
 _CONF_TYPES = frozenset({"inproceedings", "conference", "proceedings", "conf", "cpaper"})
 _JOUR_TYPES = frozenset({"article", "jour", "journal", "journal article", "ejour"})
 _COCHRANE_RE = re.compile(r"^(10\.1002/14651858\.[a-z]{2}\d+)(?:\.pub\d+)?$")
@@ -137,6 +167,7 @@ class _Features:
     variants: list[list[str]]  # title keys incl. bracketed translated titles
     vtokens: list[list[str]]  # venue words for abbreviation matching
     notice: list[bool]  # erratum / retraction / comment / reply
+    language: list[str]  # of the title, from its function words ('' = cannot tell)
     pages: list[str]  # whole normalised range
     page_code: np.ndarray  # start page as integer codes, -1 = none
     volume_code: np.ndarray  # volume as integer codes, -1 = none
@@ -208,6 +239,7 @@ def _features(records: pd.DataFrame) -> _Features:
         # From the folded venue (already accent- and punctuation-free): cheap.
         vtokens=[[w for w in v.split() if w not in VENUE_STOP] for v in venues],
         notice=[bool(_NOTICE_RE.match(t)) for t in titles],
+        language=[_language(t) for t in titles],
         pages=[normalise_pages(p).lower() if p else "" for p in text_column(records, "pages")],
         page_code=np.empty(0, dtype=np.int64),
         volume_code=np.empty(0, dtype=np.int64),

@@ -340,6 +340,25 @@ def _titles_differ(feat: _Features, ev: _Evidence, i: int, j: int) -> bool:
     return bool(informative) and ev.t_sim < TITLE_CLOSE and not ev.t_prefix
 
 
+def _translation(feat: _Features, ev: _Evidence, i: int, j: int) -> bool:
+    """Titles in two languages (by their function words) on the same item: the same
+    authors, year, venue, volume and whole page range (start and end), no other issue.
+    One database gives the original title, another the English one without brackets.
+    Different works never share all of these, so the title is a variant here."""
+    li, lj = feat.language[i], feat.language[j]
+    ends = [_end_page(feat.pages[k]) for k in (i, j)]
+    return bool(
+        li and lj and li != lj
+        and ev.weights.get("authors") == W_AUTHORS["same"]
+        and feat.year[i] and feat.year[i] == feat.year[j]
+        and ev.v_sim >= 0.8
+        and feat.volume[i] and feat.volume[i] == feat.volume[j]
+        and feat.page[i] and feat.page[i] == feat.page[j]
+        and all(ends) and ends[0] == ends[1]
+        and ev.weights.get("issue", 0) >= 0
+    )  # fmt: skip
+
+
 def _score_pair(
     feat: _Features, i: int, j: int, weight: float | None = None, params: Params = DEFAULT
 ) -> dict:
@@ -398,7 +417,9 @@ def _score_pair(
             decision = MAYBE
         else:
             decision = DISTINCT
-        if _titles_differ(feat, ev, i, j):
+        if _titles_differ(feat, ev, i, j) and _translation(feat, ev, i, j):
+            rule += "; title translated"  # the model decides, as for any variant
+        elif _titles_differ(feat, ev, i, j):
             # Different titles: the other fields can send the pair to a person at most.
             if decision == DUPLICATE:
                 decision, rule = MAYBE, rule + "; titles differ"
