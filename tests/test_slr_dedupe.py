@@ -559,9 +559,9 @@ def test_erratum_never_merges_with_its_article(tmp_path: Path) -> None:
 
 
 def test_digital_work_sensitivity_and_no_false_merge() -> None:
-    """bib-dedupe's real 7,159-record set (measured: 563 of 570 labelled pairs, 1 false
+    """bib-dedupe's real 7,159-record set (measured: 566 of 570 labelled pairs, 1 false
     pair). The misses are true conflicts by the rules (erratum vs article, different
-    DOIs), translated titles without brackets (sent to review) and one garbled title; the
+    DOIs) and one title behind a column heading ("How did it ... Upwork's CEO"); the
     false pair is two Ukrainian records one letter apart in the title ("ПРАЩ"/"ПРАЦІ")
     with the same year, issue and pages, labelled as two works."""
     folder = _needs(DEDUP / "bibdedupe_digital_work")
@@ -574,7 +574,7 @@ def test_digital_work_sensitivity_and_no_false_merge() -> None:
     counts = bench.pair_counts(
         truth, dict(zip(result.clusters.record_id, result.clusters.cluster_id, strict=True))
     )
-    assert counts["FP"] <= 1 and counts["FN"] <= 7
+    assert counts["FP"] <= 1 and counts["FN"] <= 4
     # The same records with corrupted database copies added (bench's corrupt_copies).
     corrupted, ctruth = bench.corrupt_copies(records, truth, n_copies=1500, seed=3)
     result = deduplicate(corrupted)
