@@ -228,3 +228,55 @@ def test_every_output_the_tables_name_is_made_by_the_rule_they_name() -> None:
             pytest.fail(f"{path} is named as an output but the workflow never makes it")
         else:
             assert made[path] & rules, f"{path} is made by {made[path]}, not by {rules}"
+
+
+def _migfw_command_lines() -> list[tuple[str, str]]:
+    """(page, command) for every `migfw …` in an inline code span or a sh/plain code block."""
+    found = []
+    for page in PAGES:
+        text = page.read_text()
+        spans = re.findall(r"`(migfw [^`\n]+)`", text)
+        for block in re.findall(r"^```(?:sh)?\n(.*?)^```", text, re.M | re.S):
+            spans += [line.strip() for line in block.splitlines()]
+        spans += re.findall(r"^ {4}(migfw .*)$", text, re.M)  # indented code blocks
+        for span in spans:
+            for part in re.split(r"&&|\|\||[|;]", span.split("#", 1)[0]):
+                part = part.strip()
+                if part.startswith("migfw "):
+                    found.append((str(page.relative_to(REPO)), part))
+    return found
+
+
+def test_every_migfw_option_the_docs_use_exists() -> None:
+    """Each documented `migfw [sub…] --option` is an option of that (sub)command's parser."""
+    import argparse
+
+    from migfw.cli import COMMANDS, build_parser
+
+    def child(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser | None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return action.choices.get(name)
+        return None
+
+    wrong = []
+    lines = _migfw_command_lines()
+    assert len(lines) > 20, "the docs' migfw commands were not found: the pattern is out of date"
+    for page, line in lines:
+        words = line.split()
+        if words[1] not in COMMANDS:
+            continue
+        try:
+            parser = child(build_parser(words[1]), words[1])
+        except SystemExit:  # a stage whose packages are absent here
+            continue
+        for word in words[2:]:
+            sub = child(parser, word) if re.fullmatch(r"[a-z][a-z-]*", word) else None
+            if sub is None:
+                break
+            parser = sub
+        options = set(parser._option_string_actions)
+        for option in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", line):
+            if option not in options:
+                wrong.append(f"{page}: `{line}`: {option}")
+    assert not wrong, "documented options that do not exist:\n" + "\n".join(wrong)
