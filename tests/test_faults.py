@@ -429,7 +429,12 @@ def test_source_libvirtd_stopped_then_a_clock_step_is_flagged(bed) -> None:
     offset.write_text("0\n")
     env = {"LD_PRELOAD": str(_clockstep_library(bed["root"])),
            "MIGFW_CLOCK_OFFSET_FILE": str(offset)}  # fmt: skip
-    proc, out = _start_trial(bed, "clock-step", env=env)
+    # The product's default stall timeout (10 s) here: this trial is about the clock, and a
+    # QEMU monitor slowed by a loaded 2-core machine must not fail it on the 5 s bound.
+    cfg = {**bed["cfg"], "migration": {**bed["cfg"]["migration"], "stall_timeout_s": 10}}
+    cfg_file = bed["root"] / "clock.yaml"
+    cfg_file.write_text(yaml.safe_dump(cfg))
+    proc, out = _start_trial({**bed, "cfg_file": cfg_file}, "clock-step", env=env)
     _wait_event(proc, out, "migrate_end")
     time.sleep(0.5)
     offset.write_text("3\n")
@@ -444,16 +449,23 @@ def test_destination_libvirtd_stopped_then_a_short_outage_is_slow(bed) -> None:
     assert pids["meta"]["recovery"]["vm_host"] == pids["qemu_host"]  # aborted: it stayed
 
     # The link black-holed for 3 s once the stream runs: past slow_stall_s (2 s), short of
-    # the 5 s stall timeout - the migration finishes, flagged migration_slow.
-    proc, out = _start_trial(bed, "short-outage")
-    pids = _in_migration(proc, out)
-    _blackhole(pids["destination"], True)
-    try:
-        time.sleep(3.0)
-    finally:
-        _blackhole(pids["destination"], False)
-    meta = _finish(bed, proc, out)
-    assert meta["status"] == "ok", meta["failure"]
+    # the 5 s stall timeout - the migration finishes, flagged migration_slow. A fault that
+    # came too late (the migration call returned within 0.5 s of it: nothing left to send)
+    # proves nothing either way, and is injected again into the next trial, once.
+    for attempt in ("short-outage", "short-outage-again"):
+        proc, out = _start_trial(bed, attempt)
+        pids = _in_migration(proc, out)
+        _blackhole(pids["destination"], True)
+        on = time.time()
+        try:
+            time.sleep(3.0)
+        finally:
+            _blackhole(pids["destination"], False)
+        meta = _finish(bed, proc, out)
+        assert meta["status"] == "ok", meta["failure"]
+        if meta["migration"]["end"] > on + 0.5:
+            break
+    assert meta["migration"]["end"] > on + 0.5, "the outage missed both migrations"
     assert "migration_slow" in meta["flags"], meta["migration"]["watchdog"]
     assert 2.0 <= meta["migration"]["watchdog"]["longest_no_progress_s"] < 5.0
 

@@ -174,7 +174,13 @@ def test_one_migration_trial_matches_hypervisor_downtime(
                 pids = pids_in_netns(list_netns(PREFIX))
                 proc.send_signal(signal.SIGINT)
                 break
-        _, err = proc.communicate(timeout=60)
+        try:
+            _, err = proc.communicate(timeout=180)  # the trial waits <= 120 s for an abort
+        except subprocess.TimeoutExpired:
+            # Still running: SIGABRT makes faulthandler print where each thread waits.
+            proc.send_signal(signal.SIGABRT)
+            _, err = proc.communicate(timeout=30)
+            raise AssertionError(f"no exit 180 s after Ctrl-C:\n{err[-6000:]}") from None
     finally:
         if proc.poll() is None:
             proc.kill()
