@@ -130,3 +130,49 @@ def test_attack_window_figure_has_a_panel_per_attacker_side(tmp_path: Path) -> N
         assert len(ticks) == 2
         assert not any(_overlap(a, b) for a, b in combinations(ticks, 2))
         assert not any(_overlap(legend, t) for t in ticks)
+
+
+def _grid_trials(cells: int) -> pd.DataFrame:
+    """`cells` vmm-agent cells (one per delay) over three experiments, two trials each, on the
+    switch side; the full grid (config/attack.yaml) has 22 cells per side."""
+    rows = []
+    for c in range(cells):
+        experiment = ("attack", "attack_delay", "attack_loose")[c * 3 // cells]
+        for rep in (1, 2):
+            window = 10.0 * c + rep
+            rows.append({"trial_id": f"{experiment}/vmm-agent-trincoming-d{c}-pdclosed-r0{rep}",
+                         "status": "ok", "experiment": experiment, "placement": "vmm-agent",
+                         "blocked_sent": 1000, "breach_window_ms": window,
+                         "trigger": "incoming", "agent_delay_ms": c, "port_default": "closed",
+                         "breach_switch_sent": 1000, "breach_switch_answered": rep,
+                         "breach_switch_window_ms": window,
+                         "breach_switch_window_hi_ms": window + 2,
+                         "breach_switch_bound_ms": window + 2, "breach_switch_gap_max_ms": 1.0,
+                         "breach_switch_max_run_probes": rep,
+                         "breach_switch_total_ms": window})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_attack_window_labels_never_overlap_in_a_full_grid(tmp_path: Path) -> None:
+    from migfw.measure.attackstats import attack_window_table
+
+    for cells in (8, 13, 22, 40):
+        frame = _grid_trials(cells)
+        table = attack_window_table(frame, resamples=99, seed=1)
+        assert len(table) == cells
+        fig = attack_window_figure(frame, table, tmp_path / f"aw{cells}.png")
+        renderer = _extents(fig)
+        legend = fig.legends[0].get_window_extent(renderer)
+        (ax,) = fig.get_axes()
+        labels = [t for t in ax.get_xticklabels() if t.get_text()]
+        assert len(labels) == cells
+        # several experiments: each label names its own (attack_delay's cells are not attack's)
+        assert all(t.get_text().startswith(("attack:", "attack ·", "attack_delay", "attack_loose"))
+                   for t in labels)  # fmt: skip
+        assert sum("attack_loose" in t.get_text() for t in labels) >= 2
+        boxes = [t.get_window_extent(renderer) for t in labels]
+        for a, b in combinations(boxes, 2):
+            assert not _overlap(a, b), (cells, a, b)
+        for box in boxes:
+            assert not _overlap(legend, box)
+        assert not _overlap(legend, ax.xaxis.label.get_window_extent(renderer))

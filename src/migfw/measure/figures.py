@@ -463,7 +463,7 @@ CELL_LEVELS = (("trigger", "{}"), ("agent_delay_ms", "{:g} ms"), ("port_default"
                ("nf_conntrack_tcp_loose", "loose {:g}"), ("ovn_binding", "{}"))  # fmt: skip
 
 
-def cell_label(row: Any) -> str:
+def cell_label(row: Any, sep: str = "\n") -> str:
     """A cell's tick label: its placement, then the levels of the factors it has."""
     from migfw.trials.contract import KNOWN_FACTORS
 
@@ -474,7 +474,13 @@ def cell_label(row: Any) -> str:
         value = row.get(factor) if hasattr(row, "get") else None
         if value not in (None, "") and not (isinstance(value, float) and np.isnan(value)):
             parts.append(text.format(float(value) if isinstance(value, int | float) else value))
-    return "\n".join(parts)
+    return sep.join(parts)
+
+
+# A panel labels its cells across (one level a line) up to this many cells, CELL_IN inches
+# each; above it, labels stand upright on one line each (~0.1 in wide), so none overlap.
+CELLS_ACROSS = 12
+CELL_IN = 0.75
 
 
 def attack_window_figure(trials: pd.DataFrame, table: pd.DataFrame, out_png: str | Path) -> Figure:
@@ -501,12 +507,17 @@ def attack_window_figure(trials: pd.DataFrame, table: pd.DataFrame, out_png: str
         _save(fig, out_png)
         return fig
     most = max(int((table["side"] == s).sum()) for s in sides)
-    fig = _figure(figsize=(max(7.0, 0.42 * most + 2.0), 3.3 * len(sides) + 0.8),
+    across = most <= CELLS_ACROSS
+    named = table["experiment"].fillna("").nunique() > 1 if "experiment" in table else False
+    width = CELL_IN * most + 2.0 if across else 0.3 * most + 2.0
+    label_in = 0.0 if across else 0.075 * max(len(cell_label(r, " · ")) for _, r in
+                                               table.iterrows()) + 0.9 * named  # fmt: skip
+    fig = _figure(figsize=(max(7.0, width), (3.3 + label_in) * len(sides) + 0.8),
                   layout="constrained")  # fmt: skip
     axes = fig.subplots(len(sides), 1, squeeze=False)[:, 0]
     for ax, side in zip(axes, sides, strict=True):
         cells = table[table["side"] == side].reset_index(drop=True)
-        _attack_panel(ax, side_frame(trials, side), cells)
+        _attack_panel(ax, side_frame(trials, side), cells, across, named)
         ax.set_title(SIDE_TEXT.get(side, side), fontsize=9)
     handles, names = [], []
     for ax in axes:  # every kind of mark once, from whichever panel has it
@@ -531,7 +542,11 @@ def _same(series: pd.Series, value: Any) -> pd.Series:
         return series.astype(str) == str(value)
 
 
-def _attack_panel(ax: Axes, per_trial: pd.DataFrame, cells: pd.DataFrame) -> None:
+def _attack_panel(
+    ax: Axes, per_trial: pd.DataFrame, cells: pd.DataFrame, across: bool, named: bool
+) -> None:
+    """One side's cells; `across`: labels across, else upright; `named`: several
+    experiments, so each label starts with its experiment and a dotted line parts them."""
     from migfw.trials.contract import KNOWN_FACTORS
 
     keys = [k for k in ("experiment", *KNOWN_FACTORS) if k in cells and k in per_trial]
@@ -562,7 +577,15 @@ def _attack_panel(ax: Axes, per_trial: pd.DataFrame, cells: pd.DataFrame) -> Non
             err = [[0.0 if pd.isna(low) else mean - low], [0.0 if pd.isna(high) else high - mean]]
             ax.errorbar(i + dx, mean, yerr=err, fmt=marker, color=colour, capsize=3, ms=4,
                         label=name)  # fmt: skip
-    ax.set_xticks(range(len(cells)), [cell_label(r) for _, r in cells.iterrows()], fontsize=6)
+    labels = [cell_label(r, "\n" if across else " · ") for _, r in cells.iterrows()]
+    if named:
+        experiments = cells["experiment"].fillna("").astype(str).tolist()
+        after = ":\n" if across else " · "  # the experiment on its own line when across
+        labels = [f"{e}{after}{t}" if e else t for e, t in zip(experiments, labels, strict=True)]
+        for i in range(1, len(cells)):
+            if experiments[i] != experiments[i - 1]:
+                ax.axvline(i - 0.5, color="#737373", lw=0.8, ls=":")
+    ax.set_xticks(range(len(cells)), labels, fontsize=6, rotation=0 if across else 90)
     ax.set_xlim(-0.6, len(cells) - 0.3)
     ax.set_yscale("symlog", linthresh=1.0)
     ax.set_ylim(-0.3, max(10.0, ax.get_ylim()[1] * 2))  # windows are never negative
