@@ -435,6 +435,33 @@ def test_cells_state_breaches_and_bounds() -> None:
     assert "under 2.0 ms between the unanswered neighbours" in both["statement"]
 
 
+def test_cells_report_the_allowed_port_outage_per_side() -> None:
+    """A closed port default shows no breach but a longer allowed-port outage: the cell gives
+    its mean (t CI), max and the hi bound; hand-worked: outages 300, 350, 400 ms (hi +10)."""
+    rows = []
+    for rep, outage in enumerate((300.0, 350.0, 400.0), start=1):
+        row = _trial("vmm-agent", rep, **switch(10_000, 0, 0.0, 0.0, 1.0, 1.0, 0))
+        row.update(port_default="closed", breach_dst_cotenant_sent=5_000,
+                   breach_dst_cotenant_answered=0, breach_dst_cotenant_window_ms=0.0,
+                   breach_dst_cotenant_window_hi_ms=0.0, breach_dst_cotenant_bound_ms=2.0,
+                   breach_dst_cotenant_allowed_sent=500,
+                   breach_dst_cotenant_allowed_answered=500 - int(outage / 10),
+                   breach_dst_cotenant_allowed_outage_ms=outage,
+                   breach_dst_cotenant_allowed_outage_hi_ms=outage + 10)  # fmt: skip
+        rows.append(row)
+    table = attack_window_table(pd.DataFrame(rows), resamples=99, seed=1)
+    dst = table[table["side"] == "dst_cotenant"].iloc[0]
+    assert dst["breached_trials"] == 0
+    assert dst["allowed_outage_ms_mean"] == pytest.approx(350.0)
+    from scipy import stats
+
+    half = stats.t.ppf(0.975, 2) * 50.0 / math.sqrt(3)  # t(0.975, 2) * sd / sqrt(n), sd 50
+    assert dst["allowed_outage_ms_ci_t_low"] == pytest.approx(350.0 - half, rel=1e-9)
+    assert (dst["allowed_outage_ms_max"], dst["allowed_outage_hi_ms_max"]) == (400.0, 410.0)
+    assert ("the allowed port went unanswered for up to 400.0 ms (longest run per trial, mean "
+            "350.0") in dst["statement"]  # fmt: skip
+
+
 def test_flow_table_counts_survival_over_opened_flows_only() -> None:
     trials = pd.DataFrame([
         {"status": "ok", "experiment": "placement", "placement": "vmm",

@@ -76,6 +76,12 @@ COLUMNS = [
     "vm_excess_boot_low",
     "vm_excess_boot_high",
     *(f"{flow}_opened" for flow in FLOWS),
+    # The allowed port's longest unanswered run per side (what a closed port default costs).
+    "allowed_outage_ms_mean",
+    "allowed_outage_ms_ci_t_low",
+    "allowed_outage_ms_ci_t_high",
+    "allowed_outage_ms_max",
+    "allowed_outage_hi_ms_max",
     "statement",
 ]
 # Rows in this order: the guest's own firewall first, the control last.
@@ -207,7 +213,7 @@ def side_frame(trials: pd.DataFrame, side: str, extra: list[str] | None = None) 
     out["side"] = side
     metrics = ("sent", "answered", "window_ms", "window_hi_ms", "total_ms", "bound_ms",
                "gap_max_ms", "max_run_probes", "rate_hz", "allowed_sent",
-               "allowed_answered")  # fmt: skip
+               "allowed_answered", "allowed_outage_ms", "allowed_outage_hi_ms")  # fmt: skip
     for metric in metrics:
         older = SIDE_VALUES.get(metric) if side == "switch" else None
         values = _numbers(frame, side_column(side, metric))
@@ -268,7 +274,7 @@ def cell_statement(row: dict[str, Any], confidence: float) -> str:
             if pd.notna(bound)
             else "no probe answered"
         )
-        return head + "; ".join([answered_text, trials_text, exposure])
+        return head + "; ".join([answered_text, trials_text, exposure]) + _outage_text(row)
     longest = int(row["max_run_probes"]) if pd.notna(row.get("max_run_probes")) else None
     window = (
         f"longest window {row['breach_window_ms_min']:.1f}–{row['breach_window_ms_max']:.1f} ms "
@@ -284,7 +290,19 @@ def cell_statement(row: dict[str, Any], confidence: float) -> str:
         )
     elif pd.notna(bound):
         parts.append(f"every exposure < {bound:.1f} ms (longest probe gap {gap:.1f} ms)")
-    return head + "; ".join(parts)
+    return head + "; ".join(parts) + _outage_text(row)
+
+
+def _outage_text(row: dict[str, Any]) -> str:
+    """The allowed port's outage (a closed port default turns exposure into this)."""
+    mean = row.get("allowed_outage_ms_mean")
+    if mean is None or pd.isna(mean):
+        return ""
+    low, high = row.get("allowed_outage_ms_ci_t_low"), row.get("allowed_outage_ms_ci_t_high")
+    ci = f", t-CI {low:.1f}–{high:.1f}" if pd.notna(low) and pd.notna(high) else ""
+    return (f"; the allowed port went unanswered for up to {row['allowed_outage_ms_max']:.1f} "
+            f"ms (longest run per trial, mean {mean:.1f}{ci}; "
+            f"< {row['allowed_outage_hi_ms_max']:.1f} ms between answered neighbours)")  # fmt: skip
 
 
 def attack_window_table(
@@ -425,6 +443,11 @@ def _cell(key: dict[str, Any], group: pd.DataFrame, frame: pd.DataFrame, confide
                     f"{metric}_ci_t_high": o["ci_t_high"]})  # fmt: skip
     a_sent, a_answered = group["allowed_sent"].sum(), group["allowed_answered"].sum()
     row["allowed_answered_pct"] = 100.0 * a_answered / a_sent if a_sent else math.nan
+    o = describe(group["allowed_outage_ms"].dropna().tolist(), confidence, resamples, seed)
+    row.update(allowed_outage_ms_mean=o["mean"], allowed_outage_ms_ci_t_low=o["ci_t_low"],
+               allowed_outage_ms_ci_t_high=o["ci_t_high"],
+               allowed_outage_ms_max=group["allowed_outage_ms"].max(),
+               allowed_outage_hi_ms_max=group["allowed_outage_hi_ms"].max())  # fmt: skip
     row["statement"] = cell_statement(row, confidence)
     return row
 
