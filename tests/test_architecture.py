@@ -18,6 +18,10 @@ from migfw.provenance import direct_imports
 
 # Pipeline stages in order; a module may import its own stage, earlier ones and `base`.
 STAGES = ["base", "trials", "testbed", "measure", "paper"]
+# The placement registry (one module per placement): every stage reads it, so at module level
+# it imports only migfw.errors and itself; the placements' trial steps import the testbed
+# inside their methods (only the testbed calls them).
+PLACEMENTS = "migfw.testbed.placements"
 # The SLR branch is independent of the measurement pipeline.
 INDEPENDENT = {"slr"}
 
@@ -27,6 +31,8 @@ def all_modules() -> list[str]:
 
 
 def stage_of(module: str) -> str:
+    if module == PLACEMENTS or module.startswith(PLACEMENTS + "."):
+        return "base"
     part = module.split(".")[1] if module.count(".") else "base"
     if part in STAGES or part in INDEPENDENT:
         return part
@@ -61,16 +67,39 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_import_cycle() -> None:
     graph = {m: set(direct_imports(m)) for m in all_modules()}
+    for module in graph:  # the placements' lazy testbed imports run after every import
+        if module.startswith(PLACEMENTS):
+            graph[module] = top_level_imports(module)
     # A submodule importing its own package's __init__ is not a cycle worth reporting.
     for module, deps in graph.items():
         deps -= {d for d in deps if module.startswith(d + ".")}
     assert find_cycles(graph) == [], "import cycles"
 
 
+def top_level_imports(module: str) -> set[str]:
+    """The migfw modules `module` imports at module level (not inside functions)."""
+    import ast
+    import importlib.util
+
+    path = Path(importlib.util.find_spec(module).origin)  # type: ignore[arg-type, union-attr]
+    found: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {m for m in found if m.startswith("migfw")}
+
+
 def test_no_stage_imports_a_later_stage() -> None:
     wrong = []
     for module in all_modules():
         stage = stage_of(module)
+        if module.startswith(PLACEMENTS):
+            # Module level: the registry and errors only; the steps' testbed imports are lazy.
+            wrong += [(module, d) for d in top_level_imports(module)
+                      if not (d.startswith(PLACEMENTS) or d == "migfw.errors")]  # fmt: skip
+            continue
         for dep in direct_imports(module):
             dep_stage = stage_of(dep)
             if dep_stage == "base" or dep_stage == stage or module == "migfw.cli":
@@ -82,6 +111,21 @@ def test_no_stage_imports_a_later_stage() -> None:
             elif STAGES.index(dep_stage) > STAGES.index(stage):
                 wrong.append((module, dep))
     assert wrong == [], f"imports against the pipeline's order: {wrong}"
+
+
+def test_the_placement_registry_needs_no_testbed() -> None:
+    """Every stage reads the registry: importing it and every placement loads no other
+    testbed module and none of libvirt, fabric, scapy (an analysis-only install has none)."""
+    probe = (
+        "import sys\n"
+        "from migfw.testbed.placements import registered\n"
+        "assert len(registered()) >= 7\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('migfw.testbed.', 'libvirt', "
+        "'fabric', 'scapy')) and not m.startswith('migfw.testbed.placements')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout.strip()  # fmt: skip
+    assert out == "[]", out
 
 
 def test_the_checkers_can_fail() -> None:

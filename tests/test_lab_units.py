@@ -130,14 +130,14 @@ def _external_bed(tmp_path: Path):
 def test_external_host_placements_need_ssh_logins(tmp_path: Path, placement: str) -> None:
     """Host firewalls are set up over SSH with the libvirt URI's login: a URI without one
     (qemu+tls) is refused in one line, at config time and by the trial."""
-    from migfw.testbed.trial import setup_placement
+    from migfw.testbed.placements import TrialContext, get
 
     bed = _external_bed(tmp_path)
     for host in bed.hosts.values():
         host.uri = "qemu+tls://hv.lab/system"
     with pytest.raises(MigfwError, match=f"placement {placement}: the external provider "
                        "reaches host firewalls over SSH only"):  # fmt: skip
-        setup_placement({}, bed, placement, "A", print, tmp_path)
+        get(placement)(TrialContext({}, bed, "A", print, tmp_path)).deploy()
     from migfw.testbed.external import external_testbed
 
     key, known = tmp_path / "k", tmp_path / "kh"

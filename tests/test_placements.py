@@ -18,7 +18,8 @@ from migfw.testbed.agent import (
     SUSPENDED_MIGRATED,
     AgentLogic,
 )
-from migfw.testbed.placement import expected_where, record, require_where
+from migfw.testbed.placement import require_where
+from migfw.testbed.placements import TrialContext, get, names
 from migfw.testbed.ruleset import (
     Packet,
     decide,
@@ -179,14 +180,30 @@ def test_agent_records_failed_install_and_keeps_source() -> None:
 
 
 def test_expected_where_and_record() -> None:
-    assert expected_where("vmm-agent", "B") == {"A": False, "B": True, "guest": False}
-    assert expected_where("vm", "A") == {"A": False, "B": False, "guest": True}
-    assert expected_where("none", "A") == {"A": False, "B": False, "guest": False}
-    require_where("vmm", "A", {"A": True, "B": False, "guest": False})
+    assert get("vmm-agent").expected_where("B") == {"A": False, "B": True, "guest": False}
+    assert get("vm").expected_where("A") == {"A": False, "B": False, "guest": True}
+    assert get("none").expected_where("A") == {"A": False, "B": False, "guest": False}
+    assert get("both").expected_where("B") == {"A": False, "B": True, "guest": True}
+    want = get("vmm").expected_where("A")
+    require_where("vmm", want, "A", {"A": True, "B": False, "guest": False})
     with pytest.raises(MigfwError, match="B: present"):
-        require_where("vmm", "A", {"A": True, "B": True, "guest": False})
-    fw = record("vm", 200, {"A": False}, None, [], None)
+        require_where("vmm", want, "A", {"A": True, "B": True, "guest": False})
+    deployed = {"where": {"A": False}, "checks": []}
+    ctx = TrialContext({}, None, "A", print, Path("."), {"agent_delay_ms": 50})
+    fw = get("vm")(ctx).describe(deployed, None)
     assert fw["agent_delay_ms"] is None and fw["placement"] == "vm"
+    assert get("vmm-state")(ctx).describe.__qualname__.startswith("VmmAgent")
+    assert get("vmm-agent")(TrialContext({}, None, "A", print, Path("."))).delay_ms == 200.0
+
+
+def test_registry_is_the_one_list_of_placements() -> None:
+    """Table order, the facts the stages read, and a one-line error for an unknown name."""
+    assert names() == ["vm", "both", "vmm", "vmm-state", "vmm-agent", "ovn", "none"]
+    assert names(agent=True) == ["vmm-state", "vmm-agent"]
+    assert names(guest_rules=True) == ["vm", "both"]
+    assert names(host_layer="nwfilter") == ["both", "vmm"]
+    with pytest.raises(MigfwError, match="placement 'pf' is not one of vm, both, vmm"):
+        get("pf")
 
 
 def _recording(clock: FakeClock, actions: list) -> dict:

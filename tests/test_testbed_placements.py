@@ -1,8 +1,8 @@
 """Real trials per firewall placement on the embedded testbed (issue 8): `vm` (guest
 nftables), `vmm-agent` (host nftables installed by the libvirt-event agent after its delay),
-`vmm` (libvirt nwfilter), `ovn` (OVN ACLs, multichassis binding; issue 18) and `vmm-state`
-(the agent plus the VM's conntrack entries carried; issue 22). One testbed
-for the module; every trial is a real migration.
+`vmm` (libvirt nwfilter), `both` (guest nftables and nwfilter at once; issue 17), `ovn` (OVN
+ACLs, multichassis binding; issue 18) and `vmm-state` (the agent plus the VM's conntrack
+entries carried; issue 22). One testbed for the module; every trial is a real migration.
 
 Needs root, QEMU, libvirtd (and iptables/ebtables for nwfilter); skipped otherwise. Uses its
 own prefix, so it does not disturb a testbed the user has up.
@@ -18,6 +18,7 @@ import pytest
 from testbedcfg import local_testbed
 from trialchecks import (
     check_agent_placement,
+    check_both_placement,
     check_nwfilter_placement,
     check_ovn_placement,
     check_placement_trial,
@@ -73,6 +74,12 @@ def test_vmm_nwfilter_follows_the_vm(bed_cfg) -> None:
     if shutil.which("iptables") is None or shutil.which("ebtables") is None:
         pytest.skip("nwfilter needs iptables and ebtables (scripts/install.sh)")
     check_nwfilter_placement(_trial(bed_cfg, "nwfilter", {"placement": "vmm"}))
+
+
+def test_both_guest_ruleset_and_nwfilter(bed_cfg) -> None:
+    if shutil.which("iptables") is None or shutil.which("ebtables") is None:
+        pytest.skip("nwfilter needs iptables and ebtables (scripts/install.sh)")
+    check_both_placement(_trial(bed_cfg, "both", {"placement": "both"}))
 
 
 def test_ovn_acls_follow_the_multichassis_binding(bed_cfg) -> None:

@@ -189,6 +189,20 @@ def check_nwfilter_placement(meta: dict[str, Any]) -> None:
     assert seen["resumed"]["filter_present"] is True
 
 
+def check_both_placement(meta: dict[str, Any]) -> None:
+    """`both`: the guest's ruleset travels with it and the destination's nwfilter is there
+    before the VM runs: rules in the guest and on the VM's host before and after."""
+    fw = meta["firewall"]
+    src, dst = meta["migration"]["source"], meta["migration"]["destination"]
+    assert fw["rules_before"] == {src: True, dst: False, "guest": True}
+    assert fw["rules_after"] == {src: False, dst: True, "guest": True}
+    assert fw["agent"] is None and fw["agent_delay_ms"] is None
+    seen = {e["event"]: e for e in fw["nwfilter_at_events"]}
+    assert seen["resumed"]["filter_present"] is True
+    assert meta["ruleset"]["identical_before_after"] is True
+    assert meta["capture"]["blocked_answers"] == 0 and meta["breaches"] == []
+
+
 def check_none_placement(out: Path, meta: dict[str, Any], vm: str) -> None:
     """The control: no rules anywhere, and the blocked port answers."""
     fw = meta["firewall"]

@@ -20,6 +20,7 @@ from migfw.trials.contract import (
 )
 from migfw.config import coerce_config, config_problems
 from migfw.testbed.ruleset import enforcement_problems
+from migfw.testbed.placements import wildcard as placement_wildcard
 from migfw.cli import run_in_process
 from migfw.provenance import code_version
 
@@ -37,6 +38,8 @@ if _problems:
 validate(config, schema="../schemas/config.schema.yaml")
 
 TRIALS_DIR = config["trials_dir"].rstrip("/")
+# `{placement}`: every registered placement (src/migfw/testbed/placements/).
+PLACEMENT_WILDCARD = placement_wildcard()
 SOURCE = config["trials_source"]
 LOGS = "results/logs"
 
@@ -201,14 +204,16 @@ def trial_folder(wildcards):
 
 
 def ovn_first(wildcards):
-    """Placement `ovn` (its deployment, then its trials) before the others: its VM has an
-    OVS port, the others' a Linux-bridge one, and every switch between them boots the VM
-    anew (docs/placements.md), so one block of ovn jobs costs two switches in all."""
+    """A placement's `priority` (ovn: its deployment, then its trials, before the others:
+    its VM has an OVS port, the others' a Linux-bridge one, and every switch between them
+    boots the VM anew (docs/placements.md), so one block of ovn jobs costs two switches).
+    """
+    from migfw.testbed.placements import get
     from migfw.trials.contract import parse_trial_id
 
     if "placement" in wildcards.keys():
-        return int(wildcards.placement == "ovn")
-    return int(parse_trial_id(wildcards.trial)[1].get("placement") == "ovn")
+        return get(wildcards.placement).priority
+    return get(parse_trial_id(wildcards.trial)[1].get("placement", "vm")).priority
 
 
 def trial_deployment(wildcards):

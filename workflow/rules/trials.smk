@@ -92,7 +92,7 @@ if SOURCE == "testbed":
         log:
             f"{LOGS}/deploy_placement/{{placement}}.log",
         wildcard_constraints:
-            placement="vm|vmm|vmm-agent|none|ovn|vmm-state",
+            placement=PLACEMENT_WILDCARD,
         priority: ovn_first
         resources:
             **ALL_PAIRS,

@@ -24,6 +24,7 @@ from migfw.io import write_csv
 from migfw.measure.attack import side_column
 from migfw.measure.flowstate import CT_METRICS, flow_column
 from migfw.measure.stats import add_exclude_flags_argument, describe
+from migfw.testbed.placements import names as placement_names
 from migfw.trials.attack_contract import ATTACK_FACTORS, ATTACKER_SIDES, KNOWN_FLOWS, SIDE_TEXT
 
 GROUP = ["experiment", "placement", *ATTACK_FACTORS, "ovn_binding", "side"]
@@ -85,8 +86,7 @@ COLUMNS = [
     "statement",
 ]
 # Rows in this order: the guest's own firewall first, the control last.
-PLACEMENT_ORDER = {p: i for i, p in enumerate(
-    ["vm", "both", "vmm", "vmm-state", "vmm-agent", "ovn", "none"])}  # fmt: skip
+# (The registry's table order, read when the table is made: migfw.testbed.placements.)
 # A side's per-trial values in trials.csv: the switch's older columns where they exist.
 SIDE_VALUES = {
     "allowed_sent": "allowed_sent",
@@ -337,7 +337,8 @@ def attack_window_table(
     out = pd.DataFrame(rows, columns=columns)
     sides = {s: i for i, s in enumerate(ATTACKER_SIDES)}
     if not out.empty:
-        out["_o"] = out["placement"].map(lambda p: PLACEMENT_ORDER.get(p, len(PLACEMENT_ORDER)))
+        order = {p: i for i, p in enumerate(placement_names())}
+        out["_o"] = out["placement"].map(lambda p: order.get(p, len(order)))
         out["_s"] = out["side"].map(lambda s: sides.get(s, len(sides)))
         order = ["experiment", "_s", "_o", *ATTACK_FACTORS, "ovn_binding", *extra]
         out = out.sort_values(order, kind="stable", na_position="first")
@@ -509,7 +510,8 @@ def flow_table(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     columns = [*FLOW_GROUP[:-1], *extra, *FLOW_TABLE_COLUMNS[len(FLOW_GROUP) - 1 :]]
     out = pd.DataFrame(rows, columns=columns)
     if not out.empty:
-        out["_o"] = out["placement"].map(lambda p: PLACEMENT_ORDER.get(p, len(PLACEMENT_ORDER)))
+        order = {p: i for i, p in enumerate(placement_names())}
+        out["_o"] = out["placement"].map(lambda p: order.get(p, len(order)))
         out = out.sort_values(["experiment", "_o", *ATTACK_FACTORS, "ovn_binding", *extra],
                               kind="stable",
                               na_position="first").drop(columns="_o")  # fmt: skip

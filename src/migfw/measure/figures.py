@@ -21,6 +21,7 @@ from matplotlib.ticker import FuncFormatter
 
 from migfw.errors import MigfwError
 from migfw.measure.stats import describe
+from migfw.testbed.placements import names as placement_names
 
 
 @cache
@@ -75,7 +76,7 @@ MAX_LABELLED_TRIALS = 40
 
 # Placements where the firewall is in the guest: the only ones where "firewall uptime" (the
 # guest's ruleset running) means anything.
-GUEST_PLACEMENTS = ("vm", "both")
+GUEST_PLACEMENTS = tuple(placement_names(guest_rules=True))  # vm, both
 SLOT_IN = 0.24  # inches per bar: a 7-pt label turned upright is ~0.1 in wide, so none overlap
 
 

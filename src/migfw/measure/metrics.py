@@ -22,7 +22,7 @@ from migfw.measure.attack import AGENT_COLUMNS, ATTACK_COLUMNS, SIDE_COLUMNS
 from migfw.measure.flowstate import flow_columns
 from migfw.measure.service import SERVICE_COLUMNS, service_metrics
 from migfw.measure.stats import add_exclude_flags_argument, summarize
-from migfw.trials.attack_contract import AGENT_PLACEMENTS
+from migfw.testbed.placements import placement_factors
 from migfw.trials.contract import discover_trials, load_trial
 
 if TYPE_CHECKING:  # probes loads the compiled kernels: only when a capture is analysed
@@ -168,7 +168,7 @@ def trial_metrics(trial_dir: str | Path) -> dict[str, Any]:
         "trial_id": meta["trial_id"],
         "experiment": meta.get("experiment", "default"),
         "placement": placement,
-        "agent_delay_ms": delay if placement in AGENT_PLACEMENTS else None,
+        "agent_delay_ms": delay if placement in placement_factors()["agent_delay_ms"] else None,
         **factors,  # one column per other factor (issue 10's sweeps)
         "interval_s": meta["interval_s"],
         "status": meta["status"],

@@ -10,6 +10,7 @@ import pandas as pd
 
 from migfw.errors import MigfwError
 from migfw.io import atomic_write
+from migfw.testbed.placements import names as placement_names
 from migfw.trials.attack_contract import (
     DEFAULT_ATTACK_EXPERIMENT,
     FULL_GRID_EXPERIMENT,
@@ -193,7 +194,8 @@ def measurement_headlines(
 
 
 CLAIM_ATTACK = "VM-level firewalling reduces the attack window compared with VMM-level firewalling"
-VMM_LEVEL = ("vmm", "vmm-agent", "vmm-state", "ovn")  # ovn: OVN's ACLs, on the hosts
+# The VMM-level arm: the host-only placements (vmm, vmm-state, vmm-agent, ovn's ACLs).
+VMM_LEVEL = tuple(placement_names(level="vmm"))
 FACTOR_LABELS = {"trigger": "trigger {}", "agent_delay_ms": "delay {:g} ms",
                  "port_default": "port {}", "nf_conntrack_tcp_loose": "tcp_loose {:g}",
                  "ovn_binding": "{}"}  # fmt: skip

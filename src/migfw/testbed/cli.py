@@ -11,7 +11,8 @@ MODULES = [
     "migfw.testbed.guest",
     "migfw.testbed.providers",
     "migfw.testbed.ruleset",
-    "migfw.testbed.trial",
+    "migfw.testbed.placements.command",
+    "migfw.testbed.trialcli",
     "migfw.testbed.cleanup",
 ]
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from migfw.errors import MigfwError
 from migfw.testbed.base import HostInfo, Testbed, cfg_get, state_dir
+from migfw.testbed.placements import get, known
 
 REQUIRED = [
     "source_uri",
@@ -33,14 +34,14 @@ REQUIRED = [
 
 
 def host_placements(cfg: dict[str, Any]) -> list[str]:
-    """The host-firewall placements (vmm, vmm-agent) the enabled experiments ask for."""
+    """The host-firewall placements (vmm, vmm-agent, ...) the enabled experiments ask for."""
     found: list[str] = []
     for spec in (cfg.get("experiments") or {}).values():
         if not isinstance(spec, dict) or not spec.get("enabled", True):
             continue
         levels = (spec.get("factors") or {}).get("placement") or []
         for level in levels if isinstance(levels, list) else [levels]:
-            if level in ("vmm", "vmm-agent") and level not in found:
+            if known(level) and get(level).host_rules and level not in found:
                 found.append(str(level))
     return found
 

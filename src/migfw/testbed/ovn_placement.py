@@ -33,6 +33,7 @@ from typing import Any
 
 from migfw.errors import MigfwError
 from migfw.testbed.base import Testbed, cfg_get, read_state
+from migfw.testbed.placements import get
 
 BINDINGS = ("multichassis", "rebind")
 DEFAULT_BINDING = "multichassis"
@@ -68,7 +69,7 @@ def ensure_nic(cfg: dict[str, Any], bed: Testbed, placement: str, log: Any) -> b
     bridge for the others. libvirt cannot move a running interface between the two (live
     update: "unable to change config on 'bridge' network type"), so the VM is booted anew
     on host A. Returns True when it did so."""
-    want = placement == "ovn"
+    want = get(placement).nic == "ovs"
     if bed.provider != "local" or on_ovs(bed) == want:
         if want and bed.provider != "local":
             raise MigfwError("placement ovn: needs the local provider (an OVN of its own)")
@@ -109,7 +110,7 @@ def place_cotenants(cfg: dict[str, Any], bed: Testbed, placement: str, log: Any)
     from migfw.testbed.procs import sh
 
     local, _ = _local(cfg)
-    want = placement == "ovn"
+    want = get(placement).nic == "ovs"
     if not want and not (_local(cfg)[1].get("ovn")):
         return  # OVN never ran: the co-tenants are where cotenant.ensure puts them
     made = cotenant.ensure(local)

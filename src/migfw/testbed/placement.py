@@ -1,12 +1,6 @@
-"""Firewall placements: where the ruleset is enforced during a trial (issue 8).
-
-- `vm`: nftables in the guest (migfw.testbed.deploy), as the thesis ran it.
-- `vmm`: libvirt's own per-interface firewall, nwfilter: the filter (rendered from the
-  ruleset) is defined on both hosts' libvirtds and referenced by the VM's interface
-  (`<filterref>`); each libvirtd instantiates it when the VM's interface appears there.
-- `vmm-agent`: nftables on the hypervisor host for the VM's tap port, installed on the
-  destination by migfw.testbed.agent after a libvirt domain event plus `agent_delay_ms`.
-- `none`: no firewall anywhere (the control).
+"""Host firewall commands the placements (migfw.testbed.placements, one module each) are
+built from: migfw's host nftables tables, libvirt nwfilter definitions and bindings, and
+looking where rules are.
 
 Every placement is checked with real packets before a trial (verify_rules from the prober's
 namespace) and by looking where rules are: in the guest, on host A, on host B.
@@ -26,10 +20,6 @@ from migfw.errors import MigfwError
 from migfw.testbed.base import Testbed
 from migfw.testbed.netns import netns_argv
 from migfw.testbed.ruleset import HOST_TABLE, NWFILTER_NAME, explain_nft_error
-
-PLACEMENTS = ("vm", "vmm", "vmm-agent", "none", "vmm-state")
-# vmm-state: vmm-agent's host rules plus the VM's conntrack entries carried (issue 22)
-HOST_PLACEMENTS = ("vmm", "vmm-agent", "vmm-state")
 
 
 def host_netns(bed: Testbed, host: str) -> str:
@@ -267,18 +257,10 @@ def hosts_reachable(bed: Testbed) -> bool:
     return all(libvirt_ssh_target(h.uri) is not None for h in bed.hosts.values())
 
 
-def expected_where(placement: str, current: str) -> dict[str, bool]:
-    """Where rules must be (True) and must not be (False) for `placement`, VM on `current`."""
-    on_host = placement in HOST_PLACEMENTS
-    return {
-        "A": on_host and current == "A",
-        "B": on_host and current == "B",
-        "guest": placement in ("vm", "both"),
-    }
-
-
-def require_where(placement: str, current: str, seen: dict[str, bool]) -> None:
-    want = expected_where(placement, current)
+def require_where(placement: str, want: dict[str, bool], current: str,
+                  seen: dict[str, bool]) -> None:  # fmt: skip
+    """Refuse in one line when rules are not where `placement` wants them (`want`:
+    Placement.expected_where) with the VM on host `current`."""
     wrong = [k for k in ("A", "B", "guest") if seen.get(k) != want[k]]
     if wrong:
         parts = [f"{k}: {'present' if seen.get(k) else 'absent'}" for k in wrong]
@@ -286,25 +268,6 @@ def require_where(placement: str, current: str, seen: dict[str, bool]) -> None:
             f"placement {placement} (VM on host {current}): rules in the wrong place: "
             + ", ".join(parts)
         )
-
-
-def record(
-    placement: str,
-    delay_ms: float | None,
-    before: dict[str, bool],
-    after: dict[str, bool] | None,
-    checks: list[dict[str, Any]] | dict[str, Any],
-    agent: dict[str, Any] | None,
-) -> dict[str, Any]:
-    """trial.json's `firewall` object (CONTRACT.md)."""
-    return {
-        "placement": placement,
-        "agent_delay_ms": delay_ms if placement == "vmm-agent" else None,
-        "rules_before": before,
-        "rules_after": after,
-        "checks": checks,
-        "agent": agent,
-    }
 
 
 def write_text(path: Path, text: str) -> None:

@@ -18,8 +18,6 @@ from typing import Any
 from migfw.testbed.base import Testbed, cfg_get
 from migfw.testbed.conntrack import TrialConntrack
 
-# Placements whose firewall sits on the host the VM runs on, as host nftables.
-HOST_NFT_PLACEMENTS = ("vmm-agent", "vmm-state")
 # Co-tenants sit beside the VM's port: on the hosts' Linux bridges, or under `ovn` as logical
 # switch ports on br-int (migfw.testbed.ovn_placement.place_cotenants).
 NO_COTENANT_PLACEMENTS: tuple[str, ...] = ()
@@ -74,12 +72,15 @@ class TrialExtras:
         enforcement: dict[str, Any] | None = None,
     ) -> TrialExtras:
         from migfw.testbed import placement as pl
+        from migfw.testbed.placements import get
+
+        kind = get(placement)
 
         local = bed.provider == "local"
         hosts = pl.hosts_reachable(bed)
         loose = factors.get("nf_conntrack_tcp_loose")
         conntrack = (TrialConntrack(bed, folder, source, destination, loose,
-                                    host_dumps=placement != "ovn")
+                                    host_dumps=kind.nic == "bridge")
                      if hosts else None)  # fmt: skip
         sides: dict[str, dict[str, Any]] = {}
         # The experiment's attack rate caps the co-tenants' (the thesis experiment's 20 Hz).
@@ -96,13 +97,13 @@ class TrialExtras:
         if local and rate > 0 and min(side_rates(cfg)["egress"]) > 0:
             extras.egress = egress_side(cfg, bed, min(side_rates(cfg)["egress"][0], rate),
                                         min(side_rates(cfg)["egress"][1], rate))  # fmt: skip
-        if hosts and placement in HOST_NFT_PLACEMENTS:
+        if hosts and kind.host_layer == "host-nft":
             from migfw.testbed.temporary import HostNftAllow
 
             where = pl.host_commands(bed, source)
             extras.closers.append(lambda: pl.close_host(where))
             extras.layers.append(HostNftAllow(where, source))
-        elif hosts and placement in ("vmm", "both"):
+        elif hosts and kind.host_layer == "nwfilter":
             from migfw.testbed.temporary import NwfilterAllow
 
             where = pl.host_commands(bed, source)

@@ -24,9 +24,9 @@ FACTOR_LEVELS: dict[str, tuple[Any, ...]] = {
     "port_default": PORT_DEFAULTS,
     "nf_conntrack_tcp_loose": TCP_LOOSE,
 }
-# Placements whose destination host is programmed by migfw's agent: `trigger`,
-# `agent_delay_ms` and `port_default` apply to them only (null for the others).
-AGENT_PLACEMENTS = ("vmm-agent", "vmm-state")
+# `trigger`, `agent_delay_ms` and `port_default` apply only to the placements whose
+# destination host is programmed by migfw's agent (null for the others): the registry's
+# names(agent=True), migfw.testbed.placements.
 AGENT_FACTORS = ("trigger", "agent_delay_ms", "port_default")
 # The factors attack_window.csv and the flows table group by (besides experiment, placement).
 ATTACK_FACTORS = ("agent_delay_ms", "trigger", "port_default", "nf_conntrack_tcp_loose")

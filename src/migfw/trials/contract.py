@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from migfw.errors import MigfwError
-from migfw.trials.attack_contract import AGENT_FACTORS, AGENT_PLACEMENTS
+from migfw.testbed.placements import known as known_placement
+from migfw.testbed.placements import names as placement_names
+from migfw.testbed.placements import placement_factors
 
 if TYPE_CHECKING:  # numpy is imported where a log is read: the Snakefile imports this module
     import numpy as np
@@ -50,7 +52,6 @@ FACTOR_CODES: dict[str, str] = {
     "service_rate_hz": "sr",
 }
 KNOWN_FACTORS = tuple(FACTOR_CODES)
-PLACEMENTS = ("vm", "vmm", "vmm-agent", "none", "both", "vmm-state", "ovn")
 TEXT_FACTORS = ("placement", "workload", "algorithm", "trigger", "port_default", "ovn_binding")
 DEFAULT_EXPERIMENT = "default"  # flat legacy folders
 DEFAULT_FACTORS: dict[str, Any] = {"placement": "vm"}
@@ -89,12 +90,12 @@ def trial_name(
 
     The slug holds the levels of the factors in `varying` (those with more than one level in
     the experiment; all given factors if None), plus `agent_delay_ms` whenever set (it only
-    applies to the agent placements, AGENT_PLACEMENTS), e.g. `placement/vmm-agent-d200-r03`.
+    applies to the agent placements), e.g. `placement/vmm-agent-d200-r03`.
     """
     parts = []
     for name in _slug_factors(factors, varying):
         text = _level_text(factors[name])
-        if not _VALUE.match(text) and not (name == "placement" and text in PLACEMENTS):
+        if not _VALUE.match(text) and not (name == "placement" and known_placement(text)):
             raise MigfwError(f"factor {name}: level {text!r} cannot be part of a trial id")
         parts.append(FACTOR_CODES[name] + text)
     return f"{experiment}/{'-'.join(parts + [f'r{int(repetition):02d}'])}"
@@ -125,7 +126,7 @@ def parse_trial_id(trial_id: str) -> tuple[str, dict[str, Any], int]:
     rest = head
     while rest:
         placement = next(
-            (p for p in sorted(PLACEMENTS, key=len, reverse=True)
+            (p for p in sorted(placement_names(), key=len, reverse=True)
              if rest == p or rest.startswith(p + "-")),
             None,
         )  # fmt: skip
@@ -168,21 +169,20 @@ def trial_cells(trial_ids: list[str]) -> dict[str, list[str]]:
 
 
 def experiment_grid(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every factor combination of an experiment; the agent's factors (AGENT_FACTORS:
-    trigger, agent_delay_ms, port_default) only with the agent placements."""
+    """Every factor combination of an experiment; a factor that applies to some placements
+    only (Placement.factors: the agent's trigger, agent_delay_ms, port_default; ovn's
+    ovn_binding) is None with the others."""
     levels = {name: list(values) for name, values in (spec.get("factors") or {}).items()}
     for name, default in DEFAULT_FACTORS.items():
         levels.setdefault(name, [default])
     names = [f for f in KNOWN_FACTORS if f in levels]
+    only_some = placement_factors()
     combos: list[dict[str, Any]] = []
     for values in itertools.product(*(levels[n] for n in names)):
         combo = dict(zip(names, values, strict=True))
-        if combo.get("placement") not in AGENT_PLACEMENTS:
-            for name in AGENT_FACTORS:  # they apply only where an agent programs the host
-                if name in combo:
-                    combo[name] = None
-        if combo.get("placement") != "ovn" and "ovn_binding" in combo:
-            combo["ovn_binding"] = None  # how OVN moves the port: only for placement ovn
+        for name, where in only_some.items():
+            if name in combo and combo.get("placement") not in where:
+                combo[name] = None
         if combo not in combos:
             combos.append(combo)
     return combos
@@ -244,6 +244,13 @@ def experiment_problems(experiments: Any) -> list[str]:
                 f"{key}.factors: unknown factor {', '.join(unknown)} "
                 f"(allowed: {', '.join(KNOWN_FACTORS)})"
             )
+            continue
+        levels = factors.get("placement") or []
+        unknown = [str(p) for p in (levels if isinstance(levels, list) else [levels])
+                   if not known_placement(p)]  # fmt: skip
+        if unknown:
+            problems.append(f"{key}.factors.placement: {', '.join(map(repr, unknown))} not "
+                            f"registered (placements: {', '.join(placement_names())})")  # fmt: skip
             continue
         try:
             ids = [tid for tid, _, _ in experiment_trials(name, spec)]

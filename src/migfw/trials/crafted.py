@@ -20,6 +20,8 @@ import numpy as np
 
 from migfw.errors import MigfwError
 from migfw.io import atomic_write, write_json
+from migfw.testbed.placements import get as get_placement
+from migfw.testbed.placements import names as placement_names
 from migfw.trials.contract import (
     DEFAULT_FACTORS,
     SERVICE_HEADER,
@@ -349,11 +351,11 @@ def _cli(args: argparse.Namespace) -> int:
                 "tcp_loose": args.tcp_loose if args.tcp_loose is not None
                 else levels.get("nf_conntrack_tcp_loose"),
             }  # fmt: skip
-            issue22 = (args.issue22 or placement in ("vmm-state", "both")
+            issue22 = (args.issue22 or get_placement(placement).crafted_full_model
                        or any(v is not None for v in model.values()))  # fmt: skip
             attack = CraftedAttack(
                 placement,
-                delay if placement in ("vmm-agent", "vmm-state") else None,
+                delay if get_placement(placement).agent else None,
                 vmm_window_ms=args.vmm_window_ms,
                 rate_hz=args.rate_hz,
                 issue22=issue22,
@@ -372,11 +374,11 @@ def _cli(args: argparse.Namespace) -> int:
                  "tcp_loose": args.tcp_loose}  # fmt: skip
         attack = CraftedAttack(
             args.placement,
-            args.agent_delay_ms if args.placement in ("vmm-agent", "vmm-state") else None,
+            args.agent_delay_ms if get_placement(args.placement).agent else None,
             vmm_window_ms=args.vmm_window_ms,
             rate_hz=args.rate_hz,
             issue22=args.issue22
-            or args.placement in ("vmm-state", "both")
+            or get_placement(args.placement).crafted_full_model
             or any(v is not None for v in model.values()),
             open_everywhere=not args.guest_only_allow,
             **model,
@@ -408,7 +410,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument(
         "--placement",
-        choices=["vm", "vmm", "vmm-agent", "none", "both", "vmm-state"],
+        choices=placement_names(crafted=True),
         help="also write attack data (attack.pcap, attack_sendlog.csv, flows.csv) for this "
         "firewall placement, with known breach windows (truth.json)",
     )
@@ -507,6 +509,7 @@ def craft_attack(
     (breach window etc., computed from the construction, not by the analysis). With a
     crafted_exposure `model`, it says which probes get through (and flows.csv is left to it)."""
     rng = np.random.default_rng(seed)
+    kind = get_placement(attack.placement)
     period = round(1e9 / attack.rate_hz)
     count = int((end_ns - start_ns) // period)
     sched = start_ns + np.arange(count, dtype=np.int64) * period
@@ -522,12 +525,12 @@ def craft_attack(
             passes = model.unfiltered if port == attack.blocked_port else (
                 lambda t: model.runs(t) and not model.closed(t))  # fmt: skip
             reach = np.array([passes(int(a)) for a in arrive], dtype=bool)
-        elif port == attack.allowed_port or attack.placement == "none":
-            reach = up
-        elif attack.placement in ("vm", "both"):  # the guest's own ruleset drops it
+        elif port == attack.allowed_port or not (kind.guest_rules or kind.host_rules):
+            reach = up  # the allowed port, or no firewall anywhere (`none`)
+        elif kind.guest_rules:  # the guest's own ruleset drops it
             reach = np.zeros(count, bool)
         else:
-            if attack.placement == "vmm-agent":
+            if kind.agent:
                 open_ms = attack.event_lag_ms + float(attack.agent_delay_ms or 0)
             else:
                 open_ms = attack.vmm_window_ms
@@ -622,7 +625,10 @@ def _craft_flows(
     reply = np.where(up, reply, resume_ns + 1_000_000)
     lines, truth = [], {}
     for flow in ("stateful", "established"):
-        cut = flow == "established" and attack.placement in ("vmm", "vmm-agent")
+        # Host conntrack that stays behind (vmm, vmm-agent): the flow is reset after resume.
+        kind = get_placement(attack.placement)
+        cut = flow == "established" and kind.host_rules and not (kind.guest_rules
+                                                                 or kind.carries_state)  # fmt: skip
         last = count
         if cut:  # the first request after resume is answered by RST: the flow ends there
             last = int(np.argmax(send >= resume_ns)) + 1
@@ -663,7 +669,7 @@ def craft_placement_trial(
         )  # fmt: skip
     )
     meta = json.loads((out_dir / "trial.json").read_text())
-    agent_placement = attack.placement in ("vmm-agent", "vmm-state")
+    agent_placement = get_placement(attack.placement).agent
     delay = attack.agent_delay_ms if agent_placement else None
     meta.update(
         {

@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 
 from migfw.io import atomic_write, write_json
+from migfw.testbed.placements import get as get_placement
 from migfw.trials.attack_contract import (
-    AGENT_PLACEMENTS,
     CONNTRACK_HOSTS,
     FLOWS_HEADER,
     conntrack_file,
@@ -45,7 +45,6 @@ from migfw.trials.attack_contract import (
 from migfw.trials.craftpcap import ACK, RST, SYN, pcap_bytes, tcp_frames, write_side
 
 MS = 1_000_000
-HOST_PLACEMENTS = ("vmm", "vmm-agent", "vmm-state", "both")
 PROBER = "10.231.0.2"
 PEERS = {"dst_cotenant": "10.231.0.67", "src_cotenant": "10.231.0.68", "egress": PROBER}
 # Each side's own rate (share of the switch's) and phase, so no two sides' numbers coincide.
@@ -75,7 +74,7 @@ class Model:
     @property
     def event_at(self) -> int | None:
         """When the agent's trigger fired (its event seen), for agent placements."""
-        if self.placement not in AGENT_PLACEMENTS:
+        if not get_placement(self.placement).agent:
             return None
         base = {"pre": self.mig_start - 200 * MS, "incoming": self.mig_start + 100 * MS,
                 "resume": self.resume}[self.trigger]  # fmt: skip
@@ -89,9 +88,10 @@ class Model:
     @property
     def filter_from(self) -> int | None:
         """From when the destination filters the VM's port (None: never)."""
-        if self.placement in ("vm", "none"):
+        kind = get_placement(self.placement)
+        if not kind.host_rules:  # vm, none
             return None
-        if self.placement in ("vmm", "both"):
+        if kind.host_layer == "nwfilter":  # vmm, both
             return self.resume + round(self.vmm_window_ms * MS)
         return max(self.resume, int(self.installed_at))
 
@@ -105,9 +105,10 @@ class Model:
 
     def unfiltered(self, t: int) -> bool:
         """A blocked probe reaching the guest at t is answered (or an egress SYN gets out)."""
-        if not self.runs(t) or self.placement in ("vm", "both"):
+        kind = get_placement(self.placement)
+        if not self.runs(t) or kind.guest_rules:  # vm, both
             return False
-        if self.placement == "none":
+        if not kind.host_rules:  # none
             return True
         f = self.filter_from
         return self.resume <= t < f and not self.closed(t)
@@ -227,8 +228,8 @@ def flow_fate(model: Model, initiative: str, guest_tick: int) -> dict[str, Any]:
     segment the prober's capture shows first after the resume), `entry_at` (when the guest's
     packet re-created the destination's entry), `dies_at` (from when the prober's packets are
     dropped for good; None if the flow lives on)."""
-    host = model.placement in HOST_PLACEMENTS
-    carried = model.placement == "vmm-state"
+    host = get_placement(model.placement).host_rules
+    carried = get_placement(model.placement).carries_state
     f = model.filter_from
     if initiative == "prober":
         # The prober's next request is the first packet; state elsewhere answers it at once.
@@ -273,7 +274,7 @@ def craft_flows(model: Model, out_dir: Path, target: str, rate_hz: float, allow_
     rows: list[tuple[str, int, int, int | None, str]] = []
     segs: list[tuple[int, bool, int, int, int, int]] = []  # t, to_vm, port, local, seq, ack
     truth: dict[str, Any] = {}
-    host = model.placement in HOST_PLACEMENTS
+    host = get_placement(model.placement).host_rules
     # `stateful` (FTP, passed by rule S1/F1) keeps the older model: answered whenever the
     # guest runs; a request sent into the pause is answered 1 ms after the resume.
     stateful = []
@@ -443,8 +444,8 @@ def craft_conntrack(model: Model, out_dir: Path, target: str, truth: dict) -> di
     """conntrack/<host>-<moment>.txt for the layers that track (the guest with its own
     firewall; both hosts under a host placement), in the three formats conntrack -L writes;
     each flow's expected cell goes into truth[flow]['ct'] by dump."""
-    guest_fw = model.placement in ("vm", "both")
-    host = model.placement in HOST_PLACEMENTS
+    guest_fw = get_placement(model.placement).guest_rules
+    host = get_placement(model.placement).host_rules
     layers = [h for h in CONNTRACK_HOSTS if (h == "guest" and guest_fw) or (h != "guest" and host)]
     dumps = {}
     for h in layers:
@@ -474,7 +475,7 @@ def _entry(model: Model, h: str, moment: str, at: int, t: dict) -> str | None:
     """Whose packet the flow's entry in this dump came from (None: no entry)."""
     if h == "guest":
         return "prober"
-    carried = model.placement == "vmm-state"
+    carried = get_placement(model.placement).carries_state
     if h == "src":
         return None if (carried and moment == "end") else "prober"
     if moment == "before":
@@ -523,7 +524,7 @@ def craft_exposure(model: Model, out_dir: Path, target: str, rate_hz: float,
                                open_everywhere, rng)  # fmt: skip
     meta.update(parts)
     truth["flows"] = {f: {k: v for k, v in t.items() if k != "entry_at"} for f, t in flows.items()}
-    if model.placement in AGENT_PLACEMENTS:
+    if get_placement(model.placement).agent:
         meta["agent"] = {"event_seen": model.event_at / 1e9,
                          "rules_installed": model.installed_at / 1e9,
                          "trigger": model.trigger, "event": model.trigger}  # fmt: skip
