@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from migfw.errors import MigfwError
-from migfw.io import write_csv, write_json
+from migfw.io import atomic_write, write_csv
 from migfw.measure.attack import AGENT_COLUMNS, ATTACK_COLUMNS, SIDE_COLUMNS
 from migfw.measure.flowstate import flow_columns
 from migfw.measure.service import SERVICE_COLUMNS, service_metrics
@@ -309,11 +309,21 @@ def _json_safe(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cli_trial(args: argparse.Namespace) -> int:
-    # One call for a whole cell of trials: the workflow pays its per-job cost per cell.
-    rows = [{**_json_safe(trial_metrics(folder)), FOLDER: str(folder)}
-            for folder in args.trial_dirs]  # fmt: skip
-    refuse_duplicate_ids(rows)
-    write_json(args.out, rows)
+    # One call for a whole cell of trials: the workflow pays its per-job cost per cell. Rows
+    # are written as they are made (the same bytes as json.dump of the list, indent 2), so a
+    # cell of 10,000 trials does not hold 10,000 rows in the Snakemake process.
+    seen: dict[str, str] = {}
+    with atomic_write(args.out) as handle:
+        handle.write("[")
+        for n, folder in enumerate(args.trial_dirs):
+            row = {**_json_safe(trial_metrics(folder)), FOLDER: str(folder)}
+            tid = row.get("trial_id")
+            if tid in seen:
+                refuse_duplicate_ids([{"trial_id": tid, FOLDER: seen[tid]}, row])
+            seen[tid] = row[FOLDER]
+            text = json.dumps(row, indent=2, sort_keys=False, default=str)
+            handle.write(("," if n else "") + "\n  " + text.replace("\n", "\n  "))
+        handle.write("\n]\n" if seen else "]\n")
     return 0
 
 
