@@ -401,6 +401,17 @@ def test_verdict_sentence_follows_the_numbers(tmp_path: Path) -> None:
         tmp_path / "attack_window.csv", index=False
     )
     assert "From the full grid (config/attack.yaml, experiment `attack`)" in verdict().measured
+    # A grid (> 6 VMM-level cells): counts, with the deciding cells named and the breach-free
+    # ones that show no difference counted as such.
+    grid = [rows[0], rows[2]] + [
+        dict(rows[1], trigger=t, port_default=d) for t in ("pre", "incoming", "resume")
+        for d in ("open", "closed")
+    ]  # fmt: skip
+    pd.DataFrame(grid).to_csv(tmp_path / "attack_window.csv", index=False)
+    why = verdict().why
+    assert ("Against 7 VMM-level cells: smaller than 1, larger than 0, no difference shown for "
+            "6 (6 of them never breached either).") in why  # fmt: skip
+    assert "It is smaller than under vmm-agent (delay 200 ms) (203.0 ms beyond vm's bound" in why
 
 
 def test_cli_craft_attack_window_and_figures(tmp_path: Path, capsys) -> None:

@@ -385,8 +385,15 @@ def _attack_sentence(rows: pd.DataFrame) -> str:
         parts = [f"The VM-level firewall's mean breach window is "
                  f"{float(ref['breach_window_ms_mean']):.1f} ms."]  # fmt: skip
     if len(vmm) > 6:  # a grid: counts, the cells are listed in full below the table
+        clean = sum(_decide(r) == "unclear" and int(r.get("breached_trials") or 0) == 0
+                    for _, r in vmm.iterrows())  # fmt: skip
         parts.append(f"Against {len(vmm)} VMM-level cells: smaller than {len(smaller)}, larger "
-                     f"than {len(larger)}, no difference shown for {len(unclear)}.")  # fmt: skip
+                     f"than {len(larger)}, no difference shown for {len(unclear)}"
+                     + (f" ({clean} of them never breached either)" if clean else "")
+                     + ".")  # fmt: skip
+        for word, cells in (("smaller", smaller), ("larger", larger)):
+            if 0 < len(cells) <= 8:  # the few cells that decide, with their numbers
+                parts.append(f"It is {word} than under " + "; ".join(cells) + ".")
     else:
         if smaller:
             parts.append("It is smaller than under " + ", ".join(smaller) + ".")
