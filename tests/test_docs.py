@@ -127,6 +127,18 @@ def test_rules_modules_and_presets_the_readme_names_exist() -> None:
     assert presets - {"config.yaml"} == on_disk, "README's preset table and config/ disagree"
 
 
+def test_the_module_column_of_docs_outputs_names_real_modules() -> None:
+    table = (REPO / "docs" / "outputs.md").read_text().split("\n## ", 1)[0]
+    rows = [r for r in table.splitlines() if r.startswith("| ") and "---" not in r][1:]
+    assert len(rows) > 20
+    for row in rows:
+        cell = row.split("|")[-2]
+        named = [m for m in re.findall(r"`([\w/]+(?:\.py|/))`", cell) if "/" in m]
+        assert named, f"no module in: {row}"
+        for module in named:
+            assert (REPO / "src" / "migfw" / module).exists(), f"no src/migfw/{module}"
+
+
 def test_migfw_commands_the_readme_names_exist() -> None:
     helptext = subprocess.run(
         [sys.executable, "-m", "migfw", "--help"], capture_output=True, text=True, check=True
