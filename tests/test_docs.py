@@ -292,3 +292,27 @@ def test_every_migfw_option_the_docs_use_exists() -> None:
             if option not in options:
                 wrong.append(f"{page}: `{line}`: {option}")
     assert not wrong, "documented options that do not exist:\n" + "\n".join(wrong)
+
+
+def test_every_dotted_migfw_name_in_the_docs_resolves() -> None:
+    """`migfw.a.b.Name` in a page is importable: a moved or renamed module or object fails."""
+    import importlib
+
+    missing = []
+    seen = 0
+    for page in PAGES:
+        for name in set(re.findall(r"`(migfw(?:\.\w+)+)(?:\(\))?`", page.read_text())):
+            seen += 1
+            parts = name.split(".")
+            for cut in range(len(parts), 0, -1):
+                try:
+                    found = importlib.import_module(".".join(parts[:cut]))
+                    break
+                except ModuleNotFoundError:
+                    continue
+            for attribute in parts[cut:]:
+                found = getattr(found, attribute, None)
+            if found is None:
+                missing.append(f"{page.relative_to(REPO)}: {name}")
+    assert seen > 20, "no dotted migfw names found: the pattern is out of date"
+    assert not missing, "names that do not resolve:\n" + "\n".join(missing)
