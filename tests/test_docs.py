@@ -316,3 +316,16 @@ def test_every_dotted_migfw_name_in_the_docs_resolves() -> None:
                 missing.append(f"{page.relative_to(REPO)}: {name}")
     assert seen > 20, "no dotted migfw names found: the pattern is out of date"
     assert not missing, "names that do not resolve:\n" + "\n".join(missing)
+
+
+def test_every_repository_path_in_the_docs_exists() -> None:
+    """`src/…`, `scripts/…`, `config/…`, `tests/…` etc. in code spans name real files."""
+    top = "src|scripts|config|resources|tests|workflow|profiles|requirements|docs"
+    span = re.compile(rf"`((?:{top})/[\w./-]*[\w/])(?:::\w+)?`")
+    missing = []
+    paths = [(page, path) for page in PAGES for path in set(span.findall(page.read_text()))]
+    assert len(paths) > 100, "no repository paths found: the pattern is out of date"
+    for page, path in paths:
+        if not (REPO / path).exists():
+            missing.append(f"{page.relative_to(REPO)}: {path}")
+    assert not missing, "paths that do not exist:\n" + "\n".join(missing)
