@@ -188,3 +188,14 @@ def check_silences(
             out["flags"].append(f"guest_silent_{period}")
     out["flags"] += clock["flags"]
     return out
+
+
+def trial_health(pcap: Path, vm: str, icmp_id: int | None, timeline: dict[str, Any],
+                 max_silence: float) -> dict[str, Any]:  # fmt: skip
+    """check_silences, or what a trial without a usable capture records (no health)."""
+    from migfw.errors import MigfwError
+
+    try:
+        return check_silences(pcap, vm, icmp_id, timeline, max_silence)
+    except MigfwError as exc:  # e.g. an empty capture: the trial says so, no health
+        return {"max_silence_s": max_silence, "error": str(exc), "flags": []}

@@ -4,6 +4,7 @@ restarted (local), the VM found on either host or re-provisioned, stray QEMUs ki
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from migfw.errors import MigfwError
@@ -54,3 +55,78 @@ def reprovision(bed: Testbed) -> dict[str, Any]:
     where = ensure_vm(bed)
     return {"vm_host": where, "reprovisioned": True,
             "reason": "guest unreachable after the trial"}  # fmt: skip
+
+
+def after_migration(
+    cfg: dict[str, Any],
+    bed: Testbed,
+    partial: Path,
+    log: Any,
+    result: dict[str, Any],
+    source: str,
+    before: str,
+    load: dict[str, Any],
+    extras: Any,
+    clocks: dict[str, Any],
+) -> dict[str, Any]:
+    """After the probes stopped: the guest's console, the repair after a failed migration,
+    then the guest's ruleset and workload report (a guest that no longer answers is
+    replaced). Returns failure, recovery, repair_error, after, diff, identical, console,
+    workload."""
+    from migfw.testbed import workload
+    from migfw.testbed.deploy import diff_rulesets, read_ruleset
+    from migfw.testbed.firewall import guest_shell
+    from migfw.testbed.provision import guest_console
+
+    failure, mig = result["failure"], result["migration"]
+    # Read the guest's console before any repair re-provisions the VM (which empties it):
+    # where it ran after the migration, i.e. the destination unless the migration failed.
+    console = guest_console(bed, source if mig.get("hypervisor") is None else bed.other(source))
+    if console is not None:
+        (partial / "console.log").write_text(console[0])
+        log("console", **console[1])
+    recovery, repair_error = None, None
+    if clocks:
+        from migfw.testbed.remote import clock_offsets
+
+        clocks["end"] = clock_offsets(bed)
+        log("clock", **clocks["end"])
+    if failure:
+        # A hypervisor fault is an outcome: repair the testbed so the run goes on.
+        try:
+            recovery = recover(cfg, bed)
+            log("recovered", **recovery)
+        except MigfwError as exc:
+            repair_error = str(exc)
+            recovery = {"error": repair_error}
+            log("repair_failed", error=repair_error)
+    after, diff, identical = None, None, None
+    load_record: dict[str, Any] = {"name": load["workload"], "report": None}
+    try:
+        if repair_error:
+            raise MigfwError("testbed not repaired")
+        with guest_shell(bed) as shell:
+            after = read_ruleset(shell)
+            load_record = workload.stop(shell, load)
+            extras.restore(shell)  # nf_conntrack_tcp_loose back to the kernel's 1
+        diff = diff_rulesets(before, after)
+        identical = not diff
+        (partial / "ruleset_after.nft").write_text(after)
+    except MigfwError as exc:
+        log("ruleset_after_failed", error=str(exc))
+        if not failure:
+            failure = f"cannot read the ruleset after migration: {exc}"
+        if not repair_error and bed.provider == "local":
+            # A guest that no longer answers is as good as gone: replace it, so the
+            # next trial starts from a fresh VM (and re-deploys its ruleset).
+            try:
+                recovery = {**(recovery or {}), **reprovision(bed)}
+                log("reprovisioned", **recovery)
+            except MigfwError as exc2:
+                repair_error = str(exc2)
+                recovery = {**(recovery or {}), "error": repair_error}
+                log("repair_failed", error=repair_error)
+    return {"failure": failure, "recovery": recovery, "repair_error": repair_error,
+            "after": after, "diff": diff, "identical": identical,
+            "console": console[1] if console is not None else None,
+            "workload": load_record}  # fmt: skip

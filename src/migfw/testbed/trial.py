@@ -38,34 +38,31 @@ from migfw.testbed.base import cfg_get
 from migfw.testbed.firewall import guest_shell
 from migfw.testbed.probing import probe_and_migrate
 from migfw.testbed.providers import ensure_up
-from migfw.testbed.recovery import recover, reprovision
+from migfw.testbed.recovery import after_migration
 from migfw.testbed.trialdir import (
+    IMPLEMENTED_LEVELS,
     UNREPAIRED,
     EventLog,
     check_out_dir,
     finish_out_dir,
     refuse_finished,
+    refuse_unapplied,
     refuse_unrepaired,
 )
 from migfw.testbed.trialrecord import (
     breach_position,
+    capture_record,
     conntrack_record,
     hypervisor_pids,
+    migration_record,
     prober_record,
     software_versions,
     watchdog_flags,
 )
 from migfw.trials.contract import DEFAULT_EXPERIMENT, move_aside, validate_trial
 
-__all__ = ["check_out_dir", "finish_out_dir", "guest_shell", "refuse_finished", "run_trial"]
-
-# Factor levels of issue 22's contract (migfw.trials.attack_contract) the testbed applies so
-# far; a trial asking for another level is refused rather than run without it.
-IMPLEMENTED_LEVELS: dict[str, tuple[Any, ...]] = {
-    "trigger": ("pre", "incoming", "resume", None),
-    "port_default": ("open", "closed", None),
-    "nf_conntrack_tcp_loose": (None, 0, 1),
-}
+__all__ = ["IMPLEMENTED_LEVELS", "check_out_dir", "finish_out_dir", "guest_shell",
+           "refuse_finished", "run_trial"]  # fmt: skip
 
 
 def run_trial(
@@ -88,29 +85,19 @@ def run_trial(
     `factors` override the config's migration settings (and testbed.guest.memory_mib).
     """
     from migfw.testbed.migrate import migrate, migration_settings, write_jobstats
-    from migfw.testbed.provision import find_vm, guest_console
+    from migfw.testbed.provision import find_vm
 
     if interval_s <= 0:
         raise MigfwError(f"--interval: {interval_s} must be positive")
     factors = {"placement": "vm", **(factors or {}), "interval_s": interval_s}
     placement = factors["placement"]
-    try:
-        placements.get(placement)
-    except MigfwError as exc:  # names the registered placements
-        raise MigfwError(f"trial {trial_id}: {exc}") from None
-    for name, levels in IMPLEMENTED_LEVELS.items():
-        if factors.get(name) not in levels:
-            raise MigfwError(
-                f"trial {trial_id}: factor {name}={factors[name]!r} is not applied by the "
-                "testbed yet (docs/attack_window.md: a later stage of issue 22)"
-            )
+    refuse_unapplied(trial_id, factors)  # an unregistered placement, a level not applied
     from migfw.testbed.pairs import pair_config
 
     cfg = pair_config(cfg, pair)
     # Migration parameters: the config's `migration` block, overridden by this trial's factors.
     settings = migration_settings({**(cfg_get(cfg, "migration", None) or {}), **factors})
     load = workload.workload_settings(factors)
-    mode = settings["mode"]
     if factors.get("memory_mib") is not None:  # the guest's RAM is a factor: (re)provision
         cfg = copy.deepcopy(cfg)
         cfg.setdefault("testbed", {}).setdefault("guest", {})["memory_mib"] = int(
@@ -122,7 +109,7 @@ def run_trial(
     if enforcement is not None and attack_rate_hz is not None:  # the experiment's own rate
         enforcement = {**enforcement, "rate_hz": float(attack_rate_hz)}
     flows_cfg = cfg_get(cfg, "trials.flows", None)
-    from migfw.testbed.health import DEFAULT_MAX_SILENCE_S
+    from migfw.testbed.health import DEFAULT_MAX_SILENCE_S, trial_health
 
     max_silence = float(cfg_get(cfg, "trials.max_silence_s", DEFAULT_MAX_SILENCE_S))
     out = Path(out)
@@ -156,7 +143,7 @@ def run_trial(
         from migfw.testbed.ovn_placement import place_cotenants
 
         place_cotenants(cfg, bed, placement, log)  # the co-tenants beside the VM's port
-        from migfw.testbed.deploy import diff_rulesets, read_ruleset
+        from migfw.testbed.deploy import read_ruleset
 
         source = find_vm(bed)
         if source is None:
@@ -208,70 +195,24 @@ def run_trial(
         mig = result["migration"]
         write_jobstats(partial / "jobstats.csv", mig.get("jobstats") or [])
         clock = result["clock"]
-        # Read the guest's console before any repair re-provisions the VM (which empties it):
-        # where it ran after the migration, i.e. the destination unless the migration failed.
-        console = guest_console(bed, source if mig.get("hypervisor") is None else destination)
-        if console is not None:
-            (partial / "console.log").write_text(console[0])
-            log("console", **console[1])
-        recovery, repair_error = None, None
-        if clocks:
-            clocks["end"] = clock_offsets(bed)
-            log("clock", **clocks["end"])
-        if failure:
-            # A hypervisor fault is an outcome: repair the testbed so the run goes on.
-            try:
-                recovery = recover(cfg, bed)
-                log("recovered", **recovery)
-            except MigfwError as exc:
-                repair_error = str(exc)
-                recovery = {"error": repair_error}
-                log("repair_failed", error=repair_error)
-        after, diff, identical = None, None, None
-        load_record: dict[str, Any] = {"name": load["workload"], "report": None}
-        try:
-            if repair_error:
-                raise MigfwError("testbed not repaired")
-            with guest_shell(bed) as shell:
-                after = read_ruleset(shell)
-                load_record = workload.stop(shell, load)
-                extras.restore(shell)  # nf_conntrack_tcp_loose back to the kernel's 1
-            diff = diff_rulesets(before, after)
-            identical = not diff
-            (partial / "ruleset_after.nft").write_text(after)
-        except MigfwError as exc:
-            log("ruleset_after_failed", error=str(exc))
-            if not failure:
-                failure = f"cannot read the ruleset after migration: {exc}"
-            if not repair_error and bed.provider == "local":
-                # A guest that no longer answers is as good as gone: replace it, so the
-                # next trial starts from a fresh VM (and re-deploys its ruleset).
-                try:
-                    recovery = {**(recovery or {}), **reprovision(bed)}
-                    log("reprovisioned", **recovery)
-                except MigfwError as exc2:
-                    repair_error = str(exc2)
-                    recovery = {**(recovery or {}), "error": repair_error}
-                    log("repair_failed", error=repair_error)
+        # The console, the repair after a failure, the guest's ruleset and workload after.
+        post = after_migration(cfg, bed, partial, log, result, source, before, load, extras,
+                               clocks)  # fmt: skip
+        failure, recovery, repair_error = post["failure"], post["recovery"], post["repair_error"]
+        after, diff, identical = post["after"], post["diff"], post["identical"]
+        console, load_record = post["console"], post["workload"]
         if result.get("service") is not None:  # the requests' summary (service.csv)
             load_record.update(result["service"])
         rules_after = plc.rules_after(bool(after and "table inet migfw" in after))
         firewall = plc.describe(fw, rules_after)
         cap = result["capture"]
-        from migfw.testbed.health import check_silences
-
         timeline = clock.to_dict()
-        try:
-            health = check_silences(partial / "probe.pcap", bed.vm_address,
-                                    prober.get("icmp_id"), timeline, max_silence)  # fmt: skip
-        except MigfwError as exc:  # e.g. an empty capture: the trial says so, no health
-            health = {"max_silence_s": max_silence, "error": str(exc), "flags": []}
+        health = trial_health(partial / "probe.pcap", bed.vm_address, prober.get("icmp_id"),
+                              timeline, max_silence)  # fmt: skip
         flags = list(dict.fromkeys(result["flags"] + health["flags"] + watchdog_flags(mig)))
         log("health", **health)
         traffic = result["traffic"]
         attack = traffic.get("attack")
-        # Allowed/blocked-port answers: the attacker's sender, or the prober's when it probed.
-        answers = ((attack or {}).get("sender") or {}) if attack is not None else cap
         meta = {
             "trial_id": trial_id,
             "experiment": experiment or DEFAULT_EXPERIMENT,
@@ -280,24 +221,7 @@ def run_trial(
             "target": bed.vm_address,
             "status": "failed" if failure else "ok",
             "failure": failure,
-            "migration": {
-                # The migrate call itself (not when libvirt got to start the job): a frozen
-                # guest or a slow daemon cannot shift these.
-                "start": clock.epoch("migrate_call"),
-                "end": clock.epoch("migrate_return"),
-                "source": source,
-                "destination": destination,
-                "mode": mode,
-                "algorithm": settings["algorithm"],
-                "bandwidth_mibps": mig.get("bandwidth_mibps", settings["bandwidth_mibps"] or None),
-                "max_downtime_ms": mig.get("max_downtime_ms", settings["max_downtime_ms"] or None),
-                "requested": mig.get("requested"),
-                "in_force": mig.get("in_force"),
-                # The progress watchdog (migfw.testbed.migrate.ProgressWatch); after a stall
-                # or a hung daemon, the last job statistics and what did not answer.
-                "watchdog": mig.get("watchdog"),
-                "unresponsive": mig.get("unresponsive"),
-            },
+            "migration": migration_record(clock, mig, settings, source, destination),
             "hypervisor": mig.get("hypervisor"),
             "phases": mig.get("phases"),
             "workload": load_record,
@@ -307,19 +231,7 @@ def run_trial(
             "provider": bed.provider,
             "pair": pair,
             "clock": clocks or None,
-            "capture": {
-                "packets": cap.get("capture_packets"),
-                "dropped": cap.get("capture_dropped"),
-                "flagged": bool(cap.get("capture_dropped")),
-                "requests_sent": cap.get("requests_sent"),
-                "allowed_answers": answers.get("allowed_answers"),
-                "blocked_answers": answers.get("blocked_answers"),
-            },
-            # Answered blocked-port probes: the attacker's (attack.pcap, one per probe index)
-            # where the testbed has an attacker namespace; else the prober's own (probe.pcap),
-            # e.g. the external provider's remote prober.
-            "breaches": (traffic.get("breaches") if attack is not None else cap.get("breaches"))
-            or [],
+            **capture_record(cap, traffic),  # capture, breaches
             "attack": attack,
             # issue 22: every attacker side, and the conntrack dumps (docs/attack_window.md)
             "attackers": traffic.get("attackers"),
@@ -331,7 +243,7 @@ def run_trial(
             "health": health,
             "pids": pids,
             "recovery": recovery,
-            "console": console[1] if console is not None else None,
+            "console": console,
             "ruleset": {"identical_before_after": identical, "diff": diff},
             "enforcement": enforcement,
             "firewall": firewall,

@@ -31,6 +31,13 @@ class EventLog:
         self.handle.close()
 
 
+# Factor levels of issue 22's contract (migfw.trials.attack_contract) the testbed applies so
+# far; a trial asking for another level is refused rather than run without it.
+IMPLEMENTED_LEVELS: dict[str, tuple[Any, ...]] = {
+    "trigger": ("pre", "incoming", "resume", None),
+    "port_default": ("open", "closed", None),
+    "nf_conntrack_tcp_loose": (None, 0, 1),
+}
 # Written when a testbed could not be repaired after a failed trial: every later trial refuses
 # in one line until `migfw testbed cleanup`/`down` (the failed trial itself is kept: its
 # command exits 0 so Snakemake never deletes its capture).
@@ -79,3 +86,20 @@ def finish_out_dir(partial: Path, out: Path) -> None:
     if out.exists():
         out.rmdir()  # an empty dir (Snakemake creates output dirs before the job runs)
     partial.rename(out)
+
+
+def refuse_unapplied(trial_id: str, factors: dict[str, Any]) -> None:
+    """One line before anything starts: a placement the registry does not know, or a factor
+    level the testbed does not apply (IMPLEMENTED_LEVELS)."""
+    from migfw.testbed.placements import get
+
+    try:
+        get(factors.get("placement", "vm"))
+    except MigfwError as exc:  # names the registered placements
+        raise MigfwError(f"trial {trial_id}: {exc}") from None
+    for name, levels in IMPLEMENTED_LEVELS.items():
+        if factors.get(name) not in levels:
+            raise MigfwError(
+                f"trial {trial_id}: factor {name}={factors[name]!r} is not applied by the "
+                "testbed yet (docs/attack_window.md: a later stage of issue 22)"
+            )

@@ -99,3 +99,47 @@ def breach_position(folder: Path, meta: dict[str, Any]) -> Any:
     the attack-window analysis, a later stage the testbed may not import (the analysis fills
     it in; tests/test_architecture.py keeps the order)."""
     return "none" if not meta.get("breaches") else None
+
+
+def migration_record(clock: Any, mig: dict[str, Any], settings: dict[str, Any], source: str,
+                     destination: str) -> dict[str, Any]:  # fmt: skip
+    """trial.json `migration`."""
+    return {
+        # The migrate call itself (not when libvirt got to start the job): a frozen
+        # guest or a slow daemon cannot shift these.
+        "start": clock.epoch("migrate_call"),
+        "end": clock.epoch("migrate_return"),
+        "source": source,
+        "destination": destination,
+        "mode": settings["mode"],
+        "algorithm": settings["algorithm"],
+        "bandwidth_mibps": mig.get("bandwidth_mibps", settings["bandwidth_mibps"] or None),
+        "max_downtime_ms": mig.get("max_downtime_ms", settings["max_downtime_ms"] or None),
+        "requested": mig.get("requested"),
+        "in_force": mig.get("in_force"),
+        # The progress watchdog (migfw.testbed.migrate.ProgressWatch); after a stall
+        # or a hung daemon, the last job statistics and what did not answer.
+        "watchdog": mig.get("watchdog"),
+        "unresponsive": mig.get("unresponsive"),
+    }
+
+
+def capture_record(cap: dict[str, Any], traffic: dict[str, Any]) -> dict[str, Any]:
+    """trial.json `capture` and `breaches`."""
+    attack = traffic.get("attack")
+    # Allowed/blocked-port answers: the attacker's sender, or the prober's when it probed.
+    answers = ((attack or {}).get("sender") or {}) if attack is not None else cap
+    return {
+        "capture": {
+            "packets": cap.get("capture_packets"),
+            "dropped": cap.get("capture_dropped"),
+            "flagged": bool(cap.get("capture_dropped")),
+            "requests_sent": cap.get("requests_sent"),
+            "allowed_answers": answers.get("allowed_answers"),
+            "blocked_answers": answers.get("blocked_answers"),
+        },
+        # Answered blocked-port probes: the attacker's (attack.pcap, one per probe index)
+        # where the testbed has an attacker namespace; else the prober's own (probe.pcap),
+        # e.g. the external provider's remote prober.
+        "breaches": (traffic.get("breaches") if attack is not None else cap.get("breaches")) or [],
+    }
