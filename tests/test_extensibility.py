@@ -90,3 +90,28 @@ def test_a_second_placement_of_one_name_is_refused() -> None:
     with pytest.raises(MigfwError, match="placement vm: registered twice"):
         register(Vm2)
     assert placements.get("vm").__name__ == "Vm"  # the first one stays
+
+
+def test_no_module_lists_placements_of_its_own() -> None:
+    """The registry is the one list: no tuple, list or set of two or more placement names
+    (nor a comparison against one) is written anywhere else in the package or the rules."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    known = set(placements.names())
+    found = []
+    for path in sorted((root / "src" / "migfw").rglob("*.py")):
+        if "placements" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Tuple | ast.List | ast.Set):
+                named = [e.value for e in node.elts if isinstance(e, ast.Constant)
+                         and e.value in known]  # fmt: skip
+                if len(set(named)) >= 2:
+                    found.append(f"{path.relative_to(root)}:{node.lineno} {named}")
+    for path in sorted((root / "workflow").rglob("*.smk")):
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"\bvmm-agent\b|\bvmm-state\b", line):
+                found.append(f"{path.relative_to(root)}:{lineno}")
+    assert found == [], found
