@@ -70,6 +70,10 @@ def test_a_registered_placement_is_accepted_everywhere(toy: type[Placement]) -> 
     assert "ebpf-tc" in placements.names(level="vmm")
     assert "ebpf-tc" not in placements.names(crafted=True)
     assert toy.expected_where("B") == {"A": False, "B": True, "guest": False}
+    # A trial folder of it passes the contract's trial.json schema.
+    from migfw.trials.contract import trial_schema
+
+    assert "ebpf-tc" in trial_schema()["properties"]["factors"]["properties"]["placement"]["enum"]
 
 
 def test_the_placement_command_offers_it(toy: type[Placement]) -> None:

@@ -262,10 +262,16 @@ def experiment_problems(experiments: Any) -> list[str]:
     return problems
 
 
-@cache
 def trial_schema() -> dict:
-    text = resources.files("migfw.data").joinpath("trial.schema.json").read_text()
-    return json.loads(text)
+    """trial.schema.json, its `factors.placement` limited to the registered placements."""
+    return _trial_schema(tuple(placement_names()))
+
+
+@cache
+def _trial_schema(placements: tuple[str, ...]) -> dict:
+    schema = json.loads(resources.files("migfw.data").joinpath("trial.schema.json").read_text())
+    schema["properties"]["factors"]["properties"]["placement"]["enum"] = list(placements)
+    return schema
 
 
 def validate_trial(meta: dict[str, Any], where: str = "trial.json") -> None:
