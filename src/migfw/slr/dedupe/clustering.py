@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 import pandas as pd
 
 from migfw.slr.dedupe.features import _Features
@@ -113,29 +114,50 @@ def _merge_cluster(columns: dict[str, list], members: list[int]) -> dict:
 
 
 def _merged_records(records: pd.DataFrame, cluster_of: list[str], years: list[int]) -> pd.DataFrame:
-    """One row per cluster: field-wise best value, union of provenance, member list."""
+    """One row per cluster: field-wise best value, union of provenance, member list.
+    Single-record clusters (most) are copied column-wise; only clusters with several
+    members are merged field by field (so no per-record Python rows at 100,000 records)."""
     names = [c for c in CANONICAL_COLUMNS if c in records.columns and c != "source_index"]
-    columns = {c: text_column(records, c) for c in names if c != "year"}
-    if "year" in records.columns:
-        columns["year"] = [y or None for y in years]
+    order = ["cluster_id"] + names + ["n_records", "members"]
+    ids = text_column(records, "record_id")
+    clusters = pd.Series(cluster_of)
+    first = ~clusters.duplicated()
+    size = clusters.map(clusters.value_counts())
+    single = np.flatnonzero((size == 1).to_numpy())
+    arrays = {c: records[c].to_numpy() for c in names if c != "year"}
+    frame = pd.DataFrame({"cluster_id": clusters.to_numpy()[single]})
+    for c in names:
+        if c == "year":
+            frame[c] = pd.array([years[i] or None for i in single.tolist()], dtype="Int64")
+        else:
+            frame[c] = _text_at(arrays[c], single)
+    frame["n_records"] = 1
+    frame["members"] = frame["record_id"] if "record_id" in frame else [ids[i] for i in single]
     groups: dict[str, list[int]] = {}
-    for index, cid in enumerate(cluster_of):
-        groups.setdefault(cid, []).append(index)
-    ids = columns.get("record_id") or text_column(records, "record_id")
+    for index in np.flatnonzero((size > 1).to_numpy()).tolist():
+        groups.setdefault(cluster_of[index], []).append(index)
     rows = []
     for cid, members in groups.items():
-        if len(members) == 1:  # most clusters: copy, don't merge
-            row = {c: values[members[0]] for c, values in columns.items()}
-        else:
-            row = _merge_cluster(columns, members)
+        columns = {c: _text_at(values, members) for c, values in arrays.items()}
+        if "year" in records.columns:
+            columns["year"] = [years[m] or None for m in members]
+        row = _merge_cluster(columns, list(range(len(members))))
         # The cluster is named after its first member, so a record id stays citable.
         row["record_id"] = ids[members[0]]
         row["cluster_id"] = cid
         row["n_records"] = len(members)
         row["members"] = "; ".join(ids[m] for m in members)
         rows.append(row)
-    order = ["cluster_id"] + [c for c in names if c in columns] + ["n_records", "members"]
-    merged = pd.DataFrame(rows, columns=order)
-    if "year" in merged.columns:
-        merged["year"] = merged["year"].astype("Int64")
-    return merged
+    multi = pd.DataFrame(rows, columns=order)
+    if "year" in multi.columns:
+        multi["year"] = multi["year"].astype("Int64")
+    # Clusters in order of their first member (cluster ids are numbered that way).
+    rank = {cid: k for k, cid in enumerate(clusters[first].tolist())}
+    merged = pd.concat([frame[order], multi], ignore_index=True) if rows else frame[order]
+    merged = merged.iloc[np.argsort(merged["cluster_id"].map(rank).to_numpy(), kind="stable")]
+    return merged.reset_index(drop=True)
+
+
+def _text_at(values: np.ndarray, at: np.ndarray | list[int]) -> list[str]:
+    """text_column's strings ('' for missing) of the rows `at` only."""
+    return ["" if pd.isna(v) else str(v) for v in values[at].tolist()]
