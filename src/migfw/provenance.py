@@ -2,8 +2,9 @@
 
 `code_version("migfw.measure.figures")` hashes the module's source and that of every migfw
 module it imports, directly or transitively, at top level or inside a function (read from the
-source with `ast`, nothing is imported). A rule passes it as a param: Snakemake reruns the
-rule when any of that code changes and never otherwise.
+source with `ast`, nothing is imported). The placement registry counts as its registered
+modules' module level (their trial steps run in the testbed only). A rule passes it as a
+param: Snakemake reruns the rule when any of that code changes and never otherwise.
 """
 
 from __future__ import annotations
@@ -46,6 +47,21 @@ def _resolve(name: str) -> str | None:
     return None
 
 
+# The placement registry's package (migfw.testbed.placements): its modules are imported by
+# name from its MODULES tuple, and their steps import the testbed inside methods.
+PLACEMENTS = "migfw.testbed.placements"
+
+
+def _registered_modules(tree: ast.Module) -> list[str]:
+    """The names in a module-level `MODULES = (...)` (the placement registry's list)."""
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "MODULES"
+                                                 for t in node.targets)
+                and isinstance(node.value, ast.Tuple | ast.List)):  # fmt: skip
+            return [e.value for e in node.value.elts if isinstance(e, ast.Constant)]
+    return []
+
+
 @cache
 def direct_imports(module: str) -> frozenset[str]:
     """The migfw modules that `module`'s source imports anywhere in its body."""
@@ -53,7 +69,14 @@ def direct_imports(module: str) -> frozenset[str]:
     if path is None:
         return frozenset()
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    nodes: list[ast.AST] = list(ast.walk(tree))
+    if module == PLACEMENTS or module.startswith(PLACEMENTS + "."):
+        # The placement registry: what every stage reads is the registered modules and
+        # their module level; their trial steps' testbed imports run in the testbed only.
+        nodes = list(tree.body)
+        found.update(f"{PLACEMENTS}.{name}" for name in _registered_modules(tree))
+    for node in nodes:
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
