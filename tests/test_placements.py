@@ -273,3 +273,30 @@ def test_closed_port_text_drops_both_directions_and_is_replaced_by_the_rules() -
     assert f"delete table bridge {HOST_TABLE}" in render_host_nft(RULESET, ADDR, "mfwtap0")
     with pytest.raises(MigfwError, match="interface name"):
         closed_port_nft("a b")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("vm", ["ensure_ruleset"]),
+        ("vmm", ["forget_ruleset", "bind_nwfilter", "flush_guest", "verify_by_packets"]),
+        ("both", ["bind_nwfilter", "ensure_ruleset", "verify_by_packets"]),
+        ("vmm-agent", ["forget_ruleset", "install_host_nft", "flush_guest", "verify_by_packets"]),
+        ("none", ["forget_ruleset", "flush_guest", "blocked_port_answers"]),
+    ],
+)
+def test_install_steps_in_order(monkeypatch, tmp_path: Path, name: str, expected: list) -> None:
+    """Each placement's install: host rules first, then the guest (its ruleset, or flushed),
+    then the packet checks with everything in place (a session opened before nwfilter's
+    conntrack rules stalls). The firewall steps are recorded, not run."""
+    from migfw.testbed import firewall
+
+    calls: list[str] = []
+    for step in ("ensure_ruleset", "forget_ruleset", "flush_guest", "bind_nwfilter",
+                 "install_host_nft", "verify_by_packets", "blocked_port_answers"):  # fmt: skip
+        result = {"checks": [{"ok": True}]} if step == "ensure_ruleset" else [{"ok": True}]
+        monkeypatch.setattr(firewall, step, lambda *a, _s=step, _r=result, **k: calls.append(_s)
+                            or _r)  # fmt: skip
+    ctx = TrialContext({}, None, "A", lambda *a, **k: None, tmp_path)
+    get(name)(ctx).install()
+    assert calls == expected
