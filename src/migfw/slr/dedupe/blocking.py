@@ -33,37 +33,41 @@ def _candidate_pairs(feat: _Features) -> np.ndarray:
     title_entries = [(t, i) for i, t in enumerate(sort_title)]
     for i, variants in enumerate(feat.variants):
         title_entries.extend((strip_stop(v), i) for v in variants[1:])
-    keys: list[list[tuple[str, int]]] = [
-        title_entries,
-        [(t[::-1], i) for t, i in title_entries],  # catches typos at the start of a title
-        [
+
+    def key_passes():
+        """Each sorted-neighbourhood key list in turn (built one at a time: at 100,000
+        records five lists of (string, record) tuples at once were the peak)."""
+        yield title_entries
+        yield [(t[::-1], i) for t, i in title_entries]  # catches typos at a title's start
+        yield [
             (f"{a[0] if a else '~'} {y:04d} {t}", i)
             for i, (a, y, t) in enumerate(zip(feat.authors, feat.year, sort_title, strict=True))
-        ],
+        ]
         # Locators: records without a usable title (empty, "Editorial", or in another
         # language) still meet their copies through volume + start page + year.
-        [
+        yield [
             (f"{v} {p} {y:04d}", i)
             for i, (v, p, y) in enumerate(zip(feat.volume, feat.page, feat.year, strict=True))
             if v and p
-        ],
-        [
+        ]
+        yield [
             (f"{a[0]} {y:04d} {p}", i)
             for i, (a, y, p) in enumerate(zip(feat.authors, feat.year, feat.page, strict=True))
             if a and p
-        ],
-    ]
+        ]
+
     blocks = []
-    for k, entries in enumerate(keys):
+    for k, entries in enumerate(key_passes()):
         if len(entries) < 2:
             continue
         entries.sort()
         order = np.array([i for _, i in entries], dtype=np.int64)
+        del entries
         pairs = _neighbour_pairs(order, WINDOW)
         if k >= 3:  # locator passes: only pairs on the same start page are worth scoring
             code = feat.page_code
             pairs = pairs[code[pairs[:, 0]] == code[pairs[:, 1]]]
-        blocks.append(pairs)
+        blocks.append(_pair_keys(pairs, len(feat.ids)))
     by_doi: dict[str, list[int]] = {}
     for i, doi in enumerate(feat.doi_base):
         if doi:
@@ -78,13 +82,21 @@ def _candidate_pairs(feat: _Features) -> np.ndarray:
             ordered = sorted(members, key=sort_title.__getitem__)
             doi_pairs.extend(zip(ordered, ordered[1:], strict=False))
     if doi_pairs:
-        blocks.append(np.array(doi_pairs, dtype=np.int64))
+        blocks.append(_pair_keys(np.array(doi_pairs, dtype=np.int64), len(feat.ids)))
     if not blocks:
         return np.empty((0, 2), dtype=np.int64)
-    pairs = np.concatenate(blocks)
-    pairs = np.sort(pairs, axis=1)
-    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-    return np.unique(pairs, axis=0)
+    # One int64 per pair (i * n + j, i < j): unique on a flat array, in (i, j) order.
+    keys = np.unique(np.concatenate(blocks))
+    del blocks
+    n = len(feat.ids)
+    return np.stack([keys // n, keys % n], axis=1)
+
+
+def _pair_keys(pairs: np.ndarray, n: int) -> np.ndarray:
+    """Pairs (any order) as flat keys i * n + j with i < j; self-pairs dropped."""
+    low, high = np.minimum(pairs[:, 0], pairs[:, 1]), np.maximum(pairs[:, 0], pairs[:, 1])
+    keep = low != high
+    return low[keep] * n + high[keep]
 
 
 def _prefilter(feat: _Features, pairs: np.ndarray) -> np.ndarray:
