@@ -23,7 +23,7 @@ from migfw.slr.dedupe.result import (
     DedupeResult,
     text_column,
 )
-from migfw.slr.dedupe.scoring import DEFAULT, MATCH, Params, _score_pair
+from migfw.slr.dedupe.scoring import DEFAULT, MATCH, Params, _distinct_rows, _score_pair
 
 
 def deduplicate(
@@ -84,9 +84,31 @@ def deduplicate(
         weights = scored.tolist()
     pairs = reps[pairs] if len(pairs) else pairs
 
+    # Pairs the model puts below the review band (no shared DOI, no set rule, no person's
+    # decision): distinct, never joined; their link rows are built as columns.
+    low = np.zeros(len(pairs), dtype=bool)
+    if params.method == "splink" and len(pairs):
+        w = np.asarray(weights, dtype=float)
+        code = feat.doi_code
+        low = (w < params.review) & ~(
+            (code[pairs[:, 0]] >= 0) & (code[pairs[:, 0]] == code[pairs[:, 1]])
+        )
+        if sets is not None:
+            set_of = np.asarray(sets, dtype=object)
+            a, b = set_of[pairs[:, 0]], set_of[pairs[:, 1]]
+            low &= ~((a != "") & (a == b))
+        decided = {
+            tuple(sorted((index[a], index[b])))
+            for a, b, _ in decisions or []
+            if a in index and b in index
+        }
+        if decided:
+            low &= ~np.array([(i, j) in decided for i, j in pairs.tolist()], dtype=bool)
+    low_rows = _distinct_rows(feat, pairs[low], w[low]) if low.any() else None
+    rest = np.flatnonzero(~low)
     rows = []
     row_of: dict[tuple[int, int], dict] = {}
-    for (i, j), weight in zip(pairs.tolist(), weights, strict=True):
+    for (i, j), weight in zip(pairs[rest].tolist(), [weights[k] for k in rest], strict=True):
         row = _score_pair(feat, i, j, weight, params)
         if sets is not None and sets[i] and sets[i] == sets[j]:
             row["decision"], row["rule"] = DISTINCT, f"same-set; machine: {row['rule']}"
@@ -142,6 +164,9 @@ def deduplicate(
     # object here at 100,000 records), then the rows are dropped before merging.
     links = pd.DataFrame(rows, columns=[*LINK_COLUMNS[2:], "_i", "_j"])
     del rows, row_of
+    if low_rows is not None:
+        links = pd.concat([links, low_rows[links.columns]], ignore_index=True)
+        del low_rows
     ids_array = np.asarray(feat.ids, dtype=object)
     links.insert(0, "record_b", ids_array[links.pop("_j").to_numpy(dtype=np.int64)])
     links.insert(0, "record_a", ids_array[links.pop("_i").to_numpy(dtype=np.int64)])
