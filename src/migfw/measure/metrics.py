@@ -350,9 +350,20 @@ def _cli_collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_summary_columns(path: str, factors: Sequence[str]) -> pd.DataFrame:
+    """The trials.csv columns summary_table uses: a 10,000-trial table has ~190 columns
+    (~50 MiB as a whole frame, in the Snakemake process the analysis runs in). The whole
+    table where a factor is missing, so the error lists every column there is."""
+    header = set(pd.read_csv(path, nrows=0).columns)
+    if not set(factors) <= header:
+        return pd.read_csv(path)
+    used = {*SUMMARY_METRICS, *factors, "experiment", "status", "flags"}
+    return pd.read_csv(path, usecols=lambda column: column in used)
+
+
 def _cli_summary(args: argparse.Namespace) -> int:
     try:
-        trials = pd.read_csv(args.trials)
+        trials = _read_summary_columns(args.trials, args.factors)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise MigfwError(f"{args.trials}: cannot read trials table ({exc})") from None
     summary = summary_table(trials, args.factors, args.confidence, args.resamples, args.seed,
