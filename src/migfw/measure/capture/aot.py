@@ -16,7 +16,6 @@ import importlib
 import importlib.machinery
 import importlib.util
 import os
-import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -36,7 +35,8 @@ _PACKAGE = Path(__file__).resolve().parent
 _SOURCES = [_PACKAGE / name for name in (*KERNEL_MODULES, "aot.py")]
 _SOURCES.append(_PACKAGE.parent / "match_kernel.py")
 
-_loaded: dict[str, ModuleType | None] = {}
+_loaded: dict[str, ModuleType | None] = {}  # module name -> module (None: unusable)
+_process_name: str | None = None
 
 
 def module_name() -> str:
@@ -56,7 +56,10 @@ def module_path(name: str | None = None) -> Path:
 
 
 def _load() -> ModuleType | None:
-    name = module_name()
+    global _process_name
+    if _process_name is None:  # named once: sources edited meanwhile do not switch paths
+        _process_name = module_name()
+    name = _process_name
     if name not in _loaded:
         _loaded[name] = None
         path = module_path(name)
@@ -109,6 +112,7 @@ def build() -> Path:
     Run the JIT kernels on real inputs first (migfw.measure.warm), so the exported signatures
     are exactly those the pipeline calls. Writes the module atomically.
     """
+    global _process_name
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pycc's pending-deprecation notice
         from numba.pycc import CC
@@ -116,7 +120,7 @@ def build() -> Path:
     name = module_name()
     dest = module_path(name)
     with tempfile.TemporaryDirectory(prefix="migfw-aot-", dir=dest.parent) as tmp:
-        cc = CC(name)
+        cc = CC(name)  # generic x86-64 code by default: runs on any node of a cluster
         cc.output_dir = tmp
         cc.verbose = False
         for export in EXPORTS:
@@ -129,9 +133,9 @@ def build() -> Path:
             warnings.simplefilter("ignore")
             cc.compile()
         built = next(Path(tmp).glob(f"{name}*"))
-        shutil.move(str(built), str(dest.with_suffix(".tmp")))
-        os.replace(dest.with_suffix(".tmp"), dest)
+        os.replace(built, dest)  # same folder's file system: atomic, also beside a second build
     _loaded.pop(name, None)
+    _process_name = None
     return dest
 
 
