@@ -23,7 +23,8 @@ apt_opts=(-o "Dir::Etc::sourcelist=$PWD/$dest/apt/sources.list" -o "Dir::Etc::so
           -o "Dir::State::Lists=$PWD/$dest/apt/lists" -o "Dir::Cache::archives=$PWD/$dest/apt/archives"
           -o "APT::Sandbox::User=root")
 apt-get "${apt_opts[@]}" -q update >/dev/null
-version=$(apt-cache "${apt_opts[@]}" show qemu-system-x86 | awk '/^Version:/ {print $2; exit}')
+# awk reads to the end: leaving early would SIGPIPE apt-cache, which pipefail turns into exit 141.
+version=$(apt-cache "${apt_opts[@]}" show qemu-system-x86 | awk '/^Version:/ && !v {v = $2} END {print v}')
 if [ -z "$version" ]; then
   echo "install-qemu-backports.sh: no qemu-system-x86 in $suite ($mirror)" >&2
   exit 1
@@ -47,4 +48,4 @@ if [ -n "$missing" ]; then
   echo "install-qemu-backports.sh: QEMU $version needs libraries this machine lacks: $missing" >&2
   exit 1
 fi
-echo "install-qemu-backports.sh: $("$dest/qemu-system-x86_64" --version | head -1) in $dest/"
+echo "install-qemu-backports.sh: $("$dest/qemu-system-x86_64" --version | sed -n 1p) in $dest/"

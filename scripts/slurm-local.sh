@@ -179,11 +179,11 @@ start() {
   start_mariadb
   slurmdbd
   wait_for 60 slurmdbd sacctmgr -n list cluster
-  sacctmgr -n list cluster format=cluster | grep -qw "$cluster" ||
+  sacctmgr -n list cluster format=cluster | grep -cw "$cluster" >/dev/null ||
     sacctmgr -i add cluster "$cluster" >/dev/null
-  sacctmgr -n list account format=account | grep -qw "$account" ||
+  sacctmgr -n list account format=account | grep -cw "$account" >/dev/null ||
     sacctmgr -i add account "$account" Description="migfw tests" Organization=migfw >/dev/null
-  sacctmgr -n -s list user root format=account | grep -qw "$account" ||
+  sacctmgr -n -s list user root format=account | grep -cw "$account" >/dev/null ||
     sacctmgr -i add user root Account="$account" >/dev/null
   slurmctld -f "$SLURM_CONF"
   wait_for 30 slurmctld scontrol ping
@@ -238,7 +238,7 @@ stop() {
   local left=()
   for proc in /proc/[0-9]*; do
     [ "$(readlink "$proc/exe" 2>/dev/null)" = /usr/sbin/slurmstepd ] || continue
-    if ls -l "$proc/fd" "$proc/cwd" 2>/dev/null | grep -q "$dir/"; then left+=("${proc#/proc/}"); fi
+    if ls -l "$proc/fd" "$proc/cwd" 2>/dev/null | grep -c "$dir/" >/dev/null; then left+=("${proc#/proc/}"); fi
   done
   if [ ${#left[@]} -gt 0 ]; then
     say "killing leftover job step daemons: ${left[*]}"
