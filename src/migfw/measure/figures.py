@@ -42,12 +42,27 @@ def _save(fig: Figure, out_png: str | Path) -> None:
     """Save PNG and an SVG twin (same stem) via temporary names, then rename."""
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
+    # One tight bounding box for both files, measured as savefig(bbox_inches="tight") measures
+    # it for the PNG (a draw at 150 dpi without output); passing it spares each savefig that
+    # extra draw (a 1 kHz timeline: 0.44 -> ~0.3 CPU-s).
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas, dpi = fig.canvas, fig.dpi
+    try:
+        fig.set_dpi(150)
+        FigureCanvasAgg(fig)
+        fig.draw_without_rendering()
+        bbox = fig.get_tightbbox(fig.canvas.get_renderer())
+        bbox = bbox.padded(matplotlib.rcParams["savefig.pad_inches"])
+    finally:
+        fig.set_dpi(dpi)
+        fig.set_canvas(canvas)
     for path in (out_png, out_png.with_suffix(".svg")):
         tmp = path.with_name(f".{path.name}.part{path.suffix}")
         # No date and fixed element ids in the SVG: the same figure is the same bytes on a
         # cluster node and here (tests/test_slurm.py compares them).
         with matplotlib.rc_context({"svg.hashsalt": "migfw"}):
-            fig.savefig(tmp, dpi=150, bbox_inches="tight", metadata={"Date": None})
+            fig.savefig(tmp, dpi=150, bbox_inches=bbox, metadata={"Date": None})
         os.replace(tmp, path)
 
 
