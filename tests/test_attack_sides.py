@@ -630,3 +630,18 @@ def test_crafted_sides_agree_with_tshark(tmp_path: Path) -> None:
     egress = truth["sides"]["egress"]
     assert count("attack_egress.pcap", f"ip.src == {VM} && tcp.dstport == 25") == egress["answered"]
     assert count("flows.pcap", "tcp.port == 13") > 0
+
+
+def test_a_flow_that_ended_before_the_migration_did_not_open() -> None:
+    """attack/vm-r05 of the full grid: guest_first timed out 19 s before the pause (a starved
+    TCG guest); it was not established when the migration started, so it is not 'opened'."""
+    from migfw.measure.flowstate import flow_opened
+
+    send = np.array([1_000, 2_000, 3_000], dtype=np.int64) * 1_000_000  # 1, 2, 3 s
+    reply = np.array([1_100, 2_100, -1], dtype=np.int64)
+    reply[:2] *= 1_000_000
+    flow = {"send": send, "reply": reply, "events": [(2, "timeout")],
+            "sent_at": {0: int(send[0]), 1: int(send[1]), 2: int(send[2])}}  # fmt: skip
+    assert flow_opened(flow, False, None, start_s=10.0) is False  # ended at 3 s, start 10 s
+    assert flow_opened(flow, False, None, start_s=2.5) is True  # the timeout came after start
+    assert flow_opened(dict(flow, events=[]), False, None, start_s=10.0) is True

@@ -1,9 +1,10 @@
 """The flows across the migration and the connection state that carries them (issue 22).
 
 Per flow of `flows.csv` (docs/attack_window.md, migfw.trials.attack_contract):
-  opened              established before migrating: it connected, and a request sent after
+  opened              established before migrating: it connected, a request sent after
                       the last temporary allow rule was removed (a flow admitted only by
-                      state) and before the migration started was answered
+                      state) and before the migration started was answered, and it was still
+                      alive then (no reset/closed/timeout/error on a request sent before it)
   survived            (opened flows only) no reset/closed/timeout/error, a request sent
                       after the migration's end was answered, and an answer came in the last
                       second of the flows' log (still alive when the flows stopped)
@@ -100,7 +101,12 @@ def read_flows(path: str | Path) -> dict[str, dict[str, Any]]:
     for flow, items in rows.items():
         arr = np.array(items, dtype=np.int64)
         arr = arr[np.argsort(arr[:, 1], kind="stable")]
-        out[flow] = {"send": arr[:, 1], "reply": arr[:, 2], "events": events.get(flow, [])}
+        out[flow] = {
+            "send": arr[:, 1],
+            "reply": arr[:, 2],
+            "events": events.get(flow, []),
+            "sent_at": dict(zip(arr[:, 0].tolist(), arr[:, 1].tolist(), strict=True)),
+        }
     return out
 
 
@@ -137,7 +143,14 @@ def flow_opened(flow: dict[str, Any], state_only: bool | None, allow_removed_s: 
         return False
     ok = flow["reply"] >= 0
     if start_s is not None:
-        ok &= flow["send"] < round(start_s * 1e9)
+        start_ns = round(start_s * 1e9)
+        ok &= flow["send"] < start_ns
+        # A flow that ended before the migration started (a TCG guest starved under load
+        # once: timeout 19 s before the pause) was not established when it mattered.
+        sent_at = flow.get("sent_at", {})
+        if any(sent_at.get(seq, start_ns) < start_ns for seq, e in flow["events"]
+               if e.split(":", 1)[0] in TERMINAL_EVENTS):  # fmt: skip
+            return False
     if state_only and allow_removed_s is not None:
         ok &= flow["send"] >= round(allow_removed_s * 1e9)
     return bool(np.any(ok))
