@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# QEMU from Debian bookworm-backports for the thesis preset (config/thesis.yaml), beside the
+# QEMU from Debian bookworm-backports, the default emulator (testbed.guest.emulator), beside the
 # repository in .qemu-backports/, without touching the system's QEMU or apt sources:
-#   bash scripts/install-qemu-backports.sh      (also: bash scripts/install.sh --qemu-backports)
+#   bash scripts/install-qemu-backports.sh      (bash scripts/install.sh runs it; --system-qemu skips)
 # Why: Debian 12's QEMU 7.2 loses guest memory writes when it live-migrates a TCG guest (the
 # dirty-bitmap fast path does not re-arm the TCG TLB; fixed upstream in QEMU 9.0 by
 # 03bfc2188f "physmem: Fix migration dirty bitmap coherency with TCG memory access"), which
@@ -14,7 +14,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dest=.qemu-backports
 suite=${QEMU_BACKPORTS_SUITE:-bookworm-backports}
-mirror=${QEMU_BACKPORTS_MIRROR:-http://deb.debian.org/debian}
+# The mirror this machine's own apt sources use for the suite's release (a site's local
+# mirror, a snapshot), deb.debian.org only when none names it.
+machine_mirror=$(apt-get indextargets --format '$(RELEASE) $(REPO_URI)' 'Identifier: Packages' \
+  2>/dev/null | awk -v rel="${suite%-backports}" '$1 == rel && !m {m = $2} END {print m}')
+mirror=${QEMU_BACKPORTS_MIRROR:-${machine_mirror:-http://deb.debian.org/debian}}
+mirror=${mirror%/}
 packages=(qemu-system-x86 qemu-system-common qemu-system-data qemu-system-gui
           qemu-system-modules-opengl qemu-system-modules-spice)
 mkdir -p "$dest/apt/lists/partial" "$dest/apt/archives/partial" "$dest/debs"
