@@ -16,11 +16,11 @@ Bounded in time (`ProgressWatch`, from the same job-statistics samples): a migra
 data processed stops increasing and whose remaining data stops decreasing for
 `stall_timeout_s` is aborted through libvirt (`abortJob`) and raises MigrationStalled
 ("migration stalled: no progress for N s", with the last job statistics); a job-statistics
-call that does not return for that long means the source's libvirtd or the VM's QEMU stopped
-answering (MigrationFailed naming which, `details["unresponsive"]`), and a libvirt
-connection whose keepalive times out (migfw.testbed.provision.connect) ends the migrate call.
-A migration that finishes but had a stretch without progress of `slow_stall_s` or more is
-marked slow (`watchdog.slow`; the trial flags it `migration_slow`).
+call that does not return for twice that long (PENDING_FACTOR) means the source's libvirtd
+or the VM's QEMU stopped answering (MigrationFailed naming which, `details["unresponsive"]`),
+and a libvirt connection whose keepalive times out (migfw.testbed.provision.connect) ends
+the migrate call. A migration that finishes but had a stretch without progress of
+`slow_stall_s` or more is marked slow (`watchdog.slow`; the trial flags it `migration_slow`).
 
 Clock: every timestamp here is `time.time()` (CLOCK_REALTIME, epoch seconds) taken in this
 process when the sample returned or the event was delivered; tcpdump stamps the probe capture
@@ -726,6 +726,10 @@ WATCH_PERIOD_S = 0.1
 # Before the first byte moves (libvirt preparing the destination, starting its QEMU: 1.5-4.5 s
 # measured on the loaded 2-core machine) the bound is this many stall timeouts.
 SETUP_FACTOR = 3
+# A job-statistics call waits on QEMU's monitor, which a TCG QEMU held for 5.0 s early in a
+# healthy migration (the first after a re-provision; it then finished): a call pending this
+# many stall timeouts, not one, names the VM's QEMU as not answering.
+PENDING_FACTOR = 2
 LIVENESS_PERIOD_S = 1.0
 
 
@@ -799,7 +803,7 @@ def _watch(
         for host in liveness.uris:
             if liveness.silent_s(host, now) >= limit:
                 return f"unanswered:{host}"
-        if watch.pending_s(now) >= limit:
+        if watch.pending_s(now) >= PENDING_FACTOR * limit:
             return f"unanswered:{source}"  # the source's QEMU (or its libvirtd)
         if watch.idle_s(now) >= (limit if watch.streaming else SETUP_FACTOR * limit):
             return "stalled"
