@@ -74,7 +74,7 @@ def test_analysis_on_slurm_equals_the_local_run(tmp_path: Path) -> None:
     # One job per group batch: metrics and timelines in batches of up to 8 (profiles/slurm
     # group-components), the rest in one analysis job. The counts come from the local run's
     # outputs, so a preset that grows a cell or a trial changes the expectation with it.
-    cells = len(list((local / "results" / "analysis" / "metrics").glob("*.json")))
+    cells = len(list((local / "results" / "analysis" / "metrics").rglob("*.json")))
     timelines = len(list((local / "results" / "figures" / "timelines").rglob("*.png")))
     assert cells and timelines, (cells, timelines)
     expected = -(-cells // 8) + -(-timelines // 8) + 1
