@@ -8,6 +8,7 @@ may outlive `slurm-local.sh stop`."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -33,8 +34,20 @@ def _files(root: Path) -> dict[str, bytes]:
         path = root / name
         for f in sorted(path.rglob("*")) if path.is_dir() else [path]:
             if f.is_file():
-                out[str(f.relative_to(root))] = f.read_bytes()
+                out[str(f.relative_to(root))] = _without_folder(f)
     return out
+
+
+def _without_folder(f: Path) -> bytes:
+    """The file's bytes; a cell's metrics JSON without each row's `_folder`, the path the
+    trial was read from (the cluster run reads the local run's folders by another path)."""
+    if f.parent.parent.name != "metrics" or f.suffix != ".json":
+        return f.read_bytes()
+    from migfw.measure.metrics import FOLDER
+
+    rows = json.loads(f.read_text())
+    assert all(FOLDER in row for row in rows), f  # what is dropped is there to drop
+    return json.dumps([{k: v for k, v in row.items() if k != FOLDER} for row in rows]).encode()
 
 
 def _snakemake(workdir: Path, *args: str, env: dict | None = None) -> str:
