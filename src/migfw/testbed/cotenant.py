@@ -26,6 +26,28 @@ IFACE = "eth0"
 PORT = "co0"  # the co-tenant's port on the host's bridge
 
 
+def add_namespace_on_bridge(
+    local: Any, ns: str, iface: str, port: str, bridge_ns: str, address: str
+) -> None:
+    """A new namespace `ns` (recorded in state.json for down/cleanup, IPv6 off) whose `iface`
+    is a veth into the testbed bridge in `bridge_ns` (the peer named `port`), at `address`."""
+    from migfw.testbed.local import BRIDGE, sh
+
+    sh(["ip", "netns", "add", ns])
+    state = read_state(local.state_dir) or {}
+    if state:
+        state.setdefault("namespaces", []).append(ns)
+        local._write_state(state)
+    sh(["ip", "-n", ns, "link", "set", "lo", "up"])
+    for key in ("all", "default"):
+        sh(["ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{key}.disable_ipv6=1"])
+    sh(["ip", "link", "add", iface, "netns", ns, "type", "veth", "peer", "name", port,
+        "netns", bridge_ns])  # fmt: skip
+    sh(["ip", "-n", bridge_ns, "link", "set", port, "master", BRIDGE, "up"])
+    sh(["ip", "-n", ns, "addr", "add", f"{address}/{local.plen}", "dev", iface])
+    sh(["ip", "-n", ns, "link", "set", iface, "up"])
+
+
 def names(local: Any) -> dict[str, str]:
     return {h: f"{local.prefix}-co{h}" for h in ("A", "B")}
 
@@ -35,14 +57,12 @@ def ensure(local: Any) -> dict[str, dict[str, Any]]:
     from migfw.testbed.base import cfg_get
     from migfw.testbed.local import (
         ATTACKER_NFT,
-        BRIDGE,
         VM_MAC,
         _nft,
         netns_exists,
         sh,
     )
 
-    state = read_state(local.state_dir) or {}
     out = {}
     blocked = int(cfg_get(local.cfg, "trials.enforcement.blocked_port", 23))
     for host, ns in names(local).items():
@@ -50,18 +70,7 @@ def ensure(local: Any) -> dict[str, dict[str, Any]]:
         out[host] = {"netns": ns, "iface": IFACE, "address": address}
         if netns_exists(ns):
             continue
-        sh(["ip", "netns", "add", ns])
-        if state:
-            state.setdefault("namespaces", []).append(ns)
-            local._write_state(state)
-        sh(["ip", "-n", ns, "link", "set", "lo", "up"])
-        for key in ("all", "default"):
-            sh(["ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{key}.disable_ipv6=1"])
-        sh(["ip", "link", "add", IFACE, "netns", ns, "type", "veth", "peer", "name", PORT,
-            "netns", local.ns[host]])  # fmt: skip
-        sh(["ip", "-n", local.ns[host], "link", "set", PORT, "master", BRIDGE, "up"])
-        sh(["ip", "-n", ns, "addr", "add", f"{address}/{local.plen}", "dev", IFACE])
-        sh(["ip", "-n", ns, "link", "set", IFACE, "up"])
+        add_namespace_on_bridge(local, ns, IFACE, PORT, local.ns[host], address)
         _nft(ns, ATTACKER_NFT.format(vm=local.vm_address, blocked=blocked))
         sh(["ip", "-n", ns, "neigh", "replace", local.vm_address, "lladdr", VM_MAC,
             "dev", IFACE, "nud", "permanent"])  # fmt: skip

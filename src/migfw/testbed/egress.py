@@ -43,24 +43,12 @@ def blocks_egress(ruleset: Any, addresses: dict[str, str], port: int = BLOCKED) 
 
 def ensure_sink(local: Any, address: str) -> dict[str, str]:
     """The sink namespace on the switch, made on demand (recorded for down/cleanup)."""
-    from migfw.testbed.base import read_state
-    from migfw.testbed.local import BRIDGE, netns_exists, sh
+    from migfw.testbed.cotenant import add_namespace_on_bridge
+    from migfw.testbed.local import netns_exists
 
     ns = f"{local.prefix}-sink"
     if not netns_exists(ns):
-        sh(["ip", "netns", "add", ns])
-        state = read_state(local.state_dir) or {}
-        if state:
-            state.setdefault("namespaces", []).append(ns)
-            local._write_state(state)
-        sh(["ip", "-n", ns, "link", "set", "lo", "up"])
-        for key in ("all", "default"):
-            sh(["ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{key}.disable_ipv6=1"])
-        sh(["ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", SINK_PORT,
-            "netns", local.ns["switch"]])  # fmt: skip
-        sh(["ip", "-n", local.ns["switch"], "link", "set", SINK_PORT, "master", BRIDGE, "up"])
-        sh(["ip", "-n", ns, "addr", "add", f"{address}/{local.plen}", "dev", "eth0"])
-        sh(["ip", "-n", ns, "link", "set", "eth0", "up"])
+        add_namespace_on_bridge(local, ns, "eth0", SINK_PORT, local.ns["switch"], address)
     return {"netns": ns, "iface": "eth0", "address": address}
 
 
