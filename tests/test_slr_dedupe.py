@@ -551,6 +551,28 @@ def test_empty_title_merges_only_with_authors_and_a_recurring_column_stays_apart
     assert link.decision == MAYBE and "no usable title" in link.rule
 
 
+def test_near_title_without_authors_to_compare_goes_to_a_person(tmp_path: Path) -> None:
+    """A title one letter off on the same item merges only when something names the same
+    people: with no author list on one side, or names in a script the name keys cannot
+    read, a person decides; an equal title without authors (a copy) still merges."""
+    typo = BASE["TI"].replace("consistent", "consistant")
+    full = {**BASE, "ID": "full"}
+    cases = {
+        "cyrillic": {**BASE, "TI": typo, "AU": ["Нгуен, Т. М.", "Окафор, Ч."]},
+        "anonymous": {k: v for k, v in {**BASE, "TI": typo}.items() if k != "AU"},
+    }
+    for name, other in cases.items():
+        result = deduplicate(read_exports([_ris(tmp_path / f"{name}.ris",
+                                                [full, {**other, "ID": name}])]))  # fmt: skip
+        assert not _same(result, "full", name)
+        link = _link(result, "full", name)
+        assert link.decision == MAYBE and "no authors to compare" in link.rule
+    same_people = {**BASE, "ID": "typo", "TI": typo}
+    copy = {k: v for k, v in {**BASE, "ID": "copy"}.items() if k != "AU"}
+    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [full, same_people, copy])]))
+    assert _same(result, "full", "typo") and _same(result, "full", "copy")
+
+
 def test_erratum_never_merges_with_its_article(tmp_path: Path) -> None:
     erratum = {**BASE, "ID": "err", "TI": "Erratum: " + BASE["TI"], "SP": "119", "EP": "119"}
     result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [{**BASE, "ID": "art"}, erratum])]))
@@ -559,11 +581,11 @@ def test_erratum_never_merges_with_its_article(tmp_path: Path) -> None:
 
 
 def test_digital_work_sensitivity_and_no_false_merge() -> None:
-    """bib-dedupe's real 7,159-record set (measured: 566 of 570 labelled pairs, 1 false
-    pair). The misses are true conflicts by the rules (erratum vs article, different
-    DOIs) and one title behind a column heading ("How did it ... Upwork's CEO"); the
-    false pair is two Ukrainian records one letter apart in the title ("ПРАЩ"/"ПРАЦІ")
-    with the same year, issue and pages, labelled as two works."""
+    """bib-dedupe's real 7,159-record set (measured: 566 of 570 labelled pairs, 0 false
+    pairs). The misses are true conflicts by the rules (erratum vs article, different
+    DOIs) and one title behind a column heading ("How did it ... Upwork's CEO", review);
+    two Ukrainian records one letter apart in the title ("ПРАЩ"/"ПРАЦІ"), labelled as two
+    works, go to a person (no author names the keys can read on one side)."""
     folder = _needs(DEDUP / "bibdedupe_digital_work")
     bench = _bench()
     records = read_exports([folder / "records_pre_merged.csv"])
@@ -574,7 +596,7 @@ def test_digital_work_sensitivity_and_no_false_merge() -> None:
     counts = bench.pair_counts(
         truth, dict(zip(result.clusters.record_id, result.clusters.cluster_id, strict=True))
     )
-    assert counts["FP"] <= 1 and counts["FN"] <= 4
+    assert counts["FP"] == 0 and counts["FN"] <= 4
     # The same records with corrupted database copies added (bench's corrupt_copies).
     corrupted, ctruth = bench.corrupt_copies(records, truth, n_copies=1500, seed=3)
     result = deduplicate(corrupted)

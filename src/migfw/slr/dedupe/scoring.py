@@ -473,6 +473,12 @@ def _score_pair(
             # No usable title and no shared DOI: the venue and its locators alone never
             # merge (a person decides); the same authors on the same page may.
             decision, rule = MAYBE, rule + "; no usable title"
+        elif decision == DUPLICATE and ev.a_sim < 0 and feat.title[i] != feat.title[j]:
+            # Nothing names the same people (a side has no authors, or names in a script
+            # the name keys cannot read) and the titles are close, not equal: a near
+            # title plus venue and locators is the sibling-item case again; a person
+            # decides. Equal titles (a copy without its author list) still merge.
+            decision, rule = MAYBE, rule + "; near title, no authors to compare"
         elif decision == DUPLICATE and yi and yj and abs(yi - yj) == 2:
             # Two years apart (more is a conflict): a reprint, a later version or a
             # misdated copy; the fields cannot tell, a person can.
