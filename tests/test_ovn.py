@@ -327,3 +327,125 @@ def test_ovs_conntrack_dump_reads_as_a_conntrack_listing() -> None:
     assert flow_entry(entries, "10.218.0.10", 7, 58306) == "ESTABLISHED:prober"
     assert flow_entry(entries, "10.218.0.10", 7, 47252) == "TIME_WAIT:guest"
     assert ovn.ovs_to_listing("garbage\n").splitlines()[1:] == []
+
+
+def _trace(db: str, src: tuple[str, str], port: int, ct: str) -> bool:
+    """ovn-trace: is a TCP packet from `src` (lsp, ip) to the VM's `port`, conntrack saying
+    `ct` at every ct_next, delivered to the VM's port?"""
+    import subprocess
+
+    inport, ip = src
+    mac = {"pr": "52:54:00:00:00:02", "at": "52:54:00:00:00:03"}[inport]
+    flow = (f'inport == "{inport}" && eth.src == {mac} && eth.dst == 52:54:00:00:00:0a && '
+            f"ip4.src == {ip} && ip4.dst == 10.231.0.10 && ip.ttl == 64 && tcp && "
+            f"tcp.src == 40000 && tcp.dst == {port}")  # fmt: skip
+    out = subprocess.run(["ovn-trace", f"--db={db}", "--minimal", *[f"--ct={ct}"] * 3, "sw",
+                          flow], capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return 'output("vm")' in out
+
+
+def test_state_only_flows_keep_state_as_an_established_only_acl(tmp_path: Path) -> None:
+    """Issue 22 under ovn: the state-only flows connect under a temporary allow, which is
+    then swapped for an ACL admitting only conntrack-established packets of that flow. Truth
+    worked out by hand from config/ruleset.yaml (no rule passes tcp/7, tcp/8 or tcp/23 from
+    anyone; S1/F1 pass tcp/21 from the prober; D1 blocks the rest) and OVN's ACL semantics
+    (original-direction packets of an established connection meet the ACLs again), checked
+    by ovn-trace on the logical flows a real ovn-northd compiled from the real ACLs."""
+    import subprocess
+
+    from migfw.testbed.ruleset import default_addresses, load_ruleset
+
+    source = "10.231.0.2"
+    keep = ovn_acl.keep_state(source, 7)
+    assert keep.match == ("outport == @pg_migfw && ip4 && ip4.src == 10.231.0.2 && tcp && "
+                          "tcp.dst == 7 && ct.est")  # fmt: skip
+    assert (keep.direction, keep.priority, keep.action) == ("to-lport", 2001, "allow-related")
+    assert ovn_acl.temporary_allow(source, 7).match + " && ct.est" == keep.match
+    swap = ovn_acl.swap_script(["u1"], [keep])
+    assert swap[0] == "--id=@keep0" and swap[-6:] == ["--", "remove", "Port_Group",
+                                                      "pg_migfw", "acls", "u1"]  # fmt: skip
+    # The refusal check's probe: a listening and a closed loopback port both answer.
+    import socket
+
+    from migfw.testbed.ovn_placement import syn_answers
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        with socket.socket() as spare:
+            spare.bind(("127.0.0.1", 0))
+            closed = spare.getsockname()[1]  # bound, not listening: RST
+            got = syn_answers(None, "127.0.0.1", "127.0.0.1", [port, closed], 2.0)
+    assert got == {str(port): "answer", str(closed): "answer"}
+    missing = [b for b in ("ovsdb-server", "ovsdb-tool", "ovn-northd", "ovn-nbctl", "ovn-trace")
+               if shutil.which(b) is None]  # fmt: skip
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed")
+    db = f"unix:{tmp_path}/db.sock"
+    for name, schema in (("nb.db", ovn.NB_SCHEMA), ("sb.db", ovn.SB_SCHEMA)):
+        subprocess.run(["ovsdb-tool", "create", str(tmp_path / name), str(schema)], check=True)
+
+    def common(name: str) -> list[str]:
+        return [
+            "--no-chdir",
+            f"--unixctl={tmp_path}/{name}.ctl",
+            f"--log-file={tmp_path}/{name}.log",
+        ]
+
+    server = subprocess.Popen(["ovsdb-server", *common("db"),
+                               f"--remote=p{db}", str(tmp_path / "nb.db"),
+                               str(tmp_path / "sb.db")])  # fmt: skip
+    northd = None
+    try:
+        for _ in range(100):
+            if (tmp_path / "db.sock").exists():
+                break
+            time.sleep(0.05)
+        northd = subprocess.Popen(["ovn-northd", *common("northd"),
+                                   f"--ovnnb-db={db}", f"--ovnsb-db={db}"])  # fmt: skip
+
+        def nbctl(*args: str) -> None:
+            subprocess.run(["ovn-nbctl", f"--db={db}", "--timeout=20", *args], check=True,
+                           capture_output=True)  # fmt: skip
+
+        nbctl("ls-add", "sw")
+        for lsp, mac, ip in (("vm", "52:54:00:00:00:0a", "10.231.0.10"),
+                             ("pr", "52:54:00:00:00:02", source),
+                             ("at", "52:54:00:00:00:03", "10.231.0.3")):  # fmt: skip
+            nbctl("lsp-add", "sw", lsp, "--", "lsp-set-addresses", lsp, f"{mac} {ip}")
+        rs = load_ruleset("config/ruleset.yaml")
+        acls = ovn_acl.render_acls(rs, default_addresses("10.231.0.10", source))
+        prober, attacker = ("pr", source), ("at", "10.231.0.3")
+        # (src, port, conntrack state) -> delivered, per stage of the lead-in
+        cases = [(prober, 7, "new"), (prober, 7, "est"), (prober, 8, "est"),
+                 (prober, 9, "est"), (attacker, 7, "est"), (prober, 21, "new"),
+                 (prober, 23, "new"), (attacker, 23, "est")]  # fmt: skip
+        truth = {
+            # the ruleset alone: nothing reaches 7/8 - not even established packets (the
+            # grid's 0/20: removing the allow cut the flows); FTP passes
+            "rules": [False, False, False, False, False, True, False, False],
+            # + the temporary allow for 7 and 8 from the prober: new and established pass
+            "temporary": [True, True, True, False, False, True, False, False],
+            # the allow swapped for keep_state: established flows of 7/8 from the prober
+            # only; a new connection to 7 is refused; the attacker's tcp/7 and tcp/23 stay
+            # blocked even as `est`
+            "keep_state": [False, True, True, False, False, True, False, False],
+        }
+        for stage, expected in truth.items():
+            extra = {
+                "rules": [],
+                "keep_state": [ovn_acl.keep_state(source, p) for p in (7, 8)],
+                "temporary": [ovn_acl.temporary_allow(source, p) for p in (7, 8)],
+            }[stage]
+            nbctl(*ovn_acl.nbctl_script(acls, "vm"))
+            for i, acl in enumerate(extra):
+                nbctl(*acl.nbctl(ovn_acl.PORT_GROUP, f"x{i}")[1:])
+            nbctl("--wait=sb", "sync")
+            got = [_trace(db, src, port, ct) for src, port, ct in cases]
+            assert got == expected, (stage, list(zip(cases, got, strict=True)))
+    finally:
+        for proc in (northd, server):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(10)

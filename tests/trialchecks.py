@@ -254,6 +254,18 @@ def check_ovn_placement(out: Path, meta: dict[str, Any], binding: str) -> None:
     temporary = meta["flows"]["temporary_rules"]
     assert [r["where"] for r in temporary] == [src] and "allow-related" in temporary[0]["rule"]
     assert temporary[0]["added_at"] < temporary[0]["removed_at"] < meta["migration"]["start"]
+    # ...swapped for established-only ACLs (issue 22): new connections to the state-only
+    # ports are refused, and both state-only flows opened: answered after the swap, before
+    # the migration.
+    from migfw.measure.flowstate import flow_opened, read_flows
+
+    kept = temporary[0]["kept"]
+    assert kept["rule"].count("&& ct.est allow-related") == 2, kept
+    assert kept["new_connection"] == {"7": "silence", "8": "silence"}, kept
+    flows = read_flows(out / "flows.csv")
+    for name in ("established", "guest_first"):
+        assert flow_opened(flows[name], True, meta["flows"]["allow_removed"],
+                           meta["migration"]["start"]), name  # fmt: skip
     dumps = {p.name for p in (out / "conntrack").iterdir()}
     assert {
         f"ovs-{r}-{m}.txt" for r in ("src", "dst") for m in ("before", "resume", "end")

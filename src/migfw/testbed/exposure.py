@@ -92,7 +92,8 @@ class TrialTraffic:
         self.side_sessions: dict[str, Any] = {}
         # Firewall layers outside the guest that also need the established flow's temporary
         # allow (e.g. OVN's ACLs, migfw.testbed.ovn_placement.TemporaryAcl): add(source,
-        # port) -> the rule as text, remove(); `where` names the layer.
+        # port) -> the rule as text, remove() -> None or what stays in its place (a dict,
+        # trial.json temporary_rules[].kept); `where` names the layer.
         self.layers = list(layers or [])
         self.bed, self.folder = bed, Path(folder)
         self.enforcement = enforcement or {}
@@ -170,8 +171,11 @@ class TrialTraffic:
                     log("temporary_rule_deleted", where="guest", handle=handle)
                 for layer, rule in zip(added, rules[1 if handle is not None else 0 :],
                                        strict=False):  # fmt: skip
-                    layer.remove()
-                    rule["removed_at"] = time.time()
+                    kept = layer.remove()  # what stays instead (ovn: established-only ACLs)
+                    # A layer that checks after removing says when it removed (kept.at).
+                    rule["removed_at"] = (kept or {}).get("at") or time.time()
+                    if kept:
+                        rule["kept"] = kept
                     log("temporary_rule_deleted", where=layer.where)
         log("flows_started", **connected)
         removed = [r["removed_at"] for r in rules if r["removed_at"] is not None]

@@ -14,6 +14,14 @@ same rule instead: a TCP packet that is neither a SYN nor part of a known connec
 filters IP, so ARP must pass.
 Loopback rules never see the port and are left out; `!lo` is always true there.
 
+The state-only flows (issue 22) are opened under a temporary `allow-related` ACL from the
+prober to their port (`temporary_allow`). Removing it would cut them at their next packet, for
+the reason above; what a stateful firewall's `keep state` does - pass the packets of a
+connection it already admitted, refuse new ones - is, in OVN, an ACL that admits only
+conntrack-established packets of that flow (`keep_state`: the same match `&& ct.est`): a new
+connection's packets are `ct.new` there and meet the drop rules as before. The temporary ACL
+is swapped for it in one transaction (`swap_script`).
+
 Below the rules: pf's implicit pass for an IPv4 packet no rule matched (priority 2), and
 below that the default drop Neutron puts on every port (its `neutron_pg_drop` group),
 which here only meets what is not IPv4 (the testbed has IPv6 off).
@@ -31,6 +39,8 @@ from migfw.testbed.ruleset import Rule, Ruleset, _resolve, check_addresses, nft_
 
 PORT_GROUP = "pg_migfw"
 TOP_PRIORITY = 2000
+TEMPORARY_NAME = "migfw-temporary-established"
+KEEP_STATE_NAME = "migfw-keep-state"
 ICMP_CODES = {"echo-request": 8, "echo-reply": 0}
 
 
@@ -132,3 +142,33 @@ def remove_acls(site: Any, group: str = PORT_GROUP) -> None:
     from migfw.testbed.ovn import nbctl
 
     nbctl(site, "--if-exists", "destroy", "Port_Group", group)
+
+
+def state_only_match(source: str, port: int, group: str = PORT_GROUP) -> str:
+    """Traffic from `source` to tcp `port` of the group's VM (a state-only flow's direction)."""
+    src = ipaddress.ip_address(source)
+    return f"outport == @{group} && ip4 && ip4.src == {src} && tcp && tcp.dst == {int(port)}"
+
+
+def temporary_allow(source: str, port: int, group: str = PORT_GROUP) -> Acl:
+    """The allow a state-only flow connects under, above every rule (issue 22)."""
+    return Acl("to-lport", TOP_PRIORITY + 1, state_only_match(source, port, group),
+               "allow-related", TEMPORARY_NAME)  # fmt: skip
+
+
+def keep_state(source: str, port: int, group: str = PORT_GROUP) -> Acl:
+    """pf's `keep state` for that flow once its allow is gone: only packets OVS conntrack
+    holds as established pass (`ct.est`); a new connection (`ct.new`) meets the rules."""
+    return Acl("to-lport", TOP_PRIORITY + 1, f"{state_only_match(source, port, group)} && ct.est",
+               "allow-related", KEEP_STATE_NAME)  # fmt: skip
+
+
+def swap_script(old: list[str], keep: list[Acl], group: str = PORT_GROUP) -> list[str]:
+    """One ovn-nbctl transaction: the ACLs `keep` join the group and the ACLs with UUIDs
+    `old` leave it (no moment without either)."""
+    args: list[str] = []
+    for i, acl in enumerate(keep):
+        args += acl.nbctl(group, f"keep{i}")
+    for uuid in old:
+        args += ["--", "remove", "Port_Group", group, "acls", uuid]
+    return args[1:] if args[:1] == ["--"] else args

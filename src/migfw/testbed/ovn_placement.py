@@ -204,32 +204,96 @@ def conntrack_dump(site: Any, host: str) -> str:
         return f"# dpctl/dump-conntrack failed: {exc}\n"
 
 
+def syn_answers(netns: str | None, source: str, target: str, ports: list[int],
+                timeout_s: float) -> dict[str, str]:  # fmt: skip
+    """A new connection (one SYN) from `source` to each port at once: {port: 'answer' (SYN-ACK
+    or RST) | 'silence'} after at most `timeout_s`."""
+    import errno
+    import select
+    import socket
+
+    from migfw.testbed.netns import in_netns
+
+    socks: dict[int, socket.socket] = {}
+    out: dict[str, str] = {}
+    try:
+        with in_netns(netns):
+            for port in ports:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks[int(port)] = sock
+                sock.bind((source, 0))
+                sock.setblocking(False)
+                sock.connect_ex((target, int(port)))
+        deadline = time.monotonic() + timeout_s
+        waiting = dict(socks)
+        while waiting and (left := deadline - time.monotonic()) > 0:
+            _, ready, _ = select.select([], list(waiting.values()), [], left)
+            for sock in ready:
+                port = next(p for p, s in waiting.items() if s is sock)
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                # Connected or refused: an answer came; a timeout cannot happen this early.
+                out[str(port)] = "answer" if err in (0, errno.ECONNREFUSED) else (
+                    f"answer ({errno.errorcode.get(err, err)})")  # fmt: skip
+                del waiting[port]
+        out.update({str(p): "silence" for p in waiting})
+    finally:
+        for sock in socks.values():
+            sock.close()
+    return out
+
+
+NEW_CONNECTION_TIMEOUT_S = 1.0
+
+
 class TemporaryAcl:
-    """The established flow's temporary allow at the OVN layer (an `allow-related` ACL above
-    every rule), added while the flow connects and removed before the lead-in ends, as the
-    guest's temporary nft rule is (migfw.testbed.exposure)."""
+    """The state-only flows' temporary allow at the OVN layer (ovn_acl.temporary_allow, above
+    every rule), added while they connect. At removal it is swapped, in one transaction, for
+    an established-only ACL per port (ovn_acl.keep_state: OVN's form of a stateful firewall's
+    `keep state`, which stays for the trial), and a new connection from the same source to
+    each port must then be refused: a SYN from the prober gets no answer in 1 s, else the
+    trial fails (the kept ACL would admit what the rules block). `remove()` returns what
+    stays (trial.json flows.temporary_rules[].kept)."""
 
-    NAME = "migfw-temporary-established"
-
-    def __init__(self, site: Any, where: str) -> None:
-        self.site, self.where = site, where
+    def __init__(self, site: Any, where: str, bed: Testbed | None = None,
+                 folder: Path | None = None) -> None:  # fmt: skip
+        self.site, self.where, self.bed, self.folder = site, where, bed, folder
+        self.flows: list[tuple[str, int]] = []
 
     def add(self, source: str, port: int) -> str:
         from migfw.testbed import ovn, ovn_acl
 
-        match = (f"outport == @{ovn_acl.PORT_GROUP} && ip4 && ip4.src == {source} && tcp "
-                 f"&& tcp.dst == {int(port)}")  # fmt: skip
-        acl = ovn_acl.Acl("to-lport", ovn_acl.TOP_PRIORITY + 1, match, "allow-related", self.NAME)
+        acl = ovn_acl.temporary_allow(source, port)
         ovn.nbctl(self.site, "--wait=hv", *acl.nbctl(ovn_acl.PORT_GROUP)[1:])
-        return f"ovn acl to-lport {acl.priority} {match} allow-related"
+        self.flows.append((source, int(port)))
+        return f"ovn acl to-lport {acl.priority} {acl.match} allow-related"
 
-    def remove(self) -> None:
-        from migfw.testbed import ovn
+    def remove(self) -> dict[str, Any] | None:
+        from migfw.testbed import ovn, ovn_acl
 
         uuids = ovn.nbctl(self.site, "--bare", "--columns=_uuid", "find", "ACL",
-                          f"name={self.NAME}").split()  # fmt: skip
-        for uuid in uuids:
-            ovn.nbctl(self.site, "--wait=hv", "remove", "Port_Group", "pg_migfw", "acls", uuid)
+                          f"name={ovn_acl.TEMPORARY_NAME}").split()  # fmt: skip
+        flows, self.flows = self.flows, []
+        keep = [ovn_acl.keep_state(source, port) for source, port in flows]
+        if not uuids and not keep:
+            return None
+        ovn.nbctl(self.site, "--wait=hv", *ovn_acl.swap_script(uuids, keep))
+        at = time.time()
+        if self.folder is not None and keep:
+            with (self.folder / "ovn_acls.txt").open("a") as fh:
+                fh.write("# kept from the state-only flows' temporary allow on (issue 22)\n")
+                fh.write(ovn_acl.render_text(keep).split("\n", 1)[1])
+        kept: dict[str, Any] = {
+            "rule": "; ".join(f"ovn acl to-lport {a.priority} {a.match} {a.action}" for a in keep),
+            "at": at, "new_connection": None}  # fmt: skip
+        if keep and self.bed is not None:
+            source = flows[0][0]
+            answers = syn_answers(self.bed.prober_netns, source, self.bed.vm_address,
+                                  [p for _, p in flows], NEW_CONNECTION_TIMEOUT_S)  # fmt: skip
+            kept["new_connection"] = answers
+            if any(v != "silence" for v in answers.values()):
+                raise MigfwError(f"placement ovn: the established-only ACL admits a new "
+                                 f"connection from {source}: {answers}")  # fmt: skip
+        return kept
 
 
 class OvnTrial:
@@ -251,7 +315,7 @@ class OvnTrial:
         (partial / "conntrack").mkdir(exist_ok=True)
 
     def temporary_acl(self) -> TemporaryAcl:
-        return TemporaryAcl(self.site, self.src)
+        return TemporaryAcl(self.site, self.src, self.bed, self.partial)
 
     def _dump(self, moment: str) -> None:
         """OVS's own dump (ovs-<role>-<moment>.txt) and the same entries as a `conntrack -L`
