@@ -16,7 +16,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 LOCAL = {"all", "testbed_preflight", "guest_image", "render_ruleset", "testbed_up",
-         "deploy_placement", "trial"}  # fmt: skip
+         "deploy_placement", "trial", "trials_manifest"}  # fmt: skip
 CLUSTER = {"trial_metrics", "trials_table", "summary_table", "uptime_figure",
            "estimators_figure", "timeline_figure", "paper_table11", "paper_uptime_figure",
            "slr_review", "paper_vs_reproduction", "run_info"}  # fmt: skip

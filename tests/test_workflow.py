@@ -157,6 +157,43 @@ def test_analysis_code_change_reruns_analysis_never_trials(work):
         shutil.rmtree(work / "results/testbed", ignore_errors=True)
 
 
+def test_finished_testbed_run_draws_the_chain_and_runs_no_testbed_job(work):
+    """A finished testbed run (every trial folder done, the testbed's evidence on disk): a
+    rerun plans no testbed, image, placement or trial job, yet the workflow graph (the
+    report's) still runs testbed -> placements -> trials manifest -> analysis (issue 17)."""
+    testbed = work / "results/testbed"
+    try:
+        shutil.copytree(
+            work / "results/crafted_trials", work / "results/trials", dirs_exist_ok=True
+        )
+        for name in ("preflight.txt", "guest/manifest.json", "hosts.json",
+                     *(f"placements/{p}.json" for p in ("vm", "none", "vmm-state"))):  # fmt: skip
+            (testbed / name).parent.mkdir(parents=True, exist_ok=True)
+            (testbed / name).write_text("{}")
+        # The guest's sources are newer than its image: once every trial is done, no matter.
+        os.utime(work / "resources/domain.xml")
+        args = ["--configfile", "config/test.yaml", "--config", "trials_source=testbed",
+                "trials_dir=results/trials"]  # fmt: skip
+        jobs = planned_jobs(snakemake(work, "-n", *args))
+        testbed_rules = {"testbed_preflight", "guest_image", "testbed_up", "deploy_placement",
+                         "trial"}  # fmt: skip
+        assert not testbed_rules & set(jobs), jobs
+        assert jobs.get("trials_manifest") == 1 and "trials_table" in jobs, jobs
+        graph = snakemake(work, "--rulegraph", *args)
+        edges = {
+            tuple(names[n] for n in edge)
+            for names in [dict(re.findall(r'^\s*(\d+)\[label = "(\w+)"', graph, re.M))]
+            for edge in re.findall(r"^\s*(\d+) -> (\d+)", graph, re.M)
+        }
+        for edge in [("testbed_preflight", "guest_image"), ("guest_image", "testbed_up"),
+                     ("testbed_up", "deploy_placement"), ("deploy_placement", "trials_manifest"),
+                     ("trials_manifest", "trials_table")]:  # fmt: skip
+            assert edge in edges, (edge, graph)
+    finally:
+        shutil.rmtree(work / "results/trials", ignore_errors=True)
+        shutil.rmtree(testbed, ignore_errors=True)
+
+
 def test_one_changed_trial_reruns_only_its_own_jobs(work, tmp_path):
     args = ["--configfile", "config/test.yaml", "--config", "trials_source=directory"]
     snakemake(work, *args)  # directory mode over the crafted trials: up to date after this

@@ -199,6 +199,34 @@ def unfinished_pattern():
     return f"(?!(?:{'|'.join(done)})/){TRIAL_WILDCARD}"
 
 
+TRIALS_PENDING = SOURCE == "testbed" and not all(finished(t) for t in TRIALS)
+
+
+def manifest_inputs(wildcards):
+    """trials_manifest's inputs: the testbed, guest image and each planned placement's
+    evidence (ancient: they order the DAG, never rerun it), and every trial.json."""
+    from migfw.trials.contract import parse_trial_id
+
+    placements = sorted({parse_trial_id(t)[1].get("placement", "vm") for t in TRIALS})
+    chain = ["results/testbed/preflight.txt", "results/testbed/guest/manifest.json"]
+    testbed = {
+        "hosts": "results/testbed/hosts.json",
+        "image": chain[1],
+        "placements": [f"results/testbed/placements/{p}.json" for p in placements],
+    }
+    if not TRIALS_PENDING:
+        # Every trial finished: name only the evidence on disk (a tree copied without
+        # results/testbed/ must not provision a testbed just to draw the graph).
+        if not all(Path(f).exists() for f in [*chain, testbed["hosts"]]):
+            testbed = {"placements": []}
+        testbed["placements"] = [f for f in testbed["placements"] if Path(f).exists()]
+    return {
+        **{k: ancient(v) for k, v in testbed.items() if k != "placements"},
+        "placements": [ancient(f) for f in testbed["placements"]],
+        "trials": [f"{trial_dir(TRIALS_DIR, t)}/trial.json" for t in TRIALS],
+    }
+
+
 def trial_folder(wildcards):
     return str(trial_dir(TRIALS_DIR, wildcards.trial))
 

@@ -13,6 +13,11 @@ if SOURCE == "testbed":
         testbed_up,
         deploy_placement,
         trial,
+        trials_manifest,
+
+    # Once every trial is finished, no file change reruns the testbed rules: the manifest
+    # below keeps them in the DAG (and the report's graph), but they must never run again.
+    settled = ancient if not TRIALS_PENDING else (lambda path: path)
 
     rule testbed_preflight:
         """Checks root, /dev/net/tun, commands, Python modules and KVM before anything runs."""
@@ -30,8 +35,10 @@ if SOURCE == "testbed":
         """Builds the target VM's kernel and initramfs from Debian packages (cached)."""
         input:
             preflight=ancient("results/testbed/preflight.txt"),
-            guest_files=sorted(str(p) for p in Path("resources/guest").iterdir()),
-            domain="resources/domain.xml",
+            guest_files=[
+                settled(str(p)) for p in sorted(Path("resources/guest").iterdir())
+            ],
+            domain=settled("resources/domain.xml"),
         output:
             manifest="results/testbed/guest/manifest.json",
         log:
@@ -132,6 +139,22 @@ if SOURCE == "testbed":
                 "migfw testbed trial --config {cfg} --trial-id {wildcards.trial}"
                 " --out {TRIALS_DIR}/{wildcards.trial} 2>&1 | tee {log}"
             )
+
+    rule trials_manifest:
+        """The trials the analysis reads (id, status, trial.json's SHA-256), after the testbed and placements."""
+        # Provisioning -> deployment -> trials -> analysis in the DAG, also when every trial
+        # was finished earlier (finished trials are no job of `trial`): the testbed evidence
+        # is an ancient input, so it orders the graph and never reruns anything.
+        input:
+            unpack(manifest_inputs),
+        output:
+            "results/testbed/trials.tsv",
+        log:
+            f"{LOGS}/trials_manifest.log",
+        run:
+            from migfw.trials.manifest import write_manifest
+
+            write_manifest(TRIALS, input.trials, output[0])
 
     onstart:
         own_testbed()
