@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import ipaddress
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,48 @@ PRIVATE_V4 = tuple(
     ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 )
 SUBNET_KEYS = ("testbed.local.subnet", "testbed.local.migration_subnet")
-# What LocalTestbed uses when a key is absent.
-DEFAULT_SUBNETS = {SUBNET_KEYS[0]: "10.231.0.0/24", SUBNET_KEYS[1]: "10.231.1.0/30"}
+# The one schema: types, allowed values and every default (`default:`); the workflow
+# validates with it (workflow/rules/common.smk) and code reads defaults from it (cfg_get).
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+@cache
+def _schema() -> dict[str, Any]:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def schema_node(dotted: str) -> dict[str, Any]:
+    """The schema of key `a.b.c` ($refs followed); KeyError names a key the schema lacks."""
+    schema = _schema()
+    node: dict[str, Any] = schema
+    for part in dotted.split("."):
+        node = _deref(node, schema.get("$defs", {}))
+        props = node.get("properties", {})
+        if part not in props:
+            raise KeyError(f"{dotted}: not a key of {SCHEMA_PATH.name}")
+        node = props[part]
+    return node
+
+
+def default(dotted: str) -> Any:
+    """The schema's default for key `a.b.c` (a fresh copy), None when it declares none."""
+    return copy.deepcopy(schema_node(dotted).get("default"))
+
+
+def schema_defaults() -> dict[str, Any]:
+    """Every key the schema gives a default, dotted, with that default (config/README.md's
+    tables are checked against these)."""
+    schema = _schema()
+    found: dict[str, Any] = {}
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for name, sub in _deref(node, schema.get("$defs", {})).get("properties", {}).items():
+            if "default" in sub:
+                found[prefix + name] = sub["default"]
+            walk(sub, f"{prefix}{name}.")
+
+    walk(schema, "")
+    return found
 
 
 def _allowed(error: jsonschema.ValidationError) -> str:
@@ -180,3 +222,7 @@ def network_problems(config: dict[str, Any]) -> list[str]:
                 "(they must be disjoint)"
             )
     return problems
+
+
+# What LocalTestbed uses when a key is absent (the schema's defaults).
+DEFAULT_SUBNETS = {key: default(key) for key in SUBNET_KEYS}

@@ -35,7 +35,8 @@ _problems = (
 )
 if _problems:
     raise WorkflowError("invalid configuration:\n  " + "\n  ".join(_problems))
-validate(config, schema="../schemas/config.schema.yaml")
+# The schema's defaults fill every key a config leaves out: rules read config[...] plainly.
+validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
 TRIALS_DIR = config["trials_dir"].rstrip("/")
 # `{placement}`: every registered placement (src/migfw/testbed/placements/).
@@ -61,7 +62,7 @@ def effective_config(log):
 BENCH = "results/benchmarks"
 # Trials carrying any of these flags are left out of the statistics (summary, attack window,
 # sweeps); each table row says how many flagged trials it includes and how many were left out.
-EXCLUDE_FLAGS = list(config["analysis"].get("exclude_flags") or [])
+EXCLUDE_FLAGS = list(config["analysis"]["exclude_flags"])
 # trials.csv columns the sweep table and figure look at (those an experiment varies).
 SWEEP_FACTORS = list(KNOWN_FACTORS)
 
@@ -143,7 +144,7 @@ def spread(items, k):
 
 
 # Timeline figures cost ~0.3 s each: a 1,000-trial archive draws a spread subset.
-TIMELINE_TRIALS = spread(TRIALS, config["analysis"].get("timelines", 16))
+TIMELINE_TRIALS = spread(TRIALS, config["analysis"]["timelines"])
 
 
 def pair_count():

@@ -16,8 +16,6 @@ import yaml
 
 from migfw.errors import MigfwError
 
-DEFAULT_STATE_DIR = Path("results/testbed")
-
 
 @dataclass
 class HostInfo:
@@ -82,17 +80,22 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def cfg_get(cfg: dict[str, Any], dotted: str, default: Any = None) -> Any:
+def cfg_get(cfg: dict[str, Any], dotted: str) -> Any:
+    """The value at `a.b.c`; when absent or null, the default the config schema declares
+    (workflow/schemas/config.schema.yaml, the one place defaults live), else None. A partial
+    config (a lab's hand-written file, a test's dict) thus means the documented defaults."""
+    from migfw.config import default
+
     node: Any = cfg
     for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
+        if not isinstance(node, dict) or node.get(part) is None:
+            return default(dotted)
         node = node[part]
-    return default if node is None else node
+    return node
 
 
 def state_dir(cfg: dict[str, Any]) -> Path:
-    return Path(cfg_get(cfg, "testbed.state_dir", str(DEFAULT_STATE_DIR)))
+    return Path(cfg_get(cfg, "testbed.state_dir"))
 
 
 def read_state(directory: Path) -> dict[str, Any] | None:

@@ -64,7 +64,7 @@ def ensure(local: Any) -> dict[str, dict[str, Any]]:
     )
 
     out = {}
-    blocked = int(cfg_get(local.cfg, "trials.enforcement.blocked_port", 23))
+    blocked = int(cfg_get(local.cfg, "trials.enforcement.blocked_port"))
     for host, ns in names(local).items():
         address = str(local.subnet.network_address + OFFSET[host])
         out[host] = {"netns": ns, "iface": IFACE, "address": address}

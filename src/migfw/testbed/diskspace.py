@@ -23,6 +23,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from migfw.config import default
 from migfw.errors import MigfwError
 from migfw.io import write_json
 
@@ -192,7 +193,7 @@ def check_trial_space(
     """`require_space` for one trial, its size from its settings and its siblings."""
     rate = float((enforcement or {}).get("rate_hz") or 0)
     allowed = float((enforcement or {}).get("allowed_rate_hz") or min(rate, 100.0))
-    flows_hz = float((flows or {}).get("rate_hz", 100.0) if flows is not None else 0.0)
+    flows_hz = float(flows.get("rate_hz", default("trials.flows.rate_hz")) if flows else 0.0)
     model = trial_bytes_model(interval_s, lead_in_s, settle_s, rate, allowed, flows_hz)
     return require_space(out, expected_trial_bytes(out, model), trial_id)
 

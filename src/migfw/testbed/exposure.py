@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from migfw.config import default
 from migfw.errors import MigfwError
 from migfw.testbed.base import Testbed
 
@@ -119,13 +120,13 @@ class TrialTraffic:
         from migfw.testbed.flows import FlowSession
         from migfw.trials.attack_contract import KNOWN_FLOWS
 
-        rate = float(self.flows_cfg.get("rate_hz", 100) or 0)
+        rate = float(self.flows_cfg.get("rate_hz", default("trials.flows.rate_hz")) or 0)
         if rate <= 0:
             return
         flows = (STATEFUL, *STATE_ONLY)
         specs = [f"{n}:{p}:{k}" for n, p, k in flows]
         state_ports = tuple(p for _, p, _ in STATE_ONLY)
-        timeout = float(self.flows_cfg.get("timeout_s", 10))
+        timeout = float(self.flows_cfg.get("timeout_s") or default("trials.flows.timeout_s"))
         remote = self.bed.extra.get("prober")
         if remote:  # the flows start where the prober runs: on the prober host
             from migfw.testbed.remote import RemoteFlowSession
@@ -204,12 +205,13 @@ class TrialTraffic:
     def _start_attack(self, log: Any) -> None:
         from migfw.testbed.attacker import AttackSession
 
-        rate = float(self.enforcement.get("rate_hz", 0) or 0)
+        given = self.enforcement  # a key left out: the config schema's default
+        rate = float(given.get("rate_hz", default("trials.enforcement.rate_hz")) or 0)
         netns = self.bed.extra.get("attacker_netns")
         if rate <= 0:
             return
-        blocked = int(self.enforcement.get("blocked_port", 23))
-        allowed = int(self.enforcement.get("allowed_port", 22))
+        blocked = int(given.get("blocked_port") or default("trials.enforcement.blocked_port"))
+        allowed = int(given.get("allowed_port") or default("trials.enforcement.allowed_port"))
         allowed_rate = float(self.enforcement.get("allowed_rate_hz") or min(rate, 100.0))
         args = (self.bed.vm_address, str(self.attacker_address), blocked, allowed, rate,
                 self.folder / "attack.pcap", self.folder / "attack_sendlog.csv")  # fmt: skip

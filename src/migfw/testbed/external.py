@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from migfw.config import default
 from migfw.errors import MigfwError
 from migfw.testbed.base import HostInfo, Testbed, cfg_get, state_dir
 from migfw.testbed.placements import get, known
@@ -62,7 +63,7 @@ def route_to(address: str) -> tuple[str | None, str | None]:
 
 def external_testbed(cfg: dict[str, Any]) -> Testbed:
     """Build the Testbed from config; each missing or bad key is one error line."""
-    ext = cfg_get(cfg, "testbed.external", {}) or {}
+    ext = cfg_get(cfg, "testbed.external") or {}
     for key in REQUIRED:
         if not ext.get(key):
             raise MigfwError(f"config testbed.external.{key}: required when provider is external")
@@ -127,11 +128,11 @@ def external_testbed(cfg: dict[str, Any]) -> Testbed:
         prober_netns=None,
         prober_iface=iface,
         prober_address=source,
-        ssh_user=str(ext.get("ssh_user") or "root"),
+        ssh_user=str(ext.get("ssh_user") or default("testbed.external.ssh_user")),
         ssh_key=str(Path(str(ext["ssh_key"])).expanduser()),
         ssh_known_hosts=str(Path(str(ext["ssh_known_hosts"])).expanduser()),
         ssh_netns=None,
-        accelerator=str(cfg_get(cfg, "testbed.accelerator", "auto")),
+        accelerator=str(cfg_get(cfg, "testbed.accelerator")),
         state_dir=str(state_dir(cfg).resolve()),
         extra={"prober": prober} if prober else {},
     )

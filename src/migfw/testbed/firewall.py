@@ -54,7 +54,7 @@ def ensure_ruleset(cfg: dict[str, Any], bed: Testbed, log: Any) -> dict[str, Any
     from migfw.testbed.deploy import deploy_ruleset, require_rules_ok
     from migfw.testbed.ruleset import render_nft
 
-    ruleset_path = cfg_get(cfg, "ruleset", "config/ruleset.yaml")
+    ruleset_path = cfg_get(cfg, "ruleset")
     rs = _ruleset(cfg)
     addresses = addresses_for(bed)
     nft_text = render_nft(rs, addresses)
@@ -92,7 +92,7 @@ def flush_guest(bed: Testbed, log: Any) -> None:
 def _ruleset(cfg: dict[str, Any]) -> Any:
     from migfw.testbed.ruleset import load_ruleset
 
-    return load_ruleset(cfg_get(cfg, "ruleset", "config/ruleset.yaml"))
+    return load_ruleset(cfg_get(cfg, "ruleset"))
 
 
 def verify_by_packets(cfg: dict[str, Any], bed: Testbed, shell: Any = None) -> list[dict[str, Any]]:
@@ -103,7 +103,7 @@ def verify_by_packets(cfg: dict[str, Any], bed: Testbed, shell: Any = None) -> l
     if bed.extra.get("prober"):  # the packets come from the remote prober host
         from migfw.testbed.remote import remote_verify
 
-        ruleset_path = cfg_get(cfg, "ruleset", "config/ruleset.yaml")
+        ruleset_path = cfg_get(cfg, "ruleset")
         return remote_verify(bed, ruleset_path, addresses, ftp_path="readme.txt")
     if shell is not None:
         return verify_rules(_ruleset(cfg), addresses, bed.prober_netns, shell,
@@ -118,7 +118,7 @@ def blocked_port_answers(cfg: dict[str, Any], bed: Testbed) -> list[dict[str, An
     from migfw.testbed.deploy import probe_tcp
     from migfw.testbed.netns import in_netns
 
-    port = int(cfg_get(cfg, "trials.enforcement.blocked_port", 23))
+    port = int(cfg_get(cfg, "trials.enforcement.blocked_port"))
     if bed.extra.get("prober"):  # from the prober host, as every other check
         from migfw.testbed.remote import remote_probe_tcp
 

@@ -30,7 +30,6 @@ import numpy as np
 STEPS = ("lead_in_start", "migrate_call", "migrate_return", "settle_end")
 PERIODS = {"lead_in": ("lead_in_start", "migrate_call"),
            "settle": ("migrate_return", "settle_end")}  # fmt: skip
-DEFAULT_MAX_SILENCE_S = 2.0
 CLOCK_STEP_TOLERANCE_S = 0.5  # NTP slews at most 0.5 ms/s: 15 ms over a 30 s trial
 
 

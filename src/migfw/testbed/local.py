@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from migfw.config import DEFAULT_SUBNETS, SUBNET_KEYS
+from migfw.config import SUBNET_KEYS
 from migfw.errors import MigfwError
 from migfw.io import write_json
 from migfw.testbed.base import HostInfo, Testbed, cfg_get, read_state, state_dir
@@ -154,11 +154,11 @@ class LocalTestbed:
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         self.cfg = cfg
-        self.prefix = str(cfg_get(cfg, "testbed.local.prefix", "mfw"))
+        self.prefix = str(cfg_get(cfg, "testbed.local.prefix"))
         # Checked by migfw.config.network_problems (load_config and the Snakemake config
         # check): private IPv4, room for the offsets below, disjoint.
-        subnet = ipaddress.ip_network(cfg_get(cfg, SUBNET_KEYS[0], DEFAULT_SUBNETS[SUBNET_KEYS[0]]))
-        mig = ipaddress.ip_network(cfg_get(cfg, SUBNET_KEYS[1], DEFAULT_SUBNETS[SUBNET_KEYS[1]]))
+        subnet = ipaddress.ip_network(cfg_get(cfg, SUBNET_KEYS[0]))
+        mig = ipaddress.ip_network(cfg_get(cfg, SUBNET_KEYS[1]))
         base = subnet.network_address
         self.plen = subnet.prefixlen
         self.subnet = subnet
@@ -172,7 +172,7 @@ class LocalTestbed:
         self.state_dir = state_dir(cfg).resolve()
         # The image and the package cache are content-addressed, so several testbeds (a test's
         # and the user's) can share them; state.json is per testbed.
-        self.guest_dir = Path(cfg_get(cfg, "testbed.guest_dir", str(self.state_dir / "guest")))
+        self.guest_dir = Path(cfg_get(cfg, "testbed.guest_dir") or self.state_dir / "guest")
         self.guest_dir = self.guest_dir.resolve()
         self.run_root = RUN_ROOT / self.prefix
         self.ns = {
@@ -183,17 +183,17 @@ class LocalTestbed:
             "attacker": f"{self.prefix}-attacker",
         }
         self.vm_name = f"{self.prefix}-target"
-        self.lab = bool(cfg_get(cfg, "testbed.lab_in_a_box", False))
+        self.lab = bool(cfg_get(cfg, "testbed.lab_in_a_box"))
         self.controller_address = str(base + 1)
 
     def vm_shape(self) -> dict[str, Any]:
         """What the VM is made of; a change re-provisions it (hosts stay)."""
-        from migfw.testbed.provision import DEFAULT_EMULATOR, EMULATOR
+        from migfw.testbed.provision import EMULATOR
 
         # A relative path is the repository's (run from its root), e.g. .qemu-backports/…
         # `system`: the system's QEMU (Debian 12: 7.2); config.yaml's default is QEMU
         # 10 from backports (scripts/install.sh).
-        chosen = cfg_get(self.cfg, "testbed.guest.emulator", DEFAULT_EMULATOR)
+        chosen = cfg_get(self.cfg, "testbed.guest.emulator")
         emulator = str(Path(EMULATOR if chosen == "system" else chosen).absolute())
         if not os.access(emulator, os.X_OK):
             raise MigfwError(
@@ -202,8 +202,8 @@ class LocalTestbed:
                 "selects the system's QEMU)"
             )
         return {
-            "memory_mib": int(cfg_get(self.cfg, "testbed.guest.memory_mib", 128)),
-            "vcpus": int(cfg_get(self.cfg, "testbed.guest.vcpus", 1)),
+            "memory_mib": int(cfg_get(self.cfg, "testbed.guest.memory_mib")),
+            "vcpus": int(cfg_get(self.cfg, "testbed.guest.vcpus")),
             "emulator": emulator,
         }
 
@@ -298,11 +298,11 @@ class LocalTestbed:
         manifest = build_image(
             guest_dir,
             guest_dir.parent / "cache",
-            str(cfg_get(self.cfg, "testbed.guest.kernel_package", "linux-image-cloud-amd64")),
+            str(cfg_get(self.cfg, "testbed.guest.kernel_package")),
             [self.vm_address],
         )
         accel = detect_accelerator(
-            str(cfg_get(self.cfg, "testbed.accelerator", "auto")),
+            str(cfg_get(self.cfg, "testbed.accelerator")),
             guest_dir / "vmlinuz",
             guest_dir / "initramfs.img",
             guest_dir,
@@ -400,7 +400,7 @@ class LocalTestbed:
         # VM sees there is only probes; on the allowed port they stay: without them the
         # guest's half-open connections fill its SYN queue and it stops answering (measured:
         # 0 of 3983 allowed probes answered), which would fake an outage.
-        blocked = int(cfg_get(self.cfg, "trials.enforcement.blocked_port", 23))
+        blocked = int(cfg_get(self.cfg, "trials.enforcement.blocked_port"))
         _nft(ns["attacker"], ATTACKER_NFT.format(vm=self.vm_address, blocked=blocked))
         # The VM's MAC never changes (a migration moves it): a permanent neighbour entry, so
         # no probe waits in (or is dropped from) the ARP queue while resolution runs.

@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from migfw.config import default
 from migfw.errors import MigfwError
 from migfw.testbed.base import Testbed
 from migfw.testbed.provision import connect
@@ -58,18 +59,14 @@ LIFECYCLE_EVENTS = ("defined", "undefined", "started", "suspended", "resumed", "
 SAMPLE_PERIOD_S = 0.025  # job statistics polled this often (the contract asks for <= 50 ms)
 # What migrateGetMaxSpeed returns when no cap is set: INT64_MAX bytes/s in MiB/s.
 UNLIMITED_MIBPS = 2**63 // 2**20 - 1
+# The config schema's `migration` defaults (the one place they live). stall_timeout_s and
+# slow_stall_s are the progress watchdog (ProgressWatch): abort after this long without
+# progress; flag a finished migration that had a stretch without progress this long.
 DEFAULTS: dict[str, Any] = {
-    "mode": "client",
-    "bandwidth_mibps": 0,
-    "max_downtime_ms": 0,
-    "algorithm": "precopy",
-    "multifd_channels": 2,
-    "xbzrle_cache_mib": 0,
-    # The progress watchdog (ProgressWatch): abort after this long without progress; flag a
-    # finished migration that had a stretch without progress this long.
-    "stall_timeout_s": 10.0,
-    "slow_stall_s": 3.0,
-}
+    key: default(f"migration.{key}")
+    for key in ("mode", "bandwidth_mibps", "max_downtime_ms", "algorithm", "multifd_channels",
+                "xbzrle_cache_mib", "stall_timeout_s", "slow_stall_s")
+}  # fmt: skip
 # After a stall: how long abortJob may take, and how long the migrate call then has to return.
 ABORT_TIMEOUT_S = 10.0
 RETURN_TIMEOUT_S = 30.0

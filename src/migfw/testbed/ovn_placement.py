@@ -102,7 +102,7 @@ def place_cotenants(cfg: dict[str, Any], bed: Testbed, placement: str, log: Any)
     the VM is delivered on that chassis by OVN and meets the ACLs there; under the other
     placements `co0` is on the host's Linux bridge, beside the VM's tap. Moves only what is
     not where it should be."""
-    if bed.provider != "local" or not float(cfg_get(cfg, "trials.enforcement.rate_hz", 1000) or 0):
+    if bed.provider != "local" or not float(cfg_get(cfg, "trials.enforcement.rate_hz") or 0):
         return
     import uuid
 
@@ -173,7 +173,7 @@ def setup(cfg: dict[str, Any], bed: Testbed, current: str, log: Any, partial: Pa
         if ovn.zero_snat(site, host) != "false":
             ovn.disable_zero_snat(site, host)
             log("ovn_zero_snat_disabled", host=host)
-    rs = load_ruleset(cfg_get(cfg, "ruleset", "config/ruleset.yaml"))
+    rs = load_ruleset(cfg_get(cfg, "ruleset"))
     addresses = default_addresses(bed.vm_address, bed.prober_address or "", bed.extra.get("subnet"))
     acls = ovn_acl.render_acls(rs, addresses)
     (partial / "ovn_acls.txt").write_text(ovn_acl.render_text(acls))

@@ -33,7 +33,7 @@ LOCK_DIR = Path("/run/migfw")
 
 
 def lock_path(cfg: dict[str, Any]) -> Path:
-    prefix = str(cfg_get(cfg, "testbed.local.prefix", "mfw"))
+    prefix = str(cfg_get(cfg, "testbed.local.prefix"))
     return LOCK_DIR / f"{prefix}.lock"
 
 
@@ -177,13 +177,13 @@ def takeover(cfg: dict[str, Any], old: dict[str, Any], quiet: bool = False) -> l
                     kill_pid(int(pid))
                     cleaned.append(f"{name} pid {pid}")
         prober_file.unlink(missing_ok=True)
-    if cfg_get(cfg, "testbed.provider", "local") == "local":
+    if cfg_get(cfg, "testbed.provider") == "local":
         from migfw.testbed.local import LocalTestbed
 
         # Every process in the testbed's namespaces goes with them; the next trial
         # brings up a fresh testbed.
         cleaned += LocalTestbed(cfg).down(quiet=True)
-    trials_dir = Path(str(cfg_get(cfg, "trials_dir", "results/trials")))
+    trials_dir = Path(str(cfg_get(cfg, "trials_dir")))
     if not trials_dir.is_absolute() and old.get("run_dir"):
         trials_dir = Path(old["run_dir"]) / trials_dir
     if trials_dir.is_dir():

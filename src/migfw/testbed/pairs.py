@@ -26,8 +26,8 @@ MAX_PAIRS = 16  # resources pair0 .. pair15 are declared in profiles/default
 
 def pair_count(cfg: dict[str, Any]) -> int:
     """How many pairs the config describes (1 unless `pairs` says otherwise)."""
-    if cfg_get(cfg, "testbed.provider", "local") == "external":
-        listed = cfg_get(cfg, "testbed.external.pairs", None)
+    if cfg_get(cfg, "testbed.provider") == "external":
+        listed = cfg_get(cfg, "testbed.external.pairs")
         if listed is None:
             return 1
         if not isinstance(listed, list) or not listed:
@@ -35,7 +35,7 @@ def pair_count(cfg: dict[str, Any]) -> int:
         count = len(listed)
         key = "testbed.external.pairs"
     else:
-        count = cfg_get(cfg, "testbed.pairs", 1)
+        count = cfg_get(cfg, "testbed.pairs")
         key = "testbed.pairs"
     if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_PAIRS:
         raise MigfwError(f"config {key}: {count!r} pairs; allowed 1 to {MAX_PAIRS}")
@@ -52,19 +52,19 @@ def pair_config(cfg: dict[str, Any], pair: int) -> dict[str, Any]:
     count = pair_count(cfg)
     if not 0 <= pair < count:
         raise MigfwError(f"--pair {pair}: the config has {count} pair(s) (0 to {count - 1})")
-    if pair == 0 and cfg_get(cfg, "testbed.provider", "local") != "external":
+    if pair == 0 and cfg_get(cfg, "testbed.provider") != "external":
         return cfg
     out = copy.deepcopy(cfg)
     testbed = out.setdefault("testbed", {})
-    if cfg_get(cfg, "testbed.provider", "local") == "external":
-        listed = cfg_get(cfg, "testbed.external.pairs", None)
+    if cfg_get(cfg, "testbed.provider") == "external":
+        listed = cfg_get(cfg, "testbed.external.pairs")
         if listed is not None:
             entry = listed[pair]
             if not isinstance(entry, dict):
                 raise MigfwError(f"config testbed.external.pairs[{pair}]: must be a mapping")
             testbed["external"] = {**testbed.get("external", {}), **entry}
             testbed["external"].pop("pairs", None)
-        if pair and cfg_get(cfg, "testbed.lab_in_a_box", False):
+        if pair and cfg_get(cfg, "testbed.lab_in_a_box"):
             # The lab in a box: pair k's hosts are the local pair k (prefix, subnets and
             # state dir as `testbed.pairs` derives them); its entry names their addresses.
             _local_pair(out, cfg, pair)
@@ -79,16 +79,14 @@ def _local_pair(out: dict[str, Any], cfg: dict[str, Any], pair: int) -> None:
     """Pair `pair`'s local testbed in `out`: prefix+k, subnets moved up, state dir pair<k>."""
     testbed = out.setdefault("testbed", {})
     local = testbed.setdefault("local", {})
-    subnet = ipaddress.ip_network(str(cfg_get(cfg, "testbed.local.subnet", "10.231.0.0/24")))
+    subnet = ipaddress.ip_network(str(cfg_get(cfg, "testbed.local.subnet")))
     by = pair * 2 * subnet.num_addresses
-    local["prefix"] = f"{cfg_get(cfg, 'testbed.local.prefix', 'mfw')}{pair}"
+    local["prefix"] = f"{cfg_get(cfg, 'testbed.local.prefix')}{pair}"
     local["subnet"] = _shift(str(subnet), by)
-    local["migration_subnet"] = _shift(
-        str(cfg_get(cfg, "testbed.local.migration_subnet", "10.231.1.0/30")), by
-    )
+    local["migration_subnet"] = _shift(str(cfg_get(cfg, "testbed.local.migration_subnet")), by)
     base = state_dir(cfg)
     testbed["state_dir"] = str(base / f"pair{pair}")
-    testbed["guest_dir"] = str(Path(cfg_get(cfg, "testbed.guest_dir", str(base / "guest"))))
+    testbed["guest_dir"] = str(Path(cfg_get(cfg, "testbed.guest_dir") or base / "guest"))
 
 
 def all_pair_configs(cfg: dict[str, Any]) -> list[dict[str, Any]]:
@@ -96,8 +94,8 @@ def all_pair_configs(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     from migfw.config import network_problems
 
     configs = [pair_config(cfg, k) for k in range(pair_count(cfg))]
-    lab = cfg_get(cfg, "testbed.lab_in_a_box", False)
-    if cfg_get(cfg, "testbed.provider", "local") != "external" or lab:
+    lab = cfg_get(cfg, "testbed.lab_in_a_box")
+    if cfg_get(cfg, "testbed.provider") != "external" or lab:
         for k, c in enumerate(configs[1:], start=1):
             problems = network_problems(c)
             if problems:

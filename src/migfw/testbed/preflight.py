@@ -48,11 +48,11 @@ def problems(cfg: dict[str, Any], check_kvm: bool = True) -> list[str]:
             importlib.import_module(module)
         except ImportError:
             found.append(f"python module {module} not importable (pip install {package})")
-    if cfg_get(cfg, "testbed.lab_in_a_box", False):
+    if cfg_get(cfg, "testbed.lab_in_a_box"):
         for cmd, package in LAB_COMMANDS.items():
             if shutil.which(cmd) is None:
                 found.append(f"command {cmd} not found (apt-get install {package})")
-    accel = cfg_get(cfg, "testbed.accelerator", "auto")
+    accel = cfg_get(cfg, "testbed.accelerator")
     if accel not in ("auto", "kvm", "tcg"):
         found.append(f"config testbed.accelerator: {accel!r} is not auto, kvm or tcg")
     elif accel == "kvm" and check_kvm:
@@ -95,8 +95,8 @@ def require_local(cfg: dict[str, Any]) -> None:
 
 def _cmd_preflight(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    local = cfg_get(cfg, "testbed.provider", "local") == "local"
-    if not local and not cfg_get(cfg, "testbed.lab_in_a_box", False):
+    local = cfg_get(cfg, "testbed.provider") == "local"
+    if not local and not cfg_get(cfg, "testbed.lab_in_a_box"):
         found = [p for p in problems(cfg, check_kvm=False) if "python module" in p]
     else:
         found = problems(cfg)

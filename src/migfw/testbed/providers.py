@@ -18,11 +18,11 @@ from migfw.testbed.base import Testbed, cfg_get, load_config, read_state, state_
 
 def ensure_up(cfg: dict[str, Any]) -> Testbed:
     """Return a running testbed for `cfg`, bringing the local one up if needed."""
-    provider = cfg_get(cfg, "testbed.provider", "local")
+    provider = cfg_get(cfg, "testbed.provider")
     if provider == "external":
         from migfw.testbed.external import ExternalTestbed
 
-        if cfg_get(cfg, "testbed.lab_in_a_box", False):
+        if cfg_get(cfg, "testbed.lab_in_a_box"):
             # The lab in a box: the local hosts come up with SSH servers; from here on the
             # external provider reaches them only through the URIs and addresses in config.
             from migfw.testbed.local import LocalTestbed
@@ -103,8 +103,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 def _cmd_down(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    lab = cfg_get(cfg, "testbed.lab_in_a_box", False)
-    if cfg_get(cfg, "testbed.provider", "local") != "local" and not lab:
+    lab = cfg_get(cfg, "testbed.lab_in_a_box")
+    if cfg_get(cfg, "testbed.provider") != "local" and not lab:
         print("testbed external: nothing to tear down (the hosts are not ours)")
         return 0
     from migfw.testbed.local import LocalTestbed
@@ -125,8 +125,8 @@ def _cmd_down(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    if cfg_get(cfg, "testbed.provider", "local") != "local" and (
-        read_state(state_dir(cfg)) or not cfg_get(cfg, "testbed.lab_in_a_box", False)
+    if cfg_get(cfg, "testbed.provider") != "local" and (
+        read_state(state_dir(cfg)) or not cfg_get(cfg, "testbed.lab_in_a_box")
     ):
         from migfw.testbed.external import ExternalTestbed
 

@@ -17,8 +17,6 @@ from migfw.testbed.guest import READY_MARKER, RESOURCES
 
 DOMAIN_TEMPLATE = RESOURCES / "domain.xml"
 EMULATOR = "/usr/bin/qemu-system-x86_64"  # the system's QEMU (testbed.guest.emulator: system)
-# The default emulator: QEMU 10 from backports, unpacked by scripts/install.sh (repo-relative).
-DEFAULT_EMULATOR = ".qemu-backports/qemu-system-x86_64"
 
 
 def render_domain_xml(params: dict[str, Any], template: Path = DOMAIN_TEMPLATE) -> str:

@@ -96,22 +96,22 @@ def run_trial(
 
     cfg = pair_config(cfg, pair)
     # Migration parameters: the config's `migration` block, overridden by this trial's factors.
-    settings = migration_settings({**(cfg_get(cfg, "migration", None) or {}), **factors})
+    settings = migration_settings({**(cfg_get(cfg, "migration") or {}), **factors})
     load = workload.workload_settings(factors)
     if factors.get("memory_mib") is not None:  # the guest's RAM is a factor: (re)provision
         cfg = copy.deepcopy(cfg)
         cfg.setdefault("testbed", {}).setdefault("guest", {})["memory_mib"] = int(
             factors["memory_mib"]
         )
-    lead_in = float(lead_in_s if lead_in_s is not None else cfg_get(cfg, "trials.lead_in_s", 5.0))
-    settle = float(settle_s if settle_s is not None else cfg_get(cfg, "trials.settle_s", 3.0))
-    enforcement = cfg_get(cfg, "trials.enforcement", None)
+    lead_in = float(lead_in_s if lead_in_s is not None else cfg_get(cfg, "trials.lead_in_s"))
+    settle = float(settle_s if settle_s is not None else cfg_get(cfg, "trials.settle_s"))
+    enforcement = cfg_get(cfg, "trials.enforcement")
     if enforcement is not None and attack_rate_hz is not None:  # the experiment's own rate
         enforcement = {**enforcement, "rate_hz": float(attack_rate_hz)}
-    flows_cfg = cfg_get(cfg, "trials.flows", None)
-    from migfw.testbed.health import DEFAULT_MAX_SILENCE_S, trial_health
+    flows_cfg = cfg_get(cfg, "trials.flows")
+    from migfw.testbed.health import trial_health
 
-    max_silence = float(cfg_get(cfg, "trials.max_silence_s", DEFAULT_MAX_SILENCE_S))
+    max_silence = float(cfg_get(cfg, "trials.max_silence_s"))
     out = Path(out)
     refuse_unrepaired(cfg)
     from migfw.testbed import diskspace

@@ -84,7 +84,7 @@ def _cmd_trial(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         # An interrupted run leaves nothing behind: the partial trial moved aside (run_trial),
         # no prober (ProbeSession killed it) and, on the local provider, no testbed.
-        if cfg_get(cfg, "testbed.provider", "local") == "local":
+        if cfg_get(cfg, "testbed.provider") == "local":
             from migfw.testbed.local import LocalTestbed
             from migfw.testbed.pairs import pair_config
 

@@ -21,18 +21,19 @@ from migfw.testbed.conntrack import TrialConntrack
 # Co-tenants sit beside the VM's port: on the hosts' Linux bridges, or under `ovn` as logical
 # switch ports on br-int (migfw.testbed.ovn_placement.place_cotenants).
 NO_COTENANT_PLACEMENTS: tuple[str, ...] = ()
-DEFAULT_SIDE_RATES = {"dst_cotenant": (250.0, 50.0), "src_cotenant": (250.0, 50.0),
-                      "egress": (100.0, 10.0)}  # fmt: skip
+SIDES = ("dst_cotenant", "src_cotenant", "egress")
 
 
 def side_rates(cfg: dict[str, Any]) -> dict[str, tuple[float, float]]:
-    """(blocked, allowed) SYNs per second per co-tenant side: trials.enforcement.sides."""
-    configured = cfg_get(cfg, "trials.enforcement.sides", None) or {}
+    """(blocked, allowed) SYNs per second per co-tenant side: trials.enforcement.sides, each
+    rate left out taken from the schema's default for that side."""
+    from migfw.config import default
+
+    configured = cfg_get(cfg, "trials.enforcement.sides") or {}
     out = {}
-    for side, (rate, allowed) in DEFAULT_SIDE_RATES.items():
-        given = configured.get(side) or {}
-        out[side] = (float(given.get("rate_hz", rate)),
-                     float(given.get("allowed_rate_hz", allowed)))  # fmt: skip
+    for side in SIDES:
+        rates = {**default(f"trials.enforcement.sides.{side}"), **(configured.get(side) or {})}
+        out[side] = (float(rates["rate_hz"]), float(rates["allowed_rate_hz"]))
     return out
 
 
@@ -43,7 +44,7 @@ def egress_side(cfg: dict[str, Any], bed: Testbed, rate: float, allowed: float) 
     from migfw.testbed.local import LocalTestbed
     from migfw.testbed.ruleset import default_addresses, load_ruleset
 
-    rs = load_ruleset(cfg_get(cfg, "ruleset", "config/ruleset.yaml"))
+    rs = load_ruleset(cfg_get(cfg, "ruleset"))
     addresses = default_addresses(bed.vm_address, bed.prober_address or "",
                                   bed.extra.get("subnet"))  # fmt: skip
     if not egress.blocks_egress(rs, addresses):
