@@ -208,11 +208,11 @@ def _read_trials(trials_csv: str | Path) -> pd.DataFrame:
 
 def emulator_versions(config: dict, trials_csv: str | Path | None) -> dict[str, str]:
     """The configured emulator's version, and the QEMU versions the trials recorded."""
+    from migfw.config import default
+
     chosen = ((config.get("testbed") or {}).get("guest") or {}).get("emulator")
-    binary = {
-        None: ".qemu-backports/qemu-system-x86_64",
-        "system": "/usr/bin/qemu-system-x86_64",
-    }.get(chosen, str(chosen))
+    chosen = chosen or default("testbed.guest.emulator")
+    binary = {"system": "/usr/bin/qemu-system-x86_64"}.get(chosen, str(chosen))
     out = {f"emulator ({binary})": _first_line([binary, "--version"])}
     if trials_csv and Path(trials_csv).exists():
         trials = _read_trials(trials_csv)

@@ -393,18 +393,17 @@ def build_image(out: Path, cache: Path, kernel_meta: str, vm_addresses: list[str
 def default_vm_addresses(cfg: dict) -> list[str]:
     import ipaddress
 
-    subnet = ipaddress.ip_network(
-        cfg.get("testbed", {}).get("local", {}).get("subnet", "10.231.0.0/24")
-    )
+    from migfw.testbed.base import cfg_get
+
+    subnet = ipaddress.ip_network(cfg_get(cfg, "testbed.local.subnet"))
     return [str(subnet.network_address + 10)]
 
 
 def _cmd_image(args: argparse.Namespace) -> int:
-    from migfw.testbed.base import load_config
+    from migfw.testbed.base import cfg_get, load_config
 
     cfg = load_config(args.config)
-    guest_cfg = cfg.get("testbed", {}).get("guest", {})
-    kernel_meta = guest_cfg.get("kernel_package", "linux-image-cloud-amd64")
+    kernel_meta = cfg_get(cfg, "testbed.guest.kernel_package")
     out = Path(args.out)
     manifest = build_image(out, Path(args.cache), kernel_meta, default_vm_addresses(cfg))
     state = "cached" if manifest.get("cached") else f"built in {manifest['build_seconds']} s"
