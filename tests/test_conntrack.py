@@ -20,7 +20,15 @@ from contextlib import contextmanager
 
 import pytest
 
-from migfw.testbed.conntrack import carry, entries_for, insert_script, set_host_tcp_loose
+from migfw.testbed.conntrack import (
+    carry,
+    delete_text,
+    entries_for,
+    flush_vm,
+    is_control,
+    load_text,
+    set_host_tcp_loose,
+)
 from migfw.testbed.netns import in_netns
 
 SAVE = """\
@@ -39,9 +47,29 @@ def test_entries_for_keeps_only_the_address_in_either_tuple() -> None:
     assert [e[e.index("--sport") + 1] for e in got] == ["51000", "43025"]
     assert all(e[0] != "-A" for e in got)
     assert entries_for(SAVE, "10.223.0.1") == []  # a prefix of .10 is not .10
-    script = insert_script(got)
-    assert script.count("conntrack -I ") == 2 and script.count("conntrack -U ") == 2
-    assert "--state ESTABLISHED" in script
+    # One `conntrack -R` line per entry, as saved (worked by hand from SAVE's lines 1 and 3).
+    assert load_text(got).splitlines() == [
+        "-A -t 431999 -u SEEN_REPLY,ASSURED -s 10.223.0.2 -d 10.223.0.10 -r 10.223.0.10 "
+        "-q 10.223.0.2 -p tcp --sport 51000 --dport 7 --reply-port-src 7 --reply-port-dst "
+        "51000 --state ESTABLISHED",
+        "-A -t 100 -u SEEN_REPLY -s 10.223.0.10 -d 10.223.0.99 -r 10.223.0.99 -q 10.223.0.10 "
+        "-p tcp --sport 43025 --dport 25 --reply-port-src 25 --reply-port-dst 43025 "
+        "--state SYN_SENT",
+    ]
+    # Deleting: the original tuple only (no timeout, status or state to match).
+    assert delete_text(got).splitlines() == [
+        "-D -s 10.223.0.2 -d 10.223.0.10 -p tcp --sport 51000 --dport 7",
+        "-D -s 10.223.0.10 -d 10.223.0.99 -p tcp --sport 43025 --dport 25",
+    ]
+    ssh_in = ["-s", "10.223.0.2", "-d", "10.223.0.10", "-p", "tcp", "--sport", "40000",
+              "--dport", "22"]  # fmt: skip
+    ssh_out = ["-s", "10.223.0.10", "-d", "10.223.0.2", "-p", "tcp", "--sport", "22",
+               "--dport", "40000"]  # fmt: skip
+    udp_22 = ["-s", "10.223.0.2", "-d", "10.223.0.10", "-p", "udp", "--sport", "1",
+              "--dport", "22"]  # fmt: skip
+    assert is_control(ssh_in, "10.223.0.10") and is_control(ssh_out, "10.223.0.10")
+    assert not is_control(udp_22, "10.223.0.10") and not is_control(ssh_in, "10.223.0.2")
+    assert not any(is_control(e, "10.223.0.10") for e in got)
 
 
 def _sh(*argv: str, netns: str | None = None) -> None:
@@ -146,10 +174,24 @@ def test_carry_moves_a_flow_between_stateful_firewalls(carried: bool) -> None:
             _sh("nft", "add", "rule", "inet", "carrytest", "forward", "ct", "state",
                 "established,related", "accept", netns=ns["h1"])  # fmt: skip
             assert _echo(client, server, b"state-only", 2.0)  # on h1's entry alone
+            # Stale entries of the server on h2 (an earlier trial's) and its SSH session's:
+            # the flush takes the first two, in one `conntrack -R`, and keeps the third.
+            for sport, dport in ((1000, 7), (1001, 8), (1002, 22)):
+                _sh("conntrack", "-I", "-p", "tcp", "-s", "10.223.211.1", "-d", "10.223.210.1",
+                    "--sport", str(sport), "--dport", str(dport), "--state", "ESTABLISHED",
+                    "-t", "300", netns=ns["h2"])  # fmt: skip
+            flushed = flush_vm(ns["h2"], "10.223.210.1")
+            assert (flushed["deleted"], flushed["kept"], "error" in flushed) == (2, 1, False)
+            left = subprocess.run(["ip", "netns", "exec", ns["h2"], "conntrack", "-L"],
+                                  capture_output=True, text=True).stdout  # fmt: skip
+            assert "dport=22 " in left and "dport=7 " not in left and "dport=8 " not in left
             if carried:
                 record = carry(ns["h1"], ns["h2"], "10.223.210.1")
                 assert record["entries"] >= 1 and record["inserted"] == record["entries"]
                 assert record["failed"] == 0 and "error" not in record
+                assert record["method"] == "conntrack -R"
+                again = carry(ns["h1"], ns["h2"], "10.223.210.1")  # already there: kept
+                assert again["inserted"] == again["entries"] and "error" not in again
             _route_via(ns, "h2")
             moved = _echo(client, server, b"moved", 1.5)
             assert moved is carried
