@@ -819,3 +819,23 @@ def test_title_in_two_languages_on_the_same_item_merges(tmp_path: Path) -> None:
     for rec in (other, elsewhere):
         result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [german, rec])]))
         assert not _same(result, "de", rec["ID"])
+
+
+def test_below_band_rows_as_columns_equal_the_row_by_row_version(tmp_path: Path) -> None:
+    """The column-wise link rows of pairs below the review band (most pairs at 100,000
+    records) say exactly what the one-pair version says."""
+    import numpy as np
+
+    from migfw.slr.dedupe.features import _features
+    from migfw.slr.dedupe.scoring import _distinct_row, _distinct_rows
+
+    recs = [{**BASE, "ID": "a"}, {**BASE, "ID": "b", "PY": "2014", "DO": "10.1/x"},
+            {**BASE, "ID": "c", "SP": "", "EP": "", "VL": ""},
+            {**BASE, "ID": "d", "TY": "CONF", "T2": "Proc. ICIS", "IS": "7"}]  # fmt: skip
+    feat = _features(read_exports([_ris(tmp_path / "x.ris", recs)]))
+    pairs = np.array([(0, 1), (0, 2), (1, 3), (2, 3), (0, 3)], dtype=np.int64)
+    weights = np.array([-7.25, -12.0, -7.25, -30.123, -6.5])
+    frame = _distinct_rows(feat, pairs, weights)
+    for k, (i, j) in enumerate(pairs.tolist()):
+        expected = _distinct_row(feat, i, j, float(weights[k]))
+        assert {c: frame.at[k, c] for c in expected} == expected

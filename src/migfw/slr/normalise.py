@@ -137,6 +137,8 @@ def clean_text(value: object) -> str:
 
 def strip_accents(text: str) -> str:
     """Drop combining marks and fold letters NFKD cannot split (ø, ł, ß...)."""
+    if text.isascii():  # most fields: nothing to drop or fold (NFKD leaves ASCII as is)
+        return text
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return stripped.translate(_FOLD)

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -177,7 +179,7 @@ class _Features:
 def _features(records: pd.DataFrame) -> _Features:
     raw_titles = text_column(records, "title")
     titles = [title_key(t) for t in raw_titles]
-    venues = [_fold(v) for v in text_column(records, "venue")]
+    venues = _per_distinct(text_column(records, "venue"), _fold)
     etypes = text_column(records, "entry_type")
     dois = []
     for raw in text_column(records, "doi"):
@@ -214,7 +216,7 @@ def _features(records: pd.DataFrame) -> _Features:
     feat = _Features(
         ids=text_column(records, "record_id"),
         title=titles,
-        numbers=[_title_numbers(t) for t in titles],
+        numbers=[_title_numbers(t) or _NO_NUMBERS for t in titles],
         generic=generic,
         doi=dois,
         doi_base=bases,
@@ -231,16 +233,18 @@ def _features(records: pd.DataFrame) -> _Features:
                 (_first_number(v) for v in text_column(records, "volume")), years, strict=True
             )
         ],
-        issue=[_first_number(v) for v in text_column(records, "issue")],
-        page=[_start_page(p) for p in text_column(records, "pages")],
+        issue=_per_distinct(text_column(records, "issue"), _first_number),
+        page=_per_distinct(text_column(records, "pages"), _start_page),
         variants=[
             title_variants(t) if "[" in t else [k] for t, k in zip(raw_titles, titles, strict=True)
         ],
         # From the folded venue (already accent- and punctuation-free): cheap.
-        vtokens=[[w for w in v.split() if w not in VENUE_STOP] for v in venues],
+        vtokens=_per_distinct(venues, lambda v: [w for w in v.split() if w not in VENUE_STOP]),
         notice=[bool(_NOTICE_RE.match(t)) for t in titles],
         language=[_language(t) for t in titles],
-        pages=[normalise_pages(p).lower() if p else "" for p in text_column(records, "pages")],
+        pages=_per_distinct(
+            text_column(records, "pages"), lambda p: normalise_pages(p).lower() if p else ""
+        ),
         page_code=np.empty(0, dtype=np.int64),
         volume_code=np.empty(0, dtype=np.int64),
         multi_title=np.empty(0, dtype=bool),
@@ -249,6 +253,22 @@ def _features(records: pd.DataFrame) -> _Features:
     feat.volume_code = _codes(feat.volume)
     feat.multi_title = np.array([len(v) > 1 for v in feat.variants], dtype=bool)
     return feat
+
+
+_NO_NUMBERS: frozenset = frozenset()
+
+
+def _per_distinct(values: list[str], function: Callable[[str], Any]) -> list:
+    """`function` of each value, computed once per distinct value: records of one venue
+    (or page range) share one key object instead of a new list or string each (and
+    each is computed once: venues repeat thousands of times in a large search)."""
+    cache: dict[str, Any] = {}
+    out = []
+    for value in values:
+        if value not in cache:
+            cache[value] = function(value)
+        out.append(cache[value])
+    return out
 
 
 def _codes(values: list[str]) -> np.ndarray:

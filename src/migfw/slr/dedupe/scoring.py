@@ -331,39 +331,54 @@ def _distinct_row(feat: _Features, i: int, j: int, weight: float) -> dict:
     }  # fmt: skip
 
 
+BELOW = "below the review band"
+_STATE_LABELS = np.array(["equal", "differ", "one-missing", "missing"], dtype=object)
+
+
 def _states(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """`_state` of many value pairs at once (object arrays of strings)."""
+    """`_state` of many value pairs at once (object arrays of strings); the cells share
+    four string objects instead of one new string each."""
     empty_a, empty_b = a == "", b == ""
-    out = np.where(a == b, "equal", "differ").astype(object)
-    out[empty_a != empty_b] = "one-missing"
-    out[empty_a & empty_b] = "missing"
-    return out
+    code = np.where(a == b, 0, 1)
+    code[empty_a != empty_b] = 2
+    code[empty_a & empty_b] = 3
+    return _STATE_LABELS[code]
+
+
+def _shared_text(values: np.ndarray, text) -> np.ndarray:
+    """`text(v)` for each of `values`, formatted once per distinct value: cells of equal
+    values share one string object."""
+    distinct, inverse = np.unique(values, return_inverse=True)
+    return np.array([text(v) for v in distinct.tolist()], dtype=object)[inverse.reshape(-1)]
 
 
 def _distinct_rows(feat: _Features, pairs: np.ndarray, weights: np.ndarray) -> pd.DataFrame:
     """`_distinct_row` of many pairs at once, as columns (most candidate pairs at 100,000
-    records are these: one dict each was the largest object of a run)."""
+    records are these: one dict each was the largest object of a run). Match weights are
+    sums of a few level weights, so few distinct values: each text is formatted once."""
     i, j = pairs[:, 0], pairs[:, 1]
 
-    def column(values: list) -> np.ndarray:
-        return np.asarray(values, dtype=object)
-
     def states(values: list[str]) -> np.ndarray:
-        array = column(values)
+        array = np.asarray(values, dtype=object)
         return _states(array[i], array[j])
 
-    years = column([str(y) if y else "" for y in feat.year])
-    vtype = column(feat.vtype)
+    def joined(values: list[str]) -> np.ndarray:
+        """'a|b' of each pair's two values, one string per distinct pair of values."""
+        codes, names = pd.factorize(pd.Series(values, dtype=object))
+        both = codes[i].astype(np.int64) * len(names) + codes[j]
+        return _shared_text(both, lambda k: f"{names[k // len(names)]}|{names[k % len(names)]}")
+
     return pd.DataFrame(
         {
             "decision": DISTINCT,
             "score": np.round(weights, 2),
-            "evidence": [f"match weight {w:+.2f} below the review band" for w in weights.tolist()],
-            "rule": [f"splink:{w:+.1f}" for w in weights.tolist()],
+            "evidence": _shared_text(weights, lambda w: f"match weight {w:+.2f} {BELOW}"),
+            "rule": _shared_text(weights, lambda w: f"splink:{w:+.1f}"),
             "decided_by": "model", "title_sim": "", "author_sim": "", "venue_sim": "",
-            "doi": states(feat.doi), "year": years[i] + "|" + years[j],
+            "doi": states(feat.doi),
+            "year": joined([str(y) if y else "" for y in feat.year]),
             "pages": states(feat.page), "volume": states(feat.volume),
-            "issue": states(feat.issue), "venue_type": vtype[i] + "|" + vtype[j],
+            "issue": states(feat.issue), "venue_type": joined(feat.vtype),
             "_i": i, "_j": j,
         }
     )  # fmt: skip
