@@ -250,8 +250,9 @@ class TemporaryAcl:
     every rule), added while they connect. At removal it is swapped, in one transaction, for
     an established-only ACL per port (ovn_acl.keep_state: OVN's form of a stateful firewall's
     `keep state`, which stays for the trial), and a new connection from the same source to
-    each port must then be refused: a SYN from the prober gets no answer in 1 s, else the
-    trial fails (the kept ACL would admit what the rules block). `remove()` returns what
+    each port must then be refused - once both datapaths revalidated their cached flows -:
+    a SYN from the prober gets no answer in 1 s, else the trial fails (the kept ACL would
+    admit what the rules block). `remove()` returns what
     stays (trial.json flows.temporary_rules[].kept)."""
 
     def __init__(self, site: Any, where: str, bed: Testbed | None = None,
@@ -277,6 +278,11 @@ class TemporaryAcl:
         if not uuids and not keep:
             return None
         ovn.nbctl(self.site, "--wait=hv", *ovn_acl.swap_script(uuids, keep))
+        # --wait=hv means the chassis have the new OpenFlow flows; the userspace datapath's
+        # cached flows follow when its revalidators ran (a new SYN once still met the
+        # temporary allow's cached flow 55 ms after the swap): wait for them on both hosts.
+        for host in ("A", "B"):
+            ovn.appctl(self.site, host, "ovs-vswitchd", "revalidator/wait")
         at = time.time()
         if self.folder is not None and keep:
             with (self.folder / "ovn_acls.txt").open("a") as fh:
