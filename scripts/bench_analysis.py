@@ -76,8 +76,8 @@ def measured(cmd: list[str], cwd: Path, env: dict | None = None) -> tuple[float,
 
 
 def craft_trials(root: Path, n: int) -> list[str]:
-    from migfw.trials.contract import trial_name
     from migfw.trials.crafted import craft_trial, crafted_spec
+    from migfw.trials.design import trial_name
 
     factors = {"interval_s": 0.001}
     ids = [trial_name("bench", factors, r) for r in range(1, n + 1)]

@@ -74,7 +74,7 @@ def test_trial_json_errors_name_file_and_key(tmp_path):
 
 
 def test_cells_group_the_repetitions_of_one_factor_combination() -> None:
-    from migfw.trials.contract import cell_of, planned_trials, trial_cells
+    from migfw.trials.design import cell_of, planned_trials, trial_cells
 
     assert cell_of("placement/vmm-agent-d200-r03") == "placement/vmm-agent-d200"
     assert cell_of("thesis/i0.01-r12") == "thesis/i0.01"

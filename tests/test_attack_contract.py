@@ -10,14 +10,8 @@ import pytest
 
 from migfw.errors import MigfwError
 from migfw.trials import attack_contract as ac
-from migfw.trials.contract import (
-    experiment_grid,
-    experiment_problems,
-    experiment_trials,
-    parse_trial_id,
-    trial_name,
-    validate_trial,
-)
+from migfw.trials.contract import experiment_problems, validate_trial
+from migfw.trials.design import adhoc_spec, experiment_grid, experiment_specs, trial_name
 
 BASE = {
     "trial_id": "attack/vmm-agent-trincoming-d50-pdclosed-ctl0-r03",
@@ -45,9 +39,9 @@ BASE = {
 def test_new_factors_round_trip_through_trial_ids(factors: dict, slug: str) -> None:
     tid = trial_name("attack", factors, 3)
     assert tid == f"attack/{slug}-r03"
-    experiment, parsed, rep = parse_trial_id(tid)
-    assert (experiment, rep) == ("attack", 3)
-    assert parsed == {k: v for k, v in factors.items() if v is not None}
+    spec = adhoc_spec(tid)
+    assert (spec.experiment, spec.repetition) == ("attack", 3)
+    assert spec.factors == {k: v for k, v in factors.items() if v is not None}
 
 
 def test_agent_factors_apply_to_agent_placements_only() -> None:
@@ -70,7 +64,7 @@ def test_agent_factors_apply_to_agent_placements_only() -> None:
             assert combo["trigger"] is None and combo["agent_delay_ms"] is None
             assert combo["port_default"] is None
         assert combo["nf_conntrack_tcp_loose"] in (0, 1)
-    ids = [tid for tid, _, _ in experiment_trials("attack", spec)]
+    ids = [s.trial_id for s in experiment_specs("attack", spec)]
     assert len(ids) == len(set(ids)) == 40
     assert "attack/vm-ctl0-r01" in ids
     assert "attack/vmm-agent-trpre-d200-pdclosed-ctl1-r02" in ids

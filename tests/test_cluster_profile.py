@@ -15,8 +15,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
-LOCAL = {"all", "testbed_preflight", "guest_image", "render_ruleset", "testbed_up",
-         "deploy_placement", "trial", "trials_manifest"}  # fmt: skip
+LOCAL = {"all", "design_sheet", "testbed_preflight", "guest_image", "render_ruleset",
+         "testbed_up", "deploy_placement", "trial", "trials_manifest"}  # fmt: skip
 CLUSTER = {"trial_metrics", "trials_table", "summary_table", "uptime_figure",
            "estimators_figure", "timeline_figure", "paper_table11", "paper_uptime_figure",
            "slr_review", "paper_vs_reproduction", "run_info"}  # fmt: skip
@@ -46,7 +46,7 @@ def test_trials_are_local_rules_and_analysis_and_slr_are_not(tmp_path: Path, sou
         )._workflow
         names = {rule.name for rule in workflow.rules}
         local = set(workflow._localrules)  # what Workflow.is_local reads
-    expected = LOCAL if source == "testbed" else {"all", "crafted_trial"}
+    expected = LOCAL if source == "testbed" else {"all", "design_sheet", "crafted_trial"}
     assert local == expected
     assert CLUSTER <= names and not (CLUSTER & local)
 

@@ -49,12 +49,13 @@ def test_unknown_placement_is_a_one_line_config_error() -> None:
 
 
 def test_a_registered_placement_is_accepted_everywhere(toy: type[Placement]) -> None:
-    from migfw.trials.contract import experiment_problems, experiment_trials, parse_trial_id
+    from migfw.trials.contract import experiment_problems
+    from migfw.trials.design import adhoc_spec, experiment_specs
 
     experiments = _experiment(["vm", "vmm-agent", "ebpf-tc"])
     assert experiment_problems(experiments) == []
-    trials = experiment_trials("placement", experiments["placement"])
-    by_placement = {f["placement"]: (tid, f) for tid, f, _ in trials}
+    trials = experiment_specs("placement", experiments["placement"])
+    by_placement = {s.placement: (s.trial_id, s.factors) for s in trials}
     assert set(by_placement) == {"vm", "vmm-agent", "ebpf-tc"}
     # Its own factor is kept for it (and the agent), nulled for the others.
     assert by_placement["ebpf-tc"][1]["agent_delay_ms"] == 50
@@ -62,7 +63,7 @@ def test_a_registered_placement_is_accepted_everywhere(toy: type[Placement]) -> 
     assert by_placement["vm"][1]["agent_delay_ms"] is None
     tid = by_placement["ebpf-tc"][0]
     assert tid == "placement/ebpf-tc-d50-r01"
-    assert parse_trial_id(tid)[1]["placement"] == "ebpf-tc"
+    assert adhoc_spec(tid).placement == "ebpf-tc"
     # The rules' wildcard, the table order, the facts the stages read.
     assert re.fullmatch(placements.wildcard(), "ebpf-tc")
     assert not re.fullmatch(placements.wildcard(), "ebpf")

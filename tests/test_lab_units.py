@@ -99,7 +99,7 @@ def test_lab_in_a_box_config_is_valid_and_names_only_addresses() -> None:
         assert "known_hosts=" in ext[key] and "keyfile=" in ext[key]
     assert ext["prober_host"] == "root@10.230.0.2"
     assert "netns" not in yaml.safe_dump(ext)
-    from migfw.trials.contract import planned_trials
+    from migfw.trials.design import planned_trials
 
     trials = planned_trials(cfg["experiments"])
     downtime = [t for t in trials if t.startswith("lab/")]

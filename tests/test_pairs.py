@@ -148,11 +148,12 @@ def _run_two_pairs(cfg: dict, tmp_path: Path, slurm_env: dict | None = None) -> 
     }
     config = tmp_path / "pairs.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    from migfw.testbed.pairs import trial_pair
-    from migfw.trials.contract import planned_trials
+    from migfw.testbed.pairs import pair_count
+    from migfw.trials.design import expand_design
 
-    trials = planned_trials(cfg["experiments"])
-    assert [trial_pair(cfg, t) for t in trials] == [0, 1, 0, 1]
+    design = expand_design(cfg["experiments"], pair_count(cfg))
+    trials = [s.trial_id for s in design]
+    assert [s.pair for s in design] == [0, 1, 0, 1]
     targets = [f"{cfg['trials_dir']}/{t}/trial.json" for t in trials]
     # Snakemake runs in the repository: what it adds to results/ (the testbed's evidence
     # files, logs) is removed afterwards, so later tests see the repository as it was.

@@ -43,8 +43,9 @@ from migfw.measure.metrics import trial_metrics
 from migfw.measure.service import service_metrics
 from migfw.testbed.service import run_service
 from migfw.testbed.workload import workload_settings
-from migfw.trials.contract import SERVICE_HEADER, read_service, trial_name, validate_trial
+from migfw.trials.contract import SERVICE_HEADER, read_service, validate_trial
 from migfw.trials.crafted import CraftedTrial, craft_trial
+from migfw.trials.design import trial_name
 
 T0 = 1_700_000_000_000_000_000
 MS = 1_000_000

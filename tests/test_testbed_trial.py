@@ -158,9 +158,15 @@ def test_one_migration_trial_matches_hypervisor_downtime(
     cfg_file = tmp_path / "config.yaml"
     cfg_file.write_text(yaml.safe_dump(testbed_cfg))
     out3 = tmp_path / "trials" / "t3"
+    # As the workflow runs it: the trial's row of a design sheet (migfw.trials.design).
+    from migfw.trials.design import TrialSpec, write_design
+
+    sheet = tmp_path / "design.tsv"
+    write_design([TrialSpec("t3", "default", 1, (("placement", "vm"), ("interval_s", 0.01)))],
+                 sheet)  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-X", "faulthandler", "-m", "migfw", "testbed", "trial",
-         "--config", str(cfg_file), "--trial-id", "t3", "--interval", "0.01", "--out", str(out3)],
+         "--config", str(cfg_file), "--spec", str(sheet), "--trial-id", "t3", "--out", str(out3)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         # A shell running the suite in the background (`cmd &`) hands its children SIGINT
         # ignored, and Python then keeps ignoring it: the Ctrl-C below would not arrive.

@@ -13,11 +13,10 @@ from migfw.trials.contract import (
     TRIAL_WILDCARD,
     discover_trials,
     experiment_problems,
-    trial_cells,
-    planned_trials,
     trial_dir,
     trial_id_of,
 )
+from migfw.trials.design import design_text, expand_design, trial_cells, write_design
 from migfw.config import coerce_config, config_problems
 from migfw.testbed.ruleset import enforcement_problems
 from migfw.testbed.placements import wildcard as placement_wildcard
@@ -43,6 +42,7 @@ TRIALS_DIR = config["trials_dir"].rstrip("/")
 PLACEMENT_WILDCARD = placement_wildcard()
 SOURCE = config["trials_source"]
 LOGS = "results/logs"
+DESIGN_SHEET = "results/design.tsv"
 
 
 def effective_config(log):
@@ -105,8 +105,27 @@ def release_testbed():
             owner.release()
 
 
+def pair_count():
+    """Host pairs of the testbed (testbed.pairs / testbed.external.pairs)."""
+    if SOURCE != "testbed":
+        return 1
+    from migfw.testbed.pairs import pair_count as count
+
+    return count(config)
+
+
+N_PAIRS = pair_count()
+# The design sheet (results/design.tsv, made by design_sheet): every planned trial's typed spec,
+# its host pair included, expanded once here (migfw.trials.design); trial id -> spec.
+DESIGN = (
+    {}
+    if SOURCE == "directory"
+    else {s.trial_id: s for s in expand_design(config["experiments"], N_PAIRS)}
+)
+
+
 def all_trials():
-    """Trial ids: every enabled experiment's grid x repetitions, or the folders on disk."""
+    """Trial ids: the design sheet's (planned order), or the folders on disk."""
     if SOURCE == "directory":
         found = (
             [trial_id_of(p, TRIALS_DIR) for p in discover_trials(TRIALS_DIR)]
@@ -119,7 +138,7 @@ def all_trials():
                 " <experiment>/<trial>/trial.json"
             )
         return found
-    return planned_trials(config["experiments"])
+    return list(DESIGN)
 
 
 TRIALS = all_trials()
@@ -147,27 +166,23 @@ def spread(items, k):
 TIMELINE_TRIALS = spread(TRIALS, config["analysis"]["timelines"])
 
 
-def pair_count():
-    """Host pairs of the testbed (testbed.pairs / testbed.external.pairs)."""
-    if SOURCE != "testbed":
-        return 1
-    from migfw.testbed.pairs import pair_count as count
-
-    return count(config)
-
-
-N_PAIRS = pair_count()
-
-
 def trial_pair(trial):
-    """Round-robin over the pairs in the planned order; `migfw testbed trial` picks the same
-    pair for the same id (migfw.testbed.pairs.trial_pair)."""
-    return TRIAL_POSITION.get(trial, 0) % N_PAIRS
+    """The host pair the design sheet gives the trial (pair 0 if it is not planned)."""
+    spec = DESIGN.get(trial)
+    return spec.pair if spec is not None else 0
 
 
-TRIAL_POSITION = {
-    trial: n for n, trial in enumerate(TRIALS)
-}  # O(1) per job and resource
+def trial_placement(trial):
+    """The placement the design sheet gives the trial (`vm` if it is not planned)."""
+    spec = DESIGN.get(trial)
+    return spec.placement if spec is not None else "vm"
+
+
+def design_digest():
+    """The sheet's content hash: a changed design (config, --config) rewrites the sheet."""
+    import hashlib
+
+    return hashlib.sha256(design_text(DESIGN.values()).encode()).hexdigest()[:16]
 
 
 # One Snakemake resource per pair (profiles/default caps each at 1): a trial holds its
@@ -206,9 +221,7 @@ TRIALS_PENDING = SOURCE == "testbed" and not all(finished(t) for t in TRIALS)
 def manifest_inputs(wildcards):
     """trials_manifest's inputs: the testbed, guest image and each planned placement's
     evidence (ancient: they order the DAG, never rerun it), and every trial.json."""
-    from migfw.trials.contract import parse_trial_id
-
-    placements = sorted({parse_trial_id(t)[1].get("placement", "vm") for t in TRIALS})
+    placements = sorted({trial_placement(t) for t in TRIALS})
     chain = ["results/testbed/preflight.txt", "results/testbed/guest/manifest.json"]
     testbed = {
         "hosts": "results/testbed/hosts.json",
@@ -238,19 +251,16 @@ def ovn_first(wildcards):
     boots the VM anew (docs/placements.md), so one block of ovn jobs costs two switches).
     """
     from migfw.testbed.placements import get
-    from migfw.trials.contract import parse_trial_id
 
     if "placement" in wildcards.keys():
         return get(wildcards.placement).priority
-    return get(parse_trial_id(wildcards.trial)[1].get("placement", "vm")).priority
+    return get(trial_placement(wildcards.trial)).priority
 
 
 def trial_deployment(wildcards):
     """A trial's provisioning and placement evidence, as ancient inputs: they order the
     DAG (testbed_up -> deploy_placement -> trial) and never re-trigger a trial."""
-    from migfw.trials.contract import parse_trial_id
-
-    placement = parse_trial_id(wildcards.trial)[1].get("placement", "vm")
+    placement = trial_placement(wildcards.trial)
     return {
         "hosts": ancient("results/testbed/hosts.json"),
         "placement": ancient(f"results/testbed/placements/{placement}.json"),
@@ -358,6 +368,8 @@ def all_outputs():
         "results/paper_vs_reproduction.md",
         "results/run_info.md",
     ]
+    if SOURCE != "directory":
+        outputs.append(DESIGN_SHEET)
     if SOURCE == "testbed":
         outputs += ["results/testbed/ruleset.nft", "results/testbed/pf.conf"]
     if config["slr"]["enabled"]:

@@ -1,6 +1,24 @@
 # Trials: real live migrations on the testbed, or crafted trials with known losses.
 # A trial folder is the contract with the analysis:
 # <trials_dir>/<experiment>/<trial>/probe.pcap + trial.json (migfw.trials.contract).
+# Each trial's spec is its row of the design sheet, keyed by its id (migfw.trials.design).
+
+if SOURCE != "directory":
+
+    localrules:
+        design_sheet,
+
+    rule design_sheet:
+        """The config's experiments expanded once into typed trial specs (one row per trial)."""
+        # Rewritten when the design changes (its hash is a param); a trial reads its row.
+        output:
+            DESIGN_SHEET,
+        log:
+            f"{LOGS}/design_sheet.log",
+        params:
+            digest=design_digest(),
+        run:
+            write_design(DESIGN.values(), output[0])
 
 
 if SOURCE == "testbed":
@@ -115,10 +133,11 @@ if SOURCE == "testbed":
         # One migration per host pair at a time (resource pair<k>). A finished trial is never
         # a job of this rule (see unfinished_pattern): its folder is the raw data and is
         # immutable. No params and only ancient inputs, so nothing but the trial's identity
-        # triggers it; the command reads the trial's factor levels (and its pair) from its id
-        # and the config.
+        # triggers it; the command reads the trial's spec (factor levels, pair) from its row
+        # of the design sheet.
         input:
             unpack(trial_deployment),
+            design=ancient(DESIGN_SHEET),
             image=ancient("results/testbed/guest/manifest.json"),
             ruleset=ancient(config["ruleset"]),
         output:
@@ -136,8 +155,8 @@ if SOURCE == "testbed":
         run:
             cfg = effective_config(log)
             shell(
-                "migfw testbed trial --config {cfg} --trial-id {wildcards.trial}"
-                " --out {TRIALS_DIR}/{wildcards.trial} 2>&1 | tee {log}"
+                "migfw testbed trial --config {cfg} --spec {input.design}"
+                " --trial-id {wildcards.trial} --out {TRIALS_DIR}/{wildcards.trial} 2>&1 | tee {log}"
             )
 
     rule trials_manifest:
@@ -172,6 +191,8 @@ elif SOURCE == "crafted":
 
     rule crafted_trial:
         """A crafted trial folder with known losses and breaches (demo and CI)."""
+        input:
+            design=ancient(DESIGN_SHEET),
         output:
             pcap=f"{TRIALS_DIR}/{{trial}}/probe.pcap",
             meta=f"{TRIALS_DIR}/{{trial}}/trial.json",
@@ -180,12 +201,11 @@ elif SOURCE == "crafted":
         params:
             folder=trial_folder,
         run:
-            cfg = effective_config(log)
             run_migfw(
                 log,
                 "craft",
-                "--config",
-                cfg,
+                "--spec",
+                input.design,
                 "--trial",
                 wildcards.trial,
                 "--out",

@@ -22,8 +22,8 @@ from migfw.measure.attack import AGENT_COLUMNS, ATTACK_COLUMNS, SIDE_COLUMNS
 from migfw.measure.flowstate import flow_columns
 from migfw.measure.service import SERVICE_COLUMNS, service_metrics
 from migfw.measure.stats import add_exclude_flags_argument, summarize
-from migfw.testbed.placements import placement_factors
 from migfw.trials.contract import discover_trials, load_trial
+from migfw.trials.design import TrialSpec
 
 if TYPE_CHECKING:  # probes loads the compiled kernels: only when a capture is analysed
     from migfw.measure.probes import ProbeTable
@@ -160,16 +160,12 @@ def trial_metrics(trial_dir: str | Path) -> dict[str, Any]:
     hypervisor = meta.get("hypervisor") or {}
     capture = meta.get("capture") or {}
     ruleset = meta.get("ruleset") or {}
-    factors = dict(meta.get("factors") or {})
-    factors.pop("interval_s", None)
-    placement = factors.pop("placement", "vm")
-    delay = factors.pop("agent_delay_ms", None)
+    spec = TrialSpec.from_trial_json(meta)  # the spec type the design sheet holds
+    factors = spec.analysis_columns()  # placement, agent_delay_ms, one per other factor
     row: dict[str, Any] = {
-        "trial_id": meta["trial_id"],
-        "experiment": meta.get("experiment", "default"),
-        "placement": placement,
-        "agent_delay_ms": delay if placement in placement_factors()["agent_delay_ms"] else None,
-        **factors,  # one column per other factor (issue 10's sweeps)
+        "trial_id": spec.trial_id,
+        "experiment": spec.experiment,
+        **factors,  # one column per factor (issue 10's sweeps)
         "interval_s": meta["interval_s"],
         "status": meta["status"],
         "failure": meta.get("failure"),

@@ -112,16 +112,3 @@ def all_pair_configs(cfg: dict[str, Any]) -> list[dict[str, Any]]:
                     )
                 seen.append((k, net))
     return configs
-
-
-def trial_pair(cfg: dict[str, Any], trial_id: str) -> int:
-    """The pair a trial runs on: round-robin over the planned trials (pair 0 if unplanned).
-
-    The workflow's per-pair resource (workflow/rules/common.smk) uses the same order."""
-    count = pair_count(cfg)
-    if count == 1:
-        return 0
-    from migfw.trials.contract import planned_trials
-
-    planned = planned_trials(cfg.get("experiments") or {})
-    return planned.index(trial_id) % count if trial_id in planned else 0

@@ -1,6 +1,8 @@
-"""`migfw testbed trial --config C --trial-id <experiment>/<slug>-rNN --out DIR`: the trial's
-factor levels from its id and the config's experiments (or `--factors JSON`), its host pair,
-the testbed's owner lock; migfw.testbed.trial.run_trial does the rest.
+"""`migfw testbed trial --config C --spec results/design.tsv --trial-id ID --out DIR`: the
+trial's spec is its row of the design sheet (migfw.trials.design): experiment, repetition,
+host pair, every factor level; without --spec the config's experiments are expanded the same
+way, and a trial named by hand takes `--factors JSON` / `--interval`. The testbed's owner
+lock here; migfw.testbed.trial.run_trial does the rest.
 """
 
 from __future__ import annotations
@@ -13,42 +15,37 @@ from typing import Any
 
 from migfw.errors import MigfwError
 from migfw.testbed.base import cfg_get, load_config
-from migfw.trials.contract import DEFAULT_EXPERIMENT
+from migfw.trials.design import TrialSpec
 
 
-def resolve_trial(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """The trial's experiment, factor levels and repetition: from --factors, or its id and
-    the config's experiments (the id alone names the trial; nothing else is needed)."""
-    from migfw.trials.contract import parse_trial_id, planned_trials, trial_spec
+def resolve_trial(cfg: dict[str, Any], args: argparse.Namespace) -> TrialSpec:
+    """The trial's spec: its design-sheet row (--spec), else the config's design, else (a
+    trial named by hand) --factors and --interval; --interval, --repetition and --pair
+    override."""
+    from migfw.testbed.pairs import pair_count
+    from migfw.trials.design import adhoc_spec, design_spec, lookup
 
-    try:
-        experiment, slug_factors, repetition = parse_trial_id(args.trial_id)
-        named = True
-    except MigfwError:
-        if not (args.factors or args.interval is not None):
-            raise
-        # A hand-made id outside the contract's naming (tests, a lab's own runs).
-        experiment, slug_factors, repetition, named = DEFAULT_EXPERIMENT, {}, 1, False
-    if args.factors or not named:
+    if args.spec and args.factors:
+        raise MigfwError("--factors: the design sheet (--spec) gives the trial's levels")
+    if args.spec:
+        spec = lookup(args.spec, args.trial_id)
+    elif args.factors or args.interval is not None:
         try:
             factors = json.loads(args.factors or "{}")
         except json.JSONDecodeError as exc:
             raise MigfwError(f"--factors: not JSON ({exc})") from None
         if not isinstance(factors, dict):
             raise MigfwError("--factors: expected a JSON object of factor levels")
-        spec = {"experiment": experiment, "repetition": repetition,
-                "factors": {**slug_factors, **factors}}  # fmt: skip
+        spec = adhoc_spec(args.trial_id, factors, strict=False)
     else:
-        experiments = cfg.get("experiments") or {}
-        spec = trial_spec(experiments, args.trial_id)
-        ids = planned_trials(experiments)
-        spec["of"] = len(ids)
-        spec["index"] = ids.index(args.trial_id) + 1 if args.trial_id in ids else None
+        spec = design_spec(cfg.get("experiments") or {}, args.trial_id, pair_count(cfg))
     if args.interval is not None:
-        spec["factors"] = {**spec["factors"], "interval_s": args.interval}
+        spec = spec.replace(factors={**spec.factors, "interval_s": args.interval})
     if args.repetition is not None:
-        spec["repetition"] = args.repetition
-    if "interval_s" not in spec["factors"]:
+        spec = spec.replace(repetition=args.repetition)
+    if args.pair is not None:
+        spec = spec.replace(pair=args.pair)
+    if spec.interval_s is None:
         raise MigfwError(f"trial {args.trial_id}: no interval_s (give --interval or --factors)")
     return spec
 
@@ -65,20 +62,19 @@ def _cmd_trial(args: argparse.Namespace) -> int:
     # its files 0600, tcpdump's too (it inherits this). docs/testbed.md: sharing results.
     os.umask(0o077)
     spec = resolve_trial(cfg, args)
-    factors = dict(spec["factors"])
+    factors = spec.factors
     interval = float(factors.pop("interval_s"))
-    from migfw.testbed.pairs import pair_config, trial_pair
+    from migfw.testbed.pairs import pair_config
 
-    # The pair the workflow's resource reserved for this trial (round-robin, same function).
-    pair = trial_pair(cfg, args.trial_id) if args.pair is None else args.pair
+    # The pair the workflow's resource reserved for this trial (the design sheet's).
+    pair = spec.pair
     # None: our Snakemake run owns the testbed
     owner = acquire(pair_config(cfg, pair), "migfw testbed trial")
     try:
         with terminate_as_interrupt():
             meta = run_trial(
-                cfg, args.trial_id, interval, args.out, spec["repetition"],
-                spec.get("of"), spec.get("index"), spec["experiment"], factors,
-                spec.get("lead_in_s"), spec.get("settle_s"), spec.get("attack_rate_hz"),
+                cfg, spec.trial_id, interval, args.out, spec.repetition, spec.of, spec.index,
+                spec.experiment, factors, spec.lead_in_s, spec.settle_s, spec.attack_rate_hz,
                 pair=pair,
             )  # fmt: skip
     except KeyboardInterrupt:
@@ -101,6 +97,7 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("trial", help="run one live-migration trial and write its folder")
     parser.add_argument("--config", default="config/config.yaml")
     parser.add_argument("--trial-id", required=True, help="<experiment>/<slug>-rNN")
+    parser.add_argument("--spec", help="design sheet (results/design.tsv) holding the trial's row")
     parser.add_argument("--out", required=True, help="trial folder (must not hold a trial)")
     parser.add_argument("--factors", help="factor levels as JSON (default: from the config)")
     parser.add_argument("--interval", type=float, default=None, help="probe interval (s)")

@@ -15,7 +15,7 @@ from typing import Any
 
 # --------------------------------------------------------------------------- factors
 # Factors of a host firewall's programming (trial.json `factors`, trials.csv columns; slug
-# codes in migfw.trials.contract.FACTOR_CODES).
+# codes in migfw.trials.design.FACTOR_CODES).
 TRIGGERS = ("pre", "incoming", "resume")  # destination programmed before / at incoming / at resume
 PORT_DEFAULTS = ("open", "closed")  # the VM's new port passes or drops until programmed
 TCP_LOOSE = (0, 1)  # net.netfilter.nf_conntrack_tcp_loose on every conntrack of the trial

@@ -3,18 +3,16 @@
 A trial is one folder `<trials_dir>/<experiment>/<slug>-r<NN>/` holding `probe.pcap` and
 `trial.json` (schema: migfw/data/trial.schema.json); its id is `<experiment>/<slug>-r<NN>`,
 e.g. `thesis/i0.5-r03` or `placement/vmm-agent-d200-r03`. The slug carries the factor levels
-that vary within the experiment (see `trial_name`). The testbed, crafted trials and a lab's own
-tooling write such folders; the analysis reads them. Experiments (named factor grids), ids,
-validation and discovery live here only. A flat legacy folder `<trials_dir>/<trial>/` is
-read as experiment `default`.
+that vary within the experiment; ids and the expansion of experiments into trial specs live in
+migfw.trials.design (the design sheet). The testbed, crafted trials and a lab's own tooling
+write such folders; the analysis reads them. Validation and discovery live here. A flat
+legacy folder `<trials_dir>/<trial>/` is read as experiment `default`.
 """
 
 from __future__ import annotations
 
 import csv
-import itertools
 import json
-import re
 import shutil
 import time
 from functools import cache
@@ -25,204 +23,17 @@ from typing import TYPE_CHECKING, Any
 from migfw.errors import MigfwError
 from migfw.testbed.placements import known as known_placement
 from migfw.testbed.placements import names as placement_names
-from migfw.testbed.placements import placement_factors
+from migfw.trials.design import (  # noqa: F401 - the contract's names, defined with the ids
+    DEFAULT_EXPERIMENT,
+    DEFAULT_FACTORS,
+    EXPERIMENT_NAME,
+    KNOWN_FACTORS,
+    TRIAL_WILDCARD,
+    experiment_specs,
+)
 
 if TYPE_CHECKING:  # numpy is imported where a log is read: the Snakefile imports this module
     import numpy as np
-
-# Every factor a trial may vary, with its slug code. A placement is written bare (vm,
-# vmm-agent, ...); other factors as code + value (i0.01, d200). Issue 10's factors are here
-# so their ids are fixed before they are implemented.
-FACTOR_CODES: dict[str, str] = {
-    "placement": "",
-    "trigger": "tr",
-    "agent_delay_ms": "d",
-    "port_default": "pd",
-    "nf_conntrack_tcp_loose": "ctl",
-    "ovn_binding": "ob",  # placement ovn: multichassis | rebind (migfw.testbed.ovn_placement)
-    "interval_s": "i",
-    "workload": "w",
-    "dirty_mib": "dm",
-    "dirty_rate_mibps": "dr",
-    "memory_mib": "m",
-    "bandwidth_mibps": "bw",
-    "max_downtime_ms": "md",
-    "algorithm": "alg",
-    "multifd_channels": "mf",
-    "service_rate_hz": "sr",
-}
-KNOWN_FACTORS = tuple(FACTOR_CODES)
-TEXT_FACTORS = ("placement", "workload", "algorithm", "trigger", "port_default", "ovn_binding")
-DEFAULT_EXPERIMENT = "default"  # flat legacy folders
-DEFAULT_FACTORS: dict[str, Any] = {"placement": "vm"}
-# Snakemake's `trial` wildcard: exactly <experiment>/<slug>.
-TRIAL_WILDCARD = r"[^/]+/[^/]+"
-EXPERIMENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-_VALUE = re.compile(r"^[a-z0-9.]+$")
-
-
-def _level_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def _slug_factors(factors: dict[str, Any], varying: set[str] | None) -> list[str]:
-    """The factors written into a slug, in FACTOR_CODES order."""
-    names = [f for f in KNOWN_FACTORS if f in factors and factors[f] is not None]
-    if varying is None:
-        return names
-    chosen = [f for f in names if f in varying or f == "agent_delay_ms"]
-    if not chosen and "interval_s" in names:
-        chosen = ["interval_s"]  # an experiment without varying factors: still readable
-    return chosen
-
-
-def trial_name(
-    experiment: str,
-    factors: dict[str, Any],
-    repetition: int,
-    varying: set[str] | None = None,
-) -> str:
-    """The trial id `<experiment>/<slug>-r<NN>`.
-
-    The slug holds the levels of the factors in `varying` (those with more than one level in
-    the experiment; all given factors if None), plus `agent_delay_ms` whenever set (it only
-    applies to the agent placements), e.g. `placement/vmm-agent-d200-r03`.
-    """
-    parts = []
-    for name in _slug_factors(factors, varying):
-        text = _level_text(factors[name])
-        if not _VALUE.match(text) and not (name == "placement" and known_placement(text)):
-            raise MigfwError(f"factor {name}: level {text!r} cannot be part of a trial id")
-        parts.append(FACTOR_CODES[name] + text)
-    return f"{experiment}/{'-'.join(parts + [f'r{int(repetition):02d}'])}"
-
-
-def _parse_level(name: str, text: str) -> Any:
-    if name in TEXT_FACTORS:
-        return text
-    number = float(text)
-    return int(number) if name != "interval_s" and number.is_integer() else number
-
-
-def parse_trial_id(trial_id: str) -> tuple[str, dict[str, Any], int]:
-    """(experiment, factors written in the slug, repetition) from an id made by `trial_name`.
-
-    A flat legacy id (`i0.01-r03`) is experiment `default`. Factors with one level in their
-    experiment are not in the slug: `experiment_factors` gives the full set.
-    """
-    experiment, _, slug = trial_id.rpartition("/")
-    experiment = experiment or DEFAULT_EXPERIMENT
-    head, sep, rep = slug.rpartition("-r")
-    if not sep or not rep.isdigit():
-        if slug.startswith("r") and slug[1:].isdigit():
-            head, rep = "", slug[1:]
-        else:
-            raise MigfwError(f"trial id {trial_id!r}: expected <experiment>/<slug>-r<NN>")
-    factors: dict[str, Any] = {}
-    rest = head
-    while rest:
-        placement = next(
-            (p for p in sorted(placement_names(), key=len, reverse=True)
-             if rest == p or rest.startswith(p + "-")),
-            None,
-        )  # fmt: skip
-        if placement and "placement" not in factors:
-            factors["placement"] = placement
-            rest = rest[len(placement) + 1 :]
-            continue
-        token, _, rest = rest.partition("-")
-        for name, code in sorted(FACTOR_CODES.items(), key=lambda kv: -len(kv[1])):
-            if code and token.startswith(code) and name not in factors:
-                try:
-                    factors[name] = _parse_level(name, token[len(code) :])
-                except ValueError:
-                    continue
-                break
-        else:
-            raise MigfwError(f"trial id {trial_id!r}: cannot read factor level {token!r}")
-    return experiment, factors, int(rep)
-
-
-_REPETITION = re.compile(r"^(?:(?P<head>.+)-)?r\d+$")
-
-
-def cell_of(trial_id: str) -> str:
-    """The cell of a trial: its experiment and factor levels without the repetition
-    (`placement/vmm-agent-d200-r03` -> `placement/vmm-agent-d200`; `thesis/r02` ->
-    `thesis/all`). A slug without `-rNN` (a folder named by hand) is its own cell."""
-    experiment, _, slug = trial_id.rpartition("/")
-    match = _REPETITION.match(slug)
-    cell = (match.group("head") or "all") if match else slug
-    return f"{experiment}/{cell}" if experiment else cell
-
-
-def trial_cells(trial_ids: list[str]) -> dict[str, list[str]]:
-    """Cell -> its trial ids, both in the order given."""
-    cells: dict[str, list[str]] = {}
-    for trial_id in trial_ids:
-        cells.setdefault(cell_of(trial_id), []).append(trial_id)
-    return cells
-
-
-def experiment_grid(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every factor combination of an experiment; a factor that applies to some placements
-    only (Placement.factors: the agent's trigger, agent_delay_ms, port_default; ovn's
-    ovn_binding) is None with the others."""
-    levels = {name: list(values) for name, values in (spec.get("factors") or {}).items()}
-    for name, default in DEFAULT_FACTORS.items():
-        levels.setdefault(name, [default])
-    names = [f for f in KNOWN_FACTORS if f in levels]
-    only_some = placement_factors()
-    combos: list[dict[str, Any]] = []
-    for values in itertools.product(*(levels[n] for n in names)):
-        combo = dict(zip(names, values, strict=True))
-        for name, where in only_some.items():
-            if name in combo and combo.get("placement") not in where:
-                combo[name] = None
-        if combo not in combos:
-            combos.append(combo)
-    return combos
-
-
-def varying_factors(spec: dict[str, Any]) -> set[str]:
-    return {n for n, v in (spec.get("factors") or {}).items() if len(v) > 1}
-
-
-def experiment_trials(name: str, spec: dict[str, Any]) -> list[tuple[str, dict[str, Any], int]]:
-    """(trial id, full factor levels, repetition) of every trial of one experiment."""
-    varying = varying_factors(spec)
-    return [
-        (trial_name(name, combo, rep, varying), combo, rep)
-        for combo in experiment_grid(spec)
-        for rep in range(1, int(spec["repetitions"]) + 1)
-    ]
-
-
-def planned_trials(experiments: dict[str, Any]) -> list[str]:
-    """Every trial id of every enabled experiment, in config order."""
-    return [
-        tid
-        for name, spec in experiments.items()
-        if spec.get("enabled", True)
-        for tid, _, _ in experiment_trials(name, spec)
-    ]
-
-
-def trial_spec(experiments: dict[str, Any], trial_id: str) -> dict[str, Any]:
-    """experiment, factors, repetition and per-experiment settings of a planned trial id."""
-    experiment, _, _ = parse_trial_id(trial_id)
-    spec = experiments.get(experiment)
-    if spec is None:
-        raise MigfwError(f"trial {trial_id}: no experiment {experiment!r} in the config")
-    for tid, factors, rep in experiment_trials(experiment, spec):
-        if tid == trial_id:
-            extra = {k: spec[k] for k in ("lead_in_s", "settle_s", "attack_rate_hz") if k in spec}
-            return {"experiment": experiment, "factors": factors, "repetition": rep, **extra}
-    raise MigfwError(f"trial {trial_id}: not a trial of experiment {experiment!r} in the config")
 
 
 def experiment_problems(experiments: Any) -> list[str]:
@@ -253,7 +64,7 @@ def experiment_problems(experiments: Any) -> list[str]:
                             f"registered (placements: {', '.join(placement_names())})")  # fmt: skip
             continue
         try:
-            ids = [tid for tid, _, _ in experiment_trials(name, spec)]
+            ids = [s.trial_id for s in experiment_specs(name, spec)]
         except (MigfwError, TypeError, ValueError, KeyError) as exc:
             problems.append(f"{key}: {exc}")
             continue

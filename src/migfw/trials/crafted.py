@@ -22,13 +22,7 @@ from migfw.errors import MigfwError
 from migfw.io import atomic_write, write_json
 from migfw.testbed.placements import get as get_placement
 from migfw.testbed.placements import names as placement_names
-from migfw.trials.contract import (
-    DEFAULT_FACTORS,
-    SERVICE_HEADER,
-    parse_trial_id,
-    trial_name,
-    trial_spec,
-)
+from migfw.trials.contract import DEFAULT_FACTORS, SERVICE_HEADER
 from migfw.trials.craftpcap import (  # noqa: F401 - also this module's API (tests import them)
     ACK,
     ATTACKER,
@@ -39,6 +33,14 @@ from migfw.trials.craftpcap import (  # noqa: F401 - also this module's API (tes
     pcap_bytes,
     tcp_frames,
     write_side,
+)
+from migfw.trials.design import (
+    TrialSpec,
+    adhoc_spec,
+    design_spec,
+    lookup,
+    repetition_of,
+    trial_name,
 )
 
 ETH_IP_ICMP = 14 + 20 + 8
@@ -194,10 +196,7 @@ def _repetition(spec: CraftedTrial) -> int:
     """The trial's repetition: given, else read from its id (`…-r03` -> 3), else 1."""
     if spec.repetition is not None:
         return int(spec.repetition)
-    try:
-        return parse_trial_id(spec.trial_id)[2]
-    except MigfwError:
-        return 1
+    return repetition_of(spec.trial_id)
 
 
 # The `service` workload (migfw.testbed.service): its default rate and request timeout.
@@ -251,28 +250,32 @@ def craft_service(
 def crafted_spec(
     trial_id: str, seed: int = 1, factors: dict | None = None, repetition: int | None = None
 ) -> CraftedTrial:
-    """The crafted trial for an id like thesis/i0.01-r03: migration and pause lengths drawn
-    from a generator seeded by the id, so each trial differs and reruns give the same file.
+    """The crafted trial for an id like thesis/i0.01-r03 named without a design sheet:
     `factors` completes the levels the id leaves out (those fixed in its experiment)."""
-    experiment, slug_factors, rep = parse_trial_id(trial_id)
-    factors = {**slug_factors, **(factors or {})}
-    rep = rep if repetition is None else repetition
+    return crafted_from(adhoc_spec(trial_id, factors, repetition), seed)
+
+
+def crafted_from(trial: TrialSpec, seed: int = 1) -> CraftedTrial:
+    """The crafted trial of a spec (a design-sheet row): migration and pause lengths drawn
+    from a generator seeded by the id, so each trial differs and reruns give the same file."""
+    factors = trial.id_first()
+    rep = trial.repetition
     if "interval_s" not in factors:
         raise MigfwError(
-            f"trial {trial_id}: its id gives no interval_s (the experiment fixes it): pass "
+            f"trial {trial.trial_id}: its id gives no interval_s (the experiment fixes it): pass "
             "--config with that experiment, or one --intervals value"
         )
     interval = float(factors["interval_s"])
-    salt = sum(trial_id.encode()) if experiment != "default" else 0  # legacy ids: as before
+    salt = sum(trial.trial_id.encode()) if trial.experiment != "default" else 0  # legacy ids
     rng = np.random.default_rng([seed, rep, round(interval * 1e6), salt])
     return CraftedTrial(
-        trial_id=trial_id,
+        trial_id=trial.trial_id,
         interval_s=interval,
         migration_s=float(rng.uniform(6, 14)),
         downtime_s=float(rng.uniform(0.2, 0.6)),
         seed=int(rng.integers(0, 2**31)),
         start_epoch=1_700_000_000.0 + 1000 * rep + round(interval * 1e4),
-        experiment=experiment,
+        experiment=trial.experiment,
         factors=factors,
         repetition=rep,
     )
@@ -329,19 +332,25 @@ def _cli(args: argparse.Namespace) -> int:
         raise MigfwError(f"--experiment {args.experiment!r}: must match {EXPERIMENT_NAME.pattern}")
     if args.repetitions < 1:
         raise MigfwError(f"--repetitions {args.repetitions}: must be at least 1")
+    if args.spec and not args.trial:
+        raise MigfwError("--spec: name the trial (--trial ID, a row of the design sheet)")
     if args.trial:
-        factors = None
-        if args.config:
+        if args.spec:  # the design sheet's row: nothing read back from the id
+            spec = crafted_from(lookup(args.spec, args.trial), args.seed)
+        elif args.config:
             from migfw.io import read_yaml
 
             cfg = read_yaml(args.config)
-            factors = trial_spec((cfg or {}).get("experiments") or {}, args.trial)["factors"]
-        elif args.intervals_given:
-            if len(args.intervals) != 1:
-                raise MigfwError(f"--intervals: one trial ({args.trial}) takes one interval, "
-                                 f"got {len(args.intervals)}")  # fmt: skip
-            factors = {"interval_s": args.intervals[0]}
-        spec = crafted_spec(args.trial, args.seed, factors)
+            planned = design_spec((cfg or {}).get("experiments") or {}, args.trial)
+            spec = crafted_from(planned, args.seed)
+        else:
+            factors = None
+            if args.intervals_given:
+                if len(args.intervals) != 1:
+                    raise MigfwError(f"--intervals: one trial ({args.trial}) takes one "
+                                     f"interval, got {len(args.intervals)}")  # fmt: skip
+                factors = {"interval_s": args.intervals[0]}
+            spec = crafted_spec(args.trial, args.seed, factors)
         placement, delay = _attack_placement(spec, args)
         if placement:
             levels = spec.factors or {}
@@ -402,6 +411,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--trial", help="one trial id (e.g. thesis/i0.01-r03) written into --out")
     p.add_argument("--config", help="config whose experiments give the trial's factor levels")
+    p.add_argument("--spec", help="design sheet (results/design.tsv) holding --trial's row")
     p.add_argument("--intervals", type=float, nargs="+", default=[0.5, 0.01], action=_Given,
                    help="probe intervals of the demo set; with --trial, its interval when the "
                    "id does not carry one and there is no --config")  # fmt: skip
