@@ -1,11 +1,13 @@
 """One migration trial: probe the VM, live-migrate it, probe on, and write the trial folder.
 
-`migfw testbed trial --config C --trial-id <experiment>/<slug>-rNN --out DIR`
+`migfw testbed trial --config C --spec results/design.tsv --trial-id <experiment>/<slug>-rNN
+--out DIR`
 
-The trial's factor levels come from its id and the config's `experiments` (or `--factors
-JSON`). The folder is built in `DIR.partial/` and renamed into place only when complete; a
-finished trial (DIR with trial.json) is immutable: the command refuses to touch it. A
-`.partial` left by a killed run, or one this run cannot finish, is moved aside to
+The trial's factor levels, repetition and host pair come from its row of the design sheet
+(migfw.trials.design; migfw.testbed.trialcli reads it). The folder is built in
+`DIR.partial/` and renamed into place only when complete; a finished trial (DIR with
+trial.json) is immutable: the command refuses to touch it. A `.partial` left by a killed
+run, or one this run cannot finish, is moved aside to
 `<trials_dir>/.aborted/<trial id>-<UTC time>/` with `reason.txt`: never deleted, never
 trusted. A failed or aborted migration (the hypervisor's error, or a destination daemon,
 QEMU or link that died) is a trial with status "failed", its reason and its capture;
