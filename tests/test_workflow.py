@@ -189,6 +189,19 @@ def test_finished_testbed_run_draws_the_chain_and_runs_no_testbed_job(work):
                      ("testbed_up", "deploy_placement"), ("deploy_placement", "trials_manifest"),
                      ("trials_manifest", "trials_table")]:  # fmt: skip
             assert edge in edges, (edge, graph)
+        # A testbed job run anyway (Snakemake plans one when its rule's code changed since
+        # the run; forced here) puts the recorded evidence back and touches no VM. A prefix
+        # of its own: the run's end calls `migfw testbed down` for it.
+        (testbed / "hosts.json").write_text('{"recorded": true}')
+        own = work / "own_prefix.yaml"
+        own.write_text("testbed: {local: {prefix: mwt, subnet: 10.238.0.0/24,"
+                       " migration_subnet: 10.238.1.0/30}}\n")  # fmt: skip
+        forced = ["results/testbed/hosts.json", "--forcerun", "testbed_up", "--configfile",
+                  "config/test.yaml", str(own), *args[2:]]  # fmt: skip
+        assert planned_jobs(snakemake(work, "-n", *forced)) == {"testbed_up": 1}  # first
+        snakemake(work, *forced)
+        assert (testbed / "hosts.json").read_text() == '{"recorded": true}'
+        assert "no VM touched" in (work / "results/logs/testbed_up.log").read_text()
     finally:
         shutil.rmtree(work / "results/trials", ignore_errors=True)
         shutil.rmtree(testbed, ignore_errors=True)

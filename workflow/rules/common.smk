@@ -216,6 +216,34 @@ def unfinished_pattern():
 
 
 TRIALS_PENDING = SOURCE == "testbed" and not all(finished(t) for t in TRIALS)
+# Every trial finished: the testbed's evidence as the run recorded it (trials_manifest keeps
+# the testbed rules in the DAG for the report's graph).
+EVIDENCE = {
+    str(path): path.read_bytes()
+    for pattern in (
+        "preflight.txt",
+        "guest/manifest.json",
+        "hosts.json",
+        "placements/*.json",
+    )
+    for path in Path("results/testbed").glob(pattern)
+    if SOURCE == "testbed" and not TRIALS_PENDING
+}
+
+
+def kept_evidence(output, log):
+    """A testbed rule's job once every trial is finished (Snakemake plans one only when its
+    rule's code changed since the run): put back the evidence the run recorded (Snakemake
+    removed it before the job) and touch no VM. False: do the real work."""
+    if TRIALS_PENDING or not all(str(f) in EVIDENCE for f in output):
+        return False
+    for f in output:
+        Path(f).write_bytes(EVIDENCE[str(f)])
+    Path(str(log)).parent.mkdir(parents=True, exist_ok=True)
+    Path(str(log)).write_text(
+        "every planned trial is finished: evidence kept, no VM touched\n"
+    )
+    return True
 
 
 def manifest_inputs(wildcards):

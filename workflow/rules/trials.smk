@@ -45,9 +45,10 @@ if SOURCE == "testbed":
         log:
             f"{LOGS}/testbed_preflight.log",
         run:
-            cfg = effective_config(log)
-            shell("migfw testbed preflight --config {cfg} 2>&1 | tee {log}")
-            shell("cp {log} {output}")
+            if not kept_evidence(output, log):
+                cfg = effective_config(log)
+                shell("migfw testbed preflight --config {cfg} 2>&1 | tee {log}")
+                shell("cp {log} {output}")
 
     rule guest_image:
         """Builds the target VM's kernel and initramfs from Debian packages (cached)."""
@@ -67,10 +68,11 @@ if SOURCE == "testbed":
             # The image's files sit beside the manifest, which names each with its SHA-256.
             folder=lambda w, output: Path(output.manifest).parent,
         run:
-            cfg = effective_config(log)
-            shell(
-                "migfw testbed image --config {cfg} --out {params.folder} > {log} 2>&1"
-            )
+            if not kept_evidence(output, log):
+                cfg = effective_config(log)
+                shell(
+                    "migfw testbed image --config {cfg} --out {params.folder} > {log} 2>&1"
+                )
 
     rule render_ruleset:
         """config/ruleset.yaml -> the guest's nftables ruleset and the thesis's pf.conf."""
@@ -100,10 +102,11 @@ if SOURCE == "testbed":
         resources:
             **ALL_PAIRS,
         run:
-            cfg = effective_config(log)
-            shell(
-                "migfw testbed up --config {cfg} --out {output.hosts} 2>&1 | tee {log}"
-            )
+            if not kept_evidence(output, log):
+                cfg = effective_config(log)
+                shell(
+                    "migfw testbed up --config {cfg} --out {output.hosts} 2>&1 | tee {log}"
+                )
 
     rule deploy_placement:
         """Deploys the ruleset for one firewall placement and records its packet checks."""
@@ -122,11 +125,12 @@ if SOURCE == "testbed":
         resources:
             **ALL_PAIRS,
         run:
-            cfg = effective_config(log)
-            shell(
-                "migfw testbed placement --config {cfg} --placement {wildcards.placement}"
-                " --out {output} 2>&1 | tee {log}"
-            )
+            if not kept_evidence(output, log):
+                cfg = effective_config(log)
+                shell(
+                    "migfw testbed placement --config {cfg} --placement {wildcards.placement}"
+                    " --out {output} 2>&1 | tee {log}"
+                )
 
     rule trial:
         """One live migration with per-trial capture; never rerun once its folder is finished."""
