@@ -278,7 +278,8 @@ def test_trial_json_validation_names_the_field() -> None:
 
 
 def test_job_stats_summary_and_settings() -> None:
-    from migfw.testbed.migrate import summarize_job_stats, validate_settings
+    from migfw.testbed.migration_jobstats import summarize_job_stats
+    from migfw.testbed.migration_settings import validate_settings
 
     # Values as libvirt 9.0 reported them for one of our migrations.
     stats = {"type": 3, "time_elapsed": 5189, "downtime": 324, "setup_time": 0,
@@ -510,7 +511,7 @@ def test_preflight_names_each_missing_piece(monkeypatch, tmp_path: Path) -> None
 
 def test_migration_settings_from_a_dict_and_their_libvirt_plan() -> None:
     libvirt = pytest.importorskip("libvirt")
-    from migfw.testbed.migrate import migration_settings, plan, requested_record
+    from migfw.testbed.migration_settings import migration_settings, plan, requested_record
 
     # Factors of a trial mixed with others: unknown keys are ignored, numbers normalised.
     s = migration_settings({"algorithm": "multifd", "multifd_channels": 4.0,
@@ -549,14 +550,14 @@ def test_migration_settings_from_a_dict_and_their_libvirt_plan() -> None:
     ],
 )
 def test_bad_migration_settings_are_one_line_errors(values, message) -> None:
-    from migfw.testbed.migrate import migration_settings
+    from migfw.testbed.migration_settings import migration_settings
 
     with pytest.raises(MigfwError, match=message):
         migration_settings(values)
 
 
 def test_in_force_record_reads_qemus_view() -> None:
-    from migfw.testbed.migrate import in_force_record
+    from migfw.testbed.migration_settings import in_force_record
 
     # QEMU 7.2's answers to query-migrate-parameters/-capabilities during a multifd migration.
     params = {"max-bandwidth": 67108864, "downtime-limit": 300, "multifd-channels": 3,
@@ -575,11 +576,11 @@ def test_in_force_record_reads_qemus_view() -> None:
 
 
 def test_phases_jobstats_rows_and_sampling(tmp_path) -> None:
-    from migfw.testbed.migrate import (
+    from migfw.testbed.migration_events import phases_from_events
+    from migfw.testbed.migration_jobstats import (
         JOBSTATS_COLUMNS,
         estimate_delivery,
         jobstats_row,
-        phases_from_events,
         sampling_summary,
         write_jobstats,
     )

@@ -1,7 +1,7 @@
-"""The migration progress watchdog (migfw.testbed.migrate.ProgressWatch and the wait loop)
-on scripted job statistics: which stretch counts as "no progress", when a migration is
-slow, stalled or unanswered. The real stall (a black-holed migration link), a stopped
-libvirtd and QEMU are injected on the real testbed in tests/test_faults.py."""
+"""The migration progress watchdog (migfw.testbed.migration_watchdog: ProgressWatch and the
+wait loop) on scripted job statistics: which stretch counts as "no progress", when a
+migration is slow, stalled or unanswered. The real stall (a black-holed migration link), a
+stopped libvirtd and QEMU are injected on the real testbed in tests/test_faults.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import time
 import pytest
 
 from migfw.errors import MigfwError
-from migfw.testbed.migrate import ProgressWatch, migration_settings
+from migfw.testbed.migration_settings import migration_settings
+from migfw.testbed.migration_watchdog import ProgressWatch
 
 MIB = 2**20
 
@@ -122,7 +123,7 @@ class _Dom:
 
 def _sampler(dom: _Dom, settings: dict):
     libvirt = pytest.importorskip("libvirt")
-    from migfw.testbed.migrate import JobSampler
+    from migfw.testbed.migration_jobstats import JobSampler
 
     sampler = JobSampler(libvirt, dom, settings)
     sampler._read_in_force = lambda: {}  # no QEMU behind the stand-in
@@ -144,7 +145,7 @@ def _live() -> _Live:
 
 def test_wait_loop_gives_up_on_frozen_counters_after_the_timeout() -> None:
     libvirt = pytest.importorskip("libvirt")
-    from migfw.testbed.migrate import _watch
+    from migfw.testbed.migration_watchdog import watch_call
 
     settings = migration_settings({"stall_timeout_s": 1, "slow_stall_s": 0.5})
     job = {"type": libvirt.VIR_DOMAIN_JOB_UNBOUNDED, "memory_total": 0}
@@ -154,7 +155,7 @@ def test_wait_loop_gives_up_on_frozen_counters_after_the_timeout() -> None:
     began = time.monotonic()
     sampler.start()
     try:
-        verdict = _watch(done, sampler, _live(), "A", settings, timeout_s=60)
+        verdict = watch_call(done, sampler.watch, _live(), "A", settings, timeout_s=60)
     finally:
         sampler.finish()
     waited = time.monotonic() - began
@@ -166,7 +167,7 @@ def test_wait_loop_gives_up_on_frozen_counters_after_the_timeout() -> None:
 
 def test_wait_loop_tells_a_hanging_call_from_a_stall() -> None:
     libvirt = pytest.importorskip("libvirt")
-    from migfw.testbed.migrate import _watch
+    from migfw.testbed.migration_watchdog import watch_call
 
     settings = migration_settings({"stall_timeout_s": 1, "slow_stall_s": 0.5})
     job = {"type": libvirt.VIR_DOMAIN_JOB_UNBOUNDED}
@@ -176,7 +177,7 @@ def test_wait_loop_tells_a_hanging_call_from_a_stall() -> None:
     done = threading.Event()
     sampler.start()
     try:
-        verdict = _watch(done, sampler, _live(), "A", settings, timeout_s=60)
+        verdict = watch_call(done, sampler.watch, _live(), "A", settings, timeout_s=60)
     finally:
         release.set()
         sampler.finish()
@@ -185,7 +186,7 @@ def test_wait_loop_tells_a_hanging_call_from_a_stall() -> None:
 
 def test_wait_loop_returns_when_the_call_returns() -> None:
     libvirt = pytest.importorskip("libvirt")
-    from migfw.testbed.migrate import _watch
+    from migfw.testbed.migration_watchdog import watch_call
 
     settings = migration_settings({})
     sampler = _sampler(_Dom([{"type": libvirt.VIR_DOMAIN_JOB_NONE}]), settings)
@@ -193,6 +194,6 @@ def test_wait_loop_returns_when_the_call_returns() -> None:
     threading.Timer(0.3, done.set).start()
     sampler.start()
     try:
-        assert _watch(done, sampler, _live(), "A", settings, timeout_s=60) is None
+        assert watch_call(done, sampler.watch, _live(), "A", settings, timeout_s=60) is None
     finally:
         sampler.finish()

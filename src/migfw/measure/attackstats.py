@@ -7,6 +7,10 @@ n, mean / SD / 95 % CI (Student t and percentile bootstrap) of breach_window_ms,
 mean for breaches_total_ms, the survival rate of each flow with a Wilson score interval,
 and the difference in mean breach window against the `vm` placement of the same
 experiment with a two-sample percentile-bootstrap CI.
+
+Size: the attack-window and flow-survival tables are computed from the same cells
+(side_frame, other_factors), with the same interval estimators (Wilson, Clopper-Pearson,
+bootstrap difference) and statements, and one CLI writes both.
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ sensitivity -> audit against the printed thesis -> PRISMA 2020 counts, checks an
 diagram -> database-overlap figure. Everything is computed before anything is written,
 and every file is written atomically, so a bad input never leaves a partial result.
 
-Why one module of ~660 lines: it is the branch's orchestration (config, the run in order,
-the output set the Snakemake rule declares, the CLI); each step's logic lives in its own
-module (imports, dedupe, screening, tables, prisma, audit).
+Size: one module of ~660 lines because it is the branch's orchestration (config, the run in
+order, the output set the Snakemake rule declares, the CLI); each step's logic lives in its
+own module (imports, dedupe, screening, tables, prisma, audit).
 """
 
 from __future__ import annotations

@@ -22,6 +22,10 @@ and can migrate to each other. Every pid and name is recorded in state.json so t
 With `testbed.lab_in_a_box: true` the testbed is also a lab the external provider can drive
 (migfw.testbed.lab): hostA, hostB and remote each run an OpenSSH server, and this machine
 gets an uplink `<prefix>-up` (.1) on the switch - a controller on the lab's network.
+
+Size: most of it is one class, LocalTestbed, whose up, down, cleanup and repair share the
+state.json record of every pid and name they made; split apart, that record would be kept in
+several places and `cleanup` could miss what another part made.
 """
 
 from __future__ import annotations

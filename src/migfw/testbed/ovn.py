@@ -31,6 +31,10 @@ Every daemon is started by `start_ovn` (on demand: the first `ovn` placement, or
 testbed up` for a config that uses it) with its PID recorded in the testbed's state.json;
 `LocalTestbed.down` kills them by those PIDs (and by namespace) with everything else. A daemon
 that does not come up is one line naming it and its log.
+
+Size: one unit because every function drives the same OvnSite through the same command
+runners (run, vsctl, nbctl, sbctl, appctl): daemons, logical network, the Port_Binding monitor
+and the dumps; the seam, should it grow, is the read-only observers (monitor and dumps).
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ def _quiet_libvirt() -> None:
 # timeout"). Keepalives need libvirt's event loop running (ensure_event_loop). Not on the
 # migration's own connections: libvirt 9's client leaves a migrate3 call blocked when the
 # keepalive closes its connection, and crashed (SIGSEGV) when the daemon then died; the
-# migration watches both daemons itself (migfw.testbed.migrate.Liveness).
+# migration watches both daemons itself (migfw.testbed.migration_watchdog.Liveness).
 OPEN_TIMEOUT_S = 15.0
 KEEPALIVE_INTERVAL_S = 3
 KEEPALIVE_COUNT = 3

@@ -13,6 +13,10 @@ machine's NTP-style over an SSH channel - t1 send, remote reads its clock, t4 re
 offset = t_remote - (t1 + t4) / 2, bounded by +-(t4 - t1) / 2; the sample with the smallest
 round trip of several wins - and derives prober - hypervisor offsets, whose error bound is
 the sum of the two bounds.
+
+Size: everything that runs on the prober host over SSH (the probe, attack and flow sessions,
+the remote ruleset checks, the clock offsets) shares one SSH target and process layer
+(RemoteSh, RemoteProcs); the seam, should it grow, is the clocks.
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ nftables decides on the FIRST terminal match, so `render_nft` emits the rules in
 That is exactly pf's decision (first matching quick rule, else last matching non-quick rule)
 - tests/test_ruleset.py checks it packet by packet. pf's state table, consulted before any
 rule, becomes `ct state established,related accept` at the top of each chain.
+
+Size: one unit because the model, pf's semantics (the evaluator) and the four renderings
+(guest nft, pf, host nft, nwfilter) must agree rule by rule, and tests/test_ruleset.py checks
+them against each other packet by packet; the seam, should it grow, is the renderers.
 """
 
 from __future__ import annotations

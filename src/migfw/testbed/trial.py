@@ -86,7 +86,9 @@ def run_trial(
 
     `factors` override the config's migration settings (and testbed.guest.memory_mib).
     """
-    from migfw.testbed.migrate import migrate, migration_settings, write_jobstats
+    from migfw.testbed.migrate import migrate
+    from migfw.testbed.migration_jobstats import write_jobstats
+    from migfw.testbed.migration_settings import migration_settings
     from migfw.testbed.provision import find_vm
 
     if interval_s <= 0:

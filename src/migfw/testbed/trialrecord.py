@@ -117,7 +117,7 @@ def migration_record(clock: Any, mig: dict[str, Any], settings: dict[str, Any], 
         "max_downtime_ms": mig.get("max_downtime_ms", settings["max_downtime_ms"] or None),
         "requested": mig.get("requested"),
         "in_force": mig.get("in_force"),
-        # The progress watchdog (migfw.testbed.migrate.ProgressWatch); after a stall
+        # The progress watchdog (migfw.testbed.migration_watchdog.ProgressWatch); after a stall
         # or a hung daemon, the last job statistics and what did not answer.
         "watchdog": mig.get("watchdog"),
         "unresponsive": mig.get("unresponsive"),

@@ -6,6 +6,10 @@ constant-rate probes, a migration window, and a stop-and-copy pause near its end
 which requests are lost, except the last few sent before the pause, which are queued in
 the guest and answered late after it resumes. The truth (which requests were lost) is
 written beside it, so the analysis can be checked against it.
+
+Size: the probe-trial and attack-window generators share the frame builder, the CraftedTrial
+model and one `migfw craft` CLI that dispatches to both; the seam, should it grow, is the
+attack-window section (craft_attack and what follows it).
 """
 
 from __future__ import annotations
