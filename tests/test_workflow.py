@@ -207,6 +207,31 @@ def test_finished_testbed_run_draws_the_chain_and_runs_no_testbed_job(work):
         shutil.rmtree(testbed, ignore_errors=True)
 
 
+def test_stale_guest_image_is_rebuilt_and_the_pending_trials_still_run(work):
+    """Trials pending and the guest's sources newer than its image (a `git pull` that
+    changed resources/): one run rebuilds the image AND runs every pending trial. With
+    ancient edges into the trial rule Snakemake planned only the image and exited 0
+    (snakemake/snakemake#4166); the same plan with an up-to-date image is the truth."""
+    testbed = work / "results/testbed"
+    try:
+        for name in ("preflight.txt", "guest/manifest.json", "hosts.json",
+                     *(f"placements/{p}.json" for p in ("vm", "none", "vmm-state"))):  # fmt: skip
+            (testbed / name).parent.mkdir(parents=True, exist_ok=True)
+            (testbed / name).write_text("{}")
+        args = ["-n", "--configfile", "config/test.yaml", "--config", "trials_source=testbed",
+                "trials_dir=results/pending_trials"]  # fmt: skip
+        fresh = planned_jobs(snakemake(work, *args))
+        old = (work / "resources/domain.xml").stat().st_mtime - 3600
+        os.utime(testbed / "guest/manifest.json", (old, old))
+        stale = planned_jobs(snakemake(work, *args))
+        assert "guest_image" not in fresh and stale.get("guest_image") == 1, (fresh, stale)
+        assert fresh.get("trial", 0) > 0, fresh
+        assert stale.get("trial") == fresh["trial"], (fresh, stale)
+        assert stale.get("trials_table") == 1, stale
+    finally:
+        shutil.rmtree(testbed, ignore_errors=True)
+
+
 def test_one_changed_trial_reruns_only_its_own_jobs(work, tmp_path):
     args = ["--configfile", "config/test.yaml", "--config", "trials_source=directory"]
     snakemake(work, *args)  # directory mode over the crafted trials: up to date after this

@@ -286,12 +286,16 @@ def ovn_first(wildcards):
 
 
 def trial_deployment(wildcards):
-    """A trial's provisioning and placement evidence, as ancient inputs: they order the
-    DAG (testbed_up -> deploy_placement -> trial) and never re-trigger a trial."""
+    """A trial's provisioning and placement evidence: they order the DAG (testbed_up ->
+    deploy_placement -> trial). Plain inputs, not ancient: a trial job exists only while its
+    folder is missing (unfinished_pattern), so nothing re-triggers a finished trial, and an
+    ancient edge would hide the trial from Snakemake's plan whenever a job upstream (a
+    rebuilt guest image) must run (snakemake/snakemake#4166: it stopped after the image).
+    """
     placement = trial_placement(wildcards.trial)
     return {
-        "hosts": ancient("results/testbed/hosts.json"),
-        "placement": ancient(f"results/testbed/placements/{placement}.json"),
+        "hosts": "results/testbed/hosts.json",
+        "placement": f"results/testbed/placements/{placement}.json",
     }
 
 

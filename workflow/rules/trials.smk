@@ -136,14 +136,14 @@ if SOURCE == "testbed":
         """One live migration with per-trial capture; never rerun once its folder is finished."""
         # One migration per host pair at a time (resource pair<k>). A finished trial is never
         # a job of this rule (see unfinished_pattern): its folder is the raw data and is
-        # immutable. No params and only ancient inputs, so nothing but the trial's identity
-        # triggers it; the command reads the trial's spec (factor levels, pair) from its row
-        # of the design sheet.
+        # immutable, and an unfinished one has no outputs yet, so its inputs only order the
+        # DAG (see trial_deployment); the command reads the trial's spec (factor levels,
+        # pair) from its row of the design sheet.
         input:
             unpack(trial_deployment),
-            design=ancient(DESIGN_SHEET),
-            image=ancient("results/testbed/guest/manifest.json"),
-            ruleset=ancient(config["ruleset"]),
+            design=DESIGN_SHEET,
+            image="results/testbed/guest/manifest.json",
+            ruleset=config["ruleset"],
         output:
             pcap=f"{TRIALS_DIR}/{{trial}}/probe.pcap",
             meta=f"{TRIALS_DIR}/{{trial}}/trial.json",
