@@ -234,10 +234,18 @@ def test_stale_guest_image_is_rebuilt_and_the_pending_trials_still_run(work):
 
 def test_one_changed_trial_reruns_only_its_own_jobs(work, tmp_path):
     args = ["--configfile", "config/test.yaml", "--config", "trials_source=directory"]
-    snakemake(work, *args)  # directory mode over the crafted trials: up to date after this
     meta = work / "results/crafted_trials/thesis/i0.5-r02/trial.json"
+    # A trial folder is one directory input (its own mtime changes only when an entry is
+    # added or removed) with a digest of every file under it as a param.
+    nested = meta.parent / "notes" / "extra.txt"
+    nested.parent.mkdir(exist_ok=True)
+    nested.write_text("a\n")
+    snakemake(work, *args)  # directory mode over the crafted trials: up to date after this
     original = meta.read_text()
     try:
+        nested.write_text("b\n")  # a file in a subfolder, rewritten in place
+        jobs = planned_jobs(snakemake(work, "-n", *args))
+        assert jobs.get("trial_metrics") == 1 and jobs.get("timeline_figure") == 1, jobs
         meta.write_text(original + "\n")  # newer than its outputs
         jobs = planned_jobs(snakemake(work, "-n", *args))
         assert jobs.get("trial_metrics") == 1 and jobs.get("timeline_figure") == 1, jobs
@@ -255,6 +263,7 @@ def test_one_changed_trial_reruns_only_its_own_jobs(work, tmp_path):
         assert "thesis/i0.5-r02/trial.json: not valid JSON" in done.stdout + done.stderr
     finally:
         meta.write_text(original)
+        shutil.rmtree(nested.parent)
         snakemake(work, *args)
 
 

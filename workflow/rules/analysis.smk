@@ -4,7 +4,7 @@
 rule trial_metrics:
     """One cell's trial folders -> their rows of metrics (probe loss, DT estimators, attack window)."""
     input:
-        unpack(cell_inputs),
+        cell_inputs,
     output:
         "results/analysis/metrics/{cell}.json",
     log:
@@ -12,6 +12,7 @@ rule trial_metrics:
     params:
         code=code_version("migfw.measure.metrics"),
         folders=cell_folders,
+        files=cell_digest,
     run:
         run_migfw(log, "trial-metrics", params.folders, "--out", output)
 

@@ -21,7 +21,7 @@ from migfw.config import coerce_config, config_problems
 from migfw.testbed.ruleset import enforcement_problems
 from migfw.testbed.placements import wildcard as placement_wildcard
 from migfw.cli import run_in_process
-from migfw.provenance import code_version
+from migfw.provenance import code_version, folder_digest
 
 # Nested --config values arrive as text; then a readable one-line-per-problem message
 # comes first, and Snakemake's own validation after it.
@@ -305,6 +305,12 @@ def trial_inputs(wildcards):
 
 def inputs_of_trial(trial):
     folder = str(trial_dir(TRIALS_DIR, trial))
+    if SOURCE == "directory":
+        # Folders analysed as found: the folder itself is the one input (`snakemake
+        # --archive` carries it whole, subfolders too), and trial_digest, a param, reruns
+        # its jobs when a file inside changes. Declaring each file cost Snakemake ~1.7 KB a
+        # file: 50 MiB of a 10,000-trial run's peak (docs/scale.md).
+        return {"folder": folder}
     inputs = {"meta": f"{folder}/trial.json"}
     # A failed trial found on disk may have no capture; one we produce always has one.
     if not finished(trial) or Path(f"{folder}/probe.pcap").exists():
@@ -312,27 +318,26 @@ def inputs_of_trial(trial):
     # The other files a trial may hold (attack.pcap, attack_sendlog.csv, flows.csv, ...) are
     # known only once it ran. Trials this run makes declare just the two files above, or the
     # input set would change after the first run and rerun their analysis; a finished folder
-    # never changes, so nothing is missed. Folders analysed as found (trials_source:
-    # directory) declare every file, so `snakemake --archive` carries the whole trial.
-    if SOURCE == "directory":  # subfolders too: conntrack/<host>-<moment>.txt
-        for path in sorted(Path(folder).rglob("*")):
-            name = path.relative_to(folder).as_posix()
-            if path.is_file() and name not in ("trial.json", "probe.pcap"):
-                inputs[re.sub(r"\W", "_", name)] = str(path)
+    # never changes, so nothing is missed.
     return inputs
 
 
 def cell_inputs(wildcards):
-    """Every input file of every trial in the cell, named <n>_<name> (n: its position)."""
-    inputs = {}
-    for n, trial in enumerate(CELLS[wildcards.cell]):
-        for name, path in inputs_of_trial(trial).items():
-            inputs[f"t{n}_{name}"] = path
-    return inputs
+    """Every input of every trial in the cell (a plain list: a name per input costs more)."""
+    return [p for t in CELLS[wildcards.cell] for p in inputs_of_trial(t).values()]
 
 
 def cell_folders(wildcards):
     return [str(trial_dir(TRIALS_DIR, trial)) for trial in CELLS[wildcards.cell]]
+
+
+def cell_digest(wildcards):
+    """Names, sizes and mtimes of every file in the cell's folders (folders as found)."""
+    return folder_digest(*cell_folders(wildcards)) if SOURCE == "directory" else ""
+
+
+def trial_digest(wildcards):
+    return folder_digest(trial_folder(wildcards)) if SOURCE == "directory" else ""
 
 
 def slr_output(name):

@@ -56,6 +56,7 @@ rule timeline_figure:
     params:
         code=code_version("migfw.measure.figures"),
         folder=trial_folder,
+        files=trial_digest,
     run:
         run_migfw(log, "fig-timeline", params.folder, "--out", output.png)
 
