@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from migfw.errors import MigfwError
-from migfw.testbed import ovn, ovn_acl
+from migfw.testbed import ovn, ovn_acl, ovn_observe
 from migfw.testbed.provision import render_domain_xml, virtualport_xml
 from migfw.testbed.ruleset import ruleset_from_data
 
@@ -96,10 +96,10 @@ BINDING_LINE = (
 
 
 def test_binding_rows_and_transitions() -> None:
-    rows = ovn.binding_rows(BINDING_LINE, "c927")
+    rows = ovn_observe.binding_rows(BINDING_LINE, "c927")
     assert len(rows) == 1
     names = {"498f": "m-chassis-A", "77aa": "m-chassis-B"}
-    st = ovn.binding_state(rows[0], names)
+    st = ovn_observe.binding_state(rows[0], names)
     assert st == {"chassis": "m-chassis-A", "additional_chassis": [],
                   "requested_chassis": "m-chassis-A", "activation_strategy": None,
                   "additional_chassis_activated": None, "up": True}  # fmt: skip
@@ -109,10 +109,10 @@ def test_binding_rows_and_transitions() -> None:
               '"m-chassis-B"],["requested-chassis","m-chassis-A,m-chassis-B"]]],true]],'
               '"headings":["row","action","logical_port","chassis","additional_chassis",'
               '"requested_chassis","options","up"]}')  # fmt: skip
-    st2 = ovn.binding_state(ovn.binding_rows(update, "c927")[0], names)
+    st2 = ovn_observe.binding_state(ovn_observe.binding_rows(update, "c927")[0], names)
     assert st2["additional_chassis"] == ["m-chassis-B"]
     assert st2["additional_chassis_activated"] == "m-chassis-B"
-    trans = ovn.transitions([(1.0, st), (1.5, st), (2.0, st2)])
+    trans = ovn_observe.transitions([(1.0, st), (1.5, st), (2.0, st2)])
     assert [t["t"] for t in trans] == [1.0, 2.0]  # the repeated state is no transition
 
 
@@ -177,7 +177,7 @@ def test_ovn_daemons_start_tunnel_and_go(bare_testbed) -> None:
     assert ovn.ovn_running(site, state)
     # The testbed's status knows each recorded daemon by the name before "_" (its binary).
     assert not bed.status().get("daemons_dead")
-    names = set(ovn.chassis_names(site).values())
+    names = set(ovn_observe.chassis_names(site).values())
     assert names == {site.chassis("A"), site.chassis("B")}
     # Each chassis made a Geneve tunnel to the other's encap IP on the underlay bridge.
     for host, other in (("A", "B"), ("B", "A")):
@@ -296,7 +296,7 @@ def test_a_killed_ovn_daemon_is_repaired(bare_testbed) -> None:
     done = ovn.repair_ovn(bed, state, bed._write_state)
     assert done == ["restarted OVN (dead: ovn-controller_B)"]
     assert ovn.ovn_running(site, state) and not any(pid_alive(p) for p in others)
-    assert set(ovn.chassis_names(site).values()) == {site.chassis("A"), site.chassis("B")}
+    assert set(ovn_observe.chassis_names(site).values()) == {site.chassis("A"), site.chassis("B")}
     assert ovn.zero_snat(site, "B") == "false"
 
 
@@ -315,7 +315,7 @@ OVS_DUMP = "\n".join(
 def test_ovs_conntrack_dump_reads_as_a_conntrack_listing() -> None:
     from migfw.measure.flowstate import flow_entry, parse_conntrack
 
-    listing = ovn.ovs_to_listing(OVS_DUMP)
+    listing = ovn_observe.ovs_to_listing(OVS_DUMP)
     lines = listing.splitlines()
     assert lines[1] == (
         "tcp 6 0 ESTABLISHED src=10.218.0.2 dst=10.218.0.10 sport=58306 dport=7 "
@@ -326,7 +326,7 @@ def test_ovs_conntrack_dump_reads_as_a_conntrack_listing() -> None:
         ("tcp", "ESTABLISHED"), ("icmp", None), ("tcp", "TIME_WAIT")]  # fmt: skip
     assert flow_entry(entries, "10.218.0.10", 7, 58306) == "ESTABLISHED:prober"
     assert flow_entry(entries, "10.218.0.10", 7, 47252) == "TIME_WAIT:guest"
-    assert ovn.ovs_to_listing("garbage\n").splitlines()[1:] == []
+    assert ovn_observe.ovs_to_listing("garbage\n").splitlines()[1:] == []
 
 
 def _trace(db: str, src: tuple[str, str], port: int, ct: str) -> bool:

@@ -147,16 +147,16 @@ def bound_where(site: Any) -> dict[str, bool]:
     """Which host's chassis the VM's Port_Binding names (main or additional) now."""
     import json
 
-    from migfw.testbed import ovn
+    from migfw.testbed import ovn, ovn_observe
 
-    names = ovn.chassis_names(site)
+    names = ovn_observe.chassis_names(site)
     out = ovn.sbctl(site, "--format=json", "--columns=chassis,additional_chassis", "find",
                     "Port_Binding", f"logical_port={site.vm_port}")  # fmt: skip
     rows = json.loads(out)["data"]
     bound: set[str] = set()
     for row in rows:
         for cell in row:
-            value = ovn._ovsdb_value(cell)
+            value = ovn_observe._ovsdb_value(cell)
             bound |= {names.get(v, v) for v in (value if isinstance(value, list) else [value])}
     return {h: site.chassis(h) in bound for h in ("A", "B")}
 
@@ -326,7 +326,7 @@ class OvnTrial:
     def _dump(self, moment: str) -> None:
         """OVS's own dump (ovs-<role>-<moment>.txt) and the same entries as a `conntrack -L`
         listing under the contract's name (<role>-<moment>.txt, docs/attack_window.md)."""
-        from migfw.testbed.ovn import ovs_to_listing
+        from migfw.testbed.ovn_observe import ovs_to_listing
 
         for role, host in (("src", self.src), ("dst", self.dst)):
             t = time.time()
@@ -347,10 +347,12 @@ class OvnTrial:
         self.log("ovn_binding", binding_step=step, hosts=hosts, rarp=rarp)
 
     def start(self) -> OvnTrial:
-        from migfw.testbed import ovn
+        from migfw.testbed import ovn, ovn_observe
         from migfw.testbed.netns import netns_argv
 
-        self.monitor = ovn.BindingMonitor(self.site, self.partial / "port_binding.jsonl").start()
+        self.monitor = ovn_observe.BindingMonitor(
+            self.site, self.partial / "port_binding.jsonl"
+        ).start()
         self.capture = subprocess.Popen(
             netns_argv(
                 self.site.host_ns[self.src],
@@ -388,7 +390,7 @@ class OvnTrial:
         return result
 
     def stop(self) -> dict[str, Any]:
-        from migfw.testbed import ovn
+        from migfw.testbed import ovn_observe
         from migfw.testbed.local import kill_pid
 
         self._dump("end")
@@ -404,7 +406,7 @@ class OvnTrial:
         installed = {}
         for host in ("A", "B"):
             try:
-                installed[host] = ovn.flow_install(self.site, host)
+                installed[host] = ovn_observe.flow_install(self.site, host)
             except MigfwError as exc:
                 installed[host] = {"host": host, "error": str(exc)}
         return {"binding": self.binding, "port": self.site.vm_port,
