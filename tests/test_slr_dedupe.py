@@ -569,8 +569,11 @@ def test_near_title_without_authors_to_compare_goes_to_a_person(tmp_path: Path) 
         assert link.decision == MAYBE and "no authors to compare" in link.rule
     same_people = {**BASE, "ID": "typo", "TI": typo}
     copy = {k: v for k, v in {**BASE, "ID": "copy"}.items() if k != "AU"}
-    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [full, same_people, copy])]))
+    bracketed = {**copy, "ID": "bracketed", "TI": BASE["TI"] + " [Zustand halten]"}
+    recs = [full, same_people, copy, bracketed]
+    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", recs)]))
     assert _same(result, "full", "typo") and _same(result, "full", "copy")
+    assert _same(result, "full", "bracketed")
 
 
 def test_erratum_never_merges_with_its_article(tmp_path: Path) -> None:

@@ -395,6 +395,11 @@ def _titles_differ(feat: _Features, ev: _Evidence, i: int, j: int) -> bool:
     return bool(informative) and ev.t_sim < TITLE_CLOSE and not ev.t_prefix
 
 
+def _title_shared(feat: _Features, i: int, j: int) -> bool:
+    """The same title key, or one of them given beside the other in brackets."""
+    return feat.title[i] == feat.title[j] or bool(set(feat.variants[i]) & set(feat.variants[j]))
+
+
 def _translation(feat: _Features, ev: _Evidence, i: int, j: int) -> bool:
     """Titles in two languages (by their function words) on the same item: the same
     authors, year, venue, volume and whole page range (start and end), no other issue.
@@ -488,11 +493,12 @@ def _score_pair(
             # No usable title and no shared DOI: the venue and its locators alone never
             # merge (a person decides); the same authors on the same page may.
             decision, rule = MAYBE, rule + "; no usable title"
-        elif decision == DUPLICATE and ev.a_sim < 0 and feat.title[i] != feat.title[j]:
+        elif decision == DUPLICATE and ev.a_sim < 0 and not _title_shared(feat, i, j):
             # Nothing names the same people (a side has no authors, or names in a script
             # the name keys cannot read) and the titles are close, not equal: a near
             # title plus venue and locators is the sibling-item case again; a person
-            # decides. Equal titles (a copy without its author list) still merge.
+            # decides. Equal titles, or one title bracketed beside the other (a copy
+            # without its author list), still merge.
             decision, rule = MAYBE, rule + "; near title, no authors to compare"
         elif decision == DUPLICATE and yi and yj and abs(yi - yj) == 2:
             # Two years apart (more is a conflict): a reprint, a later version or a
