@@ -30,7 +30,8 @@ from migfw.testbed.deploy import (
     verify_rules,
 )
 from migfw.testbed.netns import in_netns, netns_argv
-from migfw.testbed.ruleset import default_addresses, load_ruleset, render_nft
+from migfw.testbed.ruleset import default_addresses, load_ruleset
+from migfw.testbed.ruleset_render import render_nft
 
 REPO = Path(__file__).resolve().parents[1]
 GUEST, REMOTE = "10.231.9.1", "10.231.9.2"

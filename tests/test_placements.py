@@ -26,9 +26,8 @@ from migfw.testbed.ruleset import (
     default_addresses,
     load_ruleset,
     nft_order,
-    render_host_nft,
-    render_nwfilter,
 )
+from migfw.testbed.ruleset_render import render_host_nft, render_nwfilter
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden"
@@ -264,7 +263,7 @@ def test_agent_trigger_pre_and_state_copies_at_the_switchover() -> None:
 
 
 def test_closed_port_text_drops_both_directions_and_is_replaced_by_the_rules() -> None:
-    from migfw.testbed.ruleset import HOST_TABLE, render_host_nft
+    from migfw.testbed.ruleset_render import HOST_TABLE, render_host_nft
     from migfw.testbed.temporary import closed_port_nft
 
     text = closed_port_nft("mfwtap0")

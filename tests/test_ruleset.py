@@ -17,17 +17,15 @@ from migfw.testbed.netns import run, temporary_netns
 from migfw.testbed.ruleset import (
     Packet,
     Ruleset,
-    check_nft,
     decide,
     decide_first_match,
     deciding_rule,
     default_addresses,
     load_ruleset,
     nft_order,
-    render_nft,
-    render_pf,
     ruleset_from_data,
 )
+from migfw.testbed.ruleset_render import check_nft, render_nft, render_pf
 
 REPO = Path(__file__).resolve().parents[1]
 RULESET = REPO / "config" / "ruleset.yaml"

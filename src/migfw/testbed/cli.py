@@ -10,7 +10,7 @@ MODULES = [
     "migfw.testbed.preflight",
     "migfw.testbed.guest",
     "migfw.testbed.providers",
-    "migfw.testbed.ruleset",
+    "migfw.testbed.ruleset_render",
     "migfw.testbed.placements.command",
     "migfw.testbed.trialcli",
     "migfw.testbed.cleanup",

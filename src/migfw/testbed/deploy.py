@@ -27,8 +27,8 @@ from migfw.testbed.ruleset import (
     check_addresses,
     decide,
     deciding_rule,
-    explain_nft_error,
 )
+from migfw.testbed.ruleset_render import explain_nft_error
 
 # The ruleset goes into a private folder made per deployment (mktemp -d: mode 0700, a name
 # nobody can guess or create first), never a fixed path another user of the host could swap.

@@ -52,7 +52,7 @@ def vm_instance_id(bed: Testbed) -> str | None:
 def ensure_ruleset(cfg: dict[str, Any], bed: Testbed, log: Any) -> dict[str, Any]:
     """Deploy and verify the ruleset once per VM instance; refuse if any rule misbehaves."""
     from migfw.testbed.deploy import deploy_ruleset, require_rules_ok
-    from migfw.testbed.ruleset import render_nft
+    from migfw.testbed.ruleset_render import render_nft
 
     ruleset_path = cfg_get(cfg, "ruleset")
     rs = _ruleset(cfg)
@@ -134,7 +134,7 @@ def blocked_port_answers(cfg: dict[str, Any], bed: Testbed) -> list[dict[str, An
 def install_host_nft(cfg: dict[str, Any], bed: Testbed, host: str, folder: Path) -> None:
     """migfw's host nftables for the VM's port on `host` (host_rules.nft in `folder`)."""
     from migfw.testbed import placement as pl
-    from migfw.testbed.ruleset import render_host_nft
+    from migfw.testbed.ruleset_render import render_host_nft
 
     text = render_host_nft(_ruleset(cfg), addresses_for(bed), str(bed.extra.get("tap", "mfwtap0")))
     (folder / "host_rules.nft").write_text(text)
@@ -148,7 +148,7 @@ def install_host_nft(cfg: dict[str, Any], bed: Testbed, host: str, folder: Path)
 def bind_nwfilter(cfg: dict[str, Any], bed: Testbed, host: str, folder: Path) -> None:
     """The ruleset as libvirt nwfilter on both hosts, referenced by the VM's interface."""
     from migfw.testbed import placement as pl
-    from migfw.testbed.ruleset import render_nwfilter
+    from migfw.testbed.ruleset_render import render_nwfilter
 
     xml = render_nwfilter(_ruleset(cfg), addresses_for(bed))
     (folder / "nwfilter.xml").write_text(xml)
@@ -187,7 +187,7 @@ def start_agent(
     entries), listening to both hosts for the trial."""
     from migfw.testbed import placement as pl
     from migfw.testbed.agent import AgentLogic, EventAgent
-    from migfw.testbed.ruleset import render_host_nft
+    from migfw.testbed.ruleset_render import render_host_nft
 
     rs = _ruleset(cfg)
     addresses = addresses_for(bed)

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from migfw.errors import MigfwError
-from migfw.testbed.ruleset import Rule, Ruleset, _resolve, check_addresses, nft_order
+from migfw.testbed.ruleset import Rule, Ruleset, check_addresses, nft_order
+from migfw.testbed.ruleset_render import _resolve
 
 PORT_GROUP = "pg_migfw"
 TOP_PRIORITY = 2000

@@ -19,7 +19,7 @@ from typing import Any
 from migfw.errors import MigfwError
 from migfw.testbed.base import Testbed
 from migfw.testbed.netns import netns_argv
-from migfw.testbed.ruleset import HOST_TABLE, NWFILTER_NAME, explain_nft_error
+from migfw.testbed.ruleset_render import HOST_TABLE, NWFILTER_NAME, explain_nft_error
 
 
 def host_netns(bed: Testbed, host: str) -> str:

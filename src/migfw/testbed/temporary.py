@@ -31,7 +31,7 @@ class HostNftAllow:
 
     def add(self, source: str, port: int) -> str:
         from migfw.testbed import placement as pl
-        from migfw.testbed.ruleset import HOST_TABLE, MARK_TO_VM
+        from migfw.testbed.ruleset_render import HOST_TABLE, MARK_TO_VM
 
         rule = f"meta mark {MARK_TO_VM:#x} ip saddr {source} tcp dport {int(port)} accept"
         proc = pl._nft(self.commands, ["--echo", "--handle", "insert", "rule", "inet",
@@ -46,7 +46,7 @@ class HostNftAllow:
 
     def remove(self) -> None:
         from migfw.testbed import placement as pl
-        from migfw.testbed.ruleset import HOST_TABLE
+        from migfw.testbed.ruleset_render import HOST_TABLE
 
         while self.handles:
             handle = self.handles.pop()
@@ -101,7 +101,7 @@ def closed_port_nft(port: str) -> str:
     both directions, until the agent installs the rules - whose `nft -f` text starts by
     deleting this table, so the port opens in the same transaction that programs it (as
     os-vif's dead VLAN until Neutron's agent binds the port)."""
-    from migfw.testbed.ruleset import HOST_TABLE
+    from migfw.testbed.ruleset_render import HOST_TABLE
 
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", port):
         raise MigfwError(f"port_default: {port!r} is not an interface name")
