@@ -87,7 +87,7 @@ def after_migration(
         log("console", **console[1])
     recovery, repair_error = None, None
     if clocks:
-        from migfw.testbed.remote import clock_offsets
+        from migfw.testbed.hostclocks import clock_offsets
 
         clocks["end"] = clock_offsets(bed)
         log("clock", **clocks["end"])

@@ -175,7 +175,7 @@ def run_trial(
         arrow = f"{source}→{destination}"
         clocks = {}
         if bed.extra.get("prober"):
-            from migfw.testbed.remote import clock_offsets
+            from migfw.testbed.hostclocks import clock_offsets
 
             clocks["start"] = clock_offsets(bed)
             log("clock", **clocks["start"])
