@@ -90,7 +90,7 @@ def test_the_testbed_and_the_crafted_generator_never_decode_a_planned_id(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from migfw.testbed.trialcli import resolve_trial
-    from migfw.trials.crafted import _cli, register
+    from migfw.trials.craftcli import _cli, register
 
     sheet = tmp_path / "design.tsv"
     write_design(expand_design(EXPERIMENTS, pairs=2), sheet)

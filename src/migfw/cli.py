@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fig-attack-window": ("migfw.measure.figures", "breach window by placement"),
     "attack-window": ("migfw.measure.attackstats", "trials.csv -> attack_window.csv"),
     "sweeps": ("migfw.measure.sweeps", "sweep table, power table and sweep figure"),
-    "craft": ("migfw.trials.crafted", "write crafted trial folders with known losses"),
+    "craft": ("migfw.trials.craftcli", "write crafted trial folders with known losses"),
     "compare": ("migfw.paper.compare", "paper vs reproduction table (markdown)"),
     "testbed": ("migfw.testbed.cli", "embedded or external migration testbed"),
     "slr": ("migfw.slr.cli", "systematic literature review branch"),
