@@ -8,9 +8,9 @@ mean for breaches_total_ms, the survival rate of each flow with a Wilson score i
 and the difference in mean breach window against the `vm` placement of the same
 experiment with a two-sample percentile-bootstrap CI.
 
-Size: the attack-window and flow-survival tables are computed from the same cells
-(side_frame, other_factors), with the same interval estimators (Wilson, Clopper-Pearson,
-bootstrap difference) and statements, and one CLI writes both.
+Size: the attack-window and flow-survival tables group the trials into the same cells
+(other_factors) and share this module's interval estimators (Wilson, Clopper-Pearson,
+bootstrap difference); one CLI writes both.
 """
 
 from __future__ import annotations
