@@ -207,39 +207,19 @@ def conntrack_dump(site: Any, host: str) -> str:
 def syn_answers(netns: str | None, source: str, target: str, ports: list[int],
                 timeout_s: float) -> dict[str, str]:  # fmt: skip
     """A new connection (one SYN) from `source` to each port at once: {port: 'answer' (SYN-ACK
-    or RST) | 'silence'} after at most `timeout_s`."""
-    import errno
-    import select
-    import socket
+    or RST) | 'silence'} after at most `timeout_s` (deploy.probe_tcp, one thread per port
+    since setns is per thread, as verify_rules runs its probes)."""
+    from concurrent.futures import ThreadPoolExecutor
 
+    from migfw.testbed.deploy import probe_tcp
     from migfw.testbed.netns import in_netns
 
-    socks: dict[int, socket.socket] = {}
-    out: dict[str, str] = {}
-    try:
+    def one(port: int) -> str:
         with in_netns(netns):
-            for port in ports:
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                socks[int(port)] = sock
-                sock.bind((source, 0))
-                sock.setblocking(False)
-                sock.connect_ex((target, int(port)))
-        deadline = time.monotonic() + timeout_s
-        waiting = dict(socks)
-        while waiting and (left := deadline - time.monotonic()) > 0:
-            _, ready, _ = select.select([], list(waiting.values()), [], left)
-            for sock in ready:
-                port = next(p for p, s in waiting.items() if s is sock)
-                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                # Connected or refused: an answer came; a timeout cannot happen this early.
-                out[str(port)] = "answer" if err in (0, errno.ECONNREFUSED) else (
-                    f"answer ({errno.errorcode.get(err, err)})")  # fmt: skip
-                del waiting[port]
-        out.update({str(p): "silence" for p in waiting})
-    finally:
-        for sock in socks.values():
-            sock.close()
-    return out
+            return probe_tcp(source, target, int(port), timeout_s)
+
+    with ThreadPoolExecutor(max_workers=max(1, len(ports))) as pool:
+        return {str(p): answer for p, answer in zip(ports, pool.map(one, ports), strict=True)}
 
 
 NEW_CONNECTION_TIMEOUT_S = 1.0
