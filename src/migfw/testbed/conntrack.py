@@ -200,7 +200,8 @@ def flush_vm(where: Any, address: str) -> dict[str, Any]:
     try:
         entries = entries_for(_check(run_on(where, ["conntrack", "-L", "-o", "save"]),
                                      "conntrack -L", where), address)  # fmt: skip
-        gone = [e for e in entries if not is_control(e, str(ipaddress.ip_address(address)))]
+        vm = str(ipaddress.ip_address(address))
+        gone = [e for e in entries if not is_control(e, vm)]
         record["kept"] = len(entries) - len(gone)
         if gone:
             _check(run_on(where, ["conntrack", "-R", "-"], delete_text(gone)), "conntrack -R",

@@ -466,9 +466,7 @@ def read_design(path: str | Path) -> list[TrialSpec]:
                 settle_s=_optional(cells["settle_s"], float),
                 attack_rate_hz=_optional(cells["attack_rate_hz"], float),
             ))  # fmt: skip
-        except ValueError as exc:
-            raise MigfwError(f"{where}: {exc}") from None
-        except MigfwError as exc:
+        except (ValueError, MigfwError) as exc:
             raise MigfwError(f"{where}: {exc}") from None
     return specs
 
