@@ -214,6 +214,9 @@ def _give_up(
     now = time.monotonic()
     watch, settings = sampler.watch, details["settings"]
     idle = watch.idle_s(now)
+    # The samples as the watchdog gave up: the sampler runs on through the abort, whose
+    # cancelled job may report zeroed counters.
+    last_stats, last_progress_stats = watch.last_stats, watch.last_progress_stats
     arrow = f"{source}→{destination}"
     abort_error = None
     hung = verdict.partition(":")[2] or None
@@ -242,7 +245,7 @@ def _give_up(
         _wait(done, RETURN_TIMEOUT_S)
         if verdict == "stalled":
             reason = f"migration stalled: no progress for {idle:.0f} s ({arrow}; " + (
-                _progress_text(watch.last_stats) if watch.streaming
+                _progress_text(last_stats) if watch.streaming
                 else "the migration stream never started"
             ) + ")"  # fmt: skip
         else:
@@ -256,8 +259,8 @@ def _give_up(
         **watch.record(settings),
         "verdict": verdict,
         "no_progress_s": round(idle, 3),
-        "last_jobstats": _plain_stats(watch.last_stats),
-        "last_progress_jobstats": _plain_stats(watch.last_progress_stats),
+        "last_jobstats": _plain_stats(last_stats),
+        "last_progress_jobstats": _plain_stats(last_progress_stats),
         "sample_errors": sampler.errors[:3],
         "abort_error": abort_error,
         "call_returned": done.is_set(),
