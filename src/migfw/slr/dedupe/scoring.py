@@ -419,6 +419,22 @@ def _translation(feat: _Features, ev: _Evidence, i: int, j: int) -> bool:
     )  # fmt: skip
 
 
+REPUBLISHED_TITLE_WORDS = 5  # shorter titles repeat as column headings in one venue
+
+
+def _republication(feat: _Features, i: int, j: int) -> bool:
+    """The same informative title (>= REPUBLISHED_TITLE_WORDS words, no notice) by the
+    same non-empty author list in the same venue."""
+    title = feat.title[i]
+    return bool(
+        title and title == feat.title[j]
+        and not (feat.generic[i] or feat.generic[j] or feat.notice[i] or feat.notice[j])
+        and len(title.split()) >= REPUBLISHED_TITLE_WORDS
+        and feat.authors[i] and feat.authors[i] == feat.authors[j]
+        and feat.venue[i] and feat.venue[i] == feat.venue[j]
+    )  # fmt: skip
+
+
 def _score_pair(
     feat: _Features, i: int, j: int, weight: float | None = None, params: Params = DEFAULT
 ) -> dict:
@@ -459,6 +475,12 @@ def _score_pair(
             decision, rule = DISTINCT, "doi-shared-titles-differ"
         if decision == DUPLICATE:
             score = max(score, MATCH + 5)
+    elif conflicts == ["doi"] and _republication(feat, i, j):
+        # Two DOIs on one informative title by one author list in one venue: a
+        # republication (SLR practice: a duplicate for screening) or a sibling item
+        # with a reused title; the labelled sets hold both (5 vs 3 pairs), so a person
+        # decides.
+        decision, rule = MAYBE, "conflict:doi; same title, authors and venue"
     elif conflicts:
         decision, rule = DISTINCT, "conflict:" + "+".join(conflicts)
     else:
