@@ -13,12 +13,11 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/paper.smk"
+include: "workflow/rules/testbed.smk"
 include: "workflow/rules/trials.smk"
-include: "workflow/rules/analysis.smk"
-include: "workflow/rules/figures.smk"
+include: "workflow/rules/measure.smk"
 include: "workflow/rules/slr.smk"
-include: "workflow/rules/report.smk"
+include: "workflow/rules/paper.smk"
 
 
 localrules:

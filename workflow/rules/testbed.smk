@@ -1,0 +1,154 @@
+# Testbed: provisioning, guest image, ruleset, placements and the trials' live migrations.
+# A trial folder is the contract with the analysis:
+# <trials_dir>/<experiment>/<trial>/probe.pcap + trial.json (migfw.trials.contract).
+# Each trial's spec is its row of the design sheet, keyed by its id (migfw.trials.design).
+
+if SOURCE == "testbed":
+
+    # On a cluster (profiles/slurm) these stay on the controller, which reaches the hosts.
+    localrules:
+        testbed_preflight,
+        guest_image,
+        render_ruleset,
+        testbed_up,
+        deploy_placement,
+        trial,
+
+    # Once every trial is finished, no file change reruns the testbed rules: the manifest
+    # (trials_manifest, trials.smk) keeps them in the DAG (and the report's graph), but they must never run again.
+    settled = ancient if not TRIALS_PENDING else (lambda path: path)
+
+    rule testbed_preflight:
+        """Checks root, /dev/net/tun, commands, Python modules and KVM before anything runs."""
+        # Root, /dev/net/tun, commands, Python modules, KVM: one line per problem, first.
+        output:
+            "results/testbed/preflight.txt",
+        log:
+            f"{LOGS}/testbed_preflight.log",
+        run:
+            if not kept_evidence(output, log):
+                cfg = effective_config(log)
+                shell("migfw testbed preflight --config {cfg} 2>&1 | tee {log}")
+                shell("cp {log} {output}")
+
+    rule guest_image:
+        """Builds the target VM's kernel and initramfs from Debian packages (cached)."""
+        input:
+            preflight=ancient("results/testbed/preflight.txt"),
+            guest_files=[
+                settled(str(p)) for p in sorted(Path("resources/guest").iterdir())
+            ],
+            domain=settled("resources/domain.xml"),
+        output:
+            manifest="results/testbed/guest/manifest.json",
+        log:
+            f"{LOGS}/guest_image.log",
+        benchmark:
+            f"{BENCH}/guest_image.tsv"
+        params:
+            # The image's files sit beside the manifest, which names each with its SHA-256.
+            folder=lambda w, output: Path(output.manifest).parent,
+        run:
+            if not kept_evidence(output, log):
+                cfg = effective_config(log)
+                shell(
+                    "migfw testbed image --config {cfg} --out {params.folder} > {log} 2>&1"
+                )
+
+    rule render_ruleset:
+        """config/ruleset.yaml -> the guest's nftables ruleset and the thesis's pf.conf."""
+        input:
+            config["ruleset"],
+        output:
+            nft="results/testbed/ruleset.nft",
+            pf="results/testbed/pf.conf",
+        log:
+            f"{LOGS}/render_ruleset.log",
+        run:
+            shell(
+                "(migfw testbed ruleset --ruleset {input} --format nft --out {output.nft} &&"
+                " migfw testbed ruleset --ruleset {input} --format pf --out {output.pf}) > {log} 2>&1"
+            )
+
+    rule testbed_up:
+        """Brings the hypervisor hosts up (or reaches the lab's) and records their identities."""
+        # Provisioning as a rule: both hosts' libvirtds and the VM; the output is the
+        # evidence (hosts, their libvirt identities, where the VM runs).
+        input:
+            image=ancient("results/testbed/guest/manifest.json"),
+        output:
+            hosts="results/testbed/hosts.json",
+        log:
+            f"{LOGS}/testbed_up.log",
+        resources:
+            **ALL_PAIRS,
+        run:
+            if not kept_evidence(output, log):
+                cfg = effective_config(log)
+                shell(
+                    "migfw testbed up --config {cfg} --out {output.hosts} 2>&1 | tee {log}"
+                )
+
+    rule deploy_placement:
+        """Deploys the ruleset for one firewall placement and records its packet checks."""
+        # The ruleset deployed where the placement puts it, proved with packets
+        # (docs/placements.md). Every trial deploys and verifies its placement again.
+        input:
+            hosts=ancient("results/testbed/hosts.json"),
+            ruleset=ancient(config["ruleset"]),
+        output:
+            "results/testbed/placements/{placement}.json",
+        log:
+            f"{LOGS}/deploy_placement/{{placement}}.log",
+        wildcard_constraints:
+            placement=PLACEMENT_WILDCARD,
+        priority: ovn_first
+        resources:
+            **ALL_PAIRS,
+        run:
+            if not kept_evidence(output, log):
+                cfg = effective_config(log)
+                shell(
+                    "migfw testbed placement --config {cfg} --placement {wildcards.placement}"
+                    " --out {output} 2>&1 | tee {log}"
+                )
+
+    rule trial:
+        """One live migration with per-trial capture; never rerun once its folder is finished."""
+        # One migration per host pair at a time (resource pair<k>). A finished trial is never
+        # a job of this rule (see unfinished_pattern): its folder is the raw data and is
+        # immutable, and an unfinished one has no outputs yet, so its inputs only order the
+        # DAG (see trial_deployment); the command reads the trial's spec (factor levels,
+        # pair) from its row of the design sheet.
+        input:
+            unpack(trial_deployment),
+            design=DESIGN_SHEET,
+            image="results/testbed/guest/manifest.json",
+            ruleset=config["ruleset"],
+        output:
+            pcap=f"{TRIALS_DIR}/{{trial}}/probe.pcap",
+            meta=f"{TRIALS_DIR}/{{trial}}/trial.json",
+        log:
+            f"{LOGS}/trials/{{trial}}.log",
+        benchmark:
+            f"{BENCH}/trials/{{trial}}.tsv"
+        wildcard_constraints:
+            trial=unfinished_pattern(),
+        priority: ovn_first
+        resources:
+            **PAIR_RESOURCES,
+        run:
+            cfg = effective_config(log)
+            shell(
+                "migfw testbed trial --config {cfg} --spec {input.design}"
+                " --trial-id {wildcards.trial} --out {TRIALS_DIR}/{wildcards.trial} 2>&1 | tee {log}"
+            )
+
+    onstart:
+        own_testbed()
+
+    onsuccess:
+        release_testbed()
+
+    onerror:
+        release_testbed()
