@@ -248,3 +248,95 @@ def test_the_size_check_can_fail(tmp_path: Path) -> None:
         '"""Big.\n\nSize: one state machine; its steps share every field.\n"""\n' + body
     )
     assert oversized_modules(package) == ["pkg/big.py (601 lines)", "pkg/terse.py (604 lines)"]
+
+
+def rule_run_blocks(path: Path) -> dict[str, str]:
+    """Rule name -> its `run:` block's code (dedented) in a .smk file."""
+    import textwrap
+
+    lines = path.read_text().splitlines()
+    blocks: dict[str, str] = {}
+    rule = None
+    for n, line in enumerate(lines):
+        found = re.match(r"\s*rule (\w+):", line)
+        if found:
+            rule = found[1]
+        head = re.match(r"(\s*)run:\s*$", line)
+        if head and rule:
+            indent = len(head[1])
+            body = []
+            for below in lines[n + 1 :]:
+                if below.strip() and len(below) - len(below.lstrip()) <= indent:
+                    break
+                body.append(below)
+            blocks[rule] = textwrap.dedent("\n".join(body))
+    return blocks
+
+
+def test_each_rule_runs_one_named_function_of_its_stage_module() -> None:
+    """One hop from a rule to its code (issue 17): every `run:` block calls exactly one
+    function, `job(log, stage.f, ...)` (in process) or `testbed_job(log, stage.f, ...)` (a
+    process of its own), where `stage = Stage("migfw.<stage>.<module>")` is named in the same
+    file; never a command string (`migfw ...`, the CLI's COMMANDS table, run_migfw). The
+    function imports, is public and typed, and takes exactly the arguments the rule passes."""
+    import ast
+    import importlib
+    import inspect
+
+    root = Path(__file__).resolve().parents[1]
+    checked, problems = 0, []
+    for path in sorted((root / "workflow" / "rules").glob("*.smk")):
+        text = path.read_text()
+        stages = dict(re.findall(r'^\s*(\w+) = Stage\("([\w.]+)"\)', text, re.M))
+        for rule, code in rule_run_blocks(path).items():
+            where = f"{path.name}:{rule}"
+            if re.search(r"run_migfw|run_in_process|shell\(|\bmigfw [a-z]", code):
+                problems.append(f"{where}: a command string instead of a named function")
+            calls = [c for c in ast.walk(ast.parse(code)) if isinstance(c, ast.Call)
+                     and getattr(c.func, "id", None) in ("job", "testbed_job")]  # fmt: skip
+            if len(calls) != 1:
+                problems.append(f"{where}: {len(calls)} job calls (one named function)")
+                continue
+            (call,) = calls
+            target = call.args[1] if len(call.args) == 2 else None
+            if not (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name)
+                    and target.value.id in stages):  # fmt: skip
+                problems.append(f"{where}: not job(log, <Stage of this file>.<function>, ...)")
+                continue
+            module = stages[target.value.id]
+            function = getattr(importlib.import_module(module), target.attr, None)
+            if function is None or target.attr.startswith("_"):
+                problems.append(f"{where}: {module}.{target.attr} is not a public function")
+                continue
+            signature = inspect.signature(function)
+            given = {k.arg for k in call.keywords}
+            required = {n for n, p in signature.parameters.items()
+                        if p.default is inspect.Parameter.empty}  # fmt: skip
+            if not given <= set(signature.parameters) or not required <= given:
+                problems.append(f"{where}: passes {sorted(given)}, {target.attr} takes "
+                                f"{list(signature.parameters)}")  # fmt: skip
+            if any(p.annotation is inspect.Parameter.empty for p in signature.parameters.values()):
+                problems.append(f"{where}: {module}.{target.attr} has untyped parameters")
+            if not module.startswith(("migfw.measure", "migfw.paper", "migfw.slr",
+                                      "migfw.testbed", "migfw.trials")):  # fmt: skip
+                problems.append(f"{where}: {module} is not a stage module")
+            checked += 1
+    assert checked >= 20, checked  # every rule with a run: block was found
+    assert not problems, problems
+
+
+def test_rule_files_mirror_the_stage_packages() -> None:
+    """testbed.smk, trials.smk, measure.smk, paper.smk, slr.smk (+ common.smk): a rule's
+    function lives in the package its file is named after (paper.smk also draws the thesis's
+    uptime figure with measure's figure code)."""
+    root = Path(__file__).resolve().parents[1]
+    rules = root / "workflow" / "rules"
+    assert {p.stem for p in rules.glob("*.smk")} == {
+        "common", "testbed", "trials", "measure", "paper", "slr"}  # fmt: skip
+    for path in rules.glob("*.smk"):
+        for name, module in re.findall(r'^\s*(\w+) = Stage\("([\w.]+)"\)', path.read_text(), re.M):
+            package = module.split(".")[1]
+            assert package == path.stem or (path.stem, module) == (
+                "paper",
+                "migfw.measure.figures",
+            ), f"{path.name}: {name} = {module}"

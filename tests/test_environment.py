@@ -105,3 +105,35 @@ def test_run_in_process_writes_the_log_and_returns_the_exit_code(tmp_path: Path)
     assert not (tmp_path / "m.json").exists()
     # Usage errors too.
     assert run_in_process(["trial-metrics"], log) == 2
+
+
+def test_a_rule_job_runs_its_named_function_in_process_or_in_a_process_of_its_own(
+    tmp_path: Path,
+) -> None:
+    """migfw.jobs: what the rules call (job / testbed_job in workflow/rules/common.smk)."""
+    from migfw.jobs import Stage, process_argv, run_job
+
+    craft = Stage("migfw.trials.craftcli").craft_design_trial
+    metrics = Stage("migfw.measure.metrics").write_trial_metrics
+    design = tmp_path / "design.tsv"
+    from migfw.trials.design import expand_design, write_design
+
+    write_design(expand_design({"t": {"repetitions": 1, "factors": {"interval_s": [0.5]}}}, 1),
+                 design)  # fmt: skip
+    log = tmp_path / "logs" / "craft.log"
+    assert run_job(log, craft, design=design, trial="t/i0.5-r01", out=tmp_path / "t") is None
+    assert log.read_text() == f"crafted t/i0.5-r01 in {tmp_path / 't'}\n"
+    # Bad input: the one line the rule raises, also the log's only line; nothing written.
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "trial.json").write_text("{")
+    problem = run_job(log, metrics, folders=[tmp_path / "bad"], out=tmp_path / "m.json")
+    assert problem.startswith("write_trial_metrics: ") and "trial.json: not valid JSON" in problem
+    assert log.read_text().splitlines() == [problem]
+    assert not (tmp_path / "m.json").exists()
+    # The same function in a process of its own (the testbed rules): exit code and output.
+    argv = process_argv(metrics, {"folders": [tmp_path / "t"], "out": tmp_path / "m.json"})
+    assert subprocess.run(argv, capture_output=True, text=True).returncode == 0
+    assert json.loads((tmp_path / "m.json").read_text())[0]["trial_id"] == "t/i0.5-r01"
+    argv = process_argv(metrics, {"folders": [tmp_path / "bad"], "out": tmp_path / "m2.json"})
+    done = subprocess.run(argv, capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.startswith("write_trial_metrics: ")

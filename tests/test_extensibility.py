@@ -120,3 +120,94 @@ def test_no_module_lists_placements_of_its_own() -> None:
             if re.search(r"\bvmm-agent\b|\bvmm-state\b", line):
                 found.append(f"{path.relative_to(root)}:{lineno}")
     assert found == [], found
+
+
+# A new factor: one line in migfw.trials.design.FACTORS (its id code and level type), nothing
+# else. Run in a copy of the package with that one line added, as a new engineer would.
+NEW_FACTOR_PROBE = """
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from migfw.config import config_problems
+from migfw.measure.metrics import write_summary, write_trial_metrics, write_trials_table
+from migfw.measure.sweeps import sweep_table
+from migfw.trials.contract import KNOWN_FACTORS, experiment_problems, load_trial
+from migfw.trials.craftcli import craft_design_trial
+from migfw.trials.design import expand_design, lookup, write_design
+
+out, schema = Path(sys.argv[1]), sys.argv[2]
+config = yaml.safe_load(open("config/test.yaml"))
+config["experiments"] = {"jumbo": {"repetitions": 2, "factors": {
+    "interval_s": [0.01], "mtu": [1500, 9000]}}}
+assert config_problems(config, schema) == [], config_problems(config, schema)
+assert experiment_problems(config["experiments"]) == []
+assert "mtu" in KNOWN_FACTORS  # the workflow's sweep factors (common.smk SWEEP_FACTORS)
+specs = expand_design(config["experiments"], 1)
+print("ids", " ".join(s.trial_id for s in specs))
+write_design(specs, out / "design.tsv")
+folders = []
+for spec in specs:
+    row = lookup(out / "design.tsv", spec.trial_id)
+    assert row.factors["mtu"] == spec.factors["mtu"] and isinstance(row.factors["mtu"], int)
+    folders.append(out / "trials" / spec.trial_id)
+    craft_design_trial(out / "design.tsv", spec.trial_id, folders[-1])
+    print("trial.json", spec.trial_id, load_trial(folders[-1])["factors"]["mtu"])
+write_trial_metrics(folders, out / "cell.json")
+write_trials_table([out / "cell.json"], out / "trials.csv")
+trials = pd.read_csv(out / "trials.csv")
+print("trials.csv", dict(zip(trials["trial_id"], trials["mtu"])))
+write_summary(out / "trials.csv", out / "summary.csv", ["interval_s", "mtu"], 0.95, 200, 0)
+summary = pd.read_csv(out / "summary.csv")
+print("summary", sorted(set(zip(summary["mtu"], summary["n"]))))
+sweep = sweep_table(trials, list(KNOWN_FACTORS))
+print("sweep", sorted(set(sweep.loc[sweep["factor"] == "mtu", "level"].astype(int))))
+"""
+
+
+def test_a_new_factor_is_one_line_of_the_design_schema(tmp_path) -> None:
+    """`"mtu": ("mtu", "number")` added to FACTORS, nothing else: the config accepts it, the
+    design sheet expands and types it, its ids carry it, a crafted trial records it, and
+    trials.csv, summary.csv and the sweep table have it as a factor column."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "src" / "migfw", tmp_path / "src" / "migfw",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    shutil.copytree(root / "workflow" / "schemas", tmp_path / "workflow" / "schemas")
+    design = tmp_path / "src" / "migfw" / "trials" / "design.py"
+    text = design.read_text()
+    anchor = "FACTORS: dict[str, tuple[str, str]] = {\n"
+    assert text.count(anchor) == 1
+    design.write_text(text.replace(anchor, anchor + '    "mtu": ("mtu", "number"),\n'))
+    (tmp_path / "out").mkdir()
+    import migfw.measure.capture.jit  # noqa: F401 - sets NUMBA_CACHE_DIR: the copy's kernels
+
+    done = subprocess.run(
+        [sys.executable, "-c", NEW_FACTOR_PROBE, str(tmp_path / "out"),
+         str(tmp_path / "workflow" / "schemas" / "config.schema.yaml")],
+        cwd=root, env={**__import__("os").environ, "PYTHONPATH": str(tmp_path / "src")},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    keys = {"ids", "trials.csv", "summary", "sweep"}
+    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines()
+                 if line.split(" ", 1)[0] in keys)  # fmt: skip
+    assert lines["ids"] == "jumbo/mtu1500-r01 jumbo/mtu1500-r02 jumbo/mtu9000-r01 jumbo/mtu9000-r02"
+    assert lines["trials.csv"] == str(
+        {
+            "jumbo/mtu1500-r01": 1500,
+            "jumbo/mtu1500-r02": 1500,
+            "jumbo/mtu9000-r01": 9000,
+            "jumbo/mtu9000-r02": 9000,
+        }
+    )
+    assert lines["summary"] == "[(1500, 2), (9000, 2)]"
+    assert lines["sweep"] == "[1500, 9000]"
+    assert done.stdout.count("trial.json ") == 4
+    assert "mtu" not in (root / "src" / "migfw" / "trials" / "design.py").read_text()

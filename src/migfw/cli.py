@@ -12,12 +12,11 @@ import argparse
 import importlib
 import os
 import sys
-import threading
 import warnings
 from pathlib import Path
-from typing import TextIO
 
 from migfw.errors import MigfwError
+from migfw.jobs import logged, one_line_warning
 
 # Which module provides each command and its one-line summary, so `migfw X` imports only
 # what X needs and `migfw --help` imports none of them (numba, pandas, scipy, matplotlib and
@@ -66,25 +65,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line_warning(
-    message: Warning | str,
-    category: type[Warning],
-    filename: str,
-    lineno: int,
-    file: TextIO | None = None,
-    line: str | None = None,
-) -> None:
-    """migfw's own warnings (bad rows in an export, ...) as one `warning: ...` line on
-    stderr, the log's format, instead of Python's file:line and source excerpt."""
-    if category.__module__.startswith("migfw."):
-        print(f"warning: {message}", file=sys.stderr if file is None else file)
-    else:
-        _show_warning(message, category, filename, lineno, file, line)
-
-
-_show_warning = warnings.showwarning
-
-
 EXIT_BROKEN_PIPE = 141
 
 
@@ -94,7 +74,7 @@ def _run(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         with warnings.catch_warnings():
-            warnings.showwarning = _one_line_warning
+            warnings.showwarning = one_line_warning
             return int(args.func(args) or 0)
     except MigfwError as exc:
         print(f"migfw {args.command}: {exc}", file=sys.stderr)
@@ -129,87 +109,17 @@ def _closed_pipe() -> int:
     return EXIT_BROKEN_PIPE
 
 
-class _PerThreadStream:
-    """Stands in for sys.stdout/sys.stderr: writes go to the stream the current thread set
-    (its step's log), else to the original stream. Snakemake runs `run:` blocks in threads,
-    so a process-wide redirect would mix the logs of steps running side by side."""
-
-    def __init__(self, original):
-        self.original = original
-        self.local = threading.local()
-
-    def _target(self):
-        return getattr(self.local, "stream", None) or self.original
-
-    def write(self, text: str) -> int:
-        return self._target().write(text)
-
-    def flush(self) -> None:
-        self._target().flush()
-
-    def __getattr__(self, name: str):
-        return getattr(self._target(), name)
-
-
-_STREAMS_LOCK = threading.Lock()
-
-
-def _per_thread(name: str) -> _PerThreadStream:
-    with _STREAMS_LOCK:
-        stream = getattr(sys, name)
-        if not isinstance(stream, _PerThreadStream):
-            stream = _PerThreadStream(stream)
-            setattr(sys, name, stream)
-        return stream
-
-
-# Snakemake runs these jobs in threads (force-use-threads). Two threads importing overlapping
-# stage modules in different orders can meet a partially initialised module (CPython breaks
-# the import deadlock that way), so in-process commands run one at a time. They hold the GIL
-# nearly all the time anyway, so little parallelism is lost.
-_IN_PROCESS = threading.Lock()
-
-
 def run_in_process(argv: list[str], log: str | Path) -> int:
-    """Run `migfw ARGV` inside this process with its output written to `log`; the exit code.
+    """Run `migfw ARGV` inside this process with its output written to `log`; the exit code
+    (the workflow's rules call their stage functions directly, migfw.jobs.run_job)."""
 
-    The workflow's rules call this instead of starting a `migfw` process per job: start-up
-    and imports (seconds) are then paid once per Snakemake run, not once per trial.
-    """
-    log = Path(log)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    out, err = _per_thread("stdout"), _per_thread("stderr")
-    with _IN_PROCESS, open(log, "w") as handle:
-        out.local.stream = err.local.stream = handle
+    def call() -> int:
         try:
             return main([str(a) for a in argv])
         except SystemExit as exc:  # argparse's usage errors
             return exc.code if isinstance(exc.code, int) else 2
-        finally:
-            out.local.stream = err.local.stream = None
-            _return_freed_memory()
 
-
-def _return_freed_memory() -> None:
-    """Hand the heap a finished job freed back to the system (glibc's malloc_trim, ~10 ms).
-
-    Jobs run one after another in Snakemake's process; without it each job's freed tables stay
-    in the heap and the next job's allocations add to them, so the run's peak grew with every
-    job that read a large trials.csv (10,000 trials: ~50 MiB each).
-    """
-    global _LIBC
-    if _LIBC is None:
-        try:
-            import ctypes
-
-            _LIBC = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):  # not glibc: nothing to do
-            _LIBC = False
-    if _LIBC:
-        _LIBC(0)
-
-
-_LIBC = None
+    return logged(log, call)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -16,11 +17,11 @@ from migfw.trials.contract import (
     trial_dir,
     trial_id_of,
 )
-from migfw.trials.design import design_text, expand_design, trial_cells, write_design
+from migfw.trials.design import design_text, expand_design, trial_cells
 from migfw.config import coerce_config, config_problems
 from migfw.testbed.ruleset import enforcement_problems
 from migfw.testbed.placements import wildcard as placement_wildcard
-from migfw.cli import run_in_process
+from migfw.jobs import Stage, process_argv, run_job
 from migfw.provenance import code_version, folder_digest
 
 # Nested --config values arrive as text; then a readable one-line-per-problem message
@@ -69,16 +70,32 @@ SWEEP_FACTORS = list(KNOWN_FACTORS)
 TESTBED_OWNER = []
 
 
-def run_migfw(log, *argv):
-    """`migfw ARGV` run inside Snakemake's own process (the profile's force-use-threads runs
-    `run:` blocks in threads), output to `log`: start-up and imports are paid once per run,
-    not once per job. Arguments may be nested lists and Snakemake's file lists."""
-    args = [str(a) for a in flatten(argv)]
-    if run_in_process(args, str(log)):
+def job(log, function, **kwargs):
+    """Run the stage function `function(**kwargs)` as this job: inside Snakemake's own process
+    (the profile's force-use-threads runs `run:` blocks in threads), its output to `log`, so
+    start-up and imports are paid once per run, not once per job (migfw.jobs.run_job). A
+    MigfwError stops the job with its one line."""
+    problem = run_job(str(log), function, **kwargs)
+    if problem:
+        raise WorkflowError(problem)
+
+
+def testbed_job(log, function, **kwargs):
+    """Run `function(**kwargs)` in a process of its own (it boots VMs and holds namespaces:
+    Snakemake kills it with the run), its output to `log` and the console."""
+    import shlex
+    import subprocess
+
+    command = shlex.join(process_argv(function, kwargs))
+    # shell() formats its command: the JSON's braces are escaped.
+    escaped = command.replace("{", "{{").replace("}", "}}")
+    try:
+        shell(f"{escaped} 2>&1 | tee {shlex.quote(str(log))}")
+    except subprocess.CalledProcessError:
         lines = Path(str(log)).read_text().strip().splitlines()
         raise WorkflowError(
-            lines[-1] if lines else f"migfw {args[0]} failed; see {log}"
-        )
+            lines[-1] if lines else f"{function.name} failed; see {log}"
+        ) from None
 
 
 def own_testbed():
@@ -412,21 +429,3 @@ def all_outputs():
     if config["slr"]["enabled"]:
         outputs += SLR_OUTPUTS
     return outputs
-
-
-def compare_argv(input, output):
-    """`migfw compare`'s arguments, every file named: the rule's inputs and outputs."""
-    slr = [[f"--slr-{n.replace('_', '-')}", f] for n, f in zip(SLR_COMPARED, input.slr)]
-    return [
-        ["compare", "--paper-summary", input.paper_summary, "--summary", input.summary],
-        ["--trials", input.trials, "--attack-window", input.attack_window],
-        [
-            "--flows",
-            input.flows,
-            *slr,
-            "--out",
-            output.table,
-            "--verdict",
-            output.verdict,
-        ],
-    ]

@@ -1,5 +1,11 @@
 # Measurement: per-trial probe metrics -> trials.csv -> summary, attack window, sweeps, and
 # the figures (PNG in the report, an SVG twin beside each). Touches no VM or network.
+# Each rule runs one function of its migfw.measure module (job: common.smk, migfw.jobs).
+
+metrics = Stage("migfw.measure.metrics")
+attackstats = Stage("migfw.measure.attackstats")
+sweeps = Stage("migfw.measure.sweeps")
+figures = Stage("migfw.measure.figures")
 
 
 rule trial_metrics:
@@ -15,7 +21,7 @@ rule trial_metrics:
         folders=cell_folders,
         files=cell_digest,
     run:
-        run_migfw(log, "trial-metrics", params.folders, "--out", output)
+        job(log, metrics.write_trial_metrics, folders=params.folders, out=output[0])
 
 
 rule trials_table:
@@ -37,7 +43,7 @@ rule trials_table:
     params:
         code=code_version("migfw.measure.metrics"),
     run:
-        run_migfw(log, "collect", input.metrics, "--out", output)
+        job(log, metrics.write_trials_table, metrics=input.metrics, out=output[0])
 
 
 rule summary_table:
@@ -62,11 +68,16 @@ rule summary_table:
         seed=config["analysis"]["seed"],
         exclude_flags=EXCLUDE_FLAGS,
     run:
-        run_migfw(
+        job(
             log,
-            ["summarize", input, "--out", output, "--factors", params.factors],
-            ["--confidence", params.confidence, "--resamples", params.resamples],
-            ["--seed", params.seed, "--exclude-flags", params.exclude_flags],
+            metrics.write_summary,
+            trials=input[0],
+            out=output[0],
+            factors=params.factors,
+            confidence=params.confidence,
+            resamples=params.resamples,
+            seed=params.seed,
+            exclude_flags=params.exclude_flags,
         )
 
 
@@ -98,18 +109,16 @@ rule attack_window_table:
         seed=config["analysis"]["seed"],
         exclude_flags=EXCLUDE_FLAGS,
     run:
-        run_migfw(
+        job(
             log,
-            [
-                "attack-window",
-                input,
-                "--out",
-                output.table,
-                "--flows",
-                output.flows,
-            ],
-            ["--confidence", params.confidence, "--resamples", params.resamples],
-            ["--seed", params.seed, "--exclude-flags", params.exclude_flags],
+            attackstats.write_attack_window,
+            trials=input[0],
+            out=output.table,
+            flows=output.flows,
+            confidence=params.confidence,
+            resamples=params.resamples,
+            seed=params.seed,
+            exclude_flags=params.exclude_flags,
         )
 
 
@@ -148,16 +157,16 @@ rule sweeps:
         factors=SWEEP_FACTORS,
         exclude_flags=EXCLUDE_FLAGS,
     run:
-        run_migfw(
+        job(
             log,
-            ["sweeps", input, "--factors", params.factors, "--table", output.table],
-            [
-                "--power",
-                output.power,
-                "--power-difference",
-                output.power_difference,
-            ],
-            ["--figure", output.png, "--exclude-flags", params.exclude_flags],
+            sweeps.write_sweeps,
+            trials=input[0],
+            table=output.table,
+            power=output.power,
+            figure=output.png,
+            factors=params.factors,
+            power_difference=output.power_difference,
+            exclude_flags=params.exclude_flags,
         )
 
 
@@ -177,7 +186,7 @@ rule uptime_figure:
     params:
         code=code_version("migfw.measure.figures"),
     run:
-        run_migfw(log, "fig-uptime", input, "--out", output.png)
+        job(log, figures.write_uptime_figure, trials=input[0], out=output.png)
 
 
 rule estimators_figure:
@@ -196,7 +205,7 @@ rule estimators_figure:
     params:
         code=code_version("migfw.measure.figures"),
     run:
-        run_migfw(log, "fig-estimators", input, "--out", output.png)
+        job(log, figures.write_estimators_figure, trials=input[0], out=output.png)
 
 
 rule timeline_figure:
@@ -218,7 +227,7 @@ rule timeline_figure:
         folder=trial_folder,
         files=trial_digest,
     run:
-        run_migfw(log, "fig-timeline", params.folder, "--out", output.png)
+        job(log, figures.timeline_figure, trial_dir=params.folder, out_png=output.png)
 
 
 rule attack_window_figure:
@@ -238,8 +247,10 @@ rule attack_window_figure:
     params:
         code=code_version("migfw.measure.figures"),
     run:
-        run_migfw(
+        job(
             log,
-            ["fig-attack-window", input.trials, "--table", input.table],
-            ["--out", output.png],
+            figures.write_attack_window_figure,
+            trials=input.trials,
+            table=input.table,
+            out=output.png,
         )

@@ -1,5 +1,11 @@
 # The paper: the thesis's Table 11 recomputed from PS/PR (an audit of every cell), its
 # headlines beside this run's (with the placement verdict), and the run's parameters.
+# Each rule runs one function of its migfw.paper module (job: common.smk, migfw.jobs).
+
+table11 = Stage("migfw.paper.table11")
+compare = Stage("migfw.paper.compare")
+runinfo = Stage("migfw.paper.runinfo")
+figures = Stage("migfw.measure.figures")
 
 
 rule paper_table11:
@@ -29,12 +35,17 @@ rule paper_table11:
         resamples=config["analysis"]["bootstrap_resamples"],
         seed=config["analysis"]["seed"],
     run:
-        run_migfw(
+        job(
             log,
-            ["paper", "--table", input.table, "--summary", input.summary],
-            ["--out-table", output.table, "--out-summary", output.summary],
-            ["--out-audit", output.audit, "--confidence", params.confidence],
-            ["--resamples", params.resamples, "--seed", params.seed],
+            table11.write_table11,
+            table=input.table,
+            summary=input.summary,
+            out_table=output.table,
+            out_summary=output.summary,
+            out_audit=output.audit,
+            confidence=params.confidence,
+            resamples=params.resamples,
+            seed=params.seed,
         )
 
 
@@ -54,10 +65,13 @@ rule paper_uptime_figure:
     params:
         code=code_version("migfw.measure.figures"),
     run:
-        run_migfw(
+        job(
             log,
-            ["fig-uptime", input, "--paper", "--out", output.png],
-            ["--title", "Thesis Table 11, recomputed from its PS and PR"],
+            figures.write_uptime_figure,
+            trials=input[0],
+            out=output.png,
+            title="Thesis Table 11, recomputed from its PS and PR",
+            paper=True,
         )
 
 
@@ -92,8 +106,21 @@ rule paper_vs_reproduction:
         f"{LOGS}/paper_vs_reproduction.log",
     params:
         code=code_version("migfw.paper.compare"),
+        # The SLR outputs compared (migfw.paper.compare.SLR_INPUTS), none without the SLR.
+        slr=lambda w, input: dict(zip(SLR_COMPARED, input.slr)),
     run:
-        run_migfw(log, compare_argv(input, output))
+        job(
+            log,
+            compare.write_paper_vs_reproduction,
+            paper_summary=input.paper_summary,
+            summary=input.summary,
+            trials=input.trials,
+            attack_window=input.attack_window,
+            flows=input.flows,
+            out=output.table,
+            verdict=output.verdict,
+            slr=params.slr,
+        )
 
 
 rule run_info:
@@ -118,16 +145,12 @@ rule run_info:
         f"{LOGS}/run_info.log",
     run:
         cfg = effective_config(log)
-        run_migfw(
+        job(
             log,
-            [
-                "run-info",
-                "--config",
-                cfg,
-                "--trials",
-                input.trials,
-                "--benchmarks",
-                BENCH,
-            ],
-            ["--out", output.info, "--out-benchmarks", output.bench],
+            runinfo.write_run_info,
+            config_path=cfg,
+            trials_csv=input.trials,
+            bench_dir=BENCH,
+            out_md=output.info,
+            out_bench=output.bench,
         )

@@ -1,4 +1,7 @@
 # SLR branch: exports -> import -> linked clusters -> screening -> Tables 3, 6, 10, PRISMA.
+# One rule, one function: migfw.slr.review.write_review (job: common.smk, migfw.jobs).
+
+review = Stage("migfw.slr.review")
 
 SLR_DIR = "results/slr"
 # Output name -> file; `migfw slr review` refuses a set that differs from its own
@@ -63,11 +66,11 @@ rule slr_review:
         f"{BENCH}/slr_review.tsv"
     params:
         code=code_version("migfw.slr.review"),
-        named=lambda w, output: [f"{name}={output[name]}" for name in SLR_FILES],
     run:
         cfg = effective_config(log)
-        run_migfw(
+        job(
             log,
-            ["slr", "review", "--config", cfg],
-            [["--output", pair] for pair in params.named],
+            review.write_review,
+            config=cfg,
+            outputs={name: output[name] for name in SLR_FILES},
         )

@@ -2,8 +2,17 @@
 # A trial folder is the contract with the analysis:
 # <trials_dir>/<experiment>/<trial>/probe.pcap + trial.json (migfw.trials.contract).
 # Each trial's spec is its row of the design sheet, keyed by its id (migfw.trials.design).
+# Each rule runs one function of its migfw.testbed module in a process of its own
+# (testbed_job: common.smk, migfw.jobs): it boots VMs and holds namespaces.
 
 if SOURCE == "testbed":
+
+    preflight = Stage("migfw.testbed.preflight")
+    guest = Stage("migfw.testbed.guest")
+    ruleset_render = Stage("migfw.testbed.ruleset_render")
+    providers = Stage("migfw.testbed.providers")
+    placement_command = Stage("migfw.testbed.placements.command")
+    trialcli = Stage("migfw.testbed.trialcli")
 
     # On a cluster (profiles/slurm) these stay on the controller, which reaches the hosts.
     localrules:
@@ -28,8 +37,8 @@ if SOURCE == "testbed":
         run:
             if not kept_evidence(output, log):
                 cfg = effective_config(log)
-                shell("migfw testbed preflight --config {cfg} 2>&1 | tee {log}")
-                shell("cp {log} {output}")
+                testbed_job(log, preflight.run_preflight, config=cfg)
+                shutil.copyfile(log[0], output[0])
 
     rule guest_image:
         """Builds the target VM's kernel and initramfs from Debian packages (cached)."""
@@ -51,8 +60,8 @@ if SOURCE == "testbed":
         run:
             if not kept_evidence(output, log):
                 cfg = effective_config(log)
-                shell(
-                    "migfw testbed image --config {cfg} --out {params.folder} > {log} 2>&1"
+                testbed_job(
+                    log, guest.build_guest_image, config=cfg, out=params.folder
                 )
 
     rule render_ruleset:
@@ -65,9 +74,12 @@ if SOURCE == "testbed":
         log:
             f"{LOGS}/render_ruleset.log",
         run:
-            shell(
-                "(migfw testbed ruleset --ruleset {input} --format nft --out {output.nft} &&"
-                " migfw testbed ruleset --ruleset {input} --format pf --out {output.pf}) > {log} 2>&1"
+            job(
+                log,
+                ruleset_render.render_rulesets,
+                ruleset=input[0],
+                nft=output.nft,
+                pf=output.pf,
             )
 
     rule testbed_up:
@@ -85,9 +97,7 @@ if SOURCE == "testbed":
         run:
             if not kept_evidence(output, log):
                 cfg = effective_config(log)
-                shell(
-                    "migfw testbed up --config {cfg} --out {output.hosts} 2>&1 | tee {log}"
-                )
+                testbed_job(log, providers.bring_up, config=cfg, out=output.hosts)
 
     rule deploy_placement:
         """Deploys the ruleset for one firewall placement and records its packet checks."""
@@ -108,9 +118,12 @@ if SOURCE == "testbed":
         run:
             if not kept_evidence(output, log):
                 cfg = effective_config(log)
-                shell(
-                    "migfw testbed placement --config {cfg} --placement {wildcards.placement}"
-                    " --out {output} 2>&1 | tee {log}"
+                testbed_job(
+                    log,
+                    placement_command.deploy_placement,
+                    config=cfg,
+                    placement=wildcards.placement,
+                    out=output[0],
                 )
 
     rule trial:
@@ -139,9 +152,13 @@ if SOURCE == "testbed":
             **PAIR_RESOURCES,
         run:
             cfg = effective_config(log)
-            shell(
-                "migfw testbed trial --config {cfg} --spec {input.design}"
-                " --trial-id {wildcards.trial} --out {TRIALS_DIR}/{wildcards.trial} 2>&1 | tee {log}"
+            testbed_job(
+                log,
+                trialcli.run_design_trial,
+                config=cfg,
+                design=input.design,
+                trial_id=wildcards.trial,
+                out=f"{TRIALS_DIR}/{wildcards.trial}",
             )
 
     onstart:

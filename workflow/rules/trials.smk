@@ -3,6 +3,10 @@
 # <trials_dir>/<experiment>/<trial>/probe.pcap + trial.json (migfw.trials.contract).
 # Real trials are made by the testbed's `trial` rule (testbed.smk).
 
+design = Stage("migfw.trials.design")
+manifest = Stage("migfw.trials.manifest")
+craftcli = Stage("migfw.trials.craftcli")
+
 if SOURCE != "directory":
 
     localrules:
@@ -18,7 +22,7 @@ if SOURCE != "directory":
         params:
             digest=design_digest(),
         run:
-            write_design(DESIGN.values(), output[0])
+            job(log, design.write_design, specs=list(DESIGN.values()), path=output[0])
 
 
 if SOURCE == "testbed":
@@ -38,9 +42,13 @@ if SOURCE == "testbed":
         log:
             f"{LOGS}/trials_manifest.log",
         run:
-            from migfw.trials.manifest import write_manifest
-
-            write_manifest(TRIALS, input.trials, output[0])
+            job(
+                log,
+                manifest.write_manifest,
+                trials=TRIALS,
+                trial_jsons=input.trials,
+                out=output[0],
+            )
 
 
 if SOURCE == "crafted":
@@ -60,13 +68,10 @@ if SOURCE == "crafted":
         params:
             folder=trial_folder,
         run:
-            run_migfw(
+            job(
                 log,
-                "craft",
-                "--spec",
-                input.design,
-                "--trial",
-                wildcards.trial,
-                "--out",
-                params.folder,
+                craftcli.craft_design_trial,
+                design=input.design,
+                trial=wildcards.trial,
+                out=params.folder,
             )

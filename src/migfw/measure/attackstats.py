@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -588,21 +589,35 @@ def flow_statement(row: dict[str, Any]) -> str:
     return text
 
 
-def _cli(args: argparse.Namespace) -> int:
+def write_attack_window(
+    trials: str | Path,
+    out: str | Path,
+    flows: str | Path | None = None,
+    confidence: float = 0.95,
+    resamples: int = 9999,
+    seed: int = 0,
+    exclude_flags: Sequence[str] = (),
+) -> None:
+    """Rule attack_window_table: trials.csv -> attack_window.csv at `out` (and the flow
+    table, flow_survival.csv, at `flows`)."""
     try:
-        trials = pd.read_csv(args.trials)
+        table_in = pd.read_csv(trials)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise MigfwError(f"{args.trials}: cannot read trials table ({exc})") from None
-    table = attack_window_table(trials, args.confidence, args.resamples, args.seed,
-                                args.exclude_flags)  # fmt: skip
-    write_csv(args.out, table)
-    print(f"{len(table)} attack-window rows -> {args.out}")
-    if args.flows:
+        raise MigfwError(f"{trials}: cannot read trials table ({exc})") from None
+    table = attack_window_table(table_in, confidence, resamples, seed, list(exclude_flags))
+    write_csv(out, table)
+    print(f"{len(table)} attack-window rows -> {out}")
+    if flows:
         from migfw.measure.stats import exclude_flagged
 
-        flows = flow_table(exclude_flagged(trials, args.exclude_flags)[0], args.confidence)
-        write_csv(args.flows, flows)
-        print(f"{len(flows)} flow rows -> {args.flows}")
+        survival = flow_table(exclude_flagged(table_in, list(exclude_flags))[0], confidence)
+        write_csv(flows, survival)
+        print(f"{len(survival)} flow rows -> {flows}")
+
+
+def _cli(args: argparse.Namespace) -> int:
+    write_attack_window(args.trials, args.out, args.flows, args.confidence, args.resamples,
+                        args.seed, args.exclude_flags)  # fmt: skip
     return 0
 
 

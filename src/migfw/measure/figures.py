@@ -1,7 +1,7 @@
 """Figures (seaborn/matplotlib, PNG + SVG): uptime per trial, probe timelines, DT by estimator.
 
 Figures are built as `matplotlib.figure.Figure` objects, not through pyplot's global state:
-the workflow draws them in threads of one process (migfw.cli.run_in_process).
+the workflow draws them in threads of one process (migfw.jobs.run_job).
 
 Size: every figure shares the helpers (_figure, _save, _ticks, the seaborn theme) and one CLI
 registration; each figure is one function of 50-100 lines, and a new figure needs no other
@@ -26,6 +26,8 @@ from matplotlib.ticker import FuncFormatter
 from migfw.errors import MigfwError
 from migfw.measure.stats import describe
 from migfw.testbed.placements import names as placement_names
+
+DEFAULT_UPTIME_TITLE = "Firewall uptime during live migration"
 
 
 @cache
@@ -613,29 +615,47 @@ def _attack_panel(
     ax.set_xlabel("firewall placement (and factor levels)", fontsize=8)
 
 
-def _cli_attack_window(args: argparse.Namespace) -> int:
+def write_attack_window_figure(trials: str | Path, table: str | Path, out: str | Path) -> None:
+    """Rule attack_window_figure: trials.csv + attack_window.csv -> the breach-window figure
+    (PNG at `out`, an SVG beside it)."""
     from migfw.measure.attackstats import COLUMNS
 
-    trials = pd.read_csv(args.trials)
-    table = (
-        pd.read_csv(args.table)
-        if Path(args.table).stat().st_size
-        else pd.DataFrame(columns=COLUMNS)
-    )
-    attack_window_figure(trials, table, args.out)
+    frame = pd.read_csv(trials)
+    cells = pd.read_csv(table) if Path(table).stat().st_size else pd.DataFrame(columns=COLUMNS)
+    attack_window_figure(frame, cells, out)
+
+
+def write_uptime_figure(
+    trials: str | Path,
+    out: str | Path,
+    title: str = DEFAULT_UPTIME_TITLE,
+    paper: bool = False,
+) -> None:
+    """Rules uptime_figure and (`paper`: rows are the thesis's VMs, results/paper/table11.csv)
+    paper_uptime_figure: firewall uptime per trial with CIs (thesis Figure 7)."""
+    frame = pd.read_csv(trials)
+    if paper:  # the thesis's Table 11 recomputed: rows are VMs
+        frame = frame.rename(columns={"vm": "trial_id"})
+    uptime_figure(frame, out, title)
+
+
+def write_estimators_figure(trials: str | Path, out: str | Path) -> None:
+    """Rule estimators_figure: trials.csv -> downtime per trial by estimator."""
+    estimators_figure(pd.read_csv(trials), out)
+
+
+def _cli_attack_window(args: argparse.Namespace) -> int:
+    write_attack_window_figure(args.trials, args.table, args.out)
     return 0
 
 
 def _cli_uptime(args: argparse.Namespace) -> int:
-    trials = pd.read_csv(args.trials)
-    if args.paper:  # the thesis's Table 11 recomputed: rows are VMs
-        trials = trials.rename(columns={"vm": "trial_id"})
-    uptime_figure(trials, args.out, args.title)
+    write_uptime_figure(args.trials, args.out, args.title, args.paper)
     return 0
 
 
 def _cli_estimators(args: argparse.Namespace) -> int:
-    estimators_figure(pd.read_csv(args.trials), args.out)
+    write_estimators_figure(args.trials, args.out)
     return 0
 
 
@@ -648,7 +668,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("fig-uptime", help="uptime per trial with CIs (thesis Figure 7)")
     p.add_argument("trials", help="trials.csv, or results/paper/table11.csv with --paper")
     p.add_argument("--out", required=True, help="PNG path; an SVG is written beside it")
-    p.add_argument("--title", default="Firewall uptime during live migration")
+    p.add_argument("--title", default=DEFAULT_UPTIME_TITLE)
     p.add_argument("--paper", action="store_true")
     p.set_defaults(func=_cli_uptime)
 

@@ -305,14 +305,15 @@ def _json_safe(row: dict[str, Any]) -> dict[str, Any]:
     return {k: fix(v) for k, v in row.items()}
 
 
-def _cli_trial(args: argparse.Namespace) -> int:
+def write_trial_metrics(folders: Sequence[str | Path], out: str | Path) -> None:
+    """Rule trial_metrics: the metrics of trial `folders` (one cell) as a JSON list at `out`."""
     # One call for a whole cell of trials: the workflow pays its per-job cost per cell. Rows
     # are written as they are made (the same bytes as json.dump of the list, indent 2), so a
     # cell of 10,000 trials does not hold 10,000 rows in the Snakemake process.
     seen: dict[str, str] = {}
-    with atomic_write(args.out) as handle:
+    with atomic_write(out) as handle:
         handle.write("[")
-        for n, folder in enumerate(args.trial_dirs):
+        for n, folder in enumerate(folders):
             row = {**_json_safe(trial_metrics(folder)), FOLDER: str(folder)}
             tid = row.get("trial_id")
             if tid in seen:
@@ -321,12 +322,20 @@ def _cli_trial(args: argparse.Namespace) -> int:
             text = json.dumps(row, indent=2, sort_keys=False, default=str)
             handle.write(("," if n else "") + "\n  " + text.replace("\n", "\n  "))
         handle.write("\n]\n" if seen else "]\n")
+
+
+def _cli_trial(args: argparse.Namespace) -> int:
+    write_trial_metrics(args.trial_dirs, args.out)
     return 0
 
 
-def _cli_collect(args: argparse.Namespace) -> int:
+def write_trials_table(
+    metrics: Sequence[str | Path], out: str | Path, trials_dir: str | Path | None = None
+) -> None:
+    """Rule trials_table: per-trial metrics files (and every trial folder in `trials_dir`)
+    -> trials.csv at `out`."""
     rows = []
-    for path in args.metrics:
+    for path in metrics:
         try:
             found = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as exc:
@@ -336,15 +345,19 @@ def _cli_collect(args: argparse.Namespace) -> int:
         if not all(isinstance(row, dict) for row in found):
             raise MigfwError(f"{path}: expected per-trial metrics objects")
         rows += found
-    if args.trials_dir:
-        rows += [{**trial_metrics(d), FOLDER: str(d)} for d in discover_trials(args.trials_dir)]
+    if trials_dir:
+        rows += [{**trial_metrics(d), FOLDER: str(d)} for d in discover_trials(trials_dir)]
     if not rows:
         raise MigfwError("no trials to collect")
     trials = collect(rows)
     rows.clear()  # the parsed rows go before the CSV is formatted
-    write_csv(args.out, trials)
+    write_csv(out, trials)
     failed = int((trials["status"] != "ok").sum())
-    print(f"{len(trials)} trials ({failed} failed) -> {args.out}")
+    print(f"{len(trials)} trials ({failed} failed) -> {out}")
+
+
+def _cli_collect(args: argparse.Namespace) -> int:
+    write_trials_table(args.metrics, args.out, args.trials_dir)
     return 0
 
 
@@ -359,15 +372,28 @@ def _read_summary_columns(path: str, factors: Sequence[str]) -> pd.DataFrame:
     return pd.read_csv(path, usecols=lambda column: column in used)
 
 
-def _cli_summary(args: argparse.Namespace) -> int:
+def write_summary(
+    trials: str | Path,
+    out: str | Path,
+    factors: Sequence[str] = ("interval_s",),
+    confidence: float = 0.95,
+    resamples: int = 9999,
+    seed: int = 0,
+    exclude_flags: Sequence[str] = (),
+) -> None:
+    """Rule summary_table: trials.csv -> summary.csv (per experiment and factor level)."""
     try:
-        trials = _read_summary_columns(args.trials, args.factors)
+        table = _read_summary_columns(str(trials), factors)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise MigfwError(f"{args.trials}: cannot read trials table ({exc})") from None
-    summary = summary_table(trials, args.factors, args.confidence, args.resamples, args.seed,
-                            args.exclude_flags)  # fmt: skip
-    write_csv(args.out, summary)
-    print(f"{len(summary)} summary rows -> {args.out}")
+        raise MigfwError(f"{trials}: cannot read trials table ({exc})") from None
+    summary = summary_table(table, list(factors), confidence, resamples, seed, list(exclude_flags))
+    write_csv(out, summary)
+    print(f"{len(summary)} summary rows -> {out}")
+
+
+def _cli_summary(args: argparse.Namespace) -> int:
+    write_summary(args.trials, args.out, args.factors, args.confidence, args.resamples,
+                  args.seed, args.exclude_flags)  # fmt: skip
     return 0
 
 

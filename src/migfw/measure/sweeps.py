@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -379,24 +380,40 @@ def _sort_key(value):
         return (1, 0.0, str(value))
 
 
-def _read(path: str) -> pd.DataFrame:
+def _read(path: str | Path) -> pd.DataFrame:
     try:
         return pd.read_csv(path)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise MigfwError(f"{path}: cannot read trials table ({exc})") from None
 
 
-def _cli(args: argparse.Namespace) -> int:
+def write_sweeps(
+    trials: str | Path,
+    table: str | Path,
+    power: str | Path,
+    figure: str | Path,
+    factors: Sequence[str] = (),
+    power_difference: str | Path | None = None,
+    exclude_flags: Sequence[str] = (),
+) -> None:
+    """Rule sweeps: trials.csv -> the sweep table, the power tables and the sweep figure
+    (PNG at `figure`, an SVG beside it), over the `factors` an experiment varies."""
     from migfw.measure.stats import exclude_flagged
 
-    trials, excluded = exclude_flagged(_read(args.trials), args.exclude_flags)
-    table = sweep_table(trials, args.factors, excluded)
-    write_csv(args.table, table)
-    write_csv(args.power, power_table(trials, args.factors))
-    if args.power_difference:
-        write_csv(args.power_difference, difference_power_table(trials, args.factors))
-    sweep_figure(table, args.figure, trials)
-    print(f"{len(table)} sweep rows -> {args.table}")
+    factors = list(factors)
+    kept, excluded = exclude_flagged(_read(trials), list(exclude_flags))
+    sweep = sweep_table(kept, factors, excluded)
+    write_csv(table, sweep)
+    write_csv(power, power_table(kept, factors))
+    if power_difference:
+        write_csv(power_difference, difference_power_table(kept, factors))
+    sweep_figure(sweep, figure, kept)
+    print(f"{len(sweep)} sweep rows -> {table}")
+
+
+def _cli(args: argparse.Namespace) -> int:
+    write_sweeps(args.trials, args.table, args.power, args.figure, args.factors,
+                 args.power_difference, args.exclude_flags)  # fmt: skip
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -545,25 +546,38 @@ def write_comparison(
     return rows
 
 
+def write_paper_vs_reproduction(
+    paper_summary: str | Path,
+    summary: str | Path,
+    trials: str | Path,
+    attack_window: str | Path,
+    flows: str | Path,
+    out: str | Path,
+    verdict: str | Path | None,
+    slr: Mapping[str, str | Path] | None = None,
+) -> None:
+    """Rule paper_vs_reproduction: write_comparison; `slr`: SLR_INPUTS name -> file, or None."""
+    found = {name: Path(path) for name, path in slr.items()} if slr else None
+    rows = write_comparison(paper_summary, summary, attack_window, found, out, trials, flows,
+                            verdict)  # fmt: skip
+    print(f"{len(rows)} headlines -> {out}")
+
+
 def _cli(args: argparse.Namespace) -> int:
-    slr = None
+    base, slr = Path(args.slr_dir or "results/slr"), None
     if args.slr_dir or any(getattr(args, f"slr_{name}") for name in SLR_INPUTS):
-        base = Path(args.slr_dir or "results/slr")
-        slr = {
-            name: Path(getattr(args, f"slr_{name}") or base / f"{name}.csv") for name in SLR_INPUTS
-        }
+        slr = {name: getattr(args, f"slr_{name}") or base / f"{name}.csv" for name in SLR_INPUTS}
     paper_dir, analysis_dir = Path(args.paper_dir), Path(args.analysis_dir)
-    rows = write_comparison(
+    write_paper_vs_reproduction(
         args.paper_summary or paper_dir / "table11_summary.csv",
         args.summary or analysis_dir / "summary.csv",
-        args.attack_window or analysis_dir / "attack_window.csv",
-        slr,
-        args.out,
         args.trials or analysis_dir / "trials.csv",
+        args.attack_window or analysis_dir / "attack_window.csv",
         args.flows or analysis_dir / "flow_survival.csv",
+        args.out,
         args.verdict,
+        slr,
     )
-    print(f"{len(rows)} headlines -> {args.out}")
     return 0
 
 

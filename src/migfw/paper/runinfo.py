@@ -253,6 +253,8 @@ def write_run_info(
     out_md: str | Path,
     out_bench: str | Path,
 ) -> None:
+    """Rule run_info: the run's parameters, versions, locked environment and per-rule times
+    (from the benchmark files in `bench_dir`) -> run_info.md and benchmarks.csv."""
     config = yaml.safe_load(Path(config_path).read_text())
     accelerators = "no trials table"
     if trials_csv and Path(trials_csv).exists():
@@ -299,11 +301,11 @@ def write_run_info(
     ]
     with atomic_write(out_md) as handle:
         handle.write("\n".join(lines))
+    print(f"run parameters -> {out_md}, {out_bench}")
 
 
 def _cli(args: argparse.Namespace) -> int:
     write_run_info(args.config, args.trials, args.benchmarks, args.out, args.out_benchmarks)
-    print(f"run parameters -> {args.out}, {args.out_benchmarks}")
     return 0
 
 

@@ -216,6 +216,34 @@ def output_paths(
     return out / "table11.csv", out / "table11_summary.csv", out / "audit.csv"
 
 
+def write_table11(
+    table: str | Path,
+    summary: str | Path,
+    out_table: str | Path,
+    out_summary: str | Path,
+    out_audit: str | Path,
+    confidence: float = 0.95,
+    resamples: int = 9999,
+    seed: int = 0,
+) -> None:
+    """Rule paper_table11: the thesis's printed Table 11 (`table`, `summary`) recomputed from
+    PS/PR into `out_table` and `out_summary`, every printed value audited in `out_audit`."""
+    outputs = (out_table, out_summary, out_audit)
+    audit = reproduce_table11(table, summary, Path(out_table).parent, confidence, resamples,
+                              seed, outputs=outputs)  # fmt: skip
+    _print_audit(audit)
+
+
+def _print_audit(audit: pd.DataFrame) -> None:
+    flagged = audit[~audit["agrees"]]
+    print(f"Table 11: {len(audit)} printed values checked, {len(flagged)} disagree")
+    for _, r in flagged.iterrows():
+        print(
+            f"  {r['interval_s']:g} s {r['row']} {r['column']}: printed {r['printed']}, "
+            f"recomputed {r['recomputed']:.4g} — {r['explanation']}"
+        )
+
+
 def _cli(args: argparse.Namespace) -> int:
     named = (args.out_table, args.out_summary, args.out_audit)
     if any(named) and not all(named):
@@ -229,13 +257,7 @@ def _cli(args: argparse.Namespace) -> int:
         args.seed,
         outputs=named if all(named) else None,
     )
-    flagged = audit[~audit["agrees"]]
-    print(f"Table 11: {len(audit)} printed values checked, {len(flagged)} disagree")
-    for _, r in flagged.iterrows():
-        print(
-            f"  {r['interval_s']:g} s {r['row']} {r['column']}: printed {r['printed']}, "
-            f"recomputed {r['recomputed']:.4g} — {r['explanation']}"
-        )
+    _print_audit(audit)
     return 0
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -573,6 +573,15 @@ def write_outputs(res: ReviewResult, out: Path | dict[str, Path], log: Log = _st
 
 
 # ------------------------------------------------------------------ CLI
+
+
+def write_review(config: str | Path, outputs: Mapping[str, str | Path]) -> None:
+    """Rule slr_review: the review of `config`'s slr section (import, dedupe, screening,
+    tables, PRISMA, library) written to `outputs` (every OUTPUT_FILES name -> its path)."""
+    cfg = ReviewConfig.from_file(config)
+    # Bad or missing names are refused before the work.
+    paths = output_paths(None, [f"{name}={path}" for name, path in outputs.items()])
+    write_outputs(run_review(cfg), paths)
 
 
 def _cmd_review(args: argparse.Namespace) -> int:

@@ -399,18 +399,26 @@ def default_vm_addresses(cfg: dict) -> list[str]:
     return [str(subnet.network_address + 10)]
 
 
-def _cmd_image(args: argparse.Namespace) -> int:
+def build_guest_image(
+    config: str | Path, out: str | Path, cache: str | Path = "results/testbed/cache"
+) -> None:
+    """Rule guest_image: the guest's kernel and initramfs from Debian packages into `out`
+    (manifest.json names each file with its SHA-256), packages cached in `cache`."""
     from migfw.testbed.base import cfg_get, load_config
 
-    cfg = load_config(args.config)
+    cfg = load_config(config)
     kernel_meta = cfg_get(cfg, "testbed.guest.kernel_package")
-    out = Path(args.out)
-    manifest = build_image(out, Path(args.cache), kernel_meta, default_vm_addresses(cfg))
+    out = Path(out)
+    manifest = build_image(out, Path(cache), kernel_meta, default_vm_addresses(cfg))
     state = "cached" if manifest.get("cached") else f"built in {manifest['build_seconds']} s"
     print(
         f"guest image {out}: kernel {manifest['kernel_version']}, initramfs "
         f"{manifest['initramfs_bytes'] / 1e6:.1f} MB, {state}"
     )
+
+
+def _cmd_image(args: argparse.Namespace) -> int:
+    build_guest_image(args.config, args.out, args.cache)
     return 0
 
 

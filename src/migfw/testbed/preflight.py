@@ -93,8 +93,10 @@ def require_local(cfg: dict[str, Any]) -> None:
     ensure_libvirt_qemu_user()
 
 
-def _cmd_preflight(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config)
+def run_preflight(config: str | Path) -> int:
+    """Rule testbed_preflight: one `preflight: ...` line per problem (root, /dev/net/tun,
+    commands, Python modules, KVM) for the testbed `config` asks for; 2 if there is any."""
+    cfg = load_config(config)
     local = cfg_get(cfg, "testbed.provider") == "local"
     if not local and not cfg_get(cfg, "testbed.lab_in_a_box"):
         found = [p for p in problems(cfg, check_kvm=False) if "python module" in p]
@@ -109,6 +111,10 @@ def _cmd_preflight(args: argparse.Namespace) -> int:
             print("preflight: note: `migfw testbed up` will create system user libvirt-qemu")
         print("preflight: ok")
     return 2 if found else 0
+
+
+def _cmd_preflight(args: argparse.Namespace) -> int:
+    return run_preflight(args.config)
 
 
 def register_cli(sub: argparse._SubParsersAction) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from migfw.errors import MigfwError
@@ -76,10 +77,12 @@ def _has_nwfilter(conn: Any) -> bool:
         return False
 
 
-def _cmd_up(args: argparse.Namespace) -> int:
+def bring_up(config: str | Path, out: str | Path | None = None) -> None:
+    """Rule testbed_up: the hypervisor hosts up (or the lab's reached) and the VM booted;
+    the hosts and their libvirt identities written to `out` (JSON)."""
     from migfw.testbed.owner import acquire
 
-    cfg = load_config(args.config)
+    cfg = load_config(config)
     started = time.monotonic()
     # Refuses if another run owns this prefix; cleans a dead owner's leftovers first. The lock
     # is released when this command exits: a later `migfw testbed trial` takes it again.
@@ -89,8 +92,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
     finally:
         if owner is not None:
             owner.release()
-    if getattr(args, "out", None):
-        write_json(args.out, host_identities(bed))
+    if out:
+        write_json(out, host_identities(bed))
     boot = bed.extra.get("last_boot_s")
     print(
         f"testbed {bed.provider} up in {time.monotonic() - started:.1f} s: VM {bed.vm_name} at "
@@ -98,6 +101,10 @@ def _cmd_up(args: argparse.Namespace) -> int:
         f"{bed.accelerator} ({bed.extra.get('accelerator_detection', {}).get('reason', '')}), "
         f"state {bed.state_dir}/state.json"
     )
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    bring_up(args.config, args.out)
     return 0
 
 

@@ -327,6 +327,17 @@ def check_nft(text: str) -> None:
 # ------------------------------------------------------------------------------ CLI
 
 
+def render_rulesets(ruleset: str | Path, nft: str | Path, pf: str | Path) -> None:
+    """Rule render_ruleset: the ruleset YAML rendered for the default addresses as the
+    guest's nftables ruleset (`nft`) and the thesis's pf.conf (`pf`)."""
+    rs = load_ruleset(ruleset)
+    addresses = default_addresses()
+    check_addresses(addresses)
+    for out, text in ((nft, render_nft(rs, addresses)), (pf, render_pf(rs, addresses))):
+        with atomic_write(out) as handle:
+            handle.write(text)
+
+
 def _cmd(args: argparse.Namespace) -> int:
     rs = load_ruleset(args.ruleset)
     addresses = default_addresses(args.target, args.remote, args.net)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,18 +51,30 @@ def resolve_trial(cfg: dict[str, Any], args: argparse.Namespace) -> TrialSpec:
     return spec
 
 
-def _cmd_trial(args: argparse.Namespace) -> int:
+def run_design_trial(config: str | Path, design: str | Path, trial_id: str, out: str | Path) -> int:
+    """Rule trial: the trial `trial_id` of the design sheet `design` (its row: levels, pair)
+    run on the testbed of `config` into folder `out`; 1 if the migration failed (a result:
+    status failed in trial.json)."""
+    from migfw.trials.design import lookup
+
+    return run_folder(config, out, lambda cfg: lookup(design, trial_id))
+
+
+def run_folder(
+    config: str | Path, out: str | Path, spec_of: Callable[[dict[str, Any]], TrialSpec]
+) -> int:
+    """One trial into folder `out`, its spec `spec_of(config)`; see run_design_trial."""
     from migfw.testbed.local import terminate_as_interrupt
     from migfw.testbed.owner import acquire
     from migfw.testbed.trial import run_trial
     from migfw.testbed.trialdir import refuse_finished
 
-    cfg = load_config(args.config)
-    refuse_finished(Path(args.out))  # before anything else: a finished trial is immutable
+    cfg = load_config(config)
+    refuse_finished(Path(out))  # before anything else: a finished trial is immutable
     # Captures are private by default (a lab's hosts have other users): the trial folder 0700,
     # its files 0600, tcpdump's too (it inherits this). docs/testbed.md: sharing results.
     os.umask(0o077)
-    spec = resolve_trial(cfg, args)
+    spec = spec_of(cfg)
     factors = spec.factors
     interval = float(factors.pop("interval_s"))
     from migfw.testbed.pairs import pair_config
@@ -73,7 +86,7 @@ def _cmd_trial(args: argparse.Namespace) -> int:
     try:
         with terminate_as_interrupt():
             meta = run_trial(
-                cfg, spec.trial_id, interval, args.out, spec.repetition, spec.of, spec.index,
+                cfg, spec.trial_id, interval, out, spec.repetition, spec.of, spec.index,
                 spec.experiment, factors, spec.lead_in_s, spec.settle_s, spec.attack_rate_hz,
                 pair=pair,
             )  # fmt: skip
@@ -91,6 +104,10 @@ def _cmd_trial(args: argparse.Namespace) -> int:
             owner.release()
     # A failed migration is a result (status failed in trial.json), not a command error.
     return 0 if meta else 1
+
+
+def _cmd_trial(args: argparse.Namespace) -> int:
+    return run_folder(args.config, args.out, lambda cfg: resolve_trial(cfg, args))
 
 
 def register_cli(sub: argparse._SubParsersAction) -> None:

@@ -39,6 +39,17 @@ def _attack_placement(spec: CraftedTrial, args: argparse.Namespace) -> tuple[str
     return factors.get("placement"), delay
 
 
+def craft_design_trial(design: str | Path, trial: str, out: str | Path) -> None:
+    """Rule crafted_trial: the crafted folder of `trial`, its row of the design sheet
+    `design`, written to `out` (with the attack data its placement has, as `migfw craft
+    --spec DESIGN --trial ID --out DIR` writes it)."""
+    # The command's own defaults for every other option (seed, no --placement, ...).
+    commands = argparse.ArgumentParser(prog="migfw").add_subparsers()
+    register(commands)
+    _cli(commands.choices["craft"].parse_args(["--spec", str(design), "--trial", trial,
+                                               "--out", str(out)]))  # fmt: skip
+
+
 def _cli(args: argparse.Namespace) -> int:
     from migfw.trials.contract import EXPERIMENT_NAME
 

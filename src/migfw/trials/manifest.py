@@ -12,9 +12,9 @@ from pathlib import Path
 COLUMNS = ("trial", "status", "trial_json_sha256")
 
 
-def write_manifest(trials: list[str], trial_jsons: list[str | Path], out: str | Path) -> int:
-    """One row per trial (in the planned order): its id, trial.json's status and SHA-256.
-    Returns the number of rows."""
+def write_manifest(trials: list[str], trial_jsons: list[str | Path], out: str | Path) -> None:
+    """Rule trials_manifest: one row per trial (in the planned order), its id, trial.json's
+    status and SHA-256."""
     lines = ["\t".join(COLUMNS)]
     for trial, path in zip(trials, trial_jsons, strict=True):
         data = Path(path).read_bytes()
@@ -25,4 +25,4 @@ def write_manifest(trials: list[str], trial_jsons: list[str | Path], out: str | 
     partial = target.with_name(target.name + ".part")
     partial.write_text("\n".join(lines) + "\n")
     partial.replace(target)
-    return len(lines) - 1
+    print(f"{len(lines) - 1} trials -> {out}")

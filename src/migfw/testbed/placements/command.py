@@ -7,15 +7,17 @@ and its testbed imports are inside the function.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from migfw.errors import MigfwError
 from migfw.testbed.placements import TrialContext, get, names
 
 
-def _cmd_placement(args: argparse.Namespace) -> int:
+def deploy_placement(config: str | Path, placement: str, out: str | Path) -> None:
+    """Rule deploy_placement: the ruleset deployed where `placement` puts it on the testbed
+    of `config`, proved with packets; the rules and checks written to `out` (JSON)."""
     import tempfile
     import time
-    from pathlib import Path
 
     from migfw.io import write_json
     from migfw.testbed.base import load_config
@@ -26,10 +28,10 @@ def _cmd_placement(args: argparse.Namespace) -> int:
     from migfw.testbed.trialdir import EventLog
 
     try:
-        cls = get(args.placement)
+        cls = get(placement)
     except MigfwError as exc:
         raise MigfwError(f"--placement: {exc}") from None
-    cfg = load_config(args.config)
+    cfg = load_config(config)
     owner = acquire(cfg, "migfw testbed placement")  # None: our Snakemake run owns it
     try:
         bed = ensure_up(cfg)
@@ -51,12 +53,16 @@ def _cmd_placement(args: argparse.Namespace) -> int:
         if owner is not None:
             owner.release()
     failed = sum(1 for c in fw["checks"] if c["ok"] is False)
-    write_json(args.out, {"placement": cls.name, "vm_host": current,
+    write_json(out, {"placement": cls.name, "vm_host": current,
                           "rules_where": fw["where"], "checks": fw["checks"],
                           "rendered": rendered, "at": time.time()})  # fmt: skip
     probed = sum(1 for c in fw["checks"] if c["ok"] is not None)
     print(f"placement {cls.name} on host {current}: {probed - failed}/{probed} packet "
           f"checks as expected; rules at {fw['where']}")  # fmt: skip
+
+
+def _cmd_placement(args: argparse.Namespace) -> int:
+    deploy_placement(args.config, args.placement, args.out)
     return 0
 
 
