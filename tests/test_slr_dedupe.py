@@ -873,4 +873,27 @@ def test_below_band_rows_as_columns_equal_the_row_by_row_version(tmp_path: Path)
     frame = _distinct_rows(feat, pairs, weights)
     for k, (i, j) in enumerate(pairs.tolist()):
         expected = _distinct_row(feat, i, j, float(weights[k]))
-        assert {c: frame.at[k, c] for c in expected} == expected
+        # Similarities not compared are NaN in the frame ('' in links.csv).
+        got = {c: "" if pd.isna(frame.at[k, c]) else frame.at[k, c] for c in expected}
+        assert got == expected
+
+
+def test_links_in_record_id_order_with_compact_columns(tmp_path: Path) -> None:
+    """links.csv rows are in (record_a, record_b) string order whatever the input order
+    (ids sorted through their ranks, not as a string column), and the per-pair columns
+    are compact: categorical texts, float similarities with NaN where not compared."""
+    recs = [{**BASE, "ID": "b10"}, {**BASE, "ID": "b9"}, {**BASE, "ID": "a"},
+            {**BASE, "ID": "c", "TI": "Live migration of firewall state across hosts"},
+            {**BASE, "ID": "a2", "DO": "10.1000/one"}]  # fmt: skip
+    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", recs)]))
+    links = result.links
+    pairs = list(zip(links.record_a, links.record_b, strict=True))
+    assert pairs == sorted(pairs) and len(pairs) == len(set(pairs))
+    assert _same(result, "a", "b9") and _same(result, "b9", "b10")
+    assert isinstance(links["rule"].dtype, pd.CategoricalDtype)
+    assert links["title_sim"].dtype == float
+    out = tmp_path / "links.csv"
+    links.to_csv(out, index=False)
+    written = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert set(written["rule"]) == set(links["rule"].astype(str))
+    assert (written["title_sim"] == "").sum() == links["title_sim"].isna().sum()

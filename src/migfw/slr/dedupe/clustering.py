@@ -4,6 +4,7 @@ merged record per cluster."""
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -97,20 +98,20 @@ def _best(values: list[str], prefer_longest: bool = False) -> str:
     return max(counts, key=lambda v: (counts[v], len(v)))
 
 
+def _merge_column(column: str, picked: list) -> Any:
+    """The merged value of one column from its members' values."""
+    if column in ("title", "abstract", "authors", "keywords"):
+        return _best(picked, prefer_longest=True)
+    if column in ("database", "source_file", "format"):
+        return "; ".join(sorted({v for v in picked if v}))
+    if column == "year":
+        years = [v for v in picked if v is not None]
+        return Counter(years).most_common(1)[0][0] if years else None
+    return _best(picked)
+
+
 def _merge_cluster(columns: dict[str, list], members: list[int]) -> dict:
-    out: dict = {}
-    for column, values in columns.items():
-        picked = [values[m] for m in members]
-        if column in ("title", "abstract", "authors", "keywords"):
-            out[column] = _best(picked, prefer_longest=True)
-        elif column in ("database", "source_file", "format"):
-            out[column] = "; ".join(sorted({v for v in picked if v}))
-        elif column == "year":
-            years = [v for v in picked if v is not None]
-            out[column] = Counter(years).most_common(1)[0][0] if years else None
-        else:
-            out[column] = _best(picked)
-    return out
+    return {c: _merge_column(c, [values[m] for m in members]) for c, values in columns.items()}
 
 
 def _merged_records(records: pd.DataFrame, cluster_of: list[str], years: list[int]) -> pd.DataFrame:
@@ -120,44 +121,65 @@ def _merged_records(records: pd.DataFrame, cluster_of: list[str], years: list[in
     names = [c for c in CANONICAL_COLUMNS if c in records.columns and c != "source_index"]
     order = ["cluster_id"] + names + ["n_records", "members"]
     ids = text_column(records, "record_id")
-    clusters = pd.Series(cluster_of)
-    first = ~clusters.duplicated()
-    size = clusters.map(clusters.value_counts())
-    single = np.flatnonzero((size == 1).to_numpy())
-    arrays = {c: records[c].to_numpy() for c in names if c != "year"}
-    frame = pd.DataFrame({"cluster_id": clusters.to_numpy()[single]})
+    # Integer codes in order of first appearance (cluster ids are numbered that way):
+    # string Series of 100,000 cluster ids and their counts cost 50 MiB here.
+    codes, _ = pd.factorize(np.asarray(cluster_of, dtype=object))
+    size = np.bincount(codes)[codes]
+    single = np.flatnonzero(size == 1)
+    frame = pd.DataFrame({"cluster_id": np.asarray(cluster_of, dtype=object)[single]})
     for c in names:
         if c == "year":
             frame[c] = pd.array([years[i] or None for i in single.tolist()], dtype="Int64")
         else:
-            frame[c] = _text_at(arrays[c], single)
+            frame[c] = _texts(records[c], single)
     frame["n_records"] = 1
     frame["members"] = frame["record_id"] if "record_id" in frame else [ids[i] for i in single]
     groups: dict[str, list[int]] = {}
-    for index in np.flatnonzero((size > 1).to_numpy()).tolist():
+    for index in np.flatnonzero(size > 1).tolist():
         groups.setdefault(cluster_of[index], []).append(index)
-    rows = []
-    for cid, members in groups.items():
-        columns = {c: _text_at(values, members) for c, values in arrays.items()}
-        if "year" in records.columns:
-            columns["year"] = [years[m] or None for m in members]
-        row = _merge_cluster(columns, list(range(len(members))))
-        # The cluster is named after its first member, so a record id stays citable.
-        row["record_id"] = ids[members[0]]
-        row["cluster_id"] = cid
-        row["n_records"] = len(members)
-        row["members"] = "; ".join(ids[m] for m in members)
-        rows.append(row)
-    multi = pd.DataFrame(rows, columns=order)
+    # Multi-record clusters are merged one column at a time: Python strings for one
+    # column's members only (all columns' strings at once were the peak of a
+    # 100,000-record run).
+    members_of = list(groups.values())
+    at = np.array([m for members in members_of for m in members], dtype=np.int64)
+    bounds = np.cumsum([0] + [len(members) for members in members_of]).tolist()
+    spans = list(zip(bounds[:-1], bounds[1:], strict=True))
+    merged_columns: dict[str, list] = {}
+    for c in names:
+        if c == "record_id":
+            continue  # the cluster is named after its first member (below)
+        if c == "year":
+            values = [years[m] or None for m in at.tolist()]
+        else:
+            values = _text_at(records[c].iloc[at].to_numpy(), slice(None))
+        merged_columns[c] = [_merge_column(c, values[a:b]) for a, b in spans]
+        del values
+    # The cluster is named after its first member, so a record id stays citable.
+    merged_columns["record_id"] = [ids[members[0]] for members in members_of]
+    merged_columns["cluster_id"] = list(groups)
+    merged_columns["n_records"] = [len(members) for members in members_of]
+    merged_columns["members"] = ["; ".join(ids[m] for m in members) for members in members_of]
+    multi = pd.DataFrame({c: merged_columns[c] for c in order if c in merged_columns},
+                         columns=order)  # fmt: skip
     if "year" in multi.columns:
         multi["year"] = multi["year"].astype("Int64")
-    # Clusters in order of their first member (cluster ids are numbered that way).
-    rank = {cid: k for k, cid in enumerate(clusters[first].tolist())}
-    merged = pd.concat([frame[order], multi], ignore_index=True) if rows else frame[order]
-    merged = merged.iloc[np.argsort(merged["cluster_id"].map(rank).to_numpy(), kind="stable")]
+    # Clusters in order of their first member.
+    merged = pd.concat([frame[order], multi], ignore_index=True) if members_of else frame[order]
+    cluster_code = np.concatenate(
+        [codes[single], codes[[members[0] for members in members_of]]]
+    ).astype(np.int64)
+    merged = merged.iloc[np.argsort(cluster_code, kind="stable")]
     return merged.reset_index(drop=True)
 
 
 def _text_at(values: np.ndarray, at: np.ndarray | list[int]) -> list[str]:
     """text_column's strings ('' for missing) of the rows `at` only."""
     return ["" if pd.isna(v) else str(v) for v in values[at].tolist()]
+
+
+def _texts(column: pd.Series, at: np.ndarray) -> Any:
+    """`_text_at` of a column, kept a string column (no Python string per record) when
+    it is one already."""
+    if pd.api.types.is_string_dtype(column.dtype) and not column.dtype == object:
+        return column.iloc[at].fillna("").array
+    return _text_at(column.to_numpy(), at)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import union_categoricals
 
 from migfw.errors import MigfwError
 from migfw.slr.dedupe import linkage
@@ -23,7 +24,14 @@ from migfw.slr.dedupe.result import (
     DedupeResult,
     text_column,
 )
-from migfw.slr.dedupe.scoring import DEFAULT, MATCH, Params, _distinct_rows, _score_pair
+from migfw.slr.dedupe.scoring import (
+    DEFAULT,
+    MATCH,
+    SIM_COLUMNS,
+    Params,
+    _distinct_rows,
+    _score_pair,
+)
 
 
 def deduplicate(
@@ -162,15 +170,21 @@ def deduplicate(
 
     # Columns straight from the rows (no second list of dicts: the rows are the largest
     # object here at 100,000 records), then the rows are dropped before merging.
-    links = pd.DataFrame(rows, columns=[*LINK_COLUMNS[2:], "_i", "_j"])
+    links = _compact(pd.DataFrame(rows, columns=[*LINK_COLUMNS[2:], "_i", "_j"]))
     del rows, row_of
     if low_rows is not None:
-        links = pd.concat([links, low_rows[links.columns]], ignore_index=True)
+        links = _concat_compact(links, low_rows[links.columns])
         del low_rows
+    # Sorted by (record_a, record_b) through each record id's rank: ids are unique, so
+    # this is the order of the id strings without sorting a string column.
     ids_array = np.asarray(feat.ids, dtype=object)
-    links.insert(0, "record_b", ids_array[links.pop("_j").to_numpy(dtype=np.int64)])
-    links.insert(0, "record_a", ids_array[links.pop("_i").to_numpy(dtype=np.int64)])
-    links = links.sort_values(["record_a", "record_b"], kind="stable").reset_index(drop=True)
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.argsort(ids_array, kind="stable")] = np.arange(n)
+    i_col, j_col = links.pop("_i").to_numpy(np.int64), links.pop("_j").to_numpy(np.int64)
+    order = np.lexsort((rank[j_col], rank[i_col]))
+    links = links.iloc[order].reset_index(drop=True)
+    links.insert(0, "record_b", ids_array[j_col[order]])
+    links.insert(0, "record_a", ids_array[i_col[order]])
 
     merged = _merged_records(records, cluster_of, feat.year)
     stats = {
@@ -194,3 +208,36 @@ def _copy_row(feat: _Features, i: int, j: int) -> dict:
     row.update(_i=i, _j=j, decision=DUPLICATE, rule="exact-copy", decided_by="rule")
     row["score"] = max(row["score"], MATCH + 5)
     return row
+
+
+_TEXT_COLUMNS = [c for c in LINK_COLUMNS[2:] if c != "score" and c not in SIM_COLUMNS]
+
+
+def _compact(links: pd.DataFrame) -> pd.DataFrame:
+    """Link rows with categorical text columns and float similarities (NaN = not
+    compared): one row per scored pair, so strings per cell grew with the pairs."""
+    for column in _TEXT_COLUMNS:
+        links[column] = pd.Categorical(links[column])
+    for column in SIM_COLUMNS:
+        links[column] = pd.to_numeric(links[column].replace("", np.nan)).astype(float)
+    return links
+
+
+def _concat_compact(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """`a` then `b` (same columns), categorical columns kept categorical (pd.concat
+    turns categoricals with different categories into objects)."""
+    columns = {}
+    for column in a.columns:
+        if isinstance(a[column].dtype, pd.CategoricalDtype):
+            columns[column] = union_categoricals([_str_categories(a[column].array),
+                                                  _str_categories(b[column].array)])  # fmt: skip
+        else:
+            columns[column] = np.concatenate([a[column].to_numpy(), b[column].to_numpy()])
+    return pd.DataFrame(columns)
+
+
+def _str_categories(values: pd.Categorical) -> pd.Categorical:
+    """The same values with str categories (an empty or inferred-object side would stop
+    union_categoricals: 'dtype of categories must be the same')."""
+    names = pd.Index([str(c) for c in values.categories], dtype="str")
+    return pd.Categorical.from_codes(values.codes, categories=names)

@@ -352,6 +352,9 @@ def _shared_text(values: np.ndarray, text) -> np.ndarray:
     return np.array([text(v) for v in distinct.tolist()], dtype=object)[inverse.reshape(-1)]
 
 
+SIM_COLUMNS = ("title_sim", "author_sim", "venue_sim")
+
+
 def _distinct_rows(feat: _Features, pairs: np.ndarray, weights: np.ndarray) -> pd.DataFrame:
     """`_distinct_row` of many pairs at once, as columns (most candidate pairs at 100,000
     records are these: one dict each was the largest object of a run). Match weights are
@@ -368,20 +371,24 @@ def _distinct_rows(feat: _Features, pairs: np.ndarray, weights: np.ndarray) -> p
         both = codes[i].astype(np.int64) * len(names) + codes[j]
         return _shared_text(both, lambda k: f"{names[k // len(names)]}|{names[k % len(names)]}")
 
-    return pd.DataFrame(
-        {
-            "decision": DISTINCT,
-            "score": np.round(weights, 2),
-            "evidence": _shared_text(weights, lambda w: f"match weight {w:+.2f} {BELOW}"),
-            "rule": _shared_text(weights, lambda w: f"splink:{w:+.1f}"),
-            "decided_by": "model", "title_sim": "", "author_sim": "", "venue_sim": "",
-            "doi": states(feat.doi),
-            "year": joined([str(y) if y else "" for y in feat.year]),
-            "pages": states(feat.page), "volume": states(feat.volume),
-            "issue": states(feat.issue), "venue_type": joined(feat.vtype),
-            "_i": i, "_j": j,
-        }
-    )  # fmt: skip
+    texts = {
+        "decision": np.full(len(i), DISTINCT, dtype=object),
+        "evidence": _shared_text(weights, lambda w: f"match weight {w:+.2f} {BELOW}"),
+        "rule": _shared_text(weights, lambda w: f"splink:{w:+.1f}"),
+        "decided_by": np.full(len(i), "model", dtype=object),
+        "doi": states(feat.doi),
+        "year": joined([str(y) if y else "" for y in feat.year]),
+        "pages": states(feat.page), "volume": states(feat.volume),
+        "issue": states(feat.issue), "venue_type": joined(feat.vtype),
+    }  # fmt: skip
+    # Categorical text (few distinct values) and float similarities (NaN = not compared):
+    # at 100,000 records these rows were 250 MiB as strings and Python objects.
+    frame = pd.DataFrame({k: pd.Categorical(v) for k, v in texts.items()})
+    frame["score"] = np.round(weights, 2)
+    for column in SIM_COLUMNS:
+        frame[column] = np.nan
+    frame["_i"], frame["_j"] = i, j
+    return frame
 
 
 def _start_pages_differ(feat: _Features, i: int, j: int) -> bool:
