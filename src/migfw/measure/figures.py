@@ -233,8 +233,15 @@ def estimators_figure(trials: pd.DataFrame, out_png: str | Path) -> None:
             # Too many trials for a bar each: each estimator's distribution over the trials.
             _sns().boxplot(data=part, x="estimator", y="downtime_ms", hue="estimator", ax=ax,
                            palette="Set2", showfliers=False, legend=False)  # fmt: skip
-            _sns().stripplot(data=part, x="estimator", y="downtime_ms", ax=ax, color="k",
-                             size=1.5, alpha=0.4, jitter=0.3)  # fmt: skip
+            # seaborn jitters with numpy's global generator: seeded here (and put back), the
+            # same trials draw the same bytes on every rerun.
+            state = np.random.get_state()
+            np.random.seed(0)
+            try:
+                _sns().stripplot(data=part, x="estimator", y="downtime_ms", ax=ax, color="k",
+                                 size=1.5, alpha=0.4, jitter=0.3)  # fmt: skip
+            finally:
+                np.random.set_state(state)
             ax.set_title(f"I = {interval:g} s (n = {n_trials} trials)")
             ax.set_xlabel("")
             ax.set_ylabel("downtime (ms)")
