@@ -262,26 +262,44 @@ class TrialConntrack:
         return pl.host_commands(self.bed, host)
 
     def _each_host(self, action: Any) -> dict[str, Any]:
+        """`action(role, host, where)` on both hosts at once (a thread each)."""
+        from concurrent.futures import ThreadPoolExecutor
+
         from migfw.testbed import placement as pl
 
-        out = {}
-        for role, host in self.roles.items():
+        def one(role: str, host: str) -> Any:
             where = self._host(host)
             try:
-                out[role] = action(role, host, where)
+                return action(role, host, where)
             finally:
                 pl.close_host(where)
-        return out
+
+        with ThreadPoolExecutor(max_workers=len(self.roles)) as pool:
+            futures = {role: pool.submit(one, role, host) for role, host in self.roles.items()}
+            return {role: future.result() for role, future in futures.items()}
 
     def apply(self, shell: Any) -> dict[str, int | None]:
         """Set the factor's level (None: leave it) everywhere; the values read back. Then
-        the VM's entries of earlier trials go from both hosts' tables (`flush_vm`)."""
-        got = self._each_host(lambda r, h, w: set_host_tcp_loose(w, self.tcp_loose))
-        got["guest"] = set_guest_tcp_loose(shell, self.tcp_loose)
+        the VM's entries of earlier trials go from both hosts' tables (`flush_vm`). The
+        hosts' part runs in threads beside the guest's."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        address = self.bed.vm_address
+
+        def host(role: str, name: str, where: Any) -> tuple[int | None, Any]:
+            loose = set_host_tcp_loose(where, self.tcp_loose)
+            # The hosts' kernel tables decide: no entry of an earlier trial.
+            return loose, flush_vm(where, address) if self.host_dumps else None
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            hosts = pool.submit(self._each_host, host)
+            guest = set_guest_tcp_loose(shell, self.tcp_loose)
+            done = hosts.result()
+        got = {role: loose for role, (loose, _) in done.items()}
+        got["guest"] = guest
         self.dumps.record["tcp_loose"] = got
-        if self.host_dumps:  # the hosts' kernel tables decide: no entry of an earlier trial
-            address = self.bed.vm_address
-            self.dumps.record["flushed"] = self._each_host(lambda r, h, w: flush_vm(w, address))
+        if self.host_dumps:
+            self.dumps.record["flushed"] = {role: flushed for role, (_, flushed) in done.items()}
         if any(v != self.tcp_loose for v in got.values()):
             raise MigfwError(
                 f"nf_conntrack_tcp_loose={self.tcp_loose} did not hold: read back {got}"
@@ -297,9 +315,22 @@ class TrialConntrack:
             set_guest_tcp_loose(shell, DEFAULT_TCP_LOOSE)
 
     def dump(self, moment: str, shell: Any | None = None) -> None:
-        """Both hosts' tables and the guest's (a shell of its own unless one is given)."""
-        if self.host_dumps:
-            self._each_host(lambda role, host, where: self.dumps.host(role, where, host, moment))
+        """Both hosts' tables and the guest's (a shell of its own unless one is given), all
+        at once (each dump records its own time)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def hosts() -> None:
+            if self.host_dumps:
+                self._each_host(
+                    lambda role, host, where: self.dumps.host(role, where, host, moment)
+                )
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            dumped = pool.submit(hosts)
+            self._dump_guest(moment, shell)
+            dumped.result()
+
+    def _dump_guest(self, moment: str, shell: Any | None) -> None:
         try:
             if shell is not None:
                 self.dumps.guest(shell, moment)

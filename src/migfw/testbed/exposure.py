@@ -22,6 +22,7 @@ checked by SHA-256 (`copied_sha256`). There the attacker's address is the prober
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from pathlib import Path
@@ -83,7 +84,10 @@ class TrialTraffic:
         layers: list[Any] | None = None,
         sides: dict[str, dict[str, Any]] | None = None,
         egress: dict[str, Any] | None = None,
+        shell: Any = None,
     ) -> None:
+        # An open guest shell for the temporary allow (None: a login of its own).
+        self.shell = shell
         # The egress attacker (migfw.testbed.egress): {sink, rate_hz, allowed_rate_hz}.
         self.egress_cfg = egress
         self.egress: Any = None
@@ -108,15 +112,111 @@ class TrialTraffic:
         # No attacker namespace (external provider): the SYNs leave from the prober's address.
         return self.bed.extra.get("attacker_address") or self.bed.prober_address
 
-    def start(self, log: Any) -> None:
+    def start(self, log: Any, ready: Any = None) -> None:
+        """Start the attackers (a thread) and the flows at once: the attackers' captures and
+        logins overlap the temporary allows and the flows' connects, which never involve the
+        attackers' ports or addresses. `ready()` (the probe capture running) is awaited
+        before the flows connect: their handshakes belong in probe.pcap."""
+        import threading
+
+        if self.bed.extra.get("prober"):  # sessions on a prober host share its SSH login
+            try:
+                self._start_flows(log, ready)
+                self._start_attack(log)
+            except BaseException:
+                self.kill()
+                raise
+            return
+        failed: list[BaseException] = []
+
+        def attack() -> None:
+            try:
+                self._start_attack(log)
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                failed.append(exc)
+
+        starter = threading.Thread(target=attack, name="migfw-attack-start", daemon=True)
+        starter.start()
         try:
-            self._start_flows(log)
-            self._start_attack(log)
+            try:
+                self._start_flows(log, ready)
+            finally:
+                starter.join()
+            if failed:
+                raise failed[0]
         except BaseException:
             self.kill()
             raise
 
-    def _start_flows(self, log: Any) -> None:
+    def confirm(self) -> None:
+        """Before the migration: wait for the checks a layer runs after removing its
+        temporary allow (ovn: no new connection is admitted); raises if one failed."""
+        for layer in self.layers:
+            if hasattr(layer, "confirm"):
+                layer.confirm()
+
+    def _connect_flows(
+        self, log: Any, source: str, ports: tuple[int, ...], rules: list[dict[str, Any]],
+        ready: Any,
+    ) -> tuple[int | None, dict[str, Any]]:  # fmt: skip
+        """The temporary allows at every layer (the guest's over SSH, each host layer in a
+        thread of its own, all at once), the flows' connects, then every allow removed again
+        (also at once). `rules` receives trial.json's temporary_rules, the guest's first."""
+        from concurrent.futures import ThreadPoolExecutor, wait
+
+        def add(layer: Any) -> dict[str, Any]:
+            text = layer.add(source, ports)
+            log("temporary_rule_added", where=layer.where)
+            return {"where": layer.where, "rule": text, "added_at": time.time(),
+                    "removed_at": None}  # fmt: skip
+
+        def remove(layer: Any, rule: dict[str, Any]) -> None:
+            kept = layer.remove()  # what stays instead (ovn: established-only ACLs)
+            # A layer that checks after removing says when it removed (kept.at).
+            rule["removed_at"] = (kept or {}).get("at") or time.time()
+            if kept:
+                rule["kept"] = kept
+            log("temporary_rule_deleted", where=layer.where)
+
+        handle = None
+        with ThreadPoolExecutor(max_workers=max(1, len(self.layers))) as pool:
+            adding = [pool.submit(add, layer) for layer in self.layers]
+            try:
+                login = _guest_shell(self.bed) if self.shell is None else None
+                with login or contextlib.nullcontext(self.shell) as shell:
+                    # Every active layer admits the state-only flows while they connect
+                    # (issue 22): the guest's ruleset (when it has one) and each host layer.
+                    handle = add_temporary_rule(shell, source, ports)
+                    if handle is not None:
+                        rules.append({"where": "guest", "rule": f"ip saddr {source} tcp dport "
+                                      f"{{{', '.join(map(str, ports))}}} accept",
+                                      "handle": handle, "added_at": time.time(),
+                                      "removed_at": None})  # fmt: skip
+                        log("temporary_rule_added", where="guest", handle=handle)
+                    try:
+                        wait(adding)
+                        for future in adding:
+                            future.result()  # a layer that failed: the flows never connect
+                        if ready is not None:
+                            ready()
+                        connected = self.flows.start()
+                    finally:
+                        removing = [pool.submit(remove, layer, future.result())
+                                    for layer, future in zip(self.layers, adding, strict=True)
+                                    if future.done() and future.exception() is None]  # fmt: skip
+                        if handle is not None:
+                            delete_temporary_rule(shell, handle)
+                            rules[0]["removed_at"] = time.time()
+                            log("temporary_rule_deleted", where="guest", handle=handle)
+                        wait(removing)
+                        for future in removing:
+                            future.result()
+            finally:
+                wait(adding)
+                rules += [f.result() for f in adding if f.exception() is None]
+        return handle, connected
+
+    def _start_flows(self, log: Any, ready: Any = None) -> None:
         from migfw.testbed.flows import FlowSession
         from migfw.trials.attack_contract import KNOWN_FLOWS
 
@@ -137,47 +237,10 @@ class TrialTraffic:
         else:
             self.flows = FlowSession(self.bed.prober_netns, self.bed.vm_address, specs, rate,
                                      self.folder / "flows.csv", timeout_s=timeout)  # fmt: skip
-        handle = None
+            self.flows.spawn()  # its start-up overlaps the temporary allows
         source = self.bed.prober_address or ""
         rules: list[dict[str, Any]] = []
-        added: list[Any] = []
-        with _guest_shell(self.bed) as shell:
-            # Every active layer admits the state-only flows while they connect (issue 22):
-            # the guest's ruleset (when it has one) and each host layer of the placement.
-            handle = add_temporary_rule(shell, source, state_ports)
-            if handle is not None:
-                rules.append(
-                    {
-                        "where": "guest",
-                        "rule": f"ip saddr {source} tcp dport "
-                        f"{{{', '.join(map(str, state_ports))}}} accept",
-                        "handle": handle,
-                        "added_at": time.time(),
-                        "removed_at": None,
-                    }
-                )
-                log("temporary_rule_added", where="guest", handle=handle)
-            try:
-                for layer in self.layers:
-                    added.append(layer)
-                    text = "; ".join(layer.add(source, p) for p in state_ports)
-                    rules.append({"where": layer.where, "rule": text,
-                                  "added_at": time.time(), "removed_at": None})  # fmt: skip
-                    log("temporary_rule_added", where=layer.where)
-                connected = self.flows.start()
-            finally:
-                if handle is not None:
-                    delete_temporary_rule(shell, handle)
-                    rules[0]["removed_at"] = time.time()
-                    log("temporary_rule_deleted", where="guest", handle=handle)
-                for layer, rule in zip(added, rules[1 if handle is not None else 0 :],
-                                       strict=False):  # fmt: skip
-                    kept = layer.remove()  # what stays instead (ovn: established-only ACLs)
-                    # A layer that checks after removing says when it removed (kept.at).
-                    rule["removed_at"] = (kept or {}).get("at") or time.time()
-                    if kept:
-                        rule["kept"] = kept
-                    log("temporary_rule_deleted", where=layer.where)
+        handle, connected = self._connect_flows(log, source, state_ports, rules, ready)
         log("flows_started", **connected)
         removed = [r["removed_at"] for r in rules if r["removed_at"] is not None]
         self.record["flows"] = {

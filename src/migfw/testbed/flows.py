@@ -196,7 +196,11 @@ def run_flows(
     if not rate_hz > 0:
         raise MigfwError(f"flows: rate {rate_hz!r} Hz must be positive")
     stop = stop or threading.Event()
-    connect = {f.name: f.connect(target, min(timeout_s, 5.0)) for f in flows}
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, len(flows))) as pool:  # every flow at once
+        errors = pool.map(lambda f: f.connect(target, min(timeout_s, 5.0)), flows)
+        connect = {f.name: error for f, error in zip(flows, errors, strict=True)}
     if ready is not None:
         ready({"connected": {k: v is None for k, v in connect.items()}, "errors": connect})
     period = int(round(1e9 / rate_hz))
@@ -267,7 +271,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log", type=Path, required=True)
     p.add_argument("--duration", type=float, default=None)
     p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--wait-go", action="store_true",
+                   help="print WAITING, connect only after a line on stdin")  # fmt: skip
     args = p.parse_args(argv)
+    if args.wait_go:  # started ahead (FlowSession.spawn): the imports are paid already
+        print("WAITING", flush=True)
+        if not sys.stdin.readline():
+            return 2
 
     def work(stop: threading.Event, ready: Any) -> dict[str, Any]:
         flows = [parse_flow(s) for s in args.flow]
@@ -323,11 +333,38 @@ class FlowSession:
             cmd += ["--flow", spec]
         return cmd
 
-    def start(self) -> dict[str, Any]:
-        cmd = self.command()
-        self.proc = subprocess.Popen(netns_argv(self.netns, cmd), stdout=subprocess.PIPE,
+    def spawn(self) -> None:
+        """Start the process ahead: it imports, then waits for start() to let it connect
+        (its start-up overlaps whatever comes before the connects)."""
+        self.proc = subprocess.Popen(netns_argv(self.netns, [*self.command(), "--wait-go"]),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True,
                                      start_new_session=True)  # fmt: skip
+
+    def start(self) -> dict[str, Any]:
+        if self.proc is None:
+            self.proc = subprocess.Popen(netns_argv(self.netns, self.command()),
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         text=True, start_new_session=True)  # fmt: skip
+        elif self.proc.stdin is not None:  # spawned ahead: once it waits, let it connect
+            self._await("WAITING")
+            stdin, self.proc.stdin = self.proc.stdin, None  # communicate() must not flush it
+            try:
+                stdin.write("go\n")
+                stdin.close()
+            except OSError:
+                pass  # it died: the wait for READY below says why
+        try:
+            self.connected = json.loads(self._await("READY ")[6:])
+            return self.connected
+        except BaseException:
+            self.kill()
+            raise
+
+    def _await(self, prefix: str) -> str:
+        """The process's next stdout line, which must start with `prefix` (nothing else is
+        printed before it: a line already buffered is never left unread behind select)."""
+        assert self.proc is not None and self.proc.stdout is not None
         try:
             deadline = time.monotonic() + self.ready_timeout_s
             line = ""
@@ -335,14 +372,13 @@ class FlowSession:
                 ready, _, _ = select.select([self.proc.stdout], [], [], 0.5)
                 if ready:
                     line = self.proc.stdout.readline()
-                    if line.startswith("READY ") or not line:
+                    if line.startswith(prefix) or not line:
                         break
-            if not line.startswith("READY "):
+            if not line.startswith(prefix):
                 err = self.proc.stderr.read() if self.proc.poll() is not None else ""
                 tail = (err.strip().splitlines() or ["no output"])[-1]
                 raise MigfwError(f"{self.name} did not start in {self.netns}: {tail}")
-            self.connected = json.loads(line[6:])
-            return self.connected
+            return line
         except BaseException:
             self.kill()
             raise

@@ -232,21 +232,26 @@ class TemporaryAcl:
     `keep state`, which stays for the trial), and a new connection from the same source to
     each port must then be refused - once both datapaths revalidated their cached flows -:
     a SYN from the prober gets no answer in 1 s, else the trial fails (the kept ACL would
-    admit what the rules block). `remove()` returns what
-    stays (trial.json flows.temporary_rules[].kept)."""
+    admit what the rules block). `remove()` returns what stays (trial.json
+    flows.temporary_rules[].kept) and starts that check in a thread, so its 1 s of silence
+    overlaps the attackers' start and the lead-in; `confirm()` (before the migration) waits
+    for it, fills `kept.new_connection` and raises if a SYN was answered."""
 
     def __init__(self, site: Any, where: str, bed: Testbed | None = None,
                  folder: Path | None = None) -> None:  # fmt: skip
         self.site, self.where, self.bed, self.folder = site, where, bed, folder
         self.flows: list[tuple[str, int]] = []
+        self.check: Any = None  # (thread, kept, result) of the pending SYN refusal check
 
-    def add(self, source: str, port: int) -> str:
+    def add(self, source: str, ports: tuple[int, ...]) -> str:
         from migfw.testbed import ovn, ovn_acl
 
-        acl = ovn_acl.temporary_allow(source, port)
-        ovn.nbctl(self.site, "--wait=hv", *acl.nbctl(ovn_acl.PORT_GROUP)[1:])
-        self.flows.append((source, int(port)))
-        return f"ovn acl to-lport {acl.priority} {acl.match} allow-related"
+        acls = [ovn_acl.temporary_allow(source, p) for p in ports]
+        script = [a for i, acl in enumerate(acls)
+                  for a in acl.nbctl(ovn_acl.PORT_GROUP, f"tmp{i}")]  # fmt: skip
+        ovn.nbctl(self.site, "--wait=hv", *script[1:])  # one transaction, every port
+        self.flows += [(source, int(p)) for p in ports]
+        return "; ".join(f"ovn acl to-lport {a.priority} {a.match} allow-related" for a in acls)
 
     def remove(self) -> dict[str, Any] | None:
         from migfw.testbed import ovn, ovn_acl
@@ -261,8 +266,11 @@ class TemporaryAcl:
         # --wait=hv means the chassis have the new OpenFlow flows; the userspace datapath's
         # cached flows follow when its revalidators ran (a new SYN once still met the
         # temporary allow's cached flow 55 ms after the swap): wait for them on both hosts.
-        for host in ("A", "B"):
-            ovn.appctl(self.site, host, "ovs-vswitchd", "revalidator/wait")
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=2) as pool:  # both hosts at once
+            list(pool.map(lambda h: ovn.appctl(self.site, h, "ovs-vswitchd", "revalidator/wait"),
+                          ("A", "B")))  # fmt: skip
         at = time.time()
         if self.folder is not None and keep:
             with (self.folder / "ovn_acls.txt").open("a") as fh:
@@ -272,14 +280,36 @@ class TemporaryAcl:
             "rule": "; ".join(f"ovn acl to-lport {a.priority} {a.match} {a.action}" for a in keep),
             "at": at, "new_connection": None}  # fmt: skip
         if keep and self.bed is not None:
-            source = flows[0][0]
-            answers = syn_answers(self.bed.prober_netns, source, self.bed.vm_address,
-                                  [p for _, p in flows], NEW_CONNECTION_TIMEOUT_S)  # fmt: skip
-            kept["new_connection"] = answers
-            if any(v != "silence" for v in answers.values()):
-                raise MigfwError(f"placement ovn: the established-only ACL admits a new "
-                                 f"connection from {source}: {answers}")  # fmt: skip
+            import threading
+
+            bed, source, ports = self.bed, flows[0][0], [p for _, p in flows]
+            result: dict[str, Any] = {}
+
+            def check() -> None:
+                try:
+                    result["answers"] = syn_answers(bed.prober_netns, source, bed.vm_address,
+                                                    ports, NEW_CONNECTION_TIMEOUT_S)  # fmt: skip
+                except BaseException as exc:  # noqa: BLE001 - raised by confirm()
+                    result["error"] = exc
+
+            thread = threading.Thread(target=check, name="migfw-ovn-syn-check", daemon=True)
+            thread.start()
+            self.check = (thread, kept, result, source)
         return kept
+
+    def confirm(self) -> None:
+        """Wait for the SYN refusal check `remove()` started; raise if a SYN was answered."""
+        if self.check is None:
+            return
+        (thread, kept, result, source), self.check = self.check, None
+        thread.join()
+        if "error" in result:
+            raise result["error"]
+        answers = result["answers"]
+        kept["new_connection"] = answers
+        if any(v != "silence" for v in answers.values()):
+            raise MigfwError(f"placement ovn: the established-only ACL admits a new "
+                             f"connection from {source}: {answers}")  # fmt: skip
 
 
 class OvnTrial:
@@ -306,11 +336,17 @@ class OvnTrial:
     def _dump(self, moment: str) -> None:
         """OVS's own dump (ovs-<role>-<moment>.txt) and the same entries as a `conntrack -L`
         listing under the contract's name (<role>-<moment>.txt, docs/attack_window.md)."""
+        from concurrent.futures import ThreadPoolExecutor
+
         from migfw.testbed.ovn_observe import ovs_to_listing
 
-        for role, host in (("src", self.src), ("dst", self.dst)):
-            t = time.time()
-            text = conntrack_dump(self.site, host)
+        def dump(host: str) -> tuple[float, str]:
+            return time.time(), conntrack_dump(self.site, host)
+
+        roles = (("src", self.src), ("dst", self.dst))
+        with ThreadPoolExecutor(max_workers=2) as pool:  # both hosts at once
+            dumps = list(pool.map(dump, [host for _, host in roles]))
+        for (role, host), (t, text) in zip(roles, dumps, strict=True):
             (self.partial / "conntrack" / f"ovs-{role}-{moment}.txt").write_text(text)
             (self.partial / "conntrack" / f"{role}-{moment}.txt").write_text(ovs_to_listing(text))
             self.dumps[f"{role}-{moment}"] = {"t": t, "host": host,

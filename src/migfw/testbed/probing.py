@@ -5,6 +5,7 @@ and the conntrack dumps run beside it, and always stop.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,34 @@ from migfw.testbed.base import Testbed
 
 # How long before the settle ends the `end` conntrack dumps start (they take ~0.3 s).
 END_DUMP_S = 0.5
+
+
+def _start_beside(session: Any, bed: Testbed) -> Any:
+    """Start the ICMP prober and its capture in a thread; returns `ready()`, which waits for
+    it and raises what its start raised. On a prober host (one SSH login for every session)
+    it starts here and now."""
+    if bed.extra.get("prober"):
+        session.start()
+        return lambda: None
+    import threading
+
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            session.start()
+        except BaseException as exc:  # noqa: BLE001 - raised by ready()
+            failed.append(exc)
+
+    starter = threading.Thread(target=run, name="migfw-prober-start", daemon=True)
+    starter.start()
+
+    def ready() -> None:
+        starter.join()
+        if failed:
+            raise failed[0]
+
+    return ready
 
 
 def probe_and_migrate(
@@ -31,13 +60,19 @@ def probe_and_migrate(
     load: dict[str, Any] | None = None,
     layers: list[Any] | None = None,
     extras: Any = None,
+    guest: Any = None,
 ) -> dict[str, Any]:
     """Probe for lead_in, migrate, probe for settle; the probes always stop.
+
+    `guest`: an open guest shell the flows' temporary allow and the `before` dump use (one
+    login less each); closed here before the migration.
 
     The ICMP prober runs in the prober's namespace; the attacker's SYN probes (from its own
     namespace, when the testbed has one) and the stateful flows run beside it
     (migfw.testbed.exposure); without an attacker namespace the prober sends the SYNs. The
     `service` workload's requests (migfw.testbed.service) run beside the prober too."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from migfw.testbed.exposure import TrialTraffic
     from migfw.testbed.health import StepClock
     from migfw.testbed.migrate import MigrationFailed
@@ -74,17 +109,25 @@ def probe_and_migrate(
         session = ProbeSession(bed.prober_netns, *args, enforcement=probe_enforcement)
     traffic = TrialTraffic(bed, partial, enforcement if has_attacker else None, flows_cfg,
                            layers=layers, sides=getattr(extras, "sides", None),
-                           egress=getattr(extras, "egress", None))  # fmt: skip
+                           egress=getattr(extras, "egress", None), shell=guest)  # fmt: skip
 
-    def dump(moment: str) -> None:  # conntrack dumps, inside the probing (issue 22)
+    def dump(moment: str, shell: Any = None) -> None:  # conntrack dumps (issue 22)
         if extras is not None:
-            extras.dump(moment)
+            extras.dump(moment, shell)
             log("conntrack_dump", moment=moment)
 
     failure = None
     flags: list[str] = []
     migration: dict[str, Any] = {}
-    session.start()
+    ready = _start_beside(session, bed)  # the attackers start meanwhile (TrialTraffic.start)
+    try:
+        traffic.start(log, ready=ready)
+        ready()
+    except BaseException:
+        with contextlib.suppress(BaseException):  # the capture so far, kept with the trial
+            ready()
+            session.stop()
+        raise
     prober = {"icmp_id": session.ident, "pids": session.pids}
     if getattr(session, "remote_pids", None):  # on the prober host, not here
         prober["remote_pids"] = session.remote_pids
@@ -95,7 +138,6 @@ def probe_and_migrate(
     service_record = None
     service_errors: list[str] = []
     try:
-        traffic.start(log)
         prober["pids"] = {**session.pids, **traffic.pids}
         if traffic.remote_pids:
             prober["remote_pids"] = {**prober.get("remote_pids", {}), **traffic.remote_pids}
@@ -114,8 +156,11 @@ def probe_and_migrate(
         # the flows takes seconds on a loaded machine): `lead_in` of it precede the migration.
         clock.mark("lead_in_start")
         log("probe_started", icmp_id=session.ident, pids=prober["pids"])
-        dump("before")  # the temporary allows are gone: the state-only flows' entries
+        dump("before", guest)  # the temporary allows are gone: the state-only flows' entries
+        if guest is not None:
+            guest.close()  # no session of ours crosses the migration
         time.sleep(max(0.0, lead_in - (time.monotonic() - clock.steps["lead_in_start"])))
+        traffic.confirm()  # checks that ran beside the lead-in (ovn: no new connection passes)
         stray = session.stray(bed.prober_address or "")
         # The attacker's SYNs are ours too (a switch floods them to the prober's port
         # while the VM's MAC is not yet learned on its new port).
@@ -146,14 +191,18 @@ def probe_and_migrate(
                 if not isinstance(exc, MigrationFailed):
                     failure = f"migration failed: {failure}"
                 log("migrate_failed", error=failure)
-            if migration.get("hypervisor"):
-                dump("resume")  # the migrate call returns just after the resume event
-            # The end dump is taken in the settle's last moments (while every flow still
-            # runs), so it costs the trial no time of its own.
-            left = settle - (time.monotonic() - clock.steps["migrate_return"])
-            time.sleep(max(0.0, left - END_DUMP_S))
-            dump("end")
-            time.sleep(max(0.0, settle - (time.monotonic() - clock.steps["migrate_return"])))
+            # The dumps run in threads inside the settle: the resume dump at once (the
+            # migrate call returns just after the resume event), the end dump in its last
+            # moments (while every flow still runs); a slow one (a guest login under load)
+            # overlaps the other and the settle instead of adding to them.
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                dumps = [pool.submit(dump, "resume")] if migration.get("hypervisor") else []
+                left = settle - (time.monotonic() - clock.steps["migrate_return"])
+                time.sleep(max(0.0, left - END_DUMP_S))
+                dumps.append(pool.submit(dump, "end"))
+                time.sleep(max(0.0, settle - (time.monotonic() - clock.steps["migrate_return"])))
+                for done in dumps:
+                    done.result()
             clock.mark("settle_end")
     finally:
         try:

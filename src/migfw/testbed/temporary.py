@@ -4,7 +4,8 @@ placement admits them, then the allow goes at every layer before the lead-in end
 then on only connection state passes them.
 
 A layer has `where` (`A`/`B`: the host; the guest's own rule is migfw.testbed.exposure's),
-`add(source, port) -> rule text` (called once per port) and `remove()` (every rule it added).
+`add(source, ports) -> rule text` (every port in one change: one `nft -f`, one
+`iptables-restore`, one OVN transaction) and `remove()` (every rule it added, again at once).
 
 - `HostNftAllow`: host nftables (`vmm-agent`, `vmm-state`): an accept for the VM's port
   inserted at the top of the host table's forward chain, deleted by its handle.
@@ -29,31 +30,32 @@ class HostNftAllow:
         self.commands, self.where = where, host
         self.handles: list[int] = []
 
-    def add(self, source: str, port: int) -> str:
+    def add(self, source: str, ports: tuple[int, ...]) -> str:
         from migfw.testbed import placement as pl
         from migfw.testbed.ruleset_render import HOST_TABLE, MARK_TO_VM
 
-        rule = f"meta mark {MARK_TO_VM:#x} ip saddr {source} tcp dport {int(port)} accept"
-        proc = pl._nft(self.commands, ["--echo", "--handle", "insert", "rule", "inet",
-                                       HOST_TABLE, "forward", *rule.split(), "comment",
-                                       f'"{COMMENT}"'])  # fmt: skip
-        found = re.search(r"# handle (\d+)", proc.stdout or "")
-        if proc.returncode != 0 or not found:
+        rules = [f"meta mark {MARK_TO_VM:#x} ip saddr {source} tcp dport {int(p)} accept"
+                 for p in ports]  # fmt: skip
+        text = "".join(f'insert rule inet {HOST_TABLE} forward {r} comment "{COMMENT}"\n'
+                       for r in rules)  # fmt: skip
+        proc = pl._nft(self.commands, ["--echo", "--handle", "-f", "-"], text)
+        found = re.findall(r"# handle (\d+)", proc.stdout or "")
+        if proc.returncode != 0 or len(found) != len(rules):
             raise MigfwError(f"host {self.where}: temporary allow not added: "
                              f"{(proc.stderr or proc.stdout).strip()}")  # fmt: skip
-        self.handles.append(int(found[1]))
-        return f"inet {HOST_TABLE} forward: {rule}"
+        self.handles += [int(h) for h in found]
+        return "; ".join(f"inet {HOST_TABLE} forward: {r}" for r in rules)
 
     def remove(self) -> None:
         from migfw.testbed import placement as pl
         from migfw.testbed.ruleset_render import HOST_TABLE
 
-        while self.handles:
-            handle = self.handles.pop()
-            proc = pl._nft(self.commands, ["delete", "rule", "inet", HOST_TABLE, "forward",
-                                           "handle", str(handle)])  # fmt: skip
+        handles, self.handles = self.handles, []
+        if handles:  # one transaction: every handle or none
+            text = "".join(f"delete rule inet {HOST_TABLE} forward handle {h}\n" for h in handles)
+            proc = pl._nft(self.commands, ["-f", "-"], text)
             if proc.returncode != 0:
-                raise MigfwError(f"host {self.where}: temporary allow {handle} not removed: "
+                raise MigfwError(f"host {self.where}: temporary allows {handles} not removed: "
                                  f"{proc.stderr.strip()}")  # fmt: skip
         listing = pl._nft(self.commands, ["list", "chain", "inet", HOST_TABLE, "forward"])
         if COMMENT in (listing.stdout or ""):
@@ -71,29 +73,39 @@ class NwfilterAllow:
         self.commands, self.where, self.port = where, host, port
         self.specs: list[tuple[str, list[str]]] = []
 
-    def _iptables(self, op: str, chain: str, spec: list[str]) -> None:
+    def _restore(self, op: str, specs: list[tuple[str, list[str]]]) -> None:
+        """Every rule in one `iptables-restore --noflush` (one process, one commit)."""
+        import shlex
+
         from migfw.testbed import placement as pl
 
-        argv = ["iptables", "-w", op, chain, *(["1"] if op == "-I" else []), *spec]
-        proc = pl._run(self.commands, argv)
+        lines = [f"{op} {chain}{' 1' if op == '-I' else ''} {shlex.join(spec)}"
+                 for chain, spec in specs]  # fmt: skip
+        proc = pl._run(self.commands, ["iptables-restore", "-w", "--noflush"],
+                       "*filter\n" + "\n".join(lines) + "\nCOMMIT\n")  # fmt: skip
         if proc.returncode != 0:
-            raise MigfwError(f"host {self.where}: {' '.join(argv[:4])}: {proc.stderr.strip()}")
+            raise MigfwError(f"host {self.where}: iptables-restore {op} "
+                             f"{', '.join(c for c, _ in specs)}: "
+                             f"{(proc.stderr or proc.stdout).strip()}")  # fmt: skip
 
-    def add(self, source: str, port: int) -> str:
+    def add(self, source: str, ports: tuple[int, ...]) -> str:
         vm_spec = ["-p", "tcp", "-m", "comment", "--comment", COMMENT]
-        to_vm = ["-s", source, *vm_spec[:2], "--dport", str(int(port)), *vm_spec[2:],
-                 "-j", "ACCEPT"]  # fmt: skip
-        from_vm = ["-d", source, *vm_spec[:2], "--sport", str(int(port)), *vm_spec[2:],
-                   "-j", "RETURN"]  # fmt: skip
-        for chain, spec in ((f"FO-{self.port}", to_vm), (f"FI-{self.port}", from_vm)):
-            self._iptables("-I", chain, spec)
-            self.specs.append((chain, spec))
-        return f"nwfilter chains FO/FI-{self.port}: tcp {source} <-> :{int(port)} accept"
+        specs = []
+        for port in ports:
+            to_vm = ["-s", source, *vm_spec[:2], "--dport", str(int(port)), *vm_spec[2:],
+                     "-j", "ACCEPT"]  # fmt: skip
+            from_vm = ["-d", source, *vm_spec[:2], "--sport", str(int(port)), *vm_spec[2:],
+                       "-j", "RETURN"]  # fmt: skip
+            specs += [(f"FO-{self.port}", to_vm), (f"FI-{self.port}", from_vm)]
+        self._restore("-I", specs)
+        self.specs += specs
+        return "; ".join(f"nwfilter chains FO/FI-{self.port}: tcp {source} <-> :{int(p)} accept"
+                         for p in ports)  # fmt: skip
 
     def remove(self) -> None:
-        while self.specs:
-            chain, spec = self.specs.pop()
-            self._iptables("-D", chain, spec)
+        specs, self.specs = self.specs, []
+        if specs:
+            self._restore("-D", specs[::-1])
 
 
 def closed_port_nft(port: str) -> str:

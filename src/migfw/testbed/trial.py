@@ -163,12 +163,16 @@ def run_trial(
 
         extras = TrialExtras.for_trial(cfg, bed, placement, factors, source, destination, partial,
                                        enforcement)  # fmt: skip
-        with guest_shell(bed) as shell:
-            before = read_ruleset(shell)
-            guest_nft = shell.run("nft --version").strip()
-            extras.apply(shell)  # nf_conntrack_tcp_loose on both hosts and in the guest
-            workload.start(shell, load)  # runs through lead-in, migration and settle
-            log("workload_started", **load)
+        # One login for the steps before the lead-in: this block, the flows' temporary
+        # allow and the `before` dump (probe_and_migrate closes it before migrating).
+        shell = guest_shell(bed)
+        extras.closers.append(shell.close)
+        shell.open()
+        before = read_ruleset(shell)
+        guest_nft = shell.run("nft --version").strip()
+        extras.apply(shell)  # nf_conntrack_tcp_loose on both hosts and in the guest
+        workload.start(shell, load)  # runs through lead-in, migration and settle
+        log("workload_started", **load)
         (partial / "ruleset_before.nft").write_text(before)
         plc.start()  # agents, observers, OVN's binding
         direction = f"{source}->{destination}"  # ASCII: it ends up in CSV columns
@@ -188,7 +192,7 @@ def run_trial(
             result = probe_and_migrate(
                 bed, partial, interval_s, enforcement, lead_in, settle, log,
                 do_migrate, label, flows_cfg, load, layers=extras.layers + plc.layers(),
-                extras=extras,
+                extras=extras, guest=shell,
             )  # fmt: skip
         finally:
             placement_record = plc.after_probing()
@@ -199,9 +203,16 @@ def run_trial(
         mig = result["migration"]
         write_jobstats(partial / "jobstats.csv", mig.get("jobstats") or [])
         clock = result["clock"]
-        # The console, the repair after a failure, the guest's ruleset and workload after.
-        post = after_migration(cfg, bed, partial, log, result, source, before, load, extras,
-                               clocks)  # fmt: skip
+        timeline = clock.to_dict()
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=1) as pool:  # the capture read beside the guest
+            checked = pool.submit(trial_health, partial / "probe.pcap", bed.vm_address,
+                                  prober.get("icmp_id"), timeline, max_silence)  # fmt: skip
+            # The console, the repair after a failure, the guest's ruleset and workload after.
+            post = after_migration(cfg, bed, partial, log, result, source, before, load,
+                                   extras, clocks)  # fmt: skip
+            health = checked.result()
         failure, recovery, repair_error = post["failure"], post["recovery"], post["repair_error"]
         after, diff, identical = post["after"], post["diff"], post["identical"]
         console, load_record = post["console"], post["workload"]
@@ -210,9 +221,6 @@ def run_trial(
         rules_after = plc.rules_after(bool(after and "table inet migfw" in after))
         firewall = plc.describe(fw, rules_after)
         cap = result["capture"]
-        timeline = clock.to_dict()
-        health = trial_health(partial / "probe.pcap", bed.vm_address, prober.get("icmp_id"),
-                              timeline, max_silence)  # fmt: skip
         flags = list(dict.fromkeys(result["flags"] + health["flags"] + watchdog_flags(mig)))
         log("health", **health)
         traffic = result["traffic"]

@@ -19,13 +19,17 @@ class EventLog:
     """events.jsonl: one timestamped line per step, flushed as it happens."""
 
     def __init__(self, path: Path, echo: bool = False) -> None:
+        import threading
+
         self.path = path
         self.handle = open(path, "a")  # noqa: SIM115 - closed in close()
+        self.lock = threading.Lock()  # steps run in threads log whole lines
 
     def __call__(self, step: str, **fields: Any) -> None:
-        record = {"t": time.time(), "step": step, **fields}
-        self.handle.write(json.dumps(record, default=str) + "\n")
-        self.handle.flush()
+        with self.lock:
+            record = {"t": time.time(), "step": step, **fields}
+            self.handle.write(json.dumps(record, default=str) + "\n")
+            self.handle.flush()
 
     def close(self) -> None:
         self.handle.close()

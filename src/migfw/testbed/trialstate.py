@@ -120,9 +120,9 @@ class TrialExtras:
         if self.conntrack is not None:
             self.conntrack.restore(shell)
 
-    def dump(self, moment: str) -> None:
+    def dump(self, moment: str, shell: Any = None) -> None:
         if self.conntrack is not None:
-            self.conntrack.dump(moment)
+            self.conntrack.dump(moment, shell)
 
     @property
     def record(self) -> dict[str, Any] | None:
