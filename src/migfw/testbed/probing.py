@@ -221,6 +221,7 @@ def probe_and_migrate(
             if isinstance(stopped, BaseException):
                 raise stopped
             capture = stopped if stopped is not None else session.stop()
+        clock.mark("probes_stopped")
         log("probe_stopped", **{k: v for k, v in capture.items() if k != "breaches"})
         if getattr(session, "service_result", None) is not None:  # run on the prober host
             service_record = session.service_result
