@@ -178,7 +178,9 @@ class _Features:
 
 def _features(records: pd.DataFrame) -> _Features:
     raw_titles = text_column(records, "title")
-    titles = [title_key(t) for t in raw_titles]
+    # Per distinct value (copies of one work repeat their fields): one key object shared
+    # by every record that has it, computed once.
+    titles = _per_distinct(raw_titles, title_key)
     venues = _per_distinct(text_column(records, "venue"), _fold)
     etypes = text_column(records, "entry_type")
     dois = []
@@ -193,17 +195,10 @@ def _features(records: pd.DataFrame) -> _Features:
         except (TypeError, ValueError):
             match = re.search(r"\d{4}", str(value))
             years.append(int(match.group(0)) if match else 0)
-    authors, tokens = [], []
-    for raw in text_column(records, "authors"):
-        names = raw.split("; ")
-        if raw and all("," in name for name in names):  # canonical "Last, F.; ..." (fast path)
-            keys = [re.sub(r"[^a-z]", "", _fold(name.split(",", 1)[0])) for name in names]
-        else:
-            keys = author_keys(raw) if raw else []
-        keys = [k for k in keys if k and k not in _NO_AUTHOR]
-        authors.append(keys)
-        toks = {t for t in _fold(raw).split() if len(t) > 1 and t not in _NO_AUTHOR}
-        tokens.append(frozenset(toks - {"and", "et", "al"}))
+    names_of = _per_distinct(text_column(records, "authors"), _author_names)
+    authors = [keys for keys, _ in names_of]
+    tokens = [toks for _, toks in names_of]
+    del names_of
     bases = [_doi_base(d) for d in dois]
     generic = []
     for title, venue in zip(titles, venues, strict=True):
@@ -216,7 +211,7 @@ def _features(records: pd.DataFrame) -> _Features:
     feat = _Features(
         ids=text_column(records, "record_id"),
         title=titles,
-        numbers=[_title_numbers(t) or _NO_NUMBERS for t in titles],
+        numbers=_per_distinct(titles, lambda t: _title_numbers(t) or _NO_NUMBERS),
         generic=generic,
         doi=dois,
         doi_base=bases,
@@ -235,13 +230,13 @@ def _features(records: pd.DataFrame) -> _Features:
         ],
         issue=_per_distinct(text_column(records, "issue"), _first_number),
         page=_per_distinct(text_column(records, "pages"), _start_page),
-        variants=[
-            title_variants(t) if "[" in t else [k] for t, k in zip(raw_titles, titles, strict=True)
-        ],
+        variants=_per_distinct(
+            raw_titles, lambda t: title_variants(t) if "[" in t else [title_key(t)]
+        ),
         # From the folded venue (already accent- and punctuation-free): cheap.
         vtokens=_per_distinct(venues, lambda v: [w for w in v.split() if w not in VENUE_STOP]),
         notice=[bool(_NOTICE_RE.match(t)) for t in titles],
-        language=[_language(t) for t in titles],
+        language=_per_distinct(titles, _language),
         pages=_per_distinct(
             text_column(records, "pages"), lambda p: normalise_pages(p).lower() if p else ""
         ),
@@ -256,6 +251,18 @@ def _features(records: pd.DataFrame) -> _Features:
 
 
 _NO_NUMBERS: frozenset = frozenset()
+
+
+def _author_names(raw: str) -> tuple[list[str], frozenset]:
+    """Surname keys in order and all name tokens of one author field."""
+    names = raw.split("; ")
+    if raw and all("," in name for name in names):  # canonical "Last, F.; ..." (fast path)
+        keys = [re.sub(r"[^a-z]", "", _fold(name.split(",", 1)[0])) for name in names]
+    else:
+        keys = author_keys(raw) if raw else []
+    keys = [k for k in keys if k and k not in _NO_AUTHOR]
+    toks = {t for t in _fold(raw).split() if len(t) > 1 and t not in _NO_AUTHOR}
+    return keys, frozenset(toks - {"and", "et", "al"})
 
 
 def _per_distinct(values: list[str], function: Callable[[str], Any]) -> list:

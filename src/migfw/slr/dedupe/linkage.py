@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow
 
-from migfw.slr.dedupe.features import _Features
+from migfw.slr.dedupe.features import _Features, _per_distinct
 
 MIN_RECORDS_TO_TRAIN = 400  # fewer records: EM has too few duplicates to learn from
 U_SAMPLE_PAIRS = 100_000  # random pairs for the u probabilities (a rare level: floored)
@@ -209,7 +210,7 @@ def record_table(feat: _Features) -> pd.DataFrame:
             "vtype": [none(v) for v in feat.vtype],
             "vkeys": per_venue(lambda t: _venue_keys(t) or None),
             "vwords": per_venue(lambda t: sorted(set(t)) or None),
-            "names": [sorted(t) or None for t in feat.tokens],
+            "names": _per_distinct(feat.tokens, lambda t: sorted(t) or None),
             "volume": [none(v) for v in feat.volume],
             "page": [none(p) for p in feat.page],
             "doi": [none(d) for d in feat.doi_base],
@@ -232,6 +233,8 @@ def _release(linker: Any, db_api: Any) -> None:
     if db_api is not None:
         return
     linker._db_api.duckdb_con.close()
+    # pandas' str columns live in Arrow's pool (mimalloc), which keeps freed pages too.
+    pyarrow.default_memory_pool().release_unused()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: the memory is freed, just not returned
