@@ -625,10 +625,12 @@ def _attack_panel(
 def write_attack_window_figure(trials: str | Path, table: str | Path, out: str | Path) -> None:
     """Rule attack_window_figure: trials.csv + attack_window.csv -> the breach-window figure
     (PNG at `out`, an SVG beside it)."""
-    from migfw.measure.attackstats import COLUMNS
+    from migfw.measure.attackstats import COLUMNS, attack_columns
+    from migfw.measure.trialtable import read_trials
 
-    frame = pd.read_csv(trials)
     cells = pd.read_csv(table) if Path(table).stat().st_size else pd.DataFrame(columns=COLUMNS)
+    # Without a cell the figure says so and reads no trial.
+    frame = read_trials(trials, attack_columns) if not cells.empty else pd.DataFrame()
     attack_window_figure(frame, cells, out)
 
 
@@ -640,7 +642,9 @@ def write_uptime_figure(
 ) -> None:
     """Rules uptime_figure and (`paper`: rows are the thesis's VMs, results/paper/table11.csv)
     paper_uptime_figure: firewall uptime per trial with CIs (thesis Figure 7)."""
-    frame = pd.read_csv(trials)
+    from migfw.measure.trialtable import UPTIME, read_trials
+
+    frame = read_trials(trials, None if paper else UPTIME)
     if paper:  # the thesis's Table 11 recomputed: rows are VMs
         frame = frame.rename(columns={"vm": "trial_id"})
     uptime_figure(frame, out, title)
@@ -648,7 +652,9 @@ def write_uptime_figure(
 
 def write_estimators_figure(trials: str | Path, out: str | Path) -> None:
     """Rule estimators_figure: trials.csv -> downtime per trial by estimator."""
-    estimators_figure(pd.read_csv(trials), out)
+    from migfw.measure.trialtable import ESTIMATORS, read_trials
+
+    estimators_figure(read_trials(trials, ESTIMATORS), out)
 
 
 def _cli_attack_window(args: argparse.Namespace) -> int:

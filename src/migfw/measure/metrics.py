@@ -19,6 +19,7 @@ import pandas as pd
 from migfw.errors import MigfwError
 from migfw.io import atomic_write, write_csv
 from migfw.measure.attack import AGENT_COLUMNS, ATTACK_COLUMNS, SIDE_COLUMNS
+from migfw.measure.collect import FOLDER, refuse_duplicate_ids
 from migfw.measure.flowstate import flow_columns
 from migfw.measure.service import SERVICE_COLUMNS, service_metrics
 from migfw.measure.stats import add_exclude_flags_argument, summarize
@@ -239,31 +240,15 @@ def attack_row(trial_dir: Path, meta: dict[str, Any], row: dict[str, Any]) -> di
     return attack_metrics(trial_dir, meta, outage)
 
 
-FOLDER = "_folder"  # per-trial metrics: the folder they came from (not a trials.csv column)
-
-
-def refuse_duplicate_ids(rows: list[dict[str, Any]]) -> None:
-    """One line naming the folders when two trials carry one trial_id (a copied folder):
-    both would be counted, every statistic weighted twice."""
-    seen: dict[str, Any] = {}
-    for row in rows:
-        tid = row.get("trial_id")
-        if tid in seen:
-            first, second = seen[tid], row.get(FOLDER)
-            where = f" in {first} and {second}" if first and second else " twice"
-            raise MigfwError(
-                f"trial id {tid} appears{where} (trial.json trial_id); keep one folder per "
-                "trial: a copy would count twice in every statistic"
-            )
-        seen[tid] = row.get(FOLDER)
-
-
 def collect(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """trials.csv: known columns first in a stable order, extra metrics after them."""
     refuse_duplicate_ids(rows)
     # The folder column dropped from the frame, not from copies of the rows: a copy of
     # 10,000 rows held ~25 MiB more at the step's peak (dtypes are inferred per column).
-    frame = pd.DataFrame(rows).drop(columns=[FOLDER], errors="ignore")
+    return _ordered(pd.DataFrame(rows).drop(columns=[FOLDER], errors="ignore"))
+
+
+def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
     extra = sorted(c for c in frame.columns if c not in TRIAL_COLUMNS)
     frame = frame.reindex(columns=TRIAL_COLUMNS + extra, fill_value=pd.NA)
     frame["flags"] = frame["flags"].fillna("")
@@ -334,23 +319,15 @@ def write_trials_table(
 ) -> None:
     """Rule trials_table: per-trial metrics files (and every trial folder in `trials_dir`)
     -> trials.csv at `out`."""
-    rows = []
-    for path in metrics:
-        try:
-            found = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise MigfwError(f"{path}: cannot read per-trial metrics ({exc})") from None
-        # A list of rows (one per trial of a cell); a single object from older runs.
-        found = found if isinstance(found, list) else [found]
-        if not all(isinstance(row, dict) for row in found):
-            raise MigfwError(f"{path}: expected per-trial metrics objects")
-        rows += found
-    if trials_dir:
-        rows += [{**trial_metrics(d), FOLDER: str(d)} for d in discover_trials(trials_dir)]
-    if not rows:
+    from migfw.measure.collect import collect_files
+
+    found = [{**trial_metrics(d), FOLDER: str(d)} for d in discover_trials(trials_dir)
+             ] if trials_dir else []  # fmt: skip
+    frame = collect_files(metrics, found)
+    if frame is None:
         raise MigfwError("no trials to collect")
-    trials = collect(rows)
-    rows.clear()  # the parsed rows go before the CSV is formatted
+    trials = _ordered(frame)
+    del frame
     write_csv(out, trials)
     failed = int((trials["status"] != "ok").sum())
     print(f"{len(trials)} trials ({failed} failed) -> {out}")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -380,9 +380,18 @@ def _sort_key(value):
         return (1, 0.0, str(value))
 
 
-def _read(path: str | Path) -> pd.DataFrame:
+def sweep_columns(factors: Collection[str]) -> frozenset[str]:
+    """migfw.measure.sweeps: its metrics and the factors it sweeps."""
+    from migfw.measure.trialtable import KEYS
+
+    return KEYS | set(SWEEP_METRICS) | set(POWER_METRICS) | set(factors)
+
+
+def _read(path: str | Path, factors: list[str]) -> pd.DataFrame:
+    from migfw.measure.trialtable import read_trials
+
     try:
-        return pd.read_csv(path)
+        return read_trials(path, sweep_columns(factors))
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise MigfwError(f"{path}: cannot read trials table ({exc})") from None
 
@@ -401,7 +410,7 @@ def write_sweeps(
     from migfw.measure.stats import exclude_flagged
 
     factors = list(factors)
-    kept, excluded = exclude_flagged(_read(trials), list(exclude_flags))
+    kept, excluded = exclude_flagged(_read(trials, factors), list(exclude_flags))
     sweep = sweep_table(kept, factors, excluded)
     write_csv(table, sweep)
     write_csv(power, power_table(kept, factors))
