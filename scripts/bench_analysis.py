@@ -49,16 +49,32 @@ def measured(cmd: list[str], cwd: Path, env: dict | None = None) -> tuple[float,
     """Wall seconds, CPU seconds (user + system, all processes), peak RSS (MiB) of the largest
     process, and the output of `cmd`. CPU seconds say what the run costs when other work
     shares the machine; wall seconds are what a user waits on an idle one."""
+    # The child's resident memory is also sampled (0.1 s) to say when its peak formed: the
+    # job Snakemake was running then (jobs run in its process) is where memory grows.
     wrapper = (
-        "import resource, subprocess, sys, time\n"
+        "import resource, subprocess, sys, threading, time\n"
         "t0 = time.perf_counter()\n"
-        "done = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,"
-        " text=True)\n"
+        "child = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE,"
+        " stderr=subprocess.STDOUT, text=True)\n"
+        "top = [0, 0.0]\n"
+        "def sample():\n"
+        "    while child.poll() is None:\n"
+        "        try:\n"
+        "            status = open(f'/proc/{child.pid}/status').read()\n"
+        "            rss = int(status.split('VmRSS:')[1].split()[0])\n"
+        "        except (OSError, IndexError, ValueError):\n"
+        "            return\n"
+        "        if rss > top[0]:\n"
+        "            top[:] = [rss, time.time()]\n"
+        "        time.sleep(0.1)\n"
+        "threading.Thread(target=sample, daemon=True).start()\n"
+        "output = child.communicate()[0]\n"
         "wall = time.perf_counter() - t0\n"
         "use = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
         "cpu = use.ru_utime + use.ru_stime\n"
-        "sys.stdout.write(done.stdout)\n"
-        "print(f'@@ {wall} {cpu} {use.ru_maxrss / 1024} {done.returncode}')\n"
+        "sys.stdout.write(output)\n"
+        "print(f'@@peak_at {top[1]}')\n"
+        "print(f'@@ {wall} {cpu} {use.ru_maxrss / 1024} {child.returncode}')\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", wrapper, *cmd],
@@ -73,6 +89,25 @@ def measured(cmd: list[str], cwd: Path, env: dict | None = None) -> tuple[float,
     if code:
         sys.exit(f"bench_analysis: {' '.join(cmd)} failed (exit {code}):\n{out[-3000:]}")
     return wall, cpu, peak, out
+
+
+def peak_job(out: str) -> str:
+    """The rule Snakemake was running when its process's sampled memory peaked (jobs run one
+    at a time inside that process with --cores 1), from the log's `[date]` + `rule X:` lines."""
+    import re
+
+    at = next((float(line.split()[1]) for line in out.splitlines()
+               if line.startswith("@@peak_at ")), 0.0)  # fmt: skip
+    lines, running = out.splitlines(), "before the first job"
+    for stamp, line in zip(lines, lines[1:], strict=False):
+        found = re.fullmatch(r"\[(\w{3} \w{3} +\d+ [\d:]{8} \d{4})\]", stamp.strip())
+        rule = re.fullmatch(r"(?:local)?rule (\w+):", line.strip())
+        if found and rule:
+            started = time.mktime(time.strptime(" ".join(found[1].split()), "%a %b %d %H:%M:%S %Y"))
+            if started > at:
+                break
+            running = rule[1]
+    return running
 
 
 def craft_trials(root: Path, n: int) -> list[str]:
@@ -184,6 +219,7 @@ def main() -> int:
             load_rerun = load()
             rerun, cpu, peak, out = measured([*base, "--forcerun", "trial_metrics"], repo, env)
             jobs = out.count("Finished jobid")
+            peak_in = peak_job(out)
             slurm = None
             if args.slurm:
                 load_slurm = load()
@@ -192,12 +228,12 @@ def main() -> int:
                 slurm_wall, _, _, slurm_out = measured(cluster, repo, env)
                 slurm = (slurm_wall, slurm_out.count("submitted with SLURM jobid"), load_slurm)
             rows.append(dict(n=n, first=first, first_cpu=first_cpu, first_load=load_first,
-                             rerun=rerun, cpu=cpu, peak=peak, jobs=jobs, load=load_rerun,
-                             slurm=slurm))  # fmt: skip
+                             rerun=rerun, cpu=cpu, peak=peak, peak_in=peak_in, jobs=jobs,
+                             load=load_rerun, slurm=slurm))  # fmt: skip
             print(
                 f"{n:>6} trials: first analysis {first:6.1f} s (CPU {first_cpu:.1f} s, load "
                 f"{load_first}); rerun {rerun:6.1f} s (CPU {cpu:.1f} s, load {load_rerun}), "
-                f"{jobs} jobs, peak {peak:.0f} MiB"
+                f"{jobs} jobs, peak {peak:.0f} MiB (in {peak_in})"
                 + (f"; Slurm rerun {slurm[0]:.1f} s, {slurm[1]} jobs (load {slurm[2]})"
                    if slurm else ""),
                 flush=True,
@@ -209,8 +245,8 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
     print("\nanalysis only (snakemake --cores 1 ... --forcerun trial_metrics), 1 kHz trials")
     print("| trials | first analysis s | target | rerun s | target | rerun CPU s | peak MiB |"
-          " jobs | load | Slurm rerun s (jobs) |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          " peak in | jobs | load | Slurm rerun s (jobs) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     verdicts = []
     peaks = {r["n"]: r["peak"] for r in rows}
 
@@ -224,7 +260,8 @@ def main() -> int:
         first_t, rerun_t = FIRST_TARGET_S.get(r["n"]), TARGETS_S.get(r["n"])
         slurm = f"{r['slurm'][0]:.1f} ({r['slurm'][1]})" if r["slurm"] else "-"
         print(f"| {r['n']} | {r['first']:.1f} | {mark(r['first'], first_t)} | {r['rerun']:.1f} |"
-              f" {mark(r['rerun'], rerun_t)} | {r['cpu']:.1f} | {r['peak']:.0f} | {r['jobs']} |"
+              f" {mark(r['rerun'], rerun_t)} | {r['cpu']:.1f} | {r['peak']:.0f} | {r['peak_in']} |"
+              f" {r['jobs']} |"
               f" {r['first_load']} / {r['load']} | {slurm} |")  # fmt: skip
     if 1000 in peaks and 10000 in peaks:
         ratio = peaks[10000] / peaks[1000]
