@@ -607,10 +607,29 @@ def test_near_title_without_authors_to_compare_goes_to_a_person(tmp_path: Path) 
 
 
 def test_erratum_never_merges_with_its_article(tmp_path: Path) -> None:
-    erratum = {**BASE, "ID": "err", "TI": "Erratum: " + BASE["TI"], "SP": "119", "EP": "119"}
-    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [{**BASE, "ID": "art"}, erratum])]))
-    assert not _same(result, "art", "err")
-    assert _link(result, "art", "err").rule == "conflict:notice"
+    """A correction/retraction notice titled after the article (its own DOI and page) is
+    never merged; it goes to a person (one work for screening or a separate notice: the
+    labels say both). A comment on it, or an erratum of another title, stays distinct."""
+    article = {**BASE, "ID": "art", "DO": "10.1000/art"}
+    other = "Scheduling batch jobs on heterogeneous clusters with deadlines"
+    cases = {
+        "err": ("Erratum: " + BASE["TI"], MAYBE, "conflict:doi+notice; notice of this title"),
+        "err2": ("Erratum to - " + BASE["TI"], MAYBE, "conflict:doi+notice; notice of this title"),
+        "retracted": ("RETRACTED: " + BASE["TI"], MAYBE,
+                      "conflict:doi+notice; notice of this title"),
+        "comment": ("Comment on: " + BASE["TI"], "distinct", "conflict:doi+notice"),
+        "elsewhere": ("Erratum: " + other, "distinct", None),
+    }  # fmt: skip
+    for name, (title, decision, rule) in cases.items():
+        notice = {**BASE, "ID": name, "TI": title, "SP": "119", "EP": "119", "DO": "10.1000/n"}
+        result = deduplicate(read_exports([_ris(tmp_path / f"{name}.ris", [article, notice])]))
+        assert not _same(result, "art", name)
+        links = result.links
+        hit = links[(links.record_a.isin(["art", name])) & (links.record_b.isin(["art", name]))]
+        if rule is None:  # not even a candidate, or any distinct
+            assert (hit.decision != MAYBE).all(), name
+            continue
+        assert (hit.iloc[0].decision, hit.iloc[0].rule) == (decision, rule), name
 
 
 def test_digital_work_sensitivity_and_no_false_merge() -> None:

@@ -30,6 +30,7 @@ from migfw.slr.dedupe.scoring import (
     SIM_COLUMNS,
     Params,
     _distinct_rows,
+    _notice_of,
     _score_pair,
 )
 
@@ -101,6 +102,11 @@ def deduplicate(
         low = (w < params.review) & ~(
             (code[pairs[:, 0]] >= 0) & (code[pairs[:, 0]] == code[pairs[:, 1]])
         )
+        # A notice titled after the other record goes to a person whatever its weight.
+        notice = np.asarray(feat.notice, dtype=bool)
+        one_notice = low & (notice[pairs[:, 0]] != notice[pairs[:, 1]])
+        for k in np.flatnonzero(one_notice).tolist():
+            low[k] = not _notice_of(feat, int(pairs[k, 0]), int(pairs[k, 1]))
         if sets is not None:
             set_of = np.asarray(sets, dtype=object)
             a, b = set_of[pairs[:, 0]], set_of[pairs[:, 1]]

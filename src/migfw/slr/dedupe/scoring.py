@@ -316,6 +316,24 @@ def _same_doi(feat: _Features, i: int, j: int) -> bool:
     return bool(feat.doi_base[i]) and feat.doi_base[i] == feat.doi_base[j]
 
 
+# A correction or retraction notice titled after its item ("Erratum to: <title>",
+# "Retracted: <title>"); comments and replies are other people's works.
+_NOTICE_OF_RE = re.compile(
+    r"^(?:erratum|errata|corrigendum|corrigenda|correction|retraction|retracted|"
+    r"notice of retraction)(?: (?:to|for|of|on|in|notice))* (.+)$"
+)
+
+
+def _notice_of(feat: _Features, i: int, j: int) -> bool:
+    """One record is a correction/retraction notice whose title is the other's
+    (informative) title after the notice words."""
+    if feat.notice[i] == feat.notice[j]:
+        return False
+    notice, item = (i, j) if feat.notice[i] else (j, i)
+    match = _NOTICE_OF_RE.match(feat.title[notice])
+    return bool(match and not feat.generic[item] and match.group(1) == feat.title[item])
+
+
 def _distinct_row(feat: _Features, i: int, j: int, weight: float) -> dict:
     """The link row of a pair the model scores below the review band."""
     yi, yj = feat.year[i], feat.year[j]
@@ -447,7 +465,11 @@ def _score_pair(
 ) -> dict:
     """Decide one candidate pair; return the link row (without record ids). `weight`:
     the linkage model's match weight for the pair (params.method "splink")."""
-    if weight is not None and weight < params.review and not _same_doi(feat, i, j):
+    if (
+        weight is not None
+        and weight < params.review
+        and not (_same_doi(feat, i, j) or _notice_of(feat, i, j))
+    ):
         return _distinct_row(feat, i, j, weight)  # most candidates: no evidence to weigh
     ev = _evidence(feat, i, j)
     t_sim, t_prefix, a_sim, conflicts = ev.t_sim, ev.t_prefix, ev.a_sim, ev.conflicts
@@ -488,6 +510,10 @@ def _score_pair(
         # with a reused title; the labelled sets hold both (5 vs 3 pairs), so a person
         # decides.
         decision, rule = MAYBE, "conflict:doi; same title, authors and venue"
+    elif set(conflicts) <= {"doi", "notice"} and _notice_of(feat, i, j):
+        # An erratum/retraction titled after this item: one work for screening or a
+        # separate notice; the labelled sets call it both (digital_work 1 vs 3 pairs).
+        decision, rule = MAYBE, "conflict:" + "+".join(conflicts) + "; notice of this title"
     elif conflicts:
         decision, rule = DISTINCT, "conflict:" + "+".join(conflicts)
     else:
