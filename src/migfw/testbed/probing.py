@@ -61,11 +61,13 @@ def probe_and_migrate(
     layers: list[Any] | None = None,
     extras: Any = None,
     guest: Any = None,
+    at_settle_end: Any = None,
 ) -> dict[str, Any]:
     """Probe for lead_in, migrate, probe for settle; the probes always stop.
 
     `guest`: an open guest shell the flows' temporary allow and the `before` dump use (one
-    login less each); closed here before the migration.
+    login less each); closed here before the migration. `at_settle_end()` is called when
+    the settle ends without a failure, before the probes stop (e.g. a login made meanwhile).
 
     The ICMP prober runs in the prober's namespace; the attacker's SYN probes (from its own
     namespace, when the testbed has one) and the stateful flows run beside it
@@ -204,6 +206,8 @@ def probe_and_migrate(
                 for done in dumps:
                     done.result()
             clock.mark("settle_end")
+            if at_settle_end is not None and not failure:
+                at_settle_end()
     finally:
         try:
             if service is not None:

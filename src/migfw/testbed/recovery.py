@@ -57,6 +57,34 @@ def reprovision(bed: Testbed) -> dict[str, Any]:
             "reason": "guest unreachable after the trial"}  # fmt: skip
 
 
+class LoginAhead:
+    """A guest login made in a daemon thread while the probes stop (after the migration and
+    the settle: nothing of the trial changes the guest's path any more); `take()` waits for
+    it and returns the open shell, or raises what the login raised."""
+
+    def __init__(self, bed: Testbed) -> None:
+        import threading
+
+        from migfw.testbed.firewall import guest_shell
+
+        self.shell = guest_shell(bed)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._open, name="migfw-login-ahead", daemon=True)
+        self.thread.start()
+
+    def _open(self) -> None:
+        try:
+            self.shell.open()
+        except BaseException as exc:  # noqa: BLE001 - raised by take()
+            self.error = exc
+
+    def take(self) -> Any:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.shell
+
+
 def after_migration(
     cfg: dict[str, Any],
     bed: Testbed,
@@ -68,11 +96,13 @@ def after_migration(
     load: dict[str, Any],
     extras: Any,
     clocks: dict[str, Any],
+    ahead: LoginAhead | None = None,
 ) -> dict[str, Any]:
     """After the probes stopped: the guest's console, the repair after a failed migration,
     then the guest's ruleset and workload report (a guest that no longer answers is
-    replaced). Returns failure, recovery, repair_error, after, diff, identical, console,
-    workload."""
+    replaced). `ahead`: a login made while the probes stopped, used unless the migration
+    failed (the repair may replace the VM). Returns failure, recovery, repair_error, after,
+    diff, identical, console, workload."""
     from migfw.testbed import workload
     from migfw.testbed.deploy import diff_rulesets, read_ruleset
     from migfw.testbed.firewall import guest_shell
@@ -105,10 +135,17 @@ def after_migration(
     try:
         if repair_error:
             raise MigfwError("testbed not repaired")
-        with guest_shell(bed) as shell:
+        if ahead is not None and not failure:
+            shell = ahead.take()
+        else:
+            shell = guest_shell(bed)
+            shell.open()
+        try:
             after = read_ruleset(shell)
             load_record = workload.stop(shell, load)
             extras.restore(shell)  # nf_conntrack_tcp_loose back to the kernel's 1
+        finally:
+            shell.close()
         diff = diff_rulesets(before, after)
         identical = not diff
         (partial / "ruleset_after.nft").write_text(after)

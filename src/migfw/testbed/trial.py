@@ -40,7 +40,7 @@ from migfw.testbed.base import cfg_get
 from migfw.testbed.firewall import guest_shell
 from migfw.testbed.probing import probe_and_migrate
 from migfw.testbed.providers import ensure_up
-from migfw.testbed.recovery import after_migration
+from migfw.testbed.recovery import LoginAhead, after_migration
 from migfw.testbed.trialdir import (
     IMPLEMENTED_LEVELS,
     UNREPAIRED,
@@ -189,6 +189,8 @@ def run_trial(
             log("clock", **clocks["start"])
         print(f"{label} interval {interval_s} direction {arrow}: lead-in…", flush=True)
 
+        ahead: list[LoginAhead] = []  # the login after the trial, made while the probes stop
+
         def do_migrate() -> dict[str, Any]:
             return plc.migrate(lambda: migrate(bed, source, destination, settings))
 
@@ -196,7 +198,7 @@ def run_trial(
             result = probe_and_migrate(
                 bed, partial, interval_s, enforcement, lead_in, settle, log,
                 do_migrate, label, flows_cfg, load, layers=extras.layers + plc.layers(),
-                extras=extras, guest=shell,
+                extras=extras, guest=shell, at_settle_end=lambda: ahead.append(LoginAhead(bed)),
             )  # fmt: skip
         finally:
             placement_record = plc.after_probing()
@@ -216,7 +218,7 @@ def run_trial(
                                   prober.get("icmp_id"), timeline, max_silence)  # fmt: skip
             # The console, the repair after a failure, the guest's ruleset and workload after.
             post = after_migration(cfg, bed, partial, log, result, source, before, load,
-                                   extras, clocks)  # fmt: skip
+                                   extras, clocks, ahead[0] if ahead else None)  # fmt: skip
             health = checked.result()
         failure, recovery, repair_error = post["failure"], post["recovery"], post["repair_error"]
         after, diff, identical = post["after"], post["diff"], post["identical"]
