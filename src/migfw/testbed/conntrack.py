@@ -78,8 +78,10 @@ def set_guest_tcp_loose(shell: Any, value: int | None) -> int | None:
     if value is not None:
         if int(value) not in (0, 1):
             raise MigfwError(f"nf_conntrack_tcp_loose: {value!r} is not 0 or 1")
-        shell.run(f"echo {int(value)} > {TCP_LOOSE_PROC}")
-    out = shell.run(f"cat {TCP_LOOSE_PROC} 2>/dev/null || true").strip()
+        out = shell.run(f"echo {int(value)} > {TCP_LOOSE_PROC} && "
+                        f"(cat {TCP_LOOSE_PROC} 2>/dev/null || true)").strip()  # fmt: skip
+    else:
+        out = shell.run(f"cat {TCP_LOOSE_PROC} 2>/dev/null || true").strip()
     return int(out) if out.isdigit() else None
 
 

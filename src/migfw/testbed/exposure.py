@@ -38,6 +38,7 @@ ESTABLISHED = ("established", 7, "echo")  # passed by no rule: only as ct state 
 GUEST_FIRST = ("guest_first", 8, "hold")
 STATE_ONLY = (ESTABLISHED, GUEST_FIRST)
 TEMP_COMMENT = "migfw-temporary-established"
+NO_TABLE = "migfw: no table inet migfw"
 
 
 def _guest_shell(bed: Testbed):  # -> GuestShell
@@ -51,15 +52,16 @@ def _guest_shell(bed: Testbed):  # -> GuestShell
 def add_temporary_rule(shell: Any, source: str, port: int | tuple[int, ...]) -> int | None:
     """Insert `ip saddr SOURCE tcp dport PORT(S) accept` at the top of the guest's input
     chain; its handle, or None when the guest has no migfw table (nothing to get past)."""
-    tables = shell.run("nft list tables")
-    if "inet migfw" not in tables:
-        return None
     ports = (port,) if isinstance(port, int) else tuple(port)
     dport = str(int(ports[0])) if len(ports) == 1 else "{ " + ", ".join(map(str, ports)) + " }"
+    # One exec: the table's presence decides (no table, nothing to get past).
     out = shell.run(
+        "if nft list table inet migfw >/dev/null 2>&1; then "
         f"nft --echo --handle insert rule inet migfw input ip saddr {source} "
-        f'tcp dport {dport} accept comment "{TEMP_COMMENT}"'
+        f'tcp dport {dport} accept comment "{TEMP_COMMENT}"; else echo {NO_TABLE}; fi'
     )
+    if out.strip() == NO_TABLE:
+        return None
     m = re.search(r"# handle (\d+)", out)
     if not m:
         raise MigfwError(f"guest nft: no handle for the temporary rule in {out.strip()!r}")
@@ -67,8 +69,9 @@ def add_temporary_rule(shell: Any, source: str, port: int | tuple[int, ...]) -> 
 
 
 def delete_temporary_rule(shell: Any, handle: int) -> None:
-    shell.run(f"nft delete rule inet migfw input handle {int(handle)}")
-    if TEMP_COMMENT in shell.run("nft list chain inet migfw input"):
+    listing = shell.run(f"nft delete rule inet migfw input handle {int(handle)} && "
+                        "nft list chain inet migfw input")  # fmt: skip
+    if TEMP_COMMENT in listing:
         raise MigfwError("guest nft: the temporary rule is still there after deleting it")
 
 

@@ -149,7 +149,7 @@ def run_trial(
         from migfw.testbed.ovn_placement import place_cotenants
 
         place_cotenants(cfg, bed, placement, log)  # the co-tenants beside the VM's port
-        from migfw.testbed.deploy import read_ruleset
+        from migfw.testbed.deploy import normalise_listing
 
         source = find_vm(bed)
         if source is None:
@@ -171,8 +171,10 @@ def run_trial(
         shell = guest_shell(bed)
         extras.closers.append(shell.close)
         shell.open()
-        before = read_ruleset(shell)
-        guest_nft = shell.run("nft --version").strip()
+        # The guest's ruleset before the trial and its nft version, in one exec.
+        guest_nft, _, listing = shell.run("nft --version && echo @@ && nft -s list ruleset"
+                                          ).partition("@@\n")  # fmt: skip
+        guest_nft, before = guest_nft.strip(), normalise_listing(listing)
         extras.apply(shell)  # nf_conntrack_tcp_loose on both hosts and in the guest
         workload.start(shell, load)  # runs through lead-in, migration and settle
         log("workload_started", **load)
