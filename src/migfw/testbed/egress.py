@@ -95,6 +95,7 @@ class EgressSession:
         self.tcpdump: subprocess.Popen | None = None
         self.guest_pid: int | None = None
         self.pids: dict[str, int] = {}
+        self.ahead: Any = None  # stop()'s login, made ahead (login_ahead)
 
     def _shell(self):  # -> GuestShell
         from migfw.testbed.deploy import GuestShell
@@ -139,10 +140,30 @@ class EgressSession:
             raise MigfwError(f"egress: the guest's migfw-syn did not start: {tail}")
         self.guest_pid = pid
 
+    def login_ahead(self) -> None:
+        """Make stop()'s guest login now, in a thread (at the settle's end: the migration is
+        over), so the stop does not wait for it."""
+        from migfw.testbed.recovery import LoginAhead
+
+        self.ahead = LoginAhead(self.bed)
+
+    def _take_ahead(self) -> Any:
+        ahead, self.ahead = self.ahead, None
+        if ahead is None:
+            return None
+        try:
+            return ahead.take()
+        except MigfwError:
+            return None  # a login of its own (with its retries) then
+
     def stop(self) -> dict[str, Any]:
         """Stop the guest's sender, copy its send log back, stop the capture; the summary."""
         try:
-            with self._shell() as shell:
+            shell = self._take_ahead()
+            if shell is None:
+                shell = self._shell()
+                shell.open()
+            try:
                 if self.guest_pid is not None:
                     shell.run(f"kill {self.guest_pid}", check=False)
                 text = ""
@@ -151,6 +172,8 @@ class EgressSession:
                     if text.startswith("port,index"):
                         break
                     time.sleep(0.1)
+            finally:
+                shell.close()
             if not text.startswith("port,index"):
                 raise MigfwError("egress: the guest's migfw-syn wrote no send log")
             self.sendlog.write_text(text)

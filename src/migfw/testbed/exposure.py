@@ -151,6 +151,11 @@ class TrialTraffic:
             self.kill()
             raise
 
+    def prepare_stop(self) -> None:
+        """At the settle's end: the logins the stops need, made ahead (egress)."""
+        if self.egress is not None and self.egress.guest_pid is not None:
+            self.egress.login_ahead()
+
     def confirm(self) -> None:
         """Before the migration: wait for the checks a layer runs after removing its
         temporary allow (ovn: no new connection is admitted); raises if one failed."""
@@ -405,13 +410,23 @@ class TrialTraffic:
         try:
             # Sessions on a prober host share its SSH login: one at a time there.
             workers = 1 if self.bed.extra.get("prober") else max(1, len(jobs))
+            took: dict[str, float] = {}
+
+            def timed(name: str, job: Any) -> Any:
+                t0 = time.monotonic()
+                try:
+                    return job()
+                finally:
+                    took[name] = round(time.monotonic() - t0, 3)
+
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                futures = {name: pool.submit(job) for name, job in jobs.items()}
+                futures = {name: pool.submit(timed, name, job) for name, job in jobs.items()}
                 for name, future in futures.items():
                     try:
                         results[name] = future.result()
                     except MigfwError as exc:
                         results[name] = exc
+            log("stop_times", **took)  # which stop the trial waited for (overhead, issue 22)
         finally:
             self.kill()
         self.also_result = results.pop("also", None)

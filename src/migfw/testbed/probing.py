@@ -206,8 +206,10 @@ def probe_and_migrate(
                 for done in dumps:
                     done.result()
             clock.mark("settle_end")
-            if at_settle_end is not None and not failure:
-                at_settle_end()
+            if not failure:  # logins for the stop and for after the trial, made meanwhile
+                traffic.prepare_stop()
+                if at_settle_end is not None:
+                    at_settle_end()
     finally:
         try:
             if service is not None:
