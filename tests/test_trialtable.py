@@ -165,3 +165,14 @@ def test_collect_files_refuses_what_collect_refused(tmp_path):
                                             {"trial_id": "t", FOLDER: "b"}]))  # fmt: skip
     with pytest.raises(MigfwError, match="trial id t appears in a and b"):
         collect_files([twice])
+
+
+def test_compare_survival_line_is_the_same_from_its_columns(table):
+    from migfw.paper.compare import _read, _survival
+
+    whole = pd.read_csv(table)
+    for experiment, placement in (("attack", "vmm-agent"), ("thesis", "vm")):
+        summary = pd.DataFrame({"experiment": [experiment], "placement": [placement]})
+        line = _survival(_read(table, {"status", "experiment", "placement"}), summary)
+        assert line and line == _survival(whole, summary)
+    assert _read(table.with_name("absent.csv"), {"status"}) is None

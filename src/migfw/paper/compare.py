@@ -11,6 +11,7 @@ import pandas as pd
 
 from migfw.errors import MigfwError
 from migfw.io import atomic_write
+from migfw.measure.trialtable import read_trials
 from migfw.testbed.placements import names as placement_names
 from migfw.trials.attack_contract import (
     DEFAULT_ATTACK_EXPERIMENT,
@@ -31,8 +32,8 @@ class Headline:
     parts: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _read(path: Path) -> pd.DataFrame | None:
-    return pd.read_csv(path) if path.exists() else None
+def _read(path: Path | None, columns: set[str] | None = None) -> pd.DataFrame | None:
+    return read_trials(path, columns) if path is not None and path.exists() else None
 
 
 def _stat(summary: pd.DataFrame | None, metric: str, column: str, interval: float | None = None):
@@ -111,7 +112,7 @@ def measurement_headlines(
 ) -> list[Headline]:
     paper = _read(paper_summary)
     summary = _thesis_rows(_read(summary_csv))
-    survival = _survival(_read(trials_csv) if trials_csv else None, summary)
+    survival = _survival(_read(trials_csv, {"status", "experiment", "placement"}), summary)
     if paper is None:
         raise MigfwError(f"{paper_summary}: missing; run `migfw paper` first")
     tmt = _stat(paper, "tmt_s", "mean", 0.01)
