@@ -3,7 +3,8 @@
 # <trials_dir>/<experiment>/<trial>/probe.pcap + trial.json (migfw.trials.contract).
 # Each trial's spec is its row of the design sheet, keyed by its id (migfw.trials.design).
 # Each rule runs one function of its migfw.testbed module in a process of its own
-# (testbed_job: common.smk, migfw.jobs): it boots VMs and holds namespaces.
+# (testbed_job: common.smk, migfw.jobs): it boots VMs and holds namespaces. render_ruleset
+# only renders text: in process (job).
 
 if SOURCE == "testbed":
 
