@@ -184,8 +184,9 @@ def test_destination_libvirtd_killed_mid_migration(bed) -> None:
     assert now != daemon and pid_alive(now, "libvirtd")
     # The capture holds the whole trial: requests before, during and after the fault.
     steps = meta["timeline"]["steps"]
-    assert set(steps) == {"lead_in_start", "migrate_call", "migrate_return", "settle_end"}
+    assert {"lead_in_start", "migrate_call", "migrate_return", "settle_end"} <= set(steps)
     assert steps["lead_in_start"] < steps["migrate_call"] <= steps["migrate_return"]
+    assert steps["migrate_return"] <= steps["settle_end"] <= steps["trial_end"]
     assert meta["capture"]["requests_sent"] > 300
 
     # The run goes on: the next trial migrates normally and is not flagged.
