@@ -12,11 +12,9 @@ import argparse
 import importlib
 import os
 import sys
-import warnings
 from pathlib import Path
 
-from migfw.errors import MigfwError
-from migfw.jobs import logged, one_line_warning
+from migfw.jobs import guarded, logged
 
 # Which module provides each command and its one-line summary, so `migfw X` imports only
 # what X needs and `migfw --help` imports none of them (numba, pandas, scipy, matplotlib and
@@ -72,16 +70,7 @@ def _run(argv: list[str]) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command)
     args = parser.parse_args(argv)
-    try:
-        with warnings.catch_warnings():
-            warnings.showwarning = one_line_warning
-            return int(args.func(args) or 0)
-    except MigfwError as exc:
-        print(f"migfw {args.command}: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"migfw {args.command}: interrupted", file=sys.stderr)
-        return 130
+    return guarded(lambda: args.func(args), f"migfw {args.command}")
 
 
 def main(argv: list[str] | None = None) -> int:

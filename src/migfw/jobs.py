@@ -139,15 +139,21 @@ def call_function(function: Function, kwargs: dict[str, Any]) -> int:
     """`function(**kwargs)`'s exit code (None: 0); a MigfwError is one line on stderr, 2."""
     if isinstance(function, StageFunction):
         function = function.resolve()
+    return guarded(lambda: function(**kwargs), function.__name__)
+
+
+def guarded(call: Callable[[], int | None], name: str) -> int:
+    """`call()`'s exit code (None: 0) with migfw's warnings as one line each; a MigfwError
+    is one line `NAME: why` on stderr and 2, an interrupt 130 (jobs and the `migfw` CLI)."""
     try:
         with warnings.catch_warnings():
             warnings.showwarning = one_line_warning
-            return int(function(**kwargs) or 0)
+            return int(call() or 0)
     except MigfwError as exc:
-        print(f"{function.__name__}: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{function.__name__}: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         return 130
 
 
