@@ -363,6 +363,8 @@ def write_summary(
         table = _read_summary_columns(str(trials), factors)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise MigfwError(f"{trials}: cannot read trials table ({exc})") from None
+    if "status" not in table.columns:  # not a trials.csv: one line, not a KeyError
+        raise MigfwError(f"{trials}: not a trials table (no 'status' column)")
     summary = summary_table(table, list(factors), confidence, resamples, seed, list(exclude_flags))
     write_csv(out, summary)
     print(f"{len(summary)} summary rows -> {out}")
