@@ -128,29 +128,35 @@ def test_same_title_journal_vs_conference_with_other_year_and_pages_stays_apart(
     assert "year=-1" in link.evidence and "pages=-2.5" in link.evidence
 
 
-def test_different_dois_never_merge_even_with_identical_fields(tmp_path: Path) -> None:
+def test_different_dois_never_merge_on_a_sibling_item(tmp_path: Path) -> None:
+    """Two DOIs on one title, author list, venue, volume and start page, but one page
+    longer: a sibling item (a second part printed on, a corrected reprint), never
+    merged by the machine; a person decides."""
     path = _ris(
         tmp_path / "x.ris",
-        [{**BASE, "ID": "a", "DO": "10.1000/one"}, {**BASE, "ID": "b", "DO": "10.1000/two"}],
-    )
+        [{**BASE, "ID": "a", "DO": "10.1000/one"},
+         {**BASE, "ID": "b", "DO": "10.1000/two", "EP": "119"}],
+    )  # fmt: skip
     result = deduplicate(read_exports([path]))
     assert not _same(result, "a", "b")
-    # Same informative title, authors and venue: a republication or a reused title.
     link = _link(result, "a", "b")
     assert link.decision == MAYBE and link.rule == "conflict:doi; same title, authors and venue"
 
 
-def test_republication_goes_to_a_person_only_with_title_authors_and_venue(
-    tmp_path: Path,
-) -> None:
-    """Two DOIs: never merged. Same >= 5-word title, same author list, same venue (a
-    republication a year later: other volume and pages) -> review; a short title (a
-    column heading), another author list or another venue -> distinct."""
+def test_republication_merges_only_at_the_same_length(tmp_path: Path) -> None:
+    """Two DOIs on the same >= 5-word title by the same author list in the same venue:
+    on two page ranges of one length (101-118 and 56-73: the same text printed again a
+    year later) one work; on another length (a sibling item reusing the title) a person
+    decides; a short title (a column heading), another author list or another venue
+    stays distinct."""
     one = {**BASE, "ID": "a", "DO": "10.1000/one"}
-    later = {**BASE, "DO": "10.1000/two", "PY": "2014", "VL": "3", "SP": "56", "EP": "64"}
+    later = {**BASE, "DO": "10.1000/two", "PY": "2014", "VL": "3", "SP": "56", "EP": "73"}
     short = "Cloud migration case notes"  # four words
+    republished = "republished: same title, authors, venue and length"
     cases = {
-        "again": ({}, MAYBE, "conflict:doi; same title, authors and venue"),
+        "again": ({}, "duplicate", republished),
+        "longer": ({"EP": "64"}, MAYBE, "conflict:doi; same title, authors and venue"),
+        "one page": ({"EP": "56"}, MAYBE, "conflict:doi; same title, authors and venue"),
         "short": ({"TI": short}, "distinct", "conflict:doi"),
         "people": ({"AU": BASE["AU"][:2]}, "distinct", "conflict:doi"),
         "venue": ({"T2": "Journal of Network Security"}, "distinct", "conflict:doi"),
@@ -159,9 +165,27 @@ def test_republication_goes_to_a_person_only_with_title_authors_and_venue(
         first = {**one, "TI": change.get("TI", one["TI"])}
         recs = [first, {**later, **change, "ID": name}]
         result = deduplicate(read_exports([_ris(tmp_path / f"{name}.ris", recs)]))
-        assert not _same(result, "a", name)
+        assert _same(result, "a", name) == (decision == "duplicate"), name
         link = _link(result, "a", name)
         assert (link.decision, link.rule) == (decision, rule), name
+
+
+def test_title_behind_a_heading_is_the_same_title(tmp_path: Path) -> None:
+    """'How did it ... <title>' (a column heading before the title) and '<title>': one
+    work; a longer title that merely ends like another ('Moral hazards and <title>', no
+    heading mark) is not made one by that."""
+    plain = {**BASE, "ID": "a"}
+    plain.pop("SP"), plain.pop("EP")
+    for name, title, same in (
+        ("heading", "How did it ... " + BASE["TI"], True),
+        ("colon", "Research note: " + BASE["TI"], True),
+        ("longer", "Moral hazards and " + BASE["TI"], False),
+    ):
+        # Initials, no volume, online-first year: the title has to carry the pair.
+        other = {**plain, "ID": name, "TI": title, "AU": ["Nguyen, T.", "Okafor, C."],
+                 "VL": "", "IS": "", "PY": "2014"}  # fmt: skip
+        result = deduplicate(read_exports([_ris(tmp_path / f"{name}.ris", [plain, other])]))
+        assert _same(result, "a", name) == same, (name, _link(result, "a", name).rule)
 
 
 def test_proceedings_doi_shared_by_papers_with_different_titles(tmp_path: Path) -> None:
@@ -212,11 +236,12 @@ def test_fuzzy_duplicate_without_doi_typo_and_author_format(tmp_path: Path) -> N
 
 
 def test_chain_cannot_join_records_with_contradicting_dois(tmp_path: Path) -> None:
-    # a~b and b~c each look like duplicates; a and c carry different DOIs.
+    # a~b and b~c each look like duplicates; a and c carry different DOIs (and c one
+    # page more: not a republication of a).
     recs = [
         {**BASE, "ID": "a", "DO": "10.1000/one"},
         {**BASE, "ID": "b"},
-        {**BASE, "ID": "c", "DO": "10.1000/two"},
+        {**BASE, "ID": "c", "DO": "10.1000/two", "EP": "119"},
     ]
     result = deduplicate(read_exports([_ris(tmp_path / "x.ris", recs)]))
     assert not _same(result, "a", "c")
@@ -606,24 +631,32 @@ def test_near_title_without_authors_to_compare_goes_to_a_person(tmp_path: Path) 
     assert _same(result, "full", "bracketed")
 
 
-def test_erratum_never_merges_with_its_article(tmp_path: Path) -> None:
-    """A correction/retraction notice titled after the article (its own DOI and page) is
-    never merged; it goes to a person (one work for screening or a separate notice: the
-    labels say both). A comment on it, or an erratum of another title, stays distinct."""
+def test_erratum_merges_only_when_printed_with_its_article(tmp_path: Path) -> None:
+    """A correction/retraction notice titled after the article (its own DOI) in a later
+    issue is never merged: a person decides (one work for screening or a separate
+    notice). Printed in the article's issue on the page after it (or on its last page),
+    it is part of that item: one work. A comment on it, or an erratum of another title,
+    stays distinct."""
     article = {**BASE, "ID": "art", "DO": "10.1000/art"}
     other = "Scheduling batch jobs on heterogeneous clusters with deadlines"
+    of_title = "conflict:doi+notice; notice of this title"
+    later = {"VL": "3", "IS": "1", "SP": "119", "EP": "119"}
     cases = {
-        "err": ("Erratum: " + BASE["TI"], MAYBE, "conflict:doi+notice; notice of this title"),
-        "err2": ("Erratum to - " + BASE["TI"], MAYBE, "conflict:doi+notice; notice of this title"),
-        "retracted": ("RETRACTED: " + BASE["TI"], MAYBE,
-                      "conflict:doi+notice; notice of this title"),
-        "comment": ("Comment on: " + BASE["TI"], "distinct", "conflict:doi+notice"),
-        "elsewhere": ("Erratum: " + other, "distinct", None),
+        "err": ("Erratum: " + BASE["TI"], later, MAYBE, of_title),
+        "err2": ("Erratum to - " + BASE["TI"], later, MAYBE, of_title),
+        "retracted": ("RETRACTED: " + BASE["TI"], later, MAYBE, of_title),
+        "next page": ("Erratum to - " + BASE["TI"], {"SP": "119", "EP": "119"}, "duplicate",
+                      "notice printed with its item"),
+        "last page": ("Corrigendum: " + BASE["TI"], {"SP": "118", "EP": "118"}, "duplicate",
+                      "notice printed with its item"),
+        "pages on": ("Erratum: " + BASE["TI"], {"SP": "131", "EP": "131"}, MAYBE, of_title),
+        "comment": ("Comment on: " + BASE["TI"], later, "distinct", "conflict:doi+notice"),
+        "elsewhere": ("Erratum: " + other, later, "distinct", None),
     }  # fmt: skip
-    for name, (title, decision, rule) in cases.items():
-        notice = {**BASE, "ID": name, "TI": title, "SP": "119", "EP": "119", "DO": "10.1000/n"}
+    for name, (title, where, decision, rule) in cases.items():
+        notice = {**BASE, "ID": name, "TI": title, "DO": "10.1000/n", **where}
         result = deduplicate(read_exports([_ris(tmp_path / f"{name}.ris", [article, notice])]))
-        assert not _same(result, "art", name)
+        assert _same(result, "art", name) == (decision == "duplicate"), name
         links = result.links
         hit = links[(links.record_a.isin(["art", name])) & (links.record_b.isin(["art", name]))]
         if rule is None:  # not even a candidate, or any distinct
@@ -633,11 +666,11 @@ def test_erratum_never_merges_with_its_article(tmp_path: Path) -> None:
 
 
 def test_digital_work_sensitivity_and_no_false_merge() -> None:
-    """bib-dedupe's real 7,159-record set (measured: 566 of 570 labelled pairs, 0 false
-    pairs). The misses are true conflicts by the rules (erratum vs article, different
-    DOIs) and one title behind a column heading ("How did it ... Upwork's CEO", review);
-    two Ukrainian records one letter apart in the title ("ПРАЩ"/"ПРАЦІ"), labelled as two
-    works, go to a person (no author names the keys can read on one side)."""
+    """bib-dedupe's real 7,159-record set (measured: 569 of 570 labelled pairs, 0 false
+    pairs; bib-dedupe 569). The miss is an "Editorial" and a "Guest Editorial ..." of one
+    issue with two DOIs and different start pages. Two Ukrainian records one letter
+    apart in the title ("ПРАЩ"/"ПРАЦІ"), labelled as two works, go to a person
+    (no author names the keys can read on one side)."""
     folder = _needs(DEDUP / "bibdedupe_digital_work")
     bench = _bench()
     records = read_exports([folder / "records_pre_merged.csv"])
@@ -648,7 +681,7 @@ def test_digital_work_sensitivity_and_no_false_merge() -> None:
     counts = bench.pair_counts(
         truth, dict(zip(result.clusters.record_id, result.clusters.cluster_id, strict=True))
     )
-    assert counts["FP"] == 0 and counts["FN"] <= 4
+    assert counts["FP"] == 0 and counts["FN"] <= 1
     # The same records with corrupted database copies added (bench's corrupt_copies).
     corrupted, ctruth = bench.corrupt_copies(records, truth, n_copies=1500, seed=3)
     result = deduplicate(corrupted)

@@ -11,7 +11,15 @@ import pandas as pd
 
 from migfw.slr.dedupe.features import _Features
 from migfw.slr.dedupe.result import CANONICAL_COLUMNS, text_column
-from migfw.slr.dedupe.scoring import _LOCATORS, GUARD, MATCH, W_YEAR, _conflicts, _evidence
+from migfw.slr.dedupe.scoring import (
+    _LOCATORS,
+    GUARD,
+    MATCH,
+    W_YEAR,
+    _conflicts,
+    _evidence,
+)
+from migfw.slr.dedupe.siblings import _one_work
 
 GUARD_SAMPLE = 32  # members of a large cluster checked when it grows (bounds the time)
 
@@ -72,6 +80,8 @@ class _Clusters:
             for b in _sample(self.members[rj]):
                 if frozenset((a, b)) in self.apart:
                     return f"cluster-conflict:{feat.ids[a]}~{feat.ids[b]}:person-different"
+                if _one_work(feat, a, b):
+                    continue  # two DOIs, one work (a republication, a notice with its item)
                 conflicts = _conflicts(feat, a, b)
                 same_doi = bool(feat.doi_base[a]) and feat.doi_base[a] == feat.doi_base[b]
                 if weigh and not conflicts and not same_doi:

@@ -30,9 +30,9 @@ from migfw.slr.dedupe.scoring import (
     SIM_COLUMNS,
     Params,
     _distinct_rows,
-    _notice_of,
     _score_pair,
 )
+from migfw.slr.dedupe.siblings import _notice_of, _republished
 
 
 def deduplicate(
@@ -107,6 +107,11 @@ def deduplicate(
         one_notice = low & (notice[pairs[:, 0]] != notice[pairs[:, 1]])
         for k in np.flatnonzero(one_notice).tolist():
             low[k] = not _notice_of(feat, int(pairs[k, 0]), int(pairs[k, 1]))
+        # So does a republication (same title, authors, venue and length).
+        titles = np.asarray(feat.title, dtype=object)
+        same_title = low & (titles[pairs[:, 0]] == titles[pairs[:, 1]])
+        for k in np.flatnonzero(same_title).tolist():
+            low[k] = not _republished(feat, int(pairs[k, 0]), int(pairs[k, 1]))
         if sets is not None:
             set_of = np.asarray(sets, dtype=object)
             a, b = set_of[pairs[:, 0]], set_of[pairs[:, 1]]

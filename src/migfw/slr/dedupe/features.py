@@ -167,6 +167,7 @@ class _Features:
     issue: list[str]
     page: list[str]  # start page
     variants: list[list[str]]  # title keys incl. bracketed translated titles
+    tail: list[str]  # title key after a heading ("Column: <title>"), '' = no heading
     vtokens: list[list[str]]  # venue words for abbreviation matching
     notice: list[bool]  # erratum / retraction / comment / reply
     language: list[str]  # of the title, from its function words ('' = cannot tell)
@@ -233,6 +234,7 @@ def _features(records: pd.DataFrame) -> _Features:
         variants=_per_distinct(
             raw_titles, lambda t: title_variants(t) if "[" in t else [title_key(t)]
         ),
+        tail=_per_distinct(raw_titles, _after_heading),
         # From the folded venue (already accent- and punctuation-free): cheap.
         vtokens=_per_distinct(venues, lambda v: [w for w in v.split() if w not in VENUE_STOP]),
         notice=[bool(_NOTICE_RE.match(t)) for t in titles],
@@ -251,6 +253,21 @@ def _features(records: pd.DataFrame) -> _Features:
 
 
 _NO_NUMBERS: frozenset = frozenset()
+
+# A heading before the title proper: up to HEADING_WORDS words, then ':', '...', or a
+# dash or bar between spaces ("How did it ... <title>", "Research note: <title>").
+HEADING_WORDS = 6
+_HEADING_RE = re.compile(r"^(?P<head>[^:…|]+?)\s*(?::|\.\.\.|…|\s[-–—|]\s)\s*(?P<rest>.+)$")
+
+
+def _after_heading(raw: str) -> str:
+    """The title key after a short heading, or '' (no heading, or too short a rest
+    to name a work: >= 4 words and 20 characters)."""
+    match = _HEADING_RE.match(raw)
+    if not match or len(match.group("head").split()) > HEADING_WORDS:
+        return ""
+    rest = title_key(match.group("rest"))
+    return rest if len(rest) >= 20 and len(rest.split()) >= 4 else ""
 
 
 def _author_names(raw: str) -> tuple[list[str], frozenset]:

@@ -111,9 +111,12 @@ def _comparisons(dialect: str = "duckdb") -> list:
     # First author equal, or one letter apart ("Hiess" / "Hiessl").
     first = f"{_sql(dialect, 'jw', first_l, first_r)} >= 0.92"
     title_l_word, title_r_word = "title_l || ' '", "title_r || ' '"
+    # One title is the other cut at a word (a dropped subtitle: the start kept), or the
+    # other without its heading ("Column: <title>").
     truncated = (
         f"(length(title_l) >= 20 AND {_sql(dialect, 'starts', 'title_r', title_l_word)}) OR "
-        f"(length(title_r) >= 20 AND {_sql(dialect, 'starts', 'title_l', title_r_word)})"
+        f"(length(title_r) >= 20 AND {_sql(dialect, 'starts', 'title_l', title_r_word)}) OR "
+        "title_l = tail_r OR tail_l = title_r"
     )
     variant = f"title_l = title_r OR {shared('variants')} > 0"
     return [
@@ -204,6 +207,7 @@ def record_table(feat: _Features) -> pd.DataFrame:
             "unique_id": np.arange(len(feat.ids), dtype=np.int64),
             "title": [None if g else none(t) for t, g in zip(feat.title, generic, strict=True)],
             "variants": [None if g else v for v, g in zip(feat.variants, generic, strict=True)],
+            "tail": [none(t) for t in feat.tail],
             "authors": [a or None for a in feat.authors],
             "year": pd.array([y or None for y in feat.year], dtype="Int64"),
             "venue": [none(v) for v in feat.venue],

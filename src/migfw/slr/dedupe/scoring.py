@@ -12,6 +12,7 @@ from rapidfuzz import fuzz
 
 from migfw.slr.dedupe.features import _Features
 from migfw.slr.dedupe.result import DISTINCT, DUPLICATE, MAYBE
+from migfw.slr.dedupe.siblings import _notice_of, _one_work, _republication, _republished
 from migfw.slr.normalise import venue_abbreviation_match
 
 PREFILTER_TITLE = 80.0  # candidate pairs below this title ratio are not scored further
@@ -92,17 +93,15 @@ def _title_sim(feat: _Features, i: int, j: int) -> tuple[float, bool]:
         # 'English title [Original title]' against either language's copy.
         ratio = max(fuzz.ratio(u, v) for u in feat.variants[i] for v in feat.variants[j])
     short, long_ = (a, b) if len(a) <= len(b) else (b, a)
+    if ratio >= TITLE_SAME or len(short) < 20 or len(short.split()) < 4:
+        return ratio, False
     # A dropped subtitle or a cut-off title: the shorter (>= 4 words) must match the
-    # longer up to a word boundary.
-    prefix = (
-        ratio < TITLE_SAME
-        and len(short) >= 20
-        and len(short.split()) >= 4
-        and fuzz.ratio(short, long_[: len(short)]) >= TITLE_SAME
-        # (+-1 character: a typo may have added or dropped a letter near the cut)
-        and " " in long_[len(short) - 1 : len(short) + 2]
-    )
-    return ratio, prefix
+    # longer up to a word boundary (+-1 character: a typo may have added or dropped a
+    # letter near the cut). Or a dropped heading ("How did it ... <title>").
+    n = len(short)
+    start_kept = fuzz.ratio(short, long_[:n]) >= TITLE_SAME and " " in long_[n - 1 : n + 2]
+    end_kept = a == feat.tail[j] or b == feat.tail[i]
+    return ratio, start_kept or end_kept
 
 
 # Elsevier DOIs name the journal: 10.1016/j.<code>.<year>... ("j.appet" is Appetite).
@@ -316,24 +315,6 @@ def _same_doi(feat: _Features, i: int, j: int) -> bool:
     return bool(feat.doi_base[i]) and feat.doi_base[i] == feat.doi_base[j]
 
 
-# A correction or retraction notice titled after its item ("Erratum to: <title>",
-# "Retracted: <title>"); comments and replies are other people's works.
-_NOTICE_OF_RE = re.compile(
-    r"^(?:erratum|errata|corrigendum|corrigenda|correction|retraction|retracted|"
-    r"notice of retraction)(?: (?:to|for|of|on|in|notice))* (.+)$"
-)
-
-
-def _notice_of(feat: _Features, i: int, j: int) -> bool:
-    """One record is a correction/retraction notice whose title is the other's
-    (informative) title after the notice words."""
-    if feat.notice[i] == feat.notice[j]:
-        return False
-    notice, item = (i, j) if feat.notice[i] else (j, i)
-    match = _NOTICE_OF_RE.match(feat.title[notice])
-    return bool(match and not feat.generic[item] and match.group(1) == feat.title[item])
-
-
 def _distinct_row(feat: _Features, i: int, j: int, weight: float) -> dict:
     """The link row of a pair the model scores below the review band."""
     yi, yj = feat.year[i], feat.year[j]
@@ -444,22 +425,6 @@ def _translation(feat: _Features, ev: _Evidence, i: int, j: int) -> bool:
     )  # fmt: skip
 
 
-REPUBLISHED_TITLE_WORDS = 5  # shorter titles repeat as column headings in one venue
-
-
-def _republication(feat: _Features, i: int, j: int) -> bool:
-    """The same informative title (>= REPUBLISHED_TITLE_WORDS words, no notice) by the
-    same non-empty author list in the same venue."""
-    title = feat.title[i]
-    return bool(
-        title and title == feat.title[j]
-        and not (feat.generic[i] or feat.generic[j] or feat.notice[i] or feat.notice[j])
-        and len(title.split()) >= REPUBLISHED_TITLE_WORDS
-        and feat.authors[i] and feat.authors[i] == feat.authors[j]
-        and feat.venue[i] and feat.venue[i] == feat.venue[j]
-    )  # fmt: skip
-
-
 def _score_pair(
     feat: _Features, i: int, j: int, weight: float | None = None, params: Params = DEFAULT
 ) -> dict:
@@ -468,7 +433,7 @@ def _score_pair(
     if (
         weight is not None
         and weight < params.review
-        and not (_same_doi(feat, i, j) or _notice_of(feat, i, j))
+        and not (_same_doi(feat, i, j) or _notice_of(feat, i, j) or _republished(feat, i, j))
     ):
         return _distinct_row(feat, i, j, weight)  # most candidates: no evidence to weigh
     ev = _evidence(feat, i, j)
@@ -504,15 +469,20 @@ def _score_pair(
             decision, rule = DISTINCT, "doi-shared-titles-differ"
         if decision == DUPLICATE:
             score = max(score, MATCH + 5)
+    elif (
+        "doi" in conflicts
+        and set(conflicts) <= {"doi", "notice"}
+        and (one_work := _one_work(feat, i, j))
+    ):
+        decision, rule = DUPLICATE, one_work
     elif conflicts == ["doi"] and _republication(feat, i, j):
         # Two DOIs on one informative title by one author list in one venue: a
         # republication (SLR practice: a duplicate for screening) or a sibling item
-        # with a reused title; the labelled sets hold both (5 vs 3 pairs), so a person
-        # decides.
+        # with a reused title of another length; a person decides.
         decision, rule = MAYBE, "conflict:doi; same title, authors and venue"
     elif set(conflicts) <= {"doi", "notice"} and _notice_of(feat, i, j):
-        # An erratum/retraction titled after this item: one work for screening or a
-        # separate notice; the labelled sets call it both (digital_work 1 vs 3 pairs).
+        # An erratum/retraction titled after this item in another issue: one work for
+        # screening or a separate notice; a person decides.
         decision, rule = MAYBE, "conflict:" + "+".join(conflicts) + "; notice of this title"
     elif conflicts:
         decision, rule = DISTINCT, "conflict:" + "+".join(conflicts)
