@@ -4,6 +4,8 @@ cheap vectorised title filter before any pair is scored."""
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from rapidfuzz import fuzz
 from rapidfuzz.process import cpdist
 
@@ -12,62 +14,84 @@ from migfw.slr.dedupe.scoring import PREFILTER_TITLE, TITLE_SAME, _title_sim
 
 WINDOW = 10  # sorted-neighbourhood window (records compared with the next WINDOW-1)
 DOI_GROUP_ALL_PAIRS = 60  # larger DOI groups are linked along their title order only
-CHUNK = 200_000  # candidate pairs pre-filtered at a time (bounds temporary memory)
+CHUNK = 200_000  # candidate pairs scored and decided at a time (deduplicate's `chunk`)
+PREFILTER_PIECE = 25_000  # pairs pre-filtered at a time (cpdist's string copies)
 
 
-def _neighbour_pairs(order: np.ndarray, window: int) -> np.ndarray:
-    """Pairs (order[k], order[k+d]) for d < window, as a (n, 2) array."""
-    chunks = []
+def _neighbour_keys(order: np.ndarray, window: int, n: int, page: np.ndarray | None) -> list:
+    """Keys (see `_pair_keys`) of the pairs (order[k], order[k+d]) for d < window, one
+    array per d; with `page`, only pairs on the same start page."""
+    out = []
     for d in range(1, min(window, len(order))):
-        chunks.append(np.stack([order[:-d], order[d:]], axis=1))
-    return np.concatenate(chunks) if chunks else np.empty((0, 2), dtype=np.int64)
+        a, b = order[:-d], order[d:]
+        if page is not None:
+            same = page[a] == page[b]
+            a, b = a[same], b[same]
+        out.append(_pair_keys(a, b, n))
+    return out
+
+
+def _sorted_records(keys: pa.Array, records: np.ndarray) -> np.ndarray:
+    """`records` in order of (key, record): the keys are one Arrow string array (UTF-8
+    bytes sort in code point order, as Python's strings do), not a list of (str, int)
+    tuples (five such lists were the peak at 100,000 records)."""
+    table = pa.table({"key": keys, "record": records})
+    index = pc.sort_indices(table, sort_keys=[("key", "ascending"), ("record", "ascending")])
+    return records[index.to_numpy()]
 
 
 def _candidate_pairs(feat: _Features) -> np.ndarray:
+    """Candidate pairs (i, j), i < j, in (i, j) order."""
+    keys = _candidate_keys(feat)
+    n = len(feat.ids)
+    return np.stack([keys // n, keys % n], axis=1)
+
+
+def _candidate_keys(feat: _Features) -> np.ndarray:
+    """Candidate pairs as sorted unique keys i * n + j (i < j): a quarter of the memory
+    of the (i, j) rows, which `deduplicate` makes one chunk at a time."""
+
     def strip_stop(t: str) -> str:
         return " ".join(w for w in t.split() if w not in _STOP)
 
+    n = len(feat.ids)
+    everyone = np.arange(n, dtype=np.int64)
     sort_title = [strip_stop(t) for t in feat.title]
-    # (key, record) entries; a record with a bracketed translated title sorts under each
-    # of its titles, so its copies in either language become neighbours.
-    title_entries = [(t, i) for i, t in enumerate(sort_title)]
-    for i, variants in enumerate(feat.variants):
-        title_entries.extend((strip_stop(v), i) for v in variants[1:])
+    # A record with a bracketed translated title sorts under each of its titles, so its
+    # copies in either language become neighbours.
+    extra = [(i, strip_stop(v)) for i, variants in enumerate(feat.variants) for v in variants[1:]]
+    title_records = np.concatenate([everyone, np.array([i for i, _ in extra], dtype=np.int64)])
+    title_keys = pa.array(sort_title + [v for _, v in extra], type=pa.string())
+    del extra
+
+    def strings(texts, size: int) -> pa.Array:
+        return pa.array(texts, type=pa.string(), size=size)
 
     def key_passes():
-        """Each sorted-neighbourhood key list in turn (built one at a time: at 100,000
-        records five lists of (string, record) tuples at once were the peak)."""
-        yield title_entries
-        yield [(t[::-1], i) for t, i in title_entries]  # catches typos at a title's start
-        yield [
-            (f"{a[0] if a else '~'} {y:04d} {t}", i)
-            for i, (a, y, t) in enumerate(zip(feat.authors, feat.year, sort_title, strict=True))
-        ]
+        """Each sorted-neighbourhood pass's (keys, records), built one at a time."""
+        yield title_keys, title_records
+        yield pc.utf8_reverse(title_keys), title_records  # typos at a title's start
+        first = ((a[0] if a else "~", y, t) for a, y, t in zip(feat.authors, feat.year,
+                 sort_title, strict=True))  # fmt: skip
+        yield strings((f"{a} {y:04d} {t}" for a, y, t in first), n), everyone
         # Locators: records without a usable title (empty, "Editorial", or in another
         # language) still meet their copies through volume + start page + year.
-        yield [
-            (f"{v} {p} {y:04d}", i)
-            for i, (v, p, y) in enumerate(zip(feat.volume, feat.page, feat.year, strict=True))
-            if v and p
-        ]
-        yield [
-            (f"{a[0]} {y:04d} {p}", i)
-            for i, (a, y, p) in enumerate(zip(feat.authors, feat.year, feat.page, strict=True))
-            if a and p
-        ]
+        vol, page, year, authors = feat.volume, feat.page, feat.year, feat.authors
+        has = np.array([i for i in range(n) if vol[i] and page[i]], dtype=np.int64)
+        texts = (f"{vol[i]} {page[i]} {year[i]:04d}" for i in has.tolist())
+        yield strings(texts, len(has)), has
+        has = np.array([i for i in range(n) if authors[i] and page[i]], dtype=np.int64)
+        texts = (f"{authors[i][0]} {year[i]:04d} {page[i]}" for i in has.tolist())
+        yield strings(texts, len(has)), has
 
     blocks = []
-    for k, entries in enumerate(key_passes()):
-        if len(entries) < 2:
+    for k, (keys, records) in enumerate(key_passes()):
+        if len(records) < 2:
             continue
-        entries.sort()
-        order = np.array([i for _, i in entries], dtype=np.int64)
-        del entries
-        pairs = _neighbour_pairs(order, WINDOW)
-        if k >= 3:  # locator passes: only pairs on the same start page are worth scoring
-            code = feat.page_code
-            pairs = pairs[code[pairs[:, 0]] == code[pairs[:, 1]]]
-        blocks.append(_pair_keys(pairs, len(feat.ids)))
+        order = _sorted_records(keys, records)
+        del keys
+        # Locator passes: only pairs on the same start page are worth scoring.
+        blocks += _neighbour_keys(order, WINDOW, n, feat.page_code if k >= 3 else None)
     by_doi: dict[str, list[int]] = {}
     for i, doi in enumerate(feat.doi_base):
         if doi:
@@ -82,26 +106,49 @@ def _candidate_pairs(feat: _Features) -> np.ndarray:
             ordered = sorted(members, key=sort_title.__getitem__)
             doi_pairs.extend(zip(ordered, ordered[1:], strict=False))
     if doi_pairs:
-        blocks.append(_pair_keys(np.array(doi_pairs, dtype=np.int64), len(feat.ids)))
-    if not blocks:
-        return np.empty((0, 2), dtype=np.int64)
-    # One int64 per pair (i * n + j, i < j): unique on a flat array, in (i, j) order.
-    keys = np.unique(np.concatenate(blocks))
-    del blocks
-    n = len(feat.ids)
-    return np.stack([keys // n, keys % n], axis=1)
+        doi = np.array(doi_pairs, dtype=np.int64)
+        blocks.append(_pair_keys(doi[:, 0], doi[:, 1], n))
+    return _unique(blocks)
 
 
-def _pair_keys(pairs: np.ndarray, n: int) -> np.ndarray:
-    """Pairs (any order) as flat keys i * n + j with i < j; self-pairs dropped."""
-    low, high = np.minimum(pairs[:, 0], pairs[:, 1]), np.maximum(pairs[:, 0], pairs[:, 1])
+def _unique(blocks: list[np.ndarray]) -> np.ndarray:
+    """Sorted distinct values of the arrays in `blocks` (emptied): copied into one array
+    block by block, sorted in place, so at most one extra block is held beside it."""
+    keys = np.empty(sum(len(b) for b in blocks), dtype=np.int64)
+    at = 0
+    while blocks:
+        block = blocks.pop()
+        keys[at : at + len(block)] = block
+        at += len(block)
+        del block
+    if not len(keys):
+        return keys
+    keys.sort()
+    keep = np.empty(len(keys), dtype=bool)
+    keep[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=keep[1:])
+    return keys[keep]
+
+
+def _pair_keys(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """Pairs (a[k], b[k]) in any order as flat keys i * n + j with i < j; self-pairs
+    dropped."""
+    low, high = np.minimum(a, b), np.maximum(a, b)
     keep = low != high
     return low[keep] * n + high[keep]
 
 
 def _prefilter(feat: _Features, pairs: np.ndarray) -> np.ndarray:
     """Cheap vectorised title filter before the per-pair rules: keep pairs with similar
-    titles, a shared DOI, or one title that is the other truncated."""
+    titles, a shared DOI, or one title that is the other truncated. In pieces of
+    PREFILTER_PIECE pairs: the string lists and their copies stay small."""
+    if len(pairs) <= PREFILTER_PIECE:
+        return _prefilter_piece(feat, pairs)
+    pieces = range(0, len(pairs), PREFILTER_PIECE)
+    return np.concatenate([_prefilter_piece(feat, pairs[k : k + PREFILTER_PIECE]) for k in pieces])
+
+
+def _prefilter_piece(feat: _Features, pairs: np.ndarray) -> np.ndarray:
     left = [feat.title[i] for i in pairs[:, 0]]
     right = [feat.title[j] for j in pairs[:, 1]]
     keep = cpdist(left, right, scorer=fuzz.ratio, workers=-1) >= PREFILTER_TITLE

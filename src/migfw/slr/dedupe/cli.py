@@ -23,7 +23,7 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     write_csv(out / "clusters.csv", result.clusters)
     write_csv(out / "records.csv", result.merged)
-    write_csv(out / "links.csv", result.links)
+    result.write_links(out / "links.csv")  # streamed from disk, one bucket at a time
     write_csv(out / "review.csv", review_table(result, records))
     library = library_records(result, records)
     write_csv(out / "library.csv", library)

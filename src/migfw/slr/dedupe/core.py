@@ -4,19 +4,19 @@ clusters -> merged records."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from pandas.api.types import union_categoricals
 
 from migfw.errors import MigfwError
 from migfw.slr.dedupe import linkage
-from migfw.slr.dedupe.blocking import CHUNK, _candidate_pairs, _prefilter
+from migfw.slr.dedupe.blocking import CHUNK, _candidate_keys, _prefilter
 from migfw.slr.dedupe.clustering import _Clusters, _merged_records
 from migfw.slr.dedupe.features import _exact_copy_of, _Features, _features, _take
+from migfw.slr.dedupe.linkstore import LinkStore, compact
 from migfw.slr.dedupe.result import (
-    BLOCKED,
     DISTINCT,
     DUPLICATE,
     LINK_COLUMNS,
@@ -27,7 +27,6 @@ from migfw.slr.dedupe.result import (
 from migfw.slr.dedupe.scoring import (
     DEFAULT,
     MATCH,
-    SIM_COLUMNS,
     Params,
     _distinct_rows,
     _score_pair,
@@ -43,6 +42,7 @@ def deduplicate(
     model: dict | None = None,
     db_api: Any = None,
     apart_by: str | None = None,
+    chunk: int = CHUNK,
 ) -> DedupeResult:
     """Cluster duplicate records; see the module docstring for the rules.
 
@@ -55,7 +55,11 @@ def deduplicate(
     `apart_by`: a column naming already-deduplicated sets (CoLRev's `search_set`, or
     `source_file` when each export was deduplicated on its own): records with the same
     non-empty value are never merged by the machine, not even identical ones (`rule`
-    `same-set`); a person's 'same' still joins them."""
+    `same-set`); a person's 'same' still joins them. `chunk`: candidate pairs
+    pre-filtered, scored and decided at a time (bounds the memory of every per-pair
+    stage; the result does not depend on it)."""
+    if chunk < 1:
+        raise MigfwError(f"chunk: {chunk} candidate pairs; give at least 1")
     if "record_id" not in records.columns:
         raise MigfwError("records: no record_id column (expected the canonical record table)")
     records = records.reset_index(drop=True)
@@ -80,72 +84,39 @@ def deduplicate(
     reps = np.flatnonzero(copy_of == np.arange(n))
     # Blocking and scoring see one record per set of exact copies (numbered 0..len(reps)).
     sub = _take(feat, reps)
-    pairs = _candidate_pairs(sub)
-    n_candidates = len(pairs)
-    if len(pairs):
-        # Chunked, so the temporary string lists stay small at 50,000+ records.
-        pairs = np.concatenate(
-            [_prefilter(sub, pairs[k : k + CHUNK]) for k in range(0, len(pairs), CHUNK)]
-        )
-    weights: list[float | None] = [None] * len(pairs)
-    if params.method == "splink":
-        scored, _, model = linkage.score_pairs(sub, pairs, model, db_api)
-        weights = scored.tolist()
-    pairs = reps[pairs] if len(pairs) else pairs
-
-    # Pairs the model puts below the review band (no shared DOI, no set rule, no person's
-    # decision): distinct, never joined; their link rows are built as columns.
-    low = np.zeros(len(pairs), dtype=bool)
-    if params.method == "splink" and len(pairs):
-        w = np.asarray(weights, dtype=float)
-        code = feat.doi_code
-        low = (w < params.review) & ~(
-            (code[pairs[:, 0]] >= 0) & (code[pairs[:, 0]] == code[pairs[:, 1]])
-        )
-        # A notice titled after the other record goes to a person whatever its weight.
-        notice = np.asarray(feat.notice, dtype=bool)
-        one_notice = low & (notice[pairs[:, 0]] != notice[pairs[:, 1]])
-        for k in np.flatnonzero(one_notice).tolist():
-            low[k] = not _notice_of(feat, int(pairs[k, 0]), int(pairs[k, 1]))
-        # So does a republication (same title, authors, venue and length).
-        titles = np.asarray(feat.title, dtype=object)
-        same_title = low & (titles[pairs[:, 0]] == titles[pairs[:, 1]])
-        for k in np.flatnonzero(same_title).tolist():
-            low[k] = not _republished(feat, int(pairs[k, 0]), int(pairs[k, 1]))
-        if sets is not None:
-            set_of = np.asarray(sets, dtype=object)
-            a, b = set_of[pairs[:, 0]], set_of[pairs[:, 1]]
-            low &= ~((a != "") & (a == b))
-        decided = {
-            tuple(sorted((index[a], index[b])))
-            for a, b, _ in decisions or []
-            if a in index and b in index
-        }
-        if decided:
-            low &= ~np.array([(i, j) in decided for i, j in pairs.tolist()], dtype=bool)
-    low_rows = _distinct_rows(feat, pairs[low], w[low]) if low.any() else None
-    rest = np.flatnonzero(~low)
-    rows = []
-    row_of: dict[tuple[int, int], dict] = {}
-    for (i, j), weight in zip(pairs[rest].tolist(), [weights[k] for k in rest], strict=True):
-        row = _score_pair(feat, i, j, weight, params)
-        if sets is not None and sets[i] and sets[i] == sets[j]:
-            row["decision"], row["rule"] = DISTINCT, f"same-set; machine: {row['rule']}"
-            row["decided_by"] = "rule"
-        row["_i"], row["_j"] = i, j
-        rows.append(row)
-        row_of[(i, j)] = row
+    keys = _candidate_keys(sub)
+    decided = {
+        tuple(sorted((index[a], index[b]))) for a, b, _ in decisions or []
+        if a in index and b in index
+    }  # fmt: skip
+    m = max(len(reps), 1)
+    store = LinkStore(feat.ids, reps[keys // m], -(-len(keys) // chunk))
+    pairs_of = _ChunkPairs(feat, sets, decided, params, store)
+    scorer = linkage.PairScorer(sub, model, db_api) if params.method == "splink" else None
+    try:
+        # Chunks of candidate pairs: pre-filter, model, rules, link rows to disk; only
+        # the pairs that may join clusters (and those a person decided) stay in memory.
+        for k in range(0, len(keys), chunk):
+            pairs = np.stack([keys[k : k + chunk] // m, keys[k : k + chunk] % m], axis=1)
+            pairs = _prefilter(sub, pairs)
+            weights = scorer.score(pairs)[0] if scorer is not None else None
+            pairs_of.add(reps[pairs] if len(pairs) else pairs, weights)
+    finally:
+        if scorer is not None:
+            scorer.close()
+    n_candidates = len(keys)
+    del keys
+    held = pairs_of.held
     groups = _Clusters(n, sets)
     for a, b, verdict in decisions or []:
         if a not in index or b not in index:
             continue  # a decision about records not in this run (checked by the loader)
         i, j = sorted((index[a], index[b]))
-        row = row_of.get((i, j))
+        row = held.get((i, j))
         if row is None:  # a pair the blocking never proposed: score it now
             row = _score_pair(feat, i, j)
             row["_i"], row["_j"] = i, j
-            rows.append(row)
-            row_of[(i, j)] = row
+            held[(i, j)] = row
         row["rule"] = f"person:{verdict} (machine: {row['decision']}, {row['rule']})"
         row["decision"] = DUPLICATE if verdict == "same" else DISTINCT
         row["decided_by"] = "person"
@@ -155,19 +126,24 @@ def deduplicate(
             groups.apart.add(frozenset((i, j)))
     # Strongest links first, so a weak link cannot pre-empt a DOI-backed one.
     # Ties in input order, so the first of equal candidates wins (deterministic).
-    rows.sort(key=lambda r: (not r["rule"].startswith("doi"), -r["score"], r["_i"], r["_j"]))
-    for row in rows:
-        if row["decision"] != DUPLICATE or row["decided_by"] == "person":
-            continue
-        refused = groups.try_union(feat, row["_i"], row["_j"], params.guard == "evidence")
+    dup_i, dup_j, dup_score, dup_doi = pairs_of.duplicates()
+    blocked = 0
+    for k in np.lexsort((dup_j, dup_i, -dup_score, ~dup_doi)).tolist():
+        i, j = int(dup_i[k]), int(dup_j[k])
+        refused = groups.try_union(feat, i, j, params.guard == "evidence")
         if refused:
-            row["decision"], row["rule"] = BLOCKED, f"{row['rule']}; {refused}"
+            store.block(i, j, refused)
+            blocked += 1
+    store.add(_rows_frame(list(held.values())))
 
     # Exact copies join their first copy's cluster (no check needed: nothing differs).
     copies = np.flatnonzero(copy_of != np.arange(n))
-    for i in copies.tolist():
-        groups.force_union(int(copy_of[i]), i)
-        rows.append(_copy_row(feat, int(copy_of[i]), i))
+    for k in range(0, len(copies), chunk):
+        rows = []
+        for i in copies[k : k + chunk].tolist():
+            groups.force_union(int(copy_of[i]), i)
+            rows.append(_copy_row(feat, int(copy_of[i]), i))
+        store.add(_rows_frame(rows))
 
     # Cluster ids in order of first appearance of a member.
     root_to_cluster: dict[int, str] = {}
@@ -179,38 +155,22 @@ def deduplicate(
         cluster_of.append(root_to_cluster[root])
     clusters = pd.DataFrame({"record_id": ids, "cluster_id": cluster_of})
 
-    # Columns straight from the rows (no second list of dicts: the rows are the largest
-    # object here at 100,000 records), then the rows are dropped before merging.
-    links = _compact(pd.DataFrame(rows, columns=[*LINK_COLUMNS[2:], "_i", "_j"]))
-    del rows, row_of
-    if low_rows is not None:
-        links = _concat_compact(links, low_rows[links.columns])
-        del low_rows
-    # Sorted by (record_a, record_b) through each record id's rank: ids are unique, so
-    # this is the order of the id strings without sorting a string column.
-    ids_array = np.asarray(feat.ids, dtype=object)
-    rank = np.empty(n, dtype=np.int64)
-    rank[np.argsort(ids_array, kind="stable")] = np.arange(n)
-    i_col, j_col = links.pop("_i").to_numpy(np.int64), links.pop("_j").to_numpy(np.int64)
-    order = np.lexsort((rank[j_col], rank[i_col]))
-    links = links.iloc[order].reset_index(drop=True)
-    links.insert(0, "record_b", ids_array[j_col[order]])
-    links.insert(0, "record_a", ids_array[i_col[order]])
-
     merged = _merged_records(records, cluster_of, feat.year)
+    counts = pairs_of.counts
+    person = [row["decision"] for row in held.values()]
     stats = {
         "records": n,
         "candidate_pairs": int(n_candidates),
         "exact_copies": len(copies),
-        "scored_pairs": len(links),
-        "links": int((links["decision"] == DUPLICATE).sum()),
-        "review_pairs": int((links["decision"] == MAYBE).sum()),
-        "person_decisions": int((links["decided_by"] == "person").sum()),
+        "scored_pairs": store.rows,
+        "links": counts[DUPLICATE] - blocked + person.count(DUPLICATE) + len(copies),
+        "review_pairs": counts[MAYBE],
+        "person_decisions": len(held),
         "clusters": len(root_to_cluster),
         "method": params.method,
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    return DedupeResult(clusters=clusters, links=links, merged=merged, stats=stats)
+    return DedupeResult(clusters=clusters, links=store, merged=merged, stats=stats)
 
 
 def _copy_row(feat: _Features, i: int, j: int) -> dict:
@@ -221,34 +181,80 @@ def _copy_row(feat: _Features, i: int, j: int) -> dict:
     return row
 
 
-_TEXT_COLUMNS = [c for c in LINK_COLUMNS[2:] if c != "score" and c not in SIM_COLUMNS]
+def _rows_frame(rows: list[dict]) -> pd.DataFrame:
+    return compact(pd.DataFrame(rows, columns=[*LINK_COLUMNS[2:], "_i", "_j"]))
 
 
-def _compact(links: pd.DataFrame) -> pd.DataFrame:
-    """Link rows with categorical text columns and float similarities (NaN = not
-    compared): one row per scored pair, so strings per cell grew with the pairs."""
-    for column in _TEXT_COLUMNS:
-        links[column] = pd.Categorical(links[column])
-    for column in SIM_COLUMNS:
-        links[column] = pd.to_numeric(links[column].replace("", np.nan)).astype(float)
-    return links
+class _ChunkPairs:
+    """Decides one chunk of pre-filtered candidate pairs (record indices) at a time:
+    pairs the model puts below the review band (no shared DOI, no set rule, no person's
+    decision) as columns, the rest by the rules. Rows go to the LinkStore except those
+    a person decided (`held` until the decisions are applied); the machine's duplicates
+    are kept as arrays for the cluster step; `counts` per decision."""
 
+    def __init__(
+        self, feat: _Features, sets: list[str] | None, decided: set, params: Params,
+        store: LinkStore,
+    ) -> None:  # fmt: skip
+        self.feat, self.sets, self.decided, self.params = feat, sets, decided, params
+        self.store = store
+        self.held: dict[tuple[int, int], dict] = {}
+        self.counts: Counter = Counter()
+        self._dups: list[tuple[list, list, list, list]] = []
 
-def _concat_compact(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
-    """`a` then `b` (same columns), categorical columns kept categorical (pd.concat
-    turns categoricals with different categories into objects)."""
-    columns = {}
-    for column in a.columns:
-        if isinstance(a[column].dtype, pd.CategoricalDtype):
-            columns[column] = union_categoricals([_str_categories(a[column].array),
-                                                  _str_categories(b[column].array)])  # fmt: skip
-        else:
-            columns[column] = np.concatenate([a[column].to_numpy(), b[column].to_numpy()])
-    return pd.DataFrame(columns)
+    def add(self, pairs: np.ndarray, weights: np.ndarray | None) -> None:
+        feat, sets = self.feat, self.sets
+        low = np.zeros(len(pairs), dtype=bool)
+        if weights is not None and len(pairs):
+            code = feat.doi_code
+            low = (weights < self.params.review) & ~(
+                (code[pairs[:, 0]] >= 0) & (code[pairs[:, 0]] == code[pairs[:, 1]])
+            )
+            # A notice titled after the other record goes to a person whatever its weight.
+            notice = np.asarray(feat.notice, dtype=bool)
+            one_notice = low & (notice[pairs[:, 0]] != notice[pairs[:, 1]])
+            for k in np.flatnonzero(one_notice).tolist():
+                low[k] = not _notice_of(feat, int(pairs[k, 0]), int(pairs[k, 1]))
+            # So does a republication (same title, authors, venue and length).
+            titles = np.asarray(feat.title, dtype=object)
+            same_title = low & (titles[pairs[:, 0]] == titles[pairs[:, 1]])
+            for k in np.flatnonzero(same_title).tolist():
+                low[k] = not _republished(feat, int(pairs[k, 0]), int(pairs[k, 1]))
+            if sets is not None:
+                set_of = np.asarray(sets, dtype=object)
+                a, b = set_of[pairs[:, 0]], set_of[pairs[:, 1]]
+                low &= ~((a != "") & (a == b))
+            if self.decided:
+                low &= ~np.array([(i, j) in self.decided for i, j in pairs.tolist()], dtype=bool)
+        if low.any():
+            self.store.add(_distinct_rows(feat, pairs[low], weights[low]))
+            self.counts[DISTINCT] += int(low.sum())
+        rest = np.flatnonzero(~low)
+        given = weights[rest].tolist() if weights is not None else [None] * len(rest)
+        rows = []
+        for (i, j), weight in zip(pairs[rest].tolist(), given, strict=True):
+            row = _score_pair(feat, i, j, weight, self.params)
+            if sets is not None and sets[i] and sets[i] == sets[j]:
+                row["decision"], row["rule"] = DISTINCT, f"same-set; machine: {row['rule']}"
+                row["decided_by"] = "rule"
+            row["_i"], row["_j"] = i, j
+            if (i, j) in self.decided:
+                self.held[(i, j)] = row
+                continue
+            rows.append(row)
+            self.counts[row["decision"]] += 1
+        dups = [r for r in rows if r["decision"] == DUPLICATE]
+        self._dups.append((
+            [r["_i"] for r in dups], [r["_j"] for r in dups], [r["score"] for r in dups],
+            [r["rule"].startswith("doi") for r in dups],
+        ))  # fmt: skip
+        self.store.add(_rows_frame(rows))
 
-
-def _str_categories(values: pd.Categorical) -> pd.Categorical:
-    """The same values with str categories (an empty or inferred-object side would stop
-    union_categoricals: 'dtype of categories must be the same')."""
-    names = pd.Index([str(c) for c in values.categories], dtype="str")
-    return pd.Categorical.from_codes(values.codes, categories=names)
+    def duplicates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The machine's duplicate pairs: i, j, score, DOI rule (for the cluster step)."""
+        parts = list(zip(*self._dups, strict=True)) or [[], [], [], []]
+        types = (np.int64, np.int64, float, bool)
+        return tuple(
+            np.concatenate([np.asarray(p, dtype=t) for p in part]) if part else np.empty(0, t)
+            for part, t in zip(parts, types, strict=True)
+        )

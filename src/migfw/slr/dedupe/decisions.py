@@ -25,8 +25,7 @@ def review_table(result: DedupeResult, records: pd.DataFrame) -> pd.DataFrame:
     (REVIEW <= score < MATCH unless a rule sent it), rule, evidence, then a_<field> and
     b_<field> for REVIEW_FIELDS, and an empty `decision` the reviewer fills with
     same/different. Save the edited file as the decisions file (slr.dedupe_decisions)."""
-    links = result.links
-    todo = links[(links["decision"] == MAYBE) & (links["decided_by"] != "person")]
+    todo = result.select_links(lambda f: (f["decision"] == MAYBE) & (f["decided_by"] != "person"))
     fields = [f for f in REVIEW_FIELDS if f in records.columns]
     by_id = records.set_index("record_id")[[f for f in fields if f != "record_id"]]
     out = pd.DataFrame(

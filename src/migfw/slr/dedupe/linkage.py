@@ -353,27 +353,59 @@ def score_pairs(
     """Match weight of each candidate pair (rows of `pairs`, indices into `feat`) and the
     comparison level of each field (gamma_<field>, -1 = missing). `model`: a trained
     model dict; default: trained on this input, or the fallback when it is too small."""
-    table = record_table(feat)
-    if model is None:
-        model = train(table, db_api) if len(table) >= MIN_RECORDS_TO_TRAIN else fallback_model()
-    if not len(pairs):
-        return np.empty(0), pd.DataFrame(), model
-    logging.getLogger("splink").setLevel(logging.ERROR)
-    linker = _linker(table, in_dialect(model, _dialect(db_api)), db_api)
-    api = linker._db_api
-    blocked = pd.DataFrame(
-        {"match_key": "0", "join_key_l": pairs[:, 0].astype(np.int64),
-         "join_key_r": pairs[:, 1].astype(np.int64)}
-    )  # fmt: skip
-    linker.table_management.register_blocked_pairs_for_predict(api.register(blocked))
-    scored = linker.inference.predict(warning_mode="never").as_pandas_dataframe()
-    _release(linker, db_api)
-    key = scored["unique_id_l"].to_numpy() * len(table) + scored["unique_id_r"].to_numpy()
-    order = pd.Series(np.arange(len(scored)), index=key)
-    rows = order.reindex(pairs[:, 0].astype(np.int64) * len(table) + pairs[:, 1]).to_numpy()
-    scored = scored.iloc[rows].reset_index(drop=True)
-    gammas = scored[[c for c in scored.columns if c.startswith("gamma_")]]
-    return scored["match_weight"].to_numpy(dtype=float), gammas, model
+    scorer = PairScorer(feat, model, db_api)
+    try:
+        weights, gammas = scorer.score(pairs)
+    finally:
+        scorer.close()
+    return weights, gammas, scorer.model
+
+
+class PairScorer:
+    """Scores chunks of candidate pairs with one Splink linker (the record table is
+    registered once; each chunk's pairs and predictions are dropped after it), so the
+    backend never holds more than one chunk of pairs. `model` as in `score_pairs`."""
+
+    def __init__(self, feat: _Features, model: dict | None = None, db_api: Any = None) -> None:
+        self.table = record_table(feat)
+        if model is None:
+            model = (
+                train(self.table, db_api)
+                if len(self.table) >= MIN_RECORDS_TO_TRAIN
+                else fallback_model()
+            )
+        self.model, self.db_api, self.linker = model, db_api, None
+
+    def score(self, pairs: np.ndarray) -> tuple[np.ndarray, pd.DataFrame]:
+        """Match weights and gamma columns of `pairs`, in their order."""
+        if not len(pairs):
+            return np.empty(0), pd.DataFrame()
+        logging.getLogger("splink").setLevel(logging.ERROR)
+        if self.linker is None:
+            dialect = _dialect(self.db_api)
+            self.linker = _linker(self.table, in_dialect(self.model, dialect), self.db_api)
+        api = self.linker._db_api
+        blocked = api.register(pd.DataFrame(
+            {"match_key": "0", "join_key_l": pairs[:, 0].astype(np.int64),
+             "join_key_r": pairs[:, 1].astype(np.int64)}
+        ))  # fmt: skip
+        self.linker.table_management.register_blocked_pairs_for_predict(blocked)
+        predicted = self.linker.inference.predict(warning_mode="never")
+        scored = predicted.as_pandas_dataframe()
+        predicted.drop_table_from_database_and_remove_from_cache()
+        blocked.drop_table_from_database_and_remove_from_cache(force_non_splink_table=True)
+        n = len(self.table)
+        key = scored["unique_id_l"].to_numpy() * n + scored["unique_id_r"].to_numpy()
+        order = pd.Series(np.arange(len(scored)), index=key)
+        rows = order.reindex(pairs[:, 0].astype(np.int64) * n + pairs[:, 1]).to_numpy()
+        scored = scored.iloc[rows].reset_index(drop=True)
+        gammas = scored[[c for c in scored.columns if c.startswith("gamma_")]]
+        return scored["match_weight"].to_numpy(dtype=float), gammas
+
+    def close(self) -> None:
+        if self.linker is not None:
+            _release(self.linker, self.db_api)
+            self.linker = None
 
 
 def level_weights(model: dict) -> dict[str, list[tuple[str, float]]]:
