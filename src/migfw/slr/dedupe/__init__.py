@@ -24,9 +24,10 @@ neighbourhoods on the title key (every title variant), the reversed title key, f
 author + year, and the locators (volume + start page + year, first author + start page).
 
 Modules, in pipeline order: `features` (per-record keys), `blocking` (candidate pairs),
-`scoring` (conflicts and evidence per pair), `clustering` (guarded union, merged records),
-`decisions` (review table, a person's decisions), `export` (library CSV/RIS), `core`
-(`deduplicate`, which runs them), `cli` (`migfw slr dedupe`).
+`linkage` (match weights, one chunk of pairs at a time), `scoring` (conflicts and
+evidence per pair), `linkstore` (link rows on disk), `clustering` (guarded union),
+`merging` (merged records), `decisions` (review table, a person's decisions), `export`
+(library CSV/RIS), `core` (`deduplicate`, which runs them), `cli` (`migfw slr dedupe`).
 """
 
 from __future__ import annotations

@@ -13,9 +13,10 @@ import pandas as pd
 from migfw.errors import MigfwError
 from migfw.slr.dedupe import linkage
 from migfw.slr.dedupe.blocking import CHUNK, _candidate_keys, _prefilter
-from migfw.slr.dedupe.clustering import _Clusters, _merged_records
+from migfw.slr.dedupe.clustering import _Clusters
 from migfw.slr.dedupe.features import _exact_copy_of, _Features, _features, _take
 from migfw.slr.dedupe.linkstore import LinkStore, compact
+from migfw.slr.dedupe.merging import _merged_records
 from migfw.slr.dedupe.result import (
     DISTINCT,
     DUPLICATE,
