@@ -9,6 +9,7 @@ when missing) so its pins never touch the project's packages.
     python scripts/bench_dedupe.py                   # labelled sets + 50,000 synthetic
     python scripts/bench_dedupe.py --synthetic 5000  # smaller synthetic set
     python scripts/bench_dedupe.py --no-bibdedupe    # migfw only
+    python scripts/bench_dedupe.py --scale-only      # 25k/50k/100k corpora: time, peak MiB
 
 Labelled sets come from ../shared/testdata/dedup (skipped when absent). The synthetic set
 is generated here with known truth (see make_synthetic).
@@ -72,7 +73,27 @@ for src, dst in jobs:
     total += time.perf_counter() - t0
     review += result.stats["review_pairs"]
     result.clusters.to_csv(dst, index=False)
+    if config.get("write_all"):  # what `migfw slr dedupe` writes besides clusters.csv
+        result.write_links(dst + ".links.csv")
+        result.merged.to_csv(dst + ".records.csv", index=False)
 print(json.dumps({"seconds": total, "peak_kib": peak_kib(), "review": review}))
+"""
+)
+
+# Peak of the same imports + the records table read (+ the per-record features): what a
+# scale run's peak is measured against (input data, not per-pair working memory).
+BASELINE_RUNNER = (
+    PEAK
+    + r"""
+import json, sys
+import pandas as pd
+import duckdb, splink
+from migfw.slr.dedupe import deduplicate, linkage
+from migfw.slr.dedupe.features import _features
+records = pd.read_pickle(json.loads(sys.argv[1])[0][0])
+read = peak_kib()
+feat = _features(records)
+print(json.dumps({"records_kib": read, "features_kib": peak_kib(), "peak_kib": peak_kib()}))
 """
 )
 
@@ -970,9 +991,10 @@ def markdown_table(rows: list[dict], scale: list[dict], command: str, default) -
     if scale:
         lines += [
             "",
-            "| scale corpus (records) | dedupe s | peak MiB | MiB per 1,000 records "
-            "| sensitivity | FP | pairs to a person | target (100,000 in <= 120 s) |",
-            "|---|---|---|---|---|---|---|---|",
+            "| scale corpus (records) | dedupe s | peak MiB | imports + records MiB "
+            "| + features MiB | peak above that | MiB per 1,000 records | sensitivity | FP "
+            "| pairs to a person | target (100,000 in <= 120 s) | load |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for row in scale:
             c = row["counts"]
@@ -981,8 +1003,10 @@ def markdown_table(rows: list[dict], scale: list[dict], command: str, default) -
                 target = "met" if row["seconds"] <= 120 else "MISSED"
             lines.append(
                 f"| {row['n']:,} | {row['seconds']:.1f} | {row['peak_mib']:.0f} | "
+                f"{row['records_mib']:.0f} | {row['features_mib']:.0f} | "
+                f"{row['peak_mib'] - row['features_mib']:.0f} | "
                 f"{row['peak_mib'] / row['n'] * 1000:.1f} | {_f(c['sensitivity'])} | {c['FP']} "
-                f"| {row.get('review', '')} | {target} |"
+                f"| {row.get('review', '')} | {target} | {row['load']} |"
             )
     return "\n".join(lines)
 
@@ -1006,6 +1030,36 @@ def _config_json(params, fallback: dict, workdir: Path) -> dict:
             "guard": params.guard, "fallback": str(path)}  # fmt: skip
 
 
+def scale_rows(sizes: str, params, fallback: dict, tmp: Path) -> list[dict]:
+    """The scale corpora (comma list of sizes): time, peak MiB of the child that
+    deduplicates and writes clusters, links and records, and the peak of a child that
+    only imports, reads the records (and computes the per-record features)."""
+    scale = []
+    for n in [int(x) for x in sizes.split(",") if x.strip()]:
+        t0 = time.perf_counter()
+        records, truth = make_corpus(n)
+        print(f"corpus: {len(records)} records, {len(set(truth.values()))} works "
+              f"(built in {time.perf_counter() - t0:.1f} s)", flush=True)  # fmt: skip
+        workdir = tmp / f"scale_{n}"
+        workdir.mkdir()
+        config = _config_json(params, fallback, workdir)
+        config["write_all"] = True
+        data = {"name": f"corpus_{n}", "records": [records], "truth": truth}
+        load = os.getloadavg()[0]
+        info, preds = run_tool("migfw", sys.executable, data, workdir, config)
+        info["load"] = f"{load:.1f}-{os.getloadavg()[0]:.1f}"
+        base = run_measured(sys.executable, BASELINE_RUNNER, [(str(workdir / "migfw_in_0.pkl"),
+                            "")], workdir)  # fmt: skip
+        info["records_mib"], info["features_mib"] = (base[k] / 1024 for k in
+                                                     ("records_kib", "features_kib"))  # fmt: skip
+        counts = counts_for(data, preds)
+        print(report(data["name"], "migfw", counts, info) + f" imports+records="
+              f"{info['records_mib']:.0f}MiB +features={info['features_mib']:.0f}MiB "
+              f"load {info['load']}", flush=True)  # fmt: skip
+        scale.append({"n": n, "counts": counts, **info})
+    return scale
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -1023,8 +1077,21 @@ def main(argv: list[str] | None = None) -> int:
         "--write-model", action="store_true",
         help=f"write the small-input model trained on all real sets to {MODEL_OUT}",
     )  # fmt: skip
+    parser.add_argument(
+        "--scale-only", action="store_true",
+        help="only the scale corpora, with the shipped default (no labelled sets, no docs)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     rows: list[dict] = []
+    if args.scale_only:
+        from migfw.slr.dedupe.linkage import fallback_model
+        from migfw.slr.dedupe.scoring import DEFAULT
+
+        with tempfile.TemporaryDirectory(prefix="bench_dedupe_") as tmp:
+            scale = scale_rows(args.scale, DEFAULT, fallback_model(), Path(tmp))
+        table = markdown_table([], scale, "", DEFAULT)
+        print(table[table.index("| scale corpus") :])
+        return 0
 
     tools = {"migfw": sys.executable}
     if not args.no_bibdedupe:
@@ -1065,20 +1132,7 @@ def main(argv: list[str] | None = None) -> int:
                              else (params.method if tool == "migfw" else ""), **info})  # fmt: skip
                 if tool == "migfw" and dataset.get("apart_by"):
                     rows[-1]["config"] += f", apart_by {dataset['apart_by']}"
-        scale = []
-        for n in [int(x) for x in args.scale.split(",") if x.strip()]:
-            t0 = time.perf_counter()
-            records, truth = make_corpus(n)
-            print(f"corpus: {len(records)} records, {len(set(truth.values()))} works "
-                  f"(built in {time.perf_counter() - t0:.1f} s)", flush=True)  # fmt: skip
-            workdir = Path(tmp) / f"scale_{n}"
-            workdir.mkdir()
-            config = _config_json(default["params"], default["fallback"], workdir)
-            data = {"name": f"corpus_{n}", "records": [records], "truth": truth}
-            info, preds = run_tool("migfw", sys.executable, data, workdir, config)
-            counts = counts_for(data, preds)
-            print(report(data["name"], "migfw", counts, info), flush=True)
-            scale.append({"n": n, "counts": counts, **info})
+        scale = scale_rows(args.scale, default["params"], default["fallback"], Path(tmp))
     command = "python scripts/bench_dedupe.py" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
     table = markdown_table(rows, scale, command, default["params"])
     table += "\n\nHeld out, per method family (in-process runs):\n\n" + families
