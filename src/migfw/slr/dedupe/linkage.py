@@ -367,13 +367,14 @@ class PairScorer:
     backend never holds more than one chunk of pairs. `model` as in `score_pairs`."""
 
     def __init__(self, feat: _Features, model: dict | None = None, db_api: Any = None) -> None:
-        self.table = record_table(feat)
         if model is None:
             model = (
-                train(self.table, db_api)
-                if len(self.table) >= MIN_RECORDS_TO_TRAIN
+                train(record_table(feat), db_api)
+                if len(feat.ids) >= MIN_RECORDS_TO_TRAIN
                 else fallback_model()
             )
+        # The record table is built at the first chunk (not held through blocking).
+        self.feat, self.n = feat, len(feat.ids)
         self.model, self.db_api, self.linker = model, db_api, None
 
     def score(self, pairs: np.ndarray) -> tuple[np.ndarray, pd.DataFrame]:
@@ -383,7 +384,8 @@ class PairScorer:
         logging.getLogger("splink").setLevel(logging.ERROR)
         if self.linker is None:
             dialect = _dialect(self.db_api)
-            self.linker = _linker(self.table, in_dialect(self.model, dialect), self.db_api)
+            table = record_table(self.feat)
+            self.linker = _linker(table, in_dialect(self.model, dialect), self.db_api)
         api = self.linker._db_api
         blocked = api.register(pd.DataFrame(
             {"match_key": "0", "join_key_l": pairs[:, 0].astype(np.int64),
@@ -394,7 +396,7 @@ class PairScorer:
         scored = predicted.as_pandas_dataframe()
         predicted.drop_table_from_database_and_remove_from_cache()
         blocked.drop_table_from_database_and_remove_from_cache(force_non_splink_table=True)
-        n = len(self.table)
+        n = self.n
         key = scored["unique_id_l"].to_numpy() * n + scored["unique_id_r"].to_numpy()
         order = pd.Series(np.arange(len(scored)), index=key)
         rows = order.reindex(pairs[:, 0].astype(np.int64) * n + pairs[:, 1]).to_numpy()
