@@ -993,7 +993,7 @@ def markdown_table(rows: list[dict], scale: list[dict], command: str, default) -
             "",
             "| scale corpus (records) | dedupe s | peak MiB | imports + records MiB "
             "| + features MiB | peak above that | MiB per 1,000 records | sensitivity | FP "
-            "| pairs to a person | target (100,000 in <= 120 s) | load |",
+            "| pairs to a person | time target (100,000 in <= 120 s) | load |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for row in scale:
@@ -1008,6 +1008,18 @@ def markdown_table(rows: list[dict], scale: list[dict], command: str, default) -
                 f"{row['peak_mib'] / row['n'] * 1000:.1f} | {_f(c['sensitivity'])} | {c['FP']} "
                 f"| {row.get('review', '')} | {target} | {row['load']} |"
             )
+        small, large = scale[0], scale[-1]
+        if large["n"] > small["n"]:
+            # Flat memory would keep both ratios near 1 as the records grow.
+            above = [r["peak_mib"] - r["features_mib"] for r in (small, large)]
+            lines += [
+                "",
+                f"Memory from {small['n']:,} to {large['n']:,} records "
+                f"({large['n'] / small['n']:.0f}x): peak {small['peak_mib']:.0f} -> "
+                f"{large['peak_mib']:.0f} MiB ({large['peak_mib'] / small['peak_mib']:.2f}x); "
+                f"above imports, records and features {above[0]:.0f} -> {above[1]:.0f} MiB "
+                f"({above[1] / above[0]:.2f}x).",
+            ]
     return "\n".join(lines)
 
 
