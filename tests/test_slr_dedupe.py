@@ -500,6 +500,43 @@ def test_chunk_size_does_not_change_the_result(tmp_path: Path) -> None:
     assert len(got) == stats[0]["scored_pairs"]
 
 
+def test_scoring_database_removed_and_training_sample(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The in-process scorer keeps Splink's record table in a DuckDB file in a temporary
+    folder (written a slice of records at a time): removed after the run and after a
+    failed one. Training builds the record table of the sampled records only: the same
+    model as sampling the whole table."""
+    import tempfile
+
+    from migfw.slr.dedupe import linkage
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    records, _ = _bench().make_synthetic(300, seed=3)
+    result = deduplicate(records, model=linkage.fallback_model())
+    assert result.stats["scored_pairs"] > 0
+    assert not list(tmp_path.glob("migfw-duckdb-*"))
+    monkeypatch.setattr(linkage, "TABLE_SLICE", 7)  # slices with a column all missing
+    sliced = deduplicate(records, model=linkage.fallback_model())
+    assert sliced.links.to_csv() == result.links.to_csv()
+
+    def fail(feat: object) -> None:
+        assert list(tmp_path.glob("migfw-duckdb-*"))  # the database folder exists here
+        raise RuntimeError("scoring failed")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(linkage, "record_table", fail)
+        with pytest.raises(RuntimeError, match="scoring failed"):
+            deduplicate(records, model=linkage.fallback_model())
+    assert not list(tmp_path.glob("migfw-duckdb-*"))
+
+    monkeypatch.setattr(linkage, "TRAIN_RECORDS", 200)
+    feat = linkage._representatives(records)
+    sampled, whole = linkage.train_features(feat), linkage.train(linkage.record_table(feat))
+    assert sampled.pop("linker_uid") != whole.pop("linker_uid")  # random per linker
+    assert sampled == whole
+
+
 def test_pair_counts_by_hand() -> None:
     # truth {a,b,c} {d}; prediction {a,b} {c,d}: TP=1 (ab), FP=1 (cd), FN=2 (ac, bc), TN=2.
     counts = _bench().pair_counts(

@@ -94,7 +94,10 @@ def deduplicate(
         if a in index and b in index
     }  # fmt: skip
     m = max(len(reps), 1)
-    store = LinkStore(feat.ids, reps[keys // m], -(-len(keys) // chunk))
+    first_counts = np.zeros(n, dtype=np.int64)  # candidate pairs per first record
+    for k in range(0, len(keys), chunk):  # a chunk at a time: no copy of every key
+        first_counts += np.bincount(reps[keys[k : k + chunk] // m], minlength=n)
+    store = LinkStore(feat.ids, first_counts, -(-len(keys) // chunk))
     pairs_of = _ChunkPairs(feat, sets, decided, params, store)
     try:
         # Chunks of candidate pairs: pre-filter, model, rules, link rows to disk; only

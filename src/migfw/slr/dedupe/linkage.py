@@ -27,6 +27,8 @@ import ctypes
 import json
 import logging
 import math
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,10 @@ from migfw.slr.dedupe.features import _Features, _per_distinct
 MIN_RECORDS_TO_TRAIN = 400  # fewer records: EM has too few duplicates to learn from
 U_SAMPLE_PAIRS = 100_000  # random pairs for the u probabilities (a rare level: floored)
 TRAIN_RECORDS = 50_000  # larger inputs are trained on a random sample of this many records
+# The in-process scorer's DuckDB database is a file in a temporary folder: beyond this
+# much memory DuckDB writes its tables (Splink's record table) to the file, not RAM.
+DUCKDB_MEMORY_LIMIT = "64MB"
+TABLE_SLICE = 10_000  # records per slice of the record table written to that database
 MODEL_FILE = Path(__file__).resolve().parents[2] / "data" / "dedupe_model.json"
 # Prior for the share of duplicates among all pairs, from the deterministic rules below:
 # how many of the true duplicates these rules are assumed to find.
@@ -186,6 +192,15 @@ def _venue_keys(tokens: list[str]) -> list[str]:
     return sorted(keys)
 
 
+# record_table's columns as DuckDB types (what DuckDB infers from the whole table).
+RECORD_TYPES = {
+    "unique_id": "BIGINT", "title": "VARCHAR", "variants": "VARCHAR[]", "tail": "VARCHAR",
+    "authors": "VARCHAR[]", "year": "BIGINT", "venue": "VARCHAR", "vtype": "VARCHAR",
+    "vkeys": "VARCHAR[]", "vwords": "VARCHAR[]", "names": "VARCHAR[]", "volume": "VARCHAR",
+    "page": "VARCHAR", "doi": "VARCHAR",
+}  # fmt: skip
+
+
 def record_table(feat: _Features) -> pd.DataFrame:
     """The columns Splink compares, one row per record (NULL where a field is missing or,
     for the title, names no work: 'Editorial')."""
@@ -237,6 +252,11 @@ def _release(linker: Any, db_api: Any) -> None:
     if db_api is not None:
         return
     linker._db_api.duckdb_con.close()
+    _return_heap()
+
+
+def _return_heap() -> None:
+    """Hand freed heap back to the system."""
     # pandas' str columns live in Arrow's pool (mimalloc), which keeps freed pages too.
     pyarrow.default_memory_pool().release_unused()
     try:
@@ -245,13 +265,38 @@ def _release(linker: Any, db_api: Any) -> None:
         pass
 
 
-def train(table: pd.DataFrame, db_api: Any = None, seed: int = 1) -> dict:
-    """Estimate the model on `table` without labels; return Splink's model dict."""
+def _training_rows(n: int, seed: int) -> np.ndarray | None:
+    """Rows `train` samples from a table of `n` records (None: all), in sample order:
+    the rows `table.sample(TRAIN_RECORDS, random_state=seed)` picks (pandas draws them
+    from the length alone)."""
+    if n <= TRAIN_RECORDS:  # the probabilities, not the pairs, are wanted here
+        return None
+    return pd.Series(np.arange(n)).sample(TRAIN_RECORDS, random_state=seed).to_numpy()
+
+
+def train_features(feat: _Features, db_api: Any = None, seed: int = 1) -> dict:
+    """`train(record_table(feat))`, building the record table of the sampled records only
+    (same rows, same order, same unique ids: the same model, in memory bounded by
+    TRAIN_RECORDS)."""
+    from migfw.slr.dedupe.features import _take
+
+    rows = _training_rows(len(feat.ids), seed)
+    if rows is None:
+        return train(record_table(feat), db_api, seed)
+    table = record_table(_take(feat, rows))
+    table["unique_id"] = rows.astype(np.int64)
+    return train(table, db_api, seed, sampled=True)
+
+
+def train(table: pd.DataFrame, db_api: Any = None, seed: int = 1, sampled: bool = False) -> dict:
+    """Estimate the model on `table` without labels; return Splink's model dict.
+    `sampled`: `table` is already the training sample (train_features)."""
     from splink import block_on
 
     logging.getLogger("splink").setLevel(logging.ERROR)
-    if len(table) > TRAIN_RECORDS:  # the probabilities, not the pairs, are wanted here
-        table = table.sample(TRAIN_RECORDS, random_state=seed).reset_index(drop=True)
+    rows = None if sampled else _training_rows(len(table), seed)
+    if rows is not None:
+        table = table.iloc[rows].reset_index(drop=True)
     linker = _linker(table, _settings(_dialect(db_api)), db_api)
     n = len(table)
     linker.training.estimate_probability_two_random_records_match(
@@ -313,7 +358,7 @@ def _representatives(records: pd.DataFrame) -> _Features:
 
 def train_records(records: pd.DataFrame, db_api: Any = None) -> dict:
     """`train` on a canonical record table (e.g. several sets' records together)."""
-    return train(record_table(_representatives(records)), db_api)
+    return train_features(_representatives(records), db_api)
 
 
 def model_for(records: pd.DataFrame, fallback: dict | None = None) -> dict | None:
@@ -321,7 +366,7 @@ def model_for(records: pd.DataFrame, fallback: dict | None = None) -> dict | Non
     enough, else `fallback` (None: the shipped one is used)."""
     feat = _representatives(records)
     if len(feat.ids) >= MIN_RECORDS_TO_TRAIN:
-        return train(record_table(feat))
+        return train_features(feat)
     return fallback
 
 
@@ -369,13 +414,14 @@ class PairScorer:
     def __init__(self, feat: _Features, model: dict | None = None, db_api: Any = None) -> None:
         if model is None:
             model = (
-                train(record_table(feat), db_api)
+                train_features(feat, db_api)
                 if len(feat.ids) >= MIN_RECORDS_TO_TRAIN
                 else fallback_model()
             )
         # The record table is built at the first chunk (not held through blocking).
         self.feat, self.n = feat, len(feat.ids)
         self.model, self.db_api, self.linker = model, db_api, None
+        self.folder: str | None = None  # the in-process database's temporary folder
 
     def score(self, pairs: np.ndarray) -> tuple[np.ndarray, pd.DataFrame]:
         """Match weights and gamma columns of `pairs`, in their order."""
@@ -384,8 +430,11 @@ class PairScorer:
         logging.getLogger("splink").setLevel(logging.ERROR)
         if self.linker is None:
             dialect = _dialect(self.db_api)
-            table = record_table(self.feat)
-            self.linker = _linker(table, in_dialect(self.model, dialect), self.db_api)
+            if self.db_api is None:
+                self.linker = self._file_linker(in_dialect(self.model, dialect))
+            else:  # a caller's backend (Spark): the pandas record table, as registered
+                table = record_table(self.feat)
+                self.linker = _linker(table, in_dialect(self.model, dialect), self.db_api)
         api = self.linker._db_api
         blocked = api.register(pd.DataFrame(
             {"match_key": "0", "join_key_l": pairs[:, 0].astype(np.int64),
@@ -404,10 +453,53 @@ class PairScorer:
         gammas = scored[[c for c in scored.columns if c.startswith("gamma_")]]
         return scored["match_weight"].to_numpy(dtype=float), gammas
 
+    def _file_linker(self, model: dict) -> Any:
+        """A linker on a DuckDB database file in a new temporary folder holding the record
+        table as a DuckDB table, written TABLE_SLICE records at a time (each slice's
+        pandas rows freed after it), with DUCKDB_MEMORY_LIMIT: DuckDB spills beyond it to
+        the folder, so its copy of the records does not grow the process with the input."""
+        import duckdb
+        from splink import DuckDBAPI, Linker
+
+        from migfw.slr.dedupe.features import _take
+
+        self.folder = tempfile.mkdtemp(prefix="migfw-duckdb-")
+        con = duckdb.connect(str(Path(self.folder) / "records.duckdb"))
+        try:
+            con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
+            con.execute(f"SET temp_directory = '{Path(self.folder) / 'spill'}'")
+            # Declared types: a slice may have no value in a column (DuckDB: type NULL).
+            columns = ", ".join(f"{name} {kind}" for name, kind in RECORD_TYPES.items())
+            con.execute(f"CREATE TABLE migfw_records ({columns})")
+            for start in range(0, self.n, TABLE_SLICE):
+                rows = np.arange(start, min(start + TABLE_SLICE, self.n))
+                table = record_table(_take(self.feat, rows))
+                table["unique_id"] = rows.astype(np.int64)
+                con.register("migfw_records_slice", table)
+                con.execute("INSERT INTO migfw_records BY NAME SELECT * FROM migfw_records_slice")
+                con.unregister("migfw_records_slice")
+                del table
+            _return_heap()
+            api = DuckDBAPI(con)
+            return Linker(api.register("migfw_records"), model, log_level=None)
+        except BaseException:
+            con.close()  # close() removes the folder
+            raise
+
     def close(self) -> None:
-        if self.linker is not None:
-            _release(self.linker, self.db_api)
-            self.linker = None
+        """Close the backend's tables (the in-process database: closed, its folder
+        removed, also after a failed run)."""
+        try:
+            if self.linker is not None:
+                if self.folder is not None:
+                    _release(self.linker, None)
+                else:
+                    _release(self.linker, self.db_api)
+                self.linker = None
+        finally:
+            if self.folder is not None:
+                shutil.rmtree(self.folder, ignore_errors=True)
+                self.folder = None
 
 
 def level_weights(model: dict) -> dict[str, list[tuple[str, float]]]:

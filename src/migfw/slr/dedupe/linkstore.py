@@ -63,19 +63,30 @@ def _empty() -> pd.DataFrame:
 class LinkStore:
     """Link rows (LINK_COLUMNS without the ids, plus record indices `_i` < `_j`) in
     Arrow IPC files, one per range of record_a's rank, so each file is sorted alone.
-    `expected_first`: the `_i` of the rows to come (candidate pairs), which sets the
-    ranges; `buckets`: how many. A pair refused by the cluster check is recorded with
-    `block` and rewritten on reading (decision `blocked`, reason after the rule)."""
+    `first_counts`: how many of the rows to come (candidate pairs) have each record as
+    `_i` (one count per record), which sets the ranges; `buckets`: how many. A pair
+    refused by the cluster check is recorded with `block` and rewritten on reading
+    (decision `blocked`, reason after the rule)."""
 
-    def __init__(self, ids: list[str], expected_first: np.ndarray, buckets: int) -> None:
+    def __init__(self, ids: list[str], first_counts: np.ndarray, buckets: int) -> None:
         self.ids = np.asarray(ids, dtype=object)
         n = len(self.ids)
         self.rank = np.empty(n, dtype=np.int64)
         self.rank[np.argsort(self.ids, kind="stable")] = np.arange(n)
-        ranks = np.sort(self.rank[expected_first])
+        # Quantiles of the rows' first ranks from one count per rank (not a sorted copy
+        # of every row's rank): the sorted ranks' element c is the first rank whose
+        # running count exceeds c.
+        per_rank = np.zeros(n, dtype=np.int64)
+        per_rank[self.rank] = first_counts
+        running = np.cumsum(per_rank)
+        total = int(running[-1]) if n else 0
         buckets = max(1, min(buckets, MAX_BUCKETS))
-        cut = (np.arange(1, buckets) * len(ranks)) // buckets
-        self.bounds = np.unique(ranks[cut]) if len(ranks) else np.empty(0, dtype=np.int64)
+        cut = (np.arange(1, buckets) * total) // buckets
+        self.bounds = (
+            np.unique(np.searchsorted(running, cut, side="right"))
+            if total
+            else np.empty(0, dtype=np.int64)
+        )
         self._dir = tempfile.TemporaryDirectory(prefix="migfw-links-")
         self._writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
         self.blocked: dict[int, str] = {}  # i * n + j -> why the cluster check refused it
