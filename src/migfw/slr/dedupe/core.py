@@ -206,6 +206,10 @@ class _ChunkPairs:
     ) -> None:  # fmt: skip
         self.feat, self.sets, self.decided, self.params = feat, sets, decided, params
         self.store = store
+        # Per-record arrays the pair masks index, built once for all chunks.
+        self.notice = np.asarray(feat.notice, dtype=bool)
+        self.titles = np.asarray(feat.title, dtype=object)
+        self.set_of = np.asarray(sets, dtype=object) if sets is not None else None
         self.held: dict[tuple[int, int], dict] = {}
         self.counts: Counter = Counter()
         self._dups: list[tuple[list, list, list, list]] = []
@@ -219,18 +223,15 @@ class _ChunkPairs:
                 (code[pairs[:, 0]] >= 0) & (code[pairs[:, 0]] == code[pairs[:, 1]])
             )
             # A notice titled after the other record goes to a person whatever its weight.
-            notice = np.asarray(feat.notice, dtype=bool)
-            one_notice = low & (notice[pairs[:, 0]] != notice[pairs[:, 1]])
+            one_notice = low & (self.notice[pairs[:, 0]] != self.notice[pairs[:, 1]])
             for k in np.flatnonzero(one_notice).tolist():
                 low[k] = not _notice_of(feat, int(pairs[k, 0]), int(pairs[k, 1]))
             # So does a republication (same title, authors, venue and length).
-            titles = np.asarray(feat.title, dtype=object)
-            same_title = low & (titles[pairs[:, 0]] == titles[pairs[:, 1]])
+            same_title = low & (self.titles[pairs[:, 0]] == self.titles[pairs[:, 1]])
             for k in np.flatnonzero(same_title).tolist():
                 low[k] = not _republished(feat, int(pairs[k, 0]), int(pairs[k, 1]))
-            if sets is not None:
-                set_of = np.asarray(sets, dtype=object)
-                a, b = set_of[pairs[:, 0]], set_of[pairs[:, 1]]
+            if self.set_of is not None:
+                a, b = self.set_of[pairs[:, 0]], self.set_of[pairs[:, 1]]
                 low &= ~((a != "") & (a == b))
             if self.decided:
                 low &= ~np.array([(i, j) in self.decided for i, j in pairs.tolist()], dtype=bool)
