@@ -131,16 +131,23 @@ def _sampler(dom: _Dom, settings: dict):
 
 
 class _Live:
-    """Both daemons answer (the liveness pings are exercised on the real testbed)."""
+    """Both daemons answer (the liveness pings are exercised on the real testbed); the VM's
+    QEMU either keeps using CPU or has used none since the start."""
 
     uris = {"A": None, "B": None}
+
+    def __init__(self, qemu_working: bool) -> None:
+        self.began, self.qemu_working = time.monotonic(), qemu_working
 
     def silent_s(self, host: str, now: float) -> float:
         return 0.0
 
+    def qemu_idle_s(self, now: float) -> float:
+        return 0.0 if self.qemu_working else now - self.began
 
-def _live() -> _Live:
-    return _Live()
+
+def _live(qemu_working: bool = False) -> _Live:
+    return _Live(qemu_working)
 
 
 def test_wait_loop_gives_up_on_frozen_counters_after_the_timeout() -> None:
@@ -182,6 +189,31 @@ def test_wait_loop_tells_a_hanging_call_from_a_stall() -> None:
         release.set()
         sampler.finish()
     assert verdict == "unanswered:A"
+
+
+@pytest.mark.parametrize("qemu_working", [False, True])
+def test_a_hanging_call_is_given_up_on_later_while_the_qemu_works(qemu_working) -> None:
+    # A job-statistics call held up by a QEMU that is busy (its CPU time advances) is not
+    # taken for a dead QEMU at two stall timeouts, only at BUSY_PENDING_FACTOR.
+    libvirt = pytest.importorskip("libvirt")
+    from migfw.testbed.migration_watchdog import BUSY_PENDING_FACTOR, PENDING_FACTOR, watch_call
+
+    settings = migration_settings({"stall_timeout_s": 1, "slow_stall_s": 0.5})
+    job = {"type": libvirt.VIR_DOMAIN_JOB_UNBOUNDED}
+    release = threading.Event()
+    moving = [{**job, **_stats(i * MIB, (99 - i) * MIB)} for i in range(1, 99)]
+    sampler = _sampler(_Dom(moving, block=release), settings)
+    done = threading.Event()
+    sampler.start()
+    try:
+        verdict = watch_call(done, sampler.watch, _live(qemu_working), "A", settings, 60)
+        waited = sampler.watch.pending_s(time.monotonic())
+    finally:
+        release.set()
+        sampler.finish()
+    assert verdict == "unanswered:A"
+    factor = BUSY_PENDING_FACTOR if qemu_working else PENDING_FACTOR
+    assert factor <= waited < factor + 1.0, waited
 
 
 def test_wait_loop_returns_when_the_call_returns() -> None:

@@ -16,8 +16,9 @@ Bounded in time (`ProgressWatch`, from the same job-statistics samples): a migra
 data processed stops increasing and whose remaining data stops decreasing for
 `stall_timeout_s` is aborted through libvirt (`abortJob`) and raises MigrationStalled
 ("migration stalled: no progress for N s", with the last job statistics); a job-statistics
-call that does not return for twice that long (PENDING_FACTOR) means the source's libvirtd
-or the VM's QEMU stopped answering (MigrationFailed naming which, `details["unresponsive"]`),
+call that does not return for twice that long (PENDING_FACTOR) while the VM's QEMU uses no
+CPU (or for six times that long: BUSY_PENDING_FACTOR) means the source's libvirtd or the VM's
+QEMU stopped answering (MigrationFailed naming which, `details["unresponsive"]`),
 and a libvirt connection whose keepalive times out (migfw.testbed.provision.connect) ends
 the migrate call. A migration that finishes but had a stretch without progress of
 `slow_stall_s` or more is marked slow (`watchdog.slow`; the trial flags it `migration_slow`).
@@ -99,7 +100,7 @@ def migrate(
     except BaseException:
         sconn.close()
         raise
-    liveness = Liveness({h: bed.hosts[h].uri for h in (source, destination)})
+    liveness = Liveness({h: bed.hosts[h].uri for h in (source, destination)}, (source, bed.vm_name))
     done: threading.Event | None = None
     recorder: PhaseRecorder | None = None
     sampler: JobSampler | None = None
@@ -227,8 +228,9 @@ def _give_up(
             why = f"no answer to a call for {silent:.0f} s"
         else:  # the daemon answers; its job-statistics call, i.e. the VM's QEMU, does not
             what = "the VM's QEMU"
-            why = (f"job statistics unanswered for {watch.pending_s(now):.0f} s while its "
-                   "libvirtd answers")  # fmt: skip
+            cpu_idle = liveness.qemu_idle_s(now)
+            why = (f"job statistics unanswered for {watch.pending_s(now):.0f} s, no CPU used "
+                   f"for {cpu_idle:.0f} s, while its libvirtd answers")  # fmt: skip
         details["unresponsive"] = {
             "what": what.removeprefix("the VM's "),
             "host": hung,

@@ -115,8 +115,12 @@ WATCH_PERIOD_S = 0.1
 SETUP_FACTOR = 3
 # A job-statistics call waits on QEMU's monitor, which a TCG QEMU held for 5.0 s early in a
 # healthy migration (the first after a re-provision; it then finished): a call pending this
-# many stall timeouts, not one, names the VM's QEMU as not answering.
+# many stall timeouts, not one, names the VM's QEMU as not answering - if it also used no CPU
+# for a stall timeout (stopped, or waiting on nothing). A QEMU that works while its monitor
+# is held (CI: 10 s and more on a loaded machine, then a healthy finish) is given up on only
+# after BUSY_PENDING_FACTOR stall timeouts.
 PENDING_FACTOR = 2
+BUSY_PENDING_FACTOR = 6
 LIVENESS_PERIOD_S = 1.0
 
 
@@ -127,17 +131,23 @@ class Liveness:
     answers or dies (then the connection is opened again). One connection per host, not one
     per question: over qemu+libssh each opening is an SSH login."""
 
-    def __init__(self, uris: dict[str, str]) -> None:
+    def __init__(self, uris: dict[str, str], vm: tuple[str, str] | None = None) -> None:
         self.uris = uris
+        self.vm = vm  # (host, domain name): the VM's QEMU whose CPU time is watched
         now = time.monotonic()
         self.last_answer = {h: now for h in uris}
         self.last_error: dict[str, str | None] = {h: None for h in uris}
+        self.cpu_ns: int | None = None
+        self.last_cpu_advance = now  # the VM's QEMU last seen using CPU
         self.stopped = threading.Event()
         self.lock = threading.Lock()
 
     def start(self) -> None:
         for host in self.uris:
             threading.Thread(target=self._run, args=(host,), name=f"liveness-{host}",
+                             daemon=True).start()  # fmt: skip
+        if self.vm is not None:
+            threading.Thread(target=self._run_cpu, name="liveness-qemu-cpu",
                              daemon=True).start()  # fmt: skip
 
     def stop(self) -> None:
@@ -166,9 +176,43 @@ class Liveness:
             with contextlib.suppress(libvirt.libvirtError):
                 conn.close()
 
+    def _run_cpu(self) -> None:
+        """The VM's QEMU's CPU time (virDomainGetInfo: read from the process, not asked of
+        QEMU's monitor, so it answers while a job-statistics call waits on that monitor),
+        over a connection of its own: a call held up here never silences the daemon's
+        liveness."""
+        import libvirt
+
+        host, name = self.vm or ("", "")
+        conn = None
+        while not self.stopped.is_set():
+            try:
+                if conn is None:
+                    conn = libvirt.open(self.uris[host])
+                cpu_ns = int(conn.lookupByName(name).info()[4])
+                with self.lock:
+                    if self.cpu_ns is not None and cpu_ns > self.cpu_ns:
+                        self.last_cpu_advance = time.monotonic()
+                    self.cpu_ns = cpu_ns
+            except libvirt.libvirtError:
+                if conn is not None:
+                    with contextlib.suppress(libvirt.libvirtError):
+                        conn.close()
+                conn = None
+            self.stopped.wait(LIVENESS_PERIOD_S)
+        if conn is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                conn.close()
+
     def silent_s(self, host: str, now: float) -> float:
         with self.lock:
             return now - self.last_answer[host]
+
+    def qemu_idle_s(self, now: float) -> float:
+        """Seconds since the VM's QEMU was last seen using CPU (since the start when never:
+        a stopped or unreadable QEMU shows no work)."""
+        with self.lock:
+            return now - self.last_cpu_advance
 
 
 def watch_call(
@@ -181,7 +225,8 @@ def watch_call(
 ) -> str | None:
     """Wait for the migrate call; None when it returned, else why to give up on it:
     `stalled` (samples show no progress), `unanswered:<host>` (that host's libvirtd answers
-    nothing, or - the source - a job-statistics call hangs) or `timeout`. `watch` is the
+    nothing, or - the source - a job-statistics call hangs while the VM's QEMU uses no CPU,
+    or hangs BUSY_PENDING_FACTOR stall timeouts in all) or `timeout`. `watch` is the
     migration's ProgressWatch (its JobSampler's `watch`)."""
     limit = settings["stall_timeout_s"]
     deadline = time.monotonic() + timeout_s
@@ -190,7 +235,10 @@ def watch_call(
         for host in liveness.uris:
             if liveness.silent_s(host, now) >= limit:
                 return f"unanswered:{host}"
-        if watch.pending_s(now) >= PENDING_FACTOR * limit:
+        pending = watch.pending_s(now)
+        if pending >= PENDING_FACTOR * limit and (
+            liveness.qemu_idle_s(now) >= limit or pending >= BUSY_PENDING_FACTOR * limit
+        ):
             return f"unanswered:{source}"  # the source's QEMU (or its libvirtd)
         if watch.idle_s(now) >= (limit if watch.streaming else SETUP_FACTOR * limit):
             return "stalled"
