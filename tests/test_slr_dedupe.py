@@ -834,6 +834,30 @@ def test_many_exact_copies_are_one_cluster_without_pairwise_work(tmp_path: Path)
     assert result.merged.iloc[0].n_records == n
 
 
+def test_export_with_no_duplicate_but_exact_copies_trains_and_links_only_the_copies(
+    tmp_path: Path,
+) -> None:
+    """A clean export (distinct works, some exported twice): once the copies are folded,
+    the training input has no deterministic duplicate, whose estimated prior of 0 made
+    Splink fail (log of 0) with a traceback. Known truth by construction."""
+    import random
+
+    rnd = random.Random(3)
+    words = [f"word{rnd.randrange(10**6):06d}" for _ in range(400)]
+    records, copies = [], 0
+    for i in range(600):  # above MIN_RECORDS_TO_TRAIN with the copies, so the model trains
+        rec = {"TI": " ".join(rnd.choice(words) for _ in range(8)),
+               "AU": [f"Author{rnd.randrange(300)}, {chr(65 + k)}." for k in range(3)],
+               "PY": str(2000 + i % 20), "T2": f"Journal {i % 50}", "SP": str(i % 300 + 1)}  # fmt: skip
+        records.append(rec)
+        if i % 3 == 0:
+            records.append({**rec, "TI": rec["TI"].upper() + "."})  # the same after folding
+            copies += 1
+    result = deduplicate(read_exports([_ris(tmp_path / "clean.ris", records)]))
+    assert result.stats["records"] == 800 and result.stats["clusters"] == 800 - copies
+    assert len(result.links[result.links.decision == DUPLICATE]) == copies
+
+
 # ---------------------------------------------------------------- linkage model, evaluation
 
 

@@ -12,7 +12,6 @@ import ipaddress
 import json
 import math
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 from migfw.errors import MigfwError
 from migfw.measure.capture import Echoes, echo_destinations, read_echoes
 from migfw.measure.capture.aot import kernel
+from migfw.scratch import scratch
 
 _USEQ_BIAS = np.int64(1) << 43  # keeps (ident, unwrapped seq) keys positive
 LATE_MARGIN_S = 0.020  # a reply this much slower than the median RTT (and 3x it) is late
@@ -270,7 +270,7 @@ def _regular_file(path: str) -> Iterator[str]:
     if regular or not Path(path).exists():
         yield path  # the reader names a missing file itself
         return
-    with tempfile.TemporaryDirectory(prefix="migfw-probes-") as tmp:
+    with scratch("probes") as tmp:
         copy = Path(tmp) / "capture"
         try:
             with open(path, "rb") as src, open(copy, "wb") as dst:

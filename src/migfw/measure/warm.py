@@ -11,9 +11,10 @@ the JIT path (cached) serves.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
+
+from migfw.scratch import scratch
 
 
 def warm_jit() -> float:
@@ -24,7 +25,7 @@ def warm_jit() -> float:
 
     t0 = time.perf_counter()
     warm_up()
-    with tempfile.TemporaryDirectory(prefix="migfw-warm-") as tmp:
+    with scratch("warm") as tmp:
         spec = crafted_spec("warm/i0.5-r01", factors={"interval_s": 0.5})
         craft_trial(spec, Path(tmp) / spec.trial_id)
         trial_metrics(Path(tmp) / spec.trial_id)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 from migfw.errors import MigfwError
+from migfw.scratch import scratch
 
 BROWSERS = ["chromium", "chromium-browser", "google-chrome"]
 # No background traffic: this machine may have no network, and nothing should leave it.
@@ -33,7 +33,7 @@ def find_browser() -> str:
 
 
 def _chromium(browser: str, args: list[str], timeout: int = 120) -> subprocess.CompletedProcess:
-    with tempfile.TemporaryDirectory(prefix="migfw-chromium-") as profile:
+    with scratch("chromium") as profile:
         cmd = [browser, *FLAGS, f"--user-data-dir={profile}", *args]
         try:
             return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)

@@ -12,13 +12,13 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from migfw.errors import MigfwError
 from migfw.io import write_json
+from migfw.scratch import scratch
 
 QEMU = "qemu-system-x86_64"
 
@@ -40,7 +40,7 @@ def try_kvm(kernel: Path, initrd: Path, timeout: float = 10.0) -> tuple[bool, st
         os.close(fd)
     except OSError as exc:
         return False, f"/dev/kvm: {exc.strerror}"
-    with tempfile.TemporaryDirectory(prefix="migfw-kvm-") as tmp:
+    with scratch("kvm") as tmp:
         serial = Path(tmp) / "serial.log"
         proc = subprocess.Popen(
             [

@@ -17,13 +17,13 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from migfw.errors import MigfwError
 from migfw.io import atomic_write, sha256_file, write_json
+from migfw.scratch import scratch
 
 RESOURCES = Path(__file__).resolve().parents[3] / "resources"
 GUEST_RESOURCES = RESOURCES / "guest"
@@ -286,7 +286,7 @@ def build_image(out: Path, cache: Path, kernel_meta: str, vm_addresses: list[str
             return old
     started = time.monotonic()
     debs = download(packages, cache)
-    with tempfile.TemporaryDirectory(prefix="migfw-guest-") as tmp:
+    with scratch("guest") as tmp:
         tree = Path(tmp) / "tree"
         root = Path(tmp) / "root"
         for deb in debs.values():

@@ -11,12 +11,12 @@ import argparse
 import ipaddress
 import re
 import subprocess
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 from migfw.errors import MigfwError
 from migfw.io import atomic_write
+from migfw.scratch import scratch
 from migfw.testbed.ruleset import (
     ICMP_TYPES,
     NFT_TABLE,
@@ -307,7 +307,7 @@ def check_nft(text: str) -> None:
     """`nft -c -f` the text in a throwaway network namespace; MigfwError names the bad line."""
     from migfw.testbed.netns import netns_argv, temporary_netns
 
-    with tempfile.TemporaryDirectory(prefix="migfw-nft-") as tmp:
+    with scratch("nft") as tmp:
         path = Path(tmp) / "ruleset.nft"
         path.write_text(text, encoding="utf-8")
         with temporary_netns("mfwchk") as ns:

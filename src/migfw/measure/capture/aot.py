@@ -16,7 +16,6 @@ import importlib
 import importlib.machinery
 import importlib.util
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from pathlib import Path
 from types import ModuleType
 
 from migfw.measure.capture.jit import KERNEL_MODULES, realise
+from migfw.scratch import scratch
 
 # Exported name -> (module, kernel).
 EXPORTS = {
@@ -119,7 +119,7 @@ def build() -> Path:
 
     name = module_name()
     dest = module_path(name)
-    with tempfile.TemporaryDirectory(prefix="migfw-aot-", dir=dest.parent) as tmp:
+    with scratch("aot", dest.parent) as tmp:
         cc = CC(name)  # generic x86-64 code by default: runs on any node of a cluster
         cc.output_dir = tmp
         cc.verbose = False

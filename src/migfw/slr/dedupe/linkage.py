@@ -28,7 +28,6 @@ import json
 import logging
 import math
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ import numpy as np
 import pandas as pd
 import pyarrow
 
+from migfw.scratch import scratch_dir
 from migfw.slr.dedupe.features import _Features, _per_distinct
 
 MIN_RECORDS_TO_TRAIN = 400  # fewer records: EM has too few duplicates to learn from
@@ -302,6 +302,11 @@ def train(table: pd.DataFrame, db_api: Any = None, seed: int = 1, sampled: bool 
     linker.training.estimate_probability_two_random_records_match(
         [block_on("doi"), block_on("title", "year")], recall=DETERMINISTIC_RECALL
     )
+    # An input without one deterministic duplicate (a clean export: every copy folded
+    # before training) estimates 0, whose log-odds Splink cannot take: at most one pair.
+    pairs = max(1, n * (n - 1) // 2)
+    prior = linker._settings_obj._probability_two_random_records_match
+    linker._settings_obj._probability_two_random_records_match = min(max(prior, 1 / pairs), 0.99)
     linker.training.estimate_u_using_random_sampling(
         max_pairs=min(U_SAMPLE_PAIRS, n * (n - 1) // 2),
         seed=seed,
@@ -463,7 +468,7 @@ class PairScorer:
 
         from migfw.slr.dedupe.features import _take
 
-        self.folder = tempfile.mkdtemp(prefix="migfw-duckdb-")
+        self.folder = scratch_dir("duckdb")
         con = duckdb.connect(str(Path(self.folder) / "records.duckdb"))
         try:
             con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")

@@ -4,7 +4,8 @@
 
 from __future__ import annotations
 
-import tempfile
+import shutil
+import weakref
 from collections.abc import Iterator
 from typing import IO
 
@@ -13,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 from pandas.api.types import union_categoricals
 
+from migfw.scratch import scratch_dir
 from migfw.slr.dedupe.result import BLOCKED, LINK_COLUMNS
 from migfw.slr.dedupe.scoring import SIM_COLUMNS
 
@@ -87,7 +89,9 @@ class LinkStore:
             if total
             else np.empty(0, dtype=np.int64)
         )
-        self._dir = tempfile.TemporaryDirectory(prefix="migfw-links-")
+        self._dir = scratch_dir("links")
+        # Removed on close, or when the store is collected unclosed (as TemporaryDirectory).
+        self._remove_dir = weakref.finalize(self, shutil.rmtree, self._dir, ignore_errors=True)
         self._writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
         self.blocked: dict[int, str] = {}  # i * n + j -> why the cluster check refused it
         self.rows = 0
@@ -113,7 +117,7 @@ class LinkStore:
         bucket = np.searchsorted(self.bounds, self.rank[frame["_i"].to_numpy()], side="right")
         for b in np.unique(bucket).tolist():
             if b not in self._writers:
-                path = f"{self._dir.name}/{b:04d}.arrow"
+                path = f"{self._dir}/{b:04d}.arrow"
                 self._writers[b] = pa.ipc.new_stream(path, _SCHEMA)
             self._writers[b].write_table(table.take(np.flatnonzero(bucket == b)))
         self.rows += len(frame)
@@ -132,7 +136,7 @@ class LinkStore:
         self._close_writers()
         n = len(self.ids)
         for b in sorted(self._writers):
-            with pa.ipc.open_stream(f"{self._dir.name}/{b:04d}.arrow") as reader:
+            with pa.ipc.open_stream(f"{self._dir}/{b:04d}.arrow") as reader:
                 frame = reader.read_all().to_pandas()
             i, j = frame.pop("_i").to_numpy(np.int64), frame.pop("_j").to_numpy(np.int64)
             if self.blocked:
@@ -165,4 +169,4 @@ class LinkStore:
 
     def close(self) -> None:
         self._close_writers()
-        self._dir.cleanup()
+        self._remove_dir()

@@ -10,13 +10,13 @@ import argparse
 from pathlib import Path
 
 from migfw.errors import MigfwError
+from migfw.scratch import scratch
 from migfw.testbed.placements import TrialContext, get, names
 
 
 def deploy_placement(config: str | Path, placement: str, out: str | Path) -> None:
     """Rule deploy_placement: the ruleset deployed where `placement` puts it on the testbed
     of `config`, proved with packets; the rules and checks written to `out` (JSON)."""
-    import tempfile
     import time
 
     from migfw.io import write_json
@@ -39,7 +39,7 @@ def deploy_placement(config: str | Path, placement: str, out: str | Path) -> Non
         current = find_vm(bed)
         if current is None:
             raise MigfwError(f"VM {bed.vm_name} is not running on exactly one host")
-        with tempfile.TemporaryDirectory(prefix="migfw-placement-") as tmp:
+        with scratch("placement") as tmp:
             log = EventLog(Path(tmp) / "events.jsonl")
             plc = cls(TrialContext(cfg, bed, current, log, Path(tmp)))
             try:
