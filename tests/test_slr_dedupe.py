@@ -848,7 +848,8 @@ def test_export_with_no_duplicate_but_exact_copies_trains_and_links_only_the_cop
     for i in range(600):  # above MIN_RECORDS_TO_TRAIN with the copies, so the model trains
         rec = {"TI": " ".join(rnd.choice(words) for _ in range(8)),
                "AU": [f"Author{rnd.randrange(300)}, {chr(65 + k)}." for k in range(3)],
-               "PY": str(2000 + i % 20), "T2": f"Journal {i % 50}", "SP": str(i % 300 + 1)}  # fmt: skip
+               "PY": str(2000 + i % 20), "T2": f"Journal {i % 50}",
+               "SP": str(i % 300 + 1)}  # fmt: skip
         records.append(rec)
         if i % 3 == 0:
             records.append({**rec, "TI": rec["TI"].upper() + "."})  # the same after folding
