@@ -834,6 +834,11 @@ def test_many_exact_copies_are_one_cluster_without_pairwise_work(tmp_path: Path)
     assert result.merged.iloc[0].n_records == n
 
 
+def _word(rnd) -> str:
+    """A random lowercase word (no shared stem that would make two such titles alike)."""
+    return "".join(rnd.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rnd.randint(4, 10)))
+
+
 def test_export_with_no_duplicate_but_exact_copies_trains_and_links_only_the_copies(
     tmp_path: Path,
 ) -> None:
@@ -843,11 +848,11 @@ def test_export_with_no_duplicate_but_exact_copies_trains_and_links_only_the_cop
     import random
 
     rnd = random.Random(3)
-    words = [f"word{rnd.randrange(10**6):06d}" for _ in range(400)]
+    words = [_word(rnd) for _ in range(400)]
     records, copies = [], 0
     for i in range(600):  # above MIN_RECORDS_TO_TRAIN with the copies, so the model trains
         rec = {"TI": " ".join(rnd.choice(words) for _ in range(8)),
-               "AU": [f"Author{rnd.randrange(300)}, {chr(65 + k)}." for k in range(3)],
+               "AU": [f"{_word(rnd).title()}, {chr(65 + k)}." for k in range(3)],
                "PY": str(2000 + i % 20), "T2": f"Journal {i % 50}",
                "SP": str(i % 300 + 1)}  # fmt: skip
         records.append(rec)
@@ -857,6 +862,20 @@ def test_export_with_no_duplicate_but_exact_copies_trains_and_links_only_the_cop
     result = deduplicate(read_exports([_ris(tmp_path / "clean.ris", records)]))
     assert result.stats["records"] == 800 and result.stats["clusters"] == 800 - copies
     assert len(result.links[result.links.decision == DUPLICATE]) == copies
+
+
+def test_one_doi_on_hundreds_of_different_titles_trains_and_merges_none(tmp_path: Path) -> None:
+    """A stub or proceedings DOI on 600 different works: more DOI pairs than Splink's
+    recall allows for its prior (it raised ValueError, a traceback); none is a duplicate."""
+    import random
+
+    rnd = random.Random(4)
+    words = [_word(rnd) for _ in range(400)]
+    records = [{"TI": " ".join(rnd.choice(words) for _ in range(6)), "DO": "10.1000/stub",
+                "AU": f"{_word(rnd).title()}, A.", "PY": "2011"} for _ in range(600)]  # fmt: skip
+    result = deduplicate(read_exports([_ris(tmp_path / "stub.ris", records)]))
+    assert result.stats["clusters"] == 600
+    assert not (result.links.decision == DUPLICATE).any()
 
 
 # ---------------------------------------------------------------- linkage model, evaluation

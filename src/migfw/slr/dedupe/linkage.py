@@ -299,9 +299,17 @@ def train(table: pd.DataFrame, db_api: Any = None, seed: int = 1, sampled: bool 
         table = table.iloc[rows].reset_index(drop=True)
     linker = _linker(table, _settings(_dialect(db_api)), db_api)
     n = len(table)
-    linker.training.estimate_probability_two_random_records_match(
-        [block_on("doi"), block_on("title", "year")], recall=DETERMINISTIC_RECALL
-    )
+    # A DOI shared by hundreds of records (a journal's stub DOI, a proceedings volume's)
+    # makes more "deterministic" pairs than the recall allows, and Splink refuses: then
+    # the titles alone, then Splink's default prior.
+    for rules in ([block_on("doi"), block_on("title", "year")], [block_on("title", "year")]):
+        try:
+            linker.training.estimate_probability_two_random_records_match(
+                rules, recall=DETERMINISTIC_RECALL
+            )
+            break
+        except ValueError as exc:
+            logging.getLogger(__name__).debug("prior from %s refused: %s", rules, exc)
     # An input without one deterministic duplicate (a clean export: every copy folded
     # before training) estimates 0, whose log-odds Splink cannot take: at most one pair.
     pairs = max(1, n * (n - 1) // 2)
