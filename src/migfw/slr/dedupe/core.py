@@ -76,7 +76,8 @@ def deduplicate(
     t0 = time.perf_counter()
     feat = _features(records)
     n = len(records)
-    index = {rid: k for k, rid in enumerate(feat.ids)}
+    # Record numbers by id, for a person's decisions only (a dict per record otherwise).
+    index = {rid: k for k, rid in enumerate(feat.ids)} if decisions else {}
     named = {index[r] for a, b, _ in decisions or [] for r in (a, b) if r in index}
     if sets is not None:
         # Identical records of one set are two works by the set's own account: no folding.
@@ -207,8 +208,8 @@ class _ChunkPairs:
         self.feat, self.sets, self.decided, self.params = feat, sets, decided, params
         self.store = store
         # Per-record arrays the pair masks index, built once for all chunks.
-        self.notice = np.asarray(feat.notice, dtype=bool)
-        self.titles = np.asarray(feat.title, dtype=object)
+        self.notice = feat.notice.objects(bool)
+        self.titles = feat.title.objects()
         self.set_of = np.asarray(sets, dtype=object) if sets is not None else None
         self.held: dict[tuple[int, int], dict] = {}
         self.counts: Counter = Counter()

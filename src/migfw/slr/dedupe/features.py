@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -149,99 +150,202 @@ def _venue_type(venue: str, entry_type: str) -> str:
     return ""
 
 
+class _Column(Sequence):
+    """One feature of every record, as int32 codes into a table of its values (one
+    Python object per distinct value, 4 bytes per record): a list held a pointer and
+    often a new object per record, ~120 MiB for the features of 100,000 records.
+    Indexing and iteration give the values, as a list would."""
+
+    __slots__ = ("codes", "values")
+
+    def __init__(self, codes: array, values: list) -> None:
+        self.codes = codes  # array('i'): indexing gives Python ints (fast per pair)
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, i: Any) -> Any:
+        return self.values[self.codes[i]]
+
+    def __iter__(self) -> Iterator:
+        values = self.values
+        return (values[c] for c in self.codes)
+
+    def numpy_codes(self) -> np.ndarray:
+        return np.frombuffer(self.codes, dtype=np.int32)
+
+    def objects(self, dtype: Any = object) -> np.ndarray:
+        """The values of all records as one numpy array (vectorised masks)."""
+        table = np.empty(len(self.values), dtype=object)
+        table[:] = self.values
+        return table[self.numpy_codes()].astype(dtype, copy=False)
+
+    def map(self, function: Callable[[Any], Any], by_value: bool = False) -> _Column:
+        """`function` of each record's value, computed once per table entry; with
+        `by_value`, equal results share one entry (hashable results)."""
+        results = [function(v) for v in self.values]
+        if not by_value:
+            return _Column(self.codes, results)
+        return _recoded(self.numpy_codes(), results)
+
+    def take(self, idx: np.ndarray) -> _Column:
+        return _Column(array("i", self.numpy_codes()[idx].tobytes()), self.values)
+
+
+def _recoded(codes: np.ndarray, results: list) -> _Column:
+    """A column whose table entries are `results` (indexed by `codes`) with equal
+    results merged into one entry."""
+    first: dict[Any, int] = {}
+    remap = np.array([first.setdefault(r, len(first)) for r in results], dtype=np.int32)
+    values = list(first)
+    return _Column(array("i", remap[codes].tobytes()), values)
+
+
+def _per_distinct(
+    values: Iterable[Hashable], function: Callable[[Any], Any], by_value: bool = False
+) -> _Column:
+    """`function` of each value, computed once per distinct value: records of one venue
+    (or page range) share one key object instead of a new list or string each (and
+    each is computed once: venues repeat thousands of times in a large search). With
+    `by_value`, equal results (two spellings of one title key) share one entry."""
+    cache: dict[Any, int] = {}
+    table: list = []
+    codes = array("i")
+    for value in values:
+        code = cache.get(value)
+        if code is None:
+            code = cache[value] = len(table)
+            table.append(function(value))
+        codes.append(code)
+    column = _Column(codes, table)
+    if by_value:
+        return _recoded(column.numpy_codes(), table)
+    return column
+
+
 @dataclass
 class _Features:
     ids: list[str]
-    title: list[str]  # folded title (matching)
-    numbers: list[frozenset]  # numbers in the title
-    generic: list[bool]  # title names a kind of item or the venue: no merge on it
-    doi: list[str]
-    doi_base: list[str]
+    title: _Column  # folded title (matching)
+    numbers: _Column  # frozenset of numbers in the title
+    generic: _Column  # bool: title names a kind of item or the venue: no merge on it
+    doi: _Column
+    doi_base: _Column
     doi_code: np.ndarray  # doi_base as integer codes, -1 = no DOI
-    authors: list[list[str]]  # surname keys in order
-    tokens: list[frozenset]  # all name tokens (surnames and given names)
-    year: list[int]  # 0 = unknown
-    venue: list[str]
-    vtype: list[str]
-    volume: list[str]
-    issue: list[str]
-    page: list[str]  # start page
-    variants: list[list[str]]  # title keys incl. bracketed translated titles
-    tail: list[str]  # title key after a heading ("Column: <title>"), '' = no heading
-    vtokens: list[list[str]]  # venue words for abbreviation matching
-    notice: list[bool]  # erratum / retraction / comment / reply
-    language: list[str]  # of the title, from its function words ('' = cannot tell)
-    pages: list[str]  # whole normalised range
+    authors: _Column  # list of surname keys in order
+    tokens: _Column  # frozenset of all name tokens (surnames and given names)
+    year: _Column  # int, 0 = unknown
+    venue: _Column
+    vtype: _Column
+    volume: _Column
+    issue: _Column
+    page: _Column  # start page
+    variants: _Column  # list of title keys incl. bracketed translated titles
+    tail: _Column  # title key after a heading ("Column: <title>"), '' = no heading
+    vtokens: _Column  # list of venue words for abbreviation matching
+    notice: _Column  # bool: erratum / retraction / comment / reply
+    language: _Column  # of the title, from its function words ('' = cannot tell)
+    pages: _Column  # whole normalised range
     page_code: np.ndarray  # start page as integer codes, -1 = none
     volume_code: np.ndarray  # volume as integer codes, -1 = none
     multi_title: np.ndarray  # record has more than one title variant
 
 
+SLICE = 10_000  # records whose text cells are Python strings at a time
+
+
+def _texts(records: pd.DataFrame, column: str) -> Iterator[str]:
+    """text_column's strings, made SLICE records at a time (not a list of all)."""
+    for start in range(0, len(records), SLICE):
+        yield from text_column(records.iloc[start : start + SLICE], column)
+
+
+def _year(value: Any) -> int:
+    try:
+        return 0 if pd.isna(value) else int(value)
+    except (TypeError, ValueError):
+        match = re.search(r"\d{4}", str(value))
+        return int(match.group(0)) if match else 0
+
+
 def _features(records: pd.DataFrame) -> _Features:
-    raw_titles = text_column(records, "title")
     # Per distinct value (copies of one work repeat their fields): one key object shared
-    # by every record that has it, computed once.
-    titles = _per_distinct(raw_titles, title_key)
-    venues = _per_distinct(text_column(records, "venue"), _fold)
-    etypes = text_column(records, "entry_type")
-    dois = []
-    for raw in text_column(records, "doi"):
-        # A stub DOI ("10.17705/1cais", a journal's prefix) simply differs from the article
-        # DOI and so blocks the merge: the safe outcome.
-        dois.append(normalise_doi(raw) if raw else "")
-    years = []
-    for value in records["year"].tolist() if "year" in records.columns else [None] * len(titles):
-        try:
-            years.append(0 if pd.isna(value) else int(value))
-        except (TypeError, ValueError):
-            match = re.search(r"\d{4}", str(value))
-            years.append(int(match.group(0)) if match else 0)
-    names_of = _per_distinct(text_column(records, "authors"), _author_names)
-    authors = [keys for keys, _ in names_of]
-    tokens = [toks for _, toks in names_of]
+    # by every record that has it, computed once; the raw cells are read a slice at a time.
+    raw_titles = _per_distinct(_texts(records, "title"), lambda t: t)
+    canonical: dict[str, str] = {}  # one string object per distinct title key
+    title_of_raw = [canonical.setdefault(k, k) for k in map(title_key, raw_titles.values)]
+    del canonical
+    titles = _recoded(raw_titles.numpy_codes(), title_of_raw)
+    venues = _per_distinct(_texts(records, "venue"), _fold, by_value=True)
+    etypes = _per_distinct(_texts(records, "entry_type"), lambda e: e)
+    # A stub DOI ("10.17705/1cais", a journal's prefix) simply differs from the article
+    # DOI and so blocks the merge: the safe outcome.
+    dois = _per_distinct(_texts(records, "doi"), lambda r: normalise_doi(r) if r else "", True)
+    if "year" in records.columns:
+        years = _per_distinct(_cells(records["year"]), _year, by_value=True)
+    else:
+        years = _Column(array("i", bytes(4 * len(records))), [0])
+    names_of = _per_distinct(_texts(records, "authors"), _author_names)
+    authors = names_of.map(lambda kt: kt[0])
+    tokens = names_of.map(lambda kt: kt[1], by_value=True)
     del names_of
-    bases = [_doi_base(d) for d in dois]
-    generic = []
-    for title, venue in zip(titles, venues, strict=True):
-        words = title.split()
-        generic.append(
+    bases = dois.map(_doi_base, by_value=True)
+
+    def is_generic(title: str, venue: str) -> bool:
+        return (
             title in _GENERIC_TITLES
-            or len(words) < 2
+            or len(title.split()) < 2
             or bool(venue and (title == venue or (title.startswith(venue) and len(venue) > 15)))
         )
+
+    generic = _per_distinct(
+        zip(titles.codes, venues.codes, strict=True),
+        lambda tv: is_generic(titles.values[tv[0]], venues.values[tv[1]]),
+        by_value=True,
+    )
+    # A volume that is just the year ("2016") is a locator nobody else uses.
+    raw_volumes = _per_distinct(_texts(records, "volume"), _first_number)
+    volumes = _per_distinct(
+        zip(raw_volumes.codes, years.codes, strict=True),
+        lambda vy: _volume(raw_volumes.values[vy[0]], years.values[vy[1]]),
+        by_value=True,
+    )
+    raw_pages = _per_distinct(_texts(records, "pages"), lambda p: p)
     feat = _Features(
         ids=text_column(records, "record_id"),
         title=titles,
-        numbers=_per_distinct(titles, lambda t: _title_numbers(t) or _NO_NUMBERS),
+        numbers=titles.map(lambda t: _title_numbers(t) or _NO_NUMBERS),
         generic=generic,
         doi=dois,
         doi_base=bases,
-        doi_code=pd.factorize(pd.Series(bases, dtype=object).replace("", None))[0],
+        doi_code=_codes(bases),
         authors=authors,
         tokens=tokens,
         year=years,
         venue=venues,
-        vtype=[_venue_type(v, e) for v, e in zip(venues, etypes, strict=True)],
-        volume=[
-            # A volume that is just the year ("2016") is a locator nobody else uses.
-            "" if v and v == str(y) else v
-            for v, y in zip(
-                (_first_number(v) for v in text_column(records, "volume")), years, strict=True
-            )
-        ],
-        issue=_per_distinct(text_column(records, "issue"), _first_number),
-        page=_per_distinct(text_column(records, "pages"), _start_page),
-        variants=_per_distinct(
-            raw_titles, lambda t: title_variants(t) if "[" in t else [title_key(t)]
+        vtype=_per_distinct(
+            zip(venues.codes, etypes.codes, strict=True),
+            lambda ve: _venue_type(venues.values[ve[0]], etypes.values[ve[1]]),
+            by_value=True,
         ),
-        tail=_per_distinct(raw_titles, _after_heading),
+        volume=volumes,
+        issue=_per_distinct(_texts(records, "issue"), _first_number, by_value=True),
+        page=raw_pages.map(_start_page, by_value=True),
+        # The title key itself when there are no brackets (one string, not two).
+        variants=_Column(
+            raw_titles.codes,
+            [
+                title_variants(raw) if "[" in raw else [key]
+                for raw, key in zip(raw_titles.values, title_of_raw, strict=True)
+            ],
+        ),
+        tail=raw_titles.map(_after_heading, by_value=True),
         # From the folded venue (already accent- and punctuation-free): cheap.
-        vtokens=_per_distinct(venues, lambda v: [w for w in v.split() if w not in VENUE_STOP]),
-        notice=[bool(_NOTICE_RE.match(t)) for t in titles],
-        language=_per_distinct(titles, _language),
-        pages=_per_distinct(
-            text_column(records, "pages"), lambda p: normalise_pages(p).lower() if p else ""
-        ),
+        vtokens=venues.map(lambda v: [w for w in v.split() if w not in VENUE_STOP]),
+        notice=titles.map(lambda t: bool(_NOTICE_RE.match(t)), by_value=True),
+        language=titles.map(_language, by_value=True),
+        pages=raw_pages.map(lambda p: normalise_pages(p).lower() if p else "", by_value=True),
         page_code=np.empty(0, dtype=np.int64),
         volume_code=np.empty(0, dtype=np.int64),
         multi_title=np.empty(0, dtype=bool),
@@ -250,6 +354,16 @@ def _features(records: pd.DataFrame) -> _Features:
     feat.volume_code = _codes(feat.volume)
     feat.multi_title = np.array([len(v) > 1 for v in feat.variants], dtype=bool)
     return feat
+
+
+def _cells(column: pd.Series) -> Iterator[Any]:
+    """A column's cells, SLICE at a time (each slice's Python objects freed after it)."""
+    for start in range(0, len(column), SLICE):
+        yield from column.iloc[start : start + SLICE].tolist()
+
+
+def _volume(volume: str, year: int) -> str:
+    return "" if volume and volume == str(year) else volume
 
 
 _NO_NUMBERS: frozenset = frozenset()
@@ -282,22 +396,9 @@ def _author_names(raw: str) -> tuple[list[str], frozenset]:
     return keys, frozenset(toks - {"and", "et", "al"})
 
 
-def _per_distinct(values: list[str], function: Callable[[str], Any]) -> list:
-    """`function` of each value, computed once per distinct value: records of one venue
-    (or page range) share one key object instead of a new list or string each (and
-    each is computed once: venues repeat thousands of times in a large search)."""
-    cache: dict[str, Any] = {}
-    out = []
-    for value in values:
-        if value not in cache:
-            cache[value] = function(value)
-        out.append(cache[value])
-    return out
-
-
-def _codes(values: list[str]) -> np.ndarray:
-    """Integer codes of equal values; -1 for empty."""
-    return pd.factorize(pd.Series(values, dtype=object).replace("", None))[0]
+def _codes(values: _Column) -> np.ndarray:
+    """Integer codes of equal values (in order of first appearance); -1 for empty."""
+    return pd.factorize(pd.Series(values.objects(), dtype=object).replace("", None))[0]
 
 
 def _take(feat: _Features, idx: np.ndarray) -> _Features:
@@ -307,6 +408,8 @@ def _take(feat: _Features, idx: np.ndarray) -> _Features:
         values = getattr(feat, f.name)
         if isinstance(values, np.ndarray):
             out[f.name] = values[idx]
+        elif isinstance(values, _Column):  # the codes only: tables are shared
+            out[f.name] = values.take(idx)
         else:
             out[f.name] = [values[i] for i in idx.tolist()]
     return _Features(**out)

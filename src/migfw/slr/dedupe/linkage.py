@@ -36,7 +36,7 @@ import pandas as pd
 import pyarrow
 
 from migfw.scratch import scratch_dir
-from migfw.slr.dedupe.features import _Features, _per_distinct
+from migfw.slr.dedupe.features import _Features
 
 MIN_RECORDS_TO_TRAIN = 400  # fewer records: EM has too few duplicates to learn from
 U_SAMPLE_PAIRS = 100_000  # random pairs for the u probabilities (a rare level: floored)
@@ -229,7 +229,7 @@ def record_table(feat: _Features) -> pd.DataFrame:
             "vtype": [none(v) for v in feat.vtype],
             "vkeys": per_venue(lambda t: _venue_keys(t) or None),
             "vwords": per_venue(lambda t: sorted(set(t)) or None),
-            "names": _per_distinct(feat.tokens, lambda t: sorted(t) or None),
+            "names": list(feat.tokens.map(lambda t: sorted(t) or None)),
             "volume": [none(v) for v in feat.volume],
             "page": [none(p) for p in feat.page],
             "doi": [none(d) for d in feat.doi_base],

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from rapidfuzz import fuzz
 
-from migfw.slr.dedupe.features import _Features
+from migfw.slr.dedupe.features import _Column, _Features
 from migfw.slr.dedupe.result import DISTINCT, DUPLICATE, MAYBE
 from migfw.slr.dedupe.siblings import _notice_of, _one_work, _republication, _republished
 from migfw.slr.normalise import venue_abbreviation_match
@@ -360,13 +360,13 @@ def _distinct_rows(feat: _Features, pairs: np.ndarray, weights: np.ndarray) -> p
     sums of a few level weights, so few distinct values: each text is formatted once."""
     i, j = pairs[:, 0], pairs[:, 1]
 
-    def states(values: list[str]) -> np.ndarray:
-        array = np.asarray(values, dtype=object)
+    def states(values: _Column) -> np.ndarray:
+        array = values.objects()
         return _states(array[i], array[j])
 
-    def joined(values: list[str]) -> np.ndarray:
+    def joined(values: _Column) -> np.ndarray:
         """'a|b' of each pair's two values, one string per distinct pair of values."""
-        codes, names = pd.factorize(pd.Series(values, dtype=object))
+        codes, names = pd.factorize(pd.Series(values.objects(), dtype=object))
         both = codes[i].astype(np.int64) * len(names) + codes[j]
         return _shared_text(both, lambda k: f"{names[k // len(names)]}|{names[k % len(names)]}")
 
@@ -376,7 +376,7 @@ def _distinct_rows(feat: _Features, pairs: np.ndarray, weights: np.ndarray) -> p
         "rule": _shared_text(weights, lambda w: f"splink:{w:+.1f}"),
         "decided_by": np.full(len(i), "model", dtype=object),
         "doi": states(feat.doi),
-        "year": joined([str(y) if y else "" for y in feat.year]),
+        "year": joined(feat.year.map(lambda y: str(y) if y else "")),
         "pages": states(feat.page), "volume": states(feat.volume),
         "issue": states(feat.issue), "venue_type": joined(feat.vtype),
     }  # fmt: skip
