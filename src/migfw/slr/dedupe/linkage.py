@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import shutil
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -237,7 +238,52 @@ def record_table(feat: _Features) -> pd.DataFrame:
     )
 
 
-def _linker(table: pd.DataFrame, settings: Any, db_api: Any = None) -> Any:
+def _feature_slices(feat: _Features, rows: np.ndarray | None = None) -> Iterator[pd.DataFrame]:
+    """record_table of `rows` of `feat` (default: all; unique ids = the rows), TABLE_SLICE
+    records at a time."""
+    from migfw.slr.dedupe.features import _take
+
+    rows = np.arange(len(feat.ids)) if rows is None else rows
+    for start in range(0, len(rows), TABLE_SLICE):
+        part = rows[start : start + TABLE_SLICE]
+        table = record_table(_take(feat, part))
+        table["unique_id"] = part.astype(np.int64)
+        yield table
+
+
+def _record_database(slices: Iterable[pd.DataFrame]) -> tuple[Any, str]:
+    """A DuckDB database file in a new temporary folder holding the record table
+    `migfw_records`, written one slice at a time (each slice's pandas rows freed after
+    it), with DUCKDB_MEMORY_LIMIT: DuckDB spills beyond it to the folder. Returns the
+    connection and the folder (the caller closes one and removes the other)."""
+    import duckdb
+
+    folder = scratch_dir("duckdb")
+    try:
+        con = duckdb.connect(str(Path(folder) / "records.duckdb"))
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    try:
+        con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
+        con.execute(f"SET temp_directory = '{Path(folder) / 'spill'}'")
+        # Declared types: a slice may have no value in a column (DuckDB: type NULL).
+        columns = ", ".join(f"{name} {kind}" for name, kind in RECORD_TYPES.items())
+        con.execute(f"CREATE TABLE migfw_records ({columns})")
+        for table in slices:
+            con.register("migfw_records_slice", table)
+            con.execute("INSERT INTO migfw_records BY NAME SELECT * FROM migfw_records_slice")
+            con.unregister("migfw_records_slice")
+            del table
+        _return_heap()
+    except BaseException:
+        con.close()
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return con, folder
+
+
+def _linker(table: pd.DataFrame | str, settings: Any, db_api: Any = None) -> Any:
     from splink import DuckDBAPI, Linker
 
     db_api = db_api or DuckDBAPI()
@@ -277,10 +323,13 @@ def _training_rows(n: int, seed: int) -> np.ndarray | None:
 def train_features(feat: _Features, db_api: Any = None, seed: int = 1) -> dict:
     """`train(record_table(feat))`, building the record table of the sampled records only
     (same rows, same order, same unique ids: the same model, in memory bounded by
-    TRAIN_RECORDS)."""
+    TRAIN_RECORDS); in-process, a slice at a time into a DuckDB database file."""
     from migfw.slr.dedupe.features import _take
 
     rows = _training_rows(len(feat.ids), seed)
+    if db_api is None:
+        rows = np.arange(len(feat.ids)) if rows is None else rows
+        return _train_in_file(_feature_slices(feat, rows), len(rows), seed)
     if rows is None:
         return train(record_table(feat), db_api, seed)
     table = record_table(_take(feat, rows))
@@ -291,14 +340,54 @@ def train_features(feat: _Features, db_api: Any = None, seed: int = 1) -> dict:
 def train(table: pd.DataFrame, db_api: Any = None, seed: int = 1, sampled: bool = False) -> dict:
     """Estimate the model on `table` without labels; return Splink's model dict.
     `sampled`: `table` is already the training sample (train_features)."""
-    from splink import block_on
-
-    logging.getLogger("splink").setLevel(logging.ERROR)
     rows = None if sampled else _training_rows(len(table), seed)
     if rows is not None:
         table = table.iloc[rows].reset_index(drop=True)
+    if db_api is None:
+        pieces = (table.iloc[k : k + TABLE_SLICE] for k in range(0, len(table), TABLE_SLICE))
+        return _train_in_file(pieces, len(table), seed)
+
+    def has_pairs(columns: list[str]) -> bool:
+        return bool(table.dropna(subset=columns).duplicated(subset=columns).any())
+
     linker = _linker(table, _settings(_dialect(db_api)), db_api)
-    n = len(table)
+    model = _estimate(linker, len(table), has_pairs, seed)
+    _release(linker, db_api)
+    return model
+
+
+def _train_in_file(slices: Iterable[pd.DataFrame], n: int, seed: int) -> dict:
+    """`train` in process on the record table in a temporary DuckDB database file (see
+    `_record_database`): Splink's training tables spill there beyond the memory limit,
+    so training on TRAIN_RECORDS records does not hold them all in RAM."""
+    from splink import DuckDBAPI
+
+    con, folder = _record_database(slices)
+    try:
+
+        def has_pairs(columns: list[str]) -> bool:
+            present = " AND ".join(f"{c} IS NOT NULL" for c in columns)
+            keys = ", ".join(columns)
+            return bool(con.execute(
+                f"SELECT 1 FROM migfw_records WHERE {present} GROUP BY {keys} "
+                "HAVING count(*) > 1 LIMIT 1"
+            ).fetchall())  # fmt: skip
+
+        api = DuckDBAPI(con)
+        linker = _linker("migfw_records", _settings("duckdb"), api)
+        return _estimate(linker, n, has_pairs, seed)
+    finally:
+        con.close()
+        _return_heap()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _estimate(linker: Any, n: int, has_pairs: Callable[[list[str]], bool], seed: int) -> dict:
+    """Splink's estimation steps on `linker`'s `n` records: the prior, u by random
+    sampling, m by EM sessions (those whose blocking columns `has_pairs`)."""
+    from splink import block_on
+
+    logging.getLogger("splink").setLevel(logging.ERROR)
     # A DOI shared by hundreds of records (a journal's stub DOI, a proceedings volume's)
     # makes more "deterministic" pairs than the recall allows, and Splink refuses: then
     # the titles alone, then Splink's default prior.
@@ -325,8 +414,7 @@ def train(table: pd.DataFrame, db_api: Any = None, seed: int = 1, sampled: bool 
     # A session whose rule finds no pair is skipped: Splink would fail it after taking
     # the blocked fields out of the model.
     for columns in (("title",), ("doi",), ("volume", "page", "year")):
-        keyed = table.dropna(subset=list(columns))
-        if not keyed.duplicated(subset=list(columns)).any():
+        if not has_pairs(list(columns)):
             continue
         before = copy.deepcopy(linker._settings_obj)
         try:
@@ -336,9 +424,7 @@ def train(table: pd.DataFrame, db_api: Any = None, seed: int = 1, sampled: bool 
         except Exception as exc:  # EM found nothing to learn: keep the model as it was
             linker._settings_obj = before
             logging.getLogger(__name__).debug("EM session on %s skipped: %s", columns, exc)
-    model = smooth(linker.misc.save_model_to_json())
-    _release(linker, db_api)
-    return model
+    return smooth(linker.misc.save_model_to_json())
 
 
 M_FLOOR = 0.02  # smallest m probability a level keeps after EM
@@ -467,34 +553,13 @@ class PairScorer:
         return scored["match_weight"].to_numpy(dtype=float), gammas
 
     def _file_linker(self, model: dict) -> Any:
-        """A linker on a DuckDB database file in a new temporary folder holding the record
-        table as a DuckDB table, written TABLE_SLICE records at a time (each slice's
-        pandas rows freed after it), with DUCKDB_MEMORY_LIMIT: DuckDB spills beyond it to
-        the folder, so its copy of the records does not grow the process with the input."""
-        import duckdb
+        """A linker on the record table in a temporary DuckDB database (see
+        `_record_database`): its copy of the records does not grow the process."""
         from splink import DuckDBAPI, Linker
 
-        from migfw.slr.dedupe.features import _take
-
-        self.folder = scratch_dir("duckdb")
-        con = duckdb.connect(str(Path(self.folder) / "records.duckdb"))
+        con, self.folder = _record_database(_feature_slices(self.feat))
         try:
-            con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
-            con.execute(f"SET temp_directory = '{Path(self.folder) / 'spill'}'")
-            # Declared types: a slice may have no value in a column (DuckDB: type NULL).
-            columns = ", ".join(f"{name} {kind}" for name, kind in RECORD_TYPES.items())
-            con.execute(f"CREATE TABLE migfw_records ({columns})")
-            for start in range(0, self.n, TABLE_SLICE):
-                rows = np.arange(start, min(start + TABLE_SLICE, self.n))
-                table = record_table(_take(self.feat, rows))
-                table["unique_id"] = rows.astype(np.int64)
-                con.register("migfw_records_slice", table)
-                con.execute("INSERT INTO migfw_records BY NAME SELECT * FROM migfw_records_slice")
-                con.unregister("migfw_records_slice")
-                del table
-            _return_heap()
-            api = DuckDBAPI(con)
-            return Linker(api.register("migfw_records"), model, log_level=None)
+            return Linker(DuckDBAPI(con).register("migfw_records"), model, log_level=None)
         except BaseException:
             con.close()  # close() removes the folder
             raise
