@@ -878,6 +878,28 @@ def test_one_doi_on_hundreds_of_different_titles_trains_and_merges_none(tmp_path
     assert not (result.links.decision == DUPLICATE).any()
 
 
+def test_a_mis_parsed_giant_field_is_compared_by_its_head_only(tmp_path: Path) -> None:
+    """An abstract in the title column (15,000+ characters) and 500 authors: only the
+    head is compared (each such pair cost 0.5 s whole), and copies still merge."""
+    import random
+
+    from migfw.slr.dedupe.features import MAX_AUTHORS, MAX_TITLE_CHARS, _features
+
+    rnd = random.Random(6)
+    giant = {"TI": " ".join(_word(rnd) for _ in range(2000)),
+             "AU": [f"{_word(rnd).title()}, {chr(65 + k % 26)}." for k in range(500)],
+             "PY": "2015", "T2": "Journal of Tests"}  # fmt: skip
+    others = [{"TI": " ".join(_word(rnd) for _ in range(8)), "AU": f"{_word(rnd).title()}, B.",
+               "PY": "2015", "T2": "Journal of Tests"} for _ in range(20)]  # fmt: skip
+    records = read_exports([_ris(tmp_path / "giant.ris", [giant, dict(giant), *others])])
+    assert len(records.title[0]) > 15_000
+    feat = _features(records)
+    assert len(feat.title[0]) <= MAX_TITLE_CHARS and len(feat.authors[0]) == MAX_AUTHORS
+    assert len(feat.title[2]) < MAX_TITLE_CHARS  # ordinary titles whole
+    result = deduplicate(records)
+    assert _groups(result) == {frozenset(records.record_id[:2])}
+
+
 # ---------------------------------------------------------------- linkage model, evaluation
 
 
