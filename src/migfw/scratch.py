@@ -38,10 +38,10 @@ def _start_time(pid: int) -> int | None:
     """The process's start time in clock ticks after boot, None when it is not running."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        # Field 22; the command name (field 2, in parentheses) may hold spaces.
+        return int(stat.rpartition(")")[2].split()[19])
+    except (OSError, ValueError, IndexError):
         return None
-    # Field 22; the command name (field 2, in parentheses) may hold spaces.
-    return int(stat.rpartition(")")[2].split()[19])
 
 
 def owner_tag(pid: int | None = None) -> str:
