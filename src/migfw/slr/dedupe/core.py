@@ -110,6 +110,8 @@ def deduplicate(
             pairs = _prefilter(sub, pairs)
             weights = scorer.score(pairs)[0] if scorer is not None else None
             pairs_of.add(reps[pairs] if len(pairs) else pairs, weights)
+            del pairs, weights
+            linkage._return_heap()  # each chunk's Arrow/DuckDB buffers, not kept for the next
     finally:
         if scorer is not None:
             scorer.close()

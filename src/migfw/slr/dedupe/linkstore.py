@@ -15,6 +15,7 @@ import pyarrow as pa
 from pandas.api.types import union_categoricals
 
 from migfw.scratch import scratch_dir
+from migfw.slr.dedupe.linkage import _return_heap
 from migfw.slr.dedupe.result import BLOCKED, LINK_COLUMNS
 from migfw.slr.dedupe.scoring import SIM_COLUMNS
 
@@ -152,6 +153,8 @@ class LinkStore:
             frame.insert(0, "record_b", self.ids[j[order]])
             frame.insert(0, "record_a", self.ids[i[order]])
             yield frame
+            del frame
+            _return_heap()  # Arrow's pool keeps each freed bucket otherwise
 
     def frame(self) -> pd.DataFrame:
         """Every link row in one compact frame (what `DedupeResult.links` returns)."""

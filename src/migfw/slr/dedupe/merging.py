@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from migfw.slr.dedupe.linkage import _return_heap
 from migfw.slr.dedupe.result import CANONICAL_COLUMNS, text_column
 
 
@@ -78,6 +79,7 @@ def _merged_records(records: pd.DataFrame, cluster_of: list[str], years: list[in
             merged = [_merge_column(c, values[a:b]) for a, b in own]
             del values
             out[c] = with_merged(_texts(records[c], first), merged)
+            _return_heap()  # the column's freed Arrow buffers (Arrow's pool keeps them)
     out["n_records"] = size.astype(np.int64)
     joined = ["; ".join(ids[m] for m in by_cluster[a:b].tolist()) for a, b in spans]
     first_ids = out["record_id"].copy() if "record_id" in out else [ids[i] for i in first.tolist()]
