@@ -685,17 +685,17 @@ def labelled_sets() -> list[dict]:
     cases_file = DEDUP_DATA / "bibdedupe_pair_cases" / "test_cases.json"
     if cases_file.exists():
         frames, labels, native = [], [], []
-        tmp = Path(tempfile.mkdtemp(prefix="bench_pairs_"))
-        for case in json.loads(cases_file.read_text())["cases"]:
-            path = tmp / f"{case['id']}.csv"
-            write_pair_case_csv(case, path)
-            frame = read_exports([path])
-            frames.append(frame)
-            labels.append(
-                (frame["record_id"][0], frame["record_id"][1], case["expected_duplicate"])
-            )
-            pair = [case["record_a"], case["record_b"]]
-            native.append(pd.DataFrame(pair).replace({None: "", "None": ""}).fillna(""))
+        with tempfile.TemporaryDirectory(prefix="bench_pairs_") as tmp:  # read, then removed
+            for case in json.loads(cases_file.read_text())["cases"]:
+                path = Path(tmp) / f"{case['id']}.csv"
+                write_pair_case_csv(case, path)
+                frame = read_exports([path])
+                frames.append(frame)
+                labels.append(
+                    (frame["record_id"][0], frame["record_id"][1], case["expected_duplicate"])
+                )
+                pair = [case["record_a"], case["record_b"]]
+                native.append(pd.DataFrame(pair).replace({None: "", "None": ""}).fillna(""))
         sets.append({"name": "bibdedupe_pair_cases", "kind": "real", "records": frames,
                      "pairs": labels, "native": native})  # fmt: skip
     silver = DEDUP_DATA / "citesource_benchmark_silver"
