@@ -229,3 +229,35 @@ def test_wait_loop_returns_when_the_call_returns() -> None:
         assert watch_call(done, sampler.watch, _live(), "A", settings, timeout_s=60) is None
     finally:
         sampler.finish()
+
+
+def test_liveness_sees_a_working_qemu_and_none_in_a_missing_domain() -> None:
+    # libvirt's own test driver (a real libvirt connection, in process): its running domain
+    # "test" reports CPU time that advances with the clock; a domain that is not there
+    # (migrated away) shows no work, and its lookups keep the one connection.
+    libvirt = pytest.importorskip("libvirt")
+    from migfw.testbed import migration_watchdog
+    from migfw.testbed.migration_watchdog import Liveness
+
+    opened = []
+    real_open = libvirt.open
+
+    def counting_open(uri):
+        opened.append(uri)
+        return real_open(uri)
+
+    results = {}
+    for name in ("test", "not-there"):
+        live = Liveness({"A": "test:///default"}, ("A", name))
+        libvirt.open, opened[:] = counting_open, []
+        try:
+            live.start()
+            time.sleep(4 * migration_watchdog.LIVENESS_PERIOD_S)
+            results[name] = (live.qemu_idle_s(time.monotonic()), len(opened))
+        finally:
+            live.stop()
+            libvirt.open = real_open
+    working, missing = results["test"], results["not-there"]
+    assert working[0] < 2.5 * migration_watchdog.LIVENESS_PERIOD_S, working
+    assert missing[0] >= 4 * migration_watchdog.LIVENESS_PERIOD_S, missing
+    assert missing[1] == 2  # one connection for the daemon, one for the CPU time: kept

@@ -194,11 +194,13 @@ class Liveness:
                     if self.cpu_ns is not None and cpu_ns > self.cpu_ns:
                         self.last_cpu_advance = time.monotonic()
                     self.cpu_ns = cpu_ns
-            except libvirt.libvirtError:
-                if conn is not None:
+            except libvirt.libvirtError as exc:
+                # The domain gone (migrated away) is not a broken connection: over SSH
+                # each reopening is a login.
+                if conn is not None and exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
                     with contextlib.suppress(libvirt.libvirtError):
                         conn.close()
-                conn = None
+                    conn = None
             self.stopped.wait(LIVENESS_PERIOD_S)
         if conn is not None:
             with contextlib.suppress(libvirt.libvirtError):
