@@ -172,31 +172,11 @@ def test_wait_loop_gives_up_on_frozen_counters_after_the_timeout() -> None:
     assert len(sampler.rows) > 10  # the samples went on, the counters did not move
 
 
-def test_wait_loop_tells_a_hanging_call_from_a_stall() -> None:
+def _hanging_call(qemu_working: bool) -> tuple[str | None, float]:
+    """The wait loop over a source whose job-statistics call hangs after two samples
+    (stall timeout 1 s): its verdict and how long the call had been pending."""
     libvirt = pytest.importorskip("libvirt")
     from migfw.testbed.migration_watchdog import watch_call
-
-    settings = migration_settings({"stall_timeout_s": 1, "slow_stall_s": 0.5})
-    job = {"type": libvirt.VIR_DOMAIN_JOB_UNBOUNDED}
-    release = threading.Event()
-    moving = [{**job, **_stats(i * MIB, (99 - i) * MIB)} for i in range(1, 99)]
-    sampler = _sampler(_Dom(moving, block=release), settings)
-    done = threading.Event()
-    sampler.start()
-    try:
-        verdict = watch_call(done, sampler.watch, _live(), "A", settings, timeout_s=60)
-    finally:
-        release.set()
-        sampler.finish()
-    assert verdict == "unanswered:A"
-
-
-@pytest.mark.parametrize("qemu_working", [False, True])
-def test_a_hanging_call_is_given_up_on_later_while_the_qemu_works(qemu_working) -> None:
-    # A job-statistics call held up by a QEMU that is busy (its CPU time advances) is not
-    # taken for a dead QEMU at two stall timeouts, only at BUSY_PENDING_FACTOR.
-    libvirt = pytest.importorskip("libvirt")
-    from migfw.testbed.migration_watchdog import BUSY_PENDING_FACTOR, PENDING_FACTOR, watch_call
 
     settings = migration_settings({"stall_timeout_s": 1, "slow_stall_s": 0.5})
     job = {"type": libvirt.VIR_DOMAIN_JOB_UNBOUNDED}
@@ -211,6 +191,21 @@ def test_a_hanging_call_is_given_up_on_later_while_the_qemu_works(qemu_working) 
     finally:
         release.set()
         sampler.finish()
+    return verdict, waited
+
+
+def test_wait_loop_tells_a_hanging_call_from_a_stall() -> None:
+    verdict, _ = _hanging_call(qemu_working=False)
+    assert verdict == "unanswered:A"
+
+
+@pytest.mark.parametrize("qemu_working", [False, True])
+def test_a_hanging_call_is_given_up_on_later_while_the_qemu_works(qemu_working) -> None:
+    # A job-statistics call held up by a QEMU that is busy (its CPU time advances) is not
+    # taken for a dead QEMU at two stall timeouts, only at BUSY_PENDING_FACTOR.
+    from migfw.testbed.migration_watchdog import BUSY_PENDING_FACTOR, PENDING_FACTOR
+
+    verdict, waited = _hanging_call(qemu_working)
     assert verdict == "unanswered:A"
     factor = BUSY_PENDING_FACTOR if qemu_working else PENDING_FACTOR
     assert factor <= waited < factor + 1.0, waited

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 
@@ -154,27 +155,17 @@ class Liveness:
         self.stopped.set()
 
     def _run(self, host: str) -> None:
-        import libvirt
+        def ask(conn: Any) -> None:
+            conn.getLibVersion()
+            with self.lock:
+                self.last_answer[host], self.last_error[host] = time.monotonic(), None
 
-        conn = None
-        while not self.stopped.is_set():
-            try:
-                if conn is None:
-                    conn = libvirt.open(self.uris[host])
-                conn.getLibVersion()
-                with self.lock:
-                    self.last_answer[host], self.last_error[host] = time.monotonic(), None
-            except libvirt.libvirtError as exc:
-                with self.lock:
-                    self.last_error[host] = str(exc)
-                if conn is not None:
-                    with contextlib.suppress(libvirt.libvirtError):
-                        conn.close()
-                conn = None
-            self.stopped.wait(LIVENESS_PERIOD_S)
-        if conn is not None:
-            with contextlib.suppress(libvirt.libvirtError):
-                conn.close()
+        def keep_connection(exc: Any) -> bool:
+            with self.lock:
+                self.last_error[host] = str(exc)
+            return False
+
+        self._poll(host, ask, keep_connection)
 
     def _run_cpu(self) -> None:
         """The VM's QEMU's CPU time (virDomainGetInfo: read from the process, not asked of
@@ -184,20 +175,39 @@ class Liveness:
         import libvirt
 
         host, name = self.vm or ("", "")
+
+        def ask(conn: Any) -> None:
+            cpu_ns = int(conn.lookupByName(name).info()[4])
+            with self.lock:
+                if self.cpu_ns is not None and cpu_ns > self.cpu_ns:
+                    self.last_cpu_advance = time.monotonic()
+                self.cpu_ns = cpu_ns
+
+        def keep_connection(exc: Any) -> bool:
+            # The domain gone (migrated away) is not a broken connection: over SSH each
+            # reopening is a login.
+            return exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN
+
+        self._poll(host, ask, keep_connection)
+
+    def _poll(
+        self,
+        host: str,
+        ask: Callable[[Any], None],
+        keep_connection: Callable[[Any], bool],
+    ) -> None:
+        """`ask` over one connection to `host` every LIVENESS_PERIOD_S until stopped; a
+        libvirt error closes the connection (reopened next time) unless `keep_connection`."""
+        import libvirt
+
         conn = None
         while not self.stopped.is_set():
             try:
                 if conn is None:
                     conn = libvirt.open(self.uris[host])
-                cpu_ns = int(conn.lookupByName(name).info()[4])
-                with self.lock:
-                    if self.cpu_ns is not None and cpu_ns > self.cpu_ns:
-                        self.last_cpu_advance = time.monotonic()
-                    self.cpu_ns = cpu_ns
+                ask(conn)
             except libvirt.libvirtError as exc:
-                # The domain gone (migrated away) is not a broken connection: over SSH
-                # each reopening is a login.
-                if conn is not None and exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                if not keep_connection(exc) and conn is not None:
                     with contextlib.suppress(libvirt.libvirtError):
                         conn.close()
                     conn = None
