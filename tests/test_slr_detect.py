@@ -163,6 +163,28 @@ def test_eric_export_reads_as_eric(tmp_path: Path) -> None:
     assert set(frame["format"]) == {"nbib"}
 
 
+def test_medline_doi_from_tagged_id_or_doi_link(tmp_path: Path) -> None:
+    """PubMed tags the DOI ("... [doi]"); ERIC writes it as a doi.org link in AID. A [pii]
+    or a non-DOI link is not a DOI."""
+    path = tmp_path / "mixed.txt"
+    path.write_text(
+        "OWN - ERIC\nTI  - A\nAID - http://dx.doi.org/10.1000/123456789\nAN  - EJ1\n\n"
+        "OWN - ERIC\nTI  - B\nAID - http://eric.ed.gov/?id=EJ2\nAN  - EJ2\n\n"
+        "OWN - ERIC\nTI  - C\nAID - https://doi.org/10.1000/XYZ.9\nAN  - EJ3\n",
+        encoding="utf-8",
+    )
+    frame = read_export(path)
+    assert frame["doi"].tolist() == ["10.1000/123456789", "", "10.1000/xyz.9"]
+    path.write_text(
+        "PMID- 1\nOWN - NLM\nTI  - D\nAID - S0140-6736(20)30000-1 [pii]\n"
+        "AID - 10.1016/S0140-6736(20)30000-1 [doi]\n\n"
+        "PMID- 2\nOWN - NLM\nTI  - E\nAID - S0140-6736(20)30001-3 [pii]\n",
+        encoding="utf-8",
+    )
+    frame = read_export(path)
+    assert frame["doi"].tolist() == ["10.1016/s0140-6736(20)30000-1", ""]
+
+
 def test_ris_with_a_medline_like_abstract_line_stays_ris(tmp_path: Path) -> None:
     """A RIS record (TY present) is RIS even if some of its lines look like MEDLINE tags."""
     path = tmp_path / "r.ris"

@@ -605,6 +605,44 @@ def test_endnote_tagged(tmp_path: Path) -> None:
     assert set(frame["database"]) == {"ACM"}
 
 
+def test_bibtex_entries_without_citation_key_are_read(tmp_path: Path) -> None:
+    """JabRef writes "@article{," for an entry with no key: the fields are all there."""
+    path = tmp_path / "nokey.bib"
+    path.write_text(
+        "@article{,\n  title = {First},\n  doi = {10.1000/ABC},\n  year = {2015}\n}\n\n"
+        "@inproceedings{ ,\n  title = {Second},\n  year = {2016}\n}\n\n"
+        "@book{key3,\n  title = {Third},\n  year = 2017\n}\n",
+        encoding="utf-8",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SlrImportWarning)
+        frame = read_export(path)
+    assert frame["title"].tolist() == ["First", "Second", "Third"]
+    assert frame["doi"].tolist() == ["10.1000/abc", "", ""]
+    assert frame["year"].tolist() == [2015, 2016, 2017]
+    assert frame["record_id"].iloc[2] == "key3"
+    assert frame["record_id"].is_unique and all(frame["record_id"])
+
+
+def test_endnote_tagged_type_line_anywhere(tmp_path: Path) -> None:
+    """Refer fields come in any order (AIS eLibrary writes %T before %0, and omits %0 for
+    front matter): blank lines separate records; a second %0 without one starts a new one."""
+    path = tmp_path / "ais.enl"
+    path.write_text(
+        "%T First\n%0 Journal Article\n%A Guo, W.\n%D 2021\n%P 1-9\n\n\n"
+        "%T Table of Contents\n%B MIS Quarterly\n%D 2021\n\n"
+        "%0 Journal Article\n%T Third\n%D 2009\n"
+        "%0 Book\n%T Fourth\n%D 2010\n",
+        encoding="utf-8",
+    )
+    frame = read_export(path)
+    assert frame["title"].tolist() == ["First", "Table of Contents", "Third", "Fourth"]
+    assert frame["entry_type"].tolist() == ["article", "", "article", "book"]
+    assert frame["year"].tolist() == [2021, 2021, 2009, 2010]
+    assert frame["authors"].tolist() == ["Guo, W.", "", "", ""]
+    assert frame["pages"].tolist() == ["1-9", "", "", ""]
+
+
 @pytest.mark.parametrize(
     ("content", "words"),
     [

@@ -95,7 +95,10 @@ def _bib_entries(text: str, path: Path) -> Iterator[tuple[str, str, list[tuple[s
             kind = block.entry_type.strip().lower()
             key = block.key.strip()
             try:
-                if not key or "=" in key:
+                # An empty key ("@article{," as JabRef writes for an entry without one)
+                # loses nothing: the record gets a file:position id. A key holding "=" is
+                # a first field that bibtexparser took for the key: refused.
+                if "=" in key:
                     raise _BibSyntaxError("missing citation key")
                 pairs: list[tuple[str, str]] = []
                 for field in block.fields:

@@ -124,6 +124,9 @@ def _read_nbib(text: str, path: Path) -> tuple[list[dict], str]:
             if "[doi]" in value:
                 doi = value.replace("[doi]", "")
                 break
+        if not doi:  # ERIC writes the DOI as a bare link: "AID - http://dx.doi.org/10..."
+            links = (v for v in get("AID", []) if re.search(r"doi\.org/10\.", v, re.I))
+            doi = next(links, "")
         issn, isbn = _split_issn_isbn(get("IS", []) + get("ISBN", []))
         pmid = _first(get("PMID"))
         out.append(
@@ -159,14 +162,19 @@ _ENW_TYPES = {"journal article": "article", "conference proceedings": "inproceed
 
 
 def _read_enw(text: str, path: Path) -> tuple[list[dict], str]:
-    """EndNote tagged export (.enw, ACM/IEEE 'EndNote'): '%X value', blank line between."""
+    """EndNote tagged export (.enw, ACM/IEEE 'EndNote'): '%X value', blank line between.
+
+    Refer fields come in any order: AIS eLibrary writes %T before %0, and some of its
+    records have no %0. So a blank line ends a record, and %0 starts a new one only when
+    the current record already has its %0 (exports without blank lines between records).
+    """
     raw: list[dict[str, list[str]]] = []
     current: dict[str, list[str]] = {}
     last = ""
     for line in text.split("\n"):
         match = re.match(r"^%([0-9A-Z@!#$&()*+^~>])\s?(.*)$", line)
         if match:
-            if match.group(1) == "0" and current:
+            if match.group(1) == "0" and "0" in current:
                 raw.append(current)
                 current = {}
             last = match.group(1)
