@@ -1,6 +1,7 @@
 """Captures from a hypervisor's uplink: echoes inside MPLS, GRE, VXLAN and Geneve (and VLAN
 tags, IP-in-IP), nested, over IPv4 and IPv6 underlays; truncated tunnel headers; refusal of
-records longer than their snaplen and of unsupported link types.
+records longer than both their snaplen and their wire length, and of unsupported link
+types.
 
 Every frame is written byte by byte by tests/pcapcraft.py and cross-checked with tshark.
 """
@@ -230,29 +231,52 @@ def _refused(path: Path, *words: str) -> str:
     return msg
 
 
-def test_record_longer_than_snaplen_named_at_its_own_offset(tmp_path):
+def test_record_longer_than_snaplen_read_whole(tmp_path):
+    """A record longer than the file's snaplen but not than its wire length is read, as
+    libpcap and Wireshark do (dpkt's writer keeps snaplen 1500 for bigger frames)."""
     ok = pc.frame(1, pc.echo(0, 5, 1))  # 14 + 20 + 8 + 28 = 70 bytes
     big = pc.frame(1, pc.echo(0, 5, 2, payload=b"x" * 100))  # 142 bytes
-    data = bytearray(pc.pcap_bytes([(T0, ok), (T0 + 1, ok), (T0 + 2, big), (T0 + 3, ok)]))
+    data = bytearray(pc.pcap_bytes([(T0, ok), (T0 + 1000, big), (T0 + 2000, ok)]))
     data[16:20] = (100).to_bytes(4, "little")  # the file header's snaplen
     f = tmp_path / "snaplen.pcap"
     f.write_bytes(bytes(data))
+    ech = read_echoes(f, pc.TARGET4)
+    assert ech.seq.tolist() == [1, 2, 1] and ech.ts_ns.tolist() == [T0, T0 + 1000, T0 + 2000]
+    sec = pc.Section(ifaces=[pc.Iface(1, snaplen=128)])
+    sec.packets = [(0, T0, ok, "epb"), (0, T0 + 1000, big, "epb")]
+    ech = read_echoes(pc.write_pcapng(tmp_path / "snaplen.pcapng", [sec]), pc.TARGET4)
+    assert ech.seq.tolist() == [1, 2]
+
+
+def test_corrupt_record_length_named_at_its_own_offset(tmp_path):
+    """Longer than the snaplen AND than its own wire length: a corrupt length, refused at
+    its own record (not further on, where the records it swallowed stop making sense)."""
+    ok = pc.frame(1, pc.echo(0, 5, 1))
+    big = pc.frame(1, pc.echo(0, 5, 2, payload=b"x" * 100))  # 142 bytes
+    data = bytearray(pc.pcap_bytes([(T0, ok), (T0 + 1, ok), (T0 + 2, big), (T0 + 3, ok)]))
+    data[16:20] = (100).to_bytes(4, "little")  # the file header's snaplen
     at = 24 + 2 * (16 + len(ok))
-    _refused(f, "record 3 claims 142 captured bytes, more than the file's snaplen 100",
-             f"at byte {at}")  # fmt: skip
+    data[at + 12 : at + 16] = (120).to_bytes(4, "little")  # wire length < captured 142
+    f = tmp_path / "snaplen.pcap"
+    f.write_bytes(bytes(data))
+    _refused(f, "record 3 claims 142 captured bytes, more than the file's snaplen 100 "
+             "and than its wire length 120", f"at byte {at}")  # fmt: skip
     # A corrupt length that swallows later records is caught at the record itself.
     data[16:20] = (65535).to_bytes(4, "little")
     data[at + 8 : at + 12] = (70000).to_bytes(4, "little")
     f.write_bytes(bytes(data))
     _refused(f, "record 3 claims 70000 captured bytes, more than the file's snaplen 65535",
              f"at byte {at}")  # fmt: skip
-    # pcapng: an EPB longer than its interface's snaplen.
+    # pcapng: an EPB longer than its interface's snaplen and than its wire length.
     sec = pc.Section(ifaces=[pc.Iface(1), pc.Iface(1, snaplen=128)])
     sec.packets = [(0, T0, big, "epb"), (1, T0 + 1000, ok, "epb"), (1, T0 + 2000, big, "epb")]
-    f2 = pc.write_pcapng(tmp_path / "snaplen.pcapng", [sec])
-    raw = f2.read_bytes()
+    raw = bytearray(pc.pcapng_bytes([sec]))
     last = len(raw) - int.from_bytes(raw[-4:], "little")  # the last block starts here
-    msg = _refused(f2, "record 3 claims 142 captured bytes, more than interface 1's snaplen 128")
+    raw[last + 24 : last + 28] = (100).to_bytes(4, "little")  # its wire length
+    f2 = tmp_path / "snaplen.pcapng"
+    f2.write_bytes(bytes(raw))
+    msg = _refused(f2, "record 3 claims 142 captured bytes, more than interface 1's snaplen "
+                   "128 and than its wire length 100")  # fmt: skip
     assert msg.endswith(f"at byte {last}")
 
 

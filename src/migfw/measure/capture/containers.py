@@ -59,7 +59,11 @@ def _scan_pcap(
         caplen = _u32(b, pos + 8, be)
         if caplen > MAX_CAPLEN:
             return pos, k, E_CAPLEN, pos
-        if snap > 0 and caplen > snap:  # refused here, at its own record, not further on
+        # Longer than the snaplen: libpcap and Wireshark read such records (dpkt's writer
+        # keeps snaplen 1500 for bigger frames; old Solaris bufmod), so they are read whole.
+        # Longer than its own wire length as well, the length is corrupt: refused here, at
+        # its own record, not further on where the records it swallowed stop making sense.
+        if snap > 0 and caplen > snap and caplen > _u32(b, pos + 12, be):
             return pos, k, E_SNAPLEN, pos
         if pos + 16 + caplen > end:
             break  # the rest of the record is in the next chunk
@@ -119,8 +123,8 @@ def _scan_pcapng(
             caplen = _u32(b, pos + 20, be)
             if caplen > blen - 32:
                 return pos, k, ST_NEED_MORE, E_BODY, pos, caplen
-            if if_snap[ifid] > 0 and caplen > if_snap[ifid]:
-                return pos, k, ST_NEED_MORE, E_SNAPLEN, pos, ifid
+            if if_snap[ifid] > 0 and caplen > if_snap[ifid] and caplen > _u32(b, pos + 24, be):
+                return pos, k, ST_NEED_MORE, E_SNAPLEN, pos, ifid  # (as in _scan_pcap)
             raw = (_u32(b, pos + 12, be) << 32) | _u32(b, pos + 16, be)
             m = if_mode[ifid]
             f = if_fac[ifid]
@@ -351,14 +355,15 @@ class _Reader:
 
     def _pcap_error(self, buf: np.ndarray, err: int, epos: int, base: int, be: bool) -> None:
         e = ">" if be else "<"
-        sec, frac, caplen = struct.unpack(e + "III", bytes(buf[epos : epos + 12]))
+        sec, frac, caplen, wire = struct.unpack(e + "IIII", bytes(buf[epos : epos + 16]))
         at = base + epos
         rec = f"record {int(self.cnt[C_PACKETS]) + 1}"
         if err == E_CAPLEN:
             raise self.fail(f"{rec} claims {caplen} captured bytes (max {MAX_CAPLEN})", at)
         if err == E_SNAPLEN:
             raise self.fail(
-                f"{rec} claims {caplen} captured bytes, more than the file's snaplen {self.snap}",
+                f"{rec} claims {caplen} captured bytes, more than the file's snaplen {self.snap} "
+                f"and than its wire length {wire}",
                 at,
             )
         if err == E_USEC:
@@ -556,11 +561,13 @@ class _Reader:
         if err == E_LINKTYPE:
             lt = int(if_lt[extra])
             raise self.fail(f"{rec}: interface {extra} has {linktype_name(lt)}: not supported", at)
-        if err == E_SNAPLEN:  # EPB and PB both hold the captured length at byte 20
-            caplen = struct.unpack(">I" if be else "<I", bytes(self.buf[epos + 20 : epos + 24]))
+        if err == E_SNAPLEN:  # EPB and PB both hold the captured and wire lengths at 20, 24
+            caplen, wire = struct.unpack(
+                ">II" if be else "<II", bytes(self.buf[epos + 20 : epos + 28])
+            )
             raise self.fail(
-                f"{rec} claims {caplen[0]} captured bytes, more than interface {extra}'s "
-                f"snaplen {int(if_snap[extra])}",
+                f"{rec} claims {caplen} captured bytes, more than interface {extra}'s "
+                f"snaplen {int(if_snap[extra])} and than its wire length {wire}",
                 at,
             )
         if err == E_BLOCKLEN:
