@@ -210,6 +210,59 @@ def gre(payload: bytes, proto: int, key: int | None = None, seq: int | None = No
     return struct.pack("!HH", flags, proto) + opts + payload
 
 
+def erspan(frame: bytes, kind: int, platform: bool = False, frame_type: int = 0) -> bytes:
+    """GRE around a mirrored Ethernet frame: ERSPAN type I (no sequence number, no header),
+    II (8-byte header) or III (12-byte header, + 8-byte platform subheader if `platform`)."""
+    if kind == 1:
+        return gre(frame, 0x88BE)
+    if kind == 2:  # version 1, VLAN 7; COS, En, T, session 3; reserved, index 0
+        return gre(struct.pack("!HHI", 0x1000 | 7, 3, 0) + frame, 0x88BE, seq=11)
+    # version 2, VLAN 7, session 3; timestamp; SGT, P/FT/HwID/D/Gra/O
+    word = (frame_type << 10) | (1 if platform else 0)
+    hdr = struct.pack("!HHIHH", 0x2000 | 7, 3, 123456, 0, word)
+    return gre(hdr + (b"\x08" + b"\0" * 7 if platform else b"") + frame, 0x22EB, seq=12)
+
+
+def ppp(ip: bytes, acfc: bool = False, pfc: bool = False) -> bytes:
+    """A PPP frame carrying an IP packet: [0xFF 0x03] protocol (1 byte if `pfc`)."""
+    proto = 0x21 if ip[0] >> 4 == 4 else 0x57
+    head = b"" if acfc else b"\xff\x03"
+    return head + (bytes([proto]) if pfc else struct.pack("!H", proto)) + ip
+
+
+def pptp(frame: bytes, seq: int | None = 5, ack: int | None = None) -> bytes:
+    """Enhanced GRE (version 1, RFC 2637) around a PPP frame: key = payload length + call
+    id, optional sequence and acknowledgement numbers."""
+    flags = 0x2001 | (0x1000 if seq is not None else 0) | (0x0080 if ack is not None else 0)
+    out = struct.pack("!HHHH", flags, 0x880B, len(frame), 0x4242)
+    out += struct.pack("!I", seq) if seq is not None else b""
+    return out + (struct.pack("!I", ack) if ack is not None else b"") + frame
+
+
+def pppoe(frame: bytes, session: int = 0x1234) -> bytes:
+    """A PPPoE session-stage header (RFC 2516) before a PPP frame without address/control."""
+    return struct.pack("!BBHH", 0x11, 0, session, len(frame)) + frame
+
+
+def ah(payload: bytes, next_header: int, icv: int = 12) -> bytes:
+    """An IPsec AH header (RFC 4302): next header, length in 4-byte words minus 2, SPI,
+    sequence number, `icv` bytes of integrity check value."""
+    return (
+        struct.pack("!BBHII", next_header, (12 + icv) // 4 - 2, 0, 0x100, 1)
+        + b"\xaa" * icv
+        + payload
+    )
+
+
+def gtpu(ip: bytes, ext: bool = True, teid: int = 0x1F) -> bytes:
+    """UDP to 2152 with a GTPv1-U G-PDU header around an IP packet; `ext`: the E flag with
+    one PDU session container extension header (4 bytes), as 5G N3 traffic carries."""
+    if not ext:
+        return udp(2152, 2152, struct.pack("!BBHI", 0x30, 0xFF, len(ip), teid) + ip)
+    body = struct.pack("!HBB", 0, 0, 0x85) + b"\x01\x00\x09\x00" + ip  # seq, N-PDU, next
+    return udp(2152, 2152, struct.pack("!BBHI", 0x34, 0xFF, len(body), teid) + body)
+
+
 def vxlan(frame: bytes, vni: int = 5001, sport: int = 49320) -> bytes:
     """UDP to 4789 with a VXLAN header (I flag, VNI) around an Ethernet frame."""
     return udp(sport, 4789, struct.pack("!II", 0x08000000, vni << 8) + frame)

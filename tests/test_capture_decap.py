@@ -72,6 +72,22 @@ ENCAPS = {
         pc.underlay(17, pc.vxlan(pc.ether(pc.underlay(17, pc.vxlan(pc.ether(ip), vni=9)))))
     ),
     "ip_in_ip": lambda ip: _eth_ip(pc.underlay(4 if ip[0] >> 4 == 4 else 41, ip)),
+    # Port mirroring to an analyser (OVS, Cisco): the mirrored Ethernet frame inside GRE.
+    "erspan1": lambda ip: _eth_ip(pc.underlay(47, pc.erspan(pc.ether(ip), 1))),
+    "erspan2_vlan": lambda ip: _eth_ip(
+        pc.underlay(47, pc.erspan(pc.ether(ip, vlans=(0x8100,)), 2))
+    ),
+    "erspan3_platform6": lambda ip: _eth_ip(
+        pc.underlay(47, pc.erspan(pc.ether(ip), 3, platform=True), v6=True)
+    ),
+    "pptp_ppp": lambda ip: _eth_ip(pc.underlay(47, pc.pptp(pc.ppp(ip)))),
+    "pptp_ack_pfc": lambda ip: _eth_ip(
+        pc.underlay(47, pc.pptp(pc.ppp(ip, acfc=True, pfc=True), seq=9, ack=8))
+    ),
+    "pppoe": lambda ip: pc.ether(pc.pppoe(pc.ppp(ip, acfc=True)), 0x8864),
+    "ah_tunnel": lambda ip: _eth_ip(pc.underlay(51, pc.ah(ip, 4 if ip[0] >> 4 == 4 else 41))),
+    "gtpu_ext": lambda ip: _eth_ip(pc.underlay(17, pc.gtpu(ip))),
+    "gtpu6": lambda ip: _eth_ip(pc.underlay(17, pc.gtpu(ip, ext=False), v6=True)),
 }
 
 
@@ -190,12 +206,17 @@ def test_cut_tunnels_explain_an_empty_result(tmp_path):
 
 
 def test_not_walked_payloads(tmp_path):
-    """GRE version 1 (PPTP), unknown GRE payload types, MPLS with a non-IP payload, UDP to
-    other ports and a Geneve version 1 header are not decapsulated: no echo, not 'cut'."""
+    """GRE version 1 only acknowledging, unknown GRE payload types,
+    ERSPAN III of another frame type, PPP control protocols, a GTP-U message that is not a
+    G-PDU, MPLS with a non-IP payload, UDP to other ports and a Geneve version 1 header are
+    not decapsulated: no echo, not 'cut'."""
     ip = pc.echo(0, 5, 1)
     frames = [
-        pc.ether(pc.underlay(47, b"\x30\x01\x88\x0b" + b"\0" * 8 + ip)),  # GRE v1 (PPP)
-        pc.ether(pc.underlay(47, pc.gre(ip, 0x88BE))),  # ERSPAN: not read
+        pc.ether(pc.underlay(47, b"\x20\x81\x88\x0b\0\0\0\x01\0\0\0\x05")),  # v1 ack
+        pc.ether(pc.underlay(47, pc.gre(ip, 0x8909))),  # Cisco metadata: not read
+        pc.ether(pc.underlay(47, pc.erspan(pc.ether(ip), 3, frame_type=7))),
+        pc.ether(pc.pppoe(b"\xc0\x21\x01\x01\x00\x04"), 0x8864),  # LCP
+        pc.ether(pc.underlay(17, pc.udp(2152, 2152, b"\x32\x01\x00\x04" + b"\0" * 8))),
         pc.ether(pc.mpls(b"\x00\x00\x00\x00" + pc.ether(ip)), MPLS),  # PW control word
         pc.ether(pc.underlay(17, pc.udp(1, 4790, b"\x08" + b"\0" * 7 + pc.ether(ip)))),
         pc.ether(pc.underlay(17, pc.udp(1, 6081, b"\x40\x00\x65\x58" + b"\0" * 4 + ip))),
@@ -325,3 +346,29 @@ def test_fuzzed_tunnel_frames_read_cleanly(tmp_path):
             assert "\n" not in str(exc) and str(exc).startswith(str(f))
             outcomes["refused"] += 1
     assert outcomes["read"] > 100 and outcomes["refused"] > 10, outcomes
+
+
+def test_ppp_link_types(tmp_path):
+    """PPP link types: 9 (with and without address/control, 1- and 2-byte protocol), 50
+    (HDLC-like framing; Cisco PPP framing read like C_HDLC) and 51 (PPPoE without
+    Ethernet): the same echoes as the truth and as tshark."""
+    cases = {
+        9: lambda ip, i: pc.ppp(ip, acfc=i % 2 == 1, pfc=i % 3 == 0),
+        50: lambda ip, i: (
+            pc.ppp(ip) if i % 2 else b"\x0f\x00" + pc.ETH_TYPES[ip[0] >> 4].to_bytes(2, "big") + ip
+        ),
+        51: lambda ip, i: pc.pppoe(pc.ppp(ip, acfc=True)),
+    }
+    for lt, build in cases.items():
+        truth, packets = [], []
+        for i in range(8):
+            v6, kind = i >= 4, i % 2
+            t = T0 + i * 1_000_000
+            packets.append((t, build(pc.echo(kind, 0x4D46, i, v6), i)))
+            truth.append((t, 6 if v6 else 4, kind, i))
+        lcp = b"\xc0\x21\x01\x01\x00\x04"  # a PPP control packet: not IP
+        packets.append((T0 + 9_000_000, pc.pppoe(lcp) if lt == 51 else b"\xff\x03" + lcp))
+        path = pc.write_pcap(tmp_path / f"ppp{lt}.pcap", packets, nano=True, linktype=lt)
+        assert _ours(path) == truth, lt
+        if shutil.which("tshark"):
+            assert sorted(r[:4] for r in _tshark(path)) == truth, lt

@@ -11,8 +11,9 @@ Public API:
                                                SYN-ACK / RST answers) with ports, seq and ack
 
 One module per layer: containers (pcap and pcapng records, the chunked reader), link (link
-layers, VLAN tags, MPLS labels, GRE/VXLAN/Geneve tunnels), l4 (ICMP echo, TCP), records (the
-returned columns), jit (numba's cache folder and set-up, the kernels' constants).
+layers, VLAN tags, MPLS labels, PPP(oE), GRE/ERSPAN/PPTP/VXLAN/Geneve/GTP-U tunnels), l4
+(ICMP echo, TCP), records (the returned columns), jit (numba's cache folder and set-up, the
+kernels' constants).
 """
 
 from __future__ import annotations

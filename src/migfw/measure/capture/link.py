@@ -1,6 +1,6 @@
 """Link-layer and tunnel decoding (numba kernels): from a frame of any link type the reader
-accepts, through VLAN/QinQ tags, MPLS labels and GRE/VXLAN/Geneve tunnels, to the innermost
-IPv4/IPv6 header and its transport payload."""
+accepts, through VLAN/QinQ tags, MPLS labels, PPP(oE) and GRE/ERSPAN/PPTP/VXLAN/Geneve/GTP-U
+tunnels, to the innermost IPv4/IPv6 header and its transport payload."""
 
 from __future__ import annotations
 
@@ -38,12 +38,14 @@ ET_BY_NIBBLE = -3  # (no EtherType) raw IP / below an MPLS stack: IPv4 or IPv6 b
 ET_IPV4, ET_IPV6, ET_TEB = 0x0800, 0x86DD, 0x6558  # TEB: a whole Ethernet frame follows
 ET_MPLS_UC, ET_MPLS_MC = 0x8847, 0x8848
 ET_VLAN, ET_QINQ, ET_VLAN_OLD = 0x8100, 0x88A8, 0x9100
-UDP_VXLAN, UDP_GENEVE = 4789, 6081  # IANA destination ports
+ET_ERSPAN2, ET_ERSPAN3 = 0x88BE, 0x22EB  # GRE types: ERSPAN type I/II, type III
+ET_PPP, ET_PPPOE = 0x880B, 0x8864  # PPP (GRE version 1, PPTP), PPPoE session stage
+UDP_VXLAN, UDP_GENEVE, UDP_GTPU = 4789, 6081, 2152  # IANA destination ports
 MAX_STEPS = 64  # headers walked per frame (tags, labels, tunnels): bounds a hostile frame
 # _inner_l4 `proto` values that are not an IP protocol number.
 L4_NONE, L4_CUT = -1, -2  # not IP / a later fragment / unknown payload; cut short (snaplen)
 # Link types the reader decapsulates; packets on any other link type are refused.
-LINKTYPES_READ = (0, 1, 12, 14, 101, 104, 108, 113, 226, 228, 229, 276)
+LINKTYPES_READ = (0, 1, 9, 12, 14, 50, 51, 101, 104, 108, 113, 226, 228, 229, 276)
 # Names (tcpdump.org's LINKTYPE_ list) of common link types, for error messages.
 LINKTYPE_NAMES = {
     0: "NULL", 1: "ETHERNET", 6: "IEEE802_5", 8: "SLIP", 9: "PPP", 10: "FDDI", 12: "RAW",
@@ -100,6 +102,12 @@ def _link_payload(b, p, n, lt):
         if n < 4:
             return -2, p
         return _u16(b, p + 2, True), p + 4
+    if lt == 9 or lt == 50:  # PPP, PPP in HDLC-like framing: the PPP frame itself
+        if lt == 50 and n >= 4 and (b[p] == 0x0F or b[p] == 0x8F):  # Cisco PPP: as C_HDLC
+            return _u16(b, p + 2, True), p + 4
+        return ET_PPP, p
+    if lt == 51:  # PPPoE without its Ethernet header: 6-byte PPPoE header, then PPP
+        return ET_PPPOE, p
     if lt == 226:  # Solaris IPNET: 24-byte header, family at byte 1 (2 / 26)
         if n < 24:
             return -2, p
@@ -124,9 +132,10 @@ def _inner_l4(b, p, n, lt):
 
     Walks VLAN tags (802.1Q / 802.1ad / 0x9100, stacked), MPLS label stacks (then IPv4/IPv6
     by the first nibble), GRE (checksum / key / sequence / RFC 1701 routing; IPv4, IPv6,
-    MPLS or Ethernet 0x6558 inside), VXLAN (UDP 4789), Geneve (UDP 6081, options), IP-in-IP
-    (4) and IPv6-in-IP (41), and IPv6 extension headers, over IPv4 or IPv6 outer headers,
-    nested in any order.
+    MPLS or Ethernet 0x6558 inside), ERSPAN I/II/III, PPTP (GRE version 1) and PPP/PPPoE,
+    VXLAN (UDP 4789), Geneve (UDP 6081, options), GTP-U (UDP 2152), IP-in-IP (4) and
+    IPv6-in-IP (41), AH and IPv6 extension headers, over IPv4 or IPv6 outer headers, nested
+    in any order.
 
     Returns (ip, l4, proto, end): offsets of the innermost IP header and of its upper-layer
     header, the upper-layer protocol number, and the end of that IP packet (bounded by every
@@ -163,6 +172,37 @@ def _inner_l4(b, p, n, lt):
                 et = _u16(b, off + 12, True)
                 off += 14
                 continue
+            if et == ET_PPPOE:  # version/type, code, session id, length: then PPP
+                if off + 6 > end:
+                    return -1, -1, L4_CUT, end
+                et = ET_PPP
+                off += 6
+                continue
+            if et == ET_PPP:  # [address 0xFF, control 0x03], protocol in 1 (odd) or 2 bytes
+                if off < end and b[off] == 0xFF:  # (never a protocol's first byte)
+                    if off + 2 > end:
+                        return -1, -1, L4_CUT, end
+                    if b[off + 1] == 0x03:
+                        off += 2
+                if off >= end:
+                    return -1, -1, L4_CUT, end
+                if b[off] & 1:
+                    ppp = np.int64(b[off])
+                    off += 1
+                else:
+                    if off + 2 > end:
+                        return -1, -1, L4_CUT, end
+                    ppp = _u16(b, off, True)
+                    off += 2
+                if ppp == 0x21:
+                    et = ET_IPV4
+                elif ppp == 0x57:
+                    et = ET_IPV6
+                elif ppp == 0x281 or ppp == 0x283:
+                    et = ET_MPLS_UC
+                else:
+                    return -1, -1, L4_NONE, end  # LCP, IPCP, CCP, …: not IP
+                continue
             if et == ET_MPLS_UC or et == ET_MPLS_MC:
                 while True:  # label stack entries up to the bottom-of-stack bit
                     if off + 4 > end:
@@ -193,6 +233,13 @@ def _inner_l4(b, p, n, lt):
                 return ip, -1, L4_NONE, end  # a later fragment: no upper-layer header in it
             proto = np.int64(b[ip + 9])
             l4 = ip + ihl
+            if proto == 51:  # AH (RFC 4302), as in IPv6: length in 4-byte words minus 2
+                if l4 + 8 > end:
+                    return -1, -1, L4_CUT, end
+                proto = np.int64(b[l4])
+                l4 += (np.int64(b[l4 + 1]) + 2) * 4
+                if l4 > end:
+                    return -1, -1, L4_CUT, end
         else:  # ET_IPV6
             if ip + 40 > end:
                 return -1, -1, L4_CUT, end
@@ -233,8 +280,22 @@ def _inner_l4(b, p, n, lt):
             if l4 + 4 > end:
                 return -1, -1, L4_CUT, end
             flags = _u16(b, l4, True)
+            if (flags & 7) == 1:  # enhanced GRE (PPTP, RFC 2637): key always, ack flag 0x80
+                if l4 + 8 > end:
+                    return -1, -1, L4_CUT, end
+                if _u16(b, l4 + 2, True) != ET_PPP or _u16(b, l4 + 4, True) == 0:
+                    return ip, l4, proto, end  # not PPP, or an acknowledgement alone
+                off = l4 + 8
+                if flags & 0x1000:  # sequence number
+                    off += 4
+                if flags & 0x0080:  # acknowledgement number
+                    off += 4
+                if off > end:
+                    return -1, -1, L4_CUT, end
+                et = ET_PPP
+                continue
             if (flags & 7) != 0:
-                return ip, l4, proto, end  # version 1 (PPTP) carries PPP: not walked
+                return ip, l4, proto, end  # an unknown GRE version: not walked
             off = l4 + 4
             if flags & 0xC000:  # checksum or routing: checksum + offset word
                 off += 4
@@ -254,6 +315,21 @@ def _inner_l4(b, p, n, lt):
             if off > end:
                 return -1, -1, L4_CUT, end
             et = _u16(b, l4 + 2, True)
+            if et == ET_ERSPAN2:  # type II has an 8-byte header (and a GRE sequence number)
+                if flags & 0x1000:
+                    off += 8
+                et = ET_TEB  # type I (no sequence number): the mirrored frame at once
+            elif et == ET_ERSPAN3:  # 12-byte header, 8 more if its O flag is set
+                if off + 12 > end:
+                    return -1, -1, L4_CUT, end
+                frame_type = (b[off + 10] >> 2) & 0x1F
+                off += 20 if b[off + 11] & 1 else 12
+                if frame_type == 0:
+                    et = ET_TEB
+                elif frame_type == 2:
+                    et = ET_BY_NIBBLE
+                else:
+                    return ip, l4, proto, end  # another frame type: not walked
             continue
         if proto == 17:
             if l4 + 8 > end:
@@ -264,6 +340,30 @@ def _inner_l4(b, p, n, lt):
                     return -1, -1, L4_CUT, end
                 et = ET_TEB
                 off = l4 + 16
+                continue
+            if dport == UDP_GTPU:  # GTPv1-U G-PDU: 8 bytes, 4 more if E/S/PN, extensions
+                if l4 + 16 > end:
+                    return -1, -1, L4_CUT, end
+                gflags = b[l4 + 8]
+                if (gflags >> 5) != 1 or (gflags & 0x10) == 0 or b[l4 + 9] != 0xFF:
+                    return ip, l4, proto, end  # not a version-1 G-PDU: plain UDP
+                off = l4 + 16
+                if gflags & 0x07:
+                    if off + 4 > end:
+                        return -1, -1, L4_CUT, end
+                    nxt = np.int64(b[off + 3]) if gflags & 0x04 else 0
+                    off += 4
+                    for _ in range(MAX_STEPS):  # extension headers: length in 4-byte units
+                        if nxt == 0:
+                            break
+                        if off + 4 > end:
+                            return -1, -1, L4_CUT, end
+                        elen = np.int64(b[off]) * 4
+                        if elen == 0 or off + elen > end:
+                            return -1, -1, L4_CUT if elen else L4_NONE, end
+                        nxt = np.int64(b[off + elen - 1])
+                        off += elen
+                et = ET_BY_NIBBLE
                 continue
             if dport == UDP_GENEVE:  # 8-byte header + options, protocol type at 2
                 if l4 + 16 > end:
