@@ -10,6 +10,7 @@ when missing) so its pins never touch the project's packages.
     python scripts/bench_dedupe.py --synthetic 5000  # smaller synthetic set
     python scripts/bench_dedupe.py --no-bibdedupe    # migfw only
     python scripts/bench_dedupe.py --scale-only      # 25k/50k/100k corpora: time, peak MiB
+    python scripts/bench_dedupe.py --data DIR --data-only   # your own sets (bib-dedupe format)
 
 Labelled sets come from ../shared/testdata/dedup (skipped when absent). The synthetic set
 is generated here with known truth (see make_synthetic).
@@ -658,22 +659,8 @@ def labelled_sets() -> list[dict]:
     sets = []
     for name in ("bibdedupe_digital_work", "bibdedupe_special_cases", "bibdedupe_small_testset"):
         folder = DEDUP_DATA / name
-        if not folder.is_dir():
-            continue
-        records = read_exports([folder / "records_pre_merged.csv"])
-        truth = truth_from_merged_ids(list(records["record_id"]), folder / "merged_record_ids.csv")
-        # bib-dedupe reads its own files as they are (its home ground).
-        native = pd.read_csv(folder / "records_pre_merged.csv", dtype=str, keep_default_na=False)
-        native = native[native["ID"] != ""]
-        entry = {"name": name, "kind": "real", "records": [records], "truth": truth,
-                 "native": [native]}  # fmt: skip
-        if "search_set" in native.columns and (native["search_set"] != "").any():
-            # CoLRev's convention, which the labels follow: a search set was deduplicated
-            # before, its records are never merged with each other (deduplicate's apart_by).
-            sets_of = dict(zip(native["ID"], native["search_set"], strict=True))
-            records["search_set"] = records["record_id"].map(sets_of).fillna("")
-            entry["apart_by"] = "search_set"
-        sets.append(entry)
+        if folder.is_dir():
+            sets.append(bibdedupe_folder_set(folder, name))
     asysd = DEDUP_DATA / "asysd_labelled" / "labelled_test_set.csv"
     if asysd.exists():
         records = read_exports([asysd])
@@ -712,6 +699,47 @@ def labelled_sets() -> list[dict]:
                 truth[by_number[int(number)]] = cid
         sets.append({"name": "citesource_benchmark", "kind": "silver", "records": [records],
                      "truth": truth})  # fmt: skip
+    return sets
+
+
+def bibdedupe_folder_set(folder: Path, name: str | None = None, kind: str = "real") -> dict:
+    """One set in bib-dedupe's format (`records_pre_merged.csv` + `merged_record_ids.csv`,
+    as CoLRev publishes its benchmark sets), read through S1's reader; bib-dedupe reads
+    its own file as it is."""
+    from migfw.slr.imports import read_exports
+
+    records = read_exports([folder / "records_pre_merged.csv"])
+    truth = truth_from_merged_ids(list(records["record_id"]), folder / "merged_record_ids.csv")
+    # bib-dedupe reads its own files as they are (its home ground).
+    native = pd.read_csv(folder / "records_pre_merged.csv", dtype=str, keep_default_na=False)
+    native = native[native["ID"] != ""]
+    entry = {"name": name or folder.name, "kind": kind, "records": [records], "truth": truth,
+             "native": [native]}  # fmt: skip
+    if "search_set" in native.columns and (native["search_set"] != "").any():
+        # CoLRev's convention, which the labels follow: a search set was deduplicated
+        # before, its records are never merged with each other (deduplicate's apart_by).
+        sets_of = dict(zip(native["ID"], native["search_set"], strict=True))
+        records["search_set"] = records["record_id"].map(sets_of).fillna("")
+        entry["apart_by"] = "search_set"
+    return entry
+
+
+def extra_sets(dirs: list[str]) -> list[dict]:
+    """The user's own labelled sets (`--data DIR`): DIR is one set in bib-dedupe's format
+    or a folder of such sets (each subfolder holding both files). Kind "extra": scored
+    with the shipped default, never used to choose it (they stay unseen)."""
+    sets = []
+    for d in dirs:
+        root = Path(d)
+        folders = [root] if (root / "records_pre_merged.csv").exists() else sorted(
+            p for p in root.iterdir() if (p / "records_pre_merged.csv").exists()
+        )  # fmt: skip
+        if not folders:
+            raise SystemExit(f"{root}: no records_pre_merged.csv here or in a subfolder")
+        for folder in folders:
+            if not (folder / "merged_record_ids.csv").exists():
+                raise SystemExit(f"{folder}: merged_record_ids.csv missing (the labels)")
+            sets.append(bibdedupe_folder_set(folder, kind="extra"))
     return sets
 
 
@@ -1093,7 +1121,19 @@ def main(argv: list[str] | None = None) -> int:
         "--scale-only", action="store_true",
         help="only the scale corpora, with the shipped default (no labelled sets, no docs)",
     )  # fmt: skip
+    parser.add_argument(
+        "--data", action="append", default=[], metavar="DIR",
+        help="also score your own labelled set(s) in bib-dedupe's format: DIR holds "
+        "records_pre_merged.csv + merged_record_ids.csv, or subfolders that do (repeatable; "
+        "scored with the shipped default, never used to choose it; docs not written)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--data-only", action="store_true",
+        help="with --data: only those sets (no built-in sets, no leave-one-out, no docs)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.data_only and not args.data:
+        parser.error("--data-only needs --data DIR")
     rows: list[dict] = []
     if args.scale_only:
         from migfw.slr.dedupe.linkage import fallback_model
@@ -1108,16 +1148,25 @@ def main(argv: list[str] | None = None) -> int:
     tools = {"migfw": sys.executable}
     if not args.no_bibdedupe:
         tools["bib-dedupe"] = str(ensure_bibdedupe_venv())
-    sets = labelled_sets()
-    held: dict[str, dict] = {}
-    for family in FAMILIES:
-        fam_folds, fam_default, held[family] = leave_one_dataset_out(sets, family)
-        if family == "splink":
-            folds, default = fam_folds, fam_default
-    families = family_table(held)
-    print(families)
+    from migfw.slr.dedupe.linkage import fallback_model
     from migfw.slr.dedupe.scoring import DEFAULT
 
+    sets = [] if args.data_only else labelled_sets()
+    folds, default = {}, {"params": DEFAULT, "fallback": fallback_model()}
+    families = ""
+    if sets:
+        held: dict[str, dict] = {}
+        for family in FAMILIES:
+            fam_folds, fam_default, held[family] = leave_one_dataset_out(sets, family)
+            if family == "splink":
+                folds, default = fam_folds, fam_default
+        families = family_table(held)
+        print(families)
+    # The user's sets are scored as a user would run migfw: the shipped default.
+    extra = extra_sets(args.data)
+    for d in extra:
+        folds[d["name"]] = (DEFAULT, fallback_model())
+    sets += extra
     if default["params"] != DEFAULT:
         print(f"note: the shipped default {DEFAULT} differs from the choice on all real sets "
               f"{default['params']}: update scoring.Params", file=sys.stderr)  # fmt: skip
@@ -1142,14 +1191,18 @@ def main(argv: list[str] | None = None) -> int:
                              "config": f"{params.method} {params.match:g}/{params.review:g}"
                              if tool == "migfw" and params.method == "splink"
                              else (params.method if tool == "migfw" else ""), **info})  # fmt: skip
+                if tool == "migfw" and dataset["kind"] == "extra":
+                    rows[-1]["config"] += " (shipped default)"
                 if tool == "migfw" and dataset.get("apart_by"):
                     rows[-1]["config"] += f", apart_by {dataset['apart_by']}"
-        scale = scale_rows(args.scale, default["params"], default["fallback"], Path(tmp))
+        scale = [] if args.data_only else scale_rows(args.scale, default["params"],
+                                                     default["fallback"], Path(tmp))  # fmt: skip
     command = "python scripts/bench_dedupe.py" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
     table = markdown_table(rows, scale, command, default["params"])
-    table += "\n\nHeld out, per method family (in-process runs):\n\n" + families
+    if families:
+        table += "\n\nHeld out, per method family (in-process runs):\n\n" + families
     print(table)
-    if not (args.no_docs or args.only or args.no_bibdedupe):
+    if not (args.no_docs or args.only or args.no_bibdedupe or args.data):
         write_doc_table(table)
         print(f"wrote the table into {DOC}", file=sys.stderr)
     return 0
