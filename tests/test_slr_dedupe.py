@@ -1089,3 +1089,90 @@ def test_links_in_record_id_order_with_compact_columns(tmp_path: Path) -> None:
     written = pd.read_csv(out, dtype=str, keep_default_na=False)
     assert set(written["rule"]) == set(links["rule"].astype(str))
     assert (written["title_sim"] == "").sum() == links["title_sim"].isna().sum()
+
+
+def _filler(n: int, start: int = 0) -> list[dict]:
+    """`n` different works (own title words, authors, volume and pages) to fill an export."""
+    words = ("cohort trial pleural effusion sepsis asthma biopsy stent dose outcome children "
+             "elderly lung renal cardiac imaging").split()  # fmt: skip
+    out = []
+    for k in range(start, start + n):
+        a, b, c = words[k % 16], words[(k // 16) % 16], words[(k * 7 + 3) % 16]
+        out.append({"ID": f"f{k}", "TI": f"Study {k} of {a} {b} and {c} in practice",
+                    "AU": [f"Author{k}, A.", f"Writer{k}, B."], "PY": "2010",
+                    "T2": f"Journal of Topic {k}", "VL": str(k), "SP": str(10 + k)})  # fmt: skip
+    return out
+
+
+def test_issue_field_holding_record_numbers_is_no_evidence(tmp_path: Path) -> None:
+    """An export whose issue field holds the library's record numbers (every record its
+    own value: 120, 121, ...) says nothing about issues. Two copies of one article that
+    agree on title, authors, year, volume and pages, one with the journal's other name,
+    are one work: by hand, without the issue the cluster check's evidence is title +4,
+    authors +2, year +1, venue -1, volume +1, pages +1.5 = +8.5 (>= 5: merged); with
+    issue 120 vs 121 read as two issues it was +3.5 with a locator against (refused).
+    Where the issues repeat (real issue numbers) a differing issue still counts."""
+    art = {"TI": "Antibiotic treatment schemes for very severe community-acquired pneumonia "
+           "in children: a randomized clinical study", "AU": ["Ribeiro, Cristiane Franco",
+           "Ferrari, Giesela Fleisher", "Fioretto, Jose Roberto"], "PY": "2011", "VL": "29",
+           "SP": "444", "EP": "450"}  # fmt: skip
+    a = {**art, "ID": "a", "T2": "Pan American Journal of Public Health"}
+    b = {**art, "ID": "b", "T2": "Revista Panamericana de Salud Publica"}
+    numbered = [{**r, "IS": str(100 + k)} for k, r in enumerate([*_filler(60), a, b])]
+    result = deduplicate(read_exports([_ris(tmp_path / "endnote.ris", numbered)]))
+    assert _groups(result) == {frozenset({"a", "b"})}
+    assert "issue" not in _link(result, "a", "b").evidence
+    # Real issues (1-6, repeating) in the same export: issue 3 vs 4 is evidence against.
+    issues = [{**r, "IS": str(k % 6 + 1)} for k, r in enumerate(_filler(60))]
+    issues += [{**a, "IS": "3"}, {**b, "IS": "4"}]
+    result = deduplicate(read_exports([_ris(tmp_path / "journal.ris", issues)]))
+    assert not _same(result, "a", "b")
+    assert "issue=-5" in _link(result, "a", "b").evidence
+
+
+def test_embase_meeting_after_the_journal_is_the_journal(tmp_path: Path) -> None:
+    """Embase names a supplement's abstracts "<journal>.Conference: <meeting>"; another
+    database gives the journal alone. Same title, authors, year, volume and page: the
+    abstract printed in that journal, one item (it was a journal-vs-conference veto).
+    A venue that is a conference ("Proceedings of the ... Congress") still is one."""
+    item = {**BASE, "T2": "Transplant International", "VL": "24", "SP": "35"}
+    for tag in ("EP", "IS"):
+        item.pop(tag)
+    medline = {**item, "ID": "journal"}
+    embase = {**item, "ID": "embase",
+              "T2": "Transplant International.Conference: 20th "
+              "Annual Congress of the German Transplantation Society"}  # fmt: skip
+    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [medline, embase])]))
+    assert _same(result, "journal", "embase")
+    assert "venue_type" not in _link(result, "journal", "embase").rule
+    proc = {**item, "ID": "proc", "T2": "Proceedings of the 20th Annual Congress of the German "
+            "Transplantation Society"}  # fmt: skip
+    result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [medline, proc])]))
+    assert not _same(result, "journal", "proc")
+    assert _link(result, "journal", "proc").rule == "conflict:venue_type"
+
+
+def test_medline_bracketed_translation_and_another_title_on_one_item_merge(
+    tmp_path: Path,
+) -> None:
+    """A French article: MEDLINE gives its English title in brackets (its mark of a
+    translated title), another database its own English translation. Same authors,
+    year, journal, volume and whole page range: one item (by hand), merged as a title
+    variant. The same two titles on another page range stay apart, and so do two
+    unbracketed titles on the same item (nothing says either is a translation)."""
+    item = {**BASE, "T2": "Annales Francaises d'Anesthesie et de Reanimation", "VL": "13",
+            "SP": "280", "EP": "284", "PY": "1994",
+            "AU": ["Train, M.", "Soulard, D.", "Bouyer, L.", "Blanloeil, Y."]}  # fmt: skip
+    item.pop("IS")
+    medline = {**item, "ID": "medline", "TI": "[Comparison of amoxicillin and cefamandole in "
+               "the prevention of bronchopulmonary infections in pulmonary surgery]"}  # fmt: skip
+    embase = {**item, "ID": "embase", "TI": "Antibiotic prophylaxis in pulmonary surgery. A "
+              "controlled double-blind study of amoxicillin versus cefamandole"}  # fmt: skip
+    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [medline, embase])]))
+    assert _same(result, "medline", "embase")
+    assert "title translated" in _link(result, "medline", "embase").rule
+    elsewhere = {**embase, "ID": "elsewhere", "EP": "290"}
+    plain = {**medline, "ID": "plain", "TI": medline["TI"].strip("[]")}
+    for a, b in ((medline, elsewhere), (plain, embase)):
+        result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [a, b])]))
+        assert not _same(result, a["ID"], b["ID"])

@@ -79,6 +79,15 @@ _LANGUAGE_WORDS = {
 _WORD_LANGUAGE = {w: lang for lang, words in _LANGUAGE_WORDS.items() for w in words.split()}
 
 
+# MEDLINE (and Embase after it) prints the English translation of a title in another
+# language in brackets: "[Comparison of amoxicillin and cefamandole in ...]" (at least
+# three words; Ovid may add short notes after it: "[Review] [16 refs] [Romanian]").
+_TRANSLATED_RE = re.compile(
+    r"^[^\w\[]*\[(?=[^\[\]]*?\w+[^\w\[\]]+\w+[^\w\[\]]+\w)[^\[\]]+\][^\w\[]*"
+    r"(?:\[[^\[\]]{1,30}\][^\w\[]*)*$"
+)
+
+
 def _language(title: str) -> str:
     """The language whose function words the folded title uses most; '' when none or
     a tie (too little to tell)."""
@@ -102,6 +111,18 @@ _COCHRANE_RE = re.compile(r"^(10\.1002/14651858\.[a-z]{2}\d+)(?:\.pub\d+)?$")
 
 def _fold(text: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"[^a-z0-9]+", " ", strip_accents(text).lower())).strip()
+
+
+# Embase names the journal supplement that printed a meeting's abstracts
+# "<journal>.Conference: <meeting>" ("Transplant International.Conference: 20th Annual
+# Congress of ..."); other databases give the journal alone. The item is printed in the
+# journal, so the journal is the venue (and its type), not the meeting.
+_EMBASE_MEETING_RE = re.compile(r"(?<=\S)\.\s*Conference(?: Publication)?\s*:.*$", re.I | re.S)
+
+
+def _venue_key(venue: str) -> str:
+    """The folded venue, without Embase's ".Conference: <meeting>" after a journal."""
+    return _fold(_EMBASE_MEETING_RE.sub("", venue))
 
 
 def _first_number(text: str) -> str:
@@ -246,6 +267,7 @@ class _Features:
     vtokens: _Column  # list of venue words for abbreviation matching
     notice: _Column  # bool: erratum / retraction / comment / reply
     language: _Column  # of the title, from its function words ('' = cannot tell)
+    bracketed: _Column  # bool: the whole title in brackets (MEDLINE: a translated title)
     pages: _Column  # whole normalised range
     page_code: np.ndarray  # start page as integer codes, -1 = none
     volume_code: np.ndarray  # volume as integer codes, -1 = none
@@ -288,7 +310,7 @@ def _features(records: pd.DataFrame) -> _Features:
     title_of_raw = [canonical.setdefault(k, k) for k in map(title_key, raw_titles.values)]
     del canonical
     titles = _recoded(raw_titles.numpy_codes(), title_of_raw)
-    venues = _per_distinct(_texts(records, "venue"), _fold, by_value=True)
+    venues = _per_distinct(_texts(records, "venue"), _venue_key, by_value=True)
     etypes = _per_distinct(_texts(records, "entry_type"), lambda e: e)
     # A stub DOI ("10.17705/1cais", a journal's prefix) simply differs from the article
     # DOI and so blocks the merge: the safe outcome.
@@ -341,7 +363,7 @@ def _features(records: pd.DataFrame) -> _Features:
             by_value=True,
         ),
         volume=volumes,
-        issue=_per_distinct(_texts(records, "issue"), _first_number, by_value=True),
+        issue=_issues(records),
         page=raw_pages.map(_start_page, by_value=True),
         # The title key itself when there are no brackets (one string, not two).
         variants=_Column(
@@ -356,6 +378,7 @@ def _features(records: pd.DataFrame) -> _Features:
         vtokens=venues.map(lambda v: [w for w in v.split() if w not in VENUE_STOP]),
         notice=titles.map(lambda t: bool(_NOTICE_RE.match(t)), by_value=True),
         language=titles.map(_language, by_value=True),
+        bracketed=raw_titles.map(lambda t: bool(_TRANSLATED_RE.match(t)), by_value=True),
         pages=raw_pages.map(lambda p: normalise_pages(p).lower() if p else "", by_value=True),
         page_code=np.empty(0, dtype=np.int64),
         volume_code=np.empty(0, dtype=np.int64),
@@ -371,6 +394,41 @@ def _cells(column: pd.Series) -> Iterator[Any]:
     """A column's cells, SLICE at a time (each slice's Python objects freed after it)."""
     for start in range(0, len(column), SLICE):
         yield from column.iloc[start : start + SLICE].tolist()
+
+
+# An export whose issue field holds its own record numbers (an EndNote library's record
+# number filed as the issue: 1,988 distinct values in 1,988 records) says nothing about
+# issues. Real issue numbers repeat: a search's records share a few dozen values (1-12
+# in most journals), so a source whose filled issues are nearly all distinct is not
+# giving issues; its issue field is left empty (no evidence either way).
+RECORD_NUMBERS_MIN = 50  # filled issues a source needs before the test is made
+RECORD_NUMBERS_DISTINCT = 0.9  # share of distinct values above which they are record numbers
+
+
+def _issues(records: pd.DataFrame) -> _Column:
+    """The issue number of every record, '' where its source file fills the issue field
+    with record numbers (see RECORD_NUMBERS_MIN)."""
+    issues = _per_distinct(_texts(records, "issue"), _first_number, by_value=True)
+    if "source_file" in records.columns:
+        sources = _per_distinct(_texts(records, "source_file"), lambda s: s).numpy_codes()
+    else:
+        sources = np.zeros(len(records), dtype=np.int32)
+    codes = issues.numpy_codes()
+    empty = issues.values.index("") if "" in issues.values else -1
+    frame = pd.DataFrame({"source": sources, "issue": codes})
+    filled = frame[frame["issue"] != empty].groupby("source")["issue"]
+    stats = pd.DataFrame({"n": filled.size(), "distinct": filled.nunique()})
+    numbered = stats.index[
+        (stats["n"] >= RECORD_NUMBERS_MIN)
+        & (stats["distinct"] >= RECORD_NUMBERS_DISTINCT * stats["n"])
+    ]
+    if len(numbered) == 0:
+        return issues
+    if empty < 0:
+        issues.values.append("")
+        empty = len(issues.values) - 1
+    codes = np.where(np.isin(sources, numbered.to_numpy()), empty, codes).astype(np.int32)
+    return _Column(array("i", codes.tobytes()), issues.values)
 
 
 def _volume(volume: str, year: int) -> str:

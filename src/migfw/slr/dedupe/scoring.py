@@ -407,14 +407,15 @@ def _title_shared(feat: _Features, i: int, j: int) -> bool:
 
 
 def _translation(feat: _Features, ev: _Evidence, i: int, j: int) -> bool:
-    """Titles in two languages (by their function words) on the same item: the same
-    authors, year, venue, volume and whole page range (start and end), no other issue.
-    One database gives the original title, another the English one without brackets.
-    Different works never share all of these, so the title is a variant here."""
+    """Titles in two languages (by their function words), or one in MEDLINE's brackets
+    of a translated title and one not (the original, or another database's
+    translation), on the same item: the same authors, year, venue, volume and whole page
+    range (start and end), no other issue. Different works never share all of these, so
+    the title is a variant here."""
     li, lj = feat.language[i], feat.language[j]
     ends = [_end_page(feat.pages[k]) for k in (i, j)]
     return bool(
-        li and lj and li != lj
+        ((li and lj and li != lj) or feat.bracketed[i] != feat.bracketed[j])
         and ev.weights.get("authors") == W_AUTHORS["same"]
         and feat.year[i] and feat.year[i] == feat.year[j]
         and ev.v_sim >= 0.8
