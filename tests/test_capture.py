@@ -256,6 +256,51 @@ def test_small_chunks_carry_partial_records(tmp_path, monkeypatch, kind):
     assert echo_destinations(f) == {pc.TARGET4: 300, "10.231.0.50": 1}
 
 
+@pytest.mark.parametrize("kind", ["pcap", "pcapng"])
+def test_gzip_compressed_captures_read_as_they_are(tmp_path, monkeypatch, kind):
+    """A .pcap.gz / .pcapng.gz (as shared online; tshark reads them as they are) gives the
+    echoes of the uncompressed file, in small chunks too, from a file or a FIFO; corrupt or
+    cut gzip data and other compressors are refused in one line."""
+    import gzip
+    import threading
+
+    monkeypatch.setattr(capture.containers, "CHUNK_BYTES", 200)
+    trial = pc.make_trial(200, 0.001, lost={5, 6}, seed=4)
+    pkts = [(t, pc.frame(1, p)) for t, p in trial.packets]
+    if kind == "pcap":
+        raw = pc.pcap_bytes(pkts, nano=True)
+    else:
+        sec = pc.Section(ifaces=[pc.Iface(1, tsresol=9)])
+        sec.packets = [(0, t, d, "epb") for t, d in pkts]
+        raw = pc.pcapng_bytes([sec])
+    packed = gzip.compress(raw)
+    f = tmp_path / f"c.{kind}.gz"
+    f.write_bytes(packed)
+    e = read_echoes(f, pc.TARGET4)
+    assert e.ts_ns.tolist() == [t for t, _ in trial.packets] and e.packets == len(pkts)
+    assert echo_destinations(f) == {pc.TARGET4: 200}
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=fifo.write_bytes, args=(packed,))
+    writer.start()
+    try:
+        assert read_echoes(fifo, pc.TARGET4).ts_ns.tolist() == e.ts_ns.tolist()
+    finally:
+        writer.join()
+    f.write_bytes(packed[: len(packed) // 2])  # a download cut short
+    _refused(f, "corrupt gzip data")
+    bad = bytearray(packed)
+    bad[len(bad) // 2] ^= 0xFF
+    f.write_bytes(bytes(bad))
+    _refused(f, "corrupt gzip data")
+    f.write_bytes(gzip.compress(b"time,src,dst\n"))
+    _refused(f, "looks like text", "at byte 0 of the decompressed data")
+    f.write_bytes(gzip.compress(raw[:-5]))  # whole gzip, cut capture inside
+    _refused(f, "file ends inside", "of the decompressed data")
+    f.write_bytes(b"\x28\xb5\x2f\xfd" + b"\0" * 60)
+    _refused(f, "zstd-compressed file: decompress it first")
+
+
 # ------------------------------------------------------------------ refusals
 
 

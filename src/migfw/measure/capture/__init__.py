@@ -10,10 +10,10 @@ Public API:
     read_tcp(path, target)     -> TcpSegments  TCP segments to and from target (SYN probes,
                                                SYN-ACK / RST answers) with ports, seq and ack
 
-One module per layer: containers (pcap and pcapng records, the chunked reader), link (link
-layers, VLAN tags, MPLS labels, PPP(oE), GRE/ERSPAN/PPTP/VXLAN/Geneve/GTP-U tunnels), l4
-(ICMP echo, TCP), records (the returned columns), jit (numba's cache folder and set-up, the
-kernels' constants).
+One module per layer: streams (gzip, pipes, naming what is not a capture), containers (pcap
+and pcapng records, the chunked reader), link (link layers, VLAN tags, MPLS labels, PPP(oE),
+GRE/ERSPAN/PPTP/VXLAN/Geneve/GTP-U tunnels), l4 (ICMP echo, TCP), records (the returned
+columns), jit (numba's cache folder and set-up, the kernels' constants).
 """
 
 from __future__ import annotations

@@ -4,10 +4,11 @@ pcapng section and interface blocks and turns kernel error codes into one-line e
 
 from __future__ import annotations
 
-import io
+import gzip
 import ipaddress
 import os
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,7 @@ from migfw.measure.capture.jit import (
 from migfw.measure.capture.l4 import _emit
 from migfw.measure.capture.link import LINKTYPES_READ, _linktype_read, _u16, _u32, linktype_name
 from migfw.measure.capture.records import Echoes, TcpSegments, _Out
+from migfw.measure.capture.streams import _describe_start, _Replayed
 
 
 @njit(cache=True)
@@ -59,10 +61,8 @@ def _scan_pcap(
         caplen = _u32(b, pos + 8, be)
         if caplen > MAX_CAPLEN:
             return pos, k, E_CAPLEN, pos
-        # Longer than the snaplen: libpcap and Wireshark read such records (dpkt's writer
-        # keeps snaplen 1500 for bigger frames; old Solaris bufmod), so they are read whole.
-        # Longer than its own wire length as well, the length is corrupt: refused here, at
-        # its own record, not further on where the records it swallowed stop making sense.
+        # Longer than the snaplen: read whole, as Wireshark does (dpkt writes snaplen 1500
+        # for any frame). Longer than its wire length too: corrupt, refused at this record.
         if snap > 0 and caplen > snap and caplen > _u32(b, pos + 12, be):
             return pos, k, E_SNAPLEN, pos
         if pos + 16 + caplen > end:
@@ -182,20 +182,6 @@ def _scan_pcapng(
     return pos, k, ST_NEED_MORE, E_OK, pos, 0
 
 
-def _describe_start(head: bytes) -> str:
-    if not head:
-        return "empty file"
-    sample = head[:64]
-    try:
-        text = sample.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    if text is not None and all(c.isprintable() or c in "\r\n\t" for c in text):
-        shown = text.strip().splitlines()[0][:40] if text.strip() else ""
-        return f"looks like text ({shown!r}), not a pcap/pcapng capture"
-    return f"unknown magic number 0x{head[:4].hex()} (not a pcap/pcapng capture)"
-
-
 def _target_bytes(target: str) -> np.ndarray:
     try:
         packed = ipaddress.ip_address(target).packed
@@ -204,30 +190,6 @@ def _target_bytes(target: str) -> np.ndarray:
     out = np.zeros(16, np.uint8)
     out[: len(packed)] = np.frombuffer(packed, np.uint8)
     return out
-
-
-class _Replayed:
-    """A stream that cannot seek, with the bytes already read from it put back in front."""
-
-    def __init__(self, head: bytes, handle: io.BufferedReader) -> None:
-        self.head, self.handle = head, handle
-
-    def read(self, n: int = -1) -> bytes:
-        if not self.head:
-            return self.handle.read(n)
-        if n < 0:
-            out, self.head = self.head + self.handle.read(), b""
-            return out
-        out, self.head = self.head[:n], self.head[n:]
-        return out + (self.handle.read(n - len(out)) if n > len(out) else b"")
-
-    def readinto(self, buffer: memoryview) -> int:
-        if not self.head:
-            return self.handle.readinto(buffer) or 0
-        n = min(len(self.head), len(buffer))
-        buffer[:n] = self.head[:n]
-        self.head = self.head[n:]
-        return n
 
 
 class _Reader:
@@ -242,9 +204,11 @@ class _Reader:
         self.cnt = np.zeros(8, np.int64)
         self.linktypes: dict[int, int] = {}
         self.out = _Out(1, mode)  # sized to the read buffer once it exists
+        self.gzip = False
 
     def fail(self, problem: str, offset: int) -> MigfwError:
-        return MigfwError(f"{self.name}: {problem} at byte {offset}")
+        where = " of the decompressed data" if self.gzip else ""
+        return MigfwError(f"{self.name}: {problem} at byte {offset}{where}")
 
     def run(self) -> Echoes:
         try:
@@ -258,16 +222,26 @@ class _Reader:
                 handle.seek(0)
             else:  # a FIFO or a pipe (tcpdump -w - | ...): read once, the head replayed
                 self.fh = _Replayed(head, handle)
-            if len(head) < 4:
-                raise self.fail(_describe_start(head), 0)
-            magic_le = struct.unpack("<I", head)[0]
-            if magic_le in (0xA1B2C3D4, 0xD4C3B2A1, 0xA1B23C4D, 0x4D3CB2A1):
-                fmt = self._pcap(magic_le)
-            elif magic_le == 0x0A0D0D0A:
-                fmt = self._pcapng()
-            else:
-                raise self.fail(_describe_start(handle.read(64)), 0)
-        return self._result(fmt)
+            if head[:2] == b"\x1f\x8b":  # gzip (.pcap.gz): read through, as tshark does
+                self.gzip = True
+                try:
+                    return self._result(self._container(gzip.GzipFile(fileobj=self.fh)))
+                except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
+                    raise MigfwError(f"{self.name}: corrupt gzip data ({exc})") from None
+            return self._result(self._container(self.fh))
+
+    def _container(self, stream) -> str:
+        """Read a pcap or pcapng from `stream` (at its start); returns the format's name."""
+        head = stream.read(4)
+        self.fh = _Replayed(head, stream)
+        if len(head) < 4:
+            raise self.fail(_describe_start(head), 0)
+        magic_le = struct.unpack("<I", head)[0]
+        if magic_le in (0xA1B2C3D4, 0xD4C3B2A1, 0xA1B23C4D, 0x4D3CB2A1):
+            return self._pcap(magic_le)
+        if magic_le == 0x0A0D0D0A:
+            return self._pcapng()
+        raise self.fail(_describe_start(self.fh.read(64)), 0)
 
     def _result(self, fmt: str) -> Echoes | TcpSegments:
         parts = self.out.parts
