@@ -605,6 +605,41 @@ def test_endnote_tagged(tmp_path: Path) -> None:
     assert set(frame["database"]) == {"ACM"}
 
 
+def test_embase_csv_fields_from_its_openurl_link(tmp_path: Path) -> None:
+    """Embase's CSV has no DOI/year/journal/pages columns: they are read from the OpenURL
+    ("Open URL Link") query; a column of the table itself wins over the link."""
+    link = (
+        "http://sfx.example.org/x?sid=EMBASE&issn=0008543X&id=doi:10.1002%2Fcncr.20369"
+        "&atitle=A+title&stitle=Cancer&title=Cancer&volume=102&issue=4&spage=253&epage=258"
+        "&aulast=Eloubeidi&pages=253-258&date=2004"
+    )
+    path = tmp_path / "embase.csv"
+    path.write_text(
+        "Title,Author Names,Source,Emtree Medical Index Terms,Open URL Link\n"
+        f'A title,"Eloubeidi M.A., Jhala D.","Cancer (2004) 102:4 (253-258)",article,{link}\n'
+        "Second,Doe J.,Other (2001),article,\n"
+        'Third,Roe R.,"J (2010)",article,http://sfx.example.org/x?sid=EMBASE&date=2010&spage=7\n',
+        encoding="utf-8",
+    )
+    frame = read_export(path)
+    assert set(frame["database"]) == {"Embase"}
+    assert frame["doi"].tolist() == ["10.1002/cncr.20369", "", ""]
+    assert frame["year"].tolist()[0] == 2004 and frame["year"].tolist()[2] == 2010
+    assert pd.isna(frame["year"].iloc[1])
+    assert frame["venue"].tolist() == ["Cancer", "", ""]
+    assert frame["volume"].tolist() == ["102", "", ""]
+    assert frame["issue"].tolist() == ["4", "", ""]
+    assert frame["pages"].tolist() == ["253-258", "", "7"]
+    assert frame["issn"].tolist() == ["0008-543X", "", ""]
+    path.write_text(
+        f"Title,DOI,Year,Open URL Link\nA title,10.9999/own,2005,{link}\n",
+        encoding="utf-8",
+    )
+    frame = read_export(path)
+    assert frame["doi"].tolist() == ["10.9999/own"] and frame["year"].tolist() == [2005]
+    assert frame["venue"].tolist() == ["Cancer"]
+
+
 def test_bibtex_entries_without_citation_key_are_read(tmp_path: Path) -> None:
     """JabRef writes "@article{," for an entry with no key: the fields are all there."""
     path = tmp_path / "nokey.bib"

@@ -9,6 +9,7 @@ import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 from migfw.errors import MigfwError
 from migfw.slr.imports.detect import _csv_delimiter
@@ -52,6 +53,8 @@ def _csv_database(header: list[str], rows: list[dict[str, str]]) -> str:
     sample = rows[:20]
     if "consensus link" in cols:
         return "Consensus"
+    if any(c.startswith("emtree ") for c in cols):
+        return "Embase"
     if any(re.search(r"compendex|inspec|geobase", r.get("Database", ""), re.I) for r in sample):
         return "Engineering Village"
     if "lens id" in cols:
@@ -77,6 +80,30 @@ def _csv_database(header: list[str], rows: list[dict[str, str]]) -> str:
     ):
         return "Web of Science"
     return ""
+
+
+# OpenURL (Z39.88 / SFX) key -> canonical field: Embase's CSV has no DOI, year, journal or
+# pages column; they are only in its "Open URL Link" (...&id=doi:10.1002%2Fcncr.20369&
+# title=Cancer&volume=102&issue=4&spage=253&epage=258&date=2004).
+_OPENURL_KEYS = {"title": "venue", "jtitle": "venue", "volume": "volume", "issue": "issue",
+                 "spage": "start_page", "epage": "end_page", "date": "year",
+                 "issn": "issn"}  # fmt: skip
+
+
+def _openurl(link: str) -> dict[str, str]:
+    """Canonical fields named in an OpenURL link's query ({} when it is not one)."""
+    pairs = parse_qsl(urlsplit(link.strip()).query)
+    keys = {k for k, _ in pairs}
+    if not {"atitle", "spage", "date", "aulast"} & keys:
+        return {}
+    out: dict[str, str] = {}
+    for key, value in pairs:
+        value = value.strip()
+        if key in ("id", "rft_id") and value.lower().startswith(("doi:", "info:doi/")):
+            out.setdefault("doi", value.split(":", 1)[1].removeprefix("doi/"))
+        elif key.removeprefix("rft.") in _OPENURL_KEYS and value:
+            out.setdefault(_OPENURL_KEYS[key.removeprefix("rft.")], value)
+    return out
 
 
 def _line_list(lines: list[int]) -> str:
@@ -243,14 +270,23 @@ def _read_csv(text: str, path: Path, delimiter: str | None = None) -> tuple[list
         return ""
 
     database = _csv_database(header, rows)
+    openurl_cols = [
+        h for h in header if re.sub(r"[\s_-]", "", h.lower()) in ("openurllink", "openurl")
+    ]
     out = []
     for row in rows:
+        # The OpenURL link: a fallback for the fields the table has no column for.
+        link = _openurl(row[openurl_cols[0]]) if openurl_cols else {}
+
+        def get(field: str, row: dict[str, str] = row, link: dict[str, str] = link) -> str:
+            return pick(row, field) or link.get(field, "")
+
         authors = pick(row, "authors")
         title = pick(row, "title")
         pages = pick(row, "pages")
-        start = pick(row, "start_page") if not pages else ""
-        end = pick(row, "end_page") if not pages else ""
-        issn, isbn = _split_issn_isbn([pick(row, "issn"), pick(row, "isbn")])
+        start = get("start_page") if not pages else ""
+        end = get("end_page") if not pages else ""
+        issn, isbn = _split_issn_isbn([get("issn"), pick(row, "isbn")])
         keywords = pick(row, "keywords") or pick(row, "keywords2")
         out.append(
             _record(
@@ -258,11 +294,11 @@ def _read_csv(text: str, path: Path, delimiter: str | None = None) -> tuple[list
                 entry_type=pick(row, "entry_type"),
                 title=title,
                 authors=authors,
-                year=pick(row, "year"),
-                doi=pick(row, "doi"),
-                venue=pick(row, "venue"),
-                volume=pick(row, "volume"),
-                issue=pick(row, "issue"),
+                year=get("year"),
+                doi=get("doi"),
+                venue=get("venue"),
+                volume=get("volume"),
+                issue=get("issue"),
                 pages=pages or start,
                 end_page=end,
                 abstract=pick(row, "abstract"),
