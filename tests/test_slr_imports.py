@@ -605,6 +605,37 @@ def test_endnote_tagged(tmp_path: Path) -> None:
     assert set(frame["database"]) == {"ACM"}
 
 
+def test_doi_from_links_and_notes_stops_where_the_doi_does(tmp_path: Path) -> None:
+    """A DOI found in a record's links or notes (no DO field): a link's query, fragment and
+    publisher path tail are not part of it, and markup is a word break. A DOI field keeps
+    characters a link would cut (a SICI DOI ends in '#')."""
+    path = tmp_path / "links.ris"
+    records = [
+        "UR  - http://onlinelibrary.wiley.com/doi/10.1002/ajim.22183/abstract",
+        "UR  - http://onlinelibrary.wiley.com/store/10.1002/ajim.22405/asset/ajim22405.pdf"
+        "?v=1&t=itxh84ic&s=1ac7",
+        "UR  - http://download.springer.com/static/pdf/564/art%253A10.1007%252Fs00267-014-"
+        "0325-8.pdf?originUrl=http%3A%2F%2Flink.springer.com%2Farticle%2F10.1007%2Fs00267-"
+        "014-0325-8&token2=exp=1475707606~acl=%2F",
+        "N1  - no Zotero field:<br/>electronic-resource-num: 10.1002/9781119757030.ch10"
+        "<br/>isbn: 23288779<br/>pages: 193-216",
+        "UR  - https://doi.org/10.1000/ABC(12)3#section",
+        "DO  - 10.1002/1097-0142(20000701)89:1<135::AID-CNCR18>3.0.CO;2-#",
+    ]
+    path.write_text(
+        "".join(f"TY  - JOUR\nTI  - T{i}\n{r}\nER  - \n\n" for i, r in enumerate(records)),
+        encoding="utf-8",
+    )
+    assert read_export(path)["doi"].tolist() == [
+        "10.1002/ajim.22183",
+        "10.1002/ajim.22405",
+        "10.1007/s00267-014-0325-8",
+        "10.1002/9781119757030.ch10",
+        "10.1000/abc(12)3",
+        "10.1002/1097-0142(20000701)89:1<135::aid-cncr18>3.0.co;2-#",
+    ]
+
+
 def test_embase_csv_fields_from_its_openurl_link(tmp_path: Path) -> None:
     """Embase's CSV has no DOI/year/journal/pages columns: they are read from the OpenURL
     ("Open URL Link") query; a column of the table itself wins over the link."""

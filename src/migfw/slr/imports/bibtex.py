@@ -27,8 +27,8 @@ from pathlib import Path
 import bibtexparser
 from bibtexparser import model
 
-from migfw.slr.imports.records import _record, _split_issn_isbn, _warn
-from migfw.slr.normalise import clean_text, normalise_doi
+from migfw.slr.imports.records import _doi_in, _record, _split_issn_isbn, _warn
+from migfw.slr.normalise import clean_text
 
 _MONTHS = {
     m: str(i)
@@ -219,7 +219,9 @@ def _read_bibtex(text: str, path: Path) -> tuple[list[dict], str]:
                 authors=one("author") or one("editor"),
                 year=one("year", "date"),
                 doi=one("doi")
-                or next((u for u in get("url", []) if normalise_doi(u) and "doi" in u.lower()), ""),
+                or next(
+                    (d for u in get("url", []) if "doi" in u.lower() and (d := _doi_in(u))), ""
+                ),
                 venue=one(
                     "journal",
                     "journaltitle",

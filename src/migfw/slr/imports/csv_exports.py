@@ -13,7 +13,13 @@ from urllib.parse import parse_qsl, urlsplit
 
 from migfw.errors import MigfwError
 from migfw.slr.imports.detect import _csv_delimiter
-from migfw.slr.imports.records import _join_keywords, _record, _split_issn_isbn, _warn
+from migfw.slr.imports.records import (
+    _doi_in,
+    _join_keywords,
+    _record,
+    _split_issn_isbn,
+    _warn,
+)
 
 # Canonical field -> header names (lower-case), most specific first.
 _CSV_FIELDS: dict[str, tuple[str, ...]] = {
@@ -295,7 +301,7 @@ def _read_csv(text: str, path: Path, delimiter: str | None = None) -> tuple[list
                 title=title,
                 authors=authors,
                 year=get("year"),
-                doi=get("doi"),
+                doi=_doi_in(get("doi")),  # ("DOI Link", "External URL" columns are links)
                 venue=get("venue"),
                 volume=get("volume"),
                 issue=get("issue"),

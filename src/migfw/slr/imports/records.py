@@ -53,6 +53,24 @@ class SlrImportWarning(UserWarning):
     """A recoverable problem in an export (skipped entry, empty file)."""
 
 
+# What publisher links put after a DOI in their path: not part of the DOI (Wiley's
+# ".../doi/10.1002/ajim.22183/abstract", ".../10.1002/x.1/asset/x1.pdf").
+_LINK_TAIL = re.compile(
+    r"/(?:abstract|full|pdf|epdf|pdfdirect|summary|references|citedby|suppinfo|asset/.*)$"
+)
+
+
+def _doi_in(value: str) -> str:
+    """The DOI in a free-text field or a link, '' if none: markup is a word break (a note
+    "...ch10<br/>isbn: ..." must not give "ch10isbn"), and in a link (has "://") the query,
+    the fragment and a publisher's path tail after the DOI are not part of it."""
+    text = re.sub(r"<[^>]*>", " ", value)
+    doi = normalise_doi(text)
+    if doi and "://" in text:
+        doi = _LINK_TAIL.sub("", re.split(r"[?&#]", doi, maxsplit=1)[0])
+    return doi
+
+
 def _warn(message: str) -> None:
     warnings.warn(message, SlrImportWarning, stacklevel=3)
 

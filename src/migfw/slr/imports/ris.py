@@ -12,11 +12,11 @@ from migfw.slr.imports.records import (
     _DB_NAMES,
     _DB_URLS,
     _ENTRY_TYPES,
+    _doi_in,
     _first,
     _record,
     _split_issn_isbn,
 )
-from migfw.slr.normalise import normalise_doi
 
 _RIS_TAG = re.compile(r"^([A-Z][A-Z0-9])\s{1,2}-(?:[ \t](.*))?$")
 # EBSCO appends a second AB: "Copyright of <journal> is the property of <publisher>..."
@@ -124,8 +124,8 @@ def _read_ris(text: str, path: Path) -> tuple[list[dict], str]:
             # EBSCO puts the DOI in L3, others in M3/N1/UR.
             for tag in ("L3", "M3", "UR", "L2", "N1"):
                 for value in get(tag, []):
-                    if normalise_doi(value):
-                        doi_source = value
+                    doi_source = _doi_in(value)
+                    if doi_source:
                         break
                 if doi_source:
                     break

@@ -10,12 +10,12 @@ from pathlib import Path
 from migfw.slr.imports.records import (
     _DB_NAMES,
     _DB_URLS,
+    _doi_in,
     _first,
     _record,
     _split_issn_isbn,
     _split_semicolons,
 )
-from migfw.slr.normalise import normalise_doi
 
 # ------------------------------------------------------------------ WoS tagged text
 
@@ -126,7 +126,7 @@ def _read_nbib(text: str, path: Path) -> tuple[list[dict], str]:
                 break
         if not doi:  # ERIC writes the DOI as a bare link: "AID - http://dx.doi.org/10..."
             links = (v for v in get("AID", []) if re.search(r"doi\.org/10\.", v, re.I))
-            doi = next(links, "")
+            doi = _doi_in(next(links, ""))
         issn, isbn = _split_issn_isbn(get("IS", []) + get("ISBN", []))
         pmid = _first(get("PMID"))
         out.append(
@@ -199,7 +199,7 @@ def _read_enw(text: str, path: Path) -> tuple[list[dict], str]:
                 title=_first(get("T")),
                 authors=get("A", []),
                 year=_first(get("D"), get("8")),
-                doi=_first(get("R")) or next((u for u in get("U", []) if normalise_doi(u)), ""),
+                doi=_first(get("R")) or next((d for u in get("U", []) if (d := _doi_in(u))), ""),
                 venue=_first(get("J"), get("B"), get("S")),
                 volume=_first(get("V")),
                 issue=_first(get("N")),
