@@ -1176,3 +1176,43 @@ def test_medline_bracketed_translation_and_another_title_on_one_item_merge(
     for a, b in ((medline, elsewhere), (plain, embase)):
         result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [a, b])]))
         assert not _same(result, a["ID"], b["ID"])
+
+
+def test_reply_titled_after_the_letter_is_not_the_letter(tmp_path: Path) -> None:
+    """Web of Science titles the authors' reply after the letter it answers ("<title>
+    AUTHORS REPLY", "<title> - Reply"), on the letter's page of the same issue: two
+    items by other authors (it merged as a near title). Two copies of the reply are
+    still one."""
+    item = {**BASE, "T2": "New England Journal of Medicine", "VL": "361", "IS": "15",
+            "SP": "1511", "PY": "2009"}  # fmt: skip
+    item.pop("EP")
+    letter = {**item, "ID": "letter", "AU": ["Edey, M. M."],
+              "TI": "Thrombomodulin in atypical hemolytic-uremic syndrome"}  # fmt: skip
+    title = "Thrombomodulin in Atypical Hemolytic-Uremic Syndrome AUTHORS REPLY"
+    reply = {**item, "ID": "reply", "AU": ["Esmon, C. T.", "Esmon, N. L.", "Conway, E. M."],
+             "TI": title}  # fmt: skip
+    copy = {**reply, "ID": "copy", "TI": "Thrombomodulin in atypical hemolytic-uremic "
+            "syndrome - Reply", "AU": ["Esmon, Charles T.", "Esmon, Naomi L.",
+            "Conway, Edward M."]}  # fmt: skip
+    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [letter, reply, copy])]))
+    assert _groups(result) == {frozenset({"reply", "copy"})}
+    assert _link(result, "letter", "reply").rule == "conflict:notice"
+
+
+def test_page_prefix_on_both_ends_is_the_same_range(tmp_path: Path) -> None:
+    """Nephron Clinical Practice numbers its pages c37-c42; another database gives 37-42.
+    One range: with the online-first year (2010 vs 2011) the pair's evidence is, by
+    hand, title +4, authors +2, year -0.5, venue +1, volume +1, pages +1.5, issue +0.25
+    = +9.25 (merged); read as another end page (-3) it was +4.75 with a locator against
+    (refused). A range that really ends elsewhere (c37-c45) still counts against."""
+    item = {**BASE, "T2": "Nephron Clinical Practice", "VL": "118", "IS": "1",
+            "TI": "Haemolytic uraemic syndrome in adults and children",
+            "AU": ["Kavanagh, D.", "Goodship, T."]}  # fmt: skip
+    a = {**item, "ID": "a", "PY": "2011", "SP": "c37", "EP": "c42"}
+    b = {**item, "ID": "b", "PY": "2010", "SP": "37", "EP": "42"}
+    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [a, b])]))
+    assert _same(result, "a", "b")
+    assert "pages=+1.5" in _link(result, "a", "b").evidence
+    c = {**b, "ID": "c", "EP": "45"}
+    result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [a, c])]))
+    assert "pages=-3" in _link(result, "a", "c").evidence

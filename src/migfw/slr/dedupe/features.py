@@ -65,6 +65,9 @@ _NOTICE_RE = re.compile(
     r"notice of retraction|expression of concern|comment on|comments on|commentary on|"
     r"reply to|response to|in reply|authors reply|author s reply|reply)\b"
 )
+# Web of Science titles an author's reply after the letter it answers: "<letter's
+# title> - Reply", "<title> AUTHORS REPLY" (the same title, page and issue as the letter).
+_REPLY_RE = re.compile(r"\b(?:reply|in reply|authors reply|author s reply|authors replies)$")
 # Function words that name a title's language (folded; words common to two of these
 # languages, such as "de", "des", "en", "a", "die", "an", are left out).
 _LANGUAGE_WORDS = {
@@ -376,7 +379,7 @@ def _features(records: pd.DataFrame) -> _Features:
         tail=raw_titles.map(_after_heading, by_value=True),
         # From the folded venue (already accent- and punctuation-free): cheap.
         vtokens=venues.map(lambda v: [w for w in v.split() if w not in VENUE_STOP]),
-        notice=titles.map(lambda t: bool(_NOTICE_RE.match(t)), by_value=True),
+        notice=titles.map(lambda t: bool(_NOTICE_RE.match(t) or _REPLY_RE.search(t)), True),
         language=titles.map(_language, by_value=True),
         bracketed=raw_titles.map(lambda t: bool(_TRANSLATED_RE.match(t)), by_value=True),
         pages=raw_pages.map(lambda p: normalise_pages(p).lower() if p else "", by_value=True),

@@ -174,7 +174,8 @@ def _conflicts(feat: _Features, i: int, j: int) -> list[str]:
 def _end_page(pages: str) -> str:
     """End page of a normalised range ('221-228' -> '228'); '' when there is none."""
     parts = re.split(r"\s*[-–—]+\s*", pages, maxsplit=1)
-    return parts[1].strip() if len(parts) == 2 else ""
+    # "c37-c42" (Nephron Clinical Practice's prefix) vs "37-42", as for the start page.
+    return re.sub(r"^[a-z]{1,2}(?=\d)", "", parts[1].strip()) if len(parts) == 2 else ""
 
 
 def _article_number_as_issue(feat: _Features, i: int, j: int) -> bool:
