@@ -9,6 +9,7 @@ Every frame is written byte by byte by tests/pcapcraft.py and cross-checked with
 from __future__ import annotations
 
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -372,3 +373,41 @@ def test_ppp_link_types(tmp_path):
         assert _ours(path) == truth, lt
         if shutil.which("tshark"):
             assert sorted(r[:4] for r in _tshark(path)) == truth, lt
+
+
+def _nflog(ip: bytes, be: bool = False) -> bytes:
+    """An NFLOG record (`tcpdump -i nflog:N`): family, version, resource id, then TLVs in
+    the logging host's byte order: packet header (1), prefix (10), the packet (9)."""
+    e = ">" if be else "<"
+
+    def tlv(kind: int, value: bytes) -> bytes:
+        body = struct.pack(e + "HH", 4 + len(value), kind) + value
+        return body + b"\0" * (-len(body) % 4)
+
+    fam = 2 if ip[0] >> 4 == 4 else 10
+    hw = pc.ETH_TYPES[ip[0] >> 4]
+    return (
+        struct.pack("!BBH", fam, 0, 5)
+        + tlv(1, struct.pack("!HBB", hw, 3, 0))
+        + tlv(10, b"fw-drop\0")
+        + tlv(9, ip)
+    )
+
+
+def test_nflog_link_type(tmp_path):
+    """NFLOG (link type 239, what a firewall's log group captures): the packet TLV found
+    after the others, in either byte order; cut before it: counted as cut."""
+    truth, packets = [], []
+    for i in range(8):
+        v6, kind = i >= 4, i % 2
+        t = T0 + i * 1_000_000
+        packets.append((t, _nflog(pc.echo(kind, 0x4D46, i, v6), be=i in (2, 3, 6, 7))))
+        truth.append((t, 6 if v6 else 4, kind, i))
+    cut = _nflog(pc.echo(0, 0x4D46, 99))[:20]
+    path = pc.write_pcap(tmp_path / "nflog.pcap", packets + [(T0 + 9_000_000, cut)], linktype=239)
+    assert _ours(path) == truth
+    e = read_echoes(path, pc.TARGET4)
+    assert e.cut_packets == 1
+    if shutil.which("tshark"):  # (tshark reads the little-endian records)
+        le = pc.write_pcap(tmp_path / "le.pcap", [packets[i] for i in (0, 1, 4, 5)], linktype=239)
+        assert sorted(r[:4] for r in _tshark(le)) == [truth[i] for i in (0, 1, 4, 5)]

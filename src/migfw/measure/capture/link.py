@@ -45,7 +45,7 @@ MAX_STEPS = 64  # headers walked per frame (tags, labels, tunnels): bounds a hos
 # _inner_l4 `proto` values that are not an IP protocol number.
 L4_NONE, L4_CUT = -1, -2  # not IP / a later fragment / unknown payload; cut short (snaplen)
 # Link types the reader decapsulates; packets on any other link type are refused.
-LINKTYPES_READ = (0, 1, 9, 12, 14, 50, 51, 101, 104, 108, 113, 226, 228, 229, 276)
+LINKTYPES_READ = (0, 1, 9, 12, 14, 50, 51, 101, 104, 108, 113, 226, 228, 229, 239, 276)
 # Names (tcpdump.org's LINKTYPE_ list) of common link types, for error messages.
 LINKTYPE_NAMES = {
     0: "NULL", 1: "ETHERNET", 6: "IEEE802_5", 8: "SLIP", 9: "PPP", 10: "FDDI", 12: "RAW",
@@ -108,6 +108,23 @@ def _link_payload(b, p, n, lt):
         return ET_PPP, p
     if lt == 51:  # PPPoE without its Ethernet header: 6-byte PPPoE header, then PPP
         return ET_PPPOE, p
+    if lt == 239:  # NFLOG (tcpdump -i nflog:N): 4-byte header, then TLVs, the packet in type 9
+        if n < 8:
+            return -2, p
+        # TLV lengths and types are in the logging host's byte order: types are small,
+        # so the first TLV's type tells it.
+        be = _u16(b, p + 6, False) > 0xFF
+        off, end = p + 4, p + n
+        for _ in range(MAX_STEPS):
+            if off + 4 > end:
+                return -2, p  # (the packet TLV comes last: cut before it)
+            tlen = _u16(b, off, be)
+            if tlen < 4:
+                return -1, p
+            if (_u16(b, off + 2, be) & 0x7FFF) == 9:
+                return ET_BY_NIBBLE, off + 4
+            off += (tlen + 3) & ~3
+        return -1, p
     if lt == 226:  # Solaris IPNET: 24-byte header, family at byte 1 (2 / 26)
         if n < 24:
             return -2, p
