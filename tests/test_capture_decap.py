@@ -411,3 +411,34 @@ def test_nflog_link_type(tmp_path):
     if shutil.which("tshark"):  # (tshark reads the little-endian records)
         le = pc.write_pcap(tmp_path / "le.pcap", [packets[i] for i in (0, 1, 4, 5)], linktype=239)
         assert sorted(r[:4] for r in _tshark(le)) == [truth[i] for i in (0, 1, 4, 5)]
+
+
+def test_frame_relay_link_type(tmp_path):
+    """Frame Relay (107): Q.922 address, then UI + NLPID (RFC 2427: IPv4 0xCC, IPv6 0x8E,
+    SNAP 0x80 with an EtherType) or Cisco's EtherType right after the address."""
+
+    def fr(ip: bytes, i: int) -> bytes:
+        et = pc.ETH_TYPES[ip[0] >> 4].to_bytes(2, "big")
+        if i % 4 == 0:
+            return b"\x18\x41\x03" + (b"\xcc" if ip[0] >> 4 == 4 else b"\x8e") + ip
+        if i % 4 == 1:
+            return b"\x18\x41\x03\x00\x80\x00\x00\x00" + et + ip  # pad, SNAP
+        if i % 4 == 2:
+            return b"\x18\x40\x00\x41\x03" + (b"\xcc" if ip[0] >> 4 == 4 else b"\x8e") + ip
+        return b"\x18\x41" + et + ip  # Cisco encapsulation
+
+    truth, packets = [], []
+    for i in range(8):
+        v6, kind = i >= 4, i % 2
+        t = T0 + i * 1_000_000
+        packets.append((t, fr(pc.echo(kind, 0x4D46, i, v6), i)))
+        truth.append((t, 6 if v6 else 4, kind, i))
+    packets.append((T0 + 9_000_000, b"\x18\x41\x03\x08" + b"\0" * 8))  # Q.933 signalling
+    path = pc.write_pcap(tmp_path / "fr.pcap", packets, linktype=107)
+    assert _ours(path) == truth
+    e = read_echoes(path, pc.TARGET4)
+    assert e.echo_packets == 8 and e.other_packets == 1 and e.cut_packets == 0
+    if shutil.which("tshark"):  # RFC 2427 framing (tshark decodes Cisco's differently)
+        rfc = [packets[i] for i in (0, 4)]
+        le = pc.write_pcap(tmp_path / "rfc.pcap", rfc, linktype=107)
+        assert sorted(r[:4] for r in _tshark(le)) == [truth[0], truth[4]]

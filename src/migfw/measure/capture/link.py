@@ -45,7 +45,7 @@ MAX_STEPS = 64  # headers walked per frame (tags, labels, tunnels): bounds a hos
 # _inner_l4 `proto` values that are not an IP protocol number.
 L4_NONE, L4_CUT = -1, -2  # not IP / a later fragment / unknown payload; cut short (snaplen)
 # Link types the reader decapsulates; packets on any other link type are refused.
-LINKTYPES_READ = (0, 1, 9, 12, 14, 50, 51, 101, 104, 108, 113, 226, 228, 229, 239, 276)
+LINKTYPES_READ = (0, 1, 9, 12, 14, 50, 51, 101, 104, 107, 108, 113, 226, 228, 229, 239, 276)
 # Names (tcpdump.org's LINKTYPE_ list) of common link types, for error messages.
 LINKTYPE_NAMES = {
     0: "NULL", 1: "ETHERNET", 6: "IEEE802_5", 8: "SLIP", 9: "PPP", 10: "FDDI", 12: "RAW",
@@ -108,6 +108,29 @@ def _link_payload(b, p, n, lt):
         return ET_PPP, p
     if lt == 51:  # PPPoE without its Ethernet header: 6-byte PPPoE header, then PPP
         return ET_PPPOE, p
+    if lt == 107:  # Frame Relay: Q.922 address (2-4 bytes, EA bit ends it), then either
+        off, end = p, p + n  # UI control 0x03 + [pad] + NLPID (RFC 2427), or an EtherType (Cisco)
+        for _ in range(4):
+            if off >= end:
+                return -2, p
+            off += 1
+            if b[off - 1] & 1:
+                break
+        if off + 2 > end:
+            return -2, p
+        if b[off] != 0x03:
+            return _u16(b, off, True), off + 2
+        off += 2 if b[off + 1] == 0 else 1  # (a pad byte before the NLPID)
+        if off >= end:
+            return -2, p
+        nlpid = b[off]
+        if nlpid == 0xCC or nlpid == 0x8E:  # IPv4, IPv6
+            return ET_BY_NIBBLE, off + 1
+        if nlpid == 0x80:  # SNAP: OUI, then an EtherType
+            if off + 6 > end:
+                return -2, p
+            return _u16(b, off + 4, True), off + 6
+        return -1, p
     if lt == 239:  # NFLOG (tcpdump -i nflog:N): 4-byte header, then TLVs, the packet in type 9
         if n < 8:
             return -2, p
