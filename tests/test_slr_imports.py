@@ -718,6 +718,9 @@ def test_endnote_tagged_type_line_anywhere(tmp_path: Path) -> None:
         (b"just some prose\nwith no structure\n", "unknown format"),
         (b"<?xml version='1.0'?><broken><PubmedArticleSet>", "malformed XML"),
         (b"<!DOCTYPE html><html><body>Sign in</body></html>", "an HTML page"),
+        (b"\xff\xfe\x00\xd8TY  - JOUR", "not valid UTF-16 text"),  # a BOM, then no text
+        (b"\xff\xfe\x00\x00\x00\x00\x01\x00", "binary file"),
+        ("TY  - JOUR\nTI  - T\nER  - \n".encode("utf-16-le")[:-1], "not valid UTF-16 text"),
     ],
 )
 def test_bad_input_one_line_error(tmp_path: Path, content: bytes, words: str) -> None:
@@ -728,6 +731,23 @@ def test_bad_input_one_line_error(tmp_path: Path, content: bytes, words: str) ->
     assert str(info.value).startswith(f"{path}: ")
     assert words in str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-16", "utf-8-sig"])
+def test_utf16_with_or_without_bom(tmp_path: Path, encoding: str) -> None:
+    """UTF-16 exports read with or without their BOM (JabRef's tiny-LE-noBOM.bib was refused
+    as 'binary'), non-Latin text included."""
+    text = (
+        "TY  - JOUR\nTI  - Über Migration – 虚拟机\nAU  - Müller, J.\nPY  - 2020\n"
+        "DO  - 10.1000/ÄBC\nER  - \n\nTY  - CONF\nTI  - Second\nPY  - 2021\nER  - \n"
+    )
+    path = tmp_path / "u16.ris"
+    path.write_bytes(text.encode(encoding))
+    frame = read_export(path)
+    assert frame["title"].tolist() == ["Über Migration – 虚拟机", "Second"]
+    assert frame["authors"].tolist() == ["Müller, J.", ""]
+    assert frame["doi"].tolist() == ["10.1000/äbc", ""]
+    assert frame["year"].tolist() == [2020, 2021]
 
 
 def test_missing_file_error(tmp_path: Path) -> None:

@@ -78,8 +78,22 @@ def _warn(message: str) -> None:
 # ------------------------------------------------------------------ reading text
 
 
+def _utf16_without_bom(head: bytes) -> str:
+    """'utf-16-le' / 'utf-16-be' for text written as UTF-16 without a BOM (JabRef's and
+    some Windows tools' exports: every other byte is 0 for Latin text), else ''."""
+    if len(head) < 8 or b"\x00" not in head:
+        return ""
+    even, odd = head[0::2], head[1::2]
+    zeros_even, zeros_odd = even.count(0) / len(even), odd.count(0) / len(odd)
+    if zeros_odd > 0.7 and zeros_even < 0.05:
+        return "utf-16-le"
+    if zeros_even > 0.7 and zeros_odd < 0.05:
+        return "utf-16-be"
+    return ""
+
+
 def _read_text(path: Path) -> str:
-    """Decode an export: UTF-8 (BOM or not), UTF-16 with BOM, else cp1252/latin-1."""
+    """Decode an export: UTF-8 (BOM or not), UTF-16 (BOM or not), else cp1252/latin-1."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -88,8 +102,14 @@ def _read_text(path: Path) -> str:
         raise MigfwError(f"{path}: is a directory, not an export file") from None
     except OSError as exc:
         raise MigfwError(f"{path}: cannot read ({exc.strerror})") from None
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        text = data.decode("utf-16")
+    utf16 = _utf16_without_bom(data[:4096])
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or utf16:
+        try:
+            text = data.decode(utf16 or "utf-16")
+        except UnicodeDecodeError as exc:
+            raise MigfwError(f"{path}: not valid UTF-16 text ({exc.reason})") from None
+        if "\x00" in text[:4096]:
+            raise MigfwError(f"{path}: binary file, not a bibliographic export")
     elif b"\x00" in data[:4096]:
         raise MigfwError(f"{path}: binary file, not a bibliographic export")
     else:
