@@ -1216,3 +1216,25 @@ def test_page_prefix_on_both_ends_is_the_same_range(tmp_path: Path) -> None:
     c = {**b, "ID": "c", "EP": "45"}
     result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [a, c])]))
     assert "pages=-3" in _link(result, "a", "c").evidence
+
+
+def test_supplement_word_for_a_start_page_is_no_page(tmp_path: Path) -> None:
+    """A converter turned "S376-S387" into "Suppl-87": the start page is lost, not
+    another page. By hand (Ovid's "[Review] [53 refs]" after one title): title +2,
+    authors +2, year +1, venue +1, volume +1 = +7 without page evidence (merged); read
+    as another start page (-2.5) it was +4.5 with a locator against (refused). A real
+    other supplement page (S12-S20) still counts against."""
+    item = {**BASE, "T2": "Salud Publica de Mexico", "VL": "45", "PY": "2003",
+            "AU": ["Lorincz, A T"]}  # fmt: skip
+    for tag in ("SP", "EP", "IS"):
+        item.pop(tag)
+    a = {**item, "ID": "a", "TI": "Screening for cervical cancer: New alternatives and "
+         "research", "SP": "S376", "EP": "S387"}  # fmt: skip
+    b = {**item, "ID": "b", "TI": "Screening for cervical cancer: new alternatives and "
+         "research. [Review] [53 refs]", "SP": "Suppl", "EP": "87"}  # fmt: skip
+    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [a, b])]))
+    assert _same(result, "a", "b")
+    assert "pages=" not in _link(result, "a", "b").evidence
+    c = {**b, "ID": "c", "SP": "S12", "EP": "S20"}
+    result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [a, c])]))
+    assert "pages=-2.5" in _link(result, "a", "c").evidence

@@ -137,6 +137,8 @@ def _start_page(pages: str) -> str:
     first = re.split(r"\s*[-–—]+\s*", pages.strip(), maxsplit=1)[0].strip().lower()
     # "e0815" (electronic article number) vs "815"; "s12" (supplement) vs "12".
     first = re.sub(r"^[a-z]{1,2}(?=\d)", "", first)
+    if re.fullmatch(r"supp?l?(?:ement)?\.?", first):
+        return ""  # "Suppl-87" (a converter's S376-S387): the start page is lost
     return first.lstrip("0") or first
 
 
