@@ -636,6 +636,23 @@ def test_doi_from_links_and_notes_stops_where_the_doi_does(tmp_path: Path) -> No
     ]
 
 
+@pytest.mark.parametrize(
+    ("lines", "database"),
+    [
+        ("DB  - Embase\nDB  - Medline\n", "Embase"),  # indexed in both: searched in Embase
+        ("UR  - http://www.embase.com/search/results?subaction=viewrecord&id=L1\n", "Embase"),
+        ("DB  - Medline\n", "PubMed"),
+        ("DB  - JSTOR\n", "JSTOR"),
+        ("DB  - ProQuest Dissertations & Theses Global\n", "ProQuest"),
+        ("UR  - https://www.proquest.com/docview/123\n", "ProQuest"),
+    ],
+)
+def test_ris_database_embase_jstor_proquest(tmp_path: Path, lines: str, database: str) -> None:
+    path = tmp_path / "db.ris"
+    path.write_text(f"TY  - JOUR\nTI  - T\n{lines}ER  - \n", encoding="utf-8")
+    assert read_export(path)["database"].tolist() == [database]
+
+
 def test_embase_csv_fields_from_its_openurl_link(tmp_path: Path) -> None:
     """Embase's CSV has no DOI/year/journal/pages columns: they are read from the OpenURL
     ("Open URL Link") query; a column of the table itself wins over the link."""

@@ -297,6 +297,8 @@ _DB_NAMES = [
     ("web of science", "Web of Science"), ("clarivate", "Web of Science"),
     ("ieee", "IEEE Xplore"), ("acm digital library", "ACM"), ("dl.acm.org", "ACM"),
     ("sciencedirect", "ScienceDirect"), ("elsevier", "ScienceDirect"),
+    # Embase exports name MEDLINE too (DB - Embase, DB - Medline): Embase first.
+    ("embase", "Embase"), ("jstor", "JSTOR"), ("proquest", "ProQuest"),
     ("springer", "SpringerLink"), ("pubmed", "PubMed"), ("medline", "PubMed"),
     ("wiley", "Wiley"), ("engineering village", "Engineering Village"),
     ("compendex", "Engineering Village"), ("inspec", "Engineering Village"),
@@ -308,7 +310,8 @@ _DB_URLS = [
     ("ieeexplore.ieee.org", "IEEE Xplore"), ("dl.acm.org", "ACM"),
     ("pubmed.ncbi.nlm.nih.gov", "PubMed"), ("ncbi.nlm.nih.gov/pubmed", "PubMed"),
     ("engineeringvillage.com", "Engineering Village"), ("citeseerx", "CiteSeer"),
-    ("app.dimensions.ai", "Dimensions"),
+    ("app.dimensions.ai", "Dimensions"), ("embase.com", "Embase"), ("jstor.org", "JSTOR"),
+    ("proquest.com", "ProQuest"),
 ]  # fmt: skip
 
 
