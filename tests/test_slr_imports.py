@@ -653,6 +653,35 @@ def test_ris_database_embase_jstor_proquest(tmp_path: Path, lines: str, database
     assert read_export(path)["database"].tolist() == [database]
 
 
+def test_pubmed_csv_journal_and_citation(tmp_path: Path) -> None:
+    """PubMed's CSV: venue from "Journal/Book", volume/issue/pages only in its NLM-style
+    "Citation"; database PubMed. A "Citation" column of another CSV is not parsed."""
+    path = tmp_path / "pubmed.csv"
+    path.write_text(
+        '"PMID","Title","Authors","Citation","First Author","Journal/Book",'
+        '"Publication Year","Create Date","PMCID","NIHMS ID","DOI"\n'
+        '"35227408","A","Lim SM, Lau Y.","Behav Ther. 2022 Mar;53(2):334-347. doi: '
+        '10.1016/j.beth.2021.09.007. Epub 2021 Oct 12.","Lim SM","Behav Ther","2022",'
+        '"2022/03/01",,,"10.1016/j.beth.2021.09.007"\n'
+        '"33000001","B","Doe J.","Front Digit Health. 2021 Mar 3;3:617013. doi: 10.3389/x.",'
+        '"Doe J","Front Digit Health","2021","2021/03/03",,,""\n'
+        '"34000001","C","Roe R.","JMIR Cancer. 2021 Nov 26;7(4):e27850.","Roe R",'
+        '"JMIR Cancer","2021","2021/11/26",,,""\n',
+        encoding="utf-8",
+    )
+    frame = read_export(path)
+    assert set(frame["database"]) == {"PubMed"}
+    assert frame["record_id"].tolist() == ["35227408", "33000001", "34000001"]
+    assert frame["venue"].tolist() == ["Behav Ther", "Front Digit Health", "JMIR Cancer"]
+    assert frame["volume"].tolist() == ["53", "3", "7"]
+    assert frame["issue"].tolist() == ["2", "", "4"]
+    assert frame["pages"].tolist() == ["334-347", "617013", "e27850"]
+    assert frame["year"].tolist() == [2022, 2021, 2021]
+    path.write_text('Title,Year,Citation\nD,2020,"Some J. 2020;1(2):3-4."\n', encoding="utf-8")
+    frame = read_export(path)
+    assert frame["volume"].tolist() == [""] and frame["pages"].tolist() == [""]
+
+
 def test_embase_csv_fields_from_its_openurl_link(tmp_path: Path) -> None:
     """Embase's CSV has no DOI/year/journal/pages columns: they are read from the OpenURL
     ("Open URL Link") query; a column of the table itself wins over the link."""

@@ -36,7 +36,8 @@ _CSV_FIELDS: dict[str, tuple[str, ...]] = {
     "doi": ("doi", "item doi", "do", "di", "doi link", "doi_url", "external url"),
     "venue": ("journal", "booktitle", "source title", "source_title", "publication title",
               "venue", "primary_location.source.display_name", "jo", "jf", "t2", "so",
-              "journal title", "conference title", "book series title", "container_title"),
+              "journal title", "conference title", "book series title", "container_title",
+              "journal/book", "publication"),
     "volume": ("volume", "journal volume", "biblio.volume", "vl"),
     "issue": ("number", "issue", "journal issue", "issue number", "biblio.issue", "is"),
     "pages": ("pages", "page", "sp", "bp"),
@@ -51,6 +52,7 @@ _CSV_FIELDS: dict[str, tuple[str, ...]] = {
     "isbn": ("isbn", "isbns", "bn"),
     "url": ("url", "link", "pdf link", "ur", "source urls", "consensus link"),
     "language": ("language", "language of original document", "la"),
+    "citation": ("citation",),
 }  # fmt: skip
 
 
@@ -61,6 +63,8 @@ def _csv_database(header: list[str], rows: list[dict[str, str]]) -> str:
         return "Consensus"
     if any(c.startswith("emtree ") for c in cols):
         return "Embase"
+    if {"pmid", "citation", "journal/book"} <= cols:
+        return "PubMed"
     if any(re.search(r"compendex|inspec|geobase", r.get("Database", ""), re.I) for r in sample):
         return "Engineering Village"
     if "lens id" in cols:
@@ -110,6 +114,18 @@ def _openurl(link: str) -> dict[str, str]:
         elif key.removeprefix("rft.") in _OPENURL_KEYS and value:
             out.setdefault(_OPENURL_KEYS[key.removeprefix("rft.")], value)
     return out
+
+
+# PubMed's CSV keeps volume, issue and pages only in its NLM-style "Citation":
+# "Behav Ther. 2022 Mar;53(2):334-347. doi: 10.1016/...".
+_NLM_CITATION = re.compile(r";\s*([^();:\s]+)(?:\(([^)]*)\))?:\s*([A-Za-z]?\d[\w-]*)")
+
+
+def _nlm_citation(citation: str) -> dict[str, str]:
+    match = _NLM_CITATION.search(citation)
+    if not match:
+        return {}
+    return {"volume": match.group(1), "issue": match.group(2) or "", "pages": match.group(3)}
 
 
 def _line_list(lines: list[int]) -> str:
@@ -281,15 +297,18 @@ def _read_csv(text: str, path: Path, delimiter: str | None = None) -> tuple[list
     ]
     out = []
     for row in rows:
-        # The OpenURL link: a fallback for the fields the table has no column for.
+        # The OpenURL link (Embase) or the NLM citation (PubMed): a fallback for the
+        # fields the table has no column for.
         link = _openurl(row[openurl_cols[0]]) if openurl_cols else {}
+        if database == "PubMed":
+            link = _nlm_citation(pick(row, "citation"))
 
         def get(field: str, row: dict[str, str] = row, link: dict[str, str] = link) -> str:
             return pick(row, field) or link.get(field, "")
 
         authors = pick(row, "authors")
         title = pick(row, "title")
-        pages = pick(row, "pages")
+        pages = get("pages")
         start = get("start_page") if not pages else ""
         end = get("end_page") if not pages else ""
         issn, isbn = _split_issn_isbn([get("issn"), pick(row, "isbn")])
