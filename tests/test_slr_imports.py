@@ -653,6 +653,36 @@ def test_ris_database_embase_jstor_proquest(tmp_path: Path, lines: str, database
     assert read_export(path)["database"].tolist() == [database]
 
 
+def test_wos_tab_delimited_export(tmp_path: Path) -> None:
+    """Web of Science's tab-delimited export (2-letter field tags as headers, a trailing
+    tab on every line): UT is the id, BP-EP the pages, AR an article number."""
+    header = (
+        "PT AU BA BE GP AF BF CA TI SO SE BS LA DT CT CY CL SP HO DE ID AB C1 RP EM RI OI "
+        "FU FX CR NR TC Z9 U1 U2 PU PI PA SN EI BN J9 JI PD PY VL IS PN SU SI MA BP EP AR "
+        "DI D2 EA PG WC SC GA UT PM OA HC HP DA"
+    ).split()
+    rows = [
+        {"PT": "J", "AU": "Li, W; Wu, X", "AF": "Li, Wei; Wu, Xiao", "TI": "Live migration",
+         "SO": "IEEE TRANSACTIONS ON CLOUD COMPUTING", "PY": "2020", "VL": "8", "IS": "3",
+         "BP": "701", "EP": "714", "DI": "10.1109/TCC.2018.1", "UT": "WOS:000514379300001"},
+        {"PT": "J", "AU": "Doe, J", "TI": "Firewall state", "SO": "COMPUTER NETWORKS",
+         "PY": "2021", "VL": "190", "AR": "107951", "UT": "WOS:000514379300002"},
+    ]  # fmt: skip
+    lines = ["\t".join(header) + "\t"] + [
+        "\t".join(r.get(h, "") for h in header) + "\t" for r in rows
+    ]
+    path = tmp_path / "savedrecs.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8-sig")
+    frame = read_export(path)
+    assert set(frame["database"]) == {"Web of Science"}
+    assert frame["record_id"].tolist() == ["WOS:000514379300001", "WOS:000514379300002"]
+    assert frame["pages"].tolist() == ["701-714", "107951"]
+    assert frame["doi"].tolist() == ["10.1109/tcc.2018.1", ""]
+    assert frame["venue"].tolist() == ["IEEE TRANSACTIONS ON CLOUD COMPUTING", "COMPUTER NETWORKS"]
+    assert frame["year"].tolist() == [2020, 2021]
+    assert frame["authors"].iloc[0].startswith("Li, W")
+
+
 def test_pubmed_csv_journal_and_citation(tmp_path: Path) -> None:
     """PubMed's CSV: venue from "Journal/Book", volume/issue/pages only in its NLM-style
     "Citation"; database PubMed. A "Citation" column of another CSV is not parsed."""

@@ -23,7 +23,7 @@ from migfw.slr.imports.records import (
 
 # Canonical field -> header names (lower-case), most specific first.
 _CSV_FIELDS: dict[str, tuple[str, ...]] = {
-    "record_id": ("id", "ut (unique wos id)", "eid", "lens id", "accession number", "pmid"),
+    "record_id": ("id", "ut (unique wos id)", "ut", "eid", "lens id", "accession number", "pmid"),
     "entry_type": ("entrytype", "document type", "publication type", "content type",
                    "type", "ty", "document identifier", "pt"),
     "title": ("title", "document title", "item title", "article title", "display_name",
@@ -40,9 +40,10 @@ _CSV_FIELDS: dict[str, tuple[str, ...]] = {
               "journal/book", "publication"),
     "volume": ("volume", "journal volume", "biblio.volume", "vl"),
     "issue": ("number", "issue", "journal issue", "issue number", "biblio.issue", "is"),
-    "pages": ("pages", "page", "sp", "bp"),
-    "start_page": ("start page", "page start", "start_page", "biblio.first_page",
-                   "art. no.", "article number"),
+    "pages": ("pages", "page"),
+    # RIS-named (SP/EP) and WoS-tagged (BP/EP, tab-delimited export) columns: start + end.
+    "start_page": ("start page", "page start", "start_page", "biblio.first_page", "sp", "bp",
+                   "art. no.", "article number", "ar"),
     "end_page": ("end page", "page end", "end_page", "biblio.last_page", "ep"),
     "abstract": ("abstract", "ab", "n2"),
     "keywords": ("keywords", "author keywords", "kw", "de", "keywords.display_name"),
@@ -85,8 +86,10 @@ def _csv_database(header: list[str], rows: list[dict[str, str]]) -> str:
         return "IEEE Xplore"
     if {"item title", "content type"} <= cols or "item doi" in cols:
         return "SpringerLink"
-    if "ut (unique wos id)" in cols or (
-        {"article title", "source title"} <= cols and "publication type" in cols
+    if (
+        "ut (unique wos id)" in cols
+        or {"pt", "ut", "so"} <= cols
+        or ({"article title", "source title"} <= cols and "publication type" in cols)
     ):
         return "Web of Science"
     return ""
