@@ -442,3 +442,24 @@ def test_frame_relay_link_type(tmp_path):
         rfc = [packets[i] for i in (0, 4)]
         le = pc.write_pcap(tmp_path / "rfc.pcap", rfc, linktype=107)
         assert sorted(r[:4] for r in _tshark(le)) == [truth[0], truth[4]]
+
+
+def test_ipoib_link_type(tmp_path):
+    """IP over InfiniBand (242): 44-byte header (two 20-byte link addresses, EtherType,
+    reserved), then IPv4/IPv6; a frame shorter than the header is cut."""
+    gid = b"\x80\x00\x05\x50\xfe\x80" + b"\0" * 6 + b"\x00\x10\xe0\x00\x66\x4a\xb4\x51"
+    truth, packets = [], []
+    for i in range(4):
+        v6, kind = i >= 2, i % 2
+        ip = pc.echo(kind, 0x4D46, i, v6)
+        t = T0 + i * 1_000_000
+        hdr = b"\0" * 20 + gid + pc.ETH_TYPES[ip[0] >> 4].to_bytes(2, "big") + b"\0\0"
+        packets.append((t, hdr + ip))
+        truth.append((t, 6 if v6 else 4, kind, i))
+    path = pc.write_pcap(tmp_path / "ipoib.pcap", packets + [(T0 + 9_000_000, b"\0" * 30)],
+                         linktype=242)  # fmt: skip
+    assert _ours(path) == truth
+    assert read_echoes(path, pc.TARGET4).cut_packets == 1
+    if shutil.which("tshark"):
+        assert sorted(r[:4] for r in _tshark(pc.write_pcap(tmp_path / "ok.pcap", packets,
+                                                           linktype=242))) == truth  # fmt: skip

@@ -45,7 +45,7 @@ MAX_STEPS = 64  # headers walked per frame (tags, labels, tunnels): bounds a hos
 # _inner_l4 `proto` values that are not an IP protocol number.
 L4_NONE, L4_CUT = -1, -2  # not IP / a later fragment / unknown payload; cut short (snaplen)
 # Link types the reader decapsulates; packets on any other link type are refused.
-LINKTYPES_READ = (0, 1, 9, 12, 14, 50, 51, 101, 104, 107, 108, 113, 226, 228, 229, 239, 276)
+LINKTYPES_READ = (0, 1, 9, 12, 14, 50, 51, 101, 104, 107, 108, 113, 226, 228, 229, 239, 242, 276)
 # Names (tcpdump.org's LINKTYPE_ list) of common link types, for error messages.
 LINKTYPE_NAMES = {
     0: "NULL", 1: "ETHERNET", 6: "IEEE802_5", 8: "SLIP", 9: "PPP", 10: "FDDI", 12: "RAW",
@@ -54,7 +54,7 @@ LINKTYPE_NAMES = {
     117: "PFLOG", 119: "IEEE802_11_PRISM", 127: "IEEE802_11_RADIOTAP", 163: "IEEE802_11_AVS",
     187: "BLUETOOTH_HCI_H4", 189: "USB_LINUX", 192: "PPI", 220: "USB_LINUX_MMAPPED",
     226: "IPNET", 227: "CAN_SOCKETCAN", 228: "IPV4", 229: "IPV6", 239: "NFLOG",
-    249: "USBPCAP", 253: "NETLINK", 276: "LINUX_SLL2",
+    242: "IPOIB", 249: "USBPCAP", 253: "NETLINK", 276: "LINUX_SLL2",
     **{147 + i: f"USER{i}" for i in range(16)},
 }  # fmt: skip
 
@@ -131,6 +131,10 @@ def _link_payload(b, p, n, lt):
                 return -2, p
             return _u16(b, off + 4, True), off + 6
         return -1, p
+    if lt == 242:  # IP over InfiniBand: two 20-byte link addresses, EtherType, reserved
+        if n < 44:
+            return -2, p
+        return _u16(b, p + 40, True), p + 44
     if lt == 239:  # NFLOG (tcpdump -i nflog:N): 4-byte header, then TLVs, the packet in type 9
         if n < 8:
             return -2, p
