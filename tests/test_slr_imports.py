@@ -653,6 +653,25 @@ def test_ris_database_embase_jstor_proquest(tmp_path: Path, lines: str, database
     assert read_export(path)["database"].tolist() == [database]
 
 
+def test_covidence_csv_export(tmp_path: Path) -> None:
+    """Covidence's CSV (also the WHO COVID-19 database's layout): "Published Year"."""
+    path = tmp_path / "covidence.csv"
+    path.write_text(
+        "Title,Authors,Abstract,Published Year,Published Month,Journal,Volume,Issue,Pages,"
+        "Accession Number,DOI,Ref,Covidence #,Study,Notes,Tags\n"
+        '"A trial","Doe, J.; Roe, R.",An abstract,2020,Mar,Lancet,395,10229,"1054-1062",'
+        "32171076,10.1016/S0140-6736(20)30566-3,12,#1234,Doe 2020,,Included\n"
+        '"B",Li W.,,2021,,BMJ,372,,n71,,,13,#1235,Li 2021,,\n',
+        encoding="utf-8",
+    )
+    frame = read_export(path)
+    assert frame["year"].tolist() == [2020, 2021]
+    assert frame["venue"].tolist() == ["Lancet", "BMJ"]
+    assert frame["pages"].tolist() == ["1054-1062", "n71"]
+    assert frame["doi"].tolist() == ["10.1016/s0140-6736(20)30566-3", ""]
+    assert frame["record_id"].tolist() == ["32171076", "#1235"]
+
+
 def test_wos_tab_delimited_export(tmp_path: Path) -> None:
     """Web of Science's tab-delimited export (2-letter field tags as headers, a trailing
     tab on every line): UT is the id, BP-EP the pages, AR an article number."""

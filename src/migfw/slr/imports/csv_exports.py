@@ -23,7 +23,8 @@ from migfw.slr.imports.records import (
 
 # Canonical field -> header names (lower-case), most specific first.
 _CSV_FIELDS: dict[str, tuple[str, ...]] = {
-    "record_id": ("id", "ut (unique wos id)", "ut", "eid", "lens id", "accession number", "pmid"),
+    "record_id": ("id", "ut (unique wos id)", "ut", "eid", "lens id", "accession number", "pmid",
+                  "covidence #"),
     "entry_type": ("entrytype", "document type", "publication type", "content type",
                    "type", "ty", "document identifier", "pt"),
     "title": ("title", "document title", "item title", "article title", "display_name",
@@ -31,7 +32,8 @@ _CSV_FIELDS: dict[str, tuple[str, ...]] = {
     # bib-dedupe's "author_full" holds BibTeX names beside a lower-cased "author".
     "authors": ("author_full", "author", "authors", "author/s", "author full names",
                 "authorships.author.display_name", "au", "a1", "author(s)"),
-    "year": ("year", "publication year", "publication_year", "py", "date published",
+    "year": ("year", "publication year", "publication_year", "py", "published year",
+             "date published",
              "publication_date", "publication date", "date", "da"),
     "doi": ("doi", "item doi", "do", "di", "doi link", "doi_url", "external url"),
     "venue": ("journal", "booktitle", "source title", "source_title", "publication title",
