@@ -653,6 +653,55 @@ def test_ris_database_embase_jstor_proquest(tmp_path: Path, lines: str, database
     assert read_export(path)["database"].tolist() == [database]
 
 
+DIMENSIONS_HEADER = (
+    '"Rank","Publication ID","DOI","PMID","PMCID","Title","Abstract","Source title",'
+    '"Publication Date","PubYear","Volume","Issue","Pagination","Publication Type",'
+    '"Document Type","Authors","Times cited","Dimensions URL"'
+)
+
+
+@pytest.mark.parametrize(
+    "note",
+    [
+        'About the data: Exported on Sep 30, 2026. Criteria: "influenza" in title and abstract.',
+        '"About the data: This export was generated on 2026-09-30, search: influenza"',
+        "",
+    ],
+)
+def test_dimensions_csv_with_its_note_line(tmp_path: Path, note: str) -> None:
+    """Dimensions writes a note line above its CSV header ("About the data: Exported on
+    ..."): the header is found below it, line numbers in messages stay the file's own."""
+    row = (
+        '"1","pub.1000000001","10.1234/DIM1","","","Forecasting influenza","An abstract.",'
+        '"Journal of Tests","2020-03-01","2020","12","3","101-110","Article",'
+        '"Research Article","Meyer, Austin G; Smith, Jane","42",'
+        '"https://app.dimensions.ai/details/publication/pub.1000000001"'
+    )
+    lines = ([note] if note else []) + [DIMENSIONS_HEADER, row]
+    path = tmp_path / "Dimensions-Publication.csv"
+    path.write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8"))
+    assert detect_format(path) == "csv"
+    frame = read_export(path)
+    assert frame["record_id"].tolist() == ["pub.1000000001"]
+    assert set(frame["database"]) == {"Dimensions"}
+    assert frame["title"].tolist() == ["Forecasting influenza"]
+    assert frame["year"].tolist() == [2020]
+    assert frame["venue"].tolist() == ["Journal of Tests"]
+    assert frame["pages"].tolist() == ["101-110"]
+    assert frame["doi"].tolist() == ["10.1234/dim1"]
+    # A row that cannot be aligned is named by its line in the file.
+    path.write_text("\n".join(lines + ['"2","pub.2","x","","","T",' + ",".join(['"a"'] * 13)]))
+    with pytest.raises(MigfwError, match=f"line {len(lines) + 1}:"):
+        read_export(path)
+
+
+def test_note_line_above_an_unknown_table_is_still_unknown(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text("Exported today\nName,Colour\nA,red\n", encoding="utf-8")
+    with pytest.raises(MigfwError, match="unknown format"):
+        read_export(path)
+
+
 def test_covidence_csv_export(tmp_path: Path) -> None:
     """Covidence's CSV (also the WHO COVID-19 database's layout): "Published Year"."""
     path = tmp_path / "covidence.csv"

@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 from migfw.errors import MigfwError
-from migfw.slr.imports.detect import _csv_delimiter
+from migfw.slr.imports.detect import _after_preamble, _csv_delimiter
 from migfw.slr.imports.records import (
     _doi_in,
     _join_keywords,
@@ -24,7 +24,7 @@ from migfw.slr.imports.records import (
 # Canonical field -> header names (lower-case), most specific first.
 _CSV_FIELDS: dict[str, tuple[str, ...]] = {
     "record_id": ("id", "ut (unique wos id)", "ut", "eid", "lens id", "accession number", "pmid",
-                  "covidence #"),
+                  "covidence #", "publication id"),
     "entry_type": ("entrytype", "document type", "publication type", "content type",
                    "type", "ty", "document identifier", "pt"),
     "title": ("title", "document title", "item title", "article title", "display_name",
@@ -32,7 +32,7 @@ _CSV_FIELDS: dict[str, tuple[str, ...]] = {
     # bib-dedupe's "author_full" holds BibTeX names beside a lower-cased "author".
     "authors": ("author_full", "author", "authors", "author/s", "author full names",
                 "authorships.author.display_name", "au", "a1", "author(s)"),
-    "year": ("year", "publication year", "publication_year", "py", "published year",
+    "year": ("year", "publication year", "publication_year", "py", "published year", "pubyear",
              "date published",
              "publication_date", "publication date", "date", "da"),
     "doi": ("doi", "item doi", "do", "di", "doi link", "doi_url", "external url"),
@@ -42,7 +42,7 @@ _CSV_FIELDS: dict[str, tuple[str, ...]] = {
               "journal/book", "publication"),
     "volume": ("volume", "journal volume", "biblio.volume", "vl"),
     "issue": ("number", "issue", "journal issue", "issue number", "biblio.issue", "is"),
-    "pages": ("pages", "page"),
+    "pages": ("pages", "page", "pagination"),
     # RIS-named (SP/EP) and WoS-tagged (BP/EP, tab-delimited export) columns: start + end.
     "start_page": ("start page", "page start", "start_page", "biblio.first_page", "sp", "bp",
                    "art. no.", "article number", "ar"),
@@ -53,7 +53,7 @@ _CSV_FIELDS: dict[str, tuple[str, ...]] = {
     "publisher": ("publisher", "pb"),
     "issn": ("issn", "issns", "sn", "eissn", "primary_location.source.issn_l"),
     "isbn": ("isbn", "isbns", "bn"),
-    "url": ("url", "link", "pdf link", "ur", "source urls", "consensus link"),
+    "url": ("url", "link", "pdf link", "ur", "source urls", "consensus link", "dimensions url"),
     "language": ("language", "language of original document", "la"),
     "citation": ("citation",),
 }  # fmt: skip
@@ -72,6 +72,10 @@ def _csv_database(header: list[str], rows: list[dict[str, str]]) -> str:
         return "Engineering Village"
     if "lens id" in cols:
         return "Lens.org"
+    if "dimensions url" in cols or any(
+        r.get("Publication ID", "").startswith("pub.") for r in sample
+    ):
+        return "Dimensions"
     if any(c.startswith("authorships.") for c in cols) or any(
         r.get("id", "").startswith("https://openalex.org/") for r in sample
     ):
@@ -267,6 +271,10 @@ def align_rows(header: list[str], rows: list[tuple[int, list[str]]], path: Path)
 
 
 def _read_csv(text: str, path: Path, delimiter: str | None = None) -> tuple[list[dict], str]:
+    if _after_preamble(text):  # a note line above the header: blanked (line numbers kept)
+        start = len(text) - len(text.lstrip())
+        cut = text.find("\n", start)
+        text = text[:start] + text[cut:]
     # The delimiter (",", ";", "|" or tab) is re-sniffed from the header line.
     delimiter = delimiter or _header_delimiter(text) or ","
     header, raw_rows = read_csv_rows(text, path, delimiter)

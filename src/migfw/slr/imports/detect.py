@@ -65,7 +65,7 @@ def _sniff(text: str) -> str | None:
         return tagged
     if first.startswith(("@", "%")):
         return "bibtex"
-    delim = _csv_delimiter(first)
+    delim = _csv_delimiter(first) or _csv_delimiter(_after_preamble(head))
     if delim:
         return "tsv" if delim == "\t" else "csv"
     if tagged:  # text before the first record (Ovid "1.", "Record #1 of 2")
@@ -96,6 +96,16 @@ _CSV_MARKERS = {
     "title", "document title", "item title", "article title", "ti", "display_name",
     "authors", "author", "au", "doi", "year", "publication year", "id", "abstract",
 }  # fmt: skip
+
+
+def _after_preamble(text: str) -> str:
+    """The second line when the first is a note above a bibliographic CSV header (Dimensions
+    writes "About the data: Exported on Sep 30, 2026. Criteria: ..." there): the first line
+    is no known header, the second is. '' otherwise."""
+    lines = text.lstrip().split("\n", 2)
+    if len(lines) < 2 or _csv_delimiter(lines[0]) or not _csv_delimiter(lines[1]):
+        return ""
+    return lines[1]
 
 
 def _csv_delimiter(line: str) -> str | None:
