@@ -702,6 +702,34 @@ def test_note_line_above_an_unknown_table_is_still_unknown(tmp_path: Path) -> No
         read_export(path)
 
 
+def test_publish_or_perish_csv(tmp_path: Path) -> None:
+    """Publish or Perish (Google Scholar harvesting): venue from "Source", pages from
+    StartPage/EndPage; Scopus's "Source" column (= "Scopus") is still no venue."""
+    path = tmp_path / "pop.csv"
+    path.write_text(
+        '"Cites","Authors","Title","Year","Source","Publisher","ArticleURL","CitesURL",'
+        '"GSRank","QueryDate","Type","DOI","ISSN","CitationURL","Volume","Issue","StartPage",'
+        '"EndPage","ECC","CitesPerYear","CitesPerAuthor","AuthorCount","Age","Abstract",'
+        '"FullTextURL","RelatedURL"\n'
+        '"120","C Clark, K Fraser","Live migration of virtual machines","2005",'
+        '"Proceedings of NSDI","usenix.org","https://x","https://y","1","2024-01-01","",'
+        '"10.5555/1251203.1251223","","","2","","273","286","120","6","60","2","19","",'
+        '"",""\n',
+        encoding="utf-8",
+    )
+    frame = read_export(path)
+    assert frame["venue"].tolist() == ["Proceedings of NSDI"]
+    assert frame["pages"].tolist() == ["273-286"]
+    assert frame["year"].tolist() == [2005]
+    path.write_text(
+        "Authors,Title,Year,Source title,Volume,DOI,Source,EID\n"
+        "Doe J.,A,2020,,3,10.1/x,Scopus,2-s2.0-1\n",
+        encoding="utf-8",
+    )
+    frame = read_export(path)
+    assert frame["venue"].tolist() == [""] and set(frame["database"]) == {"Scopus"}
+
+
 def test_covidence_csv_export(tmp_path: Path) -> None:
     """Covidence's CSV (also the WHO COVID-19 database's layout): "Published Year"."""
     path = tmp_path / "covidence.csv"

@@ -44,9 +44,9 @@ _CSV_FIELDS: dict[str, tuple[str, ...]] = {
     "issue": ("number", "issue", "journal issue", "issue number", "biblio.issue", "is"),
     "pages": ("pages", "page", "pagination"),
     # RIS-named (SP/EP) and WoS-tagged (BP/EP, tab-delimited export) columns: start + end.
-    "start_page": ("start page", "page start", "start_page", "biblio.first_page", "sp", "bp",
-                   "art. no.", "article number", "ar"),
-    "end_page": ("end page", "page end", "end_page", "biblio.last_page", "ep"),
+    "start_page": ("start page", "page start", "start_page", "startpage", "biblio.first_page",
+                   "sp", "bp", "art. no.", "article number", "ar"),
+    "end_page": ("end page", "page end", "end_page", "endpage", "biblio.last_page", "ep"),
     "abstract": ("abstract", "ab", "n2"),
     "keywords": ("keywords", "author keywords", "kw", "de", "keywords.display_name"),
     "keywords2": ("index keywords", "ieee terms", "keywords plus", "mesh terms"),
@@ -310,11 +310,14 @@ def _read_csv(text: str, path: Path, delimiter: str | None = None) -> tuple[list
     ]
     out = []
     for row in rows:
-        # The OpenURL link (Embase) or the NLM citation (PubMed): a fallback for the
+        # The OpenURL link (Embase), the NLM citation (PubMed) or Publish or Perish's
+        # "Source" (its venue; in Scopus's CSV "Source" says "Scopus"): a fallback for the
         # fields the table has no column for.
         link = _openurl(row[openurl_cols[0]]) if openurl_cols else {}
         if database == "PubMed":
             link = _nlm_citation(pick(row, "citation"))
+        elif "gsrank" in lower and "source" in lower:
+            link = {"venue": row[header[lower["source"]]].strip()}
 
         def get(field: str, row: dict[str, str] = row, link: dict[str, str] = link) -> str:
             return pick(row, field) or link.get(field, "")
