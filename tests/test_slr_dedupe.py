@@ -500,6 +500,50 @@ def test_chunk_size_does_not_change_the_result(tmp_path: Path) -> None:
     assert len(got) == stats[0]["scored_pairs"]
 
 
+def test_key_partitions_do_not_change_the_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Candidate keys go to scratch files, one per range of first records, and are read
+    back a partition at a time: 7 records per partition (about 130 files, chunks that
+    span partitions) gives exactly the default's clusters, merged records and links;
+    the keys read back are numpy's sorted distinct keys in every chunking, and the
+    scratch folder is gone after the run."""
+    import tempfile
+
+    import numpy as np
+
+    from migfw.slr.dedupe import blocking, linkage
+
+    rng = np.random.default_rng(7)
+    n = 50
+    blocks = [rng.integers(0, n * n, size=k) for k in (0, 1, 40, 300, 300)]
+    truth = np.unique(np.concatenate(blocks))
+    for part_records in (1, 3, 50, 1000):
+        keys = blocking.CandidateKeys(n, part_records)
+        for block in blocks:
+            keys.add(block)
+        assert len(keys) == len(truth)
+        for size in (1, 7, 64, len(truth), 10**6):
+            got = list(keys.chunks(size))
+            assert all(len(c) == size for c in got[:-1]) and 0 < len(got[-1]) <= size
+            assert np.array_equal(np.concatenate(got), truth)
+        keys.close()
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    records, _ = _bench().make_synthetic(900, seed=5)
+    model = linkage.model_for(records)
+    whole = deduplicate(records, model=model)
+    monkeypatch.setattr(blocking, "PART_RECORDS", 7)
+    runs = [whole, *(deduplicate(records, model=model, chunk=c) for c in (10**9, 1000))]
+    assert runs[0].stats["candidate_pairs"] > 20 * 1000
+    stats = [{k: v for k, v in r.stats.items() if k != "seconds"} for r in runs]
+    assert stats[0] == stats[1] == stats[2]
+    for part in ("clusters", "merged", "links"):
+        assert getattr(runs[0], part).to_csv() == getattr(runs[1], part).to_csv()
+        assert getattr(runs[0], part).to_csv() == getattr(runs[2], part).to_csv()
+    assert not list(tmp_path.glob("migfw-keys-*"))
+
+
 def test_scoring_database_removed_and_training_sample(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

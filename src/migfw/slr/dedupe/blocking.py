@@ -3,12 +3,18 @@ cheap vectorised title filter before any pair is scored."""
 
 from __future__ import annotations
 
+import shutil
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from rapidfuzz import fuzz
 from rapidfuzz.process import cpdist
 
+from migfw.scratch import scratch_dir
 from migfw.slr.dedupe.features import _STOP, _Features
 from migfw.slr.dedupe.scoring import PREFILTER_TITLE, TITLE_SAME, _title_sim
 
@@ -16,19 +22,96 @@ WINDOW = 10  # sorted-neighbourhood window (records compared with the next WINDO
 DOI_GROUP_ALL_PAIRS = 60  # larger DOI groups are linked along their title order only
 CHUNK = 200_000  # candidate pairs scored and decided at a time (deduplicate's `chunk`)
 PREFILTER_PIECE = 25_000  # pairs pre-filtered at a time (cpdist's string copies)
+PART_RECORDS = 10_000  # first records (i of i * n + j) per scratch file of candidate keys
 
 
-def _neighbour_keys(order: np.ndarray, window: int, n: int, page: np.ndarray | None) -> list:
+class CandidateKeys:
+    """Candidate pairs as keys i * n + j (i < j) in scratch files, one per range of
+    PART_RECORDS first records (`part_records`): each sorted-neighbourhood pass's keys go
+    to disk as they are made, not held until every pass is done (5 passes x 9 offsets x
+    n keys, then their sorted copy, grew with the records). Partition p holds every key
+    with i // part_records == p, so the partitions' sorted distinct keys, one after the
+    other, are the sorted distinct keys of all: `chunks` gives the same chunks as one
+    sorted array would."""
+
+    def __init__(self, n: int, part_records: int | None = None) -> None:
+        self.n = n
+        self.span = max(1, part_records or PART_RECORDS) * max(n, 1)  # keys per partition
+        self.parts = max(1, -(-n // max(1, part_records or PART_RECORDS)))
+        self._dir = scratch_dir("keys")
+        # Removed on close, or when collected unclosed (as TemporaryDirectory).
+        self._remove_dir = weakref.finalize(self, shutil.rmtree, self._dir, ignore_errors=True)
+        self._sizes: list[int] | None = None  # distinct keys per partition, once finished
+
+    def _path(self, p: int) -> Path:
+        return Path(self._dir) / f"{p:05d}.i8"
+
+    def add(self, keys: np.ndarray) -> None:
+        """Append keys (any order, repeats allowed) to their partitions' files."""
+        if self._sizes is not None:
+            raise RuntimeError("CandidateKeys: keys added after reading began")
+        keys = np.sort(keys.astype(np.int64, copy=False))
+        cuts = np.searchsorted(keys, np.arange(1, self.parts) * self.span).tolist()
+        for p, (a, b) in enumerate(zip([0, *cuts], [*cuts, len(keys)], strict=True)):
+            if b > a:
+                with open(self._path(p), "ab") as handle:
+                    keys[a:b].tofile(handle)
+
+    def _finish(self) -> list[int]:
+        """Each partition's file rewritten as its sorted distinct keys."""
+        if self._sizes is None:
+            self._sizes = []
+            for p in range(self.parts):
+                path = self._path(p)
+                keys = np.unique(np.fromfile(path, dtype=np.int64)) if path.exists() else None
+                if keys is not None:
+                    keys.tofile(path)
+                self._sizes.append(0 if keys is None else len(keys))
+        return self._sizes
+
+    def __len__(self) -> int:
+        return sum(self._finish())
+
+    def partitions(self) -> Iterator[np.ndarray]:
+        """The sorted distinct keys, one partition at a time, in order."""
+        for p, size in enumerate(self._finish()):
+            if size:
+                yield np.fromfile(self._path(p), dtype=np.int64)
+
+    def chunks(self, size: int) -> Iterator[np.ndarray]:
+        """The sorted distinct keys in pieces of `size` (the last may be shorter): the
+        pieces keys[0:size], keys[size:2 * size], ... of the whole sorted array."""
+        held: list[np.ndarray] = []
+        count = 0
+        for part in self.partitions():
+            held.append(part)
+            count += len(part)
+            if count < size:
+                continue
+            joined = np.concatenate(held)
+            full = len(joined) - len(joined) % size
+            for k in range(0, full, size):
+                yield joined[k : k + size]
+            held, count = [joined[full:]], len(joined) - full
+            del joined
+        if count:
+            yield np.concatenate(held)
+
+    def close(self) -> None:
+        self._remove_dir()
+
+
+def _neighbour_keys(
+    order: np.ndarray, window: int, n: int, page: np.ndarray | None
+) -> Iterator[np.ndarray]:
     """Keys (see `_pair_keys`) of the pairs (order[k], order[k+d]) for d < window, one
     array per d; with `page`, only pairs on the same start page."""
-    out = []
     for d in range(1, min(window, len(order))):
         a, b = order[:-d], order[d:]
         if page is not None:
             same = page[a] == page[b]
             a, b = a[same], b[same]
-        out.append(_pair_keys(a, b, n))
-    return out
+        yield _pair_keys(a, b, n)
 
 
 def _sorted_records(keys: pa.Array, records: np.ndarray) -> np.ndarray:
@@ -42,14 +125,29 @@ def _sorted_records(keys: pa.Array, records: np.ndarray) -> np.ndarray:
 
 def _candidate_pairs(feat: _Features) -> np.ndarray:
     """Candidate pairs (i, j), i < j, in (i, j) order."""
-    keys = _candidate_keys(feat)
+    found = _candidate_keys(feat)
+    try:
+        keys = np.concatenate([np.empty(0, dtype=np.int64), *found.partitions()])
+    finally:
+        found.close()
     n = len(feat.ids)
     return np.stack([keys // n, keys % n], axis=1)
 
 
-def _candidate_keys(feat: _Features) -> np.ndarray:
-    """Candidate pairs as sorted unique keys i * n + j (i < j): a quarter of the memory
-    of the (i, j) rows, which `deduplicate` makes one chunk at a time."""
+def _candidate_keys(feat: _Features, part_records: int | None = None) -> CandidateKeys:
+    """Candidate pairs as keys i * n + j (i < j) on disk (see CandidateKeys; the caller
+    closes it): a quarter of the memory of the (i, j) rows, which `deduplicate` makes
+    one chunk at a time."""
+    found = CandidateKeys(len(feat.ids), part_records)
+    try:
+        _find_candidates(feat, found)
+    except BaseException:
+        found.close()
+        raise
+    return found
+
+
+def _find_candidates(feat: _Features, found: CandidateKeys) -> None:
 
     def strip_stop(t: str) -> str:
         return " ".join(w for w in t.split() if w not in _STOP)
@@ -84,14 +182,14 @@ def _candidate_keys(feat: _Features) -> np.ndarray:
         texts = (f"{authors[i][0]} {year[i]:04d} {page[i]}" for i in has.tolist())
         yield strings(texts, len(has)), has
 
-    blocks = []
     for k, (keys, records) in enumerate(key_passes()):
         if len(records) < 2:
             continue
         order = _sorted_records(keys, records)
         del keys
         # Locator passes: only pairs on the same start page are worth scoring.
-        blocks += _neighbour_keys(order, WINDOW, n, feat.page_code if k >= 3 else None)
+        for block in _neighbour_keys(order, WINDOW, n, feat.page_code if k >= 3 else None):
+            found.add(block)
     by_doi: dict[str, list[int]] = {}
     for i, doi in enumerate(feat.doi_base):
         if doi:
@@ -107,27 +205,7 @@ def _candidate_keys(feat: _Features) -> np.ndarray:
             doi_pairs.extend(zip(ordered, ordered[1:], strict=False))
     if doi_pairs:
         doi = np.array(doi_pairs, dtype=np.int64)
-        blocks.append(_pair_keys(doi[:, 0], doi[:, 1], n))
-    return _unique(blocks)
-
-
-def _unique(blocks: list[np.ndarray]) -> np.ndarray:
-    """Sorted distinct values of the arrays in `blocks` (emptied): copied into one array
-    block by block, sorted in place, so at most one extra block is held beside it."""
-    keys = np.empty(sum(len(b) for b in blocks), dtype=np.int64)
-    at = 0
-    while blocks:
-        block = blocks.pop()
-        keys[at : at + len(block)] = block
-        at += len(block)
-        del block
-    if not len(keys):
-        return keys
-    keys.sort()
-    keep = np.empty(len(keys), dtype=bool)
-    keep[0] = True
-    np.not_equal(keys[1:], keys[:-1], out=keep[1:])
-    return keys[keep]
+        found.add(_pair_keys(doi[:, 0], doi[:, 1], n))
 
 
 def _pair_keys(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
@@ -139,6 +217,11 @@ def _pair_keys(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
 
 
 def _prefilter(feat: _Features, pairs: np.ndarray) -> np.ndarray:
+    """The pairs `_prefilter_mask` keeps."""
+    return pairs[_prefilter_mask(feat, pairs)]
+
+
+def _prefilter_mask(feat: _Features, pairs: np.ndarray) -> np.ndarray:
     """Cheap vectorised title filter before the per-pair rules: keep pairs with similar
     titles, a shared DOI, or one title that is the other truncated. In pieces of
     PREFILTER_PIECE pairs: the string lists and their copies stay small."""
@@ -179,4 +262,4 @@ def _prefilter_piece(feat: _Features, pairs: np.ndarray) -> np.ndarray:
         for k in rest[head_ratio >= TITLE_SAME].tolist():
             i, j = pairs[k]
             keep[k] = _title_sim(feat, int(i), int(j))[1]
-    return pairs[keep]
+    return keep

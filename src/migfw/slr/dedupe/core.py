@@ -12,7 +12,7 @@ import pandas as pd
 
 from migfw.errors import MigfwError
 from migfw.slr.dedupe import linkage
-from migfw.slr.dedupe.blocking import CHUNK, _candidate_keys, _prefilter
+from migfw.slr.dedupe.blocking import CHUNK, _candidate_keys, _prefilter_mask
 from migfw.slr.dedupe.clustering import _Clusters
 from migfw.slr.dedupe.features import _exact_copy_of, _Features, _features, _take
 from migfw.slr.dedupe.linkstore import LinkStore, compact
@@ -86,28 +86,38 @@ def deduplicate(
     reps = np.flatnonzero(copy_of == np.arange(n))
     # Blocking and scoring see one record per set of exact copies (numbered 0..len(reps)).
     sub = _take(feat, reps)
+    linkage._return_heap()  # the exact-copy keys' freed heap, before training
     # The model first (trained here when none is given): its peak then does not sit on
     # top of the candidate keys.
     scorer = linkage.PairScorer(sub, model, db_api) if params.method == "splink" else None
-    keys = _candidate_keys(sub)
     decided = {
         tuple(sorted((index[a], index[b]))) for a, b, _ in decisions or []
         if a in index and b in index
     }  # fmt: skip
     m = max(len(reps), 1)
-    first_counts = np.zeros(n, dtype=np.int64)  # candidate pairs per first record
-    for k in range(0, len(keys), chunk):  # a chunk at a time: no copy of every key
-        first_counts += np.bincount(reps[keys[k : k + chunk] // m], minlength=n)
-    store = LinkStore(feat.ids, first_counts, -(-len(keys) // chunk))
-    pairs_of = _ChunkPairs(feat, sets, decided, params, store)
+    keys = None
     try:
+        keys = _candidate_keys(sub)  # on disk, a partition of first records at a time
+        # The features of the representatives are a copy of `feat`'s codes: the scorer
+        # drops it once its record table is built (the first chunk); the pre-filter
+        # reads the same values in `feat` at the records' own indices.
+        del sub
+        linkage._return_heap()  # blocking's freed sort keys and pair arrays
+        first_counts = np.zeros(n, dtype=np.int64)  # candidate pairs per first record
+        for part in keys.partitions():
+            first_counts += np.bincount(reps[part // m], minlength=n)
+        n_candidates = len(keys)
+        store = LinkStore(feat.ids, first_counts, -(-n_candidates // chunk))
+        del first_counts
+        pairs_of = _ChunkPairs(feat, sets, decided, params, store)
         # Chunks of candidate pairs: pre-filter, model, rules, link rows to disk; only
         # the pairs that may join clusters (and those a person decided) stay in memory.
         # (One Splink call per chunk: each has a fixed cost, ~0.6 s at 100,000 records;
         # scoring 200,000 pre-filtered pairs at once cost 130 MiB more there.)
-        for k in range(0, len(keys), chunk):
-            pairs = np.stack([keys[k : k + chunk] // m, keys[k : k + chunk] % m], axis=1)
-            pairs = _prefilter(sub, pairs)
+        for block in keys.chunks(chunk):
+            pairs = np.stack([block // m, block % m], axis=1)
+            del block
+            pairs = pairs[_prefilter_mask(feat, reps[pairs])]
             weights = scorer.score(pairs)[0] if scorer is not None else None
             pairs_of.add(reps[pairs] if len(pairs) else pairs, weights)
             del pairs, weights
@@ -115,8 +125,10 @@ def deduplicate(
     finally:
         if scorer is not None:
             scorer.close()
-    n_candidates = len(keys)
+        if keys is not None:
+            keys.close()
     del keys
+    linkage._return_heap()  # the scorer's database and the chunks' freed heap
     held = pairs_of.held
     groups = _Clusters(n, sets)
     for a, b, verdict in decisions or []:
@@ -166,7 +178,6 @@ def deduplicate(
         cluster_of.append(root_to_cluster[root])
     clusters = pd.DataFrame({"record_id": ids, "cluster_id": cluster_of})
 
-    merged = _merged_records(records, cluster_of, feat.year)
     counts = pairs_of.counts
     person = [row["decision"] for row in held.values()]
     stats = {
@@ -179,8 +190,15 @@ def deduplicate(
         "person_decisions": len(held),
         "clusters": len(root_to_cluster),
         "method": params.method,
-        "seconds": round(time.perf_counter() - t0, 3),
     }
+    # The merged records need the years only: the other features (and everything that
+    # refers to them) are freed and their heap handed back first, so the merged records
+    # are not built on top of the per-record features.
+    years = feat.year
+    del feat, scorer, pairs_of, groups, held, index, copy_of, reps, root_to_cluster
+    linkage._return_heap()
+    merged = _merged_records(records, cluster_of, years)
+    stats["seconds"] = round(time.perf_counter() - t0, 3)
     return DedupeResult(clusters=clusters, links=store, merged=merged, stats=stats)
 
 
@@ -215,7 +233,7 @@ class _ChunkPairs:
         self.set_of = np.asarray(sets, dtype=object) if sets is not None else None
         self.held: dict[tuple[int, int], dict] = {}
         self.counts: Counter = Counter()
-        self._dups: list[tuple[list, list, list, list]] = []
+        self._dups: list[tuple[np.ndarray, ...]] = []
 
     def add(self, pairs: np.ndarray, weights: np.ndarray | None) -> None:
         feat, sets = self.feat, self.sets
@@ -256,9 +274,11 @@ class _ChunkPairs:
             rows.append(row)
             self.counts[row["decision"]] += 1
         dups = [r for r in rows if r["decision"] == DUPLICATE]
-        self._dups.append((
-            [r["_i"] for r in dups], [r["_j"] for r in dups], [r["score"] for r in dups],
-            [r["rule"].startswith("doi") for r in dups],
+        self._dups.append((  # arrays, not lists of Python numbers (one per duplicate pair)
+            np.array([r["_i"] for r in dups], dtype=np.int64),
+            np.array([r["_j"] for r in dups], dtype=np.int64),
+            np.array([r["score"] for r in dups], dtype=float),
+            np.array([r["rule"].startswith("doi") for r in dups], dtype=bool),
         ))  # fmt: skip
         self.store.add(_rows_frame(rows))
 

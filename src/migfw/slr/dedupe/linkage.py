@@ -534,6 +534,7 @@ class PairScorer:
             else:  # a caller's backend (Spark): the pandas record table, as registered
                 table = record_table(self.feat)
                 self.linker = _linker(table, in_dialect(self.model, dialect), self.db_api)
+            self.feat = None  # in the backend's table now: the caller may free the features
         api = self.linker._db_api
         blocked = api.register(pd.DataFrame(
             {"match_key": "0", "join_key_l": pairs[:, 0].astype(np.int64),
