@@ -505,14 +505,15 @@ def test_key_partitions_do_not_change_the_result(
 ) -> None:
     """Candidate keys go to scratch files, one per range of first records, and are read
     back a partition at a time: 7 records per partition (about 130 files, chunks that
-    span partitions) gives exactly the default's clusters, merged records and links;
+    span partitions), with the rules applied 50 pre-filtered pairs at a time, gives
+    exactly the default's clusters, merged records and links;
     the keys read back are numpy's sorted distinct keys in every chunking, and the
     scratch folder is gone after the run."""
     import tempfile
 
     import numpy as np
 
-    from migfw.slr.dedupe import blocking, linkage
+    from migfw.slr.dedupe import blocking, core, linkage
 
     rng = np.random.default_rng(7)
     n = 50
@@ -534,6 +535,7 @@ def test_key_partitions_do_not_change_the_result(
     model = linkage.model_for(records)
     whole = deduplicate(records, model=model)
     monkeypatch.setattr(blocking, "PART_RECORDS", 7)
+    monkeypatch.setattr(core, "RULES_PIECE", 50)  # and the rules a few pairs at a time
     runs = [whole, *(deduplicate(records, model=model, chunk=c) for c in (10**9, 1000))]
     assert runs[0].stats["candidate_pairs"] > 20 * 1000
     stats = [{k: v for k, v in r.stats.items() if k != "seconds"} for r in runs]

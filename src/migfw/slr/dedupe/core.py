@@ -34,6 +34,8 @@ from migfw.slr.dedupe.scoring import (
 )
 from migfw.slr.dedupe.siblings import _notice_of, _republished
 
+RULES_PIECE = 20_000  # pre-filtered pairs decided (rules, link rows) at a time
+
 
 def deduplicate(
     records: pd.DataFrame,
@@ -119,7 +121,16 @@ def deduplicate(
             del block
             pairs = pairs[_prefilter_mask(feat, reps[pairs])]
             weights = scorer.score(pairs)[0] if scorer is not None else None
-            pairs_of.add(reps[pairs] if len(pairs) else pairs, weights)
+            # Decided RULES_PIECE pairs at a time: the share of candidates that pass the
+            # pre-filter grows with the records (9 % at 25,000, 21 % at 100,000), and
+            # each decided pair's row is a dict until its piece's frame is written.
+            for k in range(0, max(len(pairs), 1), RULES_PIECE):
+                piece = pairs[k : k + RULES_PIECE]
+                pairs_of.add(
+                    reps[piece] if len(piece) else piece,
+                    weights[k : k + RULES_PIECE] if weights is not None else None,
+                )
+                del piece
             del pairs, weights
             linkage._return_heap()  # each chunk's Arrow/DuckDB buffers, not kept for the next
     finally:

@@ -361,14 +361,20 @@ def _distinct_rows(feat: _Features, pairs: np.ndarray, weights: np.ndarray) -> p
     sums of a few level weights, so few distinct values: each text is formatted once."""
     i, j = pairs[:, 0], pairs[:, 1]
 
+    # From each column's table of distinct values and the pairs' codes only: an array of
+    # every record's value (and its factorisation) per column and call grew with the
+    # records, not with the pairs.
     def states(values: _Column) -> np.ndarray:
-        array = values.objects()
-        return _states(array[i], array[j])
+        table = np.empty(len(values.values), dtype=object)
+        table[:] = values.values
+        codes = values.numpy_codes()
+        return _states(table[codes[i]], table[codes[j]])
 
     def joined(values: _Column) -> np.ndarray:
         """'a|b' of each pair's two values, one string per distinct pair of values."""
-        codes, names = pd.factorize(pd.Series(values.objects(), dtype=object))
-        both = codes[i].astype(np.int64) * len(names) + codes[j]
+        of_entry, names = pd.factorize(pd.Series(values.values, dtype=object))
+        codes = values.numpy_codes()
+        both = of_entry[codes[i]].astype(np.int64) * len(names) + of_entry[codes[j]]
         return _shared_text(both, lambda k: f"{names[k // len(names)]}|{names[k % len(names)]}")
 
     texts = {
