@@ -124,6 +124,18 @@ def _ours(path: Path) -> list[tuple[int, int, int, int]]:
     return sorted(rows)
 
 
+def _echo_series(frame, count: int = 8) -> tuple[list, list]:
+    """`count` echoes (IPv4 then IPv6, request/reply alternating), each framed by
+    `frame(ip, i)`: the (time, frame) packets and the truth `_ours` must give."""
+    truth, packets = [], []
+    for i in range(count):
+        v6, kind = i >= count // 2, i % 2
+        t = T0 + i * 1_000_000
+        packets.append((t, frame(pc.echo(kind, 0x4D46, i, v6), i)))
+        truth.append((t, 6 if v6 else 4, kind, i))
+    return truth, packets
+
+
 def _tshark(path: Path) -> list[tuple[int, int, int, int, str]]:
     """(epoch ns, family, kind, seq, checksum status) of echoes to/from the target, by
     tshark (the innermost ICMP header; -Y on the inner addresses)."""
@@ -361,12 +373,7 @@ def test_ppp_link_types(tmp_path):
         51: lambda ip, i: pc.pppoe(pc.ppp(ip, acfc=True)),
     }
     for lt, build in cases.items():
-        truth, packets = [], []
-        for i in range(8):
-            v6, kind = i >= 4, i % 2
-            t = T0 + i * 1_000_000
-            packets.append((t, build(pc.echo(kind, 0x4D46, i, v6), i)))
-            truth.append((t, 6 if v6 else 4, kind, i))
+        truth, packets = _echo_series(build)
         lcp = b"\xc0\x21\x01\x01\x00\x04"  # a PPP control packet: not IP
         packets.append((T0 + 9_000_000, pc.pppoe(lcp) if lt == 51 else b"\xff\x03" + lcp))
         path = pc.write_pcap(tmp_path / f"ppp{lt}.pcap", packets, nano=True, linktype=lt)
@@ -397,12 +404,7 @@ def _nflog(ip: bytes, be: bool = False) -> bytes:
 def test_nflog_link_type(tmp_path):
     """NFLOG (link type 239, what a firewall's log group captures): the packet TLV found
     after the others, in either byte order; cut before it: counted as cut."""
-    truth, packets = [], []
-    for i in range(8):
-        v6, kind = i >= 4, i % 2
-        t = T0 + i * 1_000_000
-        packets.append((t, _nflog(pc.echo(kind, 0x4D46, i, v6), be=i in (2, 3, 6, 7))))
-        truth.append((t, 6 if v6 else 4, kind, i))
+    truth, packets = _echo_series(lambda ip, i: _nflog(ip, be=i in (2, 3, 6, 7)))
     cut = _nflog(pc.echo(0, 0x4D46, 99))[:20]
     path = pc.write_pcap(tmp_path / "nflog.pcap", packets + [(T0 + 9_000_000, cut)], linktype=239)
     assert _ours(path) == truth
@@ -427,12 +429,7 @@ def test_frame_relay_link_type(tmp_path):
             return b"\x18\x40\x00\x41\x03" + (b"\xcc" if ip[0] >> 4 == 4 else b"\x8e") + ip
         return b"\x18\x41" + et + ip  # Cisco encapsulation
 
-    truth, packets = [], []
-    for i in range(8):
-        v6, kind = i >= 4, i % 2
-        t = T0 + i * 1_000_000
-        packets.append((t, fr(pc.echo(kind, 0x4D46, i, v6), i)))
-        truth.append((t, 6 if v6 else 4, kind, i))
+    truth, packets = _echo_series(fr)
     packets.append((T0 + 9_000_000, b"\x18\x41\x03\x08" + b"\0" * 8))  # Q.933 signalling
     path = pc.write_pcap(tmp_path / "fr.pcap", packets, linktype=107)
     assert _ours(path) == truth
