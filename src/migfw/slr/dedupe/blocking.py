@@ -36,8 +36,9 @@ class CandidateKeys:
 
     def __init__(self, n: int, part_records: int | None = None) -> None:
         self.n = n
-        self.span = max(1, part_records or PART_RECORDS) * max(n, 1)  # keys per partition
-        self.parts = max(1, -(-n // max(1, part_records or PART_RECORDS)))
+        per_part = max(1, part_records or PART_RECORDS)
+        self.span = per_part * max(n, 1)  # keys per partition
+        self.parts = max(1, -(-n // per_part))
         self._dir = scratch_dir("keys")
         # Removed on close, or when collected unclosed (as TemporaryDirectory).
         self._remove_dir = weakref.finalize(self, shutil.rmtree, self._dir, ignore_errors=True)
@@ -123,22 +124,11 @@ def _sorted_records(keys: pa.Array, records: np.ndarray) -> np.ndarray:
     return records[index.to_numpy()]
 
 
-def _candidate_pairs(feat: _Features) -> np.ndarray:
-    """Candidate pairs (i, j), i < j, in (i, j) order."""
-    found = _candidate_keys(feat)
-    try:
-        keys = np.concatenate([np.empty(0, dtype=np.int64), *found.partitions()])
-    finally:
-        found.close()
-    n = len(feat.ids)
-    return np.stack([keys // n, keys % n], axis=1)
-
-
-def _candidate_keys(feat: _Features, part_records: int | None = None) -> CandidateKeys:
+def _candidate_keys(feat: _Features) -> CandidateKeys:
     """Candidate pairs as keys i * n + j (i < j) on disk (see CandidateKeys; the caller
     closes it): a quarter of the memory of the (i, j) rows, which `deduplicate` makes
     one chunk at a time."""
-    found = CandidateKeys(len(feat.ids), part_records)
+    found = CandidateKeys(len(feat.ids))
     try:
         _find_candidates(feat, found)
     except BaseException:
@@ -216,15 +206,10 @@ def _pair_keys(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
     return low[keep] * n + high[keep]
 
 
-def _prefilter(feat: _Features, pairs: np.ndarray) -> np.ndarray:
-    """The pairs `_prefilter_mask` keeps."""
-    return pairs[_prefilter_mask(feat, pairs)]
-
-
 def _prefilter_mask(feat: _Features, pairs: np.ndarray) -> np.ndarray:
-    """Cheap vectorised title filter before the per-pair rules: keep pairs with similar
-    titles, a shared DOI, or one title that is the other truncated. In pieces of
-    PREFILTER_PIECE pairs: the string lists and their copies stay small."""
+    """Cheap vectorised title filter before the per-pair rules, as a mask over `pairs`: keep
+    pairs with similar titles, a shared DOI, or one title that is the other truncated. In
+    pieces of PREFILTER_PIECE pairs: the string lists and their copies stay small."""
     if len(pairs) <= PREFILTER_PIECE:
         return _prefilter_piece(feat, pairs)
     pieces = range(0, len(pairs), PREFILTER_PIECE)

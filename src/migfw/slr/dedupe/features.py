@@ -201,11 +201,15 @@ class _Column(Sequence):
     def numpy_codes(self) -> np.ndarray:
         return np.frombuffer(self.codes, dtype=np.int32)
 
+    def table(self) -> np.ndarray:
+        """The distinct values as a numpy object array (index it with the codes)."""
+        table = np.empty(len(self.values), dtype=object)
+        table[:] = self.values  # (not np.array: list and tuple values stay objects)
+        return table
+
     def objects(self, dtype: Any = object) -> np.ndarray:
         """The values of all records as one numpy array (vectorised masks)."""
-        table = np.empty(len(self.values), dtype=object)
-        table[:] = self.values
-        return table[self.numpy_codes()].astype(dtype, copy=False)
+        return self.table()[self.numpy_codes()].astype(dtype, copy=False)
 
     def map(self, function: Callable[[Any], Any], by_value: bool = False) -> _Column:
         """`function` of each record's value, computed once per table entry; with

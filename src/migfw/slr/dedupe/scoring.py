@@ -365,9 +365,7 @@ def _distinct_rows(feat: _Features, pairs: np.ndarray, weights: np.ndarray) -> p
     # every record's value (and its factorisation) per column and call grew with the
     # records, not with the pairs.
     def states(values: _Column) -> np.ndarray:
-        table = np.empty(len(values.values), dtype=object)
-        table[:] = values.values
-        codes = values.numpy_codes()
+        table, codes = values.table(), values.numpy_codes()
         return _states(table[codes[i]], table[codes[j]])
 
     def joined(values: _Column) -> np.ndarray:
