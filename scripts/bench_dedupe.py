@@ -731,6 +731,8 @@ def extra_sets(dirs: list[str]) -> list[dict]:
     sets = []
     for d in dirs:
         root = Path(d)
+        if not root.is_dir():
+            raise SystemExit(f"{root}: not a folder (a labelled set's folder, or a folder of them)")
         folders = [root] if (root / "records_pre_merged.csv").exists() else sorted(
             p for p in root.iterdir() if (p / "records_pre_merged.csv").exists()
         )  # fmt: skip
