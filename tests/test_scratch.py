@@ -1,7 +1,7 @@
 """Scratch folders of killed runs: removed by the next run, live ones and others' kept.
 
 Faults injected for real: processes SIGKILLed while they hold a scratch folder (a plain one,
-and the dedupe CLI mid-run), then a new run on the same temporary directory.
+and the dedupe CLI mid-run) or an unfinished atomic write, then a new run on the same folder.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from migfw.io import atomic_write
 from migfw.scratch import owner_tag, scratch, scratch_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,6 +62,53 @@ def test_a_killed_owners_folder_goes_a_live_ones_and_others_stay(tmp_path: Path)
     # The live holder is now dead too: the next folder removes its leftovers.
     Path(scratch_dir("links", tmp_path)).rmdir()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other_host.name, unrelated.name])
+
+
+WRITER = (
+    "import sys, time\n"
+    "from migfw.io import atomic_write\n"
+    "with atomic_write(sys.argv[1]) as out:\n"
+    "    out.write('half')\n"
+    "    out.flush()\n"
+    "    print('writing', flush=True)\n"
+    "    time.sleep(120)\n"
+)
+
+
+def _writer(target: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE,
+                            text=True, cwd=REPO)  # fmt: skip
+    assert proc.stdout.readline().strip() == "writing"
+    return proc
+
+
+def test_a_killed_writers_partial_file_goes_with_the_next_write(tmp_path: Path) -> None:
+    target = tmp_path / "table.csv"
+    target.write_text("old\n")
+    killed = _writer(target)
+    live = _writer(target)
+    try:
+        os.kill(killed.pid, signal.SIGKILL)
+        killed.wait(10)
+        partials = sorted(tmp_path.glob(".table.csv.*.part"))
+        assert len(partials) == 2 and target.read_text() == "old\n"  # the kill changed nothing
+        killed_part = next(p for p in partials if f".{killed.pid}." in p.name)
+        host, boot, pid, start = owner_tag().split(".")
+        reused = tmp_path / f".table.csv.{host}.{boot}.{pid}.{int(start) + 1}-x.part"
+        other_host = tmp_path / f".table.csv.otherhost.{boot}.1.1-x.part"  # a shared folder
+        other_file = tmp_path / f".other.csv.{host}.{boot}.{pid}.{int(start) + 1}-x.part"
+        for path in (reused, other_host, other_file):
+            path.write_text("x")
+        with atomic_write(target) as out:
+            out.write("new\n")
+        assert target.read_text() == "new\n"
+        left = sorted(tmp_path.glob(".*.part"))
+        assert killed_part not in left and reused not in left
+        assert sorted(set(left) - set(partials)) == sorted([other_host, other_file])
+        assert len(set(left) & set(partials)) == 1  # the live writer's file stays
+    finally:
+        live.kill()
+        live.wait(10)
 
 
 def _clean_export(path: Path, works: int) -> int:

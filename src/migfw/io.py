@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from migfw.scratch import owner_tag, sweep_partials
+
 
 def current_umask() -> int:
     """The process's umask now (it may change: `migfw testbed trial` sets 077), read from
@@ -26,10 +28,14 @@ def current_umask() -> int:
 
 @contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
-    """Write to a temporary file beside `path` and rename it into place only on success."""
+    """Write to a temporary file beside `path` and rename it into place only on success.
+    The temporary file is named after its writer, so the next write of `path` removes one
+    that a killed writer left."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    sweep_partials(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{owner_tag()}-", suffix=".part",
+                               dir=path.parent)  # fmt: skip
     os.close(fd)
     try:
         with open(tmp, mode, **kwargs) as handle:

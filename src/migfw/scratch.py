@@ -10,6 +10,7 @@ Folders of other hosts (a shared temporary directory) and of live owners are nev
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import shutil
@@ -19,8 +20,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-_NAME = re.compile(r"^migfw-[a-z]+-(?P<host>[A-Za-z0-9]+)\.(?P<boot>[0-9a-f]{8})\.(?P<pid>\d+)\."
-                   r"(?P<start>\d+)-")  # fmt: skip
+# A scratch folder's or partial file's owner: host.boot.pid.start (see owner_tag).
+_OWNER = r"(?P<host>[A-Za-z0-9]+)\.(?P<boot>[0-9a-f]{8})\.(?P<pid>\d+)\.(?P<start>\d+)"
+_NAME = re.compile(rf"^migfw-[a-z]+-{_OWNER}-")
 
 
 def _host() -> str:
@@ -63,9 +65,31 @@ def sweep(parent: str | os.PathLike | None = None) -> list[Path]:
         match = _NAME.match(entry.name)
         if not match or match["host"] != host or not entry.is_dir() or entry.is_symlink():
             continue
-        alive = match["boot"] == boot and _start_time(int(match["pid"])) == int(match["start"])
-        if not alive:
+        if _gone(match, boot):
             shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _gone(match: re.Match, boot: str) -> bool:
+    """The owner named by a matched host.boot.pid.start tag no longer runs (on this host)."""
+    return match["boot"] != boot or _start_time(int(match["pid"])) != int(match["start"])
+
+
+def sweep_partials(target: str | os.PathLike) -> list[Path]:
+    """Remove the `.part` files that `migfw.io.atomic_write` left beside `target` when its
+    writer was killed (SIGKILL runs no cleanup); those of live writers and other hosts stay."""
+    target = Path(target)
+    name = re.compile(rf"^\.{re.escape(target.name)}\.{_OWNER}-[^/]*\.part$")
+    host, boot, removed = _host(), _boot(), []
+    try:
+        entries = list(target.parent.glob(f".{glob.escape(target.name)}.*.part"))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = name.match(entry.name)
+        if match and match["host"] == host and not entry.is_symlink() and _gone(match, boot):
+            entry.unlink(missing_ok=True)
             removed.append(entry)
     return removed
 

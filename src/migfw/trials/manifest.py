@@ -9,6 +9,8 @@ import hashlib
 import json
 from pathlib import Path
 
+from migfw.io import atomic_write
+
 COLUMNS = ("trial", "status", "trial_json_sha256")
 
 
@@ -20,9 +22,6 @@ def write_manifest(trials: list[str], trial_jsons: list[str | Path], out: str | 
         data = Path(path).read_bytes()
         status = json.loads(data).get("status", "")
         lines.append(f"{trial}\t{status}\t{hashlib.sha256(data).hexdigest()}")
-    target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
-    partial.write_text("\n".join(lines) + "\n")
-    partial.replace(target)
+    with atomic_write(out) as handle:
+        handle.write("\n".join(lines) + "\n")
     print(f"{len(lines) - 1} trials -> {out}")
