@@ -1284,3 +1284,30 @@ def test_supplement_word_for_a_start_page_is_no_page(tmp_path: Path) -> None:
     c = {**b, "ID": "c", "SP": "S12", "EP": "S20"}
     result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [a, c])]))
     assert "pages=-2.5" in _link(result, "a", "c").evidence
+
+
+def test_unicode_hyphen_in_pages_is_a_dash(tmp_path: Path) -> None:
+    """Wiley/Cochrane CENTRAL exports print page ranges with U+2010 ("401‐403") and a
+    start page with an empty end as "S568‐". Read as a dash, both are the usual range or
+    start page. By hand (same DOI, title, authors, year, venue, volume): with "S568‐" read
+    as another start page, the pages differ (-2.5) and the shared DOI goes to review
+    (rule doi-shared-pages-differ); read as S568 the pages agree and the pair merges. A
+    real other page (S570) still differs."""
+    from migfw.slr.normalise import normalise_pages
+
+    assert normalise_pages("401\u2010403") == "401-403"
+    assert normalise_pages("2709\u20112715") == "2709-2715"
+    assert normalise_pages("S568\u2010") == "S568"
+    assert normalise_pages("12\u221215") == "12-15"
+    item = {**BASE, "DO": "10.1093/ofid/ofy210.1617", "T2": "Open Forum Infectious Diseases",
+            "VL": "5", "PY": "2018"}  # fmt: skip
+    for tag in ("SP", "EP", "IS"):
+        item.pop(tag)
+    a = {**item, "ID": "a", "SP": "S568\u2010"}
+    b = {**item, "ID": "b", "SP": "S568"}
+    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [a, b])]))
+    assert _same(result, "a", "b")
+    assert "pages=-" not in _link(result, "a", "b").evidence
+    c = {**item, "ID": "c", "SP": "S570\u2010"}
+    result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [a, c])]))
+    assert "pages=-2.5" in _link(result, "a", "c").evidence

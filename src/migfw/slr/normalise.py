@@ -22,6 +22,7 @@ __all__ = [
     "normalise_pages",
     "parse_authors",
     "parse_year",
+    "split_pages",
     "strip_accents",
     "title_key",
     "title_variants",
@@ -197,18 +198,30 @@ def _int_like(text: str) -> str:
     return text[:-2] if re.fullmatch(r"\d+\.0", text) else text
 
 
+# Every dash a page range is printed with: ASCII, en and em dash, and the Unicode hyphens
+# (U+2010, U+2011), figure dash and minus sign that Wiley/Cochrane CENTRAL exports use
+# ("401‐403", "S568‐"). Folded to "-", so one range has one spelling.
+PAGE_DASHES = "-\u2010\u2011\u2012\u2013\u2014\u2015\u2212"
+_PAGE_DASH_RE = re.compile(rf"\s*[{PAGE_DASHES}]+\s*")
+
+
+def split_pages(pages: str, maxsplit: int = 0) -> list[str]:
+    """A page range cut at its dashes, whichever dash ('401‐403' -> ['401', '403'])."""
+    return _PAGE_DASH_RE.split(pages, maxsplit=maxsplit)
+
+
 def normalise_pages(pages: object, end: object = "") -> str:
     """'123--30' -> '123-130'; ('307.0', '326.0') -> '307-326'; 'e0815'/'Cd002273' kept."""
     start = _int_like(clean_text(pages))
     stop = _int_like(clean_text(end))
     start = re.sub(r"^(?:pp?\.?\s*)", "", start, flags=re.I)
-    if stop and start and not re.search(r"[-–—]", start):
+    if stop and start and not _PAGE_DASH_RE.search(start):
         start = f"{start}-{stop}"
     elif stop and not start:
         start = stop
     if not start:
         return ""
-    parts = re.split(r"\s*[-–—‐‑]+\s*", start)
+    parts = split_pages(start)
     if len(parts) == 2 and parts[0] and parts[1]:
         first, last = parts
         # Abbreviated end page ("1781-802"): borrow the leading digits of the start.
@@ -217,7 +230,8 @@ def normalise_pages(pages: object, end: object = "") -> str:
         if first == last:
             return first
         return f"{first}-{last}"
-    return start.strip(" -")
+    # "S568‐": a start page and a dash with no end page is the start page alone.
+    return _PAGE_DASH_RE.sub("-", start).strip(" -")
 
 
 _YEAR_RE = re.compile(r"(?<!\d)(1[5-9]\d\d|20\d\d)(?!\d)")

@@ -18,6 +18,7 @@ from migfw.slr.normalise import (
     author_keys,
     normalise_doi,
     normalise_pages,
+    split_pages,
     strip_accents,
     title_key,
     title_variants,
@@ -134,7 +135,7 @@ def _first_number(text: str) -> str:
 
 
 def _start_page(pages: str) -> str:
-    first = re.split(r"\s*[-–—]+\s*", pages.strip(), maxsplit=1)[0].strip().lower()
+    first = split_pages(pages.strip(), maxsplit=1)[0].strip().lower()
     # "e0815" (electronic article number) vs "815"; "s12" (supplement) vs "12".
     first = re.sub(r"^[a-z]{1,2}(?=\d)", "", first)
     if re.fullmatch(r"supp?l?(?:ement)?\.?", first):
