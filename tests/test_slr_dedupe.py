@@ -1311,3 +1311,26 @@ def test_unicode_hyphen_in_pages_is_a_dash(tmp_path: Path) -> None:
     c = {**item, "ID": "c", "SP": "S570\u2010"}
     result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [a, c])]))
     assert "pages=-2.5" in _link(result, "a", "c").evidence
+
+
+def test_section_heading_in_capitals_before_the_title(tmp_path: Path) -> None:
+    """Web of Science prints a journal's section heading in capitals before the title
+    with no colon ("MEDICAL PROGRESS <title>"); the other copy has the title alone. The
+    title after the heading is the other title, so the pair is the usual dropped-heading
+    variant. By hand: read as one title, the two differ (ratio 80: title -1, 'titles
+    differ', review); after the heading the titles are equal and the pair merges. A
+    title wholly in capitals has no such heading, and other fields still must agree."""
+    item = {**BASE, "AU": ["Noris, M.", "Remuzzi, G."], "T2": "New England Journal of Medicine",
+            "VL": "361", "IS": "17", "SP": "1676", "EP": "1687", "PY": "2009"}  # fmt: skip
+    a = {**item, "ID": "a", "TI": "MEDICAL PROGRESS Atypical Hemolytic-Uremic Syndrome"}
+    b = {**item, "ID": "b", "TI": "Atypical hemolytic-uremic syndrome"}
+    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [a, b])]))
+    assert _same(result, "a", "b")
+    c = {**item, "ID": "c", "TI": "CLINICAL PRACTICE Atypical Hemolytic-Uremic Syndrome",
+         "SP": "1801", "EP": "1805", "AU": ["Smith, J."]}  # fmt: skip
+    result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [a, c])]))
+    assert not _same(result, "a", "c")
+    from migfw.slr.dedupe.features import _after_heading
+
+    assert _after_heading("ATYPICAL HEMOLYTIC-UREMIC SYNDROME IN CHILDREN") == ""
+    assert _after_heading("HIV Infection in children of sub-Saharan Africa") == ""

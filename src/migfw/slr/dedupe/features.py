@@ -453,10 +453,19 @@ HEADING_WORDS = 6
 _HEADING_RE = re.compile(r"^(?P<head>[^:…|]+?)\s*(?::|\.\.\.|…|\s[-–—|]\s)\s*(?P<rest>.+)$")
 
 
+# Web of Science prints a journal's section heading in capitals before the title, with no
+# punctuation: "MEDICAL PROGRESS Atypical Hemolytic-Uremic Syndrome" (other databases give
+# the title alone). Two to HEADING_WORDS words in capitals, then a word in lower or title
+# case (a title wholly in capitals has no such heading).
+_CAPS_HEADING_RE = re.compile(
+    rf"^(?P<head>(?:[A-Z][A-Z&'-]*[A-Z]\s+){{2,{HEADING_WORDS}}})(?P<rest>[A-Z]?[a-z].*)$"
+)
+
+
 def _after_heading(raw: str) -> str:
     """The title key after a short heading, or '' (no heading, or too short a rest
     to name a work: >= 4 words and 20 characters)."""
-    match = _HEADING_RE.match(raw)
+    match = _HEADING_RE.match(raw) or _CAPS_HEADING_RE.match(raw)
     if not match or len(match.group("head").split()) > HEADING_WORDS:
         return ""
     rest = title_key(match.group("rest"))
