@@ -1334,3 +1334,25 @@ def test_section_heading_in_capitals_before_the_title(tmp_path: Path) -> None:
 
     assert _after_heading("ATYPICAL HEMOLYTIC-UREMIC SYNDROME IN CHILDREN") == ""
     assert _after_heading("HIV Infection in children of sub-Saharan Africa") == ""
+
+
+def test_one_title_with_a_population_word_swapped_is_two_works(tmp_path: Path) -> None:
+    """Trial registrations of one sponsor name their population in an otherwise equal
+    title ("... in Pediatric Patients ..." / "... in Adult Patients ..."): two trials.
+    By hand: the titles are 94 % alike (above the 90 % that counts as close) and the
+    sponsor and year agree, so the model merged them; every difference is now a
+    one-for-one swap of dissimilar words (adult/pediatric: ratio < 60, neither a prefix
+    of the other) plus an acronym at the end, which counts as different titles: a person
+    decides, never a merge. A spelling variant (paediatric/pediatric) is a typo, not a
+    swap, and still merges."""
+    item = {"AU": ["Alexion Pharmaceuticals, Inc"], "PY": "2011", "TY": "JOUR"}
+    title = ("An Open-Label, Multi-Center Clinical Trial of Eculizumab in {} Patients With "
+             "Atypical Hemolytic-Uremic Syndrome")  # fmt: skip
+    a = {**item, "ID": "a", "TI": title.format("Pediatric") + " (aHUS)"}
+    b = {**item, "ID": "b", "TI": title.format("Adult")}
+    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [a, b])]))
+    assert not _same(result, "a", "b")
+    assert _link(result, "a", "b").decision == MAYBE
+    c = {**item, "ID": "c", "TI": title.format("Paediatric")}
+    result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [a, c])]))
+    assert _same(result, "a", "c")

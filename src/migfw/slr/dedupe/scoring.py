@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 
 import numpy as np
 import pandas as pd
@@ -399,11 +400,52 @@ def _start_pages_differ(feat: _Features, i: int, j: int) -> bool:
     return bool(feat.page[i] and feat.page[j]) and feat.page[i] != feat.page[j]
 
 
+_SWAP_STOP = frozenset(
+    "a an and the of for in on at to with by from as or its is are be via into using use "
+    "der die das und le la les des et".split()
+)
+SWAP_WORD_SIM = 60.0  # below this two swapped words are two words, not a typo or spelling
+
+
+def _word_swapped(a: str, b: str) -> bool:
+    """Two title keys that are one title with content words swapped for other words
+    ("... in Pediatric Patients ..." / "... in Adult Patients ...", "men" / "women"):
+    every difference is a one-for-one swap of dissimilar words (not a typo, spelling
+    variant or abbreviation: those are alike or one is a prefix of the other), apart
+    from words added at the end (a subtitle or acronym). One title, two populations:
+    two works, however close the whole titles are."""
+    if a == b:
+        return False
+    wa, wb = a.split(), b.split()
+    if min(len(wa), len(wb)) < 4:
+        return False
+    swapped = False
+    for tag, i1, i2, j1, j2 in SequenceMatcher(None, wa, wb, autojunk=False).get_opcodes():
+        if tag == "equal" or (tag in ("insert", "delete") and (i2 == len(wa) or j2 == len(wb))):
+            continue
+        if tag != "replace" or i2 - i1 != 1 or j2 - j1 != 1:
+            return False
+        x, y = wa[i1], wb[j1]
+        if (
+            x in _SWAP_STOP or y in _SWAP_STOP or min(len(x), len(y)) < 3
+            or x.isdigit() or y.isdigit()  # numbers: `_title_numbers`
+            or x.startswith(y) or y.startswith(x) or fuzz.ratio(x, y) >= SWAP_WORD_SIM
+        ):  # fmt: skip
+            return False
+        swapped = True
+    return swapped
+
+
 def _titles_differ(feat: _Features, ev: _Evidence, i: int, j: int) -> bool:
     """Two informative titles that disagree beyond a variant (typo, punctuation,
-    subtitle or truncation, bracketed translation): no venue evidence outweighs this."""
+    subtitle or truncation, bracketed translation), or that are one title with a word
+    swapped for another: no venue evidence outweighs this."""
     informative = feat.title[i] and feat.title[j] and not (feat.generic[i] or feat.generic[j])
-    return bool(informative) and ev.t_sim < TITLE_CLOSE and not ev.t_prefix
+    if not informative:
+        return False
+    if ev.t_sim < TITLE_CLOSE and not ev.t_prefix:
+        return True
+    return _word_swapped(feat.title[i], feat.title[j])
 
 
 def _title_shared(feat: _Features, i: int, j: int) -> bool:
