@@ -11,6 +11,8 @@ when missing) so its pins never touch the project's packages.
     python scripts/bench_dedupe.py --no-bibdedupe    # migfw only
     python scripts/bench_dedupe.py --scale-only      # 25k/50k/100k corpora: time, peak MiB
     python scripts/bench_dedupe.py --data DIR --data-only   # your own sets (bib-dedupe format)
+    python scripts/bench_dedupe.py --spark           # labelled sets on Splink's Spark backend
+                                                     # beside DuckDB (install.sh --spark first)
 
 Labelled sets come from ../shared/testdata/dedup (skipped when absent). The synthetic set
 is generated here with known truth (see make_synthetic).
@@ -95,6 +97,52 @@ records = pd.read_pickle(json.loads(sys.argv[1])[0][0])
 read = peak_kib()
 feat = _features(records)
 print(json.dumps({"records_kib": read, "features_kib": peak_kib(), "peak_kib": peak_kib()}))
+"""
+)
+
+# Each set deduplicated three times in one child: in process (DuckDB); on a local Spark
+# session as documented (`deduplicate(records, db_api=SparkAPI(...))`: the model trained
+# on Spark); and on Spark with the model DuckDB trained ("spark_model": what scoring alone
+# changes). Shipped defaults (the shipped model when the input is too small to train on).
+# The JVM's peak is read before the session stops (local mode: driver and executors).
+SPARK_RUNNER = (
+    PEAK
+    + r"""
+import json, sys, time
+from pathlib import Path
+import pandas as pd
+from migfw.slr.dedupe import deduplicate, linkage
+from migfw.slr.dedupe.spark import jvm_pid, local_session, spark_api
+jobs = json.loads(sys.argv[1])
+config = json.loads(Path("config.json").read_text())
+t0 = time.perf_counter()
+spark = local_session(Path("spark").resolve())
+out = {"start_s": time.perf_counter() - t0, "jvm_peak_kib": 0}
+try:
+    api = spark_api(spark)
+    for src, dst in jobs:
+        records = pd.read_pickle(src)
+        model = None
+        for backend, db_api in (("duckdb", None), ("spark", api), ("spark_model", api)):
+            t = time.perf_counter()
+            if backend == "duckdb":  # what deduplicate trains in process (None: too small)
+                model = linkage.model_for(records)
+            given = model if backend == "spark_model" else None
+            result = deduplicate(records, model=given, db_api=db_api,
+                                 apart_by=config.get("apart_by"))
+            out[backend] = out.get(backend, 0.0) + time.perf_counter() - t
+            result.clusters.to_csv(f"{dst}.{backend}.csv", index=False)
+            links = result.links[["record_a", "record_b", "decision", "score"]]
+            links.to_csv(f"{dst}.{backend}.links.csv", index=False)
+    pid = jvm_pid(spark)
+    if pid:
+        with open(f"/proc/{pid}/status") as status:
+            out["jvm_peak_kib"] = next(int(line.split()[1]) for line in status
+                                       if line.startswith("VmHWM:"))
+finally:
+    spark.stop()
+out["python_peak_kib"] = out["peak_kib"] = peak_kib()
+print(json.dumps(out))
 """
 )
 
@@ -1102,6 +1150,72 @@ def scale_rows(sizes: str, params, fallback: dict, tmp: Path) -> list[dict]:
     return scale
 
 
+def link_agreement(duck: pd.DataFrame, spark: pd.DataFrame) -> dict:
+    """How the two backends' link rows differ: pairs scored by one only, decisions that
+    differ, and the largest difference of a score both gave."""
+    both = duck.merge(spark, on=["record_a", "record_b"], how="outer", suffixes=("_d", "_s"),
+                      indicator=True)  # fmt: skip
+    common = both[both["_merge"] == "both"]
+    diff = (common["score_d"] - common["score_s"]).abs()
+    return {
+        "pairs": len(common),
+        "one_only": int((both["_merge"] != "both").sum()),
+        "decisions_differ": int((common["decision_d"] != common["decision_s"]).sum()),
+        "scores_differ": int((diff > 1e-9).sum()),
+        "max_score_diff": float(diff.max()) if len(diff) else 0.0,
+    }
+
+
+def spark_rows(sets: list[dict], tmp: Path) -> list[dict]:
+    """Each set on DuckDB and on a local Spark session in one child process (SPARK_RUNNER):
+    TP/FP/FN of each, seconds, peaks (Python and the JVM) and how far the two agree."""
+    rows = []
+    for dataset in sets:
+        workdir = tmp / f"spark_{len(os.listdir(tmp))}"
+        workdir.mkdir()
+        jobs = []
+        for k, frame in enumerate(dataset["records"]):
+            src, dst = workdir / f"in_{k}.pkl", workdir / f"out_{k}"
+            frame.to_pickle(src)
+            jobs.append((str(src), str(dst)))
+        (workdir / "config.json").write_text(json.dumps({"apart_by": dataset.get("apart_by")}))
+        load = os.getloadavg()[0]
+        info = run_measured(sys.executable, SPARK_RUNNER, jobs, workdir)
+        info["load"] = f"{load:.1f}-{os.getloadavg()[0]:.1f}"
+        row = {"set": dataset["name"], **info}
+        preds: dict[str, list] = {"duckdb": [], "spark": [], "spark_model": []}
+        links: dict[str, list] = {"duckdb": [], "spark": [], "spark_model": []}
+        for _, dst in jobs:
+            for backend in preds:
+                preds[backend].append(read_clusters(Path(f"{dst}.{backend}.csv")))
+                links[backend].append(pd.read_csv(f"{dst}.{backend}.links.csv", dtype={
+                    "record_a": str, "record_b": str, "decision": str}))  # fmt: skip
+        for backend in preds:
+            row[backend + "_counts"] = counts_for(dataset, preds[backend])
+        duck = dict(itertools.chain.from_iterable(p.items() for p in preds["duckdb"]))
+        parts = [f"{row['set']:24s} session start {info['start_s']:.1f}s"]
+        for backend in preds:
+            c = row[backend + "_counts"]
+            part = f"{backend} TP/FP/FN={c['TP']}/{c['FP']}/{c['FN']} {info[backend]:.1f}s"
+            if backend != "duckdb":
+                # Agreement with DuckDB: pairs clustered by one and not the other, links.
+                other = dict(itertools.chain.from_iterable(p.items() for p in preds[backend]))
+                same = pair_counts(duck, other)
+                a = link_agreement(pd.concat(links["duckdb"]), pd.concat(links[backend]))
+                row[backend + "_agreement"] = {"cluster_pairs_differ": same["FP"] + same["FN"],
+                                               **a}  # fmt: skip
+                part += (f" (vs duckdb: cluster pairs differing {same['FP'] + same['FN']}; "
+                         f"links in both {a['pairs']}, in one only {a['one_only']}, decisions "
+                         f"differ {a['decisions_differ']}, scores differ {a['scores_differ']}, "
+                         f"max {a['max_score_diff']:.2g})")  # fmt: skip
+            parts.append(part)
+        parts.append(f"peak python {info['python_peak_kib'] / 1024:.0f} MiB, JVM "
+                     f"{info['jvm_peak_kib'] / 1024:.0f} MiB; load {info['load']}")  # fmt: skip
+        rows.append(row)
+        print(" | ".join(parts), flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -1133,10 +1247,27 @@ def main(argv: list[str] | None = None) -> int:
         "--data-only", action="store_true",
         help="with --data: only those sets (no built-in sets, no leave-one-out, no docs)",
     )  # fmt: skip
+    parser.add_argument(
+        "--spark", action="store_true",
+        help="score the real labelled sets (and --data sets) on Splink's Spark backend (a "
+        "local session) beside DuckDB: TP/FP/FN, seconds, agreement; needs pyspark and "
+        "Java (bash scripts/install.sh --spark); no bib-dedupe, no docs",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.data_only and not args.data:
         parser.error("--data-only needs --data DIR")
     rows: list[dict] = []
+    if args.spark:
+        from migfw.slr.dedupe.spark import missing
+
+        reason = missing()
+        if reason:  # one line, no traceback
+            raise SystemExit(f"bench_dedupe.py --spark: {reason}")
+        sets = [] if args.data_only else [d for d in labelled_sets() if d["kind"] == "real"]
+        sets = [d for d in sets + extra_sets(args.data) if args.only in d["name"]]
+        with tempfile.TemporaryDirectory(prefix="bench_dedupe_spark_") as tmp:
+            spark_rows(sets, Path(tmp))
+        return 0
     if args.scale_only:
         from migfw.slr.dedupe.linkage import fallback_model
         from migfw.slr.dedupe.scoring import DEFAULT

@@ -10,6 +10,9 @@
 #   add --system-qemu                        skip it: the trials then need testbed.guest.emulator: system
 #   add --resolve                            resolve pyproject.toml's ranges afresh instead of
 #                                            installing the locked set (requirements/<mode>.txt)
+#   add --spark                              also Splink's Spark backend: a Java runtime (apt) and
+#                                            pyspark (requirements/spark.txt; ~430 MB, opt-in:
+#                                            docs/slr_dedupe.md, "Scale and Spark")
 # Python packages go into .venv/ beside this repository; activate it with `. .venv/bin/activate`.
 # By default they are exactly the versions and files (sha256) in requirements/<mode>.txt
 # (regenerate with scripts/lock.sh); what was installed is recorded in .venv/migfw-install.json
@@ -20,6 +23,7 @@ cd "$(dirname "$0")/.."
 mode=full
 resolve=no
 qemu_backports=yes
+spark=no
 for arg in "$@"; do
   case "$arg" in
     --analysis-only) mode=analysis ;;
@@ -27,7 +31,8 @@ for arg in "$@"; do
     --resolve) resolve=yes ;;
     --qemu-backports) qemu_backports=yes ;;  # the default since issue 22; kept for old commands
     --system-qemu) qemu_backports=no ;;
-    *) echo "install.sh: unknown option $arg (use --analysis-only, --test, --resolve, --system-qemu)" >&2; exit 2 ;;
+    --spark) spark=yes ;;
+    *) echo "install.sh: unknown option $arg (use --analysis-only, --test, --resolve, --system-qemu, --spark)" >&2; exit 2 ;;
   esac
 done
 
@@ -55,6 +60,8 @@ if [ "$mode" = test ]; then
   # Slurm 22.05 with its accounting daemon and database, so `sacct` answers the executor.
   apt_packages+=(slurm-wlm slurmdbd munge mariadb-server mariadb-client)
 fi
+# Splink's Spark backend runs its queries in a JVM (Spark 4 needs Java 17 or newer).
+if [ "$spark" = yes ]; then apt_packages+=(openjdk-17-jre-headless); fi
 
 missing=()
 for pkg in "${apt_packages[@]+"${apt_packages[@]}"}"; do
@@ -108,6 +115,9 @@ else
   # The locked set: every package pinned and hash-checked; then migfw itself without deps.
   .venv/bin/python -m pip install -q --require-hashes -r "$lock"
   .venv/bin/python -m pip install -q --no-deps -e .
+fi
+if [ "$spark" = yes ]; then
+  .venv/bin/python -m pip install -q --require-hashes -r requirements/spark.txt
 fi
 # Compile the capture reader's numba kernels now, into the package's cache, so the first
 # analysis does not spend seconds compiling (migfw.measure.capture picks the cache folder),

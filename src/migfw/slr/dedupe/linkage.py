@@ -16,8 +16,8 @@ venue initials (an ISO 4 / NLM abbreviation or an acronym has the initials of th
 name), start pages, DOIs. Splink never sees the hard conflicts; scoring.py applies them
 as vetoes after the weights.
 
-The same settings run on Spark: pass `SparkAPI(spark_session=...)` as `db_api` (see
-docs/slr_dedupe.md, "Scale and Spark").
+The same settings run on Spark: pass `SparkAPI(spark_session=...)` as `db_api` (a local
+session and the checks: spark.py; see docs/slr_dedupe.md, "Scale and Spark").
 """
 
 from __future__ import annotations
@@ -202,6 +202,18 @@ RECORD_TYPES = {
 }  # fmt: skip
 
 
+# The same columns as Spark types: Spark infers a column's type from its values and fails
+# on a column that is NULL in every row (a small export without DOIs or volumes).
+_SPARK_TYPES = {"BIGINT": "bigint", "VARCHAR": "string", "VARCHAR[]": "array<string>"}
+
+
+def _spark_frame(table: pd.DataFrame, spark: Any) -> Any:
+    """`record_table` as a Spark DataFrame with RECORD_TYPES' types (NA -> NULL)."""
+    schema = ", ".join(f"{c} {_SPARK_TYPES[RECORD_TYPES[c]]}" for c in table.columns)
+    rows = table.astype(object).where(table.notna(), None)
+    return spark.createDataFrame(list(rows.itertuples(index=False, name=None)), schema)
+
+
 def record_table(feat: _Features) -> pd.DataFrame:
     """The columns Splink compares, one row per record (NULL where a field is missing or,
     for the title, names no work: 'Editorial')."""
@@ -286,6 +298,12 @@ def _record_database(slices: Iterable[pd.DataFrame]) -> tuple[Any, str]:
 def _linker(table: pd.DataFrame | str, settings: Any, db_api: Any = None) -> Any:
     from splink import DuckDBAPI, Linker
 
+    if db_api is not None and _dialect(db_api) == "spark":
+        from migfw.slr.dedupe.spark import check_session
+
+        check_session(db_api.spark)  # one line, not a Java trace at the first comparison
+        if isinstance(table, pd.DataFrame):
+            table = _spark_frame(table, db_api.spark)
     db_api = db_api or DuckDBAPI()
     frame = db_api.register(table)
     return Linker(frame, settings, log_level=None)
