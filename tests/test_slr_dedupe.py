@@ -1356,3 +1356,23 @@ def test_one_title_with_a_population_word_swapped_is_two_works(tmp_path: Path) -
     c = {**item, "ID": "c", "TI": title.format("Paediatric")}
     result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [a, c])]))
     assert _same(result, "a", "c")
+
+
+def test_surname_split_at_its_particle_is_the_same_first_author(tmp_path: Path) -> None:
+    """Ovid MEDLINE splits a surname with a particle at the particle: "Goicoechea de,
+    Jorge E." for "de Jorge, E. G.", "Le, Quintrec M." for "Le Quintrec, M.". By hand:
+    the first surname keys ("goicoecheade" / "dejorge") differ, so the first author did
+    not agree and three matching authors of three weighed -2 (few); "dejorge" is the
+    other's name words "de" + "jorge", so the first author agrees and the authors weigh
+    +2 (same). Another first author (Garcia) still does not agree: the authors weigh
+    against the pair (-4: two of three surnames, three of four name words)."""
+    item = {**BASE, "TI": "Gain-of-function mutations in complement factor B are "
+            "associated with atypical hemolytic uremic syndrome"}  # fmt: skip
+    rest = ["Harris, C. L.", "Esparza-Gordillo, J."]
+    a = {**item, "ID": "a", "AU": ["Goicoechea de, Jorge E.", *rest]}
+    b = {**item, "ID": "b", "AU": ["de Jorge, E. G.", *rest]}
+    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [a, b])]))
+    assert "authors=+2" in _link(result, "a", "b").evidence
+    c = {**item, "ID": "c", "AU": ["Garcia, J.", *rest]}
+    result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [b, c])]))
+    assert "authors=-4" in _link(result, "b", "c").evidence

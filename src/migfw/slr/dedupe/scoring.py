@@ -81,7 +81,17 @@ def _first_author_agrees(feat: _Features, i: int, j: int) -> bool:
     if fuzz.ratio(a[0], b[0]) >= 85:
         return True
     # Name order mixed up by one database ("Reynoso, Gómez" vs "Gómez Reynoso").
-    return a[0] in feat.tokens[j] or b[0] in feat.tokens[i]
+    if a[0] in feat.tokens[j] or b[0] in feat.tokens[i]:
+        return True
+    # A surname with a particle split at the particle by one database (Ovid MEDLINE's
+    # "Goicoechea de, Jorge E." and "Le, Quintrec M." for "de Jorge, E. G." and "Le
+    # Quintrec, M."): the other's surname key is two of these name words joined.
+    return _joined(a[0], feat.tokens[j]) or _joined(b[0], feat.tokens[i])
+
+
+def _joined(key: str, tokens: frozenset) -> bool:
+    """`key` is two name words of `tokens` written together ('dejorge': 'de' + 'jorge')."""
+    return any(key[len(t) :] in tokens for t in tokens if len(t) < len(key) and key.startswith(t))
 
 
 def _title_sim(feat: _Features, i: int, j: int) -> tuple[float, bool]:
