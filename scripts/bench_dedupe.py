@@ -1192,19 +1192,24 @@ def spark_rows(sets: list[dict], tmp: Path) -> list[dict]:
                     "record_a": str, "record_b": str, "decision": str}))  # fmt: skip
         for backend in preds:
             row[backend + "_counts"] = counts_for(dataset, preds[backend])
-        duck = dict(itertools.chain.from_iterable(p.items() for p in preds["duckdb"]))
         parts = [f"{row['set']:24s} session start {info['start_s']:.1f}s"]
         for backend in preds:
             c = row[backend + "_counts"]
             part = f"{backend} TP/FP/FN={c['TP']}/{c['FP']}/{c['FN']} {info[backend]:.1f}s"
             if backend != "duckdb":
-                # Agreement with DuckDB: pairs clustered by one and not the other, links.
-                other = dict(itertools.chain.from_iterable(p.items() for p in preds[backend]))
-                same = pair_counts(duck, other)
-                a = link_agreement(pd.concat(links["duckdb"]), pd.concat(links[backend]))
-                row[backend + "_agreement"] = {"cluster_pairs_differ": same["FP"] + same["FN"],
-                                               **a}  # fmt: skip
-                part += (f" (vs duckdb: cluster pairs differing {same['FP'] + same['FN']}; "
+                # Agreement with DuckDB, frame by frame (record ids may repeat across the
+                # frames of one set: the pair cases): pairs clustered by one and not the
+                # other, and the link rows.
+                differ, a = 0, {}
+                for k in range(len(jobs)):
+                    same = pair_counts(preds["duckdb"][k], preds[backend][k])
+                    differ += same["FP"] + same["FN"]
+                    for key, value in link_agreement(links["duckdb"][k],
+                                                     links[backend][k]).items():  # fmt: skip
+                        a[key] = max(a.get(key, 0), value) if key.startswith("max") else (
+                            a.get(key, 0) + value)  # fmt: skip
+                row[backend + "_agreement"] = {"cluster_pairs_differ": differ, **a}
+                part += (f" (vs duckdb: cluster pairs differing {differ}; "
                          f"links in both {a['pairs']}, in one only {a['one_only']}, decisions "
                          f"differ {a['decisions_differ']}, scores differ {a['scores_differ']}, "
                          f"max {a['max_score_diff']:.2g})")  # fmt: skip
