@@ -583,6 +583,57 @@ def test_scoring_database_removed_and_training_sample(
     assert sampled == whole
 
 
+def test_record_file_is_the_record_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The in-process scorer reads Splink's record table from a Parquet file written
+    TABLE_SLICE records at a time (through a DuckDB view): read back with 3-record slices
+    (some with a column all missing) it holds exactly `record_table`'s rows, and Splink
+    gives every pair exactly the weight it gives on the pandas record table
+    registered in memory (a caller's DuckDB backend)."""
+    import shutil
+    import tempfile
+
+    import numpy as np
+    from splink import DuckDBAPI
+
+    from migfw.slr.dedupe import linkage
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    records, _ = _bench().make_synthetic(300, seed=3)
+    feat = linkage._representatives(records)
+    whole = linkage.record_table(feat)
+    monkeypatch.setattr(linkage, "TABLE_SLICE", 3)
+
+    def plain(value: object) -> object:
+        if isinstance(value, (list, np.ndarray)):
+            return [str(v) for v in value]
+        return None if value is None or pd.isna(value) else value
+
+    con, folder = linkage._record_database(linkage._feature_slices(feat))
+    try:
+        back = con.execute("SELECT * FROM migfw_records").fetchall()
+    finally:
+        con.close()
+        shutil.rmtree(folder)
+    assert len(back) == len(whole) > 250
+    for got, row in zip(back, whole.itertuples(index=False), strict=True):
+        assert [plain(v) for v in got] == [plain(v) for v in row]
+
+    n = 90
+    pairs = np.array([(i, j) for i in range(n) for j in range(i + 1, n)], dtype=np.int64)
+    model = linkage.fallback_model()
+    scored = []
+    for db_api in (None, DuckDBAPI()):
+        scorer = linkage.PairScorer(feat, model, db_api)
+        try:
+            scored.append(scorer.score(pairs))
+        finally:
+            scorer.close()
+    (w_file, g_file), (w_mem, g_mem) = scored
+    assert np.array_equal(w_file, w_mem) and len(w_file) == len(pairs)
+    assert g_file.equals(g_mem) and len(set(w_file.tolist())) >= 10
+    assert not list(tmp_path.glob("migfw-duckdb-*"))
+
+
 def test_pair_counts_by_hand() -> None:
     # truth {a,b,c} {d}; prediction {a,b} {c,d}: TP=1 (ab), FP=1 (cd), FN=2 (ac, bc), TN=2.
     counts = _bench().pair_counts(

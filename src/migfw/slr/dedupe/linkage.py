@@ -37,7 +37,7 @@ import pandas as pd
 import pyarrow
 
 from migfw.scratch import scratch_dir
-from migfw.slr.dedupe.features import _Features
+from migfw.slr.dedupe.features import _Column, _Features
 
 MIN_RECORDS_TO_TRAIN = 400  # fewer records: EM has too few duplicates to learn from
 U_SAMPLE_PAIRS = 100_000  # random pairs for the u probabilities (a rare level: floored)
@@ -45,7 +45,9 @@ TRAIN_RECORDS = 50_000  # larger inputs are trained on a random sample of this m
 # The in-process scorer's DuckDB database is a file in a temporary folder: beyond this
 # much memory DuckDB writes its tables (Splink's record table) to the file, not RAM.
 DUCKDB_MEMORY_LIMIT = "64MB"
-TABLE_SLICE = 10_000  # records per slice of the record table written to that database
+# Records per slice of the record table written to that database: each slice is a
+# pandas frame, then Arrow, then a Parquet row group (10,000: +50 MiB at the build).
+TABLE_SLICE = 2_000
 MODEL_FILE = Path(__file__).resolve().parents[2] / "data" / "dedupe_model.json"
 # Prior for the share of duplicates among all pairs, from the deterministic rules below:
 # how many of the true duplicates these rules are assumed to find.
@@ -200,6 +202,10 @@ RECORD_TYPES = {
     "vkeys": "VARCHAR[]", "vwords": "VARCHAR[]", "names": "VARCHAR[]", "volume": "VARCHAR",
     "page": "VARCHAR", "doi": "VARCHAR",
 }  # fmt: skip
+# The same as an Arrow schema (the Parquet file `_record_database` writes).
+_ARROW_TYPES = {"BIGINT": pyarrow.int64(), "VARCHAR": pyarrow.string(),
+                "VARCHAR[]": pyarrow.list_(pyarrow.string())}  # fmt: skip
+RECORD_SCHEMA = pyarrow.schema([(name, _ARROW_TYPES[kind]) for name, kind in RECORD_TYPES.items()])
 
 
 # The same columns as Spark types: Spark infers a column's type from its values and fails
@@ -242,12 +248,27 @@ def record_table(feat: _Features) -> pd.DataFrame:
             "vtype": [none(v) for v in feat.vtype],
             "vkeys": per_venue(lambda t: _venue_keys(t) or None),
             "vwords": per_venue(lambda t: sorted(set(t)) or None),
-            "names": list(feat.tokens.map(lambda t: sorted(t) or None)),
+            # Per record, once per distinct value among these records: a slice's column
+            # shares the whole input's table of values (map() would sort all of them).
+            "names": _per_code(feat.tokens, lambda t: sorted(t) or None),
             "volume": [none(v) for v in feat.volume],
             "page": [none(p) for p in feat.page],
             "doi": [none(d) for d in feat.doi_base],
         }
     )
+
+
+def _per_code(column: _Column, function: Callable[[Any], Any]) -> list:
+    """`function` of each record's value in `column`, computed once per code (records
+    with one value share the result)."""
+    cache: dict[int, Any] = {}
+    values = column.values
+    out = []
+    for code in column.codes:
+        if code not in cache:
+            cache[code] = function(values[code])
+        out.append(cache[code])
+    return out
 
 
 def _feature_slices(feat: _Features, rows: np.ndarray | None = None) -> Iterator[pd.DataFrame]:
@@ -264,32 +285,39 @@ def _feature_slices(feat: _Features, rows: np.ndarray | None = None) -> Iterator
 
 
 def _record_database(slices: Iterable[pd.DataFrame]) -> tuple[Any, str]:
-    """A DuckDB database file in a new temporary folder holding the record table
-    `migfw_records`, written one slice at a time (each slice's pandas rows freed after
-    it), with DUCKDB_MEMORY_LIMIT: DuckDB spills beyond it to the folder. Returns the
-    connection and the folder (the caller closes one and removes the other)."""
+    """A DuckDB database file in a new temporary folder whose view `migfw_records` reads
+    the record table from a Parquet file beside it, written one slice at a time (one row
+    group each; each slice's pandas rows freed after it), with DUCKDB_MEMORY_LIMIT: DuckDB
+    spills beyond it to the folder. Returns the connection and the folder (the caller
+    closes one and removes the other).
+
+    Why a file, not a table: DuckDB keeps a table's unfinished row group (122,880 rows)
+    in memory until it is checkpointed, so inserting 100,000 records raised the peak by
+    their whole table (~60 MiB); a Parquet scan holds a row group at a time."""
     import duckdb
+    import pyarrow.parquet as pq
 
     folder = scratch_dir("duckdb")
+    con = None
     try:
+        path = Path(folder) / "records.parquet"
+        with pq.ParquetWriter(path, RECORD_SCHEMA) as writer:
+            for table in slices:
+                # Declared types: a slice may have no value in a column.
+                # One thread: each converting thread keeps its own Arrow heap.
+                writer.write_table(pyarrow.Table.from_pandas(
+                    table, schema=RECORD_SCHEMA, preserve_index=False, nthreads=1
+                ))  # fmt: skip
+                del table
+        _return_heap()
         con = duckdb.connect(str(Path(folder) / "records.duckdb"))
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    try:
         con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
         con.execute(f"SET temp_directory = '{Path(folder) / 'spill'}'")
-        # Declared types: a slice may have no value in a column (DuckDB: type NULL).
-        columns = ", ".join(f"{name} {kind}" for name, kind in RECORD_TYPES.items())
-        con.execute(f"CREATE TABLE migfw_records ({columns})")
-        for table in slices:
-            con.register("migfw_records_slice", table)
-            con.execute("INSERT INTO migfw_records BY NAME SELECT * FROM migfw_records_slice")
-            con.unregister("migfw_records_slice")
-            del table
-        _return_heap()
+        quoted = str(path).replace("'", "''")
+        con.execute(f"CREATE VIEW migfw_records AS SELECT * FROM read_parquet('{quoted}')")
     except BaseException:
-        con.close()
+        if con is not None:
+            con.close()
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return con, folder
