@@ -55,8 +55,8 @@ def check_session(spark: Any) -> None:
 def local_session(folder: str | Path, cores: int = LOCAL_CORES,
                   driver_memory: str = DRIVER_MEMORY) -> Any:  # fmt: skip
     """A local Spark session for Splink on this machine: `local[cores]`, no web UI, the
-    driver bound to 127.0.0.1 (no other network), Splink's UDF jar loaded, checkpoints
-    and Spark's scratch files in `folder` (the caller removes it after `.stop()`)."""
+    driver bound to 127.0.0.1 (no other network), Splink's UDF jar loaded, checkpoints,
+    Spark's scratch files and warehouse in `folder` (the caller removes it after `.stop()`)."""
     reason = missing()
     if reason:
         raise MigfwError(f"Spark backend: {reason}")
@@ -76,6 +76,8 @@ def local_session(folder: str | Path, cores: int = LOCAL_CORES,
         .config("spark.sql.shuffle.partitions", str(SHUFFLE_PARTITIONS))
         .config("spark.jars", similarity_jar_location())
         .config("spark.local.dir", str(Path(folder) / "local"))
+        # Else Spark makes spark-warehouse/ in the working directory.
+        .config("spark.sql.warehouse.dir", str(Path(folder) / "warehouse"))
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
