@@ -15,7 +15,8 @@ snakemake --lint --configfile config/test.yaml # crafted trials (CI)
 # fresh clone with the plain install (a separate .venv there), then `git status` must be clean.
 echo "== tests (the report screenshot is kept in test-artifacts/)"
 set +e
-python -m pytest -ra "$@"
+# --durations: the 25 slowest tests in the log, to keep CI inside its time budget.
+python -m pytest -ra --durations=25 "$@"
 status=$?
 set -e
 # pytest's 5 means no test was collected: that is a failure here, not a success.
