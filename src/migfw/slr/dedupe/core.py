@@ -34,7 +34,9 @@ from migfw.slr.dedupe.scoring import (
 )
 from migfw.slr.dedupe.siblings import _notice_of, _republished
 
-RULES_PIECE = 20_000  # pre-filtered pairs decided (rules, link rows) at a time
+# Pre-filtered pairs decided (rules, link rows) at a time: each piece's rows are dicts
+# until written (100,000 records: 20,000 pairs +20-27 MiB, 5,000 +8-12, same speed).
+RULES_PIECE = 5_000
 
 
 def deduplicate(
