@@ -43,7 +43,8 @@ MIN_RECORDS_TO_TRAIN = 400  # fewer records: EM has too few duplicates to learn 
 U_SAMPLE_PAIRS = 100_000  # random pairs for the u probabilities (a rare level: floored)
 TRAIN_RECORDS = 50_000  # larger inputs are trained on a random sample of this many records
 # The in-process scorer's DuckDB database is a file in a temporary folder: beyond this
-# much memory DuckDB writes its tables (Splink's record table) to the file, not RAM.
+# much memory DuckDB writes Splink's tables to the file, not RAM (the record table is a
+# Parquet file beside it).
 DUCKDB_MEMORY_LIMIT = "64MB"
 # Records per slice of the record table written to that database: each slice is a
 # pandas frame, then Arrow, then a Parquet row group (10,000: +50 MiB at the build).
