@@ -29,13 +29,14 @@ import random
 import string
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from datetime import date
 from pathlib import Path
 
 import pandas as pd
+
+from migfw.scratch import scratch  # a killed bench's folder is swept by the next run
 
 REPO = Path(__file__).resolve().parents[1]
 DEDUP_DATA = REPO.parent / "shared" / "testdata" / "dedup"
@@ -720,7 +721,7 @@ def labelled_sets() -> list[dict]:
     cases_file = DEDUP_DATA / "bibdedupe_pair_cases" / "test_cases.json"
     if cases_file.exists():
         frames, labels, native = [], [], []
-        with tempfile.TemporaryDirectory(prefix="bench_pairs_") as tmp:  # read, then removed
+        with scratch("bench") as tmp:  # read, then removed
             for case in json.loads(cases_file.read_text())["cases"]:
                 path = Path(tmp) / f"{case['id']}.csv"
                 write_pair_case_csv(case, path)
@@ -949,6 +950,11 @@ def make_corpus(n_records: int, seed: int = 5) -> tuple[pd.DataFrame, dict[str, 
                 seen.add(cluster)
                 works.append(rec)
     real_works = list(works)
+    if not real_works:  # one line, not an IndexError from rng.choice
+        raise SystemExit(
+            f"bench_dedupe.py: the scale corpus is built from the labelled sets of "
+            f"{DEDUP_DATA} (digital_work, asysd_labelled): none found there"
+        )
     n_works = int(n_records / 1.45)
     k = 0
     while len(works) < n_works:
@@ -1270,14 +1276,14 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"bench_dedupe.py --spark: {reason}")
         sets = [] if args.data_only else [d for d in labelled_sets() if d["kind"] == "real"]
         sets = [d for d in sets + extra_sets(args.data) if args.only in d["name"]]
-        with tempfile.TemporaryDirectory(prefix="bench_dedupe_spark_") as tmp:
+        with scratch("bench") as tmp:
             spark_rows(sets, Path(tmp))
         return 0
     if args.scale_only:
         from migfw.slr.dedupe.linkage import fallback_model
         from migfw.slr.dedupe.scoring import DEFAULT
 
-        with tempfile.TemporaryDirectory(prefix="bench_dedupe_") as tmp:
+        with scratch("bench") as tmp:
             scale = scale_rows(args.scale, DEFAULT, fallback_model(), Path(tmp))
         table = markdown_table([], scale, "", DEFAULT)
         print(table[table.index("| scale corpus") :])
@@ -1312,7 +1318,7 @@ def main(argv: list[str] | None = None) -> int:
         MODEL_OUT.write_text(json.dumps(default["fallback"], indent=1) + "\n")
         print(f"wrote {MODEL_OUT}", file=sys.stderr)
     sets = [d for d in sets if args.only in d["name"]]
-    with tempfile.TemporaryDirectory(prefix="bench_dedupe_") as tmp:
+    with scratch("bench") as tmp:
         for dataset in sets:
             params, fallback = folds.get(dataset["name"], (default["params"], default["fallback"]))
             for tool, python in tools.items():
