@@ -555,14 +555,14 @@ def test_scoring_database_removed_and_training_sample(
     model as sampling the whole table."""
     import tempfile
 
-    from migfw.slr.dedupe import linkage
+    from migfw.slr.dedupe import linkage, recordtable
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     records, _ = _bench().make_synthetic(300, seed=3)
     result = deduplicate(records, model=linkage.fallback_model())
     assert result.stats["scored_pairs"] > 0
     assert not list(tmp_path.glob("migfw-duckdb-*"))
-    monkeypatch.setattr(linkage, "TABLE_SLICE", 7)  # slices with a column all missing
+    monkeypatch.setattr(recordtable, "TABLE_SLICE", 7)  # slices with a column all missing
     sliced = deduplicate(records, model=linkage.fallback_model())
     assert sliced.links.to_csv() == result.links.to_csv()
 
@@ -571,14 +571,14 @@ def test_scoring_database_removed_and_training_sample(
         raise RuntimeError("scoring failed")
 
     with monkeypatch.context() as patched:
-        patched.setattr(linkage, "record_table", fail)
+        patched.setattr(recordtable, "record_table", fail)
         with pytest.raises(RuntimeError, match="scoring failed"):
             deduplicate(records, model=linkage.fallback_model())
     assert not list(tmp_path.glob("migfw-duckdb-*"))
 
     monkeypatch.setattr(linkage, "TRAIN_RECORDS", 200)
     feat = linkage._representatives(records)
-    sampled, whole = linkage.train_features(feat), linkage.train(linkage.record_table(feat))
+    sampled, whole = linkage.train_features(feat), linkage.train(recordtable.record_table(feat))
     assert sampled.pop("linker_uid") != whole.pop("linker_uid")  # random per linker
     assert sampled == whole
 
@@ -595,20 +595,20 @@ def test_record_file_is_the_record_table(tmp_path: Path, monkeypatch: pytest.Mon
     import numpy as np
     from splink import DuckDBAPI
 
-    from migfw.slr.dedupe import linkage
+    from migfw.slr.dedupe import linkage, recordtable
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     records, _ = _bench().make_synthetic(300, seed=3)
     feat = linkage._representatives(records)
-    whole = linkage.record_table(feat)
-    monkeypatch.setattr(linkage, "TABLE_SLICE", 3)
+    whole = recordtable.record_table(feat)
+    monkeypatch.setattr(recordtable, "TABLE_SLICE", 3)
 
     def plain(value: object) -> object:
         if isinstance(value, (list, np.ndarray)):
             return [str(v) for v in value]
         return None if value is None or pd.isna(value) else value
 
-    con, folder = linkage._record_database(linkage._feature_slices(feat))
+    con, folder = recordtable._record_database(recordtable._feature_slices(feat))
     try:
         back = con.execute("SELECT * FROM migfw_records").fetchall()
     finally:
@@ -1151,7 +1151,7 @@ def test_below_band_rows_as_columns_equal_the_row_by_row_version(tmp_path: Path)
     import numpy as np
 
     from migfw.slr.dedupe.features import _features
-    from migfw.slr.dedupe.scoring import _distinct_row, _distinct_rows
+    from migfw.slr.dedupe.linkrows import _distinct_row, _distinct_rows
 
     recs = [{**BASE, "ID": "a"}, {**BASE, "ID": "b", "PY": "2014", "DO": "10.1/x"},
             {**BASE, "ID": "c", "SP": "", "EP": "", "VL": ""},

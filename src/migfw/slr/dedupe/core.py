@@ -15,6 +15,7 @@ from migfw.slr.dedupe import linkage
 from migfw.slr.dedupe.blocking import CHUNK, _candidate_keys, _prefilter_mask
 from migfw.slr.dedupe.clustering import _Clusters
 from migfw.slr.dedupe.features import _exact_copy_of, _Features, _features, _take
+from migfw.slr.dedupe.linkrows import _distinct_rows
 from migfw.slr.dedupe.linkstore import LinkStore, compact
 from migfw.slr.dedupe.merging import _merged_records
 from migfw.slr.dedupe.result import (
@@ -29,7 +30,6 @@ from migfw.slr.dedupe.scoring import (
     DEFAULT,
     MATCH,
     Params,
-    _distinct_rows,
     _score_pair,
 )
 from migfw.slr.dedupe.siblings import _notice_of, _republished

@@ -15,9 +15,9 @@ import pyarrow as pa
 from pandas.api.types import union_categoricals
 
 from migfw.scratch import scratch_dir
-from migfw.slr.dedupe.linkage import _return_heap
+from migfw.slr.dedupe.linkrows import SIM_COLUMNS
+from migfw.slr.dedupe.recordtable import _return_heap
 from migfw.slr.dedupe.result import BLOCKED, LINK_COLUMNS
-from migfw.slr.dedupe.scoring import SIM_COLUMNS
 
 TEXT_COLUMNS = [c for c in LINK_COLUMNS[2:] if c != "score" and c not in SIM_COLUMNS]
 MAX_BUCKETS = 256  # files open at once while writing

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from migfw.slr.dedupe.linkage import _return_heap
+from migfw.slr.dedupe.recordtable import _return_heap
 from migfw.slr.dedupe.result import CANONICAL_COLUMNS, text_column
 
 
