@@ -13,7 +13,7 @@ from migfw.slr.dedupe.features import _Features
 from migfw.slr.dedupe.linkrows import _distinct_row, _state
 from migfw.slr.dedupe.result import DISTINCT, DUPLICATE, MAYBE
 from migfw.slr.dedupe.siblings import _notice_of, _one_work, _republication, _republished
-from migfw.slr.normalise import venue_abbreviation_match
+from migfw.slr.normalise import split_pages, venue_abbreviation_match
 
 PREFILTER_TITLE = 80.0  # candidate pairs below this title ratio are not scored further
 TITLE_SAME = 95.0  # fuzzy-title threshold for a duplicate without a shared DOI
@@ -182,7 +182,7 @@ def _conflicts(feat: _Features, i: int, j: int) -> list[str]:
 
 def _end_page(pages: str) -> str:
     """End page of a normalised range ('221-228' -> '228'); '' when there is none."""
-    parts = re.split(r"\s*[-–—]+\s*", pages, maxsplit=1)
+    parts = split_pages(pages, maxsplit=1)
     # "c37-c42" (Nephron Clinical Practice's prefix) vs "37-42", as for the start page.
     return re.sub(r"^[a-z]{1,2}(?=\d)", "", parts[1].strip()) if len(parts) == 2 else ""
 

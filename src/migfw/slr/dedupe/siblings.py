@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from migfw.slr.dedupe.features import _Features
+from migfw.slr.normalise import split_pages
 
 # A correction or retraction notice titled after its item ("Erratum to: <title>",
 # "Retracted: <title>"); comments and replies are other people's works.
@@ -44,7 +45,7 @@ def _republication(feat: _Features, i: int, j: int) -> bool:
 
 def _page_span(pages: str) -> tuple[int, int] | None:
     """(first, last) page of a numeric range or single page ('46-54' -> (46, 54))."""
-    parts = re.split(r"\s*[-–—]+\s*", pages, maxsplit=1)
+    parts = split_pages(pages, maxsplit=1)
     if not all(p.isdigit() for p in parts):
         return None
     first, last = int(parts[0]), int(parts[-1])
