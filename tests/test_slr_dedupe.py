@@ -836,6 +836,30 @@ def test_erratum_merges_only_when_printed_with_its_article(tmp_path: Path) -> No
         assert (hit.iloc[0].decision, hit.iloc[0].rule) == (decision, rule), name
 
 
+def test_correction_citing_its_article_is_a_notice(tmp_path: Path) -> None:
+    """Web of Science titles a correction "<title> (vol 2, pg 101, 2013)" and Embase
+    "<title> (Journal of Cloud Computing (2013) 2 (101-118))": the citation marks a
+    notice and is not part of the title. Exported without pages, either merged with the
+    article it corrects (same title, authors, venue and year) before this was read; now
+    it is two works, and the two notices of one correction are one item."""
+    article = {**BASE, "ID": "art"}
+    bare = {k: v for k, v in BASE.items() if k not in ("VL", "IS", "SP", "EP")}
+    wos = {**bare, "ID": "wos", "TI": BASE["TI"] + " (vol 2, pg 101, 2013)"}
+    embase = {**bare, "ID": "embase",
+              "TI": BASE["TI"] + " (Journal of Cloud Computing (2013) 2 (101-118))."}  # fmt: skip
+    for notice in (wos, embase):
+        pair = [article, notice]
+        result = deduplicate(read_exports([_ris(tmp_path / f"{notice['ID']}.ris", pair)]))
+        assert not _same(result, "art", notice["ID"])
+        assert _link(result, "art", notice["ID"]).rule == "conflict:notice"
+    result = deduplicate(read_exports([_ris(tmp_path / "both.ris", [wos, embase])]))
+    assert _same(result, "wos", "embase")
+    # The same record without the citation is a copy of the article.
+    copy = {**wos, "TI": BASE["TI"]}
+    result = deduplicate(read_exports([_ris(tmp_path / "copy.ris", [article, copy])]))
+    assert _same(result, "art", "wos")
+
+
 def test_digital_work_sensitivity_and_no_false_merge() -> None:
     """bib-dedupe's real 7,159-record set (measured: 569 of 570 labelled pairs, 0 false
     pairs; bib-dedupe 569). The miss is an "Editorial" and a "Guest Editorial ..." of one

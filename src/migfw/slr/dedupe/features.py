@@ -69,6 +69,15 @@ _NOTICE_RE = re.compile(
 # Web of Science titles an author's reply after the letter it answers: "<letter's
 # title> - Reply", "<title> AUTHORS REPLY" (the same title, page and issue as the letter).
 _REPLY_RE = re.compile(r"\b(?:reply|in reply|authors reply|author s reply|authors replies)$")
+# A correction titled after its item and citing where the item was printed: Web of
+# Science "<title> (vol 142, pg 310, 2003)", Embase "<title> (Journal (2009) 360
+# (542-544))". The citation marks a notice; it is not part of the title.
+_YEAR = r"(?:1[89]|20)\d\d"
+_CORRECTION_CITE_RE = re.compile(
+    rf"(?:\(\s*vol\.?\s*[\w.-]+\s*,\s*(?:pg|pp?|art(?:icle)?\.?\s*no\.?)\s*[\w.-]+\s*,\s*{_YEAR}\s*\)"
+    rf"|\([^()]{{3,}}\(\s*{_YEAR}\s*\)\s*[\w.-]+\s*(?:\([\w.\s-]*\)\s*)*\))\s*\.?\s*$",
+    re.I,
+)
 # Function words that name a title's language (folded; words common to two of these
 # languages, such as "de", "des", "en", "a", "die", "an", are left out).
 _LANGUAGE_WORDS = {
@@ -317,7 +326,12 @@ def _features(records: pd.DataFrame) -> _Features:
     # by every record that has it, computed once; the raw cells are read a slice at a time.
     raw_titles = _per_distinct(_texts(records, "title"), lambda t: t[:MAX_TITLE_CHARS])
     canonical: dict[str, str] = {}  # one string object per distinct title key
-    title_of_raw = [canonical.setdefault(k, k) for k in map(title_key, raw_titles.values)]
+    cited = [
+        _CORRECTION_CITE_RE.search(t) if t.rstrip(". ").endswith(")") else None
+        for t in raw_titles.values
+    ]
+    uncited = (t[: c.start()] if c else t for t, c in zip(raw_titles.values, cited, strict=True))
+    title_of_raw = [canonical.setdefault(k, k) for k in map(title_key, uncited)]
     del canonical
     titles = _recoded(raw_titles.numpy_codes(), title_of_raw)
     venues = _per_distinct(_texts(records, "venue"), _venue_key, by_value=True)
@@ -386,7 +400,13 @@ def _features(records: pd.DataFrame) -> _Features:
         tail=raw_titles.map(_after_heading, by_value=True),
         # From the folded venue (already accent- and punctuation-free): cheap.
         vtokens=venues.map(lambda v: [w for w in v.split() if w not in VENUE_STOP]),
-        notice=titles.map(lambda t: bool(_NOTICE_RE.match(t) or _REPLY_RE.search(t)), True),
+        notice=_recoded(
+            raw_titles.numpy_codes(),
+            [
+                bool(c or _NOTICE_RE.match(k) or _REPLY_RE.search(k))
+                for k, c in zip(title_of_raw, cited, strict=True)
+            ],
+        ),
         language=titles.map(_language, by_value=True),
         bracketed=raw_titles.map(lambda t: bool(_TRANSLATED_RE.match(t)), by_value=True),
         pages=raw_pages.map(lambda p: normalise_pages(p).lower() if p else "", by_value=True),
