@@ -1255,7 +1255,9 @@ def test_embase_meeting_after_the_journal_is_the_journal(tmp_path: Path) -> None
     """Embase names a supplement's abstracts "<journal>.Conference: <meeting>"; another
     database gives the journal alone. Same title, authors, year, volume and page: the
     abstract printed in that journal, one item (it was a journal-vs-conference veto).
-    A venue that is a conference ("Proceedings of the ... Congress") still is one."""
+    A third database files the same abstract under the meeting alone: one item too (the
+    Embase venue is both, so its type is unknown). A venue that is a conference
+    ("Proceedings of the ... Congress") against the journal is still a veto."""
     item = {**BASE, "T2": "Transplant International", "VL": "24", "SP": "35"}
     for tag in ("EP", "IS"):
         item.pop(tag)
@@ -1266,6 +1268,11 @@ def test_embase_meeting_after_the_journal_is_the_journal(tmp_path: Path) -> None
     result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [medline, embase])]))
     assert _same(result, "journal", "embase")
     assert "venue_type" not in _link(result, "journal", "embase").rule
+    meeting = {**item, "ID": "meeting",
+               "T2": "20th Annual Congress of the German Transplantation Society"}  # fmt: skip
+    result = deduplicate(read_exports([_ris(tmp_path / "m.ris", [embase, meeting])]))
+    assert _same(result, "embase", "meeting")
+    assert "venue_type" not in _link(result, "embase", "meeting").rule
     proc = {**item, "ID": "proc", "T2": "Proceedings of the 20th Annual Congress of the German "
             "Transplantation Society"}  # fmt: skip
     result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [medline, proc])]))

@@ -129,7 +129,8 @@ def _fold(text: str) -> str:
 # Embase names the journal supplement that printed a meeting's abstracts
 # "<journal>.Conference: <meeting>" ("Transplant International.Conference: 20th Annual
 # Congress of ..."); other databases give the journal alone. The item is printed in the
-# journal, so the journal is the venue (and its type), not the meeting.
+# journal, so the journal is the venue, not the meeting; its type is unknown: the same
+# abstract is filed under the meeting (a conference) by other databases.
 _EMBASE_MEETING_RE = re.compile(r"(?<=\S)\.\s*Conference(?: Publication)?\s*:.*$", re.I | re.S)
 
 
@@ -335,6 +336,9 @@ def _features(records: pd.DataFrame) -> _Features:
     del canonical
     titles = _recoded(raw_titles.numpy_codes(), title_of_raw)
     venues = _per_distinct(_texts(records, "venue"), _venue_key, by_value=True)
+    meetings = _per_distinct(
+        _texts(records, "venue"), lambda v: bool(_EMBASE_MEETING_RE.search(v)), by_value=True
+    )
     etypes = _per_distinct(_texts(records, "entry_type"), lambda e: e)
     # A stub DOI ("10.17705/1cais", a journal's prefix) simply differs from the article
     # DOI and so blocks the merge: the safe outcome.
@@ -382,8 +386,12 @@ def _features(records: pd.DataFrame) -> _Features:
         year=years,
         venue=venues,
         vtype=_per_distinct(
-            zip(venues.codes, etypes.codes, strict=True),
-            lambda ve: _venue_type(venues.values[ve[0]], etypes.values[ve[1]]),
+            zip(venues.codes, etypes.codes, meetings.codes, strict=True),
+            lambda vem: (
+                ""
+                if meetings.values[vem[2]]
+                else _venue_type(venues.values[vem[0]], etypes.values[vem[1]])
+            ),
             by_value=True,
         ),
         volume=volumes,
