@@ -2,7 +2,9 @@
 lost or changed capture, never a leftover.
 
 One testbed (prefix `mff`, its own subnets) is shared by the module to keep CI time low; the
-trials are smoke-sized (0.01 s probes, 2 s lead-in/settle). Each fault is injected by the PID
+trials are smoke-sized (0.01 s probes, 2 s lead-in/settle); a trial whose fault must land inside
+the migration runs with an 8 MiB/s cap, the others (the next trial that must work, a fault in
+the lead-in or the settle) uncapped, seconds instead of ~18 s. Each fault is injected by the PID
 the testbed recorded (state.json for the daemons, the trial's `pids` event for the VM's
 QEMU), and each test asserts: the trial's status and reason in trial.json, every earlier
 capture's SHA-256 unchanged, nothing left running by the recorded PIDs, and that the next
@@ -76,8 +78,13 @@ def bed(tmp_path_factory):
     cfg["migration"].update(stall_timeout_s=5, slow_stall_s=2)
     cfg_file = root / "config.yaml"
     cfg_file.write_text(yaml.safe_dump(cfg))
-    ctx = {"cfg": cfg, "cfg_file": cfg_file, "root": root, "captures": {}, "pids": set(),
-           "times": {}}  # fmt: skip
+    # A trial that only has to work (the one after a fault), or whose fault is outside the
+    # migration (lead-in, settle), runs uncapped: its migration takes seconds, not ~18 s.
+    fast_file = root / "fast.yaml"
+    fast_file.write_text(yaml.safe_dump({**cfg, "migration": {**cfg["migration"],
+                                                              "bandwidth_mibps": 0}}))  # fmt: skip
+    ctx = {"cfg": cfg, "cfg_file": cfg_file, "fast_file": fast_file, "root": root,
+           "captures": {}, "pids": set(), "times": {}}  # fmt: skip
     try:
         yield ctx
     finally:
@@ -117,11 +124,13 @@ def _events(partial: Path) -> list[dict]:
 
 
 def _start_trial(
-    ctx: dict, name: str, out: Path | None = None, env: dict | None = None
+    ctx: dict, name: str, out: Path | None = None, env: dict | None = None, fast: bool = False
 ) -> tuple[subprocess.Popen, Path]:
+    """Start a trial; `fast`: without the bandwidth cap (the bed's fast.yaml)."""
     out = out or ctx["root"] / "trials" / name
+    config = ctx["fast_file"] if fast else ctx["cfg_file"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "migfw", "testbed", "trial", "--config", str(ctx["cfg_file"]),
+        [sys.executable, "-m", "migfw", "testbed", "trial", "--config", str(config),
          "--trial-id", name, "--interval", "0.01", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
         env={**os.environ, **(env or {})},
@@ -190,7 +199,7 @@ def test_destination_libvirtd_killed_mid_migration(bed) -> None:
     assert meta["capture"]["requests_sent"] > 300
 
     # The run goes on: the next trial migrates normally and is not flagged.
-    proc, out2 = _start_trial(bed, "after-kill")
+    proc, out2 = _start_trial(bed, "after-kill", fast=True)
     nxt = _finish(bed, proc, out2)
     assert nxt["status"] == "ok", nxt["failure"]
     assert nxt["hypervisor"]["downtime_ms"] > 0
@@ -233,13 +242,13 @@ def test_destination_qemu_killed_mid_migration(bed) -> None:
     assert meta["recovery"]["repaired"] == []  # both daemons lived
     assert not pid_alive(incoming)
     assert _qemus() == [pids["qemu"]]  # the same VM process, nothing else
-    proc, out2 = _start_trial(bed, "after-qemu")
+    proc, out2 = _start_trial(bed, "after-qemu", fast=True)
     assert _finish(bed, proc, out2)["status"] == "ok"
 
 
 def test_guest_frozen_in_lead_in_is_flagged(bed) -> None:
-    cfg = dict(bed["cfg"])
-    cfg["trials"] = {**cfg["trials"], "lead_in_s": 5.0}
+    cfg = {**bed["cfg"], "migration": {**bed["cfg"]["migration"], "bandwidth_mibps": 0}}
+    cfg["trials"] = {**cfg["trials"], "lead_in_s": 5.0}  # the freeze is in it: no cap needed
     cfg_file = bed["root"] / "freeze.yaml"
     cfg_file.write_text(yaml.safe_dump(cfg))
     proc, out = _start_trial({**bed, "cfg_file": cfg_file}, "freeze")
@@ -295,7 +304,7 @@ def test_run_sigkilled_then_rerun(bed) -> None:
     bed["pids"].update(probers.values())
     # The rerun of the same trial: takes the dead owner's lock over after killing its
     # orphan prober and moving its half-written trial aside, then records a clean trial.
-    proc, _ = _start_trial(bed, "killed")
+    proc, _ = _start_trial(bed, "killed", fast=True)
     meta = _finish(bed, proc, out)
     assert meta["status"] == "ok" and "stray_traffic" not in meta["flags"], meta["flags"]
     assert [p for p in probers.values() if pid_alive(p)] == []
@@ -341,7 +350,7 @@ def test_repair_fails_trial_kept_run_stops_in_one_line(bed) -> None:
     subprocess.run([sys.executable, "-m", "migfw", "testbed", "cleanup", "--config",
                     str(bed["cfg_file"])], check=True, capture_output=True, cwd=REPO)  # fmt: skip
     assert [p for p in bed["pids"] if pid_alive(p)] == []
-    proc, out3 = _start_trial(bed, "after-cleanup")
+    proc, out3 = _start_trial(bed, "after-cleanup", fast=True)
     assert _finish(bed, proc, out3)["status"] == "ok"
 
 
@@ -402,7 +411,8 @@ def _exit_after(bed: dict, name: str, proc: subprocess.Popen, since: float) -> f
 
 
 def _next_trial_ok(bed: dict, name: str, **kwargs) -> dict:
-    proc, out = _start_trial(bed, name, **kwargs)
+    """The trial after a fault works (uncapped: only that it works is asserted)."""
+    proc, out = _start_trial(bed, name, fast=True, **kwargs)
     meta = _finish(bed, proc, out)
     assert meta["status"] == "ok", meta["failure"]
     return meta
@@ -449,7 +459,9 @@ def test_source_libvirtd_stopped_then_a_clock_step_is_flagged(bed) -> None:
            "MIGFW_CLOCK_OFFSET_FILE": str(offset)}  # fmt: skip
     # The product's default stall timeout (10 s) here: this trial is about the clock, and a
     # QEMU monitor slowed by a loaded 2-core machine must not fail it on the 5 s bound.
-    cfg = {**bed["cfg"], "migration": {**bed["cfg"]["migration"], "stall_timeout_s": 10}}
+    # Uncapped: the step is in the settle period.
+    cfg = {**bed["cfg"], "migration": {**bed["cfg"]["migration"], "stall_timeout_s": 10,
+                                       "bandwidth_mibps": 0}}  # fmt: skip
     cfg_file = bed["root"] / "clock.yaml"
     cfg_file.write_text(yaml.safe_dump(cfg))
     proc, out = _start_trial({**bed, "cfg_file": cfg_file}, "clock-step", env=env)
