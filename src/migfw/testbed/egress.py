@@ -97,11 +97,12 @@ class EgressSession:
         self.pids: dict[str, int] = {}
         self.ahead: Any = None  # stop()'s login, made ahead (login_ahead)
 
-    def _shell(self):  # -> GuestShell
+    def _shell(self, timeout_s: float = 60.0):  # -> GuestShell
         from migfw.testbed.deploy import GuestShell
 
         b = self.bed
-        return GuestShell(b.vm_address, b.ssh_user, b.ssh_key, b.ssh_known_hosts, netns=b.ssh_netns)
+        return GuestShell(b.vm_address, b.ssh_user, b.ssh_key, b.ssh_known_hosts,
+                          netns=b.ssh_netns, timeout_s=timeout_s)  # fmt: skip
 
     def start(self) -> None:
         import select
@@ -159,9 +160,15 @@ class EgressSession:
     def stop(self) -> dict[str, Any]:
         """Stop the guest's sender, copy its send log back, stop the capture; the summary."""
         try:
+            made_ahead = self.ahead is not None
             shell = self._take_ahead()
             if shell is None:
-                shell = self._shell()
+                # No login made ahead: the migration failed, and the guest may not answer at
+                # all (its QEMU stopped: 62 s here for GuestShell's 60 s). Bounded as the
+                # conntrack dumps' logins are; a failed ahead login still gets the full 60 s.
+                from migfw.testbed.conntrack import GUEST_DUMP_TIMEOUT_S
+
+                shell = self._shell(60.0 if made_ahead else GUEST_DUMP_TIMEOUT_S)
                 shell.open()
             try:
                 if self.guest_pid is not None:
