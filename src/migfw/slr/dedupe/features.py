@@ -4,14 +4,25 @@
 from __future__ import annotations
 
 import re
+import sys
 from array import array
-from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.dtypes import StringDType
 
+from migfw.slr.dedupe.columns import (  # (re-exported: other modules import them here)
+    SLICE,
+    _cells,
+    _code_array,
+    _Column,
+    _per_distinct,
+    _recoded,
+    _texts,
+    _Variants,
+)
 from migfw.slr.dedupe.result import text_column
 from migfw.slr.normalise import (
     VENUE_STOP,
@@ -187,87 +198,9 @@ def _venue_type(venue: str, entry_type: str) -> str:
     return ""
 
 
-class _Column(Sequence):
-    """One feature of every record, as int32 codes into a table of its values (one
-    Python object per distinct value, 4 bytes per record): a list held a pointer and
-    often a new object per record, ~120 MiB for the features of 100,000 records.
-    Indexing and iteration give the values, as a list would."""
-
-    __slots__ = ("codes", "values")
-
-    def __init__(self, codes: array, values: list) -> None:
-        self.codes = codes  # array('i'): indexing gives Python ints (fast per pair)
-        self.values = values
-
-    def __len__(self) -> int:
-        return len(self.codes)
-
-    def __getitem__(self, i: Any) -> Any:
-        return self.values[self.codes[i]]
-
-    def __iter__(self) -> Iterator:
-        values = self.values
-        return (values[c] for c in self.codes)
-
-    def numpy_codes(self) -> np.ndarray:
-        return np.frombuffer(self.codes, dtype=np.int32)
-
-    def table(self) -> np.ndarray:
-        """The distinct values as a numpy object array (index it with the codes)."""
-        table = np.empty(len(self.values), dtype=object)
-        table[:] = self.values  # (not np.array: list and tuple values stay objects)
-        return table
-
-    def objects(self, dtype: Any = object) -> np.ndarray:
-        """The values of all records as one numpy array (vectorised masks)."""
-        return self.table()[self.numpy_codes()].astype(dtype, copy=False)
-
-    def map(self, function: Callable[[Any], Any], by_value: bool = False) -> _Column:
-        """`function` of each record's value, computed once per table entry; with
-        `by_value`, equal results share one entry (hashable results)."""
-        results = [function(v) for v in self.values]
-        if not by_value:
-            return _Column(self.codes, results)
-        return _recoded(self.numpy_codes(), results)
-
-    def take(self, idx: np.ndarray) -> _Column:
-        return _Column(array("i", self.numpy_codes()[idx].tobytes()), self.values)
-
-
-def _recoded(codes: np.ndarray, results: list) -> _Column:
-    """A column whose table entries are `results` (indexed by `codes`) with equal
-    results merged into one entry."""
-    first: dict[Any, int] = {}
-    remap = np.array([first.setdefault(r, len(first)) for r in results], dtype=np.int32)
-    values = list(first)
-    return _Column(array("i", remap[codes].tobytes()), values)
-
-
-def _per_distinct(
-    values: Iterable[Hashable], function: Callable[[Any], Any], by_value: bool = False
-) -> _Column:
-    """`function` of each value, computed once per distinct value: records of one venue
-    (or page range) share one key object instead of a new list or string each (and
-    each is computed once: venues repeat thousands of times in a large search). With
-    `by_value`, equal results (two spellings of one title key) share one entry."""
-    cache: dict[Any, int] = {}
-    table: list = []
-    codes = array("i")
-    for value in values:
-        code = cache.get(value)
-        if code is None:
-            code = cache[value] = len(table)
-            table.append(function(value))
-        codes.append(code)
-    column = _Column(codes, table)
-    if by_value:
-        return _recoded(column.numpy_codes(), table)
-    return column
-
-
 @dataclass
 class _Features:
-    ids: list[str]
+    ids: np.ndarray  # numpy StringDType (see _ids)
     title: _Column  # folded title (matching)
     numbers: _Column  # frozenset of numbers in the title
     generic: _Column  # bool: title names a kind of item or the venue: no merge on it
@@ -292,15 +225,6 @@ class _Features:
     page_code: np.ndarray  # start page as integer codes, -1 = none
     volume_code: np.ndarray  # volume as integer codes, -1 = none
     multi_title: np.ndarray  # record has more than one title variant
-
-
-SLICE = 10_000  # records whose text cells are Python strings at a time
-
-
-def _texts(records: pd.DataFrame, column: str) -> Iterator[str]:
-    """text_column's strings, made SLICE records at a time (not a list of all)."""
-    for start in range(0, len(records), SLICE):
-        yield from text_column(records.iloc[start : start + SLICE], column)
 
 
 def _year(value: Any) -> int:
@@ -346,7 +270,7 @@ def _features(records: pd.DataFrame) -> _Features:
     if "year" in records.columns:
         years = _per_distinct(_cells(records["year"]), _year, by_value=True)
     else:
-        years = _Column(array("i", bytes(4 * len(records))), [0])
+        years = _Column(array("b", bytes(len(records))), [0])
     names_of = _per_distinct(_texts(records, "authors"), _author_names)
     authors = names_of.map(lambda kt: kt[0])
     tokens = names_of.map(lambda kt: kt[1], by_value=True)
@@ -374,7 +298,7 @@ def _features(records: pd.DataFrame) -> _Features:
     )
     raw_pages = _per_distinct(_texts(records, "pages"), lambda p: p)
     feat = _Features(
-        ids=text_column(records, "record_id"),
+        ids=_ids(records),
         title=titles,
         numbers=titles.map(lambda t: _title_numbers(t) or _NO_NUMBERS),
         generic=generic,
@@ -398,10 +322,10 @@ def _features(records: pd.DataFrame) -> _Features:
         issue=_issues(records),
         page=raw_pages.map(_start_page, by_value=True),
         # The title key itself when there are no brackets (one string, not two).
-        variants=_Column(
+        variants=_Variants(
             raw_titles.codes,
             [
-                title_variants(raw) if "[" in raw else [key]
+                title_variants(raw) if "[" in raw else key
                 for raw, key in zip(raw_titles.values, title_of_raw, strict=True)
             ],
         ),
@@ -426,12 +350,6 @@ def _features(records: pd.DataFrame) -> _Features:
     feat.volume_code = _codes(feat.volume)
     feat.multi_title = np.array([len(v) > 1 for v in feat.variants], dtype=bool)
     return feat
-
-
-def _cells(column: pd.Series) -> Iterator[Any]:
-    """A column's cells, SLICE at a time (each slice's Python objects freed after it)."""
-    for start in range(0, len(column), SLICE):
-        yield from column.iloc[start : start + SLICE].tolist()
 
 
 # An export whose issue field holds its own record numbers (an EndNote library's record
@@ -465,8 +383,18 @@ def _issues(records: pd.DataFrame) -> _Column:
     if empty < 0:
         issues.values.append("")
         empty = len(issues.values) - 1
-    codes = np.where(np.isin(sources, numbered.to_numpy()), empty, codes).astype(np.int32)
-    return _Column(array("i", codes.tobytes()), issues.values)
+    codes = np.where(np.isin(sources, numbered.to_numpy()), empty, codes)
+    return _Column(_code_array(codes, len(issues.values)), issues.values)
+
+
+def _ids(records: pd.DataFrame) -> np.ndarray:
+    """Every record's id as a numpy StringDType array: an id of up to 15 bytes is held in
+    the array's 16 bytes (a list held a Python string of ~60 bytes per record, 6 MiB at
+    100,000 records, for the whole run: the link store keeps the same array)."""
+    ids = np.empty(len(records), dtype=StringDType())
+    for start in range(0, len(records), SLICE):
+        ids[start : start + SLICE] = text_column(records.iloc[start : start + SLICE], "record_id")
+    return ids
 
 
 def _volume(volume: str, year: int) -> str:
@@ -507,15 +435,19 @@ def _author_names(raw: str) -> tuple[list[str], frozenset]:
         keys = [re.sub(r"[^a-z]", "", _fold(name.split(",", 1)[0])) for name in names]
     else:
         keys = author_keys(raw) if raw else []
-    keys = [k for k in keys if k and k not in _NO_AUTHOR][:MAX_AUTHORS]
+    # Interned: a surname or token is one string object in every record's list or set
+    # (names repeat across records and between the two).
+    keys = [sys.intern(k) for k in keys if k and k not in _NO_AUTHOR][:MAX_AUTHORS]
     head = raw[:MAX_AUTHOR_CHARS]
-    toks = {t for t in _fold(head).split() if len(t) > 1 and t not in _NO_AUTHOR}
+    toks = {sys.intern(t) for t in _fold(head).split() if len(t) > 1 and t not in _NO_AUTHOR}
     return keys, frozenset(toks - {"and", "et", "al"})
 
 
 def _codes(values: _Column) -> np.ndarray:
-    """Integer codes of equal values (in order of first appearance); -1 for empty."""
-    return pd.factorize(pd.Series(values.objects(), dtype=object).replace("", None))[0]
+    """Integer codes of equal values (in order of first appearance); -1 for empty
+    (int32: fewer distinct values than records)."""
+    codes = pd.factorize(pd.Series(values.objects(), dtype=object).replace("", None))[0]
+    return codes.astype(np.int32)
 
 
 def _take(feat: _Features, idx: np.ndarray) -> _Features:
@@ -532,19 +464,40 @@ def _take(feat: _Features, idx: np.ndarray) -> _Features:
     return _Features(**out)
 
 
+# The fields whose values must all be equal for an exact copy.
+_COPY_FIELDS = (
+    "title", "doi", "authors", "tokens", "year", "venue", "volume", "issue", "pages", "vtype",
+)  # fmt: skip
+
+
 def _exact_copy_of(feat: _Features, keep_apart: set[int]) -> np.ndarray:
     """For each record, the first record it is an exact copy of (itself when none): every
     compared field equal after normalisation and a title that names a work. Copies are
     merged without being compared pair by pair, so 100,000 copies of one record cost no
-    more than one (records in `keep_apart`, named in a person's decisions, never fold)."""
-    first: dict[tuple, int] = {}
-    out = np.arange(len(feat.ids), dtype=np.int64)
-    for i in range(len(feat.ids)):
-        if feat.generic[i] or not feat.title[i] or i in keep_apart:
-            continue
-        key = (
-            feat.title[i], feat.doi[i], tuple(feat.authors[i]), feat.tokens[i], feat.year[i],
-            feat.venue[i], feat.volume[i], feat.issue[i], feat.pages[i], feat.vtype[i],
-        )  # fmt: skip
-        out[i] = first.setdefault(key, i)
+    more than one (records in `keep_apart`, named in a person's decisions, never fold).
+
+    As integer columns: each field's table entries numbered by value (equal values, one
+    number), the numbers of all fields combined into one key per record; a tuple of the
+    ten values per record in a dict was ~20 MiB at 100,000 records, 15 of them kept."""
+    n = len(feat.ids)
+    out = np.arange(n, dtype=np.int64)
+    titled = np.array([bool(t) for t in feat.title.values], dtype=bool)
+    eligible = titled[feat.title.numpy_codes()] & ~feat.generic.objects(bool)
+    if keep_apart:
+        eligible[np.fromiter(keep_apart, dtype=np.int64, count=len(keep_apart))] = False
+    rows = np.flatnonzero(eligible)
+    if not len(rows):
+        return out
+    key = np.zeros(len(rows), dtype=np.int64)
+    for name in _COPY_FIELDS:
+        column = getattr(feat, name)
+        first: dict[Any, int] = {}  # value -> its number (lists compared as tuples)
+        number = np.array(
+            [first.setdefault(tuple(v) if isinstance(v, list) else v, len(first))
+             for v in column.values],
+            dtype=np.int64,
+        )[column.numpy_codes()[rows]]  # fmt: skip
+        key = pd.factorize(key * len(first) + number)[0]  # < len(rows): never overflows
+    first_row = np.unique(key, return_index=True)[1]  # keys are 0..k-1, first seen first
+    out[rows] = rows[first_row[key]]
     return out

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import shutil
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import IO
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from numpy.dtypes import StringDType
 from pandas.api.types import union_categoricals
 
 from migfw.scratch import scratch_dir
@@ -71,8 +72,13 @@ class LinkStore:
     refused by the cluster check is recorded with `block` and rewritten on reading
     (decision `blocked`, reason after the rule)."""
 
-    def __init__(self, ids: list[str], first_counts: np.ndarray, buckets: int) -> None:
-        self.ids = np.asarray(ids, dtype=object)
+    def __init__(
+        self, ids: Sequence[str] | np.ndarray, first_counts: np.ndarray, buckets: int
+    ) -> None:
+        # The features' own StringDType array (no copy of every id as an object; asarray
+        # with a new StringDType instance would copy it too).
+        is_text = isinstance(ids, np.ndarray) and ids.dtype.kind == "T"
+        self.ids = ids if is_text else np.asarray(ids, dtype=StringDType())
         n = len(self.ids)
         self.rank = np.empty(n, dtype=np.int64)
         self.rank[np.argsort(self.ids, kind="stable")] = np.arange(n)
