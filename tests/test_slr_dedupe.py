@@ -546,6 +546,44 @@ def test_key_partitions_do_not_change_the_result(
     assert not list(tmp_path.glob("migfw-keys-*"))
 
 
+def test_score_pieces_do_not_change_the_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each chunk's pre-filtered pairs go to Splink in the fewest equal pieces of at
+    most SCORE_PIECE pairs: with 20 pairs per call (dozens of calls per chunk, each
+    call checked), clusters, merged records, links and stats are exactly the default's
+    (one call per chunk), and the pieces are the pairs in order."""
+    import numpy as np
+
+    from migfw.slr.dedupe import core, linkage
+
+    pairs = np.arange(2 * 103).reshape(103, 2)
+    for most in (1, 7, 40, 103, 1000):
+        pieces = core._pieces(pairs, most)
+        sizes = [len(p) for p in pieces]
+        assert max(sizes) <= most and max(sizes) - min(sizes) <= 1
+        assert len(pieces) == -(-103 // most)
+        assert np.array_equal(np.concatenate(pieces), pairs)
+    assert [len(p) for p in core._pieces(pairs[:0], 40)] == [0]
+
+    records, _ = _bench().make_synthetic(900, seed=5)
+    model = linkage.model_for(records)
+    whole = deduplicate(records, model=model)
+    calls: list[int] = []
+    score = linkage.PairScorer.score
+
+    def counted(self: linkage.PairScorer, given: np.ndarray) -> tuple:
+        calls.append(len(given))
+        return score(self, given)
+
+    monkeypatch.setattr(linkage.PairScorer, "score", counted)
+    monkeypatch.setattr(core, "SCORE_PIECE", 20)
+    piecewise = deduplicate(records, model=model)
+    assert max(calls) <= 20 and len(calls) > 20
+    stats = [{k: v for k, v in r.stats.items() if k != "seconds"} for r in (whole, piecewise)]
+    assert stats[0] == stats[1]
+    for part in ("clusters", "merged", "links"):
+        assert getattr(whole, part).to_csv() == getattr(piecewise, part).to_csv()
+
+
 def test_scoring_database_removed_and_training_sample(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -37,6 +37,11 @@ from migfw.slr.dedupe.siblings import _notice_of, _republished
 # Pre-filtered pairs decided (rules, link rows) at a time: each piece's rows are dicts
 # until written (100,000 records: 20,000 pairs +20-27 MiB, 5,000 +8-12, same speed).
 RULES_PIECE = 5_000
+# At most this many pre-filtered pairs per Splink call (a chunk's pairs in equal
+# pieces): the share of candidates that pass the pre-filter grows with the records (9 %
+# at 25,000, 21 % at 100,000: ~18,000 and ~42,000 pairs per chunk), and each call's
+# working memory (DuckDB's join, the predictions, the rules' heap) grows with its pairs.
+SCORE_PIECE = 25_000
 
 
 def deduplicate(
@@ -122,18 +127,19 @@ def deduplicate(
             pairs = np.stack([block // m, block % m], axis=1)
             del block
             pairs = pairs[_prefilter_mask(feat, reps[pairs])]
-            weights = scorer.score(pairs)[0] if scorer is not None else None
-            # Decided RULES_PIECE pairs at a time: the share of candidates that pass the
-            # pre-filter grows with the records (9 % at 25,000, 21 % at 100,000), and
-            # each decided pair's row is a dict until its piece's frame is written.
-            for k in range(0, max(len(pairs), 1), RULES_PIECE):
-                piece = pairs[k : k + RULES_PIECE]
-                pairs_of.add(
-                    reps[piece] if len(piece) else piece,
-                    weights[k : k + RULES_PIECE] if weights is not None else None,
-                )
-                del piece
-            del pairs, weights
+            for scored in _pieces(pairs, SCORE_PIECE):
+                weights = scorer.score(scored)[0] if scorer is not None else None
+                # Decided RULES_PIECE pairs at a time: each decided pair's row is a dict
+                # until its piece's frame is written.
+                for k in range(0, max(len(scored), 1), RULES_PIECE):
+                    piece = scored[k : k + RULES_PIECE]
+                    pairs_of.add(
+                        reps[piece] if len(piece) else piece,
+                        weights[k : k + RULES_PIECE] if weights is not None else None,
+                    )
+                    del piece
+                del scored, weights
+            del pairs
             linkage._return_heap()  # each chunk's Arrow/DuckDB buffers, not kept for the next
     finally:
         if scorer is not None:
@@ -213,6 +219,13 @@ def deduplicate(
     merged = _merged_records(records, cluster_of, years)
     stats["seconds"] = round(time.perf_counter() - t0, 3)
     return DedupeResult(clusters=clusters, links=store, merged=merged, stats=stats)
+
+
+def _pieces(pairs: np.ndarray, most: int) -> list[np.ndarray]:
+    """`pairs` in order, cut into the fewest equal pieces of at most `most` rows (one
+    empty piece when there are none, as the rules expect a call per chunk)."""
+    count = max(1, -(-len(pairs) // max(1, most)))
+    return np.array_split(pairs, count)
 
 
 def _copy_row(feat: _Features, i: int, j: int) -> dict:

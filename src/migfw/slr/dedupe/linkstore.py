@@ -144,7 +144,10 @@ class LinkStore:
         n = len(self.ids)
         for b in sorted(self._writers):
             with pa.ipc.open_stream(f"{self._dir}/{b:04d}.arrow") as reader:
-                frame = reader.read_all().to_pandas()
+                # One converting thread: each of Arrow's threads keeps the pages it
+                # freed in its own pool, which _return_heap (this thread) cannot hand back
+                # (25,000 records: links.csv's peak +41 -> +24 MiB over its start).
+                frame = reader.read_all().to_pandas(use_threads=False)
             i, j = frame.pop("_i").to_numpy(np.int64), frame.pop("_j").to_numpy(np.int64)
             if self.blocked:
                 reasons = pd.Series(self.blocked, dtype=object).reindex(i * n + j).to_numpy()
