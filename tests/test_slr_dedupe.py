@@ -584,6 +584,26 @@ def test_score_pieces_do_not_change_the_result(monkeypatch: pytest.MonkeyPatch) 
         assert getattr(whole, part).to_csv() == getattr(piecewise, part).to_csv()
 
 
+def test_link_files_do_not_change_links_csv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The link rows go to one file per LINK_BUCKET candidate pairs (links.csv is written
+    a file at a time): 300 candidates per file (dozens of files) writes the same bytes
+    as the default (one file for this input)."""
+    from migfw.slr.dedupe import core, linkage
+
+    records, _ = _bench().make_synthetic(900, seed=5)
+    model = linkage.model_for(records)
+    runs = [deduplicate(records, model=model)]
+    monkeypatch.setattr(core, "LINK_BUCKET", 300)
+    runs.append(deduplicate(records, model=model))
+    files = [len(r._links._writers) for r in runs]
+    assert files[0] == 1 and files[1] > 20
+    for k, result in enumerate(runs):
+        result.write_links(tmp_path / f"links{k}.csv")
+    assert (tmp_path / "links0.csv").read_bytes() == (tmp_path / "links1.csv").read_bytes()
+
+
 def test_scoring_database_removed_and_training_sample(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

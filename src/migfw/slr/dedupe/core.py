@@ -42,6 +42,9 @@ RULES_PIECE = 5_000
 # at 25,000, 21 % at 100,000: ~18,000 and ~42,000 pairs per chunk), and each call's
 # working memory (DuckDB's join, the predictions, the rules' heap) grows with its pairs.
 SCORE_PIECE = 25_000
+# Candidate pairs per link file (at most one chunk's): links.csv is written a file at a
+# time, and a file's rows grow with the share of candidates kept (see SCORE_PIECE).
+LINK_BUCKET = 50_000
 
 
 def deduplicate(
@@ -116,7 +119,7 @@ def deduplicate(
         for part in keys.partitions():
             first_counts += np.bincount(reps[part // m], minlength=n)
         n_candidates = len(keys)
-        store = LinkStore(feat.ids, first_counts, -(-n_candidates // chunk))
+        store = LinkStore(feat.ids, first_counts, -(-n_candidates // min(chunk, LINK_BUCKET)))
         del first_counts
         pairs_of = _ChunkPairs(feat, sets, decided, params, store)
         # Chunks of candidate pairs: pre-filter, model, rules, link rows to disk; only
