@@ -259,10 +259,10 @@ def _features(records: pd.DataFrame) -> _Features:
     title_of_raw = [canonical.setdefault(k, k) for k in map(title_key, uncited)]
     del canonical
     titles = _recoded(raw_titles.numpy_codes(), title_of_raw)
-    venues = _per_distinct(_texts(records, "venue"), _venue_key, by_value=True)
-    meetings = _per_distinct(
-        _texts(records, "venue"), lambda v: bool(_EMBASE_MEETING_RE.search(v)), by_value=True
-    )
+    raw_venues = _per_distinct(_texts(records, "venue"), lambda v: v)  # the column read once
+    venues = raw_venues.map(_venue_key, by_value=True)
+    meetings = raw_venues.map(lambda v: bool(_EMBASE_MEETING_RE.search(v)), by_value=True)
+    del raw_venues
     etypes = _per_distinct(_texts(records, "entry_type"), lambda e: e)
     # A stub DOI ("10.17705/1cais", a journal's prefix) simply differs from the article
     # DOI and so blocks the merge: the safe outcome.
