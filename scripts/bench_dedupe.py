@@ -71,8 +71,8 @@ total, review = 0.0, 0
 for src, dst in jobs:
     records = pd.read_pickle(src)
     t0 = time.perf_counter()
-    model = linkage.model_for(records, fallback) if params.method == "splink" else None
-    result = deduplicate(records, params=params, model=model or fallback,
+    # Trained inside, as `migfw slr dedupe` does (features computed once).
+    result = deduplicate(records, params=params, fallback=fallback,
                          apart_by=config.get("apart_by"))
     total += time.perf_counter() - t0
     review += result.stats["review_pairs"]

@@ -104,6 +104,27 @@ def test_equal_doi_with_case_and_url_differences_merges(tmp_path: Path) -> None:
     assert link.doi == "equal"
 
 
+def test_fallback_model_is_used_when_too_few_records_to_train(tmp_path: Path) -> None:
+    """`deduplicate(fallback=...)` scores a small input with that model, not the shipped
+    one: a model whose every level says nothing (m = u) leaves only its prior, so the
+    fuzzy pair the shipped model merges falls below the review band."""
+    from migfw.slr.dedupe import linkage
+
+    a = _ris(tmp_path / "a.ris", [{**BASE, "ID": "a"}])
+    b = _ris(tmp_path / "b.ris", [{**BASE, "ID": "b", "AU": ["Nguyen, T. M.", "Okafor, C.",
+             "Lindqvist, E."], "T2": "J Cloud Comput"}])  # fmt: skip
+    records = read_exports([a, b])
+    assert _same(deduplicate(records), "a", "b")
+    mute = linkage.fallback_model()
+    for comparison in mute["comparisons"]:
+        for level in comparison["comparison_levels"]:
+            if not level.get("is_null_level"):
+                level["m_probability"] = level["u_probability"] = 0.5
+    muted = deduplicate(records, fallback=mute)
+    assert not _same(muted, "a", "b")
+    assert _link(muted, "a", "b").score < 0
+
+
 def test_same_title_journal_vs_conference_with_other_year_and_pages_stays_apart(
     tmp_path: Path,
 ) -> None:

@@ -56,13 +56,15 @@ def deduplicate(
     db_api: Any = None,
     apart_by: str | None = None,
     chunk: int = CHUNK,
+    fallback: dict | None = None,
 ) -> DedupeResult:
     """Cluster duplicate records; see the module docstring for the rules.
 
     `decisions`: a person's (record_a, record_b, "same"/"different") verdicts (see
     `load_dedupe_decisions`); they override the machine and are recorded with
     `decided_by = person`. `params`: method and thresholds (scoring.Params); `model`: a
-    trained linkage model (default: trained on `records`, see linkage.py); `db_api`: the
+    trained linkage model (default: trained on `records`, see linkage.py; `fallback`, or
+    the shipped model, when they are too few to train on); `db_api`: the
     Splink backend that trains and scores it (default: DuckDB in this process; a
     `splink.SparkAPI` runs the same model on Spark, see docs/slr_dedupe.md).
     `apart_by`: a column naming already-deduplicated sets (CoLRev's `search_set`, or
@@ -101,7 +103,7 @@ def deduplicate(
     linkage._return_heap()  # the exact-copy keys' freed heap, before training
     # The model first (trained here when none is given): its peak then does not sit on
     # top of the candidate keys.
-    scorer = linkage.PairScorer(sub, model, db_api) if params.method == "splink" else None
+    scorer = linkage.PairScorer(sub, model, db_api, fallback) if params.method == "splink" else None
     decided = {
         tuple(sorted((index[a], index[b]))) for a, b, _ in decisions or []
         if a in index and b in index

@@ -395,14 +395,18 @@ def score_pairs(
 class PairScorer:
     """Scores chunks of candidate pairs with one Splink linker (the record table is
     registered once; each chunk's pairs and predictions are dropped after it), so the
-    backend never holds more than one chunk of pairs. `model` as in `score_pairs`."""
+    backend never holds more than one chunk of pairs. `model` as in `score_pairs`;
+    `fallback`: the model for inputs too small to train on (default: the shipped one)."""
 
-    def __init__(self, feat: _Features, model: dict | None = None, db_api: Any = None) -> None:
+    def __init__(
+        self, feat: _Features, model: dict | None = None, db_api: Any = None,
+        fallback: dict | None = None,
+    ) -> None:  # fmt: skip
         if model is None:
             model = (
                 train_features(feat, db_api)
                 if len(feat.ids) >= MIN_RECORDS_TO_TRAIN
-                else fallback_model()
+                else fallback or fallback_model()
             )
         # The record table is built at the first chunk (not held through blocking).
         self.feat, self.n = feat, len(feat.ids)
