@@ -27,7 +27,9 @@ def review_table(result: DedupeResult, records: pd.DataFrame) -> pd.DataFrame:
     same/different. Save the edited file as the decisions file (slr.dedupe_decisions)."""
     todo = result.select_links(lambda f: (f["decision"] == MAYBE) & (f["decided_by"] != "person"))
     fields = [f for f in REVIEW_FIELDS if f in records.columns]
-    by_id = records.set_index("record_id")[[f for f in fields if f != "record_id"]]
+    # Only the records of these pairs (a few hundred), not a copy of every record's fields.
+    wanted = records["record_id"].isin(pd.unique(todo[["record_a", "record_b"]].to_numpy().ravel()))
+    by_id = records.loc[wanted, fields].set_index("record_id")
     out = pd.DataFrame(
         {
             "record_a": todo["record_a"].to_numpy(),
