@@ -25,7 +25,7 @@ import pandas as pd
 from migfw.errors import MigfwError
 from migfw.io import atomic_write, read_yaml, write_csv
 from migfw.slr import audit as auditmod
-from migfw.slr import prisma, screening, tables
+from migfw.slr import screening, tables
 from migfw.slr.screening import read_csv_text
 
 OTHER_SOURCES = "Other sources"
@@ -225,6 +225,8 @@ def prisma_counts(
 ) -> dict[str, object]:
     """PRISMA 2020 numbers. Key-term screening is PRISMA's 'automation tool' exclusion;
     duplicates are counted among the records that passed it (the thesis's order)."""
+    from migfw.slr import prisma  # matplotlib (+29 MiB): not for every `migfw slr` command
+
     db = screened[screened["origin"] == "database"]
     rel = db[db["relevant"]]
     per_db = Counter(db["database"])
@@ -299,6 +301,7 @@ def _resolve_quality(
 
 
 def run_review(cfg: ReviewConfig, log: Log = _stderr) -> ReviewResult:
+    from migfw.slr import prisma
     from migfw.slr.dedupe import deduplicate, library_records, load_dedupe_decisions, review_table
 
     sources = load_sources(cfg.sources)
@@ -536,6 +539,7 @@ def output_paths(out_dir: str | Path | None, named: list[str]) -> dict[str, Path
 
 def write_outputs(res: ReviewResult, out: Path | dict[str, Path], log: Log = _stderr) -> list[Path]:
     """Write every output; `out` is a folder (default names) or name -> path."""
+    from migfw.slr import prisma
     from migfw.slr.dedupe import write_ris
     from migfw.slr.slrfigures import overlap_figure
 
@@ -615,6 +619,8 @@ def _cmd_screen(args: argparse.Namespace) -> int:
 
 
 def _cmd_prisma_check(args: argparse.Namespace) -> int:
+    from migfw.slr import prisma
+
     path = Path(args.table)
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
