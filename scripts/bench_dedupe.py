@@ -84,6 +84,19 @@ print(json.dumps({"seconds": total, "peak_kib": peak_kib(), "review": review}))
 """
 )
 
+# The user's path: `migfw slr dedupe FILE... --out DIR` in process (read the exports,
+# deduplicate, write all six files), argv given as the child's argument.
+CLI_RUNNER = (
+    PEAK
+    + r"""
+import json, sys, time
+from migfw.cli import main
+t0 = time.perf_counter()
+code = main(json.loads(sys.argv[1]))
+print(json.dumps({"seconds": time.perf_counter() - t0, "peak_kib": peak_kib(), "code": code}))
+"""
+)
+
 # Peak of the same imports + the records table read (+ the per-record features): what a
 # scale run's peak is measured against (input data, not per-pair working memory).
 BASELINE_RUNNER = (
@@ -1077,10 +1090,11 @@ def markdown_table(rows: list[dict], scale: list[dict], command: str, default) -
     if scale:
         lines += [
             "",
-            "| scale corpus (records) | dedupe s | peak MiB | imports + records MiB "
-            "| + features MiB | peak above that | MiB per 1,000 records | sensitivity | FP "
-            "| pairs to a person | time target (100,000 in <= 120 s) | load |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| scale corpus (records) | dedupe s | peak MiB | CLI peak MiB | imports + "
+            "records MiB | + features MiB | peak above that | MiB per 1,000 records "
+            "| sensitivity | FP | pairs to a person | time target (100,000 in <= 120 s) "
+            "| load |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for row in scale:
             c = row["counts"]
@@ -1089,7 +1103,8 @@ def markdown_table(rows: list[dict], scale: list[dict], command: str, default) -
                 target = "met" if row["seconds"] <= 120 else "MISSED"
             lines.append(
                 f"| {row['n']:,} | {row['seconds']:.1f} | {row['peak_mib']:.0f} | "
-                f"{row['records_mib']:.0f} | {row['features_mib']:.0f} | "
+                f"{row.get('cli_peak_mib', float('nan')):.0f} | {row['records_mib']:.0f} | "
+                f"{row['features_mib']:.0f} | "
                 f"{row['peak_mib'] - row['features_mib']:.0f} | "
                 f"{row['peak_mib'] / row['n'] * 1000:.1f} | {_f(c['sensitivity'])} | {c['FP']} "
                 f"| {row.get('review', '')} | {target} | {row['load']} |"
@@ -1106,6 +1121,14 @@ def markdown_table(rows: list[dict], scale: list[dict], command: str, default) -
                 f"above imports, records and features {above[0]:.0f} -> {above[1]:.0f} MiB "
                 f"({above[1] / above[0]:.2f}x).",
             ]
+            if "cli_peak_mib" in small and "cli_peak_mib" in large:
+                lines[-1] += (
+                    f" `migfw slr dedupe` on the same records as four CSV exports (reads "
+                    f"them, writes all six files): peak {small['cli_peak_mib']:.0f} -> "
+                    f"{large['cli_peak_mib']:.0f} MiB "
+                    f"({large['cli_peak_mib'] - large['peak_mib']:+.0f} MiB beside "
+                    f"deduplicate's own at {large['n']:,})."
+                )
     return "\n".join(lines)
 
 
@@ -1128,10 +1151,36 @@ def _config_json(params, fallback: dict, workdir: Path) -> dict:
             "guard": params.guard, "fallback": str(path)}  # fmt: skip
 
 
+# Canonical field -> the generic CSV export header the reader maps onto it.
+_EXPORT_HEADER = {"record_id": "id", "entry_type": "entrytype", "title": "title",
+                  "authors": "author", "year": "year", "doi": "doi", "venue": "journal",
+                  "volume": "volume", "issue": "number", "pages": "pages",
+                  "abstract": "abstract", "keywords": "keywords", "publisher": "publisher",
+                  "issn": "issn", "isbn": "isbn", "url": "url",
+                  "language": "language"}  # fmt: skip
+
+
+def write_exports(records: pd.DataFrame, folder: Path, parts: int = 4) -> list[str]:
+    """The records as `parts` generic CSV exports (consecutive rows each, so the copies
+    sit in other files than their works, as in several databases' exports): the CLI
+    command the scale rows run, with one --database per file."""
+    frame = records.astype({"year": "string"}).fillna("")[list(_EXPORT_HEADER)]
+    frame = frame.rename(columns=_EXPORT_HEADER)
+    step = -(-len(frame) // parts)
+    files, databases = [], []
+    for k in range(parts):
+        path = folder / f"export{k}.csv"
+        frame.iloc[k * step : (k + 1) * step].to_csv(path, index=False)
+        files.append(str(path))
+        databases += ["--database", f"db{k}"]
+    return ["slr", "dedupe", *files, *databases, "--out", str(folder / "cli_out")]
+
+
 def scale_rows(sizes: str, params, fallback: dict, tmp: Path) -> list[dict]:
     """The scale corpora (comma list of sizes): time, peak MiB of the child that
-    deduplicates and writes clusters, links and records, and the peak of a child that
-    only imports, reads the records (and computes the per-record features)."""
+    deduplicates and writes clusters, links and records, the peak of a child that
+    only imports, reads the records (and computes the per-record features), and the
+    peak of `migfw slr dedupe` run on the same records written as CSV exports."""
     scale = []
     for n in [int(x) for x in sizes.split(",") if x.strip()]:
         t0 = time.perf_counter()
@@ -1150,9 +1199,16 @@ def scale_rows(sizes: str, params, fallback: dict, tmp: Path) -> list[dict]:
                             "")], workdir)  # fmt: skip
         info["records_mib"], info["features_mib"] = (base[k] / 1024 for k in
                                                      ("records_kib", "features_kib"))  # fmt: skip
+        # The same corpus through `migfw slr dedupe` (shipped defaults), in its own child.
+        cli = run_measured(sys.executable, CLI_RUNNER, write_exports(records, workdir), workdir)
+        if cli["code"] != 0:  # a MigfwError is one line and exit status 2, not a traceback
+            err = (workdir / "child_stderr.txt").read_text()[-2000:]
+            raise RuntimeError(f"migfw slr dedupe exited {cli['code']}:\n{err}")
+        info["cli_peak_mib"], info["cli_seconds"] = cli["peak_mib"], cli["seconds"]
         counts = counts_for(data, preds)
         print(report(data["name"], "migfw", counts, info) + f" imports+records="
               f"{info['records_mib']:.0f}MiB +features={info['features_mib']:.0f}MiB "
+              f"cli={info['cli_peak_mib']:.0f}MiB ({info['cli_seconds']:.1f}s) "
               f"load {info['load']}", flush=True)  # fmt: skip
         scale.append({"n": n, "counts": counts, **info})
     return scale

@@ -179,3 +179,25 @@ def test_cli_hands_the_readers_heap_back_before_deduplicating(
     assert (out / "library.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
     assert (out / "library.ris").read_bytes() == (tmp_path / "whole.ris").read_bytes()
     assert len(read_exports([out / "library.ris"])) == len(library)
+
+
+def test_bench_exports_read_back_as_the_records(tmp_path: Path) -> None:
+    """The bench's CLI row reads the scale corpus back from CSV exports: the same records
+    (ids, fields) as the frame the bench's deduplicate child gets, and a command that runs."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_dedupe", Path(__file__).resolve().parents[1] / "scripts" / "bench_dedupe.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    records = read_exports(_exports(tmp_path))
+    argv = bench.write_exports(records, tmp_path, parts=3)
+    files = [a for a in argv if a.endswith(".csv")]
+    assert len(files) == 3 and argv.count("--database") == 3
+    again = read_exports(files)
+    fields = list(bench._EXPORT_HEADER)
+    got, want = again[fields].astype(str), records[fields].astype(str)
+    assert got.equals(want)
+    assert main(argv) == 0
+    assert len(pd.read_csv(tmp_path / "cli_out" / "clusters.csv")) == len(records)
