@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import shutil
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -15,7 +16,9 @@ from rapidfuzz import fuzz
 from rapidfuzz.process import cpdist
 
 from migfw.scratch import scratch_dir
+from migfw.slr.dedupe.columns import _Column
 from migfw.slr.dedupe.features import _STOP, _Features
+from migfw.slr.dedupe.recordtable import _return_heap
 from migfw.slr.dedupe.scoring import PREFILTER_TITLE, TITLE_SAME, _title_sim
 
 WINDOW = 10  # sorted-neighbourhood window (records compared with the next WINDOW-1)
@@ -23,6 +26,7 @@ DOI_GROUP_ALL_PAIRS = 60  # larger DOI groups are linked along their title order
 CHUNK = 200_000  # candidate pairs scored and decided at a time (deduplicate's `chunk`)
 PREFILTER_PIECE = 25_000  # pairs pre-filtered at a time (cpdist's string copies)
 PART_RECORDS = 10_000  # first records (i of i * n + j) per scratch file of candidate keys
+KEY_SLICE = 10_000  # records (or distinct titles) whose sort keys are made at a time
 
 
 class CandidateKeys:
@@ -115,10 +119,12 @@ def _neighbour_keys(
         yield _pair_keys(a, b, n)
 
 
-def _sorted_records(keys: pa.Array, records: np.ndarray) -> np.ndarray:
+def _sorted_records(keys: pa.Array | np.ndarray, records: np.ndarray) -> np.ndarray:
     """`records` in order of (key, record): the keys are one Arrow string array (UTF-8
     bytes sort in code point order, as Python's strings do), not a list of (str, int)
-    tuples (five such lists were the peak at 100,000 records)."""
+    tuples (five such lists were the peak at 100,000 records), or integer ranks."""
+    if isinstance(keys, np.ndarray):
+        return records[np.lexsort((records, keys))]
     table = pa.table({"key": keys, "record": records})
     index = pc.sort_indices(table, sort_keys=[("key", "ascending"), ("record", "ascending")])
     return records[index.to_numpy()]
@@ -144,33 +150,51 @@ def _find_candidates(feat: _Features, found: CandidateKeys) -> None:
 
     n = len(feat.ids)
     everyone = np.arange(n, dtype=np.int64)
-    sort_title = [strip_stop(t) for t in feat.title]
+    # Sort titles made once per distinct title, and integer sort keys (ranks) where they
+    # give the strings' order: a list of n new strings, n-long key strings per pass and a
+    # dict of DOI groups grew with the records (200,000: blocking +173 MiB over the
+    # features, in process; now +72 at its peak, the candidate keys' finish).
+    titles = feat.title.values
     # A record with a bracketed translated title sorts under each of its titles, so its
     # copies in either language become neighbours.
-    extra = [(i, strip_stop(v)) for i, variants in enumerate(feat.variants) for v in variants[1:]]
+    extra = [
+        (i, strip_stop(v)) for i in np.flatnonzero(feat.multi_title).tolist()
+        for v in feat.variants[i][1:]
+    ]  # fmt: skip
+    # The sort titles of the distinct titles, then of the extra titles, in one Arrow
+    # array (`table`); a record's is entry `codes[i]` (extra title k: len(titles) + k).
+    table = pa.chunked_array([
+        *(pa.array([strip_stop(t) for t in titles[k : k + KEY_SLICE]], type=pa.string())
+          for k in range(0, len(titles), KEY_SLICE)),
+        pa.array([v for _, v in extra], type=pa.string()),
+    ], type=pa.string())  # fmt: skip
+    codes = feat.title.numpy_codes().astype(np.int64)
+    sort_title = (table, codes)
     title_records = np.concatenate([everyone, np.array([i for i, _ in extra], dtype=np.int64)])
-    title_keys = pa.array(sort_title + [v for _, v in extra], type=pa.string())
+    title_at = np.concatenate([codes, len(titles) + np.arange(len(extra), dtype=np.int64)])
     del extra
+    pa.default_memory_pool().release_unused()  # the builders' buffers
 
-    def strings(texts, size: int) -> pa.Array:
-        return pa.array(texts, type=pa.string(), size=size)
+    authors = _arrow(feat.authors.map(lambda a: a[0] if a else "~"))  # first author's key
+    year = _arrow(feat.year.map(lambda y: f"{y:04d}"))
 
     def key_passes():
         """Each sorted-neighbourhood pass's (keys, records), built one at a time."""
-        yield title_keys, title_records
-        yield pc.utf8_reverse(title_keys), title_records  # typos at a title's start
-        first = ((a[0] if a else "~", y, t) for a, y, t in zip(feat.authors, feat.year,
-                 sort_title, strict=True))  # fmt: skip
-        yield strings((f"{a} {y:04d} {t}" for a, y, t in first), n), everyone
+        # The title passes sort the records by their title's rank among the distinct
+        # sort titles: the same order as sorting their titles (n strings at 200,000
+        # records: +73 MiB for the first pass's keys).
+        yield _ranks(table)[title_at], title_records
+        yield _ranks(pc.utf8_reverse(table))[title_at], title_records  # typos at the start
+        yield _keys([authors, year, sort_title], everyone), everyone
         # Locators: records without a usable title (empty, "Editorial", or in another
         # language) still meet their copies through volume + start page + year.
-        vol, page, year, authors = feat.volume, feat.page, feat.year, feat.authors
-        has = np.array([i for i in range(n) if vol[i] and page[i]], dtype=np.int64)
-        texts = (f"{vol[i]} {page[i]} {year[i]:04d}" for i in has.tolist())
-        yield strings(texts, len(has)), has
-        has = np.array([i for i in range(n) if authors[i] and page[i]], dtype=np.int64)
-        texts = (f"{authors[i][0]} {year[i]:04d} {page[i]}" for i in has.tolist())
-        yield strings(texts, len(has)), has
+        # (codes, not a list of record numbers: -1 = no volume / page)
+        has = np.flatnonzero((feat.volume_code >= 0) & (feat.page_code >= 0))
+        yield _keys([_arrow(feat.volume), _arrow(feat.page), year], has), has
+        named = feat.authors.map(bool)
+        has = np.flatnonzero(np.array(named.values, dtype=bool)[named.numpy_codes()]
+                             & (feat.page_code >= 0))  # fmt: skip
+        yield _keys([authors, year, _arrow(feat.page)], has), has
 
     for k, (keys, records) in enumerate(key_passes()):
         if len(records) < 2:
@@ -181,26 +205,97 @@ def _find_candidates(feat: _Features, found: CandidateKeys) -> None:
         for block in _neighbour_keys(order, WINDOW, n, feat.page_code if k >= 3 else None):
             found.add(block)
         del order
-        # Each pass's Arrow keys and sort buffers: Arrow's pool keeps freed pages until
-        # asked, so the passes' buffers piled up (100,000 records: blocking's peak +78 ->
-        # +61 MiB over its start; glibc's heap is handed back after blocking, by the caller).
-        pa.default_memory_pool().release_unused()
-    by_doi: dict[str, list[int]] = {}
-    for i, doi in enumerate(feat.doi_base):
-        if doi:
-            by_doi.setdefault(doi, []).append(i)
-    doi_pairs = []
-    for members in by_doi.values():
-        if len(members) < 2:
-            continue
-        if len(members) <= DOI_GROUP_ALL_PAIRS:
-            doi_pairs.extend((a, b) for k, a in enumerate(members) for b in members[k + 1 :])
-        else:  # a DOI shared by a whole volume: neighbours in title order suffice
-            ordered = sorted(members, key=sort_title.__getitem__)
-            doi_pairs.extend(zip(ordered, ordered[1:], strict=False))
-    if doi_pairs:
-        doi = np.array(doi_pairs, dtype=np.int64)
-        found.add(_pair_keys(doi[:, 0], doi[:, 1], n))
+        # Each pass's Arrow keys and sort buffers, and the neighbours' numpy arrays:
+        # Arrow's pool and glibc's heap keep freed pages until asked, so the passes'
+        # buffers piled up (200,000 records: the third pass's keys on +93 MiB over
+        # blocking's start when only Arrow's pool was asked).
+        _return_heap()
+    doi = _doi_pairs(feat.doi_code, lambda members: table.take(pa.array(codes[members])))
+    if len(doi[0]):
+        found.add(_pair_keys(doi[0], doi[1], n))
+
+
+def _doi_pairs(code: np.ndarray, title_keys: Callable[[np.ndarray], pa.Array]) -> tuple:
+    """Pairs (a, b) of records sharing a DOI (`code` >= 0): all pairs of a group of at
+    most DOI_GROUP_ALL_PAIRS records, else neighbours in the order of their sort titles
+    (`title_keys` of a group's records), ties in record order. Integer arrays, groups of
+    one size at a time (a dict of Python lists per DOI grew with the records)."""
+    with_doi = np.flatnonzero(code >= 0)
+    order = with_doi[np.argsort(code[with_doi], kind="stable")]  # members ascending
+    group = code[order]
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if len(order) else order
+    sizes = np.diff(np.r_[starts, len(order)])
+    left, right = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+    for size in np.unique(sizes[(sizes >= 2) & (sizes <= DOI_GROUP_ALL_PAIRS)]).tolist():
+        members = order[starts[sizes == size][:, None] + np.arange(size)]
+        a, b = np.triu_indices(size, 1)
+        left.append(members[:, a].ravel())
+        right.append(members[:, b].ravel())
+    for start, size in zip(starts.tolist(), sizes.tolist(), strict=True):
+        if size > DOI_GROUP_ALL_PAIRS:  # a DOI shared by a whole volume
+            ordered = _sorted_records(title_keys(order[start : start + size]),
+                                      order[start : start + size])  # fmt: skip
+            left.append(ordered[:-1])
+            right.append(ordered[1:])
+    return np.concatenate(left).astype(np.int64), np.concatenate(right).astype(np.int64)
+
+
+def _array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
+def _ranks(table: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Each entry's rank among the distinct values of `table` (equal values, equal rank;
+    Arrow's string order, as in _sorted_records)."""
+    return pc.rank(table, sort_keys="ascending", tiebreaker="dense").to_numpy()
+
+
+def _arrow(column: _Column) -> tuple[pa.Array, np.ndarray]:
+    """A column as its table of values in Arrow (as str) and its codes."""
+    values = column.values
+    table = pa.array((str(v) for v in values), type=pa.string(), size=len(values))
+    return table, column.numpy_codes()
+
+
+def _keys(columns: list[tuple[Any, np.ndarray]], at: np.ndarray) -> Any:
+    """Sort keys of the records `at` by their joined values: integer ranks where they
+    give the joined strings' order, else the strings."""
+    ranks = _joined_ranks(columns, at)
+    return ranks if ranks is not None else _joined(columns, at)
+
+
+def _joined_ranks(columns: list[tuple[Any, np.ndarray]], at: np.ndarray) -> np.ndarray | None:
+    """Integer sort keys of the records `at` in the order of their `_joined` strings, or
+    None when that order is not the columns' order: a column's value followed by a
+    space sorts as the value alone when no value before the last column holds a space
+    or a control character (one is then never the other plus a space), so the joined
+    strings sort by the first column, then the next... (n joined strings at 200,000
+    records: +23 MiB for the third pass's keys)."""
+    for table, _ in columns[:-1]:
+        if pc.any(pc.match_substring_regex(table, "[\\x00- ]")).as_py():
+            return None
+    ranks = [_ranks(table)[codes[at]] for table, codes in columns]
+    # One key: the ranks' combined order (lexsort: last key first).
+    order = np.lexsort(ranks[::-1])
+    key = np.empty(len(at), dtype=np.int64)
+    same = np.ones(len(at), dtype=bool)  # equal joined strings: one key
+    if len(at):
+        sorted_ranks = [r[order] for r in ranks]
+        same[1:] = np.all([r[1:] == r[:-1] for r in sorted_ranks], axis=0)
+        same[0] = False
+        key[order] = np.cumsum(~same)
+    return key
+
+
+def _joined(columns: list[tuple[Any, np.ndarray]], at: np.ndarray) -> pa.ChunkedArray:
+    """The records `at`'s values of `columns` (see _arrow), joined by spaces (as
+    f"{a} {b}"), made in Arrow: strings made in Python one by one went through a growing
+    builder (200,000 records: +53 MiB for the third pass's keys)."""
+    chunks = []
+    for k in range(0, len(at), KEY_SLICE):  # (no n-long copy of each column's strings)
+        parts = [table.take(pa.array(codes[at[k : k + KEY_SLICE]])) for table, codes in columns]
+        chunks.append(_array(pc.binary_join_element_wise(*parts, " ")))
+    return pa.chunked_array(chunks, type=pa.string())
 
 
 def _pair_keys(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:

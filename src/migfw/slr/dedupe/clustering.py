@@ -3,6 +3,10 @@ merged record per cluster is in merging.py."""
 
 from __future__ import annotations
 
+from array import array
+
+import numpy as np
+
 from migfw.slr.dedupe.features import _Features
 from migfw.slr.dedupe.scoring import (
     _LOCATORS,
@@ -27,17 +31,30 @@ def _sample(members: list[int]) -> list[int]:
 
 
 class _Clusters:
-    """Union-find whose unions are vetoed when any cross-pair contradicts."""
+    """Union-find whose unions are vetoed when any cross-pair contradicts. Per record
+    only an 8-byte parent (array, not a list of Python ints); member lists and set names
+    exist for clusters of several records or a set only (a list, a dict entry and a set
+    per record were ~20 MiB at 100,000 records, most of them single-record clusters)."""
 
     def __init__(self, n: int, sets: list[str] | None = None) -> None:
-        self.parent = list(range(n))
-        self.members: dict[int, list[int]] = {i: [i] for i in range(n)}
+        self.parent = array("q", range(n))
+        self._members: dict[int, list[int]] = {}  # roots of clusters of several records
         self.apart: set[frozenset] = set()  # pairs a person called different
         # Already-deduplicated sets (deduplicate's `apart_by`): the sets each cluster
         # holds; two clusters holding one set never join (a person may still join them).
-        self.sets: dict[int, set[str]] | None = (
-            {i: {v} if v else set() for i, v in enumerate(sets)} if sets is not None else None
-        )
+        self._set_names = sets
+        self.sets: dict[int, set[str]] | None = {} if sets is not None else None
+
+    def members(self, root: int) -> list[int]:
+        """The records of the cluster `root` heads, in join order."""
+        return self._members.get(root) or [root]
+
+    def _sets_of(self, root: int) -> set[str]:
+        held = self.sets.get(root) if self.sets is not None else None
+        if held is not None:
+            return held
+        name = self._set_names[root] if self._set_names is not None else ""
+        return {name} if name else set()
 
     def force_union(self, i: int, j: int) -> None:
         """A person's 'same': joined without the machine's checks."""
@@ -47,18 +64,27 @@ class _Clusters:
         self._join(ri, rj)
 
     def _join(self, ri: int, rj: int) -> None:
-        if len(self.members[ri]) < len(self.members[rj]):
+        if len(self.members(ri)) < len(self.members(rj)):
             ri, rj = rj, ri
         self.parent[rj] = ri
-        self.members[ri].extend(self.members.pop(rj))
+        joined = self._members.pop(ri, None) or [ri]
+        joined.extend(self._members.pop(rj, None) or [rj])
+        self._members[ri] = joined
         if self.sets is not None:
-            self.sets[ri] |= self.sets.pop(rj)
+            self.sets[ri] = self._sets_of(ri) | self._sets_of(rj)
+            self.sets.pop(rj, None)
 
     def find(self, i: int) -> int:
-        while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
-            i = self.parent[i]
+        parent = self.parent
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
         return i
+
+    def roots(self) -> np.ndarray:
+        """Every record's cluster root (int64; path halving on the way, as `find`)."""
+        return np.fromiter((self.find(i) for i in range(len(self.parent))), np.int64,
+                           len(self.parent))  # fmt: skip
 
     def try_union(self, feat: _Features, i: int, j: int, weigh: bool = True) -> str:
         """Join the clusters of i and j; return '' or the reason it was refused. Every
@@ -67,10 +93,10 @@ class _Clusters:
         ri, rj = self.find(i), self.find(j)
         if ri == rj:
             return ""
-        if self.sets is not None and (shared := self.sets[ri] & self.sets[rj]):
+        if self.sets is not None and (shared := self._sets_of(ri) & self._sets_of(rj)):
             return f"cluster-conflict:same-set:{min(shared)}"
-        for a in _sample(self.members[ri]):
-            for b in _sample(self.members[rj]):
+        for a in _sample(self.members(ri)):
+            for b in _sample(self.members(rj)):
                 if frozenset((a, b)) in self.apart:
                     return f"cluster-conflict:{feat.ids[a]}~{feat.ids[b]}:person-different"
                 if _one_work(feat, a, b):

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from migfw.errors import MigfwError
 from migfw.slr.dedupe import linkage
@@ -192,15 +194,11 @@ def deduplicate(
             rows.append(_copy_row(feat, int(copy_of[i]), i))
         store.add(_rows_frame(rows))
 
-    # Cluster ids in order of first appearance of a member.
-    root_to_cluster: dict[int, str] = {}
-    cluster_of = []
-    for i in range(n):
-        root = groups.find(i)
-        if root not in root_to_cluster:
-            root_to_cluster[root] = f"C{len(root_to_cluster) + 1:06d}"
-        cluster_of.append(root_to_cluster[root])
-    clusters = pd.DataFrame({"record_id": ids, "cluster_id": cluster_of})
+    # Cluster ids in order of first appearance of a member: a cluster number per record
+    # and one Arrow string per cluster (not a Python string per record).
+    cluster_of, _ = pd.factorize(groups.roots())
+    names = cluster_names(int(cluster_of.max()) + 1 if n else 0)
+    clusters = pd.DataFrame({"record_id": ids, "cluster_id": _str_array(names.take(cluster_of))})
 
     counts = pairs_of.counts
     person = [row["decision"] for row in held.values()]
@@ -212,18 +210,29 @@ def deduplicate(
         "links": counts[DUPLICATE] - blocked + person.count(DUPLICATE) + len(copies),
         "review_pairs": counts[MAYBE],
         "person_decisions": len(held),
-        "clusters": len(root_to_cluster),
+        "clusters": len(names),
         "method": params.method,
     }
     # The merged records need the years only: the other features (and everything that
     # refers to them) are freed and their heap handed back first, so the merged records
     # are not built on top of the per-record features.
     years = feat.year
-    del feat, scorer, pairs_of, groups, held, index, copy_of, reps, root_to_cluster
+    del feat, scorer, pairs_of, groups, held, index, copy_of, reps
     linkage._return_heap()
-    merged = _merged_records(records, cluster_of, years)
+    merged = _merged_records(records, cluster_of, _str_array(names), years)
     stats["seconds"] = round(time.perf_counter() - t0, 3)
     return DedupeResult(clusters=clusters, links=store, merged=merged, stats=stats)
+
+
+def cluster_names(count: int) -> pa.Array:
+    """C000001, C000002, ... (`count` of them, as f"C{k:06d}") as one Arrow array."""
+    numbers = pa.array(np.arange(1, count + 1, dtype=np.int64)).cast(pa.string())
+    return pc.binary_join_element_wise("C", pc.utf8_lpad(numbers, width=6, padding="0"), "")
+
+
+def _str_array(values: pa.Array) -> pd.api.extensions.ExtensionArray:
+    """Arrow strings as pandas' default string column, without a Python object each."""
+    return pd.array(values, dtype=pd.StringDtype("pyarrow", na_value=np.nan))
 
 
 def _pieces(pairs: np.ndarray, most: int) -> list[np.ndarray]:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+from pandas.arrays import ArrowStringArray
 
 from migfw.slr.dedupe.recordtable import _return_heap
-from migfw.slr.dedupe.result import CANONICAL_COLUMNS, text_column
+from migfw.slr.dedupe.result import CANONICAL_COLUMNS
 
 
 def _best(values: list[str], prefer_longest: bool = False) -> str:
@@ -35,56 +38,85 @@ def _merge_column(column: str, picked: list) -> Any:
     return _best(picked)
 
 
-def _merged_records(records: pd.DataFrame, cluster_of: list[str], years: list[int]) -> pd.DataFrame:
-    """One row per cluster, in order of the clusters' first members. Each column is
-    built once, in that order: the first member's value (a single-record cluster's,
-    taken as a string column without a Python string per record), replaced for the
-    clusters with several members by their merged value; one column's strings at a
-    time (a frame of singles + a frame of merged clusters, concatenated and reordered,
-    held three copies of every text at 100,000 records)."""
+# Clusters of several records merged at a time: their members' strings of one column are
+# Python strings only for the block, the merged values an Arrow array after it.
+MERGE_BLOCK = 5_000
+
+
+def _merged_records(
+    records: pd.DataFrame, cluster_of: np.ndarray, cluster_ids: Any, years: Sequence[int]
+) -> pd.DataFrame:
+    """One row per cluster, in order of the clusters' first members (`cluster_of`: each
+    record's cluster number, numbered in that order; `cluster_ids`: the clusters' ids, a
+    string column). Each column is built once, in that order: the first member's value
+    (a single-record cluster's), replaced for the clusters with several members by their
+    merged value, in one Arrow take from the records' column and the merged values (no
+    Python string per record; setting the merged values into a taken column copied the
+    column twice); a block of clusters' strings at a time (see MERGE_BLOCK)."""
     names = [c for c in CANONICAL_COLUMNS if c in records.columns and c != "source_index"]
-    ids = text_column(records, "record_id")
-    # Integer codes in order of first appearance (cluster ids are numbered that way).
-    codes, clusters = pd.factorize(np.asarray(cluster_of, dtype=object))
-    size = np.bincount(codes)
+    codes = np.asarray(cluster_of)
+    size = np.bincount(codes, minlength=len(cluster_ids))
     by_cluster = np.argsort(codes, kind="stable")  # members in record order per cluster
     starts = np.cumsum(size) - size
     first = by_cluster[starts]
     multi = np.flatnonzero(size > 1)
-    spans = [(int(starts[c]), int(starts[c] + size[c])) for c in multi.tolist()]
     members = by_cluster[size[codes[by_cluster]] > 1]  # members of multi-record clusters
     bounds = np.concatenate([[0], np.cumsum(size[multi])]).astype(np.int64).tolist()
     own = list(zip(bounds[:-1], bounds[1:], strict=True))  # spans within `members`
 
-    def with_merged(base: Any, merged: list) -> Any:
-        if not len(multi):
-            return base
-        column = pd.Series(base, copy=False)
-        column.iloc[multi] = merged
-        return column.array
+    def merged_blocks(column: pd.Series, merge: Callable[[list], Any]) -> Iterator[list]:
+        """Each block's merged values (`merge` of one cluster's member values)."""
+        for k in range(0, len(own), MERGE_BLOCK):
+            part = own[k : k + MERGE_BLOCK]
+            low, high = part[0][0], part[-1][1]
+            values = _text_at(column.iloc[members[low:high]].to_numpy(), slice(None))
+            yield [merge(values[a - low : b - low]) for a, b in part]
 
-    out: dict[str, Any] = {"cluster_id": np.asarray(clusters, dtype=object)}
+    out: dict[str, Any] = {"cluster_id": cluster_ids}
     for c in names:
         if c == "year":
-            values = [years[m] or None for m in members.tolist()]
-            merged = [_merge_column(c, values[a:b]) for a, b in own]
-            column = [years[i] or None for i in first.tolist()]
-            for k, value in zip(multi.tolist(), merged, strict=True):
-                column[k] = value
-            out[c] = pd.array(column, dtype="Int64")
+            year = np.fromiter(years, np.int64, len(codes))  # 0 = unknown
+            merged = [
+                _merge_column(c, [int(v) or None for v in year[members[a:b]]]) for a, b in own
+            ]
+            column = year[first]
+            column[multi] = [v or 0 for v in merged]
+            out[c] = pd.arrays.IntegerArray(column, column == 0)  # 0: unknown (missing)
         elif c == "record_id":
             out[c] = _texts(records[c], first)  # a cluster is named after its first member
         else:
-            values = _text_at(records[c].iloc[members].to_numpy(), slice(None))
-            merged = [_merge_column(c, values[a:b]) for a, b in own]
-            del values
-            out[c] = with_merged(_texts(records[c], first), merged)
+            blocks = merged_blocks(records[c], lambda v, c=c: _merge_column(c, v))
+            out[c] = _with_merged(records[c], first, multi, blocks)
             _return_heap()  # the column's freed Arrow buffers (Arrow's pool keeps them)
     out["n_records"] = size.astype(np.int64)
-    joined = ["; ".join(ids[m] for m in by_cluster[a:b].tolist()) for a, b in spans]
-    first_ids = out["record_id"].copy() if "record_id" in out else [ids[i] for i in first.tolist()]
-    out["members"] = with_merged(first_ids, joined)
+    ids = records["record_id"]
+    out["members"] = _with_merged(ids, first, multi, merged_blocks(ids, "; ".join))
     return pd.DataFrame(out, copy=False)
+
+
+def _with_merged(column: pd.Series, first: np.ndarray, multi: np.ndarray,
+                 blocks: Iterable[list]) -> Any:  # fmt: skip
+    """The `first` rows' texts ('' for missing), the rows `multi` replaced by the merged
+    values (`blocks`, in order): one Arrow take when the column is an Arrow string
+    column, else _texts with the values set in."""
+    array = column.array
+    data = array.__arrow_array__() if isinstance(array, ArrowStringArray) else None
+    if data is None or not (pa.types.is_string(data.type) or pa.types.is_large_string(data.type)):
+        base = _texts(column, first)  # (an all-missing Arrow column is of type null)
+        merged = [v for block in blocks for v in block]
+        if not len(multi):
+            return base
+        values = pd.Series(base, copy=False)
+        values.iloc[multi] = merged
+        return values.array
+    n = len(data)
+    extra = [pa.array([""], type=data.type)]
+    extra += [pa.array(block, type=data.type) for block in blocks]
+    at = first.astype(np.int64)
+    at[column.isna().to_numpy()[first]] = n  # the '' after the column's own values
+    at[multi] = n + 1 + np.arange(len(multi))
+    taken = pa.chunked_array([*data.chunks, *extra], type=data.type).take(pa.array(at))
+    return pd.array(taken, dtype=column.dtype)
 
 
 def _text_at(values: np.ndarray, at: np.ndarray | list[int]) -> list[str]:
