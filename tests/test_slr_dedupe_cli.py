@@ -201,3 +201,25 @@ def test_bench_exports_read_back_as_the_records(tmp_path: Path) -> None:
     assert got.equals(want)
     assert main(argv) == 0
     assert len(pd.read_csv(tmp_path / "cli_out" / "clusters.csv")) == len(records)
+
+
+def test_review_run_keeps_the_links_on_disk_until_written(tmp_path: Path) -> None:
+    """The Snakemake branch (run_review, write_outputs) counts the link rows bucket by bucket
+    and streams links.csv: the frame of every scored pair is never built unless asked."""
+    from migfw.slr.review import ReviewConfig, run_review, write_outputs
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = ReviewConfig(
+        sources=repo / "resources" / "slr" / "sources.csv",
+        keyterms=repo / "config" / "slr" / "keyterms.yaml",
+    )
+    lines: list[str] = []
+    res = run_review(cfg, log=lines.append)
+    assert not isinstance(res.dedupe._links, pd.DataFrame)  # still the link files
+    write_outputs(res, tmp_path, log=lines.append)
+    assert not isinstance(res.dedupe._links, pd.DataFrame)
+    links = res.links  # asked for: read from the files now
+    write_csv(tmp_path / "whole.csv", links)
+    assert (tmp_path / "links.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
+    n_dup = int((links["decision"] == "duplicate").sum())
+    assert n_dup > 0 and any(f" {n_dup} duplicate links;" in line for line in lines)

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -27,6 +27,9 @@ from migfw.io import atomic_write, read_yaml, write_csv
 from migfw.slr import audit as auditmod
 from migfw.slr import screening, tables
 from migfw.slr.screening import read_csv_text
+
+if TYPE_CHECKING:  # the dedupe package imports DuckDB and Splink: only when deduplicating
+    from migfw.slr.dedupe.result import DedupeResult
 
 OTHER_SOURCES = "Other sources"
 CONFIG_KEYS = (
@@ -128,7 +131,7 @@ class ReviewResult:
     databases: list[str]
     records: pd.DataFrame
     clusters: pd.DataFrame
-    links: pd.DataFrame
+    dedupe: DedupeResult  # its links stay in deduplicate's link files until written
     merged: pd.DataFrame
     dedupe_review: pd.DataFrame
     library: pd.DataFrame
@@ -143,6 +146,12 @@ class ReviewResult:
     audit: pd.DataFrame | None
     prisma: pd.DataFrame
     prisma_checks: pd.DataFrame
+
+    @property
+    def links(self) -> pd.DataFrame:
+        """links.csv's rows, read from the link files on first use (every scored pair:
+        100,000 records, 640,000 rows, +167 MiB as one frame)."""
+        return self.dedupe.links
 
 
 def import_records(cfg: ReviewConfig, sources: pd.DataFrame, log: Log) -> pd.DataFrame:
@@ -300,6 +309,15 @@ def _resolve_quality(
     return out
 
 
+def _count_links(result: DedupeResult, column: str, value: str) -> int:
+    """Link rows with `column` == `value`, counted bucket by bucket (not one frame)."""
+    return len(
+        result.select_links(
+            lambda f: f[column] == value if column in f else pd.Series(False, index=f.index)
+        )
+    )
+
+
 def run_review(cfg: ReviewConfig, log: Log = _stderr) -> ReviewResult:
     from migfw.slr import prisma
     from migfw.slr.dedupe import deduplicate, library_records, load_dedupe_decisions, review_table
@@ -333,8 +351,7 @@ def run_review(cfg: ReviewConfig, log: Log = _stderr) -> ReviewResult:
         raise MigfwError(f"dedupe: {len(missing)} records have no cluster (e.g. {min(missing)})")
     screened = screened.merge(clusters, on="record_id", how="left")
     rel = screened[screened["relevant"]]
-    links = result.links
-    n_links = int((links["decision"] == "duplicate").sum()) if "decision" in links else len(links)
+    n_links = _count_links(result, "decision", "duplicate")
     log(
         f"dedupe: {len(records)} records -> {clusters['cluster_id'].nunique()} studies, "
         f"{n_links} duplicate links; relevant: {len(rel)} records -> "
@@ -388,7 +405,7 @@ def run_review(cfg: ReviewConfig, log: Log = _stderr) -> ReviewResult:
         )
 
     counts = prisma_counts(sources, screened, studies)
-    counts["duplicate_pairs_person"] = int((links["decided_by"] == "person").sum())
+    counts["duplicate_pairs_person"] = _count_links(result, "decided_by", "person")
     counts["duplicate_pairs_review"] = len(dedupe_review)
     ptable = prisma.counts_table(counts)
     pchecks = prisma.checks(ptable)
@@ -413,7 +430,7 @@ def run_review(cfg: ReviewConfig, log: Log = _stderr) -> ReviewResult:
         databases,
         records,
         clusters,
-        result.links,
+        result,
         result.merged,
         dedupe_review,
         library_records(result, records),
@@ -548,7 +565,7 @@ def write_outputs(res: ReviewResult, out: Path | dict[str, Path], log: Log = _st
         path.parent.mkdir(parents=True, exist_ok=True)
     screened = res.screened.merge(res.records[["record_id", "title"]], on="record_id", how="left")
     frames = {
-        "records": res.records, "clusters": res.clusters, "links": res.links,
+        "records": res.records, "clusters": res.clusters, "links": None,
         "merged": res.merged, "dedupe_review": res.dedupe_review, "library": res.library,
         "screened": screened, "studies": res.studies, "table3": res.table3,
         "table6": res.table6, "table10": res.table10, "quality_summary": res.quality_summary,
@@ -557,8 +574,11 @@ def write_outputs(res: ReviewResult, out: Path | dict[str, Path], log: Log = _st
     }  # fmt: skip
     written: list[Path] = []
     for name, frame in frames.items():
-        # An optional input left out (e.g. no quality scores) still leaves a declared file.
-        write_csv(paths[name], frame if frame is not None else pd.DataFrame())
+        if name == "links":  # streamed from the link files, a bucket at a time
+            res.dedupe.write_links(paths[name])
+        else:
+            # An optional input left out (e.g. no quality scores) still leaves a declared file.
+            write_csv(paths[name], frame if frame is not None else pd.DataFrame())
         written.append(paths[name])
     write_ris(paths["library_ris"], res.library)
     with atomic_write(paths["query"]) as handle:
