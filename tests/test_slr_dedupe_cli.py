@@ -223,3 +223,27 @@ def test_review_run_keeps_the_links_on_disk_until_written(tmp_path: Path) -> Non
     assert (tmp_path / "links.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
     n_dup = int((links["decision"] == "duplicate").sum())
     assert n_dup > 0 and any(f" {n_dup} duplicate links;" in line for line in lines)
+
+
+def test_review_run_hands_the_readers_heap_back_before_screening(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from migfw.slr import review
+    from migfw.slr.dedupe import recordtable
+
+    steps: list[str] = []
+    real_screen = review.screening.screen
+
+    def screen(*args: object, **kwargs: object) -> pd.DataFrame:
+        steps.append("screen")
+        return real_screen(*args, **kwargs)
+
+    monkeypatch.setattr(recordtable, "_return_heap", lambda: steps.append("heap"))
+    monkeypatch.setattr(review.screening, "screen", screen)
+    repo = Path(__file__).resolve().parents[1]
+    cfg = review.ReviewConfig(
+        sources=repo / "resources" / "slr" / "sources.csv",
+        keyterms=repo / "config" / "slr" / "keyterms.yaml",
+    )
+    review.run_review(cfg, log=lambda line: None)
+    assert steps[:2] == ["heap", "screen"]
