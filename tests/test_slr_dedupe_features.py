@@ -1,7 +1,9 @@
 """The compact per-record features of dedupe (features.py, columns.py): codes in the
-smallest integer type, one-key title variants stored as the key itself, interned name
-tokens, record ids as one string array, exact copies found on integer keys. Each gives
-the values the old representation gave (lists of Python objects per record), checked on
+smallest integer type, string tables as numpy StringDType arrays (title keys, DOIs and
+their bases in one table), one-key title variants stored as the title's entry, interned
+name tokens as sorted tuples, equal author lists one entry, record ids as one string
+array, combinations of codes and exact copies found on integer keys. Each gives the
+values the old representation gave (lists of Python objects per record), checked on
 records whose values are known by hand."""
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import numpy as np
 import pandas as pd
 from numpy.dtypes import StringDType
 
-from migfw.slr.dedupe.columns import _code_array, _Variants
+from migfw.slr.dedupe.columns import _code_array, _Column, _per_combination, _Variants
 from migfw.slr.dedupe.features import _features, _take
 
 CATS = "deep learning for cats"
@@ -43,8 +45,8 @@ def test_features_of_arrow_strings_are_the_values_known_by_hand() -> None:
     assert list(feat.title) == [CATS, "", "katzen und hunde cats and dogs in the house", CATS]
     assert list(feat.doi) == ["10.1000/abc", "", "", "10.1000/abc"]
     assert list(feat.authors) == [["smith", "doe"], [], [], ["smith", "doe"]]
-    names = frozenset({"smith", "john", "doe", "jane"})
-    assert list(feat.tokens) == [names, frozenset(), frozenset(), names]
+    names = ("doe", "jane", "john", "smith")  # (a set, as a sorted tuple)
+    assert list(feat.tokens) == [names, (), (), names]
     assert list(feat.year) == [2020, 0, 2019, 2020]
     assert list(feat.venue) == ["journal of cats", "", "proc conf x", "journal of cats"]
     assert list(feat.volume) == ["3", "", "", "3"]
@@ -94,8 +96,14 @@ def test_title_variants_are_lists_though_one_key_titles_store_the_key() -> None:
     assert variants.table()[variants.numpy_codes()].tolist() == expected
     assert list(variants.map(len)) == [1, 1, 3, 1]
     assert feat.multi_title.tolist() == [False, False, True, False]
-    # The key is the title column's own string (no second copy of it).
-    assert variants.values[variants.codes[0]] is feat.title.values[feat.title.codes[0]]
+    # A one-key entry is the title table's entry (no list, no second string); the
+    # bracketed title's keys are a slice of one string array.
+    assert variants.key_of[variants.codes[0]] == feat.title.codes[0]
+    assert variants.keys is feat.title.values
+    assert feat.title.values.dtype == StringDType()
+    assert variants.key_of[variants.codes[2]] == -1
+    assert variants.flat.tolist() == expected[2]
+    assert variants.sizes().tolist() == [1, 1, 3, 1]  # per raw title (r4 spelled otherwise)
     part = _take(feat, np.array([3, 2]))
     assert isinstance(part.variants, _Variants)
     assert list(part.variants) == [expected[3], expected[2]]
@@ -159,7 +167,56 @@ def test_exact_copies_are_found_by_value_not_by_spelling() -> None:
     records.insert(0, "record_id", [f"r{k}" for k in range(len(rows))])
     records = records.astype({c: "str" for c in records.columns if c != "year"})
     feat = _features(records)
-    assert feat.authors.codes[6] != feat.authors.codes[0]  # by spelling; equal values
+    assert feat.variants.codes[6] != feat.variants.codes[0]  # other raw title, same key
     assert _exact_copy_of(feat, {5}).tolist() == [0, 0, 2, 3, 4, 5, 0, 7, 2, 9]
     assert _exact_copy_of(feat, set()).tolist() == [0, 0, 2, 3, 4, 0, 0, 7, 2, 9]
     assert _exact_copy_of(feat, {0}).tolist() == [0, 1, 2, 3, 4, 1, 1, 7, 2, 9]
+
+
+def test_string_tables_are_string_arrays_and_doi_bases_share_the_dois_table() -> None:
+    records = _records()
+    records.loc[1, "doi"] = "10.1002/14651858.CD002273.pub2"  # Cochrane: base not a DOI here
+    records.loc[2, "doi"] = "10.1002/14651858.CD002273.pub3"
+    feat = _features(records)
+    for name in ("title", "tail", "doi", "doi_base", "issue"):
+        assert getattr(feat, name).values.dtype == StringDType(), name
+    assert feat.doi.values is feat.doi_base.values  # one table of strings
+    cochrane = "10.1002/14651858.cd002273"
+    assert list(feat.doi) == ["10.1000/abc", cochrane + ".pub2", cochrane + ".pub3", "10.1000/abc"]
+    assert list(feat.doi_base) == ["10.1000/abc", cochrane, cochrane, "10.1000/abc"]
+    assert feat.doi.values.tolist() == ["10.1000/abc", cochrane + ".pub2", cochrane + ".pub3",
+                                        cochrane]  # fmt: skip
+    assert feat.doi_code.tolist() == [0, 1, 1, 0]
+    assert isinstance(feat.title[0], str) and feat.title[0] == CATS
+
+
+def test_equal_author_lists_and_number_sets_are_one_entry() -> None:
+    records = _records()
+    records.loc[1, "authors"] = "SMITH, John; DOE, Jane"  # r1's names, other spelling
+    records.loc[1, "title"] = "Cats, part 2"
+    records.loc[2, "title"] = "Dogs, part 2"
+    feat = _features(records)
+    assert feat.authors[1] == feat.authors[0] == ["smith", "doe"]
+    assert feat.authors.codes[1] == feat.authors.codes[0]  # one list for both spellings
+    assert len(feat.authors.values) == 2  # ["smith", "doe"] and []
+    assert feat.numbers[1] == feat.numbers[2] == frozenset({"2"})
+    assert feat.numbers.codes[1] == feat.numbers.codes[2]
+    assert feat.numbers[0] == frozenset()
+
+
+def test_per_combination_is_one_call_per_combination_in_order_of_first_appearance() -> None:
+    rng = np.random.default_rng(3)
+    a = _Column(_code_array(rng.integers(0, 300, 2000), 300), [f"a{k}" for k in range(300)])
+    b = _Column(_code_array(rng.integers(0, 5, 2000), 5), list(range(5)))
+    calls = []
+
+    def joined(x: str, y: int) -> str:
+        calls.append((x, y))
+        return f"{x}|{y % 2}"  # equal results from two combinations: one entry
+
+    column = _per_combination((a, b), joined)
+    expected = [f"{a[i]}|{b[i] % 2}" for i in range(2000)]
+    assert list(column) == expected
+    assert len(calls) == len(set(calls)) == len({(a[i], b[i]) for i in range(2000)})
+    assert column.values == list(dict.fromkeys(expected))  # first appearance, no repeats
+    assert column.codes.typecode == "h"

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.dtypes import StringDType
 
 from migfw.slr.dedupe.result import text_column
 
@@ -48,7 +49,10 @@ class _Column(Sequence):
         return np.frombuffer(self.codes, dtype=np.dtype(self.codes.typecode))
 
     def table(self) -> np.ndarray:
-        """The distinct values as a numpy object array (index it with the codes)."""
+        """The distinct values as a numpy array (index it with the codes): object, or the
+        StringDType table itself (_strings: not a Python string per entry)."""
+        if isinstance(self.values, np.ndarray):
+            return self.values
         table = np.empty(len(self.values), dtype=object)
         table[:] = self.values  # (not np.array: list and tuple values stay objects)
         return table
@@ -71,31 +75,66 @@ class _Column(Sequence):
 
 
 class _Variants(_Column):
-    """A title's keys (list: the title key, then bracketed translated titles' keys). A
-    table entry that is a string stands for the list of that one key: nearly all titles
-    have no brackets, and a one-key list per distinct title was ~5 MiB at 100,000
-    records (the string is the title column's own object). Gives lists, as before."""
+    """A title's keys (list: the title key, then bracketed translated titles' keys), per
+    distinct raw title (the codes). Nearly all titles have no brackets: their entry is
+    the list of the title key alone, `keys[key_of[entry]]` (the title column's table);
+    the others' lists are slices of one StringDType array (`flat[bounds[entry]:
+    bounds[entry + 1]]`, key_of -1). A list per distinct title, its strings Python
+    objects, was ~5 MiB at 100,000 records and kept the title keys Python strings. Gives
+    new lists, as before."""
 
-    __slots__ = ()
+    __slots__ = ("key_of", "keys", "bounds", "flat")
+
+    def __init__(
+        self, codes: array, key_of: array, keys: np.ndarray, bounds: array, flat: np.ndarray
+    ) -> None:
+        super().__init__(codes, [])  # (no list of values: see entry)
+        self.key_of = key_of  # array('i'): indexing gives Python ints (fast per pair)
+        self.keys = keys
+        self.bounds = bounds
+        self.flat = flat
+
+    def entry(self, code: int) -> list:
+        key = self.key_of[code]
+        if key >= 0:
+            return [self.keys[key]]
+        return self.flat[self.bounds[code] : self.bounds[code + 1]].tolist()
 
     def __getitem__(self, i: Any) -> Any:
-        value = self.values[self.codes[i]]
-        return [value] if isinstance(value, str) else value
+        return self.entry(self.codes[i])
 
     def __iter__(self) -> Iterator:
-        values = self.values
-        return ([v] if isinstance(v := values[c], str) else v for c in self.codes)
+        return map(self.entry, self.codes)
 
     def listed(self) -> list:
-        return [[v] if isinstance(v, str) else v for v in self.values]
+        return [self.entry(code) for code in range(len(self.key_of))]
+
+    def sizes(self) -> np.ndarray:
+        """The number of keys of each table entry."""
+        own = np.frombuffer(self.bounds, dtype=np.int32)
+        return np.where(np.frombuffer(self.key_of, dtype=np.int32) >= 0, 1, np.diff(own))
 
     def table(self) -> np.ndarray:
-        table = np.empty(len(self.values), dtype=object)
+        table = np.empty(len(self.key_of), dtype=object)
         table[:] = self.listed()
         return table
 
     def map(self, function: Callable[[Any], Any], by_value: bool = False) -> _Column:
         return _Column(self.codes, self.listed()).map(function, by_value)
+
+    def take(self, idx: np.ndarray) -> _Column:
+        codes = array(self.codes.typecode, self.numpy_codes()[idx].tobytes())
+        return _Variants(codes, self.key_of, self.keys, self.bounds, self.flat)
+
+
+def _strings(column: _Column) -> _Column:
+    """`column` with its table of strings as one numpy StringDType array: a string of up
+    to 15 bytes inside the array's 16 bytes per entry, a longer one in the array's own
+    heap (a Python str was ~50 bytes more, plus the list's pointer: the title keys of
+    100,000 records were 10 MiB). Indexing gives Python strings, as the list did, and
+    the Python strings are freed for the next columns' use. The table's strings are
+    distinct (tables built by value), which _exact_copy_of relies on."""
+    return _Column(column.codes, np.array(column.values, dtype=StringDType()))
 
 
 def _recoded(codes: np.ndarray, results: list) -> _Column:
@@ -126,6 +165,28 @@ def _per_distinct(
     if by_value:
         return _recoded(np.frombuffer(codes, dtype=np.int32), table)
     return _Column(_code_array(np.frombuffer(codes, dtype=np.int32), len(table)), table)
+
+
+def _per_combination(columns: Sequence[_Column], function: Callable[..., Any]) -> _Column:
+    """`function` of the values of `columns` (one argument per column), computed once per
+    distinct combination of their codes; equal results share one entry, numbered in
+    order of first appearance. The combinations are found on integer arrays: a tuple of
+    codes per record in a dict (_per_distinct over zip) held ~14 MiB of tuples and ints
+    for title x venue at 100,000 records, freed only after the features' peak."""
+    key = np.zeros(len(columns[0]), dtype=np.int64)
+    for column in columns:  # renumbered each step (< records): never overflows
+        key = np.unique(key * len(column.values) + column.numpy_codes(), return_inverse=True)[1]
+    first = np.unique(key, return_index=True)[1]  # the first record of each combination
+    order = np.argsort(first, kind="stable")  # combinations in order of first appearance
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    rows = first[order]
+    codes = [column.numpy_codes()[rows].tolist() for column in columns]
+    results = [
+        function(*(column.values[c[k]] for column, c in zip(columns, codes, strict=True)))
+        for k in range(len(rows))
+    ]
+    return _recoded(rank[key], results)
 
 
 SLICE = 10_000  # records whose text cells are Python strings at a time

@@ -269,7 +269,7 @@ class _ChunkPairs:
         self.store = store
         # Per-record arrays the pair masks index, built once for all chunks.
         self.notice = feat.notice.objects(bool)
-        self.titles = feat.title.objects()
+        self.titles = feat.title.numpy_codes()  # (one code per distinct title key)
         self.set_of = np.asarray(sets, dtype=object) if sets is not None else None
         self.held: dict[tuple[int, int], dict] = {}
         self.counts: Counter = Counter()

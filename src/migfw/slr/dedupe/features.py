@@ -18,8 +18,10 @@ from migfw.slr.dedupe.columns import (  # (re-exported: other modules import the
     _cells,
     _code_array,
     _Column,
+    _per_combination,
     _per_distinct,
     _recoded,
+    _strings,
     _texts,
     _Variants,
 )
@@ -208,7 +210,7 @@ class _Features:
     doi_base: _Column
     doi_code: np.ndarray  # doi_base as integer codes, -1 = no DOI
     authors: _Column  # list of surname keys in order
-    tokens: _Column  # frozenset of all name tokens (surnames and given names)
+    tokens: _Column  # sorted tuple of all name tokens (surnames and given names)
     year: _Column  # int, 0 = unknown
     venue: _Column
     vtype: _Column
@@ -246,19 +248,62 @@ MAX_AUTHORS = 100
 MAX_AUTHOR_CHARS = 4000
 
 
+def _title_fields(records: pd.DataFrame) -> dict[str, _Column]:
+    """The fields computed from the raw titles (title, variants, tail, notice, bracketed).
+    Two steps, so that their Python strings are not all alive at once (they were the
+    features' peak): each distinct raw title's key into a StringDType array, the raw
+    titles freed; then equal keys numbered (a dict of the keys' strings, ~15 MiB at
+    100,000 records, reusing the raw titles' memory)."""
+    raw_titles = _per_distinct(_texts(records, "title"), lambda t: t[:MAX_TITLE_CHARS])
+    n_raw = len(raw_titles.values)
+    raw_keys = np.empty(n_raw, dtype=StringDType())
+    notices = []
+    for start in range(0, n_raw, SLICE):
+        part = []
+        for t in raw_titles.values[start : start + SLICE]:
+            cited = _CORRECTION_CITE_RE.search(t) if t.rstrip(". ").endswith(")") else None
+            key = title_key(t[: cited.start()] if cited else t)
+            part.append(key)
+            notices.append(bool(cited or _NOTICE_RE.match(key) or _REPLY_RE.search(key)))
+        raw_keys[start : start + SLICE] = part
+        del part
+    raw_codes = raw_titles.numpy_codes()
+    fields = {
+        "tail": _strings(raw_titles.map(_after_heading, by_value=True)),
+        "notice": _recoded(raw_codes, notices),
+        "bracketed": raw_titles.map(lambda t: bool(_TRANSLATED_RE.match(t)), by_value=True),
+    }
+    bounds = array("i", [0])  # an entry's variants: flat[bounds[entry]:bounds[entry + 1]]
+    flat: list[str] = []
+    for raw in raw_titles.values:
+        if "[" in raw:
+            flat.extend(title_variants(raw))
+        bounds.append(len(flat))
+    own = np.array(["[" in raw for raw in raw_titles.values], dtype=bool)
+    variant_codes = raw_titles.codes
+    del raw_titles, notices
+    first: dict[str, int] = {}  # title key -> its entry (in order of first appearance)
+    key_of = np.fromiter((first.setdefault(k, len(first)) for k in raw_keys), np.int32, n_raw)
+    keys = np.array(list(first), dtype=StringDType())  # (see columns._strings)
+    del first, raw_keys
+    return {
+        "title": _Column(_code_array(key_of[raw_codes], len(keys)), keys),
+        "variants": _Variants(
+            variant_codes,
+            array("i", np.where(own, -1, key_of).astype(np.int32).tobytes()),
+            keys,
+            bounds,
+            np.array(flat, dtype=StringDType()),
+        ),
+        **fields,
+    }
+
+
 def _features(records: pd.DataFrame) -> _Features:
     # Per distinct value (copies of one work repeat their fields): one key object shared
     # by every record that has it, computed once; the raw cells are read a slice at a time.
-    raw_titles = _per_distinct(_texts(records, "title"), lambda t: t[:MAX_TITLE_CHARS])
-    canonical: dict[str, str] = {}  # one string object per distinct title key
-    cited = [
-        _CORRECTION_CITE_RE.search(t) if t.rstrip(". ").endswith(")") else None
-        for t in raw_titles.values
-    ]
-    uncited = (t[: c.start()] if c else t for t, c in zip(raw_titles.values, cited, strict=True))
-    title_of_raw = [canonical.setdefault(k, k) for k in map(title_key, uncited)]
-    del canonical
-    titles = _recoded(raw_titles.numpy_codes(), title_of_raw)
+    from_titles = _title_fields(records)
+    titles = from_titles["title"]
     raw_venues = _per_distinct(_texts(records, "venue"), lambda v: v)  # the column read once
     venues = raw_venues.map(_venue_key, by_value=True)
     meetings = raw_venues.map(lambda v: bool(_EMBASE_MEETING_RE.search(v)), by_value=True)
@@ -272,10 +317,10 @@ def _features(records: pd.DataFrame) -> _Features:
     else:
         years = _Column(array("b", bytes(len(records))), [0])
     names_of = _per_distinct(_texts(records, "authors"), _author_names)
-    authors = names_of.map(lambda kt: kt[0])
+    authors = _equal_lists_shared(names_of.map(lambda kt: kt[0]))
     tokens = names_of.map(lambda kt: kt[1], by_value=True)
     del names_of
-    bases = dois.map(_doi_base, by_value=True)
+    dois, bases = _doi_columns(dois)
 
     def is_generic(title: str, venue: str) -> bool:
         return (
@@ -284,23 +329,15 @@ def _features(records: pd.DataFrame) -> _Features:
             or bool(venue and (title == venue or (title.startswith(venue) and len(venue) > 15)))
         )
 
-    generic = _per_distinct(
-        zip(titles.codes, venues.codes, strict=True),
-        lambda tv: is_generic(titles.values[tv[0]], venues.values[tv[1]]),
-        by_value=True,
-    )
+    generic = _per_combination((titles, venues), is_generic)
     # A volume that is just the year ("2016") is a locator nobody else uses.
     raw_volumes = _per_distinct(_texts(records, "volume"), _first_number)
-    volumes = _per_distinct(
-        zip(raw_volumes.codes, years.codes, strict=True),
-        lambda vy: _volume(raw_volumes.values[vy[0]], years.values[vy[1]]),
-        by_value=True,
-    )
+    volumes = _per_combination((raw_volumes, years), _volume)
     raw_pages = _per_distinct(_texts(records, "pages"), lambda p: p)
     feat = _Features(
         ids=_ids(records),
-        title=titles,
-        numbers=titles.map(lambda t: _title_numbers(t) or _NO_NUMBERS),
+        **from_titles,
+        numbers=titles.map(lambda t: _title_numbers(t) or _NO_NUMBERS, by_value=True),
         generic=generic,
         doi=dois,
         doi_base=bases,
@@ -309,38 +346,16 @@ def _features(records: pd.DataFrame) -> _Features:
         tokens=tokens,
         year=years,
         venue=venues,
-        vtype=_per_distinct(
-            zip(venues.codes, etypes.codes, meetings.codes, strict=True),
-            lambda vem: (
-                ""
-                if meetings.values[vem[2]]
-                else _venue_type(venues.values[vem[0]], etypes.values[vem[1]])
-            ),
-            by_value=True,
+        vtype=_per_combination(
+            (venues, etypes, meetings),
+            lambda venue, etype, meeting: "" if meeting else _venue_type(venue, etype),
         ),
         volume=volumes,
-        issue=_issues(records),
+        issue=_strings(_issues(records)),
         page=raw_pages.map(_start_page, by_value=True),
-        # The title key itself when there are no brackets (one string, not two).
-        variants=_Variants(
-            raw_titles.codes,
-            [
-                title_variants(raw) if "[" in raw else key
-                for raw, key in zip(raw_titles.values, title_of_raw, strict=True)
-            ],
-        ),
-        tail=raw_titles.map(_after_heading, by_value=True),
         # From the folded venue (already accent- and punctuation-free): cheap.
         vtokens=venues.map(lambda v: [w for w in v.split() if w not in VENUE_STOP]),
-        notice=_recoded(
-            raw_titles.numpy_codes(),
-            [
-                bool(c or _NOTICE_RE.match(k) or _REPLY_RE.search(k))
-                for k, c in zip(title_of_raw, cited, strict=True)
-            ],
-        ),
         language=titles.map(_language, by_value=True),
-        bracketed=raw_titles.map(lambda t: bool(_TRANSLATED_RE.match(t)), by_value=True),
         pages=raw_pages.map(lambda p: normalise_pages(p).lower() if p else "", by_value=True),
         page_code=np.empty(0, dtype=np.int64),
         volume_code=np.empty(0, dtype=np.int64),
@@ -348,7 +363,7 @@ def _features(records: pd.DataFrame) -> _Features:
     )
     feat.page_code = _codes(feat.page)
     feat.volume_code = _codes(feat.volume)
-    feat.multi_title = np.array([len(v) > 1 for v in feat.variants], dtype=bool)
+    feat.multi_title = (feat.variants.sizes() > 1)[feat.variants.numpy_codes()]
     return feat
 
 
@@ -397,6 +412,33 @@ def _ids(records: pd.DataFrame) -> np.ndarray:
     return ids
 
 
+def _doi_columns(dois: _Column) -> tuple[_Column, _Column]:
+    """The DOI and its base (_doi_base) of every record as two columns sharing one
+    StringDType table: the DOIs, then the bases that are no DOI of these records (a
+    second table of nearly the same strings was 1.7 MiB at 100,000 records)."""
+    table = list(dois.values)  # distinct (by_value)
+    entry = {doi: k for k, doi in enumerate(table)}
+    base_of = []
+    for doi in dois.values:
+        base = _doi_base(doi)
+        if base not in entry:
+            entry[base] = len(table)
+            table.append(base)
+        base_of.append(entry[base])
+    del entry
+    strings = np.array(table, dtype=StringDType())
+    bases = np.array(base_of, dtype=np.int32)[dois.numpy_codes()]
+    return _Column(dois.codes, strings), _Column(_code_array(bases, len(table)), strings)
+
+
+def _equal_lists_shared(column: _Column) -> _Column:
+    """`column` (of lists) with equal lists one table entry: author strings spelled
+    differently give one list of surname keys (20,187 author strings, 7,535 lists at
+    100,000 records)."""
+    shared = _recoded(column.numpy_codes(), [tuple(v) for v in column.values])
+    return _Column(shared.codes, [list(v) for v in shared.values])
+
+
 def _volume(volume: str, year: int) -> str:
     return "" if volume and volume == str(year) else volume
 
@@ -428,8 +470,10 @@ def _after_heading(raw: str) -> str:
     return rest if len(rest) >= 20 and len(rest.split()) >= 4 else ""
 
 
-def _author_names(raw: str) -> tuple[list[str], frozenset]:
-    """Surname keys in order and all name tokens of one author field."""
+def _author_names(raw: str) -> tuple[list[str], tuple[str, ...]]:
+    """Surname keys in order and all name tokens of one author field (a set, as a sorted
+    tuple: a frozenset was ~370 bytes, 5 MiB for the 13,607 token sets of 100,000
+    records; its readers make sets of both sides or test a few tokens)."""
     names = raw.split("; ")
     if raw and all("," in name for name in names):  # canonical "Last, F.; ..." (fast path)
         keys = [re.sub(r"[^a-z]", "", _fold(name.split(",", 1)[0])) for name in names]
@@ -440,14 +484,25 @@ def _author_names(raw: str) -> tuple[list[str], frozenset]:
     keys = [sys.intern(k) for k in keys if k and k not in _NO_AUTHOR][:MAX_AUTHORS]
     head = raw[:MAX_AUTHOR_CHARS]
     toks = {sys.intern(t) for t in _fold(head).split() if len(t) > 1 and t not in _NO_AUTHOR}
-    return keys, frozenset(toks - {"and", "et", "al"})
+    return keys, tuple(sorted(toks - {"and", "et", "al"}))
 
 
 def _codes(values: _Column) -> np.ndarray:
-    """Integer codes of equal values (in order of first appearance); -1 for empty
-    (int32: fewer distinct values than records)."""
-    codes = pd.factorize(pd.Series(values.objects(), dtype=object).replace("", None))[0]
-    return codes.astype(np.int32)
+    """Integer codes of equal values (in order of first appearance over the records); -1
+    for empty (int32: fewer distinct values than records). From the table's entries, not
+    a value per record (a Python string per record of a StringDType table)."""
+    first: dict[Any, int] = {}
+    number = np.array(
+        [-1 if v == "" else first.setdefault(v, len(first)) for v in values.values],
+        dtype=np.int64,
+    )[values.numpy_codes()]
+    filled = np.flatnonzero(number >= 0)
+    distinct, seen = np.unique(number[filled], return_index=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[distinct[np.argsort(seen, kind="stable")]] = np.arange(len(distinct))
+    codes = np.full(len(number), -1, dtype=np.int32)
+    codes[filled] = rank[number[filled]]
+    return codes
 
 
 def _take(feat: _Features, idx: np.ndarray) -> _Features:
@@ -481,7 +536,7 @@ def _exact_copy_of(feat: _Features, keep_apart: set[int]) -> np.ndarray:
     ten values per record in a dict was ~20 MiB at 100,000 records, 15 of them kept."""
     n = len(feat.ids)
     out = np.arange(n, dtype=np.int64)
-    titled = np.array([bool(t) for t in feat.title.values], dtype=bool)
+    titled = np.asarray(feat.title.values != "", dtype=bool)
     eligible = titled[feat.title.numpy_codes()] & ~feat.generic.objects(bool)
     if keep_apart:
         eligible[np.fromiter(keep_apart, dtype=np.int64, count=len(keep_apart))] = False
@@ -491,13 +546,17 @@ def _exact_copy_of(feat: _Features, keep_apart: set[int]) -> np.ndarray:
     key = np.zeros(len(rows), dtype=np.int64)
     for name in _COPY_FIELDS:
         column = getattr(feat, name)
-        first: dict[Any, int] = {}  # value -> its number (lists compared as tuples)
-        number = np.array(
-            [first.setdefault(tuple(v) if isinstance(v, list) else v, len(first))
-             for v in column.values],
-            dtype=np.int64,
-        )[column.numpy_codes()[rows]]  # fmt: skip
-        key = pd.factorize(key * len(first) + number)[0]  # < len(rows): never overflows
+        if isinstance(column.values, np.ndarray):  # a StringDType table: distinct strings
+            size, number = len(column.values), column.numpy_codes()[rows].astype(np.int64)
+        else:
+            first: dict[Any, int] = {}  # value -> its number (lists compared as tuples)
+            number = np.array(
+                [first.setdefault(tuple(v) if isinstance(v, list) else v, len(first))
+                 for v in column.values],
+                dtype=np.int64,
+            )[column.numpy_codes()[rows]]  # fmt: skip
+            size = len(first)
+        key = pd.factorize(key * size + number)[0]  # < len(rows): never overflows
     first_row = np.unique(key, return_index=True)[1]  # keys are 0..k-1, first seen first
     out[rows] = rows[first_row[key]]
     return out

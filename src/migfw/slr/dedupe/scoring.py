@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 
@@ -87,9 +87,10 @@ def _first_author_agrees(feat: _Features, i: int, j: int) -> bool:
     return _joined(a[0], feat.tokens[j]) or _joined(b[0], feat.tokens[i])
 
 
-def _joined(key: str, tokens: frozenset) -> bool:
+def _joined(key: str, tokens: Collection[str]) -> bool:
     """`key` is two name words of `tokens` written together ('dejorge': 'de' + 'jorge')."""
-    return any(key[len(t) :] in tokens for t in tokens if len(t) < len(key) and key.startswith(t))
+    names = set(tokens)  # (a tuple from the features: one look-up per token, not a scan)
+    return any(key[len(t) :] in names for t in names if len(t) < len(key) and key.startswith(t))
 
 
 def _title_sim(feat: _Features, i: int, j: int) -> tuple[float, bool]:
