@@ -29,21 +29,23 @@ class _Column(Sequence):
     pointer and often a new object per record, ~120 MiB for the features of 100,000
     records. Indexing and iteration give the values, as a list would."""
 
-    __slots__ = ("codes", "values")
+    __slots__ = ("codes", "values", "get")
 
-    def __init__(self, codes: array, values: list) -> None:
+    def __init__(self, codes: array, values: Any) -> None:
         self.codes = codes  # array('b'/'h'/'i'): indexing gives Python ints (fast per pair)
-        self.values = values
+        self.values = values  # a list, or a StringDType array (_strings)
+        # ndarray.item: a Python str from a StringDType table as fast as a list gives one
+        # (ndarray[k] took twice as long: per-pair rules read ~70 values a pair).
+        self.get = values.item if isinstance(values, np.ndarray) else values.__getitem__
 
     def __len__(self) -> int:
         return len(self.codes)
 
     def __getitem__(self, i: Any) -> Any:
-        return self.values[self.codes[i]]
+        return self.get(self.codes[i])
 
     def __iter__(self) -> Iterator:
-        values = self.values
-        return (values[c] for c in self.codes)
+        return map(self.get, self.codes)
 
     def numpy_codes(self) -> np.ndarray:
         return np.frombuffer(self.codes, dtype=np.dtype(self.codes.typecode))
@@ -97,7 +99,7 @@ class _Variants(_Column):
     def entry(self, code: int) -> list:
         key = self.key_of[code]
         if key >= 0:
-            return [self.keys[key]]
+            return [self.keys.item(key)]
         return self.flat[self.bounds[code] : self.bounds[code + 1]].tolist()
 
     def __getitem__(self, i: Any) -> Any:
