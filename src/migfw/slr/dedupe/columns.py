@@ -29,23 +29,21 @@ class _Column(Sequence):
     pointer and often a new object per record, ~120 MiB for the features of 100,000
     records. Indexing and iteration give the values, as a list would."""
 
-    __slots__ = ("codes", "values", "get")
+    __slots__ = ("codes", "values")
 
     def __init__(self, codes: array, values: Any) -> None:
         self.codes = codes  # array('b'/'h'/'i'): indexing gives Python ints (fast per pair)
-        self.values = values  # a list, or a StringDType array (_strings)
-        # ndarray.item: a Python str from a StringDType table as fast as a list gives one
-        # (ndarray[k] took twice as long: per-pair rules read ~70 values a pair).
-        self.get = values.item if isinstance(values, np.ndarray) else values.__getitem__
+        self.values = values  # a list (a StringDType array in _Strings)
 
     def __len__(self) -> int:
         return len(self.codes)
 
     def __getitem__(self, i: Any) -> Any:
-        return self.get(self.codes[i])
+        return self.values[self.codes[i]]
 
     def __iter__(self) -> Iterator:
-        return map(self.get, self.codes)
+        values = self.values
+        return (values[c] for c in self.codes)
 
     def numpy_codes(self) -> np.ndarray:
         return np.frombuffer(self.codes, dtype=np.dtype(self.codes.typecode))
@@ -129,14 +127,28 @@ class _Variants(_Column):
         return _Variants(codes, self.key_of, self.keys, self.bounds, self.flat)
 
 
-def _strings(column: _Column) -> _Column:
+class _Strings(_Column):
+    """A column whose table of strings is one numpy StringDType array (see _strings)."""
+
+    __slots__ = ()
+
+    # ndarray.item: a Python str as fast as a list gives one (ndarray[k] took twice as
+    # long: the per-pair rules read ~70 values a pair).
+    def __getitem__(self, i: Any) -> Any:
+        return self.values.item(self.codes[i])
+
+    def __iter__(self) -> Iterator:
+        return map(self.values.item, self.codes)
+
+
+def _strings(column: _Column) -> _Strings:
     """`column` with its table of strings as one numpy StringDType array: a string of up
     to 15 bytes inside the array's 16 bytes per entry, a longer one in the array's own
     heap (a Python str was ~50 bytes more, plus the list's pointer: the title keys of
     100,000 records were 10 MiB). Indexing gives Python strings, as the list did, and
     the Python strings are freed for the next columns' use. The table's strings are
     distinct (tables built by value), which _exact_copy_of relies on."""
-    return _Column(column.codes, np.array(column.values, dtype=StringDType()))
+    return _Strings(column.codes, np.array(column.values, dtype=StringDType()))
 
 
 def _recoded(codes: np.ndarray, results: list) -> _Column:

@@ -21,6 +21,7 @@ from migfw.slr.dedupe.columns import (  # (re-exported: other modules import the
     _per_combination,
     _per_distinct,
     _recoded,
+    _Strings,
     _strings,
     _texts,
     _Variants,
@@ -287,7 +288,7 @@ def _title_fields(records: pd.DataFrame) -> dict[str, _Column]:
     keys = np.array(list(first), dtype=StringDType())  # (see columns._strings)
     del first, raw_keys
     return {
-        "title": _Column(_code_array(key_of[raw_codes], len(keys)), keys),
+        "title": _Strings(_code_array(key_of[raw_codes], len(keys)), keys),
         "variants": _Variants(
             variant_codes,
             array("i", np.where(own, -1, key_of).astype(np.int32).tobytes()),
@@ -412,7 +413,7 @@ def _ids(records: pd.DataFrame) -> np.ndarray:
     return ids
 
 
-def _doi_columns(dois: _Column) -> tuple[_Column, _Column]:
+def _doi_columns(dois: _Column) -> tuple[_Strings, _Strings]:
     """The DOI and its base (_doi_base) of every record as two columns sharing one
     StringDType table: the DOIs, then the bases that are no DOI of these records (a
     second table of nearly the same strings was 1.7 MiB at 100,000 records)."""
@@ -428,7 +429,7 @@ def _doi_columns(dois: _Column) -> tuple[_Column, _Column]:
     del entry
     strings = np.array(table, dtype=StringDType())
     bases = np.array(base_of, dtype=np.int32)[dois.numpy_codes()]
-    return _Column(dois.codes, strings), _Column(_code_array(bases, len(table)), strings)
+    return _Strings(dois.codes, strings), _Strings(_code_array(bases, len(table)), strings)
 
 
 def _equal_lists_shared(column: _Column) -> _Column:
