@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from risrecords import BASE, ris_file, uncertain_pair_file
 
 from migfw.cli import main
 from migfw.errors import MigfwError
@@ -30,21 +31,6 @@ def _bench():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _ris(path: Path, records: list[dict]) -> Path:
-    lines = []
-    for rec in records:
-        lines.append(f"TY  - {rec.get('TY', 'JOUR')}")
-        for tag, value in rec.items():
-            if tag == "TY":
-                continue
-            for item in value if isinstance(value, list) else [value]:
-                lines.append(f"{tag}  - {item}")
-        lines.append("ER  - ")
-        lines.append("")
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
 
 
 def _groups(result) -> set[frozenset]:
@@ -68,24 +54,12 @@ def _link(result, a: str, b: str) -> pd.Series:
     return hit.iloc[0]
 
 
-BASE = {
-    "AU": ["Nguyen, Thi Mai", "Okafor, Chidi", "Lindqvist, Erik"],
-    "TI": "Keeping firewall state consistent during live migration of virtual machines",
-    "PY": "2013",
-    "T2": "Journal of Cloud Computing",
-    "VL": "2",
-    "IS": "4",
-    "SP": "101",
-    "EP": "118",
-}
-
-
 # ---------------------------------------------------------------- hand-built cases
 
 
 def test_equal_doi_with_case_and_url_differences_merges(tmp_path: Path) -> None:
-    a = _ris(tmp_path / "scopus.ris", [{**BASE, "ID": "s1", "DO": "10.1186/JCC.2013.77"}])
-    b = _ris(
+    a = ris_file(tmp_path / "scopus.ris", [{**BASE, "ID": "s1", "DO": "10.1186/JCC.2013.77"}])
+    b = ris_file(
         tmp_path / "wos.ris",
         [
             {
@@ -110,8 +84,8 @@ def test_fallback_model_is_used_when_too_few_records_to_train(tmp_path: Path) ->
     fuzzy pair the shipped model merges falls below the review band."""
     from migfw.slr.dedupe import linkage
 
-    a = _ris(tmp_path / "a.ris", [{**BASE, "ID": "a"}])
-    b = _ris(tmp_path / "b.ris", [{**BASE, "ID": "b", "AU": ["Nguyen, T. M.", "Okafor, C.",
+    a = ris_file(tmp_path / "a.ris", [{**BASE, "ID": "a"}])
+    b = ris_file(tmp_path / "b.ris", [{**BASE, "ID": "b", "AU": ["Nguyen, T. M.", "Okafor, C.",
              "Lindqvist, E."], "T2": "J Cloud Comput"}])  # fmt: skip
     records = read_exports([a, b])
     assert _same(deduplicate(records), "a", "b")
@@ -139,7 +113,7 @@ def test_same_title_journal_vs_conference_with_other_year_and_pages_stays_apart(
     }
     for tag in ("VL", "IS"):
         conf.pop(tag)
-    path = _ris(tmp_path / "x.ris", [{**BASE, "ID": "j1"}, conf])
+    path = ris_file(tmp_path / "x.ris", [{**BASE, "ID": "j1"}, conf])
     result = deduplicate(read_exports([path]))
     assert not _same(result, "j1", "c1")
     link = _link(result, "j1", "c1")
@@ -153,7 +127,7 @@ def test_different_dois_never_merge_on_a_sibling_item(tmp_path: Path) -> None:
     """Two DOIs on one title, author list, venue, volume and start page, but one page
     longer: a sibling item (a second part printed on, a corrected reprint), never
     merged by the machine; a person decides."""
-    path = _ris(
+    path = ris_file(
         tmp_path / "x.ris",
         [{**BASE, "ID": "a", "DO": "10.1000/one"},
          {**BASE, "ID": "b", "DO": "10.1000/two", "EP": "119"}],
@@ -185,7 +159,7 @@ def test_republication_merges_only_at_the_same_length(tmp_path: Path) -> None:
     for name, (change, decision, rule) in cases.items():
         first = {**one, "TI": change.get("TI", one["TI"])}
         recs = [first, {**later, **change, "ID": name}]
-        result = deduplicate(read_exports([_ris(tmp_path / f"{name}.ris", recs)]))
+        result = deduplicate(read_exports([ris_file(tmp_path / f"{name}.ris", recs)]))
         assert _same(result, "a", name) == (decision == "duplicate"), name
         link = _link(result, "a", name)
         assert (link.decision, link.rule) == (decision, rule), name
@@ -205,7 +179,7 @@ def test_title_behind_a_heading_is_the_same_title(tmp_path: Path) -> None:
         # Initials, no volume, online-first year: the title has to carry the pair.
         other = {**plain, "ID": name, "TI": title, "AU": ["Nguyen, T.", "Okafor, C."],
                  "VL": "", "IS": "", "PY": "2014"}  # fmt: skip
-        result = deduplicate(read_exports([_ris(tmp_path / f"{name}.ris", [plain, other])]))
+        result = deduplicate(read_exports([ris_file(tmp_path / f"{name}.ris", [plain, other])]))
         assert _same(result, "a", name) == same, (name, _link(result, "a", name).rule)
 
 
@@ -215,7 +189,7 @@ def test_proceedings_doi_shared_by_papers_with_different_titles(tmp_path: Path) 
         {**BASE, "ID": "p1", "DO": shared},
         {**BASE, "ID": "p2", "DO": shared, "TI": "Scheduling serverless workloads on edge nodes"},
     ]
-    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", papers)]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "x.ris", papers)]))
     assert not _same(result, "p1", "p2")
     assert _link(result, "p1", "p2").rule == "doi-shared-titles-differ"
 
@@ -225,13 +199,13 @@ def test_part_one_and_part_two_are_different_works(tmp_path: Path) -> None:
     two = {**BASE, "ID": "p2", "TI": BASE["TI"] + ", Part II"}
     for rec in (one, two):
         rec.pop("SP"), rec.pop("EP")  # no page numbers to tell them apart
-    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [one, two])]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "x.ris", [one, two])]))
     assert not _same(result, "p1", "p2")
 
 
 def test_fuzzy_duplicate_without_doi_typo_and_author_format(tmp_path: Path) -> None:
-    a = _ris(tmp_path / "a.ris", [{**BASE, "ID": "a", "DO": "10.1186/jcc.2013.77"}])
-    b = _ris(
+    a = ris_file(tmp_path / "a.ris", [{**BASE, "ID": "a", "DO": "10.1186/jcc.2013.77"}])
+    b = ris_file(
         tmp_path / "b.ris",
         [
             {
@@ -264,7 +238,7 @@ def test_chain_cannot_join_records_with_contradicting_dois(tmp_path: Path) -> No
         {**BASE, "ID": "b"},
         {**BASE, "ID": "c", "DO": "10.1000/two", "EP": "119"},
     ]
-    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", recs)]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "x.ris", recs)]))
     assert not _same(result, "a", "c")
     assert _same(result, "a", "b") != _same(result, "b", "c")  # b joins exactly one
     decisions = sorted(result.links.decision)
@@ -276,8 +250,8 @@ def test_chain_cannot_join_records_with_contradicting_dois(tmp_path: Path) -> No
 
 
 def test_merged_record_keeps_best_fields_and_provenance(tmp_path: Path) -> None:
-    a = _ris(tmp_path / "a.ris", [{**BASE, "ID": "a", "AB": "Short."}])
-    b = _ris(
+    a = ris_file(tmp_path / "a.ris", [{**BASE, "ID": "a", "AB": "Short."}])
+    b = ris_file(
         tmp_path / "b.ris",
         [{**BASE, "ID": "b", "DO": "10.1186/jcc.2013.77", "AB": "A much longer abstract."}],
     )
@@ -301,7 +275,7 @@ def test_cochrane_review_versions_share_a_doi_base(tmp_path: Path) -> None:
         {**review, "ID": "other", "TI": "Oxygen therapy for infants", "DO":
          "10.1002/14651858.CD002273.pub4"},
     ]  # fmt: skip
-    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", recs)]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "x.ris", recs)]))
     assert _same(result, "v2", "v3") and _link(result, "v2", "v3").doi == "same-base"
     assert not _same(result, "v2", "other")
 
@@ -322,7 +296,7 @@ def test_online_first_and_proceedings_year_merge_but_two_years_apart_does_not(
     recs = [issue, online, {**talk, "ID": "t21", "PY": "2021"},
             {**talk, "ID": "t22", "PY": "2022", "T2": "HICSS"},
             {**talk, "ID": "t19", "PY": "2019"}]  # fmt: skip
-    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", recs)]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "x.ris", recs)]))
     assert _same(result, "issue", "online")
     assert "year=-0.5" in _link(result, "issue", "online").evidence  # online-first: mild
     # Conference year vs proceedings year (ICIS 2017 indexed as 2018 in digital_work):
@@ -346,10 +320,10 @@ def test_duplicate_record_ids_are_rejected() -> None:
 
 
 def test_cli_writes_three_tables(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    a = _ris(tmp_path / "a.ris", [{**BASE, "ID": "a", "DO": "10.1/x1"}, {**BASE, "ID": "a2",
+    a = ris_file(tmp_path / "a.ris", [{**BASE, "ID": "a", "DO": "10.1/x1"}, {**BASE, "ID": "a2",
              "TI": "Something else entirely about packet filters", "DO": "10.1/x2",
              "SP": "201", "EP": "210"}])  # fmt: skip
-    b = _ris(tmp_path / "b.ris", [{**BASE, "ID": "b"}])
+    b = ris_file(tmp_path / "b.ris", [{**BASE, "ID": "b"}])
     out = tmp_path / "out"
     argv = ["slr", "dedupe", str(a), str(b), "--out", str(out)]
     assert main(argv + ["--database", "Scopus", "--database", "Web of Science"]) == 0
@@ -736,12 +710,7 @@ def test_review_loop_person_decision_overrides_the_machine(tmp_path: Path) -> No
     """A crafted uncertain pair -> review file -> decisions file -> rerun -> merged."""
     # Same title, authors, journal; two years apart and no pages/DOI: neither merge nor
     # split is safe, so the machine asks a person (score between REVIEW and MATCH).
-    a = {**BASE, "ID": "ua", "PY": "2013"}
-    b = {**BASE, "ID": "ub", "PY": "2015"}
-    for rec in (a, b):
-        for tag in ("VL", "IS", "SP", "EP"):
-            rec.pop(tag)
-    path = _ris(tmp_path / "x.ris", [a, b, {**BASE, "ID": "other", "TI": "Unrelated work"}])
+    path = uncertain_pair_file(tmp_path / "x.ris")
     out = tmp_path / "out"
     assert main(["slr", "dedupe", str(path), "--out", str(out)]) == 0
     review = pd.read_csv(out / "review.csv", dtype=str, keep_default_na=False)
@@ -776,7 +745,7 @@ def test_review_loop_person_decision_overrides_the_machine(tmp_path: Path) -> No
 def test_review_decisions_file_errors_are_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    path = _ris(tmp_path / "x.ris", [{**BASE, "ID": "a"}])
+    path = ris_file(tmp_path / "x.ris", [{**BASE, "ID": "a"}])
     bad = tmp_path / "d.csv"
     bad.write_text("record_a,record_b,decision\na,zzz,same\n")
     out = tmp_path / "out"
@@ -825,7 +794,7 @@ def test_unreliable_fields_do_not_veto_a_copy(tmp_path: Path) -> None:
         "IS": "23981145",  # PubMed id in the issue field
     }
     copy.pop("EP")
-    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [full, copy])]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "x.ris", [full, copy])]))
     assert _same(result, "embase", "medline")
     link = _link(result, "embase", "medline")
     assert link.decided_by == "model"
@@ -843,14 +812,14 @@ def test_empty_title_merges_only_with_authors_and_a_recurring_column_stays_apart
     for tag in ("SP", "EP"):
         col.pop(tag)
     recs = [full, untitled, {**col, "ID": "i1", "IS": "1"}, {**col, "ID": "i2", "IS": "2"}]
-    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", recs)]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "x.ris", recs)]))
     # An empty title merges with the same authors on the same page of the same volume...
     assert _same(result, "full", "untitled")
     assert not _same(result, "i1", "i2")
     # ...but never on venue evidence alone: without authors a person decides.
     anonymous = {**untitled, "ID": "anonymous"}
     anonymous.pop("AU")
-    result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [full, anonymous])]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "y.ris", [full, anonymous])]))
     assert not _same(result, "full", "anonymous")
     link = _link(result, "full", "anonymous")
     assert link.decision == MAYBE and "no usable title" in link.rule
@@ -867,7 +836,7 @@ def test_near_title_without_authors_to_compare_goes_to_a_person(tmp_path: Path) 
         "anonymous": {k: v for k, v in {**BASE, "TI": typo}.items() if k != "AU"},
     }
     for name, other in cases.items():
-        result = deduplicate(read_exports([_ris(tmp_path / f"{name}.ris",
+        result = deduplicate(read_exports([ris_file(tmp_path / f"{name}.ris",
                                                 [full, {**other, "ID": name}])]))  # fmt: skip
         assert not _same(result, "full", name)
         link = _link(result, "full", name)
@@ -876,7 +845,7 @@ def test_near_title_without_authors_to_compare_goes_to_a_person(tmp_path: Path) 
     copy = {k: v for k, v in {**BASE, "ID": "copy"}.items() if k != "AU"}
     bracketed = {**copy, "ID": "bracketed", "TI": BASE["TI"] + " [Zustand halten]"}
     recs = [full, same_people, copy, bracketed]
-    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", recs)]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "x.ris", recs)]))
     assert _same(result, "full", "typo") and _same(result, "full", "copy")
     assert _same(result, "full", "bracketed")
 
@@ -905,7 +874,7 @@ def test_erratum_merges_only_when_printed_with_its_article(tmp_path: Path) -> No
     }  # fmt: skip
     for name, (title, where, decision, rule) in cases.items():
         notice = {**BASE, "ID": name, "TI": title, "DO": "10.1000/n", **where}
-        result = deduplicate(read_exports([_ris(tmp_path / f"{name}.ris", [article, notice])]))
+        result = deduplicate(read_exports([ris_file(tmp_path / f"{name}.ris", [article, notice])]))
         assert _same(result, "art", name) == (decision == "duplicate"), name
         links = result.links
         hit = links[(links.record_a.isin(["art", name])) & (links.record_b.isin(["art", name]))]
@@ -928,14 +897,14 @@ def test_correction_citing_its_article_is_a_notice(tmp_path: Path) -> None:
               "TI": BASE["TI"] + " (Journal of Cloud Computing (2013) 2 (101-118))."}  # fmt: skip
     for notice in (wos, embase):
         pair = [article, notice]
-        result = deduplicate(read_exports([_ris(tmp_path / f"{notice['ID']}.ris", pair)]))
+        result = deduplicate(read_exports([ris_file(tmp_path / f"{notice['ID']}.ris", pair)]))
         assert not _same(result, "art", notice["ID"])
         assert _link(result, "art", notice["ID"]).rule == "conflict:notice"
-    result = deduplicate(read_exports([_ris(tmp_path / "both.ris", [wos, embase])]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "both.ris", [wos, embase])]))
     assert _same(result, "wos", "embase")
     # The same record without the citation is a copy of the article.
     copy = {**wos, "TI": BASE["TI"]}
-    result = deduplicate(read_exports([_ris(tmp_path / "copy.ris", [article, copy])]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "copy.ris", [article, copy])]))
     assert _same(result, "art", "wos")
 
 
@@ -971,7 +940,7 @@ def test_digital_work_sensitivity_and_no_false_merge() -> None:
 def test_decisions_self_pair_and_contradictions_are_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    path = _ris(tmp_path / "x.ris", [{**BASE, "ID": "a"}, {**BASE, "ID": "b", "PY": "2015"},
+    path = ris_file(tmp_path / "x.ris", [{**BASE, "ID": "a"}, {**BASE, "ID": "b", "PY": "2015"},
                                      {**BASE, "ID": "c", "PY": "2017"}])  # fmt: skip
     out = tmp_path / "out"
     bad = tmp_path / "d.csv"
@@ -1002,7 +971,7 @@ def test_decisions_self_pair_and_contradictions_are_one_line(
 def test_output_paths_of_the_wrong_kind_are_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    path = _ris(tmp_path / "x.ris", [{**BASE, "ID": "a"}])
+    path = ris_file(tmp_path / "x.ris", [{**BASE, "ID": "a"}])
     a_file = tmp_path / "taken.csv"
     a_file.write_text("keep me\n")
     assert main(["slr", "dedupe", str(path), "--out", str(a_file)]) == 2
@@ -1059,7 +1028,7 @@ def test_export_with_no_duplicate_but_exact_copies_trains_and_links_only_the_cop
         if i % 3 == 0:
             records.append({**rec, "TI": rec["TI"].upper() + "."})  # the same after folding
             copies += 1
-    result = deduplicate(read_exports([_ris(tmp_path / "clean.ris", records)]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "clean.ris", records)]))
     assert result.stats["records"] == 800 and result.stats["clusters"] == 800 - copies
     assert len(result.links[result.links.decision == DUPLICATE]) == copies
 
@@ -1073,7 +1042,7 @@ def test_one_doi_on_hundreds_of_different_titles_trains_and_merges_none(tmp_path
     words = [_word(rnd) for _ in range(400)]
     records = [{"TI": " ".join(rnd.choice(words) for _ in range(6)), "DO": "10.1000/stub",
                 "AU": f"{_word(rnd).title()}, A.", "PY": "2011"} for _ in range(600)]  # fmt: skip
-    result = deduplicate(read_exports([_ris(tmp_path / "stub.ris", records)]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "stub.ris", records)]))
     assert result.stats["clusters"] == 600
     assert not (result.links.decision == DUPLICATE).any()
 
@@ -1091,7 +1060,7 @@ def test_a_mis_parsed_giant_field_is_compared_by_its_head_only(tmp_path: Path) -
              "PY": "2015", "T2": "Journal of Tests"}  # fmt: skip
     others = [{"TI": " ".join(_word(rnd) for _ in range(8)), "AU": f"{_word(rnd).title()}, B.",
                "PY": "2015", "T2": "Journal of Tests"} for _ in range(20)]  # fmt: skip
-    records = read_exports([_ris(tmp_path / "giant.ris", [giant, dict(giant), *others])])
+    records = read_exports([ris_file(tmp_path / "giant.ris", [giant, dict(giant), *others])])
     assert len(records.title[0]) > 15_000
     feat = _features(records)
     assert len(feat.title[0]) <= MAX_TITLE_CHARS and len(feat.authors[0]) == MAX_AUTHORS
@@ -1168,11 +1137,11 @@ def test_article_number_filed_as_issue_is_not_another_issue(tmp_path: Path) -> N
          "DO": "10.15252/msb.20145486"},
         {**art, "ID": "publisher", "IS": "3", "SP": "791", "DO": "10.15252/msb.20145486"},
     ]  # fmt: skip
-    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", recs)]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "x.ris", recs)]))
     assert _groups(result) == {frozenset({"embase1", "embase2", "embase3", "publisher"})}
     # Two issue numbers that are both issues still tell two items apart.
     other = {**art, "ID": "issue4", "IS": "4", "SP": "12"}
-    result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [recs[3], other])]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "y.ris", [recs[3], other])]))
     assert "issue=-5" in _link(result, "publisher", "issue4").evidence
 
 
@@ -1186,17 +1155,17 @@ def test_doi_naming_another_journal_does_not_veto_the_copy(tmp_path: Path) -> No
     right = {**item, "ID": "right", "DO": "10.1016/j.appet.2012.05.003"}
     wrong = {**item, "ID": "wrong", "DO": "10.1016/j.regpep.2012.05.039",
              "AU": ["Nguyen, T.", "Okafor, C.", "Lindqvist, E."]}  # fmt: skip
-    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [right, wrong])]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "x.ris", [right, wrong])]))
     assert _same(result, "right", "wrong")
     sibling = {**wrong, "ID": "sibling", "DO": "10.1016/j.appet.2012.05.004"}
-    result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [right, sibling])]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "y.ris", [right, sibling])]))
     assert not _same(result, "right", "sibling")
     assert _link(result, "right", "sibling").rule.startswith("conflict:doi")
     # "jss" cannot be spelled from "Journal of Surgical Research": a misfit says nothing.
     surg = {**item, "T2": "Journal of Surgical Research"}
     a = {**surg, "ID": "a", "DO": "10.1016/j.jss.2012.11.060"}
     b = {**surg, "ID": "b", "DO": "10.1016/j.jss.2012.11.061"}
-    result = deduplicate(read_exports([_ris(tmp_path / "z.ris", [a, b])]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "z.ris", [a, b])]))
     assert not _same(result, "a", "b")
     assert _link(result, "a", "b").rule.startswith("conflict:doi")
 
@@ -1206,8 +1175,8 @@ def test_apart_by_keeps_deduplicated_sets_apart(tmp_path: Path, capsys) -> None:
     identical ones; a record of another set joins the first of them; a person's 'same'
     still joins the two; the CLI's --apart-by source_file does this per export file."""
     one = {**BASE, "DO": "10.1186/jcc.2013.77"}
-    old = _ris(tmp_path / "old.ris", [{**one, "ID": "o1"}, {**one, "ID": "o2"}])
-    new = _ris(tmp_path / "new.ris", [{**one, "ID": "n1"}])
+    old = ris_file(tmp_path / "old.ris", [{**one, "ID": "o1"}, {**one, "ID": "o2"}])
+    new = ris_file(tmp_path / "new.ris", [{**one, "ID": "n1"}])
     records = read_exports([old, new])
     assert _groups(deduplicate(records)) == {frozenset({"o1", "o2", "n1"})}
     result = deduplicate(records, apart_by="source_file")
@@ -1240,11 +1209,11 @@ def test_title_in_two_languages_on_the_same_item_merges(tmp_path: Path) -> None:
     other = {**german, "ID": "other", "TI": "Gewerkschaften und die Plattformökonomie im "
              "Dienstleistungssektor der deutschen Wirtschaft"}  # fmt: skip
     elsewhere = {**english, "ID": "elsewhere", "EP": "230"}
-    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [german, english])]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "x.ris", [german, english])]))
     assert _same(result, "de", "en")
     assert "title translated" in _link(result, "de", "en").rule
     for rec in (other, elsewhere):
-        result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [german, rec])]))
+        result = deduplicate(read_exports([ris_file(tmp_path / "y.ris", [german, rec])]))
         assert not _same(result, "de", rec["ID"])
 
 
@@ -1259,7 +1228,7 @@ def test_below_band_rows_as_columns_equal_the_row_by_row_version(tmp_path: Path)
     recs = [{**BASE, "ID": "a"}, {**BASE, "ID": "b", "PY": "2014", "DO": "10.1/x"},
             {**BASE, "ID": "c", "SP": "", "EP": "", "VL": ""},
             {**BASE, "ID": "d", "TY": "CONF", "T2": "Proc. ICIS", "IS": "7"}]  # fmt: skip
-    feat = _features(read_exports([_ris(tmp_path / "x.ris", recs)]))
+    feat = _features(read_exports([ris_file(tmp_path / "x.ris", recs)]))
     pairs = np.array([(0, 1), (0, 2), (1, 3), (2, 3), (0, 3)], dtype=np.int64)
     weights = np.array([-7.25, -12.0, -7.25, -30.123, -6.5])
     frame = _distinct_rows(feat, pairs, weights)
@@ -1277,7 +1246,7 @@ def test_links_in_record_id_order_with_compact_columns(tmp_path: Path) -> None:
     recs = [{**BASE, "ID": "b10"}, {**BASE, "ID": "b9"}, {**BASE, "ID": "a"},
             {**BASE, "ID": "c", "TI": "Live migration of firewall state across hosts"},
             {**BASE, "ID": "a2", "DO": "10.1000/one"}]  # fmt: skip
-    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", recs)]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "x.ris", recs)]))
     links = result.links
     pairs = list(zip(links.record_a, links.record_b, strict=True))
     assert pairs == sorted(pairs) and len(pairs) == len(set(pairs))
@@ -1319,13 +1288,13 @@ def test_issue_field_holding_record_numbers_is_no_evidence(tmp_path: Path) -> No
     a = {**art, "ID": "a", "T2": "Pan American Journal of Public Health"}
     b = {**art, "ID": "b", "T2": "Revista Panamericana de Salud Publica"}
     numbered = [{**r, "IS": str(100 + k)} for k, r in enumerate([*_filler(60), a, b])]
-    result = deduplicate(read_exports([_ris(tmp_path / "endnote.ris", numbered)]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "endnote.ris", numbered)]))
     assert _groups(result) == {frozenset({"a", "b"})}
     assert "issue" not in _link(result, "a", "b").evidence
     # Real issues (1-6, repeating) in the same export: issue 3 vs 4 is evidence against.
     issues = [{**r, "IS": str(k % 6 + 1)} for k, r in enumerate(_filler(60))]
     issues += [{**a, "IS": "3"}, {**b, "IS": "4"}]
-    result = deduplicate(read_exports([_ris(tmp_path / "journal.ris", issues)]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "journal.ris", issues)]))
     assert not _same(result, "a", "b")
     assert "issue=-5" in _link(result, "a", "b").evidence
 
@@ -1344,17 +1313,17 @@ def test_embase_meeting_after_the_journal_is_the_journal(tmp_path: Path) -> None
     embase = {**item, "ID": "embase",
               "T2": "Transplant International.Conference: 20th "
               "Annual Congress of the German Transplantation Society"}  # fmt: skip
-    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [medline, embase])]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "x.ris", [medline, embase])]))
     assert _same(result, "journal", "embase")
     assert "venue_type" not in _link(result, "journal", "embase").rule
     meeting = {**item, "ID": "meeting",
                "T2": "20th Annual Congress of the German Transplantation Society"}  # fmt: skip
-    result = deduplicate(read_exports([_ris(tmp_path / "m.ris", [embase, meeting])]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "m.ris", [embase, meeting])]))
     assert _same(result, "embase", "meeting")
     assert "venue_type" not in _link(result, "embase", "meeting").rule
     proc = {**item, "ID": "proc", "T2": "Proceedings of the 20th Annual Congress of the German "
             "Transplantation Society"}  # fmt: skip
-    result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [medline, proc])]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "y.ris", [medline, proc])]))
     assert not _same(result, "journal", "proc")
     assert _link(result, "journal", "proc").rule == "conflict:venue_type"
 
@@ -1375,13 +1344,13 @@ def test_medline_bracketed_translation_and_another_title_on_one_item_merge(
                "the prevention of bronchopulmonary infections in pulmonary surgery]"}  # fmt: skip
     embase = {**item, "ID": "embase", "TI": "Antibiotic prophylaxis in pulmonary surgery. A "
               "controlled double-blind study of amoxicillin versus cefamandole"}  # fmt: skip
-    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [medline, embase])]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "x.ris", [medline, embase])]))
     assert _same(result, "medline", "embase")
     assert "title translated" in _link(result, "medline", "embase").rule
     elsewhere = {**embase, "ID": "elsewhere", "EP": "290"}
     plain = {**medline, "ID": "plain", "TI": medline["TI"].strip("[]")}
     for a, b in ((medline, elsewhere), (plain, embase)):
-        result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [a, b])]))
+        result = deduplicate(read_exports([ris_file(tmp_path / "y.ris", [a, b])]))
         assert not _same(result, a["ID"], b["ID"])
 
 
@@ -1401,7 +1370,7 @@ def test_reply_titled_after_the_letter_is_not_the_letter(tmp_path: Path) -> None
     copy = {**reply, "ID": "copy", "TI": "Thrombomodulin in atypical hemolytic-uremic "
             "syndrome - Reply", "AU": ["Esmon, Charles T.", "Esmon, Naomi L.",
             "Conway, Edward M."]}  # fmt: skip
-    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [letter, reply, copy])]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "x.ris", [letter, reply, copy])]))
     assert _groups(result) == {frozenset({"reply", "copy"})}
     assert _link(result, "letter", "reply").rule == "conflict:notice"
 
@@ -1417,11 +1386,11 @@ def test_page_prefix_on_both_ends_is_the_same_range(tmp_path: Path) -> None:
             "AU": ["Kavanagh, D.", "Goodship, T."]}  # fmt: skip
     a = {**item, "ID": "a", "PY": "2011", "SP": "c37", "EP": "c42"}
     b = {**item, "ID": "b", "PY": "2010", "SP": "37", "EP": "42"}
-    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [a, b])]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "x.ris", [a, b])]))
     assert _same(result, "a", "b")
     assert "pages=+1.5" in _link(result, "a", "b").evidence
     c = {**b, "ID": "c", "EP": "45"}
-    result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [a, c])]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "y.ris", [a, c])]))
     assert "pages=-3" in _link(result, "a", "c").evidence
 
 
@@ -1439,11 +1408,11 @@ def test_supplement_word_for_a_start_page_is_no_page(tmp_path: Path) -> None:
          "research", "SP": "S376", "EP": "S387"}  # fmt: skip
     b = {**item, "ID": "b", "TI": "Screening for cervical cancer: new alternatives and "
          "research. [Review] [53 refs]", "SP": "Suppl", "EP": "87"}  # fmt: skip
-    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [a, b])]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "x.ris", [a, b])]))
     assert _same(result, "a", "b")
     assert "pages=" not in _link(result, "a", "b").evidence
     c = {**b, "ID": "c", "SP": "S12", "EP": "S20"}
-    result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [a, c])]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "y.ris", [a, c])]))
     assert "pages=-2.5" in _link(result, "a", "c").evidence
 
 
@@ -1466,11 +1435,11 @@ def test_unicode_hyphen_in_pages_is_a_dash(tmp_path: Path) -> None:
         item.pop(tag)
     a = {**item, "ID": "a", "SP": "S568\u2010"}
     b = {**item, "ID": "b", "SP": "S568"}
-    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [a, b])]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "x.ris", [a, b])]))
     assert _same(result, "a", "b")
     assert "pages=-" not in _link(result, "a", "b").evidence
     c = {**item, "ID": "c", "SP": "S570\u2010"}
-    result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [a, c])]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "y.ris", [a, c])]))
     assert "pages=-2.5" in _link(result, "a", "c").evidence
 
 
@@ -1485,11 +1454,11 @@ def test_section_heading_in_capitals_before_the_title(tmp_path: Path) -> None:
             "VL": "361", "IS": "17", "SP": "1676", "EP": "1687", "PY": "2009"}  # fmt: skip
     a = {**item, "ID": "a", "TI": "MEDICAL PROGRESS Atypical Hemolytic-Uremic Syndrome"}
     b = {**item, "ID": "b", "TI": "Atypical hemolytic-uremic syndrome"}
-    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [a, b])]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "x.ris", [a, b])]))
     assert _same(result, "a", "b")
     c = {**item, "ID": "c", "TI": "CLINICAL PRACTICE Atypical Hemolytic-Uremic Syndrome",
          "SP": "1801", "EP": "1805", "AU": ["Smith, J."]}  # fmt: skip
-    result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [a, c])]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "y.ris", [a, c])]))
     assert not _same(result, "a", "c")
     from migfw.slr.dedupe.features import _after_heading
 
@@ -1511,11 +1480,11 @@ def test_one_title_with_a_population_word_swapped_is_two_works(tmp_path: Path) -
              "Atypical Hemolytic-Uremic Syndrome")  # fmt: skip
     a = {**item, "ID": "a", "TI": title.format("Pediatric") + " (aHUS)"}
     b = {**item, "ID": "b", "TI": title.format("Adult")}
-    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [a, b])]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "x.ris", [a, b])]))
     assert not _same(result, "a", "b")
     assert _link(result, "a", "b").decision == MAYBE
     c = {**item, "ID": "c", "TI": title.format("Paediatric")}
-    result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [a, c])]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "y.ris", [a, c])]))
     assert _same(result, "a", "c")
 
 
@@ -1532,8 +1501,8 @@ def test_surname_split_at_its_particle_is_the_same_first_author(tmp_path: Path) 
     rest = ["Harris, C. L.", "Esparza-Gordillo, J."]
     a = {**item, "ID": "a", "AU": ["Goicoechea de, Jorge E.", *rest]}
     b = {**item, "ID": "b", "AU": ["de Jorge, E. G.", *rest]}
-    result = deduplicate(read_exports([_ris(tmp_path / "x.ris", [a, b])]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "x.ris", [a, b])]))
     assert "authors=+2" in _link(result, "a", "b").evidence
     c = {**item, "ID": "c", "AU": ["Garcia, J.", *rest]}
-    result = deduplicate(read_exports([_ris(tmp_path / "y.ris", [b, c])]))
+    result = deduplicate(read_exports([ris_file(tmp_path / "y.ris", [b, c])]))
     assert "authors=-4" in _link(result, "b", "c").evidence

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import rispy
+from risrecords import BASE, ris_file, uncertain_pair_file
 
 from migfw.cli import main
 from migfw.io import write_csv
@@ -19,34 +20,11 @@ from migfw.slr.imports import read_exports
 
 DEDUP = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "dedup"
 
-BASE = {
-    "AU": ["Nguyen, Thi Mai", "Okafor, Chidi", "Lindqvist, Erik"],
-    "TI": "Keeping firewall state consistent during live migration of virtual machines",
-    "PY": "2013",
-    "T2": "Journal of Cloud Computing",
-    "VL": "2",
-    "IS": "4",
-    "SP": "101",
-    "EP": "118",
-}
-
-
-def _ris(path: Path, records: list[dict]) -> Path:
-    lines = []
-    for rec in records:
-        lines.append(f"TY  - {rec.get('TY', 'JOUR')}")
-        for tag, value in rec.items():
-            if tag != "TY":
-                lines += [f"{tag}  - {v}" for v in (value if isinstance(value, list) else [value])]
-        lines += ["ER  - ", ""]
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
-
 
 def _exports(tmp_path: Path) -> list[Path]:
     """Two exports: duplicates across them, records with and without pages, keywords,
     DOI, abstract, and a conference paper (other RIS type)."""
-    a = _ris(tmp_path / "a.ris", [
+    a = ris_file(tmp_path / "a.ris", [
         {**BASE, "ID": "a1", "DO": "10.1/x1", "KW": ["migration", "firewall"]},
         {**BASE, "ID": "a2", "TI": "Packet filters for tenant networks", "DO": "10.1/x2",
          "SP": "201", "EP": "210", "AB": "We filter packets."},
@@ -54,7 +32,7 @@ def _exports(tmp_path: Path) -> list[Path]:
          "AU": ["Okafor, Chidi"], "PY": "2015"},
         {**BASE, "ID": "a4", "TI": "A survey of stateful middleboxes", "SP": "", "EP": ""},
     ])  # fmt: skip
-    b = _ris(tmp_path / "b.ris", [
+    b = ris_file(tmp_path / "b.ris", [
         {**BASE, "ID": "b1"},
         {**BASE, "ID": "b2", "TI": "Packet filters for tenant networks", "DO": "10.1/x2",
          "SP": "201", "EP": "210"},
@@ -133,12 +111,7 @@ def test_library_records_shares_the_merged_columns(deduplicated: tuple) -> None:
 def test_review_table_reads_only_its_pairs_records(tmp_path: Path) -> None:
     """Only the records of the `maybe` pairs are looked up: rows of other records (here a
     repeated id, which a lookup table of every record refuses) are never indexed."""
-    a = {**BASE, "ID": "ua", "PY": "2013"}
-    b = {**BASE, "ID": "ub", "PY": "2015"}
-    for rec in (a, b):
-        for tag in ("VL", "IS", "SP", "EP"):
-            rec.pop(tag)
-    path = _ris(tmp_path / "x.ris", [a, b, {**BASE, "ID": "other", "TI": "Unrelated work"}])
+    path = uncertain_pair_file(tmp_path / "x.ris")
     records = read_exports([path])
     result = deduplicate(records)
     table = review_table(result, records)

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from risrecords import BASE, ris_file
 
 from migfw.errors import MigfwError
 from migfw.slr.dedupe import deduplicate
@@ -26,24 +27,6 @@ needs_spark = pytest.mark.skipif(
 )
 
 
-def _ris(path: Path, records: list[dict]) -> Path:
-    lines = []
-    for rec in records:
-        lines.append(f"TY  - {rec.pop('TY', 'JOUR')}")
-        for tag, value in rec.items():
-            for item in value if isinstance(value, list) else [value]:
-                lines.append(f"{tag}  - {item}")
-        lines += ["ER  - ", ""]
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
-
-
-MIGRATION = {
-    "AU": ["Nguyen, Thi Mai", "Okafor, Chidi", "Lindqvist, Erik"],
-    "TI": "Keeping firewall state consistent during live migration of virtual machines",
-    "PY": "2013", "T2": "Journal of Cloud Computing", "VL": "2", "IS": "4", "SP": "101",
-    "EP": "118",
-}  # fmt: skip
 SUPPLEMENT = {"PY": "2019", "T2": "Journal of Network Security", "VL": "12", "IS": "S1"}
 
 # Hand-known truth: a1~a2~a3 (one article: DOI, no DOI with a typo, initials and an
@@ -51,11 +34,11 @@ SUPPLEMENT = {"PY": "2019", "T2": "Journal of Network Security", "VL": "12", "IS
 # authors' given names first), and five different works, two of them abstracts of one
 # supplement (same journal, volume, issue, year) with different titles and authors.
 RECORDS = [
-    {**MIGRATION, "ID": "a1", "DO": "10.1186/jcc.2013.77"},
-    {**MIGRATION, "ID": "a2", "AU": ["Nguyen, T. M.", "Okafor, C.", "Lindqvist, E."],
+    {**BASE, "ID": "a1", "DO": "10.1186/jcc.2013.77"},
+    {**BASE, "ID": "a2", "AU": ["Nguyen, T. M.", "Okafor, C.", "Lindqvist, E."],
      "TI": "Keeping firewall state consistant during live migration of virtual machines.",
      "T2": "J Cloud Comput"},
-    {**MIGRATION, "ID": "a3", "DO": "10.1186/JCC.2013.77",
+    {**BASE, "ID": "a3", "DO": "10.1186/JCC.2013.77",
      "TI": "KEEPING FIREWALL STATE CONSISTENT DURING LIVE MIGRATION OF VIRTUAL MACHINES."},
     {"TY": "CONF", "ID": "b1", "AU": ["Haddad, Samir", "Kowalski, Anna"],
      "TI": "Pre-copy migration of stateful packet filters between hypervisors",
@@ -102,7 +85,7 @@ def spark_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def test_spark_backend_finds_the_known_duplicates_as_duckdb_does(
     tmp_path: Path, spark_api: Any
 ) -> None:
-    records = read_exports([_ris(tmp_path / "crafted.ris", [dict(r) for r in RECORDS])])
+    records = read_exports([ris_file(tmp_path / "crafted.ris", [dict(r) for r in RECORDS])])
     in_process = deduplicate(records)
     on_spark = deduplicate(records, db_api=spark_api)
     assert _groups(in_process) == TRUTH
@@ -118,7 +101,7 @@ def test_spark_backend_finds_the_known_duplicates_as_duckdb_does(
     b_only = [dict(r) for r in RECORDS if r["ID"] in ("b1", "b2", "d1")]
     for r in b_only:
         r.pop("VL", None)
-    records = read_exports([_ris(tmp_path / "no_doi.ris", b_only)])
+    records = read_exports([ris_file(tmp_path / "no_doi.ris", b_only)])
     assert _groups(deduplicate(records, db_api=spark_api)) == {frozenset({"b1", "b2"})}
 
 
