@@ -188,19 +188,15 @@ def _per_combination(columns: Sequence[_Column], function: Callable[..., Any]) -
     codes per record in a dict (_per_distinct over zip) held ~14 MiB of tuples and ints
     for title x venue at 100,000 records, freed only after the features' peak."""
     key = np.zeros(len(columns[0]), dtype=np.int64)
-    for column in columns:  # renumbered each step (< records): never overflows
-        key = np.unique(key * len(column.values) + column.numpy_codes(), return_inverse=True)[1]
-    first = np.unique(key, return_index=True)[1]  # the first record of each combination
-    order = np.argsort(first, kind="stable")  # combinations in order of first appearance
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    rows = first[order]
+    for column in columns:  # numbered in order of first appearance (< records): no overflow
+        key = pd.factorize(key * len(column.values) + column.numpy_codes())[0]
+    rows = np.unique(key, return_index=True)[1]  # each combination's first record, in order
     codes = [column.numpy_codes()[rows].tolist() for column in columns]
     results = [
         function(*(column.values[c[k]] for column, c in zip(columns, codes, strict=True)))
         for k in range(len(rows))
     ]
-    return _recoded(rank[key], results)
+    return _recoded(key, results)
 
 
 SLICE = 10_000  # records whose text cells are Python strings at a time

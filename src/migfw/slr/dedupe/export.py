@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from migfw.io import atomic_write
-from migfw.slr.dedupe.result import DedupeResult
+from migfw.slr.dedupe.result import DedupeResult, text_column
 
 _RIS_TYPES = {"article": "JOUR", "inproceedings": "CPAPER", "conference": "CPAPER",
               "book": "BOOK", "incollection": "CHAP", "inbook": "CHAP", "phdthesis": "THES",
@@ -31,10 +31,8 @@ def _slices(n: int) -> Iterator[slice]:
 
 
 def _as_text(frame: pd.DataFrame, column: str) -> pd.Series:
-    """A column as strings ('' for missing values or a missing column), as text_column."""
-    if column not in frame.columns:
-        return pd.Series([""] * len(frame), index=frame.index, dtype=object)
-    return frame[column].astype(object).map(lambda v: "" if pd.isna(v) else str(v))
+    """text_column as a Series on the frame's index."""
+    return pd.Series(text_column(frame, column), index=frame.index, dtype=object)
 
 
 class _MemberDatabases:

@@ -497,12 +497,9 @@ def _codes(values: _Column) -> np.ndarray:
         [-1 if v == "" else first.setdefault(v, len(first)) for v in values.values],
         dtype=np.int64,
     )[values.numpy_codes()]
-    filled = np.flatnonzero(number >= 0)
-    distinct, seen = np.unique(number[filled], return_index=True)
-    rank = np.empty(len(first), dtype=np.int64)
-    rank[distinct[np.argsort(seen, kind="stable")]] = np.arange(len(distinct))
+    filled = number >= 0
     codes = np.full(len(number), -1, dtype=np.int32)
-    codes[filled] = rank[number[filled]]
+    codes[filled] = pd.factorize(number[filled])[0]  # renumbered in record order
     return codes
 
 
