@@ -60,7 +60,7 @@ MIGFW_RUNNER = (
 import json, sys, time
 from pathlib import Path
 import pandas as pd
-from migfw.slr.dedupe import deduplicate, linkage
+from migfw.slr.dedupe import deduplicate
 from migfw.slr.dedupe.scoring import Params
 jobs = json.loads(sys.argv[1])
 config = json.loads(Path("config.json").read_text()) if Path("config.json").exists() else {}
