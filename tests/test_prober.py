@@ -161,8 +161,11 @@ def test_timed_outage_and_breaches_are_measured(pair, tmp_path: Path) -> None:
             time.sleep(outage_s - (time.time_ns() - add_begin) / 1e9)
             del_begin, del_end = change("flush chain inet t e")
             time.sleep(0.5)
-            run(["nft", "flush chain inet t c"], netns=guest)  # the firewall "breaks"
-            t_open = time.time_ns()
+            # The firewall "breaks" somewhere inside this command: the flush commits before
+            # nft exits, so an answer may precede the command's return, never its start.
+            open_begin = time.time_ns()
+            run(["nft", "flush chain inet t c"], netns=guest)
+            open_end = time.time_ns()
             time.sleep(1.0)
             res = s.stop()
     finally:
@@ -188,13 +191,19 @@ def test_timed_outage_and_breaches_are_measured(pair, tmp_path: Path) -> None:
             capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
         assert [int(x) for x in out.split()] == lost
-    assert add_begin - 2_000_000 <= requests[lost[0]] <= add_end + 2_000_000
+    # The gap starts when the drop rule lands; a late first loss is the sender stalling
+    # (host stalls of a few ms are seen on 2 loaded cores), an early one is never right.
+    assert add_begin - 2_000_000 <= requests[lost[0]] <= add_end + 10_000_000
     # Breaches: every SYN to the blocked port after the drop rule went away was answered.
     times = [b["time"] * 1e9 for b in res["breaches"]]
     assert res["blocked_answers"] == len(times) > 0
-    assert min(times) >= t_open - 1_000_000 and all(b["flags"] == "RA" for b in res["breaches"])
-    after = (res["t0_ns"] + res["requests_sent"] * interval * 1e9 - t_open) / 1e9
-    assert abs(len(times) - after * ENF["rate_hz"]) <= 3
+    assert all(b["flags"] == "RA" for b in res["breaches"])
+    # The first breach comes after the break began and within one SYN period of its end.
+    syn_period_ns = 1e9 / ENF["rate_hz"]
+    assert open_begin <= min(times) <= open_end + syn_period_ns + 20_000_000
+    end_ns = res["t0_ns"] + res["requests_sent"] * interval * 1e9
+    longest_open, shortest_open = (end_ns - open_begin) / 1e9, (end_ns - open_end) / 1e9
+    assert shortest_open * ENF["rate_hz"] - 3 <= len(times) <= longest_open * ENF["rate_hz"] + 3
 
 
 @needs_netns
