@@ -137,7 +137,7 @@ def test_cli_hands_the_readers_heap_back_before_deduplicating(
         steps.append("review:" + ("abstract" if "abstract" in records else "trimmed"))
         return real_review(result, records)
 
-    monkeypatch.setattr(cli, "_return_heap", lambda: steps.append("heap"))
+    monkeypatch.setattr(cli, "return_heap", lambda: steps.append("heap"))
     monkeypatch.setattr(cli, "deduplicate", dedupe)
     monkeypatch.setattr(cli, "review_table", review)
     monkeypatch.setattr(export, "LIBRARY_SLICE", 2)
@@ -202,7 +202,7 @@ def test_review_run_hands_the_readers_heap_back_before_screening(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from migfw.slr import review
-    from migfw.slr.dedupe import recordtable
+    from migfw.slr.dedupe import heap
 
     steps: list[str] = []
     real_screen = review.screening.screen
@@ -211,7 +211,7 @@ def test_review_run_hands_the_readers_heap_back_before_screening(
         steps.append("screen")
         return real_screen(*args, **kwargs)
 
-    monkeypatch.setattr(recordtable, "_return_heap", lambda: steps.append("heap"))
+    monkeypatch.setattr(heap, "return_heap", lambda: steps.append("heap"))
     monkeypatch.setattr(review.screening, "screen", screen)
     repo = Path(__file__).resolve().parents[1]
     cfg = review.ReviewConfig(

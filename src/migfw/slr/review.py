@@ -321,14 +321,14 @@ def _count_links(result: DedupeResult, column: str, value: str) -> int:
 def run_review(cfg: ReviewConfig, log: Log = _stderr) -> ReviewResult:
     from migfw.slr import prisma
     from migfw.slr.dedupe import deduplicate, library_records, load_dedupe_decisions, review_table
-    from migfw.slr.dedupe.recordtable import _return_heap
+    from migfw.slr.dedupe.heap import return_heap
 
     sources = load_sources(cfg.sources)
     databases = _databases(sources)
     query = screening.load_keyterms(cfg.keyterms)
     decisions = screening.load_decisions(cfg.decisions)
     records = import_records(cfg, sources, log)
-    _return_heap()  # the reader's freed text and rows, under screening's and dedupe's peaks
+    return_heap()  # the reader's freed text and rows, under screening's and dedupe's peaks
 
     # Stage 1: key-term query on database records; other sources were found by hand.
     hits = screening.screen(records, query)

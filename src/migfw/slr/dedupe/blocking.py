@@ -18,7 +18,7 @@ from rapidfuzz.process import cpdist
 from migfw.scratch import scratch_dir
 from migfw.slr.dedupe.columns import _Column
 from migfw.slr.dedupe.features import _STOP, _Features
-from migfw.slr.dedupe.recordtable import _return_heap
+from migfw.slr.dedupe.heap import return_heap
 from migfw.slr.dedupe.scoring import PREFILTER_TITLE, TITLE_SAME, _title_sim
 
 WINDOW = 10  # sorted-neighbourhood window (records compared with the next WINDOW-1)
@@ -209,7 +209,7 @@ def _find_candidates(feat: _Features, found: CandidateKeys) -> None:
         # Arrow's pool and glibc's heap keep freed pages until asked, so the passes'
         # buffers piled up (200,000 records: the third pass's keys on +93 MiB over
         # blocking's start when only Arrow's pool was asked).
-        _return_heap()
+        return_heap()
     doi = _doi_pairs(feat.doi_code, lambda members: table.take(pa.array(codes[members])))
     if len(doi[0]):
         found.add(_pair_keys(doi[0], doi[1], n))

@@ -10,7 +10,7 @@ from migfw.io import check_output_path, write_csv
 from migfw.slr.dedupe.core import deduplicate
 from migfw.slr.dedupe.decisions import REVIEW_FIELDS, load_dedupe_decisions, review_table
 from migfw.slr.dedupe.export import write_library
-from migfw.slr.dedupe.recordtable import _return_heap
+from migfw.slr.dedupe.heap import return_heap
 
 # What review.csv and the library read of the imported records once deduplicate is done.
 _KEPT_AFTER = ["record_id", "source_file", *REVIEW_FIELDS]
@@ -23,7 +23,7 @@ def _run(args: argparse.Namespace) -> int:
     records = read_exports([str(p) for p in args.files], databases=args.database)
     # The reader's freed text and row dicts stay in the heap and Arrow's pool otherwise
     # (25,000 records, a 13 MiB table: RSS 221 -> 186 MiB).
-    _return_heap()
+    return_heap()
     print(f"records imported: {len(records)}", file=sys.stderr)
     person = load_dedupe_decisions(args.decisions, records["record_id"]) if args.decisions else []
     result = deduplicate(records, decisions=person, apart_by=args.apart_by)
@@ -33,9 +33,9 @@ def _run(args: argparse.Namespace) -> int:
     result.write_links(out / "links.csv")  # streamed from disk, one bucket at a time
     # Abstracts, keywords and the other fields only merging needed: freed.
     records = records[[c for c in dict.fromkeys(_KEPT_AFTER) if c in records.columns]]
-    _return_heap()
+    return_heap()
     write_csv(out / "review.csv", review_table(result, records))
-    _return_heap()  # the link buckets review_table read (100,000 records: +27 MiB)
+    return_heap()  # the link buckets review_table read (100,000 records: +27 MiB)
     write_library(out / "library.csv", out / "library.ris", result, records)
     s = result.stats
     print(

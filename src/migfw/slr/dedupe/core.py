@@ -17,6 +17,7 @@ from migfw.slr.dedupe import linkage
 from migfw.slr.dedupe.blocking import CHUNK, _candidate_keys, _prefilter_mask
 from migfw.slr.dedupe.clustering import _Clusters
 from migfw.slr.dedupe.features import _exact_copy_of, _Features, _features, _take
+from migfw.slr.dedupe.heap import return_heap
 from migfw.slr.dedupe.linkrows import _distinct_rows
 from migfw.slr.dedupe.linkstore import LinkStore, compact
 from migfw.slr.dedupe.merging import _merged_records
@@ -102,7 +103,7 @@ def deduplicate(
     reps = np.flatnonzero(copy_of == np.arange(n))
     # Blocking and scoring see one record per set of exact copies (numbered 0..len(reps)).
     sub = _take(feat, reps)
-    linkage._return_heap()  # the exact-copy keys' freed heap, before training
+    return_heap()  # the exact-copy keys' freed heap, before training
     # The model first (trained here when none is given): its peak then does not sit on
     # top of the candidate keys.
     scorer = linkage.PairScorer(sub, model, db_api, fallback) if params.method == "splink" else None
@@ -118,7 +119,7 @@ def deduplicate(
         # drops it once its record table is built (the first chunk); the pre-filter
         # reads the same values in `feat` at the records' own indices.
         del sub
-        linkage._return_heap()  # blocking's freed sort keys and pair arrays
+        return_heap()  # blocking's freed sort keys and pair arrays
         first_counts = np.zeros(n, dtype=np.int64)  # candidate pairs per first record
         for part in keys.partitions():
             first_counts += np.bincount(reps[part // m], minlength=n)
@@ -147,14 +148,14 @@ def deduplicate(
                     del piece
                 del scored, weights
             del pairs
-            linkage._return_heap()  # each chunk's Arrow/DuckDB buffers, not kept for the next
+            return_heap()  # each chunk's Arrow/DuckDB buffers, not kept for the next
     finally:
         if scorer is not None:
             scorer.close()
         if keys is not None:
             keys.close()
     del keys
-    linkage._return_heap()  # the scorer's database and the chunks' freed heap
+    return_heap()  # the scorer's database and the chunks' freed heap
     held = pairs_of.held
     groups = _Clusters(n, sets)
     for a, b, verdict in decisions or []:
@@ -218,7 +219,7 @@ def deduplicate(
     # are not built on top of the per-record features.
     years = feat.year
     del feat, scorer, pairs_of, groups, held, index, copy_of, reps
-    linkage._return_heap()
+    return_heap()
     merged = _merged_records(records, cluster_of, _str_array(names), years)
     stats["seconds"] = round(time.perf_counter() - t0, 3)
     return DedupeResult(clusters=clusters, links=store, merged=merged, stats=stats)

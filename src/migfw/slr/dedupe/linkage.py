@@ -36,10 +36,10 @@ import pandas as pd
 
 from migfw.slr.dedupe import recordtable
 from migfw.slr.dedupe.features import _Features
+from migfw.slr.dedupe.heap import return_heap
 from migfw.slr.dedupe.recordtable import (
     _feature_slices,
     _record_database,
-    _return_heap,
     _spark_frame,
 )
 
@@ -194,7 +194,7 @@ def _release(linker: Any, db_api: Any) -> None:
     if db_api is not None:
         return
     linker._db_api.duckdb_con.close()
-    _return_heap()
+    return_heap()
 
 
 def _training_rows(n: int, seed: int) -> np.ndarray | None:
@@ -265,7 +265,7 @@ def _train_in_file(slices: Iterable[pd.DataFrame], n: int, seed: int) -> dict:
         return _estimate(linker, n, has_pairs, seed)
     finally:
         con.close()
-        _return_heap()
+        return_heap()
         shutil.rmtree(folder, ignore_errors=True)
 
 

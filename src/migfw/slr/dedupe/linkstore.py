@@ -16,8 +16,8 @@ from numpy.dtypes import StringDType
 from pandas.api.types import union_categoricals
 
 from migfw.scratch import scratch_dir
+from migfw.slr.dedupe.heap import return_heap
 from migfw.slr.dedupe.linkrows import SIM_COLUMNS
-from migfw.slr.dedupe.recordtable import _return_heap
 from migfw.slr.dedupe.result import BLOCKED, LINK_COLUMNS
 
 TEXT_COLUMNS = [c for c in LINK_COLUMNS[2:] if c != "score" and c not in SIM_COLUMNS]
@@ -145,7 +145,7 @@ class LinkStore:
         for b in sorted(self._writers):
             with pa.ipc.open_stream(f"{self._dir}/{b:04d}.arrow") as reader:
                 # One converting thread: each of Arrow's threads keeps the pages it
-                # freed in its own pool, which _return_heap (this thread) cannot hand back
+                # freed in its own pool, which return_heap (this thread) cannot hand back
                 # (25,000 records: links.csv's peak +41 -> +24 MiB over its start).
                 frame = reader.read_all().to_pandas(use_threads=False)
             i, j = frame.pop("_i").to_numpy(np.int64), frame.pop("_j").to_numpy(np.int64)
@@ -163,7 +163,7 @@ class LinkStore:
             frame.insert(0, "record_a", self.ids[i[order]])
             yield frame
             del frame
-            _return_heap()  # Arrow's pool keeps each freed bucket otherwise
+            return_heap()  # Arrow's pool keeps each freed bucket otherwise
 
     def frame(self) -> pd.DataFrame:
         """Every link row in one compact frame (what `DedupeResult.links` returns)."""

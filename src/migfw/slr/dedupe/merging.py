@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 from pandas.arrays import ArrowStringArray
 
-from migfw.slr.dedupe.recordtable import _return_heap
+from migfw.slr.dedupe.heap import return_heap
 from migfw.slr.dedupe.result import CANONICAL_COLUMNS
 
 
@@ -87,7 +87,7 @@ def _merged_records(
         else:
             blocks = merged_blocks(records[c], lambda v, c=c: _merge_column(c, v))
             out[c] = _with_merged(records[c], first, multi, blocks)
-            _return_heap()  # the column's freed Arrow buffers (Arrow's pool keeps them)
+            return_heap()  # the column's freed Arrow buffers (Arrow's pool keeps them)
     out["n_records"] = size.astype(np.int64)
     ids = records["record_id"]
     out["members"] = _with_merged(ids, first, multi, merged_blocks(ids, "; ".join))

@@ -5,7 +5,6 @@ folder (in-process), or a Spark DataFrame with declared types (a Spark backend).
 
 from __future__ import annotations
 
-import ctypes
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import pyarrow
 
 from migfw.scratch import scratch_dir
 from migfw.slr.dedupe.features import _Column, _Features
+from migfw.slr.dedupe.heap import return_heap
 
 # The in-process scorer's DuckDB database is a file in a temporary folder: beyond this
 # much memory DuckDB writes Splink's tables to the file, not RAM (the record table is a
@@ -161,7 +161,7 @@ def _record_database(slices: Iterable[pd.DataFrame]) -> tuple[Any, str]:
                     table, schema=RECORD_SCHEMA, preserve_index=False, nthreads=1
                 ))  # fmt: skip
                 del table
-        _return_heap()
+        return_heap()
         con = duckdb.connect(str(Path(folder) / "records.duckdb"))
         con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
         con.execute(f"SET temp_directory = '{Path(folder) / 'spill'}'")
@@ -173,13 +173,3 @@ def _record_database(slices: Iterable[pd.DataFrame]) -> tuple[Any, str]:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return con, folder
-
-
-def _return_heap() -> None:
-    """Hand freed heap back to the system."""
-    # pandas' str columns live in Arrow's pool (mimalloc), which keeps freed pages too.
-    pyarrow.default_memory_pool().release_unused()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: the memory is freed, just not returned
-        pass
