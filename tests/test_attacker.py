@@ -165,7 +165,9 @@ def test_attacker_at_1khz_is_punctual_and_captured_with_a_timed_breach(pair, tmp
     breached = sorted(b["index"] for b in res["breaches"])
     assert breached and breached == list(range(breached[0], len(sends)))
     first = sends[breached[0]]
-    assert opened - 2_000_000 <= first <= opened_end + 2_000_000  # within ~2 probe periods
+    # Never before the flush began; late only by a probe period or a sender stall (a few
+    # ms are seen on 2 loaded cores).
+    assert opened - 2_000_000 <= first <= opened_end + 10_000_000
     assert tshark_count(pcap, f"ip.src=={GUEST} && tcp.srcport==23") == len(breached)
 
 
